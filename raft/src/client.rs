@@ -1,0 +1,342 @@
+//! The typed client the API tier uses: finds an event's group, sends to its leader, follows
+//! leader hints and retries what is safe.
+//!
+//! Every mutation must carry a request id, so resending it after a timeout or a leader change
+//! cannot apply it twice (the state machine answers a replay with the first outcome). When no
+//! leader can be reached before the deadline the error says so distinctly
+//! ([`InventoryError::NoLeader`] when nothing was delivered, [`InventoryError::OutcomeUnknown`]
+//! when an attempt may have been).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::feed::FeedPage;
+use crate::host::{Query, QueryResult, ReadReply, ServeError};
+use crate::machine::{decode, encode};
+use crate::transport::{Transport, TransportError};
+use crate::types::*;
+
+/// Time for one call to one node.
+pub const CALL_TIMEOUT_MS: u64 = 3_000;
+/// Time a request may spend finding a leader before the client gives up.
+pub const REQUEST_DEADLINE_MS: u64 = 8_000;
+/// First pause between attempts when no leader is known (doubles up to the max).
+pub const RETRY_BACKOFF_MIN_MS: u64 = 25;
+pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// No leader answered before the deadline and no attempt was delivered: nothing changed.
+    #[error("group {group} has no reachable leader")]
+    NoLeader { group: GroupId },
+    /// The deadline passed after an attempt that may have been applied; resend with the same
+    /// request id to learn the outcome.
+    #[error("outcome unknown for group {group}: {last_error}")]
+    OutcomeUnknown { group: GroupId, last_error: String },
+    #[error("event {0} is not placed in any group")]
+    UnknownEvent(EventId),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+}
+
+#[derive(Default)]
+struct Routes {
+    members: BTreeMap<GroupId, Vec<(NodeId, String)>>,
+    leaders: BTreeMap<GroupId, String>,
+    placement: BTreeMap<EventId, GroupId>,
+}
+
+/// A client of the storage cluster.
+#[derive(Clone)]
+pub struct InventoryClient {
+    transport: Arc<Transport>,
+    seeds: Arc<Vec<String>>,
+    routes: Arc<RwLock<Routes>>,
+    deadline: Duration,
+}
+
+impl InventoryClient {
+    /// `seeds`: addresses of any storage nodes; the rest is learned from the meta group.
+    pub fn new(transport: Arc<Transport>, seeds: Vec<String>) -> InventoryClient {
+        InventoryClient {
+            transport,
+            seeds: Arc::new(seeds),
+            routes: Arc::new(RwLock::new(Routes::default())),
+            deadline: Duration::from_millis(REQUEST_DEADLINE_MS),
+        }
+    }
+
+    pub fn with_deadline(mut self, deadline: Duration) -> InventoryClient {
+        self.deadline = deadline;
+        self
+    }
+
+    fn routes(&self) -> std::sync::RwLockReadGuard<'_, Routes> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn routes_mut(&self) -> std::sync::RwLockWriteGuard<'_, Routes> {
+        self.routes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where to try `group`, best guess first: the leader hint, the members, then the seeds.
+    fn candidates(&self, group: GroupId) -> Vec<String> {
+        let routes = self.routes();
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |addr: &String| {
+            if !out.contains(addr) {
+                out.push(addr.clone());
+            }
+        };
+        if let Some(leader) = routes.leaders.get(&group) {
+            push(leader);
+        }
+        for (_, addr) in routes.members.get(&group).into_iter().flatten() {
+            push(addr);
+        }
+        for addr in self.seeds.iter() {
+            push(addr);
+        }
+        out
+    }
+
+    /// Sends `body` to `path` on `group`'s leader, following hints and retrying until the
+    /// deadline. `R` is what the node answers on success.
+    async fn call_leader<B: Serialize, R: DeserializeOwned>(&self, group: GroupId, path: &str, body: &B) -> Result<R, InventoryError> {
+        let body = encode(body);
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(RETRY_BACKOFF_MIN_MS);
+        let mut maybe_delivered: Option<String> = None;
+        let mut hint: Option<String> = None;
+        let mut refreshed_members = group == META_GROUP;
+        loop {
+            let mut candidates = self.candidates(group);
+            if let Some(h) = hint.take() {
+                candidates.retain(|a| *a != h);
+                candidates.insert(0, h);
+            }
+            let mut followed_hint = false;
+            for addr in candidates {
+                if started.elapsed() >= self.deadline {
+                    break;
+                }
+                let timeout = Duration::from_millis(CALL_TIMEOUT_MS).min(self.deadline.saturating_sub(started.elapsed()));
+                match self.transport.post(&addr, path, body.clone(), timeout).await {
+                    Ok(bytes) => {
+                        let answer: Result<R, ServeError> = decode(&bytes).map_err(InventoryError::Protocol)?;
+                        match answer {
+                            Ok(value) => {
+                                self.routes_mut().leaders.insert(group, addr);
+                                return Ok(value);
+                            }
+                            Err(ServeError::NotLeader { leader: Some((_, leader_addr)), .. }) if leader_addr != addr => {
+                                self.routes_mut().leaders.insert(group, leader_addr.clone());
+                                hint = Some(leader_addr);
+                                followed_hint = true;
+                                break;
+                            }
+                            Err(ServeError::NotLeader { .. }) | Err(ServeError::UnknownGroup(_)) => continue,
+                            Err(ServeError::Unavailable(reason)) => {
+                                // The proposal may have been appended before leadership was lost.
+                                maybe_delivered = Some(reason);
+                                continue;
+                            }
+                            Err(ServeError::Invalid(reason)) => return Err(InventoryError::Invalid(reason)),
+                        }
+                    }
+                    Err(e) if e.not_sent() => continue,
+                    Err(TransportError::Status { status, body, .. }) if status == 400 => {
+                        return Err(InventoryError::Invalid(body));
+                    }
+                    Err(e) => {
+                        maybe_delivered = Some(e.to_string());
+                        continue;
+                    }
+                }
+            }
+            if started.elapsed() >= self.deadline {
+                return Err(match maybe_delivered {
+                    Some(last_error) => InventoryError::OutcomeUnknown { group, last_error },
+                    None => InventoryError::NoLeader { group },
+                });
+            }
+            if followed_hint {
+                continue;
+            }
+            if !refreshed_members {
+                refreshed_members = true;
+                self.refresh_groups_once().await;
+                continue;
+            }
+            self.routes_mut().leaders.remove(&group);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(RETRY_BACKOFF_MAX_MS));
+        }
+    }
+
+    /// Proposes `requests` to `group`. Every request must carry a request id.
+    pub async fn write(&self, group: GroupId, requests: Vec<Request>) -> Result<Vec<Reply>, InventoryError> {
+        if requests.iter().any(|r| r.request_id.is_none()) {
+            return Err(InventoryError::Invalid("every mutation needs a request id".into()));
+        }
+        let n = requests.len();
+        let replies: Vec<Reply> = self.call_leader(group, &format!("/inventory/{group}/write"), &requests).await?;
+        if replies.len() != n {
+            return Err(InventoryError::Protocol(format!("{n} requests, {} replies", replies.len())));
+        }
+        Ok(replies)
+    }
+
+    /// Proposes one command with its request id.
+    pub async fn execute(&self, group: GroupId, request_id: &str, command: Command) -> Result<Reply, InventoryError> {
+        let request = Request { request_id: Some(request_id.to_owned()), command };
+        let mut replies = self.write(group, vec![request]).await?;
+        replies.pop().ok_or_else(|| InventoryError::Protocol("no reply".into()))
+    }
+
+    /// A linearizable read of `group`.
+    pub async fn read(&self, group: GroupId, query: Query) -> Result<ReadReply, InventoryError> {
+        self.call_leader(group, &format!("/inventory/{group}/read"), &query).await
+    }
+
+    /// Learns every group's members from the meta group.
+    pub async fn refresh_groups(&self) -> Result<Vec<(GroupId, Vec<(NodeId, String)>)>, InventoryError> {
+        let reply = self.read(META_GROUP, Query::Groups).await?;
+        let QueryResult::Groups(groups) = reply.result else {
+            return Err(InventoryError::Protocol("expected groups".into()));
+        };
+        let mut routes = self.routes_mut();
+        for (g, members) in &groups {
+            routes.members.insert(*g, members.clone());
+        }
+        Ok(groups)
+    }
+
+    /// One pass over the meta group's candidates for the group table (no retries, so it can
+    /// run inside [`Self::call_leader`]'s loop).
+    async fn refresh_groups_once(&self) {
+        let body = encode(&Query::Groups);
+        let path = format!("/inventory/{META_GROUP}/read");
+        let mut candidates = self.candidates(META_GROUP);
+        let mut i = 0;
+        while i < candidates.len() && i < 2 * self.seeds.len() + 8 {
+            let addr = candidates[i].clone();
+            i += 1;
+            let Ok(bytes) = self.transport.post(&addr, &path, body.clone(), Duration::from_millis(CALL_TIMEOUT_MS)).await else {
+                continue;
+            };
+            match decode::<Result<ReadReply, ServeError>>(&bytes) {
+                Ok(Ok(ReadReply { result: QueryResult::Groups(groups), .. })) => {
+                    let mut routes = self.routes_mut();
+                    routes.leaders.insert(META_GROUP, addr);
+                    for (g, members) in groups {
+                        routes.members.insert(g, members);
+                    }
+                    return;
+                }
+                Ok(Err(ServeError::NotLeader { leader: Some((_, leader)), .. })) if !candidates[i..].contains(&leader) => {
+                    candidates.insert(i, leader);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The group holding `event_id`'s inventory (cached: events never change group).
+    pub async fn group_of(&self, event_id: &str) -> Result<GroupId, InventoryError> {
+        if let Some(&g) = self.routes().placement.get(event_id) {
+            return Ok(g);
+        }
+        let reply = self.read(META_GROUP, Query::Placement(event_id.to_owned())).await?;
+        match reply.result {
+            QueryResult::Placement(Some(g)) => {
+                self.routes_mut().placement.insert(event_id.to_owned(), g);
+                Ok(g)
+            }
+            QueryResult::Placement(None) => Err(InventoryError::UnknownEvent(event_id.to_owned())),
+            other => Err(InventoryError::Protocol(format!("expected placement, got {other:?}"))),
+        }
+    }
+
+    /// Places the event in a shard (chosen by a stable hash of its id over the inventory
+    /// groups) and registers its seats there. Idempotent under the same `request_id`.
+    pub async fn register_event(
+        &self,
+        request_id: &str,
+        event_id: &str,
+        currency: &str,
+        hold_ttl_ms: u64,
+        seats: Vec<SeatSpec>,
+    ) -> Result<(GroupId, Reply), InventoryError> {
+        let groups = self.refresh_groups().await?;
+        let shards: Vec<GroupId> = groups.iter().map(|(g, _)| *g).filter(|g| *g != META_GROUP).collect();
+        if shards.is_empty() {
+            return Err(InventoryError::Invalid("the cluster has no inventory groups".into()));
+        }
+        let chosen = shards[(stable_hash(event_id) % shards.len() as u64) as usize];
+        let assign = Command::AssignEvent { event_id: event_id.to_owned(), group: chosen };
+        let reply = self.execute(META_GROUP, &format!("{request_id}/assign"), assign).await?;
+        let group = match reply.outcome {
+            Outcome::Assigned { group } => group,
+            other => return Err(InventoryError::Protocol(format!("assign answered {other:?}"))),
+        };
+        self.routes_mut().placement.insert(event_id.to_owned(), group);
+        let register = Command::RegisterEvent {
+            event_id: event_id.to_owned(),
+            currency: currency.to_owned(),
+            hold_ttl_ms,
+            seats,
+        };
+        let reply = self.execute(group, &format!("{request_id}/register"), register).await?;
+        Ok((group, reply))
+    }
+
+    /// Proposes a command concerning `event_id` to the group that holds it.
+    pub async fn execute_for_event(&self, event_id: &str, request_id: &str, command: Command) -> Result<Reply, InventoryError> {
+        let group = self.group_of(event_id).await?;
+        self.execute(group, request_id, command).await
+    }
+
+    /// Reads `group`'s change feed after `from`, waiting up to `wait_ms` for news. Any
+    /// replica may answer; the client prefers the leader it knows.
+    pub async fn feed(&self, group: GroupId, from: u64, wait_ms: u64) -> Result<FeedPage, InventoryError> {
+        let path = format!("/inventory/{group}/feed?from={from}&wait_ms={wait_ms}");
+        let timeout = Duration::from_millis(wait_ms + CALL_TIMEOUT_MS);
+        let mut last = None;
+        for addr in self.candidates(group) {
+            match self.transport.get(&addr, &path, timeout).await {
+                Ok(bytes) => {
+                    let answer: Result<FeedPage, ServeError> = decode(&bytes).map_err(InventoryError::Protocol)?;
+                    match answer {
+                        Ok(page) => return Ok(page),
+                        Err(e) => last = Some(e.to_string()),
+                    }
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        if let Some(last_error) = last {
+            tracing::debug!(group, %last_error, "feed read failed on every candidate");
+            if !self.routes().members.contains_key(&group) {
+                let _ = self.refresh_groups().await;
+            }
+        }
+        Err(InventoryError::NoLeader { group })
+    }
+}
+
+/// FNV-1a: stable across processes and versions (unlike std's hasher).
+pub fn stable_hash(s: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in s.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}

@@ -1,0 +1,562 @@
+//! The multi-group host: every Raft group replica a storage node runs, and the node's
+//! write, read and feed entry points.
+//!
+//! A node hosts replicas of any set of groups. A replica is created when the node bootstraps a
+//! group or when a peer first sends it a Raft message for one (as CockroachDB creates replicas
+//! on demand), and reopened from storage on restart. Writes go through a per-group proposer on
+//! the leader that batches concurrent requests into one log entry stamped with the leader's
+//! clock; reads are linearizable (leadership confirmed by a quorum, then the local state).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::feed::{FeedPage, FeedRead, FeedSnapshot, FEED_PAGE_MAX_CHANGES};
+use crate::network::NetworkFactory;
+use crate::storage::log::{FileLog, LogDisk, LogStore, MemLog};
+use crate::storage::state::{GroupShared, MemState, SledState, StateDisk, StateMachineStore};
+use crate::transport::{Connector, Transport};
+use crate::typ::Raft;
+use crate::types::*;
+
+/// Most requests folded into one log entry.
+pub const MAX_BATCH_REQUESTS: usize = 512;
+/// Proposals a group's leader keeps in flight at once.
+pub const MAX_INFLIGHT_PROPOSALS: usize = 32;
+/// Requests waiting for the proposer, per group.
+pub const PROPOSAL_QUEUE_LEN: usize = 16_384;
+/// How often a leader checks whether a sweep is due.
+pub const SWEEP_INTERVAL_MS: u64 = 1_000;
+/// Longest a feed read waits for new changes.
+pub const MAX_FEED_WAIT_MS: u64 = 30_000;
+
+/// Wall-clock time in milliseconds, injected so the simulator can skew and jump it.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> u64;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// Raft timing and log-compaction settings, the same for every group of a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaftSettings {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind the last snapshot (for slightly lagging followers).
+    pub keep_entries: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            heartbeat_ms: 150,
+            election_min_ms: 750,
+            election_max_ms: 1_500,
+            snapshot_every_entries: 20_000,
+            keep_entries: 2_000,
+        }
+    }
+}
+
+/// Where replicas keep their data.
+#[derive(Clone)]
+pub enum Storage {
+    /// A data directory: `groups/{g}/` holds the Raft log, vote and snapshot; `state.sled`
+    /// holds every group's state machine records.
+    Disk { dir: PathBuf, db: sled::Db },
+    /// Memory that outlives the host (simulated crashes keep it; clone to share).
+    Memory(MemStorage),
+}
+
+/// In-memory storage for every group of one node.
+#[derive(Clone, Default)]
+pub struct MemStorage(Arc<Mutex<BTreeMap<GroupId, (MemLog, MemState)>>>);
+
+/// sled's page cache, in bytes.
+pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// How often sled flushes its buffers in the background.
+pub const SLED_FLUSH_EVERY_MS: u64 = 500;
+
+impl Storage {
+    pub fn open_dir(dir: PathBuf) -> std::io::Result<Storage> {
+        std::fs::create_dir_all(dir.join("groups"))?;
+        let db = sled::Config::new()
+            .path(dir.join("state.sled"))
+            .cache_capacity(SLED_CACHE_BYTES)
+            .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
+            .open()
+            .map_err(std::io::Error::other)?;
+        Ok(Storage::Disk { dir, db })
+    }
+
+    fn groups(&self) -> std::io::Result<Vec<GroupId>> {
+        match self {
+            Storage::Disk { dir, .. } => {
+                let mut groups = Vec::new();
+                for entry in std::fs::read_dir(dir.join("groups"))? {
+                    if let Some(g) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+                        groups.push(g);
+                    }
+                }
+                groups.sort();
+                Ok(groups)
+            }
+            Storage::Memory(mem) => Ok(mem.0.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()),
+        }
+    }
+
+    fn open_group(&self, group: GroupId) -> std::io::Result<(Box<dyn LogDisk>, Arc<dyn StateDisk>)> {
+        match self {
+            Storage::Disk { dir, db } => {
+                let gdir = dir.join("groups").join(group.to_string());
+                Ok((Box::new(FileLog::open(&gdir)?), Arc::new(SledState::open(db, group, &gdir)?)))
+            }
+            Storage::Memory(mem) => {
+                let mut groups = mem.0.lock().unwrap_or_else(|p| p.into_inner());
+                let (log, state) = groups.entry(group).or_default();
+                Ok((Box::new(log.clone()), Arc::new(state.clone())))
+            }
+        }
+    }
+}
+
+/// Who a node is and how it behaves.
+#[derive(Clone)]
+pub struct HostConfig {
+    pub node_id: NodeId,
+    /// The address peers and clients reach this node at.
+    pub addr: String,
+    pub raft: RaftSettings,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why a write or read could not be served here. Nothing was changed by this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ServeError {
+    #[error("not the leader of group {group}; leader: {leader:?}")]
+    NotLeader { group: GroupId, leader: Option<(NodeId, String)> },
+    #[error("group {0} is not hosted here")]
+    UnknownGroup(GroupId),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("group unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A linearizable read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    Hold(HoldId),
+    Booking(BookingId),
+    BookingsOf(UserId),
+    EventSeats(EventId),
+    /// (available, held, sold)
+    EventCounts(EventId),
+    Placement(EventId),
+    Groups,
+    Catalog { kind: String, id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryResult {
+    Hold(Option<Hold>),
+    Booking(Option<Booking>),
+    Bookings(Vec<Booking>),
+    Seats(Option<Vec<(SeatSpec, SeatStatus)>>),
+    Counts(Option<(u32, u32, u32)>),
+    Placement(Option<GroupId>),
+    Groups(Vec<(GroupId, Vec<(NodeId, String)>)>),
+    Catalog(Option<Vec<u8>>),
+}
+
+/// A read's result and the time it describes (the group's clock, never behind the leader's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadReply {
+    pub at_ms: u64,
+    pub result: QueryResult,
+}
+
+/// One group's view for operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub group: GroupId,
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub addr: String,
+    pub groups: Vec<GroupStatus>,
+}
+
+struct Pending {
+    requests: Vec<Request>,
+    reply: oneshot::Sender<Result<Vec<Reply>, ServeError>>,
+}
+
+/// One hosted replica.
+pub struct Group {
+    pub id: GroupId,
+    pub raft: Raft,
+    pub shared: Arc<GroupShared>,
+    proposals: mpsc::Sender<Pending>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Group {
+    fn leader_hint(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, node.addr))
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+}
+
+struct HostInner {
+    cfg: HostConfig,
+    storage: Storage,
+    transport: Arc<Transport>,
+    groups: RwLock<BTreeMap<GroupId, Arc<Group>>>,
+    creating: tokio::sync::Mutex<()>,
+}
+
+/// A storage node: the replicas it hosts and the transport they share.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+impl Host {
+    /// Opens every replica found in `storage` and starts it.
+    pub async fn open(cfg: HostConfig, storage: Storage, connector: impl Connector) -> std::io::Result<Host> {
+        let host = Host {
+            inner: Arc::new(HostInner {
+                cfg,
+                storage,
+                transport: Arc::new(Transport::new(connector)),
+                groups: RwLock::new(BTreeMap::new()),
+                creating: tokio::sync::Mutex::new(()),
+            }),
+        };
+        for group in host.inner.storage.groups()? {
+            host.ensure_group(group).await?;
+        }
+        Ok(host)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.cfg.node_id
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.inner.cfg.addr
+    }
+
+    pub fn transport(&self) -> Arc<Transport> {
+        self.inner.transport.clone()
+    }
+
+    pub fn group(&self, group: GroupId) -> Option<Arc<Group>> {
+        self.inner.groups.read().unwrap_or_else(|p| p.into_inner()).get(&group).cloned()
+    }
+
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        self.inner.groups.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+    }
+
+    /// The replica of `group`, created (empty, uninitialized) if this node has none yet.
+    pub async fn ensure_group(&self, group: GroupId) -> std::io::Result<Arc<Group>> {
+        if let Some(g) = self.group(group) {
+            return Ok(g);
+        }
+        let _creating = self.inner.creating.lock().await;
+        if let Some(g) = self.group(group) {
+            return Ok(g);
+        }
+        let cfg = &self.inner.cfg;
+        let (log_disk, state_disk) = self.inner.storage.open_group(group)?;
+        let log = LogStore::open(log_disk, &format!("{}-{group}", cfg.node_id))?;
+        let (sm, shared) = StateMachineStore::open(state_disk)?;
+        let settings = &cfg.raft;
+        let config = Config {
+            cluster_name: format!("boxoffice-g{group}"),
+            heartbeat_interval: settings.heartbeat_ms,
+            election_timeout_min: settings.election_min_ms,
+            election_timeout_max: settings.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: settings.keep_entries,
+            purge_batch_size: 256,
+            max_payload_entries: 256,
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(std::io::Error::other)?;
+        let network = NetworkFactory { transport: self.inner.transport.clone(), group, node_id: cfg.node_id };
+        let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm).await.map_err(std::io::Error::other)?;
+        let (tx, rx) = mpsc::channel(PROPOSAL_QUEUE_LEN);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(proposer_loop(group, raft.clone(), cfg.clock.clone(), rx));
+        let g = Arc::new(Group { id: group, raft, shared, proposals: tx, tasks: Mutex::new(tasks) });
+        g.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(sweeper_loop(Arc::downgrade(&g), cfg.clock.clone()));
+        self.inner.groups.write().unwrap_or_else(|p| p.into_inner()).insert(group, g.clone());
+        tracing::info!(node = cfg.node_id, group, "replica opened");
+        Ok(g)
+    }
+
+    /// Initializes `groups` (0 is meta, 1..=n_shards inventory) with `members` as voters.
+    /// A group already initialized is left as it is.
+    pub async fn initialize(&self, members: &[(NodeId, String)], n_shards: u64) -> Result<(), ServeError> {
+        let nodes: BTreeMap<NodeId, BasicNode> =
+            members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        for group in 0..=n_shards {
+            let g = self.ensure_group(group).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
+            match g.raft.initialize(nodes.clone()).await {
+                Ok(()) => {}
+                Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(ServeError::Unavailable(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Proposes `requests` to `group` through this node, which must be its leader.
+    pub async fn write(&self, group: GroupId, requests: Vec<Request>) -> Result<Vec<Reply>, ServeError> {
+        let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
+        if requests.is_empty() || requests.len() > MAX_BATCH_REQUESTS {
+            return Err(ServeError::Invalid(format!("send 1..={MAX_BATCH_REQUESTS} requests")));
+        }
+        if !g.is_leader() {
+            return Err(ServeError::NotLeader { group, leader: g.leader_hint() });
+        }
+        let (tx, rx) = oneshot::channel();
+        g.proposals
+            .send(Pending { requests, reply: tx })
+            .await
+            .map_err(|_| ServeError::Unavailable("proposer stopped".into()))?;
+        rx.await.map_err(|_| ServeError::Unavailable("proposal dropped".into()))?
+    }
+
+    /// A linearizable read of `group`'s state through this node, which must be its leader.
+    pub async fn read(&self, group: GroupId, query: Query) -> Result<ReadReply, ServeError> {
+        let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
+        if let Err(e) = g.raft.ensure_linearizable().await {
+            return Err(match e {
+                RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => ServeError::NotLeader {
+                    group,
+                    leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
+                },
+                other => ServeError::Unavailable(other.to_string()),
+            });
+        }
+        let replica = g.shared.read();
+        let m = &replica.machine;
+        let at_ms = self.inner.cfg.clock.now_ms().max(m.now_ms());
+        let result = match query {
+            Query::Hold(id) => QueryResult::Hold(m.hold_by_id(&id).cloned()),
+            Query::Booking(id) => QueryResult::Booking(m.booking_by_id(&id).cloned()),
+            Query::BookingsOf(owner) => QueryResult::Bookings(m.bookings_of(&owner)),
+            Query::EventSeats(id) => QueryResult::Seats(m.event_seats(&id, at_ms)),
+            Query::EventCounts(id) => QueryResult::Counts(m.seat_counts(&id, at_ms)),
+            Query::Placement(id) => QueryResult::Placement(m.placement().get(&id).copied()),
+            Query::Groups => QueryResult::Groups(m.groups().iter().map(|(g, ms)| (*g, ms.clone())).collect()),
+            Query::Catalog { kind, id } => QueryResult::Catalog(m.catalog_doc(&kind, &id).cloned()),
+        };
+        Ok(ReadReply { at_ms, result })
+    }
+
+    /// Changes of `group` after log index `from`, waiting up to `wait_ms` for some to appear.
+    /// Served by any replica (the feed is a read path; it trails the leader by replication lag).
+    pub async fn feed(&self, group: GroupId, from: u64, wait_ms: u64) -> Result<FeedPage, ServeError> {
+        let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
+        let mut applied = g.shared.applied_tx.subscribe();
+        let wait = Duration::from_millis(wait_ms.min(MAX_FEED_WAIT_MS));
+        if *applied.borrow() <= from {
+            let _ = tokio::time::timeout(wait, applied.wait_for(|&a| a > from)).await;
+        }
+        let replica = g.shared.read();
+        match replica.feed.read(from, FEED_PAGE_MAX_CHANGES) {
+            FeedRead::Changes { changes, upto } => Ok(FeedPage::Changes { group, changes, upto }),
+            FeedRead::Reset => {
+                let m = &replica.machine;
+                let at_ms = self.inner.cfg.clock.now_ms().max(m.now_ms());
+                let snapshot = FeedSnapshot {
+                    events: m
+                        .event_ids()
+                        .filter_map(|id| m.event_seats(id, at_ms).map(|seats| (id.clone(), seats)))
+                        .collect(),
+                    catalog: m.catalog().map(|((k, i), d)| (k.clone(), i.clone(), d.clone())).collect(),
+                    placement: m.placement().iter().map(|(e, g)| (e.clone(), *g)).collect(),
+                    at_ms,
+                };
+                Ok(FeedPage::Reset { group, applied: replica.feed.applied(), snapshot })
+            }
+        }
+    }
+
+    /// Adds `node` as a learner of `group`, waits for it to catch up, then makes the voters
+    /// exactly `voters`.
+    pub async fn change_members(&self, group: GroupId, node: (NodeId, String), voters: BTreeSet<NodeId>) -> Result<(), ServeError> {
+        let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
+        let unavailable = |e: &dyn std::fmt::Display| ServeError::Unavailable(e.to_string());
+        g.raft.add_learner(node.0, BasicNode { addr: node.1 }, true).await.map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ServeError::NotLeader {
+                group,
+                leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
+            },
+            other => unavailable(&other),
+        })?;
+        g.raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), false).await.map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let groups = self
+            .group_ids()
+            .into_iter()
+            .filter_map(|id| self.group(id))
+            .map(|g| {
+                let m = g.raft.metrics().borrow().clone();
+                let membership = m.membership_config.membership();
+                GroupStatus {
+                    group: g.id,
+                    state: format!("{:?}", m.state),
+                    term: m.current_term,
+                    leader: m.current_leader,
+                    last_log_index: m.last_log_index,
+                    applied_index: m.last_applied.map(|l| l.index),
+                    snapshot_index: m.snapshot.map(|l| l.index),
+                    purged_index: m.purged.map(|l| l.index),
+                    voters: membership.voter_ids().collect(),
+                    learners: membership.learner_ids().collect(),
+                }
+            })
+            .collect();
+        NodeStatus { node_id: self.node_id(), addr: self.addr().to_owned(), groups }
+    }
+
+    /// Stops every replica (their storage stays as it is).
+    pub async fn shutdown(&self) {
+        let groups: Vec<Arc<Group>> =
+            std::mem::take(&mut *self.inner.groups.write().unwrap_or_else(|p| p.into_inner())).into_values().collect();
+        for g in groups {
+            g.tasks.lock().unwrap_or_else(|p| p.into_inner()).abort_all();
+            if let Err(e) = g.raft.shutdown().await {
+                tracing::warn!(group = g.id, error = %e, "raft shutdown");
+            }
+        }
+    }
+}
+
+/// Batches queued requests into proposals stamped with the leader's clock (never lower than
+/// the last stamp it gave) and keeps up to [`MAX_INFLIGHT_PROPOSALS`] of them in flight.
+async fn proposer_loop(group: GroupId, raft: Raft, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Pending>) {
+    let permits = Arc::new(Semaphore::new(MAX_INFLIGHT_PROPOSALS));
+    let mut inflight = JoinSet::new();
+    let mut last_stamp_ms = 0u64;
+    loop {
+        let first = tokio::select! {
+            pending = rx.recv() => match pending { Some(p) => p, None => break },
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let mut batch = vec![first];
+        let mut n_requests = batch[0].requests.len();
+        while n_requests < MAX_BATCH_REQUESTS {
+            match rx.try_recv() {
+                Ok(p) => {
+                    n_requests += p.requests.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        last_stamp_ms = clock.now_ms().max(last_stamp_ms);
+        let now_ms = last_stamp_ms;
+        let raft = raft.clone();
+        inflight.spawn(async move {
+            let _permit = permit;
+            let mut counts = Vec::with_capacity(batch.len());
+            let mut requests = Vec::with_capacity(n_requests);
+            let mut senders = Vec::with_capacity(batch.len());
+            for p in batch {
+                counts.push(p.requests.len());
+                requests.extend(p.requests);
+                senders.push(p.reply);
+            }
+            match raft.client_write(Proposal { now_ms, requests }).await {
+                Ok(response) => {
+                    let mut replies = response.data.into_iter();
+                    for (sender, n) in senders.into_iter().zip(counts) {
+                        let _ = sender.send(Ok(replies.by_ref().take(n).collect()));
+                    }
+                }
+                Err(e) => {
+                    let err = match e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ServeError::NotLeader {
+                            group,
+                            leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
+                        },
+                        other => ServeError::Unavailable(other.to_string()),
+                    };
+                    for sender in senders {
+                        let _ = sender.send(Err(err.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// On the leader, proposes a sweep when expired holds or old request ids wait to be tidied.
+async fn sweeper_loop(group: std::sync::Weak<Group>, clock: Arc<dyn Clock>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(SWEEP_INTERVAL_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(g) = group.upgrade() else { return };
+        if !g.is_leader() || !g.shared.read().machine.sweep_due(clock.now_ms()) {
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending { requests: vec![Request { request_id: None, command: Command::Sweep }], reply: tx };
+        if g.proposals.send(pending).await.is_err() {
+            return;
+        }
+        drop(g);
+        let _ = rx.await;
+    }
+}

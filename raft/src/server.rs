@@ -1,0 +1,144 @@
+//! The node's internal HTTP surface: Raft RPCs, inventory writes/reads/feeds and cluster
+//! operations, bincode bodies (JSON for operator endpoints). Not the public API.
+//!
+//! Library code builds the `axum::Router`; `node/` (or the simulator) binds the listener.
+
+use std::collections::BTreeSet;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query as UrlQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::Deserialize;
+
+use crate::host::{Host, Query, ServeError};
+use crate::machine::{decode, encode};
+use crate::typ::TypeConfig;
+use crate::types::{GroupId, NodeId, Request};
+
+/// Largest internal request body (snapshot chunks are the big ones), in bytes.
+pub const MAX_INTERNAL_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+pub fn router(host: Host) -> Router {
+    Router::new()
+        .route("/raft/{group}/append", post(raft_append))
+        .route("/raft/{group}/vote", post(raft_vote))
+        .route("/raft/{group}/snapshot", post(raft_snapshot))
+        .route("/inventory/{group}/write", post(write))
+        .route("/inventory/{group}/read", post(read))
+        .route("/inventory/{group}/feed", get(feed))
+        .route("/cluster/status", get(status))
+        .route("/cluster/init", post(init))
+        .route("/cluster/groups/{group}/members", post(members))
+        .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES))
+        .with_state(host)
+}
+
+fn bad_request(e: impl std::fmt::Display) -> Response {
+    (StatusCode::BAD_REQUEST, e.to_string()).into_response()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+}
+
+fn bincode_ok<T: serde::Serialize>(value: &T) -> Response {
+    (StatusCode::OK, encode(value)).into_response()
+}
+
+async fn raft_append(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
+    let rpc: AppendEntriesRequest<TypeConfig> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    match host.ensure_group(group).await {
+        Ok(g) => bincode_ok(&g.raft.append_entries(rpc).await),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn raft_vote(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
+    let rpc: VoteRequest<NodeId> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    match host.ensure_group(group).await {
+        Ok(g) => bincode_ok(&g.raft.vote(rpc).await),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn raft_snapshot(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
+    let rpc: InstallSnapshotRequest<TypeConfig> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    match host.ensure_group(group).await {
+        Ok(g) => bincode_ok(&g.raft.install_snapshot(rpc).await),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn write(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
+    let requests: Vec<Request> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    if requests.iter().any(|r| r.command.is_housekeeping()) {
+        return bincode_ok(&Err::<(), _>(ServeError::Invalid("housekeeping commands are proposed by the leader".into())));
+    }
+    bincode_ok(&host.write(group, requests).await)
+}
+
+async fn read(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
+    let query: Query = match decode(&body) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    bincode_ok(&host.read(group, query).await)
+}
+
+#[derive(Deserialize)]
+struct FeedParams {
+    from: u64,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+async fn feed(State(host): State<Host>, Path(group): Path<GroupId>, UrlQuery(p): UrlQuery<FeedParams>) -> Response {
+    bincode_ok(&host.feed(group, p.from, p.wait_ms).await)
+}
+
+async fn status(State(host): State<Host>) -> Response {
+    Json(host.status()).into_response()
+}
+
+#[derive(Deserialize)]
+struct InitBody {
+    members: Vec<(NodeId, String)>,
+    shards: u64,
+}
+
+async fn init(State(host): State<Host>, Json(body): Json<InitBody>) -> Response {
+    match host.initialize(&body.members, body.shards).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct MembersBody {
+    /// The node to add as a learner first (id, address).
+    add: (NodeId, String),
+    voters: BTreeSet<NodeId>,
+}
+
+async fn members(State(host): State<Host>, Path(group): Path<GroupId>, Json(body): Json<MembersBody>) -> Response {
+    match host.change_members(group, body.add, body.voters).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => unavailable(e),
+    }
+}

@@ -1,0 +1,267 @@
+//! The wire and log vocabulary of the inventory: ids, commands, outcomes, changes and limits.
+//!
+//! Everything here is plain data (serde), shared by the state machine, the Raft log, the
+//! transport and the typed client. Nothing here does I/O.
+
+use serde::{Deserialize, Serialize};
+
+/// A Raft group. Group 0 is *meta* (catalog + placement); groups 1.. hold inventory.
+pub type GroupId = u64;
+/// A storage node's id (the openraft node id).
+pub type NodeId = u64;
+pub type EventId = String;
+pub type SeatId = String;
+pub type HoldId = String;
+pub type BookingId = String;
+pub type UserId = String;
+pub type RequestId = String;
+
+/// The meta group: catalog and placement table.
+pub const META_GROUP: GroupId = 0;
+
+/// Longest id (event, seat, hold, booking, user, request, catalog key) accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+/// Most seats one event may register.
+pub const MAX_SEATS_PER_EVENT: usize = 200_000;
+/// Largest catalog document accepted, in bytes.
+pub const MAX_CATALOG_DOC_BYTES: usize = 256 * 1024;
+
+/// Bounds the state machine enforces. Replicated (changed only by a command) so that every
+/// replica applies the same rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_seats_per_hold: u32,
+    pub max_holds_per_user_per_event: u32,
+    pub min_hold_ttl_ms: u64,
+    pub max_hold_ttl_ms: u64,
+    /// How long a finished hold stays readable before a sweep forgets it.
+    pub hold_retention_ms: u64,
+    /// How long a request id is remembered for idempotent replays.
+    pub request_retention_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_seats_per_hold: 10,
+            max_holds_per_user_per_event: 4,
+            min_hold_ttl_ms: 1_000,
+            max_hold_ttl_ms: 3_600_000,
+            hold_retention_ms: 24 * 3_600_000,
+            request_retention_ms: 24 * 3_600_000,
+        }
+    }
+}
+
+/// One seat as registered with its event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatSpec {
+    pub id: SeatId,
+    pub section: String,
+    pub row: String,
+    pub number: u32,
+    pub price_minor: u64,
+}
+
+/// A client request: an optional idempotency id plus the command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Replaying a request id returns the first outcome and changes nothing.
+    pub request_id: Option<RequestId>,
+    pub command: Command,
+}
+
+/// What a log entry carries: requests batched by the leader, stamped with its clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Leader's wall clock when it proposed; apply uses `max(now_ms, last stamped time)`.
+    pub now_ms: u64,
+    pub requests: Vec<Request>,
+}
+
+/// Every state change the inventory knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create an event's seat inventory. Registering the same seats again is a no-op.
+    RegisterEvent { event_id: EventId, currency: String, hold_ttl_ms: u64, seats: Vec<SeatSpec> },
+    /// All-or-nothing hold of `seat_ids` for `ttl_ms` (event default when `None`).
+    Hold { event_id: EventId, hold_id: HoldId, owner: UserId, seat_ids: Vec<SeatId>, ttl_ms: Option<u64> },
+    /// The owner gives a live hold's seats back.
+    Release { hold_id: HoldId, owner: UserId },
+    /// Start paying for a live hold: records a booking in `pending_payment`.
+    CreateBooking { booking_id: BookingId, hold_id: HoldId, owner: UserId, payment_ref: String },
+    /// Payment succeeded: sell the hold's seats if it is still live, else record the failure.
+    Confirm { booking_id: BookingId, payment_event_id: String },
+    /// Payment failed (declined card): the booking fails, the hold stays as it is.
+    FailPayment { booking_id: BookingId, payment_event_id: String },
+    /// The payment of a failed booking was refunded.
+    MarkRefunded { booking_id: BookingId },
+    /// Tidy expired holds and forget old request ids. Never needed for correctness.
+    Sweep,
+    SetLimits(Limits),
+    /// Meta group: store a catalog document (opaque bytes, JSON by convention).
+    PutCatalog { kind: String, id: String, doc: Vec<u8> },
+    DeleteCatalog { kind: String, id: String },
+    /// Meta group: the event's inventory lives in `group`. Keeps the first assignment.
+    AssignEvent { event_id: EventId, group: GroupId },
+    /// Meta group: record a group's replicas (node id → address).
+    PutGroup { group: GroupId, members: Vec<(NodeId, String)> },
+}
+
+impl Command {
+    /// Whether the command only tidies and may be proposed by the leader itself.
+    pub fn is_housekeeping(&self) -> bool {
+        matches!(self, Command::Sweep)
+    }
+}
+
+/// Status of a hold, as stored. `Active` holds past `expires_at_ms` read as expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HoldStatus {
+    Active,
+    Released,
+    Confirmed,
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BookingStatus {
+    PendingPayment,
+    Confirmed,
+    Failed,
+    Refunded,
+}
+
+/// Why a booking failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureReason {
+    HoldExpired,
+    HoldReleased,
+    PaymentDeclined,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub hold_id: HoldId,
+    pub event_id: EventId,
+    pub owner: UserId,
+    pub seat_ids: Vec<SeatId>,
+    pub total_minor: u64,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub status: HoldStatus,
+    /// When the status last changed (release, confirm, sweep).
+    pub finished_at_ms: Option<u64>,
+    pub booking_id: Option<BookingId>,
+}
+
+impl Hold {
+    /// Whether the hold still owns its seats at `now_ms`.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.status == HoldStatus::Active && now_ms < self.expires_at_ms
+    }
+
+    /// The status a reader at `now_ms` should see.
+    pub fn status_at(&self, now_ms: u64) -> HoldStatus {
+        if self.status == HoldStatus::Active && now_ms >= self.expires_at_ms {
+            HoldStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booking {
+    pub booking_id: BookingId,
+    pub event_id: EventId,
+    pub hold_id: HoldId,
+    pub owner: UserId,
+    pub seat_ids: Vec<SeatId>,
+    pub total_minor: u64,
+    pub currency: String,
+    pub status: BookingStatus,
+    pub failure: Option<FailureReason>,
+    pub payment_ref: String,
+    /// The payment event that settled this booking (confirm/fail are idempotent on it).
+    pub payment_event_id: Option<String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// A business rejection: replicated like any outcome, never an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    UnknownEvent,
+    UnknownSeats(Vec<SeatId>),
+    UnknownHold,
+    UnknownBooking,
+    NotOwner,
+    /// The hold is not live: expired, released or confirmed.
+    HoldNotActive(HoldStatus),
+    TooManySeats { max: u32 },
+    TooManyHolds { max: u32 },
+    TtlOutOfRange { min_ms: u64, max_ms: u64 },
+    DuplicateSeats(Vec<SeatId>),
+    NoSeats,
+    /// The hold or booking id is already used by a different request.
+    IdInUse,
+    /// The request id was first used with a different command.
+    RequestIdReused,
+    /// The event exists with different seats.
+    EventConflict,
+    /// The booking is in a state that does not allow the command.
+    BookingState(BookingStatus),
+    /// The hold already has a booking that is pending or confirmed.
+    HoldAlreadyBooked(BookingId),
+    Invalid(String),
+}
+
+/// The result of one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Registered { n_seats: u32 },
+    Held(Hold),
+    /// Nothing changed; these seats were not free.
+    Unavailable { seat_ids: Vec<SeatId> },
+    Released,
+    BookingCreated(Booking),
+    /// The booking's seats are sold (also on a replayed payment event).
+    Confirmed(Booking),
+    /// The booking failed; when it had been paid the caller refunds it.
+    BookingFailed(Booking),
+    Refunded(Booking),
+    Swept { n_holds_expired: u32, n_holds_forgotten: u32, n_requests_forgotten: u32 },
+    /// The event's inventory lives in this group (the first assignment wins).
+    Assigned { group: GroupId },
+    Done,
+    Rejected(Rejection),
+}
+
+/// An outcome with the (effective, leader-stamped) time it was decided at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub at_ms: u64,
+    pub outcome: Outcome,
+}
+
+/// What a seat looks like to readers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatStatus {
+    Available,
+    /// Held until `until_ms` (a reader past that time treats the seat as available).
+    Held { until_ms: u64 },
+    Sold,
+}
+
+/// One change an applied command made, in the order it was made: the change feed's unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    EventRegistered { event_id: EventId },
+    Seat { event_id: EventId, seat_id: SeatId, status: SeatStatus },
+    Hold { hold_id: HoldId, status: HoldStatus },
+    Booking { booking_id: BookingId, status: BookingStatus },
+    Catalog { kind: String, id: String, deleted: bool },
+    Placement { event_id: EventId, group: GroupId },
+    Group { group: GroupId },
+}

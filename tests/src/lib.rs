@@ -1,0 +1,1 @@
+//! End-to-end test support: starting real `boxoffice` processes on loopback.
