@@ -1,1 +1,42 @@
-fn main() {}
+//! The `boxoffice` binary: one executable for every role, chosen by subcommand.
+//!
+//! `boxoffice node` runs a storage node; `boxoffice bench holds` measures a 3-node cluster.
+
+mod bench;
+mod storage_node;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "boxoffice", version, about = "A ticketing backend that never sells a seat twice")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a storage node (hosts replicas of Raft groups).
+    Node(storage_node::NodeArgs),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BOXOFFICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error,sled=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Cmd::Node(args) => storage_node::run(args).await,
+            Cmd::Bench(cmd) => bench::run(cmd).await,
+        }
+    })
+}

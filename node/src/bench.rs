@@ -1,0 +1,158 @@
+//! `boxoffice bench holds`: holds/s and latency percentiles against a 3-node cluster.
+//!
+//! Without `--cluster` it starts three storage nodes in this process on loopback (real
+//! sockets, real fdatasync'd logs in a temporary directory), bootstraps them, registers one
+//! event per shard, and drives concurrent single-seat holds through the typed client. Figures
+//! are printed, never asserted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use boxoffice_raft::transport::{TcpConnector, Transport};
+use boxoffice_raft::types::{Command, Outcome, SeatSpec};
+use boxoffice_raft::{InventoryClient, RaftSettings};
+
+use crate::storage_node::{bootstrap, parse_members, start_host};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Concurrent holds on distinct seats through the Raft leaders.
+    Holds(HoldsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct HoldsArgs {
+    /// Benchmark an existing cluster (`host:port,…`) instead of starting one.
+    #[arg(long)]
+    cluster: Option<String>,
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Inventory groups (one event each) when starting a cluster.
+    #[arg(long, default_value_t = 4)]
+    shards: u64,
+    /// Seats per event (the run stops early if every seat is held).
+    #[arg(long, default_value_t = 200_000)]
+    seats: u32,
+}
+
+pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Holds(args) => holds(args).await,
+    }
+}
+
+async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
+    let mut hosts = Vec::new();
+    let tmp = std::env::temp_dir().join(format!("boxoffice-bench-{}", std::process::id()));
+    let seeds = match &args.cluster {
+        Some(spec) => spec.split(',').map(str::to_owned).collect::<Vec<_>>(),
+        None => {
+            let mut listeners = Vec::new();
+            for _ in 0..3 {
+                listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+            }
+            let members: Vec<(u64, String)> =
+                listeners.iter().enumerate().map(|(i, l)| Ok((i as u64 + 1, l.local_addr()?.to_string()))).collect::<std::io::Result<_>>()?;
+            for ((id, addr), listener) in members.iter().zip(listeners) {
+                let dir = tmp.join(format!("n{id}"));
+                hosts.push(start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?);
+            }
+            bootstrap(&hosts[0], &members, args.shards).await?;
+            let spec: String = members.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
+            parse_members(&spec)?.into_iter().map(|(_, a)| a).collect()
+        }
+    };
+    let client = InventoryClient::new(Arc::new(Transport::new(TcpConnector)), seeds);
+    let groups = client.refresh_groups().await?;
+    let n_events = groups.iter().filter(|(g, _)| *g != 0).count().max(1);
+    let run_id = std::process::id();
+    let mut events = Vec::new();
+    for e in 0..n_events {
+        let event_id = format!("bench-{run_id}-{e}");
+        let seats: Vec<SeatSpec> = (0..args.seats)
+            .map(|i| SeatSpec { id: format!("s{i}"), section: "Floor".into(), row: (i / 50).to_string(), number: i % 50, price_minor: 5000 })
+            .collect();
+        // Register in chunks of one event per call; a 200k-seat event is ~6 MB on the wire.
+        let (_, reply) = client.register_event(&format!("bench-reg-{event_id}"), &event_id, "USD", 600_000, seats).await?;
+        if !matches!(reply.outcome, Outcome::Registered { .. }) {
+            bail!("registering {event_id}: {:?}", reply.outcome);
+        }
+        events.push(event_id);
+    }
+    println!(
+        "bench holds: {} storage nodes, {} events x {} seats, {} clients, {} s",
+        if args.cluster.is_some() { "external".to_owned() } else { "3 in-process".to_owned() },
+        events.len(),
+        args.seats,
+        args.concurrency,
+        args.duration_secs
+    );
+    let next_seat = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..args.concurrency {
+        let client = client.clone();
+        let events = events.clone();
+        let next_seat = next_seat.clone();
+        let seats = u64::from(args.seats);
+        workers.spawn(async move {
+            let mut latencies_us = Vec::new();
+            let mut failures = 0u64;
+            while Instant::now() < deadline {
+                let n = next_seat.fetch_add(1, Ordering::Relaxed);
+                let (event_idx, seat) = ((n % events.len() as u64) as usize, n / events.len() as u64);
+                if seat >= seats {
+                    break;
+                }
+                let event_id = &events[event_idx];
+                let command = Command::Hold {
+                    event_id: event_id.clone(),
+                    hold_id: format!("h{n}"),
+                    owner: format!("u{w}-{n}"),
+                    seat_ids: vec![format!("s{seat}")],
+                    ttl_ms: None,
+                };
+                let started = Instant::now();
+                match client.execute_for_event(event_id, &format!("r{run_id}-{n}"), command).await {
+                    Ok(reply) if matches!(reply.outcome, Outcome::Held(_)) => latencies_us.push(started.elapsed().as_micros() as u64),
+                    _ => failures += 1,
+                }
+            }
+            (latencies_us, failures)
+        });
+    }
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    while let Some(result) = workers.join_next().await {
+        let (l, f) = result.context("bench worker")?;
+        latencies.extend(l);
+        failures += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    println!(
+        "holds acknowledged: {}  failed: {}  elapsed: {:.2} s\nholds/s: {:.0}\nlatency p50: {:.2} ms  p99: {:.2} ms  p99.9: {:.2} ms  max: {:.2} ms",
+        latencies.len(),
+        failures,
+        elapsed,
+        latencies.len() as f64 / elapsed,
+        pct(0.50) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        pct(0.999) as f64 / 1000.0,
+        latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+    );
+    for host in &hosts {
+        host.shutdown().await;
+    }
+    if args.cluster.is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}
