@@ -1,0 +1,309 @@
+//! Property tests of the pure state machine: random command sequences over a small, hot
+//! inventory, checked against the invariants of DESIGN.md after every step.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use boxoffice_raft::machine::Machine;
+use boxoffice_raft::types::*;
+use proptest::prelude::*;
+
+const N_SEATS: u32 = 6;
+const EVENT: &str = "ev";
+
+#[derive(Debug, Clone)]
+enum Op {
+    Hold { user: u8, seats: Vec<u32>, ttl_ms: u64 },
+    Release { hold: usize, user: u8 },
+    Book { hold: usize },
+    Confirm { booking: usize },
+    Decline { booking: usize },
+    Refund { booking: usize },
+    Sweep,
+    /// Replays an earlier request with its request id.
+    Replay { request: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..4, proptest::collection::vec(0..N_SEATS, 1..4), prop_oneof![Just(1_000u64), Just(2_000), Just(5_000)])
+            .prop_map(|(user, seats, ttl_ms)| Op::Hold { user, seats, ttl_ms }),
+        1 => (0usize..64, 0u8..4).prop_map(|(hold, user)| Op::Release { hold, user }),
+        2 => (0usize..64).prop_map(|hold| Op::Book { hold }),
+        2 => (0usize..64).prop_map(|booking| Op::Confirm { booking }),
+        1 => (0usize..64).prop_map(|booking| Op::Decline { booking }),
+        1 => (0usize..64).prop_map(|booking| Op::Refund { booking }),
+        1 => Just(Op::Sweep),
+        1 => (0usize..64).prop_map(|request| Op::Replay { request }),
+    ]
+}
+
+fn seats() -> Vec<SeatSpec> {
+    (0..N_SEATS)
+        .map(|i| SeatSpec { id: format!("s{i}"), section: "A".into(), row: "1".into(), number: i, price_minor: 1000 + u64::from(i) })
+        .collect()
+}
+
+/// Applies `requests` one per proposal, like a leader stamping each with its clock.
+struct Harness {
+    machine: Machine,
+    /// What a store applying `take_dirty` after every proposal would hold.
+    persisted: BTreeMap<Vec<u8>, Vec<u8>>,
+    sent: Vec<Request>,
+    replies: Vec<Reply>,
+    holds: Vec<String>,
+    bookings: Vec<String>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let mut h = Harness { machine: Machine::new(), persisted: BTreeMap::new(), sent: vec![], replies: vec![], holds: vec![], bookings: vec![] };
+        let reg = Command::RegisterEvent { event_id: EVENT.into(), currency: "USD".into(), hold_ttl_ms: 2_000, seats: seats() };
+        let reply = h.propose(0, Request { request_id: Some("reg".into()), command: reg });
+        assert!(matches!(reply.outcome, Outcome::Registered { n_seats: N_SEATS }));
+        h
+    }
+
+    fn propose(&mut self, now_ms: u64, request: Request) -> Reply {
+        let mut changes = Vec::new();
+        let mut replies = self.machine.apply_proposal(&Proposal { now_ms, requests: vec![request.clone()] }, &mut changes);
+        for (k, v) in self.machine.take_dirty() {
+            match v {
+                Some(v) => self.persisted.insert(k, v),
+                None => self.persisted.remove(&k),
+            };
+        }
+        self.sent.push(request);
+        let reply = replies.pop().unwrap();
+        self.replies.push(reply.clone());
+        reply
+    }
+}
+
+/// The state's records without the group clock (which every proposal may move forward).
+fn domain_records(m: &Machine) -> Vec<(Vec<u8>, Vec<u8>)> {
+    m.records().into_iter().filter(|(k, _)| k.as_slice() != b"g").collect()
+}
+
+fn request_for(h: &Harness, op: &Op, step: usize) -> Option<Request> {
+    let rid = Some(format!("r{step}"));
+    let pick = |v: &Vec<String>, i: usize| if v.is_empty() { None } else { Some(v[i % v.len()].clone()) };
+    let command = match op {
+        Op::Hold { user, seats, ttl_ms } => Command::Hold {
+            event_id: EVENT.into(),
+            hold_id: format!("h{step}"),
+            owner: format!("u{user}"),
+            seat_ids: seats.iter().map(|s| format!("s{s}")).collect(),
+            ttl_ms: Some(*ttl_ms),
+        },
+        Op::Release { hold, user } => Command::Release { hold_id: pick(&h.holds, *hold)?, owner: format!("u{user}") },
+        Op::Book { hold } => {
+            let hold_id = pick(&h.holds, *hold)?;
+            let owner = h.machine.hold_by_id(&hold_id).map(|x| x.owner.clone())?;
+            Command::CreateBooking { booking_id: format!("b{step}"), hold_id, owner, payment_ref: format!("pi{step}") }
+        }
+        Op::Confirm { booking } => Command::Confirm { booking_id: pick(&h.bookings, *booking)?, payment_event_id: format!("evt{step}") },
+        Op::Decline { booking } => Command::FailPayment { booking_id: pick(&h.bookings, *booking)?, payment_event_id: format!("evt{step}") },
+        Op::Refund { booking } => Command::MarkRefunded { booking_id: pick(&h.bookings, *booking)? },
+        Op::Sweep => return Some(Request { request_id: None, command: Command::Sweep }),
+        Op::Replay { request } => {
+            let idx = request % h.sent.len();
+            return h.sent[idx].request_id.is_some().then(|| h.sent[idx].clone());
+        }
+    };
+    Some(Request { request_id: rid, command })
+}
+
+/// Checks every invariant on the state at `now_ms`.
+fn check_invariants(h: &Harness, now_ms: u64) -> Result<(), TestCaseError> {
+    let m = &h.machine;
+    let seats = m.event_seats(EVENT, now_ms).unwrap();
+    let (avail, held, sold) = m.seat_counts(EVENT, now_ms).unwrap();
+    prop_assert_eq!(avail + held + sold, N_SEATS, "seat counts conserved");
+    let mut live_by_seat: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for hold_id in &h.holds {
+        if let Some(hold) = m.hold_by_id(hold_id) {
+            if hold.is_live(now_ms) {
+                for s in &hold.seat_ids {
+                    live_by_seat.entry(s.clone()).or_default().push(hold_id.clone());
+                }
+            }
+        }
+    }
+    let mut sold_by_seat: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for booking_id in &h.bookings {
+        let b = m.booking_by_id(booking_id).unwrap();
+        if b.status == BookingStatus::Confirmed {
+            for s in &b.seat_ids {
+                sold_by_seat.entry(s.clone()).or_default().push(booking_id.clone());
+            }
+        }
+    }
+    for (spec, status) in &seats {
+        let live = live_by_seat.get(&spec.id).map(Vec::len).unwrap_or(0);
+        let sold_n = sold_by_seat.get(&spec.id).map(Vec::len).unwrap_or(0);
+        prop_assert!(live <= 1, "seat {} in {} live holds", spec.id, live);
+        prop_assert!(sold_n <= 1, "seat {} sold {} times", spec.id, sold_n);
+        prop_assert!(live + sold_n <= 1, "seat {} both held and sold", spec.id);
+        let expected = if sold_n == 1 { "sold" } else if live == 1 { "held" } else { "available" };
+        let actual = match status { SeatStatus::Sold => "sold", SeatStatus::Held { .. } => "held", SeatStatus::Available => "available" };
+        prop_assert_eq!(expected, actual, "status of {}", spec.id);
+    }
+    // What a sled store fed by take_dirty holds is exactly the state's records, and a
+    // replica rebuilt from it is the same machine.
+    let records = m.records();
+    let persisted: Vec<(Vec<u8>, Vec<u8>)> = h.persisted.clone().into_iter().collect();
+    prop_assert!(records == persisted, "persisted records differ from the state");
+    let rebuilt = Machine::from_records(persisted).unwrap();
+    prop_assert!(rebuilt.event_seats(EVENT, now_ms) == m.event_seats(EVENT, now_ms));
+    Ok(())
+}
+
+fn run(ops: &[(Op, u64)]) -> Result<Harness, TestCaseError> {
+    let mut h = Harness::new();
+    let mut now_ms = 1_000u64;
+    for (step, (op, dt)) in ops.iter().enumerate() {
+        now_ms += dt;
+        let Some(request) = request_for(&h, op, step) else { continue };
+        let before = domain_records(&h.machine);
+        let earlier = h.sent.iter().position(|r| r.request_id.is_some() && r.request_id == request.request_id);
+        // Facts about the state just before, for checking the outcome.
+        let taken_before: BTreeSet<String> = h
+            .machine
+            .event_seats(EVENT, now_ms)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, st)| *st != SeatStatus::Available)
+            .map(|(s, _)| s.id)
+            .collect();
+        let reply = h.propose(now_ms, request.clone());
+        prop_assert!(reply.at_ms <= now_ms.max(h.machine.now_ms()));
+        if let Some(idx) = earlier {
+            // Replaying a request id returns the first outcome and changes nothing.
+            prop_assert_eq!(&reply, &h.replies[idx]);
+            prop_assert!(before == domain_records(&h.machine), "replay changed state");
+            check_invariants(&h, now_ms)?;
+            continue;
+        }
+        match (&request.command, &reply.outcome) {
+            (Command::Hold { seat_ids, hold_id, .. }, Outcome::Held(hold)) => {
+                for s in seat_ids {
+                    prop_assert!(!taken_before.contains(s), "hold {} took taken seat {}", hold_id, s);
+                }
+                prop_assert_eq!(hold.expires_at_ms, now_ms + hold.expires_at_ms - hold.created_at_ms);
+                h.holds.push(hold_id.clone());
+            }
+            (Command::Hold { seat_ids, .. }, Outcome::Unavailable { seat_ids: taken }) => {
+                prop_assert!(!taken.is_empty());
+                for s in seat_ids {
+                    prop_assert_eq!(taken.contains(s), taken_before.contains(s), "unavailable must name exactly the taken seats");
+                }
+                // Only the request id is remembered.
+                prop_assert_eq!(domain_records(&h.machine).len(), before.len() + 1);
+            }
+            (Command::CreateBooking { booking_id, .. }, Outcome::BookingCreated(_)) => h.bookings.push(booking_id.clone()),
+            (Command::Confirm { booking_id, .. }, Outcome::Confirmed(b)) => {
+                let hold = h.machine.hold_by_id(&b.hold_id).unwrap();
+                // A hold is honoured until its expiry and never after.
+                prop_assert!(b.updated_at_ms < hold.expires_at_ms, "confirmed {} after expiry", booking_id);
+            }
+            _ => {}
+        }
+        check_invariants(&h, now_ms)?;
+    }
+    Ok(h)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_for_any_command_sequence(ops in proptest::collection::vec((op(), 0u64..1_500), 1..80)) {
+        run(&ops)?;
+    }
+
+    #[test]
+    fn replicas_fed_the_same_log_are_byte_identical(ops in proptest::collection::vec((op(), 0u64..1_500), 1..60)) {
+        let a = run(&ops)?;
+        let b = run(&ops)?;
+        prop_assert!(a.machine.records() == b.machine.records());
+        // A replica restored from a snapshot continues identically.
+        let mut restored = Machine::from_records(a.machine.records()).unwrap();
+        let mut original = a.machine.clone();
+        let mut changes = Vec::new();
+        let sweep = Proposal { now_ms: a.machine.now_ms() + 10_000_000, requests: vec![Request { request_id: None, command: Command::Sweep }] };
+        prop_assert_eq!(restored.apply_proposal(&sweep, &mut changes), original.apply_proposal(&sweep, &mut Vec::new()));
+        prop_assert!(restored.records() == original.records());
+    }
+}
+
+#[test]
+fn an_expired_hold_is_free_at_its_expiry_and_a_slow_leader_cannot_revive_it() {
+    let mut h = Harness::new();
+    let hold = |id: &str, user: &str| Request {
+        request_id: Some(format!("req-{id}")),
+        command: Command::Hold { event_id: EVENT.into(), hold_id: id.into(), owner: user.into(), seat_ids: vec!["s1".into()], ttl_ms: Some(1_000) },
+    };
+    let first = h.propose(10_000, hold("a", "alice"));
+    assert!(matches!(first.outcome, Outcome::Held(ref x) if x.expires_at_ms == 11_000));
+    // One millisecond before expiry the seat is still taken.
+    let early = h.propose(10_999, hold("b", "bob"));
+    assert_eq!(early.outcome, Outcome::Unavailable { seat_ids: vec!["s1".into()] });
+    // At expiry it is free.
+    let on_time = h.propose(11_000, hold("c", "carol"));
+    assert!(matches!(on_time.outcome, Outcome::Held(_)), "{on_time:?}");
+    // A new leader whose clock is behind stamps 9_000: the group's time does not go back, so
+    // carol's hold (until 12_000) is judged at 11_000, and alice's stays expired.
+    let release = h.propose(9_000, Request { request_id: Some("rel-a".into()), command: Command::Release { hold_id: "a".into(), owner: "alice".into() } });
+    assert_eq!(release.at_ms, 11_000);
+    assert_eq!(release.outcome, Outcome::Rejected(Rejection::HoldNotActive(HoldStatus::Expired)));
+}
+
+#[test]
+fn confirm_after_expiry_fails_the_booking_and_a_redelivered_payment_changes_nothing() {
+    let mut h = Harness::new();
+    let held = h.propose(1_000, Request {
+        request_id: Some("h".into()),
+        command: Command::Hold { event_id: EVENT.into(), hold_id: "h".into(), owner: "alice".into(), seat_ids: vec!["s0".into(), "s2".into()], ttl_ms: Some(1_000) },
+    });
+    assert!(matches!(held.outcome, Outcome::Held(ref x) if x.total_minor == 1000 + 1002));
+    let booked = h.propose(1_500, Request {
+        request_id: Some("b".into()),
+        command: Command::CreateBooking { booking_id: "b".into(), hold_id: "h".into(), owner: "alice".into(), payment_ref: "pi_1".into() },
+    });
+    assert!(matches!(booked.outcome, Outcome::BookingCreated(_)));
+    let late = Request { request_id: Some("evt_1".into()), command: Command::Confirm { booking_id: "b".into(), payment_event_id: "evt_1".into() } };
+    let failed = h.propose(2_000, late.clone());
+    assert!(matches!(failed.outcome, Outcome::BookingFailed(ref b) if b.failure == Some(FailureReason::HoldExpired)));
+    let before = domain_records(&h.machine);
+    assert_eq!(h.propose(2_500, late).outcome, failed.outcome);
+    assert!(before == domain_records(&h.machine));
+    // Another payment event for the same booking also changes nothing.
+    let other = h.propose(3_000, Request { request_id: Some("evt_2".into()), command: Command::Confirm { booking_id: "b".into(), payment_event_id: "evt_2".into() } });
+    assert!(matches!(other.outcome, Outcome::BookingFailed(_)));
+    assert_eq!(h.machine.event_seats(EVENT, 3_000).unwrap().iter().filter(|(_, s)| *s == SeatStatus::Sold).count(), 0);
+}
+
+#[test]
+fn request_id_reused_with_another_command_is_rejected() {
+    let mut h = Harness::new();
+    let a = Request { request_id: Some("same".into()), command: Command::Hold { event_id: EVENT.into(), hold_id: "x".into(), owner: "u".into(), seat_ids: vec!["s0".into()], ttl_ms: None } };
+    let b = Request { request_id: Some("same".into()), command: Command::Hold { event_id: EVENT.into(), hold_id: "y".into(), owner: "u".into(), seat_ids: vec!["s1".into()], ttl_ms: None } };
+    assert!(matches!(h.propose(1, a).outcome, Outcome::Held(_)));
+    assert_eq!(h.propose(2, b).outcome, Outcome::Rejected(Rejection::RequestIdReused));
+}
+
+#[test]
+fn limits_are_enforced() {
+    let mut h = Harness::new();
+    let hold = |n: u32, seats: Vec<&str>, ttl: Option<u64>| Request {
+        request_id: Some(format!("l{n}")),
+        command: Command::Hold { event_id: EVENT.into(), hold_id: format!("l{n}"), owner: "greedy".into(), seat_ids: seats.into_iter().map(String::from).collect(), ttl_ms: ttl },
+    };
+    assert_eq!(h.propose(1, hold(0, vec!["s0"], Some(999))).outcome, Outcome::Rejected(Rejection::TtlOutOfRange { min_ms: 1_000, max_ms: 3_600_000 }));
+    assert_eq!(h.propose(1, hold(1, vec!["s0", "s0"], None)).outcome, Outcome::Rejected(Rejection::DuplicateSeats(vec!["s0".into()])));
+    assert_eq!(h.propose(1, hold(2, vec!["nope"], None)).outcome, Outcome::Rejected(Rejection::UnknownSeats(vec!["nope".into()])));
+    for n in 0..4 {
+        assert!(matches!(h.propose(1, hold(10 + n, vec![["s0", "s1", "s2", "s3"][n as usize]], None)).outcome, Outcome::Held(_)));
+    }
+    assert_eq!(h.propose(1, hold(20, vec!["s4"], None)).outcome, Outcome::Rejected(Rejection::TooManyHolds { max: 4 }));
+}
