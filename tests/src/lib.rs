@@ -1,1 +1,106 @@
-//! End-to-end test support: starting real `boxoffice` processes on loopback.
+//! End-to-end test support: builds the `boxoffice` binary once and runs real storage-node
+//! processes on loopback, killed with SIGKILL and restarted from their data dirs.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The built binary: `$BOXOFFICE_BIN`, or `target/debug/boxoffice` built on first use.
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(bin) = std::env::var("BOXOFFICE_BIN") {
+            return PathBuf::from(bin);
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "boxoffice-node", "--bin", "boxoffice"])
+            .current_dir(&workspace)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building boxoffice failed");
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace.join("target"));
+        target.join("debug").join("boxoffice")
+    })
+    .clone()
+}
+
+/// A loopback address with a port nobody listens on right now.
+pub fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
+    listener.local_addr().expect("local addr").to_string()
+}
+
+/// One `boxoffice node` process.
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    /// Starts a node with a fresh data dir; `extra` are more flags (e.g. `--init …`).
+    pub fn start(id: u64, addr: &str, data_dir: &Path, extra: &[&str]) -> NodeProc {
+        let mut args = vec!["node".to_owned(), "--id".into(), id.to_string(), "--listen".into(), addr.to_owned(), "--data-dir".into()];
+        args.push(data_dir.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = spawn(&args, data_dir);
+        NodeProc { id, addr: addr.to_owned(), data_dir: data_dir.to_owned(), child: Some(child) }
+    }
+
+    /// Restarts from the data dir alone, as an operator would after a crash.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "node {} still running", self.id);
+        let args = vec!["node".to_owned(), "--data-dir".into(), self.data_dir.display().to_string()];
+        self.child = Some(spawn(&args, &self.data_dir));
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(args: &[String], data_dir: &Path) -> Child {
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.with_extension("log")).expect("log file");
+    Command::new(binary())
+        .args(args)
+        .env("BOXOFFICE_LOG", "info,openraft=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawning boxoffice")
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
