@@ -77,7 +77,7 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         let seats: Vec<SeatSpec> = (0..args.seats)
             .map(|i| SeatSpec { id: format!("s{i}"), section: "Floor".into(), row: (i / 50).to_string(), number: i % 50, price_minor: 5000 })
             .collect();
-        // Register in chunks of one event per call; a 200k-seat event is ~6 MB on the wire.
+        // The client registers big events in chunks (MAX_SEATS_PER_COMMAND per log entry).
         let (_, reply) = client.register_event(&format!("bench-reg-{event_id}"), &event_id, "USD", 600_000, seats).await?;
         if !matches!(reply.outcome, Outcome::Registered { .. }) {
             bail!("registering {event_id}: {:?}", reply.outcome);

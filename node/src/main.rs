@@ -1,8 +1,10 @@
 //! The `boxoffice` binary: one executable for every role, chosen by subcommand.
 //!
-//! `boxoffice node` runs a storage node; `boxoffice bench holds` measures a 3-node cluster.
+//! `boxoffice dev` runs everything in one process, `boxoffice node` a storage node,
+//! `boxoffice bench holds` measures a 3-node cluster.
 
 mod bench;
+mod dev;
 mod storage_node;
 
 use clap::{Parser, Subcommand};
@@ -11,13 +13,16 @@ use clap::{Parser, Subcommand};
 #[command(name = "boxoffice", version, about = "A ticketing backend that never sells a seat twice")]
 struct Cli {
     #[command(subcommand)]
-    command: Cmd,
+    command: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a storage node (hosts replicas of Raft groups).
     Node(storage_node::NodeArgs),
+    /// Everything on one machine: three storage replicas in this process (more roles join
+    /// as they are built).
+    Dev(dev::DevArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -34,9 +39,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        match cli.command {
+        match cli.command.unwrap_or(Cmd::Dev(dev::DevArgs::default())) {
             Cmd::Node(args) => storage_node::run(args).await,
             Cmd::Bench(cmd) => bench::run(cmd).await,
+            Cmd::Dev(args) => dev::run(args).await,
         }
     })
 }

@@ -287,13 +287,21 @@ impl InventoryClient {
             other => return Err(InventoryError::Protocol(format!("assign answered {other:?}"))),
         };
         self.routes_mut().placement.insert(event_id.to_owned(), group);
+        let mut chunks = seats.chunks(MAX_SEATS_PER_COMMAND);
         let register = Command::RegisterEvent {
             event_id: event_id.to_owned(),
             currency: currency.to_owned(),
             hold_ttl_ms,
-            seats,
+            seats: chunks.next().unwrap_or_default().to_vec(),
         };
-        let reply = self.execute(group, &format!("{request_id}/register"), register).await?;
+        let mut reply = self.execute(group, &format!("{request_id}/register"), register).await?;
+        for (i, chunk) in chunks.enumerate() {
+            if !matches!(reply.outcome, Outcome::Registered { .. }) {
+                break;
+            }
+            let more = Command::AddSeats { event_id: event_id.to_owned(), seats: chunk.to_vec() };
+            reply = self.execute(group, &format!("{request_id}/seats/{i}"), more).await?;
+        }
         Ok((group, reply))
     }
 

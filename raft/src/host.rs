@@ -69,9 +69,11 @@ pub struct RaftSettings {
 impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
-            heartbeat_ms: 150,
-            election_min_ms: 750,
-            election_max_ms: 1_500,
+            // openraft times AppendEntries out after one heartbeat interval, so it must cover a
+            // full batch plus an fsync on a loaded 2-core machine.
+            heartbeat_ms: 300,
+            election_min_ms: 1_500,
+            election_max_ms: 3_000,
             snapshot_every_entries: 20_000,
             keep_entries: 2_000,
         }
@@ -319,7 +321,7 @@ impl Host {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_entries),
             max_in_snapshot_log_to_keep: settings.keep_entries,
             purge_batch_size: 256,
-            max_payload_entries: 256,
+            max_payload_entries: 32,
             install_snapshot_timeout: 10_000,
             ..Default::default()
         }

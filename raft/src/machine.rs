@@ -236,6 +236,7 @@ impl Machine {
             Command::RegisterEvent { event_id, currency, hold_ttl_ms, seats } => {
                 self.register_event(event_id, currency, *hold_ttl_ms, seats, changes)
             }
+            Command::AddSeats { event_id, seats } => self.add_seats(event_id, seats, changes),
             Command::Hold { event_id, hold_id, owner, seat_ids, ttl_ms } => {
                 self.hold(event_id, hold_id, owner, seat_ids, *ttl_ms, now_ms, changes)
             }
@@ -273,18 +274,7 @@ impl Machine {
             return Err(Rejection::Invalid("currency must be an ISO 4217 code such as USD".into()));
         }
         self.check_ttl(hold_ttl_ms)?;
-        if seats.is_empty() {
-            return Err(Rejection::NoSeats);
-        }
-        if seats.len() > MAX_SEATS_PER_EVENT {
-            return Err(Rejection::Invalid(format!("an event has at most {MAX_SEATS_PER_EVENT} seats")));
-        }
-        for seat in seats {
-            check_id("seat id", &seat.id)?;
-            if seat.section.len() > MAX_ID_BYTES || seat.row.len() > MAX_ID_BYTES {
-                return Err(Rejection::Invalid("section and row names are at most 128 bytes".into()));
-            }
-        }
+        check_seats(seats)?;
         let meta = EventMeta {
             event_id: event_id.to_owned(),
             currency: currency.to_owned(),
@@ -292,7 +282,11 @@ impl Machine {
             seats: seats.to_vec(),
         };
         if let Some(existing) = self.events.get(event_id) {
-            return if existing.meta == meta {
+            // A replay after later AddSeats still matches: the registered seats start with these.
+            let same = existing.meta.currency == meta.currency
+                && existing.meta.hold_ttl_ms == meta.hold_ttl_ms
+                && existing.meta.seats.starts_with(&meta.seats);
+            return if same {
                 Ok(Outcome::Registered { n_seats: seats.len() as u32 })
             } else {
                 Err(Rejection::EventConflict)
@@ -303,6 +297,26 @@ impl Machine {
         self.dirty.insert(Key::Event(event_id.to_owned()));
         changes.push(Change::EventRegistered { event_id: event_id.to_owned() });
         Ok(Outcome::Registered { n_seats: seats.len() as u32 })
+    }
+
+    fn add_seats(&mut self, event_id: &str, seats: &[SeatSpec], changes: &mut Vec<Change>) -> Result<Outcome, Rejection> {
+        check_seats(seats)?;
+        let event = self.events.get(event_id).ok_or(Rejection::UnknownEvent)?;
+        if event.meta.seats.len() + seats.len() > MAX_SEATS_PER_EVENT {
+            return Err(Rejection::Invalid(format!("an event has at most {MAX_SEATS_PER_EVENT} seats")));
+        }
+        let mut meta = event.meta.clone();
+        meta.seats.extend_from_slice(seats);
+        let state = EventState::new(meta)?;
+        let n_seats = state.meta.seats.len() as u32;
+        // Keep the derived slots of the seats already there (they may be held or sold).
+        let old = self.events.insert(event_id.to_owned(), state).expect("event looked up above");
+        let event = self.events.get_mut(event_id).expect("just inserted");
+        event.slots[..old.slots.len()].clone_from_slice(&old.slots);
+        event.holds_by_owner = old.holds_by_owner;
+        self.dirty.insert(Key::Event(event_id.to_owned()));
+        changes.push(Change::EventRegistered { event_id: event_id.to_owned() });
+        Ok(Outcome::Registered { n_seats })
     }
 
     fn check_ttl(&self, ttl_ms: u64) -> Result<(), Rejection> {
@@ -961,6 +975,22 @@ impl EventState {
         let slots = vec![Slot::Free; meta.seats.len()];
         Ok(EventState { meta, seat_idx, slots, holds_by_owner: BTreeMap::new() })
     }
+}
+
+fn check_seats(seats: &[SeatSpec]) -> Result<(), Rejection> {
+    if seats.is_empty() {
+        return Err(Rejection::NoSeats);
+    }
+    if seats.len() > MAX_SEATS_PER_COMMAND {
+        return Err(Rejection::Invalid(format!("at most {MAX_SEATS_PER_COMMAND} seats per command; send the rest with AddSeats")));
+    }
+    for seat in seats {
+        check_id("seat id", &seat.id)?;
+        if seat.section.len() > MAX_ID_BYTES || seat.row.len() > MAX_ID_BYTES {
+            return Err(Rejection::Invalid("section and row names are at most 128 bytes".into()));
+        }
+    }
+    Ok(())
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), Rejection> {

@@ -23,6 +23,10 @@ pub const META_GROUP: GroupId = 0;
 pub const MAX_ID_BYTES: usize = 128;
 /// Most seats one event may register.
 pub const MAX_SEATS_PER_EVENT: usize = 200_000;
+/// Most seats one command carries; larger events are registered in chunks
+/// ([`Command::RegisterEvent`] then [`Command::AddSeats`]) so no log entry grows past what a
+/// heartbeat-sized AppendEntries timeout can carry.
+pub const MAX_SEATS_PER_COMMAND: usize = 10_000;
 /// Largest catalog document accepted, in bytes.
 pub const MAX_CATALOG_DOC_BYTES: usize = 256 * 1024;
 
@@ -84,6 +88,8 @@ pub struct Proposal {
 pub enum Command {
     /// Create an event's seat inventory. Registering the same seats again is a no-op.
     RegisterEvent { event_id: EventId, currency: String, hold_ttl_ms: u64, seats: Vec<SeatSpec> },
+    /// Adds more seats to a registered event (for events above [`MAX_SEATS_PER_COMMAND`]).
+    AddSeats { event_id: EventId, seats: Vec<SeatSpec> },
     /// All-or-nothing hold of `seat_ids` for `ttl_ms` (event default when `None`).
     Hold { event_id: EventId, hold_id: HoldId, owner: UserId, seat_ids: Vec<SeatId>, ttl_ms: Option<u64> },
     /// The owner gives a live hold's seats back.

@@ -307,3 +307,34 @@ fn limits_are_enforced() {
     }
     assert_eq!(h.propose(1, hold(20, vec!["s4"], None)).outcome, Outcome::Rejected(Rejection::TooManyHolds { max: 4 }));
 }
+
+#[test]
+fn big_events_register_in_chunks_and_replays_still_match() {
+    let mut m = Machine::new();
+    let spec = |i: u32| SeatSpec { id: format!("x{i}"), section: "B".into(), row: "1".into(), number: i, price_minor: 500 };
+    let register = Request {
+        request_id: Some("reg".into()),
+        command: Command::RegisterEvent { event_id: "big".into(), currency: "EUR".into(), hold_ttl_ms: 60_000, seats: (0..3).map(spec).collect() },
+    };
+    let mut changes = Vec::new();
+    assert!(matches!(m.apply(&register, 1, &mut changes).outcome, Outcome::Registered { n_seats: 3 }));
+    let hold = Request {
+        request_id: Some("h".into()),
+        command: Command::Hold { event_id: "big".into(), hold_id: "h".into(), owner: "u".into(), seat_ids: vec!["x0".into()], ttl_ms: None },
+    };
+    assert!(matches!(m.apply(&hold, 2, &mut changes).outcome, Outcome::Held(_)));
+    let add = Request { request_id: Some("add".into()), command: Command::AddSeats { event_id: "big".into(), seats: (3..5).map(spec).collect() } };
+    assert!(matches!(m.apply(&add, 3, &mut changes).outcome, Outcome::Registered { n_seats: 5 }));
+    // The earlier hold survives the re-layout, and the new seats can be held.
+    assert_eq!(m.seat_counts("big", 4), Some((4, 1, 0)));
+    let dup = Request { request_id: Some("add2".into()), command: Command::AddSeats { event_id: "big".into(), seats: vec![spec(4)] } };
+    assert_eq!(m.apply(&dup, 5, &mut changes).outcome, Outcome::Rejected(Rejection::DuplicateSeats(vec!["x4".into()])));
+    // Registering the first chunk again (new request id) is recognised, not a conflict.
+    let again = Request { request_id: Some("reg-again".into()), command: register.command.clone() };
+    assert!(matches!(m.apply(&again, 6, &mut changes).outcome, Outcome::Registered { .. }));
+    let too_many = Request {
+        request_id: None,
+        command: Command::AddSeats { event_id: "big".into(), seats: (100..100 + MAX_SEATS_PER_COMMAND as u32 + 1).map(spec).collect() },
+    };
+    assert!(matches!(m.apply(&too_many, 7, &mut changes).outcome, Outcome::Rejected(Rejection::Invalid(_))));
+}
