@@ -1,0 +1,247 @@
+//! Webhook delivery for the sandbox: one owned task takes signed-to-be events from a
+//! bounded queue and posts each to the webhook URL, retrying with exponential backoff
+//! until a 2xx or the attempt limit. Each attempt is signed afresh (a new `t=`), so a
+//! receiver's tolerance window applies to the attempt, not to the first try. Deliveries
+//! are concurrent (up to a limit), so events of one intent may arrive out of order.
+//! Dropping or shutting down the [`WebhookWorker`] cancels every pending delivery: the
+//! sandbox is a stand-in processor and keeps nothing durable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use reqwest::header::CONTENT_TYPE;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::clock::Clock;
+use crate::problem::ApiError;
+
+use super::signature::{signature_header, SIGNATURE_HEADER};
+
+/// Delay before the second attempt; it doubles after each failure.
+pub const WEBHOOK_INITIAL_DELAY_MS: u64 = 500;
+/// Longest delay between two attempts.
+pub const WEBHOOK_MAX_DELAY_MS: u64 = 5 * 60 * 1000;
+/// Attempts per event before it is given up (about half an hour with the delays above).
+pub const WEBHOOK_MAX_ATTEMPTS: u32 = 16;
+/// Time one attempt may take, connect to last byte.
+pub const WEBHOOK_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Events being delivered (or waiting to retry) at once.
+pub const WEBHOOK_MAX_IN_FLIGHT: usize = 64;
+/// Events queued for delivery; a full queue makes the sandbox answer 503.
+pub const WEBHOOK_QUEUE_CAPACITY: usize = 1024;
+
+/// How deliveries are retried; [`Default`] gives the named constants above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookRetryConfig {
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub max_attempts: u32,
+    pub request_timeout_ms: u64,
+    pub max_in_flight: usize,
+}
+
+impl Default for WebhookRetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_delay_ms: WEBHOOK_INITIAL_DELAY_MS,
+            max_delay_ms: WEBHOOK_MAX_DELAY_MS,
+            max_attempts: WEBHOOK_MAX_ATTEMPTS,
+            request_timeout_ms: WEBHOOK_REQUEST_TIMEOUT_MS,
+            max_in_flight: WEBHOOK_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+impl WebhookRetryConfig {
+    /// The wait after failed attempt number `attempt` (1-based).
+    pub fn delay_after_ms(&self, attempt: u32) -> u64 {
+        let doublings = attempt.saturating_sub(1).min(63);
+        self.initial_delay_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_delay_ms)
+    }
+}
+
+/// An event body ready to sign and send.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub event_id: String,
+    pub body: Bytes,
+}
+
+/// Where and how to deliver.
+struct Delivery {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    secret: Arc<[u8]>,
+    clock: Arc<dyn Clock>,
+    retry: WebhookRetryConfig,
+}
+
+/// The delivery task. Dropping it aborts the task and every delivery under way;
+/// [`WebhookWorker::shutdown`] does the same and waits until they are gone.
+#[derive(Debug)]
+pub struct WebhookWorker {
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl WebhookWorker {
+    /// Spawns the task on the current Tokio runtime (an error outside one); returns it
+    /// with the queue's sender.
+    pub(crate) fn spawn(
+        url: &str,
+        secret: Arc<[u8]>,
+        clock: Arc<dyn Clock>,
+        retry: WebhookRetryConfig,
+    ) -> Result<(mpsc::Sender<Outgoing>, WebhookWorker), ApiError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ApiError::Internal("the webhook worker needs a tokio runtime".into()))?;
+        let url = reqwest::Url::parse(url)
+            .map_err(|error| ApiError::Internal(format!("bad webhook url {url}: {error}")))?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_millis(retry.request_timeout_ms))
+            .build()
+            .map_err(|error| {
+                ApiError::Internal(format!("building the webhook client failed: {error}"))
+            })?;
+        let (sender, receiver) = mpsc::channel(WEBHOOK_QUEUE_CAPACITY);
+        let (shutdown, shutdown_rx) = oneshot::channel();
+        let delivery = Arc::new(Delivery {
+            client,
+            url,
+            secret,
+            clock,
+            retry,
+        });
+        let task = runtime.spawn(run(delivery, receiver, shutdown_rx));
+        Ok((
+            sender,
+            WebhookWorker {
+                shutdown: Some(shutdown),
+                task: Some(task),
+            },
+        ))
+    }
+
+    /// Stops the task, cancelling pending deliveries, and waits for it to end.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            if let Err(error) = task.await {
+                if error.is_panic() {
+                    tracing::error!(%error, "webhook worker panicked");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for WebhookWorker {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+async fn run(
+    delivery: Arc<Delivery>,
+    mut queue: mpsc::Receiver<Outgoing>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    // Dropping the set at the end aborts whatever is still being delivered.
+    let mut in_flight = JoinSet::new();
+    let mut queue_open = true;
+    // Once every sender is gone, finish what is under way, then stop.
+    while queue_open || !in_flight.is_empty() {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            outgoing = queue.recv(), if queue_open && in_flight.len() < delivery.retry.max_in_flight => {
+                match outgoing {
+                    Some(outgoing) => {
+                        in_flight.spawn(deliver(delivery.clone(), outgoing));
+                    }
+                    None => queue_open = false,
+                }
+            }
+            Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Err(error) = finished {
+                    if error.is_panic() {
+                        tracing::error!(%error, "webhook delivery panicked");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Posts one event until a 2xx or the attempt limit.
+async fn deliver(delivery: Arc<Delivery>, outgoing: Outgoing) {
+    let retry = delivery.retry;
+    for attempt in 1..=retry.max_attempts {
+        let timestamp_secs = delivery.clock.now_ms() / 1000;
+        let signature = signature_header(&delivery.secret, timestamp_secs, &outgoing.body);
+        let result = delivery
+            .client
+            .post(delivery.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .body(outgoing.body.clone())
+            .send()
+            .await;
+        match result {
+            Ok(response) if response.status().is_success() => {
+                tracing::debug!(event_id = %outgoing.event_id, attempt, "webhook delivered");
+                return;
+            }
+            Ok(response) => {
+                tracing::warn!(event_id = %outgoing.event_id, attempt, status = %response.status(), "webhook refused");
+            }
+            Err(error) => {
+                tracing::warn!(event_id = %outgoing.event_id, attempt, %error, "webhook not delivered");
+            }
+        }
+        if attempt < retry.max_attempts {
+            tokio::time::sleep(Duration::from_millis(retry.delay_after_ms(attempt))).await;
+        }
+    }
+    tracing::error!(
+        event_id = %outgoing.event_id,
+        attempts = retry.max_attempts,
+        "webhook given up"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_up_to_the_cap() {
+        let retry = WebhookRetryConfig {
+            initial_delay_ms: 500,
+            max_delay_ms: 3_000,
+            ..WebhookRetryConfig::default()
+        };
+        let delays: Vec<u64> = (1..=6)
+            .map(|attempt| retry.delay_after_ms(attempt))
+            .collect();
+        assert_eq!(delays, [500, 1_000, 2_000, 3_000, 3_000, 3_000]);
+        assert_eq!(retry.delay_after_ms(u32::MAX), 3_000);
+    }
+
+    #[test]
+    fn default_schedule_gives_up_after_about_forty_minutes() {
+        let retry = WebhookRetryConfig::default();
+        let total_ms: u64 = (1..retry.max_attempts)
+            .map(|attempt| retry.delay_after_ms(attempt))
+            .sum();
+        assert!((30 * 60_000..60 * 60_000).contains(&total_ms), "{total_ms}");
+    }
+}

@@ -1,0 +1,3 @@
+//! The api crate's one integration-test binary: tests that need real sockets.
+
+mod webhooks;
