@@ -8,11 +8,13 @@
 //! when an attempt may have been).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::feed::FeedPage;
 use crate::host::{Query, QueryResult, ReadReply, ServeError};
@@ -24,11 +26,18 @@ use crate::types::*;
 pub const CALL_TIMEOUT_MS: u64 = 3_000;
 /// Time a request may spend finding a leader before the client gives up.
 pub const REQUEST_DEADLINE_MS: u64 = 8_000;
+/// Single-request writes to one group a client keeps in flight; more wait and go together
+/// in the next write (batching without a timer).
+pub const CLIENT_INFLIGHT_WRITES_PER_GROUP: usize = 8;
+/// Most requests a client sends in one write.
+pub const CLIENT_MAX_BATCH_REQUESTS: usize = 256;
+/// Single-request writes waiting for a batch, per group.
+pub const CLIENT_QUEUE_LEN: usize = 65_536;
 /// First pause between attempts when no leader is known (doubles up to the max).
 pub const RETRY_BACKOFF_MIN_MS: u64 = 25;
 pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InventoryError {
     /// No leader answered before the deadline and no attempt was delivered: nothing changed.
     #[error("group {group} has no reachable leader")]
@@ -52,6 +61,8 @@ struct Routes {
     placement: BTreeMap<EventId, GroupId>,
 }
 
+type Queued = (Request, oneshot::Sender<Result<Reply, InventoryError>>);
+
 /// A client of the storage cluster.
 #[derive(Clone)]
 pub struct InventoryClient {
@@ -59,6 +70,8 @@ pub struct InventoryClient {
     seeds: Arc<Vec<String>>,
     routes: Arc<RwLock<Routes>>,
     deadline: Duration,
+    /// Per-group queues feeding [`batch_loop`] tasks (which stop when the client is dropped).
+    batchers: Arc<Mutex<BTreeMap<GroupId, mpsc::Sender<Queued>>>>,
 }
 
 impl InventoryClient {
@@ -69,6 +82,7 @@ impl InventoryClient {
             seeds: Arc::new(seeds),
             routes: Arc::new(RwLock::new(Routes::default())),
             deadline: Duration::from_millis(REQUEST_DEADLINE_MS),
+            batchers: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -193,11 +207,29 @@ impl InventoryClient {
         Ok(replies)
     }
 
-    /// Proposes one command with its request id.
+    /// Proposes one command with its request id. Concurrent calls for the same group share
+    /// writes: while [`CLIENT_INFLIGHT_WRITES_PER_GROUP`] are in flight, the rest queue and
+    /// leave together in the next one.
     pub async fn execute(&self, group: GroupId, request_id: &str, command: Command) -> Result<Reply, InventoryError> {
         let request = Request { request_id: Some(request_id.to_owned()), command };
-        let mut replies = self.write(group, vec![request]).await?;
-        replies.pop().ok_or_else(|| InventoryError::Protocol("no reply".into()))
+        let queue = {
+            let mut batchers = self.batchers.lock().unwrap_or_else(|p| p.into_inner());
+            match batchers.get(&group) {
+                Some(tx) if !tx.is_closed() => tx.clone(),
+                _ => {
+                    let (tx, rx) = mpsc::channel(CLIENT_QUEUE_LEN);
+                    // The task's client has its own (empty) batcher table, so it does not keep
+                    // this client's queues alive.
+                    let writer = InventoryClient { batchers: Arc::new(Mutex::new(BTreeMap::new())), ..self.clone() };
+                    tokio::spawn(batch_loop(writer, group, rx));
+                    batchers.insert(group, tx.clone());
+                    tx
+                }
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        queue.send((request, tx)).await.map_err(|_| InventoryError::Protocol("client batcher stopped".into()))?;
+        rx.await.map_err(|_| InventoryError::Protocol("client batcher dropped the request".into()))?
     }
 
     /// A linearizable read of `group`.
@@ -337,6 +369,44 @@ impl InventoryClient {
         }
         Err(InventoryError::NoLeader { group })
     }
+}
+
+/// Sends queued single requests for one group, batched, with a bounded number in flight.
+async fn batch_loop(client: InventoryClient, group: GroupId, mut rx: mpsc::Receiver<Queued>) {
+    let permits = Arc::new(Semaphore::new(CLIENT_INFLIGHT_WRITES_PER_GROUP));
+    let mut inflight = JoinSet::new();
+    loop {
+        let first = tokio::select! {
+            queued = rx.recv() => match queued { Some(q) => q, None => break },
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let mut batch = vec![first];
+        while batch.len() < CLIENT_MAX_BATCH_REQUESTS {
+            match rx.try_recv() {
+                Ok(q) => batch.push(q),
+                Err(_) => break,
+            }
+        }
+        let client = client.clone();
+        inflight.spawn(async move {
+            let _permit = permit;
+            let (requests, senders): (Vec<Request>, Vec<_>) = batch.into_iter().unzip();
+            match client.write(group, requests).await {
+                Ok(replies) => {
+                    for (sender, reply) in senders.into_iter().zip(replies) {
+                        let _ = sender.send(Ok(reply));
+                    }
+                }
+                Err(e) => {
+                    for sender in senders {
+                        let _ = sender.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+    while inflight.join_next().await.is_some() {}
 }
 
 /// FNV-1a: stable across processes and versions (unlike std's hasher).

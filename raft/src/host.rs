@@ -29,7 +29,7 @@ use crate::types::*;
 /// Most requests folded into one log entry.
 pub const MAX_BATCH_REQUESTS: usize = 512;
 /// Proposals a group's leader keeps in flight at once.
-pub const MAX_INFLIGHT_PROPOSALS: usize = 32;
+pub const MAX_INFLIGHT_PROPOSALS: usize = 8;
 /// Requests waiting for the proposer, per group.
 pub const PROPOSAL_QUEUE_LEN: usize = 16_384;
 /// How often a leader checks whether a sweep is due.
