@@ -2,6 +2,19 @@
 //!
 //! # Layout
 //!
+//! * [`app`]: an API node — [`ApiConfig`], the shared state handlers reach, and [`Api`],
+//!   which owns the background tasks that keep the caches current and builds the router.
+//! * [`routes`]: every public route (events, holds, bookings, webhooks, admin catalog,
+//!   operations) and the middleware in front of them.
+//! * [`catalog`]: venue, performer and event documents as admins send them and as the meta
+//!   group stores them; validation; a venue's seat layout.
+//! * [`cache`]: the in-memory catalog, fed by the meta group's change feed.
+//! * [`seats`]: every event's seat map, fed by the shards' change feeds, and the coalesced
+//!   fan-out of live seat changes (SSE).
+//! * [`views`]: the read models the public endpoints answer and the rendered-view cache.
+//! * [`ids`]: hold/booking ids that carry their event; ids and request ids derived from
+//!   `Idempotency-Key`s.
+//! * [`inventory`]: inventory errors and rejections as [`ApiError`]s.
 //! * [`problem`]: the crate's one error type, [`ApiError`], and the one function that
 //!   turns it into an RFC 9457 `application/problem+json` answer; the request extractors
 //!   ([`ApiJson`], [`ApiBytes`], [`ApiQuery`], [`ApiPath`]) that turn bad input into those
@@ -14,16 +27,33 @@
 //! * [`payments`]: the [`PaymentProcessor`] trait; the local sandbox processor (HTTP
 //!   routes, checkout page, signed webhooks with retries); webhook signature verification
 //!   and event parsing for the receiving side.
+//! * [`demo`]: the deterministic demo catalog `boxoffice dev` seeds.
+//! * [`metrics`]: the Prometheus recorder and the request-metrics middleware.
+//! * [`openapi`]: the OpenAPI document, generated from the handlers (utoipa).
 //!
-//! Routers are built here and served by `node/`: nothing in this crate binds a socket
-//! outside tests.
+//! Data flows: reads are answered from [`cache`] and [`seats`] (never a Raft round trip
+//! per request); writes go through [`boxoffice_raft::InventoryClient`] to the owning
+//! shard's leader. Routers are built here and served by `node/`: nothing in this crate
+//! binds a socket outside tests.
 
+pub mod app;
 pub mod auth;
+pub mod cache;
+pub mod catalog;
 pub mod clock;
+pub mod demo;
+pub mod ids;
+pub mod inventory;
+pub mod metrics;
+pub mod openapi;
 pub mod payments;
 pub mod problem;
 pub mod ratelimit;
+pub mod routes;
+pub mod seats;
+pub mod views;
 
+pub use app::{Api, ApiConfig, ApiDeps, AppState, ReadyGate};
 pub use auth::{auth_routes, Admin, Auth, Claims, Role, User};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use payments::{PaymentProcessor, Sandbox, SandboxProcessor};

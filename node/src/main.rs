@@ -1,8 +1,10 @@
 //! The `boxoffice` binary: one executable for every role, chosen by subcommand.
 //!
 //! `boxoffice dev` runs everything in one process, `boxoffice node` a storage node,
+//! `boxoffice api` a stateless API node in front of a cluster,
 //! `boxoffice bench holds` measures a 3-node cluster.
 
+mod api_node;
 mod bench;
 mod dev;
 mod storage_node;
@@ -20,8 +22,10 @@ struct Cli {
 enum Cmd {
     /// Run a storage node (hosts replicas of Raft groups).
     Node(storage_node::NodeArgs),
-    /// Everything on one machine: three storage replicas in this process (more roles join
-    /// as they are built).
+    /// Run a stateless API node (REST, live seat maps, payments) in front of a cluster.
+    Api(api_node::ApiArgs),
+    /// Everything on one machine: three storage replicas, an API node on 127.0.0.1:8080, the
+    /// payment sandbox and a demo catalog, in this process.
     Dev(dev::DevArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
@@ -42,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command.unwrap_or(Cmd::Dev(dev::DevArgs::default())) {
             Cmd::Node(args) => storage_node::run(args).await,
             Cmd::Bench(cmd) => bench::run(cmd).await,
+            Cmd::Api(args) => api_node::run(args).await,
             Cmd::Dev(args) => dev::run(args).await,
         }
     })

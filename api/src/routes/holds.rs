@@ -1,0 +1,251 @@
+//! Holds: `POST /v1/holds` (all-or-nothing, idempotent under `Idempotency-Key`),
+//! `GET /v1/holds/{id}`, `DELETE /v1/holds/{id}` (release).
+
+use axum::extract::State;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use boxoffice_raft::host::{Query, QueryResult};
+use boxoffice_raft::types::{Command, Hold, HoldStatus, Outcome};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::auth::{Role, User};
+use crate::catalog::Money;
+use crate::clock::rfc3339_from_ms;
+use crate::ids::{derived_event_scoped_id, digest, event_of, idempotency_key, optional_idempotency_key, request_id, IdKind, MAX_ID_BYTES};
+use crate::inventory::{rejection, Doing};
+use crate::metrics::HOLDS;
+use crate::problem::{ApiError, ApiJson, ApiPath};
+
+/// Most seat ids one request may name (the inventory's own, smaller, limit applies after).
+pub const MAX_SEAT_IDS_PER_REQUEST: usize = 100;
+
+/// `POST /v1/holds`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub event_id: String,
+    /// Seat ids from `GET /v1/events/{event_id}/seats`; all are held or none.
+    #[schema(min_items = 1, max_items = 100)]
+    pub seat_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldState {
+    Active,
+    Expired,
+    Released,
+    Confirmed,
+}
+
+/// A hold.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HoldView {
+    pub hold_id: String,
+    pub event_id: String,
+    pub seat_ids: Vec<String>,
+    pub status: HoldState,
+    pub total: Money,
+    /// RFC 3339 UTC; the seats are yours until then.
+    pub expires_at: String,
+    pub created_at: String,
+    pub booking_id: Option<String>,
+}
+
+pub fn hold_state(status: HoldStatus) -> HoldState {
+    match status {
+        HoldStatus::Active => HoldState::Active,
+        HoldStatus::Expired => HoldState::Expired,
+        HoldStatus::Released => HoldState::Released,
+        HoldStatus::Confirmed => HoldState::Confirmed,
+    }
+}
+
+fn hold_view(hold: &Hold, currency: &str, now_ms: u64) -> HoldView {
+    HoldView {
+        hold_id: hold.hold_id.clone(),
+        event_id: hold.event_id.clone(),
+        seat_ids: hold.seat_ids.clone(),
+        status: hold_state(hold.status_at(now_ms)),
+        total: Money { amount: hold.total_minor, currency: currency.to_owned() },
+        expires_at: rfc3339_from_ms(hold.expires_at_ms),
+        created_at: rfc3339_from_ms(hold.created_at_ms),
+        booking_id: hold.booking_id.clone(),
+    }
+}
+
+fn check_seat_ids(seat_ids: &[String]) -> Result<(), ApiError> {
+    if seat_ids.is_empty() {
+        return Err(ApiError::invalid_field("seat_ids", "name at least one seat"));
+    }
+    if seat_ids.len() > MAX_SEAT_IDS_PER_REQUEST {
+        return Err(ApiError::invalid_field("seat_ids", format!("name at most {MAX_SEAT_IDS_PER_REQUEST} seats")));
+    }
+    for (i, id) in seat_ids.iter().enumerate() {
+        if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+            return Err(ApiError::invalid_field(format!("seat_ids[{i}]"), "not a seat id"));
+        }
+    }
+    Ok(())
+}
+
+/// Holds seats for the caller, all or none, until the event's hold lifetime passes.
+#[utoipa::path(
+    post, path = "/v1/holds", tag = "holds", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Unique per hold attempt; resend it to retry safely")),
+    request_body = HoldRequest,
+    responses(
+        (status = 201, description = "Held", body = HoldView, headers(("Location" = String, description = "The hold's URL"))),
+        (status = 409, description = "Some seats are not available (`unavailable_seats`), or the key was used for another request", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(State(state): State<AppState>, user: User, headers: HeaderMap, ApiJson(body): ApiJson<HoldRequest>) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    check_seat_ids(&body.seat_ids)?;
+    let event = state.event(&body.event_id).await?;
+    let now_ms = state.now_ms();
+    if !event.on_sale {
+        return Err(ApiError::Conflict { detail: "this event is not on sale".into() });
+    }
+    if now_ms >= event.starts_at_ms() {
+        return Err(ApiError::Conflict { detail: "this event has already started".into() });
+    }
+    let seat_bytes: Vec<&[u8]> = body.seat_ids.iter().map(|s| s.as_bytes()).collect();
+    let mut parts: Vec<&[u8]> = vec![b"hold", body.event_id.as_bytes()];
+    parts.extend(seat_bytes);
+    state.check_key(&user.id, &key, &digest(&parts, 32))?;
+    let hold_id = derived_event_scoped_id(IdKind::Hold, &user.id, &key, &event.event_id);
+    let command = Command::Hold {
+        event_id: event.event_id.clone(),
+        hold_id,
+        owner: user.id.clone(),
+        seat_ids: body.seat_ids,
+        ttl_ms: Some(event.hold_ttl_seconds.saturating_mul(1000)),
+    };
+    let reply = match state.inventory.execute_for_event(&event.event_id, &request_id("hold", &user.id, &key), command).await {
+        Ok(reply) => reply,
+        Err(error) => {
+            metrics::counter!(HOLDS, "outcome" => "error").increment(1);
+            return Err(error.into());
+        }
+    };
+    match reply.outcome {
+        Outcome::Held(hold) => {
+            metrics::counter!(HOLDS, "outcome" => "held").increment(1);
+            let view = hold_view(&hold, &event.currency, reply.at_ms);
+            let mut response = (StatusCode::CREATED, ApiJson(view)).into_response();
+            if let Ok(location) = HeaderValue::from_str(&format!("/v1/holds/{}", hold.hold_id)) {
+                response.headers_mut().insert(LOCATION, location);
+            }
+            Ok(response)
+        }
+        Outcome::Unavailable { seat_ids } => {
+            metrics::counter!(HOLDS, "outcome" => "unavailable").increment(1);
+            Err(ApiError::SeatUnavailable { unavailable_seats: seat_ids })
+        }
+        Outcome::Rejected(r) => {
+            metrics::counter!(HOLDS, "outcome" => "rejected").increment(1);
+            Err(rejection(r, Doing::Hold))
+        }
+        other => Err(ApiError::Internal(format!("hold answered {other:?}"))),
+    }
+}
+
+/// Reads a hold the caller may see (its owner or an admin); 404 otherwise.
+pub(crate) async fn read_hold(state: &AppState, user: &User, hold_id: &str) -> Result<(Hold, u64), ApiError> {
+    let event_id = event_of(IdKind::Hold, hold_id)?;
+    let not_found = || ApiError::not_found(format!("no hold {hold_id}"));
+    let group = match state.inventory.group_of(event_id).await {
+        Ok(group) => group,
+        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => return Err(not_found()),
+        Err(error) => return Err(error.into()),
+    };
+    let reply = state.inventory.read(group, Query::Hold(hold_id.to_owned())).await?;
+    match reply.result {
+        QueryResult::Hold(Some(hold)) if hold.owner == user.id || user.role == Role::Admin => Ok((hold, reply.at_ms)),
+        QueryResult::Hold(_) => Err(not_found()),
+        _ => Err(ApiError::Internal("a hold read answered something else".into())),
+    }
+}
+
+/// The hold, with its status now.
+#[utoipa::path(
+    get, path = "/v1/holds/{hold_id}", tag = "holds", security(("bearer" = [])),
+    params(("hold_id" = String, Path, description = "Hold id")),
+    responses((status = 200, description = "The hold", body = HoldView))
+)]
+pub async fn get(State(state): State<AppState>, user: User, ApiPath(hold_id): ApiPath<String>) -> Result<ApiJson<HoldView>, ApiError> {
+    let (hold, at_ms) = read_hold(&state, &user, &hold_id).await?;
+    let currency = state.event(&hold.event_id).await.map(|e| e.currency.clone()).unwrap_or_default();
+    Ok(ApiJson(hold_view(&hold, &currency, at_ms)))
+}
+
+/// Gives the hold's seats back. Releasing a released hold is a no-op.
+#[utoipa::path(
+    delete, path = "/v1/holds/{hold_id}", tag = "holds", security(("bearer" = [])),
+    params(
+        ("hold_id" = String, Path, description = "Hold id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional: releases are idempotent anyway"),
+    ),
+    responses(
+        (status = 204, description = "Released"),
+        (status = 409, description = "The hold expired, was confirmed, or is not yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn release(State(state): State<AppState>, user: User, headers: HeaderMap, ApiPath(hold_id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    let key = optional_idempotency_key(&headers)?;
+    let event_id = event_of(IdKind::Hold, &hold_id)?;
+    let request = match &key {
+        Some(key) => request_id("release", &user.id, key),
+        None => request_id("release", &user.id, &hold_id),
+    };
+    let command = Command::Release { hold_id: hold_id.clone(), owner: user.id.clone() };
+    let reply = match state.inventory.execute_for_event(event_id, &request, command).await {
+        Ok(reply) => reply,
+        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => return Err(ApiError::not_found(format!("no hold {hold_id}"))),
+        Err(error) => return Err(error.into()),
+    };
+    match reply.outcome {
+        Outcome::Released | Outcome::Rejected(boxoffice_raft::types::Rejection::HoldNotActive(HoldStatus::Released)) => Ok(StatusCode::NO_CONTENT),
+        Outcome::Rejected(boxoffice_raft::types::Rejection::UnknownHold) => Err(ApiError::not_found(format!("no hold {hold_id}"))),
+        Outcome::Rejected(r) => Err(rejection(r, Doing::Release)),
+        other => Err(ApiError::Internal(format!("release answered {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seat_ids_are_checked_before_anything_is_proposed() {
+        assert!(check_seat_ids(&[]).is_err());
+        assert!(check_seat_ids(&vec!["s1-1-1".to_owned(); MAX_SEAT_IDS_PER_REQUEST + 1]).is_err());
+        assert!(matches!(check_seat_ids(&["ok".into(), "".into()]), Err(ApiError::InvalidRequest { field: Some(f), .. }) if f == "seat_ids[1]"));
+        assert!(check_seat_ids(&["s1-1-1".into()]).is_ok());
+    }
+
+    #[test]
+    fn a_hold_reads_as_expired_after_its_time() {
+        let hold = Hold {
+            hold_id: "ho_1.ev_1".into(),
+            event_id: "ev_1".into(),
+            owner: "alice".into(),
+            seat_ids: vec!["s1-1-1".into()],
+            total_minor: 500,
+            created_at_ms: 0,
+            expires_at_ms: 1_000,
+            status: HoldStatus::Active,
+            finished_at_ms: None,
+            booking_id: None,
+        };
+        assert_eq!(hold_view(&hold, "USD", 999).status, HoldState::Active);
+        let view = hold_view(&hold, "USD", 1_000);
+        assert_eq!(view.status, HoldState::Expired);
+        assert_eq!(view.expires_at, "1970-01-01T00:00:01Z");
+        assert_eq!(view.total, Money { amount: 500, currency: "USD".into() });
+    }
+}

@@ -1,0 +1,84 @@
+//! The public router: every route, the middleware in front of them (request timeout, rate
+//! limits, metrics) and the problem+json fallbacks.
+//!
+//! | area | module |
+//! |---|---|
+//! | event view, seat map, live seat map | [`events`] |
+//! | holds | [`holds`] |
+//! | bookings, `GET /v1/me/bookings` | [`bookings`] |
+//! | payment webhooks | [`webhooks`] |
+//! | admin catalog | [`admin`] |
+//! | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | [`ops`] |
+
+pub mod admin;
+pub mod bookings;
+pub mod events;
+pub mod holds;
+pub mod ops;
+pub mod webhooks;
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::AppState;
+use crate::auth::auth_routes;
+use crate::problem::{with_problem_fallbacks, ApiError};
+use crate::ratelimit::with_rate_limits;
+
+/// The API node's router; `extra` routes (the dev sandbox) are merged in before the
+/// fallbacks so they answer problem+json too.
+pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
+    let timeout_ms = state.config.request_timeout_ms;
+    let timed = Router::new()
+        .route("/v1/events/{event_id}", get(events::view))
+        .route("/v1/events/{event_id}/seats", get(events::seats))
+        .route("/v1/holds", post(holds::create))
+        .route("/v1/holds/{hold_id}", get(holds::get).delete(holds::release))
+        .route("/v1/bookings", post(bookings::create))
+        .route("/v1/bookings/{booking_id}", get(bookings::get))
+        .route("/v1/me/bookings", get(bookings::mine))
+        .route("/admin/v1/venues", post(admin::create_venue))
+        .route("/admin/v1/venues/{venue_id}", get(admin::get_venue))
+        .route("/admin/v1/performers", post(admin::create_performer))
+        .route("/admin/v1/events", post(admin::create_event))
+        .route("/admin/v1/events/{event_id}", get(admin::get_event).patch(admin::patch_event))
+        .merge(auth_routes(state.config.dev_mode))
+        .layer(from_fn_with_state(timeout_ms, timeout));
+    let streams = Router::new().route("/v1/events/{event_id}/seats/stream", get(events::stream));
+    let limited = with_rate_limits(timed.merge(streams), state.limits.clone());
+    // The processor and monitoring are not rate limited per IP: one processor sends every
+    // webhook, one Prometheus scrapes every node.
+    let open = Router::new()
+        .route("/v1/webhooks/payments", post(webhooks::receive))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .layer(from_fn_with_state(timeout_ms, timeout));
+    let mut app = limited.merge(open);
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
+    let app = app.layer(from_fn(crate::metrics::track));
+    with_problem_fallbacks(app).with_state(state)
+}
+
+/// Seconds to wait after a request timed out.
+const TIMEOUT_RETRY_AFTER_SECS: u64 = 1;
+
+/// Middleware: answers 503 when the handler takes longer than `timeout_ms`.
+async fn timeout(State(timeout_ms): State<u64>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable {
+            detail: "the request took too long; a mutation may or may not have happened, retry it with the same Idempotency-Key".into(),
+            retry_after_secs: TIMEOUT_RETRY_AFTER_SECS,
+        }
+        .into_response(),
+    }
+}

@@ -1,0 +1,90 @@
+//! Operations endpoints: `/healthz` (the process is up), `/readyz` (caches loaded, every
+//! readiness gate set), `/metrics` (Prometheus text) and `/openapi.json`.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::app::AppState;
+use crate::problem::{ApiError, ApiJson};
+
+/// Seconds a load balancer should wait before asking `/readyz` again.
+const NOT_READY_RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Ready {
+    pub status: String,
+    pub venues: usize,
+    pub performers: usize,
+    pub events: usize,
+    /// Events whose seat maps this node follows.
+    pub seat_maps: usize,
+    /// Meta-group log index the catalog reflects.
+    pub catalog_index: u64,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Health)))]
+pub async fn healthz() -> ApiJson<Health> {
+    ApiJson(Health { status: "ok".into() })
+}
+
+/// The node can serve: it knows the placement, its catalog and seat caches have loaded, and
+/// every readiness gate (e.g. dev's demo catalog) is set.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready", body = Ready),
+    (status = 503, description = "Not ready; `detail` says what it waits for", body = crate::openapi::Problem, content_type = "application/problem+json"),
+))]
+pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Ready>, ApiError> {
+    let mut waiting = Vec::new();
+    if !state.catalog.is_synced() {
+        waiting.push("catalog".to_owned());
+    }
+    if state.seats.groups().is_empty() {
+        waiting.push("placement".to_owned());
+    }
+    waiting.extend(state.seats.unsynced_groups().into_iter().map(|g| format!("shard {g}")));
+    waiting.extend(state.readiness.waiting());
+    if !waiting.is_empty() {
+        return Err(ApiError::Unavailable { detail: format!("waiting for: {}", waiting.join(", ")), retry_after_secs: NOT_READY_RETRY_AFTER_SECS });
+    }
+    let (venues, performers, events) = state.catalog.sizes();
+    Ok(ApiJson(Ready { status: "ready".into(), venues, performers, events, seat_maps: state.seats.n_events(), catalog_index: state.catalog.applied() }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let (venues, performers, events) = state.catalog.sizes();
+    metrics::gauge!("boxoffice_catalog_documents", "kind" => "venue").set(venues as f64);
+    metrics::gauge!("boxoffice_catalog_documents", "kind" => "performer").set(performers as f64);
+    metrics::gauge!("boxoffice_catalog_documents", "kind" => "event").set(events as f64);
+    metrics::gauge!("boxoffice_seat_maps").set(state.seats.n_events() as f64);
+    let text = match crate::metrics::prometheus() {
+        Some(handle) => handle.render(),
+        None => "# another metrics recorder was installed first; boxoffice metrics go there\n".to_owned(),
+    };
+    let mut response = text.into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI document", body = Object)))]
+pub async fn openapi() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let text = DOC.get_or_init(|| crate::openapi::ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
+    let mut response = text.clone().into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

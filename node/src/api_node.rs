@@ -1,0 +1,177 @@
+//! `boxoffice api`: a stateless API node in front of a storage cluster, and the serving code
+//! `boxoffice dev` shares with it (building the API state, the embedded payment sandbox,
+//! binding the listener, graceful shutdown).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use boxoffice_api::payments::sandbox::SandboxConfig;
+use boxoffice_api::payments::{sandbox_routes, Sandbox, WebhookWorker};
+use boxoffice_api::{Api, ApiConfig, ApiDeps, Auth, Clock, RateLimitConfig, SystemClock};
+use boxoffice_raft::transport::{TcpConnector, Transport};
+use boxoffice_raft::InventoryClient;
+
+/// Rate limits, shared by `api` and `dev`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Sustained requests per second per client IP.
+    #[arg(long, env = "BOXOFFICE_RATE_IP_PER_SECOND", default_value_t = 50)]
+    pub rate_ip_per_second: u32,
+    #[arg(long, env = "BOXOFFICE_RATE_IP_BURST", default_value_t = 100)]
+    pub rate_ip_burst: u32,
+    /// Sustained requests per second per user (bearer token).
+    #[arg(long, env = "BOXOFFICE_RATE_USER_PER_SECOND", default_value_t = 10)]
+    pub rate_user_per_second: u32,
+    #[arg(long, env = "BOXOFFICE_RATE_USER_BURST", default_value_t = 20)]
+    pub rate_user_burst: u32,
+    /// Take client IPs from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long, env = "BOXOFFICE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for LimitArgs {
+    fn default() -> Self {
+        LimitArgs { rate_ip_per_second: 50, rate_ip_burst: 100, rate_user_per_second: 10, rate_user_burst: 20, trust_forwarded_for: false }
+    }
+}
+
+impl LimitArgs {
+    pub fn config(&self) -> anyhow::Result<RateLimitConfig> {
+        let nz = |n: u32, name: &str| std::num::NonZeroU32::new(n).with_context(|| format!("{name} must be at least 1"));
+        Ok(RateLimitConfig {
+            per_ip_per_second: nz(self.rate_ip_per_second, "--rate-ip-per-second")?,
+            per_ip_burst: nz(self.rate_ip_burst, "--rate-ip-burst")?,
+            per_user_per_second: nz(self.rate_user_per_second, "--rate-user-per-second")?,
+            per_user_burst: nz(self.rate_user_burst, "--rate-user-burst")?,
+            trust_forwarded_for: self.trust_forwarded_for,
+            ..RateLimitConfig::default()
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApiArgs {
+    /// Storage nodes to start from (`host:port,…`); the rest is learned from the cluster.
+    #[arg(long, env = "BOXOFFICE_CLUSTER")]
+    pub cluster: String,
+    #[arg(long, env = "BOXOFFICE_API_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Base URL clients reach this node at (for checkout links and webhooks).
+    #[arg(long, env = "BOXOFFICE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// HS256 secret (at least 32 bytes) that verifies bearer tokens.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+    /// Secret that verifies the payment processor's webhook signatures.
+    #[arg(long, env = "BOXOFFICE_WEBHOOK_SECRET")]
+    pub webhook_secret: Option<String>,
+    /// Serve `POST /v1/auth/token`, which issues tokens to anyone. Never in production.
+    #[arg(long, env = "BOXOFFICE_DEV_TOKENS")]
+    pub dev_tokens: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Everything one API node needs to serve.
+pub struct ApiSetup {
+    pub listen: String,
+    /// Empty: `http://` plus the bound address.
+    pub public_url: String,
+    pub jwt_secret: Vec<u8>,
+    pub webhook_secret: Vec<u8>,
+    pub dev_mode: bool,
+    pub limits: RateLimitConfig,
+    pub seeds: Vec<String>,
+}
+
+/// A started API node: its state (for dev's seeding), its bound listener, and what must
+/// live as long as it serves.
+pub struct ApiNode {
+    pub api: Api,
+    pub listener: tokio::net::TcpListener,
+    pub addr: SocketAddr,
+    router: axum::Router,
+    webhooks: WebhookWorker,
+}
+
+impl ApiNode {
+    pub async fn start(setup: ApiSetup) -> anyhow::Result<ApiNode> {
+        let listener = tokio::net::TcpListener::bind(&setup.listen).await.with_context(|| format!("binding {}", setup.listen))?;
+        let addr = listener.local_addr()?;
+        let public_url = if setup.public_url.is_empty() { format!("http://{addr}") } else { setup.public_url.clone() };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let auth = Arc::new(Auth::new(&setup.jwt_secret, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let inventory = InventoryClient::new(Arc::new(Transport::new(TcpConnector)), setup.seeds.clone());
+        let sandbox_config = SandboxConfig::new(
+            public_url.clone(),
+            format!("{}/v1/webhooks/payments", public_url.trim_end_matches('/')),
+            setup.webhook_secret.clone(),
+        );
+        let (sandbox, webhooks) = Sandbox::start(sandbox_config, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config = ApiConfig { dev_mode: setup.dev_mode, rate_limits: setup.limits, ..ApiConfig::default() };
+        let deps = ApiDeps { inventory, clock, auth, payments: Arc::new(sandbox.processor()), webhook_secret: setup.webhook_secret };
+        let api = Api::start(config, deps);
+        let router = api.router_with(sandbox_routes(sandbox));
+        Ok(ApiNode { api, listener, addr, router, webhooks })
+    }
+
+    /// Serves until `shutdown` resolves, then stops the background tasks.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await?;
+        self.webhooks.shutdown().await;
+        self.api.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
+    let seeds: Vec<String> = args.cluster.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    if seeds.is_empty() {
+        bail!("--cluster needs at least one storage node address");
+    }
+    let (jwt_secret, webhook_secret) = match (args.jwt_secret, args.webhook_secret, args.dev_tokens) {
+        (Some(j), Some(w), _) => (j.into_bytes(), w.into_bytes()),
+        (j, w, true) => (
+            j.map(String::into_bytes).unwrap_or_else(|| boxoffice_api::ids::random_hex(32).into_bytes()),
+            w.map(String::into_bytes).unwrap_or_else(|| boxoffice_api::ids::random_hex(32).into_bytes()),
+        ),
+        _ => bail!("set --jwt-secret and --webhook-secret (or --dev-tokens for a throwaway node)"),
+    };
+    let public_url = args.public_url.unwrap_or_else(|| format!("http://{}", args.listen));
+    let setup = ApiSetup {
+        listen: args.listen,
+        public_url,
+        jwt_secret,
+        webhook_secret,
+        dev_mode: args.dev_tokens,
+        limits: args.limits.config()?,
+        seeds,
+    };
+    let node = ApiNode::start(setup).await?;
+    println!("ready api={}", node.addr);
+    node.serve(shutdown_signal()).await
+}
