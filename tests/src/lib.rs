@@ -1,6 +1,8 @@
 //! End-to-end test support: builds the `boxoffice` binary once and runs real storage-node
 //! processes on loopback, killed with SIGKILL and restarted from their data dirs.
 
+pub mod rest;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,255 @@
+//! REST test support: a `boxoffice dev` process on free loopback ports (no demo catalog,
+//! rate limits raised), and a small JSON client for its public API.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::{binary, eventually, free_addr};
+
+/// A running `boxoffice dev` with its own data dir; killed on drop.
+pub struct DevServer {
+    pub base: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+/// Three consecutive free loopback ports (for the dev replicas).
+fn free_port_run() -> u16 {
+    for _ in 0..200 {
+        let first = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+        if first == 0 || first > 65_000 {
+            continue;
+        }
+        if (0..3).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok()) {
+            return first;
+        }
+    }
+    panic!("no three consecutive free ports");
+}
+
+impl DevServer {
+    /// Starts `boxoffice dev` and waits until `/readyz` answers 200.
+    pub async fn start() -> DevServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("dev");
+        let addr = free_addr();
+        let raft_port = free_port_run();
+        let log = std::fs::File::create(tmp.path().join("dev.log")).expect("log file");
+        let child = Command::new(binary())
+            .args(["dev", "--no-demo", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--raft-port", &raft_port.to_string(), "--listen", &addr])
+            .args(["--rate-ip-per-second", "100000", "--rate-ip-burst", "100000", "--rate-user-per-second", "100000", "--rate-user-burst", "100000"])
+            .env("BOXOFFICE_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning boxoffice dev");
+        let server = DevServer { base: format!("http://{addr}"), data_dir, child: Some(child), _tmp: tmp };
+        let client = reqwest::Client::new();
+        let ready = eventually(Duration::from_secs(60), || {
+            let client = client.clone();
+            let url = format!("{}/readyz", server.base);
+            async move { client.get(&url).send().await.ok().filter(|r| r.status() == StatusCode::OK).map(|_| ()) }
+        })
+        .await;
+        if ready.is_none() {
+            let log = std::fs::read_to_string(server.log_path()).unwrap_or_default();
+            panic!("boxoffice dev did not become ready; log:\n{}", &log[log.len().saturating_sub(4000)..]);
+        }
+        server
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.parent().unwrap_or(Path::new(".")).join("dev.log")
+    }
+
+    /// The webhook secret dev generated (to sign events as the processor would).
+    pub fn webhook_secret(&self) -> Vec<u8> {
+        let text = std::fs::read_to_string(self.data_dir.join("dev.json")).expect("dev.json");
+        let file: Value = serde_json::from_str(&text).expect("dev.json parses");
+        file["webhook_secret"].as_str().expect("webhook_secret").as_bytes().to_vec()
+    }
+
+    pub fn client(&self) -> Rest {
+        Rest { base: self.base.clone(), http: reqwest::Client::new(), token: None }
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An answer: status, headers and the body as JSON (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// Asserts an RFC 9457 problem with `status` and type slug `slug`.
+    pub fn assert_problem(&self, status: u16, slug: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/problem+json"), "{}", self.text);
+        assert_eq!(self.body["status"], status, "{}", self.text);
+        assert_eq!(self.body["type"], format!("https://boxoffice.dev/problems/{slug}"), "{}", self.text);
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string(), "{}", self.text);
+    }
+
+    pub fn str(&self, pointer: &str) -> String {
+        self.body.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned()
+    }
+}
+
+/// A client of the public API, optionally with a bearer token.
+#[derive(Clone)]
+pub struct Rest {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+impl Rest {
+    /// A client holding a dev token for `user` with `role`.
+    pub async fn as_user(&self, user: &str, role: &str) -> Rest {
+        let answer = self.call(Method::POST, "/v1/auth/token", Some(json!({"user": user, "role": role})), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        Rest { token: Some(answer.str("/token")), ..self.clone() }
+    }
+
+    /// Sends a request with an optional JSON body and extra headers.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body.to_string());
+        }
+        Self::finish(request).await
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).header(CONTENT_TYPE, content_type).body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Self::finish(request).await
+    }
+
+    async fn finish(request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, headers, body, text }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None, &[]).await
+    }
+
+    /// POST with an `Idempotency-Key`.
+    pub async fn post_keyed(&self, path: &str, key: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body), &[("idempotency-key", key)]).await
+    }
+
+    /// Creates a one-section venue of `rows` × `seats_per_row` seats at `price` minor USD.
+    pub async fn venue(&self, rows: u32, seats_per_row: u32, price: u64) -> String {
+        let rows: Vec<Value> = (1..=rows).map(|r| json!({"name": r.to_string(), "seats": seats_per_row})).collect();
+        let body = json!({"name": "Test Hall", "city": "Chicago", "country": "US", "address": "1 Main St",
+                          "sections": [{"name": "Floor", "price": {"amount": price, "currency": "USD"}, "rows": rows}]});
+        let answer = self.call(Method::POST, "/admin/v1/venues", Some(body), &[]).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        answer.str("/venue_id")
+    }
+
+    /// Creates an event at `venue_id` starting in 30 days, with `hold_ttl_seconds`.
+    pub async fn event(&self, venue_id: &str, name: &str, hold_ttl_seconds: u64) -> String {
+        let starts_at_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 30 * 86_400;
+        let body = json!({"name": name, "category": "concert", "venue_id": venue_id, "performer_ids": [],
+                          "starts_at": rfc3339(starts_at_secs), "hold_ttl_seconds": hold_ttl_seconds});
+        let answer = self.call(Method::POST, "/admin/v1/events", Some(body), &[]).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        answer.str("/event_id")
+    }
+
+    /// Holds `seat_ids` under a fresh key; returns the answer.
+    pub async fn hold(&self, event_id: &str, seat_ids: &[&str]) -> Answer {
+        let key = format!("hold-{}", unique());
+        self.post_keyed("/v1/holds", &key, json!({"event_id": event_id, "seat_ids": seat_ids})).await
+    }
+
+    /// The status of one seat in the seat map.
+    pub async fn seat_status(&self, event_id: &str, seat_id: &str) -> String {
+        let map = self.get(&format!("/v1/events/{event_id}/seats")).await;
+        map.body["seats"]
+            .as_array()
+            .and_then(|seats| seats.iter().find(|s| s["id"] == seat_id))
+            .and_then(|s| s["status"].as_str())
+            .unwrap_or("missing")
+            .to_owned()
+    }
+}
+
+/// A process-unique string for idempotency keys.
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{nanos}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Seconds since the epoch as RFC 3339 UTC.
+pub fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+/// `Boxoffice-Signature` for `body` at `timestamp_secs` under `secret`.
+pub fn sign(secret: &[u8], timestamp_secs: u64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).expect("hmac takes any key");
+    mac.update(timestamp_secs.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={timestamp_secs},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
