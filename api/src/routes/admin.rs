@@ -193,7 +193,7 @@ async fn check_performers(state: &AppState, ids: &[String]) -> Result<(), ApiErr
 /// An event's stored document.
 #[utoipa::path(
     get, path = "/admin/v1/events/{event_id}", tag = "admin", security(("bearer" = [])),
-    params(("event_id" = String, Path, description = "Event id")),
+    params(("event_id" = String, Path, description = "Event id", example = "ev_demo_00001")),
     responses((status = 200, description = "The event", body = Event))
 )]
 pub async fn get_event(State(state): State<AppState>, _admin: Admin, ApiPath(event_id): ApiPath<String>) -> Result<ApiJson<Event>, ApiError> {
@@ -205,7 +205,7 @@ pub async fn get_event(State(state): State<AppState>, _admin: Admin, ApiPath(eve
 /// Changes an event's details, sale state, hold lifetime or queue settings.
 #[utoipa::path(
     patch, path = "/admin/v1/events/{event_id}", tag = "admin", security(("bearer" = [])),
-    params(("event_id" = String, Path, description = "Event id")),
+    params(("event_id" = String, Path, description = "Event id", example = "ev_demo_00001")),
     request_body = EventPatch,
     responses((status = 200, description = "The updated event", body = Event))
 )]
