@@ -12,6 +12,9 @@ use boxoffice_api::{Api, ApiConfig, ApiDeps, Auth, Clock, RateLimitConfig, Syste
 use boxoffice_raft::transport::{TcpConnector, Transport};
 use boxoffice_raft::InventoryClient;
 
+/// How long shutdown waits for open connections before closing them.
+pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+
 /// Rate limits, shared by `api` and `dev`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LimitArgs {
@@ -116,10 +119,26 @@ impl ApiNode {
         Ok(ApiNode { api, listener, addr, router, webhooks })
     }
 
-    /// Serves until `shutdown` resolves, then stops the background tasks.
+    /// Serves until `shutdown` resolves, lets requests in flight finish (live streams, which
+    /// never finish, are cut after [`SHUTDOWN_GRACE_MS`]), then stops the background tasks.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await?;
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        };
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
+        let grace_over = async move {
+            match stopping_rx.await {
+                Ok(()) => tokio::time::sleep(std::time::Duration::from_millis(SHUTDOWN_GRACE_MS)).await,
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            served = server => served?,
+            _ = grace_over => tracing::info!("closing the connections still open (live seat maps)"),
+        }
         self.webhooks.shutdown().await;
         self.api.shutdown().await;
         Ok(())

@@ -92,6 +92,61 @@ impl Drop for DevServer {
     }
 }
 
+/// A running `boxoffice api` (a bare API node in front of a cluster); killed on drop.
+pub struct ApiProc {
+    pub base: String,
+    child: Option<Child>,
+}
+
+/// The secrets every test API node shares, as a fleet behind one load balancer would.
+pub const TEST_JWT_SECRET: &str = "test-jwt-secret-of-at-least-thirty-two-bytes";
+pub const TEST_WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+impl ApiProc {
+    /// Starts an API node against `cluster` (`host:port,…`) logging to `log`, and waits
+    /// until it is ready.
+    pub async fn start(cluster: &str, log: &Path) -> ApiProc {
+        let addr = free_addr();
+        let log_file = std::fs::File::create(log).expect("log file");
+        let child = Command::new(binary())
+            .args(["api", "--cluster", cluster, "--listen", &addr, "--dev-tokens", "--jwt-secret", TEST_JWT_SECRET, "--webhook-secret", TEST_WEBHOOK_SECRET])
+            .args(["--rate-ip-per-second", "100000", "--rate-ip-burst", "100000", "--rate-user-per-second", "100000", "--rate-user-burst", "100000"])
+            .env("BOXOFFICE_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawning boxoffice api");
+        let node = ApiProc { base: format!("http://{addr}"), child: Some(child) };
+        let client = reqwest::Client::new();
+        let ready = eventually(Duration::from_secs(60), || {
+            let client = client.clone();
+            let url = format!("{}/readyz", node.base);
+            async move { client.get(&url).send().await.ok().filter(|r| r.status() == StatusCode::OK).map(|_| ()) }
+        })
+        .await;
+        assert!(ready.is_some(), "boxoffice api did not become ready: {}", std::fs::read_to_string(log).unwrap_or_default());
+        node
+    }
+
+    pub fn client(&self) -> Rest {
+        Rest { base: self.base.clone(), http: reqwest::Client::new(), token: None }
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ApiProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// An answer: status, headers and the body as JSON (`Value::Null` when empty or not JSON).
 #[derive(Debug)]
 pub struct Answer {

@@ -254,6 +254,11 @@ pub async fn mine(State(state): State<AppState>, user: User) -> Result<ApiJson<B
     }
     bookings.sort_by(|a, b| (b.created_at_ms, &b.booking_id).cmp(&(a.created_at_ms, &a.booking_id)));
     bookings.truncate(MAX_BOOKINGS_LISTED);
-    let bookings = bookings.iter().map(|b| booking_view(&state, b, None)).collect();
-    Ok(ApiJson(BookingList { bookings }))
+    let mut views = Vec::with_capacity(bookings.len());
+    for booking in &bookings {
+        // Only a pending booking needs its payment link; the rest skip the processor call.
+        let intent = if booking.status == BookingStatus::PendingPayment { state.payments.get_intent(&booking.payment_ref).await.ok() } else { None };
+        views.push(booking_view(&state, booking, intent.as_ref()));
+    }
+    Ok(ApiJson(BookingList { bookings: views }))
 }
