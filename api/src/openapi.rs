@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, ResponseBuilder};
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{admin, bookings, events, holds, ops, webhooks};
@@ -75,7 +76,7 @@ pub struct TokenResponseDoc {
 /// Issues a token to anyone: dev mode only (404 otherwise; production tokens come from
 /// the operator's identity provider).
 #[utoipa::path(
-    post, path = "/v1/auth/token", tag = "auth",
+    post, operation_id = "issueDevToken", path = "/v1/auth/token", tag = "auth",
     request_body = TokenRequestDoc,
     responses((status = 200, description = "A bearer token", body = TokenResponseDoc))
 )]
@@ -95,7 +96,7 @@ fn issue_dev_token_doc() {}
         issue_dev_token_doc,
     ),
     components(schemas(Problem, crate::seats::SeatState, crate::views::SeatBatch, crate::views::SeatChange)),
-    modifiers(&Security, &ProblemAnswers),
+    modifiers(&Security, &ProblemAnswers, &Links),
     tags(
         (name = "events", description = "Event views and seat maps (no token needed)"),
         (name = "holds", description = "Put seats on hold during checkout"),
@@ -174,14 +175,80 @@ impl Modify for ProblemAnswers {
     }
 }
 
+/// Links from what a create answers to the operations that use it, so clients (and
+/// stateful fuzzers) can follow a hold to its booking, an event to its seat map.
+struct Links;
+
+/// (path, method, status, link name, target operation, parameter, value expression,
+/// request body expression)
+type LinkSpec = (&'static str, HttpMethod, &'static str, &'static str, &'static str, Option<(&'static str, &'static str)>, Option<&'static str>);
+
+const LINKS: [LinkSpec; 10] = [
+    ("/v1/holds", HttpMethod::Post, "201", "GetHold", "getHold", Some(("hold_id", "$response.body#/hold_id")), None),
+    ("/v1/holds", HttpMethod::Post, "201", "ReleaseHold", "releaseHold", Some(("hold_id", "$response.body#/hold_id")), None),
+    ("/v1/holds", HttpMethod::Post, "201", "BookHold", "createBooking", None, Some(r#"{"hold_id": "$response.body#/hold_id"}"#)),
+    ("/v1/bookings", HttpMethod::Post, "201", "GetBooking", "getBooking", Some(("booking_id", "$response.body#/booking_id")), None),
+    ("/admin/v1/venues", HttpMethod::Post, "201", "GetVenue", "getVenue", Some(("venue_id", "$response.body#/venue_id")), None),
+    ("/admin/v1/events", HttpMethod::Post, "201", "GetEvent", "getEvent", Some(("event_id", "$response.body#/event_id")), None),
+    ("/admin/v1/events", HttpMethod::Post, "201", "GetSeats", "getSeats", Some(("event_id", "$response.body#/event_id")), None),
+    ("/admin/v1/events", HttpMethod::Post, "201", "GetAdminEvent", "getAdminEvent", Some(("event_id", "$response.body#/event_id")), None),
+    ("/admin/v1/events", HttpMethod::Post, "201", "PatchEvent", "patchEvent", Some(("event_id", "$response.body#/event_id")), None),
+    ("/v1/bookings", HttpMethod::Post, "201", "GetBookedHold", "getHold", Some(("hold_id", "$response.body#/hold_id")), None),
+];
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, method, status, name, target, parameter, body) in LINKS {
+            let Some(item) = openapi.paths.paths.get_mut(path) else { continue };
+            let operation = match method {
+                HttpMethod::Post => item.post.as_mut(),
+                _ => None,
+            };
+            let Some(operation) = operation else { continue };
+            let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) else { continue };
+            let mut link = LinkBuilder::new().operation_id(target);
+            if let Some((name, value)) = parameter {
+                link = link.parameter(name, value);
+            }
+            if let Some(body) = body {
+                link = link.request_body(serde_json::from_str::<serde_json::Value>(body).ok());
+            }
+            response.links.insert(name.to_owned(), RefOr::T(link.build()));
+        }
+    }
+}
+
+/// The document as served: utoipa 5 writes Link objects' fields in snake case
+/// (`operation_id`), which OpenAPI spells `operationId`; this fixes them.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+            for operation in item.values_mut() {
+                let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) else { continue };
+                for response in responses.values_mut() {
+                    let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else { continue };
+                    for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                        for (from, to) in [("operation_id", "operationId"), ("request_body", "requestBody"), ("operation_ref", "operationRef")] {
+                            if let Some(value) = link.remove(from) {
+                                link.insert(to.to_owned(), value);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_route_is_documented_with_its_problems() {
-        let doc = ApiDoc::openapi();
-        let json = serde_json::to_value(&doc).expect("json");
+        let json = document();
         let paths = json["paths"].as_object().expect("paths");
         for path in ["/v1/events/{event_id}", "/v1/holds", "/v1/holds/{hold_id}", "/v1/bookings", "/v1/webhooks/payments", "/admin/v1/events/{event_id}", "/readyz"] {
             assert!(paths.contains_key(path), "{path} missing");
@@ -193,5 +260,19 @@ mod tests {
         assert!(paths["/healthz"]["get"]["responses"].get("429").is_none());
         assert!(paths["/v1/events/{event_id}"]["get"]["responses"].get("401").is_none());
         assert_eq!(json["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        // Operation ids are unique, and links point at real ones.
+        let mut ids = std::collections::BTreeSet::new();
+        for item in paths.values() {
+            for operation in item.as_object().into_iter().flat_map(|o| o.values()) {
+                if let Some(id) = operation["operationId"].as_str() {
+                    assert!(ids.insert(id.to_owned()), "operation id {id} twice");
+                }
+            }
+        }
+        for (.., target, _, _) in LINKS {
+            assert!(ids.contains(target), "link to unknown operation {target}");
+        }
+        assert_eq!(hold["201"]["links"]["GetHold"]["operationId"], "getHold");
+        assert_eq!(hold["201"]["links"]["BookHold"]["requestBody"]["hold_id"], "$response.body#/hold_id");
     }
 }

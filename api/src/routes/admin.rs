@@ -84,7 +84,7 @@ fn body_digest<T: Serialize>(kind: &str, body: &T) -> String {
 
 /// Creates a venue with its seat layout.
 #[utoipa::path(
-    post, path = "/admin/v1/venues", tag = "admin", security(("bearer" = [])),
+    post, operation_id = "createVenue", path = "/admin/v1/venues", tag = "admin", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry")),
     request_body = NewVenue,
     responses((status = 201, description = "Created", body = Venue))
@@ -106,7 +106,7 @@ pub async fn create_venue(State(state): State<AppState>, admin: Admin, headers: 
 
 /// A venue.
 #[utoipa::path(
-    get, path = "/admin/v1/venues/{venue_id}", tag = "admin", security(("bearer" = [])),
+    get, operation_id = "getVenue", path = "/admin/v1/venues/{venue_id}", tag = "admin", security(("bearer" = [])),
     params(("venue_id" = String, Path, description = "Venue id")),
     responses((status = 200, description = "The venue", body = Venue))
 )]
@@ -118,7 +118,7 @@ pub async fn get_venue(State(state): State<AppState>, _admin: Admin, ApiPath(ven
 
 /// Creates a performer.
 #[utoipa::path(
-    post, path = "/admin/v1/performers", tag = "admin", security(("bearer" = [])),
+    post, operation_id = "createPerformer", path = "/admin/v1/performers", tag = "admin", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry")),
     request_body = NewPerformer,
     responses((status = 201, description = "Created", body = Performer))
@@ -141,7 +141,7 @@ pub async fn create_performer(State(state): State<AppState>, admin: Admin, heade
 /// Creates an event at a venue: assigns it a shard, registers the venue's seats there, then
 /// publishes the event in the catalog.
 #[utoipa::path(
-    post, path = "/admin/v1/events", tag = "admin", security(("bearer" = [])),
+    post, operation_id = "createEvent", path = "/admin/v1/events", tag = "admin", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry")),
     request_body = NewEvent,
     responses(
@@ -192,7 +192,7 @@ async fn check_performers(state: &AppState, ids: &[String]) -> Result<(), ApiErr
 
 /// An event's stored document.
 #[utoipa::path(
-    get, path = "/admin/v1/events/{event_id}", tag = "admin", security(("bearer" = [])),
+    get, operation_id = "getAdminEvent", path = "/admin/v1/events/{event_id}", tag = "admin", security(("bearer" = [])),
     params(("event_id" = String, Path, description = "Event id", example = "ev_demo_00001")),
     responses((status = 200, description = "The event", body = Event))
 )]
@@ -204,7 +204,7 @@ pub async fn get_event(State(state): State<AppState>, _admin: Admin, ApiPath(eve
 
 /// Changes an event's details, sale state, hold lifetime or queue settings.
 #[utoipa::path(
-    patch, path = "/admin/v1/events/{event_id}", tag = "admin", security(("bearer" = [])),
+    patch, operation_id = "patchEvent", path = "/admin/v1/events/{event_id}", tag = "admin", security(("bearer" = [])),
     params(("event_id" = String, Path, description = "Event id", example = "ev_demo_00001")),
     request_body = EventPatch,
     responses((status = 200, description = "The updated event", body = Event))

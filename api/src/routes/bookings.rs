@@ -152,7 +152,7 @@ fn booking_view(state: &AppState, booking: &Booking, intent: Option<&PaymentInte
 /// `pending_payment`. Pay at `payment.checkout_url` (or the processor's confirm API); the
 /// processor's webhook then confirms the booking.
 #[utoipa::path(
-    post, path = "/v1/bookings", tag = "bookings", security(("bearer" = [])),
+    post, operation_id = "createBooking", path = "/v1/bookings", tag = "bookings", security(("bearer" = [])),
     params(("Idempotency-Key" = String, Header, description = "Unique per booking attempt; resend it to retry safely")),
     request_body = BookingRequest,
     responses(
@@ -221,7 +221,7 @@ pub(crate) async fn read_booking(state: &AppState, user: &User, booking_id: &str
 
 /// The booking and its payment.
 #[utoipa::path(
-    get, path = "/v1/bookings/{booking_id}", tag = "bookings", security(("bearer" = [])),
+    get, operation_id = "getBooking", path = "/v1/bookings/{booking_id}", tag = "bookings", security(("bearer" = [])),
     params(("booking_id" = String, Path, description = "Booking id")),
     responses((status = 200, description = "The booking", body = BookingView))
 )]
@@ -233,7 +233,7 @@ pub async fn get(State(state): State<AppState>, user: User, ApiPath(booking_id):
 
 /// The caller's bookings, newest first (at most 200).
 #[utoipa::path(
-    get, path = "/v1/me/bookings", tag = "bookings", security(("bearer" = [])),
+    get, operation_id = "listMyBookings", path = "/v1/me/bookings", tag = "bookings", security(("bearer" = [])),
     responses((status = 200, description = "The caller's bookings", body = BookingList))
 )]
 pub async fn mine(State(state): State<AppState>, user: User) -> Result<ApiJson<BookingList>, ApiError> {

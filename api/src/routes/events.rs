@@ -61,7 +61,7 @@ async fn render_view(state: &AppState, event_id: &str, now_ms: u64) -> Result<Ar
 
 /// The event page: event, venue, performers, sections with prices and live availability.
 #[utoipa::path(
-    get, path = "/v1/events/{event_id}", tag = "events",
+    get, operation_id = "getEvent", path = "/v1/events/{event_id}", tag = "events",
     params(("event_id" = String, Path, description = "Event id", example = "ev_demo_00001"), ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer")),
     responses(
         (status = 200, description = "The event view", body = crate::views::EventView,
@@ -91,7 +91,7 @@ pub async fn view(State(state): State<AppState>, ApiPath(event_id): ApiPath<Stri
 
 /// Every seat of the event with its price and status.
 #[utoipa::path(
-    get, path = "/v1/events/{event_id}/seats", tag = "events",
+    get, operation_id = "getSeats", path = "/v1/events/{event_id}/seats", tag = "events",
     params(("event_id" = String, Path, description = "Event id", example = "ev_demo_00001")),
     responses((status = 200, description = "The seat map", body = crate::views::SeatMap))
 )]
@@ -125,7 +125,7 @@ fn seats_event(bytes: &Bytes) -> SseEvent {
 /// `event: seats` per batch of changes (coalesced every 100 ms). A client too slow to keep
 /// up gets `event: resync` and the stream ends; it should reconnect.
 #[utoipa::path(
-    get, path = "/v1/events/{event_id}/seats/stream", tag = "events",
+    get, operation_id = "streamSeats", path = "/v1/events/{event_id}/seats/stream", tag = "events",
     params(("event_id" = String, Path, description = "Event id", example = "ev_demo_00001")),
     responses((status = 200, description = "`text/event-stream` of `event: seats` messages whose data is a SeatBatch", content_type = "text/event-stream", body = String))
 )]

@@ -25,6 +25,7 @@ pub const MAX_SEAT_IDS_PER_REQUEST: usize = 100;
 /// `POST /v1/holds`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"event_id": "ev_demo_00001", "seat_ids": ["s1-A-3", "s1-A-4"]}))]
 pub struct HoldRequest {
     pub event_id: String,
     /// Seat ids from `GET /v1/events/{event_id}/seats`; all are held or none.
@@ -94,7 +95,7 @@ fn check_seat_ids(seat_ids: &[String]) -> Result<(), ApiError> {
 
 /// Holds seats for the caller, all or none, until the event's hold lifetime passes.
 #[utoipa::path(
-    post, path = "/v1/holds", tag = "holds", security(("bearer" = [])),
+    post, operation_id = "createHold", path = "/v1/holds", tag = "holds", security(("bearer" = [])),
     params(("Idempotency-Key" = String, Header, description = "Unique per hold attempt; resend it to retry safely")),
     request_body = HoldRequest,
     responses(
@@ -173,7 +174,7 @@ pub(crate) async fn read_hold(state: &AppState, user: &User, hold_id: &str) -> R
 
 /// The hold, with its status now.
 #[utoipa::path(
-    get, path = "/v1/holds/{hold_id}", tag = "holds", security(("bearer" = [])),
+    get, operation_id = "getHold", path = "/v1/holds/{hold_id}", tag = "holds", security(("bearer" = [])),
     params(("hold_id" = String, Path, description = "Hold id")),
     responses((status = 200, description = "The hold", body = HoldView))
 )]
@@ -185,7 +186,7 @@ pub async fn get(State(state): State<AppState>, user: User, ApiPath(hold_id): Ap
 
 /// Gives the hold's seats back. Releasing a released hold is a no-op.
 #[utoipa::path(
-    delete, path = "/v1/holds/{hold_id}", tag = "holds", security(("bearer" = [])),
+    delete, operation_id = "releaseHold", path = "/v1/holds/{hold_id}", tag = "holds", security(("bearer" = [])),
     params(
         ("hold_id" = String, Path, description = "Hold id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Optional: releases are idempotent anyway"),

@@ -8,7 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::problem::{ApiError, ApiJson};
@@ -34,14 +34,14 @@ pub struct Ready {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Health)))]
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Health)))]
 pub async fn healthz() -> ApiJson<Health> {
     ApiJson(Health { status: "ok".into() })
 }
 
 /// The node can serve: it knows the placement, its catalog and seat caches have loaded, and
 /// every readiness gate (e.g. dev's demo catalog) is set.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Ready", body = Ready),
     (status = 503, description = "Not ready; `detail` says what it waits for", body = crate::openapi::Problem, content_type = "application/problem+json"),
 ))]
@@ -63,7 +63,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Ready>, Api
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let (venues, performers, events) = state.catalog.sizes();
     metrics::gauge!("boxoffice_catalog_documents", "kind" => "venue").set(venues as f64);
@@ -80,10 +80,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI document", body = Object)))]
+#[utoipa::path(get, operation_id = "openapi", path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI document", body = Object)))]
 pub async fn openapi() -> Response {
     static DOC: OnceLock<String> = OnceLock::new();
-    let text = DOC.get_or_init(|| crate::openapi::ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
+    let text = DOC.get_or_init(|| crate::openapi::document().to_string());
     let mut response = text.clone().into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

@@ -54,7 +54,7 @@ fn ack(event: &PaymentEvent, result: WebhookResult) -> ApiJson<WebhookAck> {
 
 /// Receives a payment processor event (signed with `Boxoffice-Signature`).
 #[utoipa::path(
-    post, path = "/v1/webhooks/payments", tag = "payments",
+    post, operation_id = "receivePaymentEvent", path = "/v1/webhooks/payments", tag = "payments",
     params(("Boxoffice-Signature" = String, Header, description = "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"t.body\">`")),
     request_body(content = crate::openapi::PaymentEventDoc, description = "The processor's event"),
     responses(
