@@ -1,0 +1,562 @@
+//! What a caller asks ([`SearchQuery`]) and gets back ([`SearchPage`]): validation, the
+//! canonical cache key, and the translation of the words of `q` into a tantivy query with
+//! typo tolerance, type-ahead prefixes and field weights.
+//!
+//! # Scoring
+//!
+//! Every word of `q` must match somewhere (AND across words, OR across fields). A word's
+//! score is its best match over all fields, `bonus + field weight`, where the bonus is
+//! [`EXACT_BONUS`] for the exact word, [`PREFIX_BONUS`] for the last word as a prefix of an
+//! indexed word, and 0 for a match within the allowed edit distance ([`typo_distance`]:
+//! none up to 3 letters, one edit up to 7, two beyond; a transposition is one edit; not in
+//! the description, where typo matches are mostly noise). The last word counts as a prefix
+//! from [`MIN_PREFIX_CHARS`] letters. Field weights — performers 5, event name 4, category
+//! 3, venue 2, city 2, country 1, description 1 — are smaller than the gaps between
+//! bonuses, so an exact match anywhere outranks a prefix match anywhere, which outranks a
+//! typo match anywhere; among matches of one kind, performer and name beat the rest.
+//! A hit's score is the sum over its distinct words. Scores are sums of small integers:
+//! ties are real, and the earlier start time breaks them (see `cursor::SortKey`).
+//!
+//! Example: "taylor swift" scores 50 on an event by Taylor Swift (two exact performer
+//! words, 2 × (20 + 5)), 48 on "Tribute to Taylor Swift" by someone else (name), 42 on an
+//! event that only mentions her in its description; "tayler swfit" scores 10 (2 × 5) on
+//! her events.
+
+use std::fmt::Write as _;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::Term;
+
+use crate::cursor::{self, SortKey};
+use crate::doc::EventHit;
+use crate::error::SearchError;
+use crate::schema::{self, Fields, WeightedField};
+use crate::text_match::{Alternative, LazyAutomaton, Matcher, TextQuery, WordMatch};
+
+/// Longest accepted `q`, in characters.
+pub const MAX_QUERY_CHARS: usize = 256;
+/// Most words accepted in `q` (after punctuation is dropped).
+pub const MAX_QUERY_TERMS: usize = 8;
+/// Largest page.
+pub const MAX_LIMIT: usize = 100;
+/// Page size a caller may use when the client names none.
+pub const DEFAULT_LIMIT: usize = 20;
+/// Longest accepted city, category or performer id filter, in characters.
+pub const MAX_FILTER_CHARS: usize = 128;
+/// Words up to this many characters must match exactly.
+pub const EXACT_MAX_CHARS: usize = 3;
+/// Words up to this many characters tolerate one edit; longer words tolerate two.
+pub const ONE_TYPO_MAX_CHARS: usize = 7;
+/// The last word is also matched as a prefix once it has this many characters.
+pub const MIN_PREFIX_CHARS: usize = 2;
+
+/// Score bonus of an exact word match.
+pub const EXACT_BONUS: f32 = 20.0;
+/// Score bonus of the last word matching as an exact prefix.
+pub const PREFIX_BONUS: f32 = 10.0;
+
+/// A search request. `from_ms` is inclusive, `to_ms` exclusive. A `q` with no searchable
+/// word (blank, punctuation only) is treated as absent: the filters list events by date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchQuery {
+    pub q: Option<String>,
+    /// Case- and accent-insensitive exact city.
+    pub city: Option<String>,
+    /// Case- and accent-insensitive exact category.
+    pub category: Option<String>,
+    /// A performer id (exact).
+    pub performer: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// `1..=MAX_LIMIT`.
+    pub limit: usize,
+    /// `next_cursor` of the previous page of the same query.
+    pub cursor: Option<String>,
+}
+
+impl Default for SearchQuery {
+    fn default() -> Self {
+        SearchQuery {
+            q: None,
+            city: None,
+            category: None,
+            performer: None,
+            from_ms: None,
+            to_ms: None,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchPage {
+    pub hits: Vec<EventHit>,
+    /// Present when more results follow; pass it back as `SearchQuery::cursor`.
+    pub next_cursor: Option<String>,
+    /// How many events match the query and filters (all pages). Exact for the index state
+    /// the page was read from; an estimate of what the next page will see.
+    pub total_estimate: u64,
+}
+
+/// A validated query, every part normalized the way the index stores it.
+#[derive(Debug, Clone)]
+pub(crate) struct ValidQuery {
+    pub words: Vec<String>,
+    pub city: Option<String>,
+    pub category: Option<String>,
+    pub performer: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub limit: usize,
+    pub after: Option<SortKey>,
+    /// Ties cursors to the query (everything but limit and cursor).
+    pub query_hash: u64,
+}
+
+impl SearchQuery {
+    /// A canonical string for result caches: the words of `q` lowercased, accent-folded and
+    /// single-spaced, filters normalized as they are matched, in a fixed order, plus limit
+    /// and cursor. Two queries with the same key return the same page from the same index.
+    pub fn normalized_key(&self) -> String {
+        let mut key = self.identity_key();
+        let _ = write!(key, "&limit={}", self.limit);
+        if let Some(cursor) = &self.cursor {
+            key.push_str("&cursor=");
+            escape_into(&mut key, cursor);
+        }
+        key
+    }
+
+    /// The key without limit and cursor: what a cursor must belong to.
+    fn identity_key(&self) -> String {
+        let mut key = String::from("q=");
+        if let Some(q) = &self.q {
+            escape_into(&mut key, &distinct_words(schema::words(q)).join(" "));
+        }
+        let filters = [
+            (
+                "category",
+                self.category.as_deref().and_then(schema::keyword),
+            ),
+            ("city", self.city.as_deref().and_then(schema::keyword)),
+            ("performer", self.performer.as_deref().and_then(trimmed)),
+        ];
+        for (name, value) in filters {
+            if let Some(value) = value {
+                let _ = write!(key, "&{name}=");
+                escape_into(&mut key, &value);
+            }
+        }
+        if let Some(from_ms) = self.from_ms {
+            let _ = write!(key, "&from_ms={from_ms}");
+        }
+        if let Some(to_ms) = self.to_ms {
+            let _ = write!(key, "&to_ms={to_ms}");
+        }
+        key
+    }
+
+    /// Checks every limit and normalizes every part; the only entry to searching.
+    pub(crate) fn validate(&self) -> Result<ValidQuery, SearchError> {
+        if self.limit == 0 || self.limit > MAX_LIMIT {
+            return Err(SearchError::InvalidLimit {
+                limit: self.limit,
+                max: MAX_LIMIT,
+            });
+        }
+        let words = match &self.q {
+            Some(q) => validate_text(q)?,
+            None => Vec::new(),
+        };
+        let city = validate_filter("city", self.city.as_deref())?.and_then(schema::keyword);
+        let category =
+            validate_filter("category", self.category.as_deref())?.and_then(schema::keyword);
+        let performer = validate_filter("performer", self.performer.as_deref())?.map(str::to_owned);
+        if let (Some(from_ms), Some(to_ms)) = (self.from_ms, self.to_ms) {
+            if from_ms > to_ms {
+                return Err(SearchError::InvalidDateRange { from_ms, to_ms });
+            }
+        }
+        let query_hash = cursor::fnv1a(&self.identity_key());
+        let after = match &self.cursor {
+            Some(c) => Some(cursor::decode(c, query_hash)?),
+            None => None,
+        };
+        Ok(ValidQuery {
+            words,
+            city,
+            category,
+            performer,
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            limit: self.limit,
+            after,
+            query_hash,
+        })
+    }
+}
+
+/// Checks `q` against the limits and returns its words.
+pub(crate) fn validate_text(q: &str) -> Result<Vec<String>, SearchError> {
+    let n_chars = q.chars().count();
+    if n_chars > MAX_QUERY_CHARS {
+        return Err(SearchError::QueryTooLong {
+            n_chars,
+            max: MAX_QUERY_CHARS,
+        });
+    }
+    let words = schema::words(q);
+    if words.len() > MAX_QUERY_TERMS {
+        return Err(SearchError::TooManyTerms {
+            n_terms: words.len(),
+            max: MAX_QUERY_TERMS,
+        });
+    }
+    Ok(distinct_words(words))
+}
+
+/// `words` without repeats, the last word kept last (it is the one matched as a prefix):
+/// a repeated word would only cost time and inflate scores.
+pub(crate) fn distinct_words(mut words: Vec<String>) -> Vec<String> {
+    let Some(last) = words.pop() else {
+        return words;
+    };
+    let mut out: Vec<String> = Vec::with_capacity(words.len() + 1);
+    for word in words {
+        if word != last && !out.contains(&word) {
+            out.push(word);
+        }
+    }
+    out.push(last);
+    out
+}
+
+/// A filter value trimmed, `None` when absent or blank, an error when unusable.
+fn validate_filter<'a>(
+    filter: &'static str,
+    value: Option<&'a str>,
+) -> Result<Option<&'a str>, SearchError> {
+    let Some(value) = value.and_then(|v| {
+        let t = v.trim();
+        (!t.is_empty()).then_some(t)
+    }) else {
+        return Ok(None);
+    };
+    if value.chars().count() > MAX_FILTER_CHARS {
+        return Err(SearchError::InvalidFilter {
+            filter,
+            reason: "too long",
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(SearchError::InvalidFilter {
+            filter,
+            reason: "contains control characters",
+        });
+    }
+    Ok(Some(value))
+}
+
+fn trimmed(value: &str) -> Option<String> {
+    let t = value.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+/// Percent-escapes the characters that structure a key, so values cannot forge fields.
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '%' | '&' | '=' => {
+                let _ = write!(out, "%{:02X}", c as u32);
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Edits a word of `n_chars` characters may differ by and still match.
+pub fn typo_distance(n_chars: usize) -> u8 {
+    if n_chars <= EXACT_MAX_CHARS {
+        0
+    } else if n_chars <= ONE_TYPO_MAX_CHARS {
+        1
+    } else {
+        2
+    }
+}
+
+/// The ways one word can match over `fields`: exact, prefix (if `is_last`) and typo
+/// matches in each field, scored as the module documentation says. Each automaton is built
+/// once, when first needed, and shared by every field. Fields with `typos: false` get no
+/// typo match.
+pub(crate) fn word_match(word: &str, is_last: bool, fields: &[WeightedField]) -> WordMatch {
+    let n_chars = word.chars().count();
+    let distance = typo_distance(n_chars);
+    let as_prefix = is_last && n_chars >= MIN_PREFIX_CHARS;
+    let prefix = as_prefix.then(|| Arc::new(LazyAutomaton::new(word, 0, true)));
+    let typo = (distance > 0 && fields.iter().any(|f| f.typos))
+        .then(|| Arc::new(LazyAutomaton::new(word, distance, as_prefix)));
+    let mut alternatives = Vec::with_capacity(fields.len() * 3);
+    for wf in fields {
+        alternatives.push(Alternative {
+            field: wf.field,
+            matcher: Matcher::Exact(Term::from_field_text(wf.field, word)),
+            score: EXACT_BONUS + wf.weight,
+        });
+        if let Some(prefix) = &prefix {
+            alternatives.push(Alternative {
+                field: wf.field,
+                matcher: Matcher::Automaton(Arc::clone(prefix)),
+                score: PREFIX_BONUS + wf.weight,
+            });
+        }
+        if let (Some(typo), true) = (&typo, wf.typos) {
+            alternatives.push(Alternative {
+                field: wf.field,
+                matcher: Matcher::Automaton(Arc::clone(typo)),
+                score: wf.weight,
+            });
+        }
+    }
+    WordMatch::new(alternatives)
+}
+
+/// All `words` over `fields` (the last one as a prefix) as one query.
+pub(crate) fn text_query(words: &[String], fields: &[WeightedField]) -> TextQuery {
+    let matches = words
+        .iter()
+        .enumerate()
+        .map(|(i, word)| word_match(word, i + 1 == words.len(), fields))
+        .collect();
+    TextQuery::new(matches)
+}
+
+/// The whole tantivy query for a validated search: words AND filters. The date range is
+/// applied by the collector, which reads start times anyway.
+pub(crate) fn build_query(fields: &Fields, query: &ValidQuery) -> Box<dyn Query> {
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    if !query.words.is_empty() {
+        let text = text_query(&query.words, &fields.text_fields());
+        clauses.push((Occur::Must, Box::new(text)));
+    }
+    let filters = [
+        query
+            .city
+            .as_ref()
+            .map(|c| Term::from_field_text(fields.city_key, c)),
+        query
+            .category
+            .as_ref()
+            .map(|c| Term::from_field_text(fields.category_key, c)),
+        query
+            .performer
+            .as_ref()
+            .map(|p| Term::from_field_text(fields.performer_ids, p)),
+    ];
+    for term in filters.into_iter().flatten() {
+        clauses.push((
+            Occur::Must,
+            Box::new(ConstScoreQuery::new(
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                0.0,
+            )),
+        ));
+    }
+    if clauses.is_empty() {
+        return Box::new(AllQuery);
+    }
+    Box::new(BooleanQuery::new(clauses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(q: &str) -> SearchQuery {
+        SearchQuery {
+            q: Some(q.into()),
+            ..SearchQuery::default()
+        }
+    }
+
+    #[test]
+    fn typo_distance_grows_with_word_length() {
+        let distances: Vec<u8> = (1..=10).map(typo_distance).collect();
+        assert_eq!(distances, [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]);
+    }
+
+    #[test]
+    fn normalized_key_is_canonical() {
+        let a = SearchQuery {
+            q: Some("  Beyoncé   RENAISSANCE ".into()),
+            city: Some(" PARIS".into()),
+            category: Some("Concert".into()),
+            from_ms: Some(5),
+            ..SearchQuery::default()
+        };
+        let b = SearchQuery {
+            q: Some("beyonce renaissance".into()),
+            city: Some("paris".into()),
+            category: Some("concert ".into()),
+            from_ms: Some(5),
+            ..SearchQuery::default()
+        };
+        assert_eq!(a.normalized_key(), b.normalized_key());
+        assert_eq!(
+            a.normalized_key(),
+            "q=beyonce renaissance&category=concert&city=paris&from_ms=5&limit=20"
+        );
+        let other_limit = SearchQuery {
+            limit: 5,
+            ..b.clone()
+        };
+        assert_ne!(a.normalized_key(), other_limit.normalized_key());
+    }
+
+    #[test]
+    fn normalized_key_cannot_be_forged_by_values() {
+        let sneaky = SearchQuery {
+            city: Some("paris&category=concert".into()),
+            ..SearchQuery::default()
+        };
+        let honest = SearchQuery {
+            city: Some("paris".into()),
+            category: Some("concert".into()),
+            ..SearchQuery::default()
+        };
+        assert_ne!(sneaky.normalized_key(), honest.normalized_key());
+        assert_eq!(
+            sneaky.normalized_key(),
+            "q=&city=paris%26category%3Dconcert&limit=20"
+        );
+    }
+
+    #[test]
+    fn blank_filters_are_absent() {
+        let q = SearchQuery {
+            city: Some("  ".into()),
+            performer: Some("".into()),
+            ..SearchQuery::default()
+        };
+        let valid = q.validate().unwrap();
+        assert_eq!((valid.city, valid.performer), (None, None));
+        assert_eq!(q.normalized_key(), SearchQuery::default().normalized_key());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let bad_limits = [0, MAX_LIMIT + 1];
+        for limit in bad_limits {
+            let q = SearchQuery {
+                limit,
+                ..SearchQuery::default()
+            };
+            assert!(matches!(
+                q.validate(),
+                Err(SearchError::InvalidLimit { .. })
+            ));
+        }
+        let long = query(&"a".repeat(MAX_QUERY_CHARS + 1));
+        assert!(matches!(
+            long.validate(),
+            Err(SearchError::QueryTooLong { .. })
+        ));
+        let wordy = query(&"word ".repeat(MAX_QUERY_TERMS + 1));
+        assert!(matches!(
+            wordy.validate(),
+            Err(SearchError::TooManyTerms { n_terms: 9, max: 8 })
+        ));
+        let distinct: Vec<String> = (0..MAX_QUERY_TERMS).map(|i| format!("word{i}")).collect();
+        let ok = query(&distinct.join(" "));
+        assert_eq!(ok.validate().unwrap().words, distinct);
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        let long_city = SearchQuery {
+            city: Some("x".repeat(MAX_FILTER_CHARS + 1)),
+            ..SearchQuery::default()
+        };
+        assert!(matches!(
+            long_city.validate(),
+            Err(SearchError::InvalidFilter { filter: "city", .. })
+        ));
+        let control = SearchQuery {
+            performer: Some("p\u{0}1".into()),
+            ..SearchQuery::default()
+        };
+        assert!(matches!(
+            control.validate(),
+            Err(SearchError::InvalidFilter {
+                filter: "performer",
+                ..
+            })
+        ));
+        let backwards = SearchQuery {
+            from_ms: Some(10),
+            to_ms: Some(9),
+            ..SearchQuery::default()
+        };
+        assert!(matches!(
+            backwards.validate(),
+            Err(SearchError::InvalidDateRange {
+                from_ms: 10,
+                to_ms: 9
+            })
+        ));
+    }
+
+    #[test]
+    fn repeated_words_count_once_and_the_last_stays_last() {
+        let words = |q: &str| query(q).validate().unwrap().words;
+        assert_eq!(words("the the weeknd the"), ["weeknd", "the"]);
+        assert_eq!(words("swift taylor swift"), ["taylor", "swift"]);
+        assert_eq!(words("Taylor taylor TAYLOR"), ["taylor"]);
+        assert_eq!(
+            query("taylor taylor").normalized_key(),
+            query("taylor").normalized_key()
+        );
+    }
+
+    #[test]
+    fn punctuation_only_text_means_no_text() {
+        assert!(query(" ?! ").validate().unwrap().words.is_empty());
+        assert_eq!(
+            query(" ?! ").normalized_key(),
+            SearchQuery::default().normalized_key()
+        );
+    }
+
+    #[test]
+    fn a_cursor_is_bound_to_its_query() {
+        let first = query("taylor swift");
+        let valid = first.validate().unwrap();
+        let key = SortKey {
+            score_q: 1,
+            starts_at_ms: 2,
+            event_id: "e".into(),
+        };
+        let cursor = cursor::encode(valid.query_hash, &key);
+        let same_query_other_limit = SearchQuery {
+            q: Some("Taylor  Swift".into()),
+            limit: 3,
+            cursor: Some(cursor.clone()),
+            ..SearchQuery::default()
+        };
+        assert_eq!(same_query_other_limit.validate().unwrap().after, Some(key));
+        let other_query = SearchQuery {
+            cursor: Some(cursor),
+            ..query("taylor")
+        };
+        assert!(matches!(
+            other_query.validate(),
+            Err(SearchError::InvalidCursor(_))
+        ));
+    }
+}
