@@ -5,12 +5,16 @@
 //! series stays bounded whatever clients send.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{OnceLock, RwLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
+use axum::http::Method;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "boxoffice_http_requests_total";
@@ -59,19 +63,96 @@ fn intern(text: &str) -> &'static str {
     leaked
 }
 
-/// Middleware: counts the request and records its latency under its route template.
-pub async fn track(request: Request, next: Next) -> Response {
-    let route = match request.extensions().get::<MatchedPath>() {
-        Some(path) => intern(path.as_str()),
-        None => "unmatched",
-    };
-    let method = intern(request.method().as_str());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = intern(response.status().as_str());
-    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status).increment(1);
-    metrics::histogram!(HTTP_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
-    response
+/// The request-metrics layer: counts each request and records its latency under its route
+/// template. A plain tower layer rather than `from_fn`, so the hot read path pays no boxed
+/// future and no clone of the inner service per request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackLayer;
+
+impl<S> tower_layer::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+    fn layer(&self, inner: S) -> Track<S> {
+        Track { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Track<S> {
+    inner: S,
+}
+
+impl<S> tower_service::Service<Request> for Track<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // MatchedPath is an Arc: cloning it does not copy the text.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = request.method().clone();
+        TrackFuture { inner: self.inner.call(request), route, method, started: Instant::now() }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Track`].
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        method: Method,
+        started: Instant,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            let (requests, duration) = handles(this.method, route, response.status().as_u16());
+            requests.increment(1);
+            duration.record(this.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(result)
+    }
+}
+
+type Handles = (Method, u16, Counter, Histogram);
+
+/// The request counter and latency histogram of one (method, route, status), registered
+/// once: looking a labelled metric up in the registry on every request costs more than the
+/// cached view it measures. One hash of the route, then a scan of its few (method, status)s.
+fn handles(method: &Method, route: &str, status: u16) -> (Counter, Histogram) {
+    static TABLE: OnceLock<RwLock<HashMap<Box<str>, Vec<Handles>>>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| RwLock::new(HashMap::new()));
+    let find = |entries: &Vec<Handles>| entries.iter().find(|(m, s, ..)| m == method && *s == status).map(|(.., c, h)| (c.clone(), h.clone()));
+    if let Some(found) = table.read().unwrap_or_else(|p| p.into_inner()).get(route).and_then(find) {
+        return found;
+    }
+    let mut table = table.write().unwrap_or_else(|p| p.into_inner());
+    let entries = table.entry(route.into()).or_default();
+    if let Some(found) = find(entries) {
+        return found;
+    }
+    let (route, method_label, status_label) = (intern(route), intern(method.as_str()), intern(&status.to_string()));
+    let counter = metrics::counter!(HTTP_REQUESTS, "method" => method_label, "route" => route, "status" => status_label);
+    let histogram = metrics::histogram!(HTTP_DURATION, "route" => route);
+    entries.push((method.clone(), status, counter.clone(), histogram.clone()));
+    (counter, histogram)
 }
 
 #[cfg(test)]

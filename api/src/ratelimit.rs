@@ -172,21 +172,23 @@ impl RateLimits {
     /// A key is idle once its bucket has refilled, so the tables hold only clients seen
     /// within the last burst/rate seconds.
     fn sweep_if_full(&self) {
-        let over = self.per_ip.len() > self.config.max_tracked_keys
-            || self.per_user.len() > self.config.max_tracked_keys;
-        if !over {
-            return;
-        }
+        // Time first: counting a DashMap's keys locks every shard, too dear per request, so
+        // one caller per interval looks, and sweeps if a table is over its size.
         let now_ms = self.clock.now_ms();
         let last_ms = self.last_sweep_ms.load(Ordering::Relaxed);
-        let due = now_ms.saturating_sub(last_ms) >= SWEEP_INTERVAL_MS;
-        // One caller wins the sweep; the others go on.
-        if due
-            && self
-                .last_sweep_ms
-                .compare_exchange(last_ms, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        if now_ms.saturating_sub(last_ms) < SWEEP_INTERVAL_MS {
+            return;
+        }
+        if self
+            .last_sweep_ms
+            .compare_exchange(last_ms, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
         {
+            return;
+        }
+        let over = self.per_ip.len() > self.config.max_tracked_keys
+            || self.per_user.len() > self.config.max_tracked_keys;
+        if over {
             self.per_ip.retain_recent();
             self.per_ip.shrink_to_fit();
             self.per_user.retain_recent();

@@ -3,13 +3,13 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -59,6 +59,13 @@ async fn render_view(state: &AppState, event_id: &str, now_ms: u64) -> Result<Ar
     Ok(rendered)
 }
 
+/// The view cache's hit and miss counters, registered once (a labelled lookup per request
+/// would cost more than the hit it counts).
+fn view_cache_counters() -> &'static (metrics::Counter, metrics::Counter) {
+    static COUNTERS: OnceLock<(metrics::Counter, metrics::Counter)> = OnceLock::new();
+    COUNTERS.get_or_init(|| (metrics::counter!(VIEW_CACHE, "result" => "hit"), metrics::counter!(VIEW_CACHE, "result" => "miss")))
+}
+
 /// The event page: event, venue, performers, sections with prices and live availability.
 #[utoipa::path(
     get, operation_id = "getEvent", path = "/v1/events/{event_id}", tag = "events",
@@ -69,19 +76,21 @@ async fn render_view(state: &AppState, event_id: &str, now_ms: u64) -> Result<Ar
         (status = 304, description = "Not modified since the given ETag"),
     )
 )]
-pub async fn view(State(state): State<AppState>, ApiPath(event_id): ApiPath<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn view(State(state): State<AppState>, ApiPath(event_id): ApiPath<String>, request: Request) -> Result<Response, ApiError> {
     let now_ms = state.now_ms();
+    let (hits, misses) = view_cache_counters();
     let rendered = match state.views.fresh(&event_id, now_ms) {
         Some(rendered) => {
-            metrics::counter!(VIEW_CACHE, "result" => "hit").increment(1);
+            hits.increment(1);
             rendered
         }
         None => {
-            metrics::counter!(VIEW_CACHE, "result" => "miss").increment(1);
-            render_view(&state, &event_id, now_ms).await?
+            misses.increment(1);
+            // The hit path above has no timer; a miss may reach the cluster, so it gets one.
+            within_timeout(&state, render_view(&state, &event_id, now_ms)).await?
         }
     };
-    if headers.get(IF_NONE_MATCH).is_some_and(|tag| tag == rendered.etag) {
+    if request.headers().get(IF_NONE_MATCH).is_some_and(|tag| tag == rendered.etag) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         response.headers_mut().insert(ETAG, rendered.etag.clone());
         return Ok(response);
@@ -96,9 +105,19 @@ pub async fn view(State(state): State<AppState>, ApiPath(event_id): ApiPath<Stri
     responses((status = 200, description = "The seat map", body = crate::views::SeatMap))
 )]
 pub async fn seats(State(state): State<AppState>, ApiPath(event_id): ApiPath<String>) -> Result<Response, ApiError> {
-    let event = state.event(&event_id).await?;
-    let seats = state.event_seats(&event_id).await?;
+    let (event, seats) = match (state.catalog.event(&event_id), state.seats.get(&event_id)) {
+        (Some(event), Some(seats)) => (event, seats),
+        _ => within_timeout(&state, async { Ok((state.event(&event_id).await?, state.event_seats(&event_id).await?)) }).await?,
+    };
     Ok(json_response(seats.seat_map(&event.currency, state.now_ms()), None))
+}
+
+/// Runs `work` within the node's request timeout (503 after it).
+async fn within_timeout<T>(state: &AppState, work: impl std::future::Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+    match tokio::time::timeout(Duration::from_millis(state.config.request_timeout_ms), work).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::Unavailable { detail: "the cluster did not answer in time".into(), retry_after_secs: STREAM_NOT_READY_RETRY_AFTER_SECS }),
+    }
 }
 
 /// Counts an open stream for as long as it lives.

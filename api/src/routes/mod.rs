@@ -20,7 +20,7 @@ pub mod webhooks;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -34,9 +34,13 @@ use crate::ratelimit::with_rate_limits;
 /// fallbacks so they answer problem+json too.
 pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
     let timeout_ms = state.config.request_timeout_ms;
-    let timed = Router::new()
+    // The read path answers from memory; a cache miss reaches the cluster only through the
+    // inventory client, whose own deadline bounds it, so it skips the timeout layer.
+    let reads = Router::new()
         .route("/v1/events/{event_id}", get(events::view))
         .route("/v1/events/{event_id}/seats", get(events::seats))
+        .route("/v1/events/{event_id}/seats/stream", get(events::stream));
+    let timed = Router::new()
         .route("/v1/holds", post(holds::create))
         .route("/v1/holds/{hold_id}", get(holds::get).delete(holds::release))
         .route("/v1/bookings", post(bookings::create))
@@ -49,8 +53,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/admin/v1/events/{event_id}", get(admin::get_event).patch(admin::patch_event))
         .merge(auth_routes(state.config.dev_mode))
         .layer(from_fn_with_state(timeout_ms, timeout));
-    let streams = Router::new().route("/v1/events/{event_id}/seats/stream", get(events::stream));
-    let limited = with_rate_limits(timed.merge(streams), state.limits.clone());
+    let limited = with_rate_limits(timed.merge(reads), state.limits.clone());
     // The processor and monitoring are not rate limited per IP: one processor sends every
     // webhook, one Prometheus scrapes every node.
     let open = Router::new()
@@ -64,7 +67,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
     if let Some(extra) = extra {
         app = app.merge(extra);
     }
-    let app = app.layer(from_fn(crate::metrics::track));
+    let app = app.layer(crate::metrics::TrackLayer);
     with_problem_fallbacks(app).with_state(state)
 }
 
