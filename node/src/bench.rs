@@ -127,6 +127,7 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         });
     }
     let started = Instant::now();
+    let cpu_before = process_cpu_secs();
     let mut latencies = Vec::new();
     let mut failures = 0;
     while let Some(result) = workers.join_next().await {
@@ -135,6 +136,7 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         failures += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_secs = process_cpu_secs().zip(cpu_before).map(|(after, before)| after - before);
     latencies.sort_unstable();
     let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
     println!(
@@ -148,6 +150,22 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         pct(0.999) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
     );
+    if let Some(cpu) = cpu_secs {
+        // Less sensitive to other load on the machine than holds/s: what one hold costs this
+        // process (3 replicas + client), all threads together.
+        println!(
+            "process CPU: {:.2} s over {:.2} s wall ({:.2} cores); {:.0} µs CPU per hold; {:.0} holds per CPU-second",
+            cpu,
+            elapsed,
+            cpu / elapsed,
+            cpu * 1e6 / latencies.len().max(1) as f64,
+            latencies.len() as f64 / cpu.max(1e-9)
+        );
+    }
+    if let Some(host) = hosts.first() {
+        let entries: u64 = host.status().groups.iter().filter(|g| g.group != 0).filter_map(|g| g.last_log_index).sum();
+        println!("log entries in inventory groups: {entries} ({:.1} holds per entry)", latencies.len() as f64 / entries.max(1) as f64);
+    }
     for host in &hosts {
         host.shutdown().await;
     }
@@ -155,4 +173,15 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     Ok(())
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`).
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }

@@ -28,7 +28,7 @@ pub const CALL_TIMEOUT_MS: u64 = 3_000;
 pub const REQUEST_DEADLINE_MS: u64 = 8_000;
 /// Single-request writes to one group a client keeps in flight; more wait and go together
 /// in the next write (batching without a timer).
-pub const CLIENT_INFLIGHT_WRITES_PER_GROUP: usize = 8;
+pub const CLIENT_INFLIGHT_WRITES_PER_GROUP: usize = 2;
 /// Most requests a client sends in one write.
 pub const CLIENT_MAX_BATCH_REQUESTS: usize = 256;
 /// Single-request writes waiting for a batch, per group.

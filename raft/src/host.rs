@@ -470,7 +470,7 @@ impl Host {
         NodeStatus { node_id: self.node_id(), addr: self.addr().to_owned(), groups }
     }
 
-    /// Stops every replica (their storage stays as it is).
+    /// Stops every replica and flushes the state store (their storage stays as it is).
     pub async fn shutdown(&self) {
         let groups: Vec<Arc<Group>> =
             std::mem::take(&mut *self.inner.groups.write().unwrap_or_else(|p| p.into_inner())).into_values().collect();
@@ -478,6 +478,16 @@ impl Host {
             g.tasks.lock().unwrap_or_else(|p| p.into_inner()).abort_all();
             if let Err(e) = g.raft.shutdown().await {
                 tracing::warn!(group = g.id, error = %e, "raft shutdown");
+            }
+        }
+        if let Storage::Disk { db, .. } = &self.inner.storage {
+            let db = db.clone();
+            // Not needed for durability (the Raft log is), but it makes the next open quick
+            // and leaves nothing for sled's drop to write.
+            match tokio::task::spawn_blocking(move || db.flush()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "flushing the state store"),
+                Err(e) => tracing::warn!(error = %e, "flushing the state store"),
             }
         }
     }

@@ -94,6 +94,12 @@ impl Key {
     }
 }
 
+/// Whether a record key is an event's seat layout (large, written once per registration
+/// chunk; storage may keep these apart from the hot records).
+pub fn is_layout_key(key: &[u8]) -> bool {
+    key.first() == Some(&b'e')
+}
+
 fn tagged(out: &mut Vec<u8>, tag: u8, id: &str) {
     out.push(tag);
     out.extend_from_slice(id.as_bytes());

@@ -16,7 +16,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use crate::feed::{Feed, FEED_CAPACITY_CHANGES};
-use crate::machine::{decode, encode, Machine, Record};
+use crate::machine::{decode, encode, is_layout_key, Machine, Record};
 use crate::storage::log::write_file_atomic;
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::types::Reply;
@@ -76,9 +76,14 @@ fn invalid(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// State in one sled tree per group, snapshot in the group's directory.
+/// State in sled, snapshot in the group's directory. Two trees per group: event seat layouts
+/// (large, written once per registration chunk) apart from the hot records (holds, bookings,
+/// request ids, the group clock), so that a write of a small hot record never makes sled
+/// rewrite a node holding megabytes of layout. A write touching both uses a sled transaction
+/// over the two trees, so every apply is still one atomic change with its applied log id.
 pub struct SledState {
     tree: sled::Tree,
+    layouts: sled::Tree,
     dir: PathBuf,
 }
 
@@ -86,8 +91,42 @@ impl SledState {
     pub fn open(db: &sled::Db, group: u64, dir: &Path) -> io::Result<SledState> {
         std::fs::create_dir_all(dir)?;
         let tree = db.open_tree(format!("sm/{group}")).map_err(io::Error::other)?;
-        Ok(SledState { tree, dir: dir.to_owned() })
+        let layouts = db.open_tree(format!("layouts/{group}")).map_err(io::Error::other)?;
+        Ok(SledState { tree, layouts, dir: dir.to_owned() })
     }
+
+    /// Writes `main` (records + applied position) and `layouts` atomically; `clear` first
+    /// empties both trees.
+    fn transact(&self, clear: bool, main: &[(Vec<u8>, Option<Vec<u8>>)], layouts: &[(Vec<u8>, Option<Vec<u8>>)]) -> io::Result<()> {
+        use sled::Transactional;
+        let old_keys = |tree: &sled::Tree| -> io::Result<Vec<sled::IVec>> {
+            if !clear {
+                return Ok(Vec::new());
+            }
+            tree.iter().keys().collect::<Result<_, _>>().map_err(io::Error::other)
+        };
+        let (old_main, old_layouts) = (old_keys(&self.tree)?, old_keys(&self.layouts)?);
+        (&self.tree, &self.layouts)
+            .transaction(|(t, l)| {
+                for (tree, old, changes) in [(t, &old_main, main), (l, &old_layouts, layouts)] {
+                    for key in old {
+                        tree.remove(key)?;
+                    }
+                    for (key, value) in changes {
+                        match value {
+                            Some(v) => tree.insert(key.as_slice(), v.as_slice())?,
+                            None => tree.remove(key.as_slice())?,
+                        };
+                    }
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| io::Error::other(format!("{e:?}")))
+    }
+}
+
+fn position(applied: Option<LogId>, membership: &StoredMembership) -> [(Vec<u8>, Option<Vec<u8>>); 2] {
+    [(APPLIED_KEY.to_vec(), Some(encode(&applied))), (MEMBERSHIP_KEY.to_vec(), Some(encode(membership)))]
 }
 
 impl StateDisk for SledState {
@@ -103,33 +142,38 @@ impl StateDisk for SledState {
                 persisted.records.push((key.to_vec(), value.to_vec()));
             }
         }
+        for item in self.layouts.iter() {
+            let (key, value) = item.map_err(io::Error::other)?;
+            persisted.records.push((key.to_vec(), value.to_vec()));
+        }
+        persisted.records.sort();
         Ok(persisted)
     }
 
     fn write(&self, changes: Vec<RecordChange>, applied: Option<LogId>, membership: &StoredMembership) -> io::Result<()> {
+        let (layouts, mut main): (Vec<RecordChange>, Vec<RecordChange>) = changes.into_iter().partition(|(k, _)| is_layout_key(k));
+        main.extend(position(applied, membership));
+        if !layouts.is_empty() {
+            return self.transact(false, &main, &layouts);
+        }
         let mut batch = sled::Batch::default();
-        for (key, value) in changes {
+        for (key, value) in main {
             match value {
                 Some(v) => batch.insert(key, v),
                 None => batch.remove(key),
             }
         }
-        batch.insert(APPLIED_KEY, encode(&applied));
-        batch.insert(MEMBERSHIP_KEY, encode(membership));
         self.tree.apply_batch(batch).map_err(io::Error::other)
     }
 
     fn replace(&self, persisted: &Persisted) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
-        for key in self.tree.iter().keys() {
-            batch.remove(key.map_err(io::Error::other)?);
-        }
-        for (key, value) in &persisted.records {
-            batch.insert(key.as_slice(), value.as_slice());
-        }
-        batch.insert(APPLIED_KEY, encode(&persisted.applied));
-        batch.insert(MEMBERSHIP_KEY, encode(&persisted.membership));
-        self.tree.apply_batch(batch).map_err(io::Error::other)
+        let (layouts, mut main): (Vec<RecordChange>, Vec<RecordChange>) = persisted
+            .records
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .partition(|(k, _)| is_layout_key(k));
+        main.extend(position(persisted.applied, &persisted.membership));
+        self.transact(true, &main, &layouts)
     }
 
     fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
@@ -360,5 +404,35 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let loaded = off_thread(&self.disk, |disk| disk.load_snapshot()).await?;
         Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(k: &[u8], v: &[u8]) -> RecordChange {
+        (k.to_vec(), Some(v.to_vec()))
+    }
+
+    #[test]
+    fn sled_state_keeps_layouts_apart_but_loads_and_replaces_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path().join("db")).temporary(true).open().unwrap();
+        let state = SledState::open(&db, 1, &dir.path().join("g1")).unwrap();
+        let membership = StoredMembership::default();
+        let applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 7));
+        state.write(vec![rec(b"eEV", b"layout"), rec(b"hH1", b"hold"), rec(b"g", b"clock")], applied, &membership).unwrap();
+        state.write(vec![rec(b"hH2", b"hold2"), (b"hH1".to_vec(), None)], applied, &membership).unwrap();
+        assert_eq!(state.layouts.len(), 1);
+        let loaded = state.load().unwrap();
+        assert_eq!(loaded.applied, applied);
+        let keys: Vec<&[u8]> = loaded.records.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(keys, vec![b"eEV".as_slice(), b"g", b"hH2"]);
+        let replacement = Persisted { applied: None, membership, records: vec![(b"eOTHER".to_vec(), b"x".to_vec())] };
+        state.replace(&replacement).unwrap();
+        let loaded = state.load().unwrap();
+        assert_eq!(loaded.records, replacement.records);
+        assert_eq!(loaded.applied, None);
     }
 }
