@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use governor::middleware::NoOpMiddleware;
@@ -231,7 +231,48 @@ pub fn with_rate_limits<S>(router: Router<S>, limits: Arc<RateLimits>) -> Router
 where
     S: Clone + Send + Sync + 'static,
 {
-    router.layer(middleware::from_fn_with_state(limits, rate_limit))
+    router.layer(RateLimitLayer { limits })
+}
+
+/// [`rate_limit`] as a plain tower layer: the same check, without the boxed future and the
+/// clone of the inner service `from_fn` costs on every request of the hot read path.
+#[derive(Debug, Clone)]
+pub struct RateLimitLayer {
+    limits: Arc<RateLimits>,
+}
+
+impl<S> tower_layer::Layer<S> for RateLimitLayer {
+    type Service = RateLimited<S>;
+    fn layer(&self, inner: S) -> RateLimited<S> {
+        RateLimited { inner, limits: self.limits.clone() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimited<S> {
+    inner: S,
+    limits: Arc<RateLimits>,
+}
+
+impl<S> tower_service::Service<Request> for RateLimited<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = futures_util::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        match self.limits.check(request.headers(), peer) {
+            Ok(()) => futures_util::future::Either::Right(self.inner.call(request)),
+            Err(error) => futures_util::future::Either::Left(std::future::ready(Ok(error.into_response()))),
+        }
+    }
 }
 
 #[cfg(test)]

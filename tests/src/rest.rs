@@ -214,8 +214,26 @@ impl Rest {
         Self::finish(request).await
     }
 
+    /// Like [`Self::raw`], but `None` when the connection broke before an answer was read
+    /// (a server may answer 413 early and close while a large body is still being sent).
+    pub async fn try_raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Option<Answer> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).header(CONTENT_TYPE, content_type).body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.ok()?;
+        Some(Self::read(response).await)
+    }
+
     async fn finish(request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.expect("request sent");
+        Self::read(response).await
+    }
+
+    async fn read(response: reqwest::Response) -> Answer {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();

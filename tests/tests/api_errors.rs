@@ -98,7 +98,18 @@ async fn malformed_requests_get_the_right_problem() {
         let answer = match &case.body {
             Body::None => client.call(case.method.clone(), &case.path, None, &headers).await,
             Body::Json(value) => client.call(case.method.clone(), &case.path, Some(value.clone()), &headers).await,
-            Body::Raw(content_type, bytes) => client.raw(case.method.clone(), &case.path, content_type, bytes.clone(), &headers).await,
+            Body::Raw(content_type, bytes) => {
+                // A server may refuse an oversized body before reading it and close the
+                // connection, which can break the send; the answer is then read on a retry.
+                let mut answer = None;
+                for _ in 0..5 {
+                    answer = client.try_raw(case.method.clone(), &case.path, content_type, bytes.clone(), &headers).await;
+                    if answer.is_some() {
+                        break;
+                    }
+                }
+                answer.unwrap_or_else(|| panic!("{}: no answer in five tries", case.what))
+            }
         };
         assert_eq!(answer.status.as_u16(), case.status, "{}: {}", case.what, answer.text);
         answer.assert_problem(case.status, case.slug);
