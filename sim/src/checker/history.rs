@@ -320,7 +320,9 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Held { expires_at_ms, at_ms } => write!(f, "held at {at_ms} until {expires_at_ms}"),
-            Outcome::Taken { unavailable, at_ms } => write!(f, "taken at {at_ms} ({} unavailable)", SeatList(unavailable)),
+            Outcome::Taken { unavailable, at_ms } => {
+                write!(f, "taken at {at_ms} ({} unavailable)", SeatList(unavailable))
+            }
             Outcome::Released { at_ms } => write!(f, "released at {at_ms}"),
             Outcome::NotFound => write!(f, "not found"),
             Outcome::NotOwner => write!(f, "not owner"),

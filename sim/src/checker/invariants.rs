@@ -63,7 +63,9 @@ pub fn time_never_goes_backwards(history: &ShardHistory) -> Vec<Violation> {
                     kind: ViolationKind::TimeWentBackwards,
                     seat: None,
                     requests: vec![a_req, request],
-                    detail: format!("{a_req} answered at_ms {a_at} before {request} was sent, which answered at_ms {at_ms}"),
+                    detail: format!(
+                        "{a_req} answered at_ms {a_at} before {request} was sent, which answered at_ms {at_ms}"
+                    ),
                 });
             }
         }
@@ -71,13 +73,15 @@ pub fn time_never_goes_backwards(history: &ShardHistory) -> Vec<Violation> {
     violations
 }
 
+/// Who says a seat was sold to a booking: requests, and replicas' final states.
+type Evidence<'a> = (BTreeSet<RequestId>, BTreeSet<&'a str>);
+
 /// A seat is sold to at most one booking, ever: across acknowledged confirms, reads that
 /// saw it sold, and every replica's final state. Also: every acknowledged sale is in every
 /// final state given.
 pub fn no_double_sale(history: &ShardHistory, finals: &[ReplicaSeats]) -> Vec<Violation> {
     let seats_of = hold_seats(history);
-    // seat -> booking -> evidence (requests, replicas)
-    let mut sold: BTreeMap<SeatId, BTreeMap<BookingId, (BTreeSet<RequestId>, BTreeSet<&str>)>> = BTreeMap::new();
+    let mut sold: BTreeMap<SeatId, BTreeMap<BookingId, Evidence<'_>>> = BTreeMap::new();
     let mut acknowledged: BTreeMap<SeatId, BTreeMap<BookingId, RequestId>> = BTreeMap::new();
     for (op, _, out) in known(history) {
         match (&op.command, out) {
@@ -130,7 +134,10 @@ pub fn no_double_sale(history: &ShardHistory, finals: &[ReplicaSeats]) -> Vec<Vi
                         kind: ViolationKind::LostSale,
                         seat: Some(*seat),
                         requests: vec![*request],
-                        detail: format!("{booking} was confirmed but replica {} ends with {seat} {state:?}", replica.replica),
+                        detail: format!(
+                            "{booking} was confirmed but replica {} ends with {seat} {state:?}",
+                            replica.replica
+                        ),
                     });
                 }
             }
@@ -364,9 +371,15 @@ mod tests {
                 op(2, 20, confirm(1, 1), Some((30, Outcome::Confirmed { at_ms: 120 }))),
             ],
         };
-        let agree = ReplicaSeats { replica: "n1".into(), seats: [(SeatId(1), FinalSeat::Sold { booking_id: BookingId(1) })].into() };
-        let other = ReplicaSeats { replica: "n2".into(), seats: [(SeatId(1), FinalSeat::Sold { booking_id: BookingId(2) })].into() };
-        assert!(no_double_sale(&h, &[agree.clone()]).is_empty());
+        let agree = ReplicaSeats {
+            replica: "n1".into(),
+            seats: [(SeatId(1), FinalSeat::Sold { booking_id: BookingId(1) })].into(),
+        };
+        let other = ReplicaSeats {
+            replica: "n2".into(),
+            seats: [(SeatId(1), FinalSeat::Sold { booking_id: BookingId(2) })].into(),
+        };
+        assert!(no_double_sale(&h, std::slice::from_ref(&agree)).is_empty());
         let v = no_double_sale(&h, &[agree, other]);
         assert_eq!(kinds(&v), vec![ViolationKind::DoubleSale, ViolationKind::LostSale], "{v:#?}");
         assert!(v[0].detail.contains("n2"));

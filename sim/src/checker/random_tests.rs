@@ -119,8 +119,11 @@ fn mutate(history: &mut ShardHistory, rng: &mut Rng) -> Option<(RequestId, Outco
     }
     let index = known[rng.below(known.len() as u64) as usize];
     // A time for answers that carry none: the latest at_ms seen so far.
-    let at_hint =
-        history.ops[..index].iter().filter_map(|o| o.response.as_ref().and_then(|r| r.outcome.at_ms())).max().unwrap_or(0);
+    let at_hint = history.ops[..index]
+        .iter()
+        .filter_map(|o| o.response.as_ref().and_then(|r| r.outcome.at_ms()))
+        .max()
+        .unwrap_or(0);
     let op = &mut history.ops[index];
     let response = op.response.as_mut().expect("known");
     let before = response.outcome.clone();
@@ -135,7 +138,9 @@ fn mutate(history: &mut ShardHistory, rng: &mut Rng) -> Option<(RequestId, Outco
         (Command::Release { .. }, Outcome::NotFound | Outcome::NotOwner | Outcome::AlreadyInactive) => {
             Outcome::Released { at_ms: at_hint }
         }
-        (Command::Confirm { .. }, Outcome::Confirmed { at_ms }) => Outcome::Failed { reason: FailReason::Expired, at_ms: *at_ms },
+        (Command::Confirm { .. }, Outcome::Confirmed { at_ms }) => {
+            Outcome::Failed { reason: FailReason::Expired, at_ms: *at_ms }
+        }
         (Command::Confirm { .. }, Outcome::Failed { at_ms, .. }) => Outcome::Confirmed { at_ms: *at_ms },
         (Command::Read { .. }, Outcome::Statuses { at_ms, seats }) => {
             let mut seats = seats.clone();
@@ -247,81 +252,9 @@ fn throughput_of_a_5000_op_single_seat_history() {
     let all_known = Shape { n_ops: 5_000, n_seats: 1, unknown_pct: 0, phantom_pct: 0, overlap: 3 };
     throughput("single seat, all outcomes known", all_known, 7);
     throughput("single seat, 3% unknown outcomes", Shape { unknown_pct: 2, phantom_pct: 1, ..all_known }, 7);
-    throughput("64 seats, 3% unknown outcomes", Shape { n_ops: 20_000, n_seats: 64, unknown_pct: 2, phantom_pct: 1, overlap: 3 }, 7);
-}
-
-
-#[test]
-fn tmp_stress() {
-    let n_seeds: u64 = std::env::var("TMP_SEEDS").map(|v| v.parse().unwrap()).unwrap_or(0);
-    let (mut ok, mut undecided) = (0, 0);
-    for seed in 0..n_seeds {
-        let mut rng = Rng(seed.wrapping_mul(31) + 5);
-        let shape = Shape {
-            n_ops: 1 + rng.below(400) as usize,
-            n_seats: 1 + rng.below(4),
-            unknown_pct: rng.below(20),
-            phantom_pct: rng.below(15),
-            overlap: rng.below(7),
-        };
-        let g = generate(seed, shape);
-        let r = check_shard(&g.history, &g.finals, &CheckLimits { max_steps: 2_000_000, ..limits() }).expect("valid");
-        match r.verdict() {
-            Verdict::Ok => ok += 1,
-            Verdict::Undecided => undecided += 1,
-            Verdict::Violated => panic!("seed {seed} {shape:?}\n{r}"),
-        }
-    }
-    println!("stress: {ok} ok, {undecided} undecided");
-}
-
-#[test]
-fn tmp_stress_mut() {
-    let n_seeds: u64 = std::env::var("TMP_SEEDS").map(|v| v.parse().unwrap()).unwrap_or(0);
-    let (mut caught, mut tried, mut nonminimal) = (0, 0, 0);
-    let mut worst = std::time::Duration::ZERO;
-    for seed in 0..n_seeds {
-        let mut rng = Rng(seed.wrapping_mul(31) + 5);
-        let shape = Shape {
-            n_ops: 1 + rng.below(600) as usize,
-            n_seats: 1 + rng.below(4),
-            unknown_pct: rng.below(8),
-            phantom_pct: rng.below(5),
-            overlap: rng.below(5),
-        };
-        let mut g = generate(seed, shape);
-        if mutate(&mut g.history, &mut rng).is_none() { continue; }
-        tried += 1;
-        let t = Instant::now();
-        let r = check_shard(&g.history, &g.finals, &limits()).expect("valid");
-        worst = worst.max(t.elapsed());
-        if t.elapsed().as_millis() > 1000 {
-            let split = split::split_by_seat(&g.history).unwrap();
-            let t2 = Instant::now();
-            let quick: Vec<_> = split.seats.values().map(|h| wgl::check_quick(&seat::SeatModel, &h.ops, &limits()).unwrap()).collect();
-            println!("SLOW seed {seed} {shape:?} total {:?} quick {:?} {quick:?} minimal {:?}", t.elapsed(), t2.elapsed(), r.seat_failures.iter().map(|f| f.core_is_minimal).collect::<Vec<_>>());
-        }
-        if r.verdict() == Verdict::Violated { caught += 1; }
-        if r.seat_failures.iter().any(|f| !f.core_is_minimal) { nonminimal += 1; }
-        if seed == 11 { println!("{r}"); }
-    }
-    println!("mut stress: caught {caught}/{tried}, non-minimal cores {nonminimal}, worst {worst:?}");
-}
-
-#[test]
-fn tmp_one() {
-    let seed: u64 = std::env::var("TMP_SEED").map(|v| v.parse().unwrap()).unwrap_or(13);
-    let mut rng = Rng(seed.wrapping_mul(31) + 5);
-    let shape = Shape {
-        n_ops: 1 + rng.below(600) as usize,
-        n_seats: 1 + rng.below(4),
-        unknown_pct: rng.below(8),
-        phantom_pct: rng.below(5),
-        overlap: rng.below(5),
-    };
-    let mut g = generate(seed, shape);
-    let m = mutate(&mut g.history, &mut rng);
-    println!("mutation {m:?}");
-    let r = check_shard(&g.history, &g.finals, &limits()).expect("valid");
-    println!("{r}");
+    throughput(
+        "64 seats, 3% unknown outcomes",
+        Shape { n_ops: 20_000, n_seats: 64, unknown_pct: 2, phantom_pct: 1, overlap: 3 },
+        7,
+    );
 }

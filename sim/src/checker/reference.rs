@@ -146,7 +146,12 @@ mod tests {
     fn the_reference_follows_the_brief() {
         let mut shard = ReferenceShard::new();
         let (s1, s2) = (SeatId(1), SeatId(2));
-        let hold = |h, seats: &[SeatId]| Command::Hold { hold_id: HoldId(h), owner: OwnerId(h), seats: seats.to_vec(), ttl_ms: 100 };
+        let hold = |h, seats: &[SeatId]| Command::Hold {
+            hold_id: HoldId(h),
+            owner: OwnerId(h),
+            seats: seats.to_vec(),
+            ttl_ms: 100,
+        };
         assert_eq!(shard.apply(&hold(1, &[s1]), 10), Outcome::Held { expires_at_ms: 110, at_ms: 10 });
         assert_eq!(shard.apply(&hold(2, &[s1, s2]), 5), Outcome::Taken { unavailable: vec![s1], at_ms: 10 });
         assert_eq!(shard.apply(&Command::Release { hold_id: HoldId(2), owner: OwnerId(2) }, 20), Outcome::NotFound);

@@ -127,9 +127,7 @@ fn an_unknown_hold_may_take_effect_late() {
 
 #[test]
 fn an_unknown_confirm_both_ways() {
-    let base = || {
-        vec![op(1, 0, hold(1, &[1]), Some((10, held(10)))), op(2, 20, confirm(1, 1), None)]
-    };
+    let base = || vec![op(1, 0, hold(1, &[1]), Some((10, held(10)))), op(2, 20, confirm(1, 1), None)];
     let mut happened = base();
     happened.push(op(3, 30, read(&[1]), Some((40, saw(500, &[(1, sold_to(1))])))));
     happened.push(op(4, 50, read(&[1]), Some((60, saw(5_000, &[(1, sold_to(1))])))));
@@ -253,10 +251,8 @@ fn time_goes_backwards() {
     assert!(r.has(ViolationKind::TimeWentBackwards));
     assert!(r.seat_failures[0].explanation.contains("time went backwards"), "{r}");
     // On different seats only the cross-seat check sees it.
-    let r = report(vec![
-        op(1, 0, hold(1, &[1]), Some((10, held(500)))),
-        op(2, 20, hold(2, &[2]), Some((30, held(400)))),
-    ]);
+    let r =
+        report(vec![op(1, 0, hold(1, &[1]), Some((10, held(500)))), op(2, 20, hold(2, &[2]), Some((30, held(400))))]);
     assert!(r.seat_failures.is_empty());
     assert_eq!(r.violations.len(), 1, "{r}");
     assert_eq!(r.violations[0].requests, requests(&[1, 2]));
@@ -282,9 +278,12 @@ fn replicas_that_disagree_on_a_sale() {
         op(1, 0, hold(1, &[1]), Some((10, held(10)))),
         op(2, 20, confirm(1, 1), Some((30, Outcome::Confirmed { at_ms: 20 }))),
     ];
-    let good = ReplicaSeats { replica: "n1".into(), seats: [(SeatId(1), FinalSeat::Sold { booking_id: BookingId(1) })].into() };
+    let good = ReplicaSeats {
+        replica: "n1".into(),
+        seats: [(SeatId(1), FinalSeat::Sold { booking_id: BookingId(1) })].into(),
+    };
     let lost = ReplicaSeats { replica: "n2".into(), seats: Default::default() };
-    assert!(report_with(ops.clone(), &[good.clone()]).is_ok());
+    assert!(report_with(ops.clone(), std::slice::from_ref(&good)).is_ok());
     let r = report_with(ops, &[good, lost]);
     assert_eq!(r.verdict(), Verdict::Violated);
     assert!(r.has(ViolationKind::LostSale), "{r}");
@@ -370,4 +369,3 @@ fn driver_mistakes_are_errors_not_verdicts() {
         Err(HistoryError::DuplicateRequest { .. })
     ));
 }
-

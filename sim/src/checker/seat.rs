@@ -41,10 +41,24 @@ type What<'a> = &'a dyn Fn() -> String;
 /// whether the hold's own request has an unknown outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SeatOp {
-    Hold { hold: HoldId, ttl_ms: u64, refs: u32 },
+    Hold {
+        hold: HoldId,
+        ttl_ms: u64,
+        refs: u32,
+    },
     /// `owner_matches`: the releasing owner is the hold's owner (known from its hold op).
-    Release { hold: HoldId, owner_matches: bool, refs: u32, pending: bool },
-    Confirm { hold: HoldId, booking: BookingId, refs: u32, pending: bool },
+    Release {
+        hold: HoldId,
+        owner_matches: bool,
+        refs: u32,
+        pending: bool,
+    },
+    Confirm {
+        hold: HoldId,
+        booking: BookingId,
+        refs: u32,
+        pending: bool,
+    },
     Read,
 }
 
@@ -52,9 +66,9 @@ impl SeatOp {
     /// The hold the op refers to and the seat's count of known-outcome ops referring to it.
     fn hold_ref(&self) -> Option<(HoldId, u32)> {
         match *self {
-            SeatOp::Hold { hold, refs, .. } | SeatOp::Release { hold, refs, .. } | SeatOp::Confirm { hold, refs, .. } => {
-                Some((hold, refs))
-            }
+            SeatOp::Hold { hold, refs, .. }
+            | SeatOp::Release { hold, refs, .. }
+            | SeatOp::Confirm { hold, refs, .. } => Some((hold, refs)),
             SeatOp::Read => None,
         }
     }
@@ -64,27 +78,49 @@ impl SeatOp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SeatOut {
     /// The hold took this seat.
-    Held { at_ms: u64 },
+    Held {
+        at_ms: u64,
+    },
     /// The hold found this seat not free.
-    NotFree { at_ms: u64 },
+    NotFree {
+        at_ms: u64,
+    },
     /// The hold found this seat free but another of its seats taken; nothing changed.
-    FreeUnchanged { at_ms: u64 },
-    Released { at_ms: u64 },
+    FreeUnchanged {
+        at_ms: u64,
+    },
+    Released {
+        at_ms: u64,
+    },
     NotFound,
     NotOwner,
     AlreadyInactive,
-    Confirmed { at_ms: u64 },
-    Failed { reason: FailReason, at_ms: u64 },
-    Saw { at_ms: u64, view: SeatView },
+    Confirmed {
+        at_ms: u64,
+    },
+    Failed {
+        reason: FailReason,
+        at_ms: u64,
+    },
+    Saw {
+        at_ms: u64,
+        view: SeatView,
+    },
     /// Refused for a reason outside the seat model; nothing changed.
-    Refused { at_ms: u64 },
+    Refused {
+        at_ms: u64,
+    },
     /// Took effect at `at_ms` (unknown when `None`) with an unknown outcome: what
     /// [`Model::relax`] leaves of a held, released or confirmed outcome while shrinking a
     /// counterexample.
-    Happened { at_ms: Option<u64> },
+    Happened {
+        at_ms: Option<u64>,
+    },
     /// Took effect at `at_ms` (unknown when `None`) and changed nothing: what
     /// [`Model::relax`] leaves of any other outcome.
-    Unchanged { at_ms: Option<u64> },
+    Unchanged {
+        at_ms: Option<u64>,
+    },
 }
 
 impl SeatOut {
@@ -110,8 +146,17 @@ enum Cell {
     Free,
     /// Taken at some time in `taken_lo..=taken_hi` (one point when the outcome was known);
     /// held until that time plus `ttl_ms`.
-    Held { hold: HoldId, taken_lo: u64, taken_hi: u64, ttl_ms: u64, refs: u32 },
-    Sold { hold: HoldId, booking: BookingId },
+    Held {
+        hold: HoldId,
+        taken_lo: u64,
+        taken_hi: u64,
+        ttl_ms: u64,
+        refs: u32,
+    },
+    Sold {
+        hold: HoldId,
+        booking: BookingId,
+    },
 }
 
 /// What became of a hold that no longer occupies the seat (or has not yet).
@@ -121,7 +166,9 @@ enum Fate {
     Open,
     Released,
     /// Expired without release; `released` if a release answered `Released` afterwards.
-    Expired { released: bool },
+    Expired {
+        released: bool,
+    },
 }
 
 /// What the seat knows of a hold: its fate, and how many of the `refs` known-outcome ops
@@ -266,7 +313,12 @@ impl SeatState {
         };
         let hi = taken_hi.min(at_ms.saturating_sub(ttl_ms));
         if at_ms < ttl_ms || taken_lo > hi {
-            return Err(why!(explain, "{}, but hold {hold} is still live at {at_ms}: {}", what(), self.describe_cell()));
+            return Err(why!(
+                explain,
+                "{}, but hold {hold} is still live at {at_ms}: {}",
+                what(),
+                self.describe_cell()
+            ));
         }
         self.vacate(Fate::Expired { released: false });
         Ok(())
@@ -413,7 +465,8 @@ impl Model for SeatModel {
         for o in history.iter_mut() {
             match &mut o.op {
                 SeatOp::Hold { hold, refs: r, .. } => *r = refs.get(hold).copied().unwrap_or(0),
-                SeatOp::Release { hold, refs: r, pending: p, .. } | SeatOp::Confirm { hold, refs: r, pending: p, .. } => {
+                SeatOp::Release { hold, refs: r, pending: p, .. }
+                | SeatOp::Confirm { hold, refs: r, pending: p, .. } => {
                     *r = refs.get(hold).copied().unwrap_or(0);
                     *p = pending.contains(hold);
                 }
@@ -491,16 +544,14 @@ fn known_outcome(state: &SeatState, op: &SeatOp, out: &SeatOut, explain: bool) -
                 return Err(why!(explain, "release of {hold} answered not-owner, but the hold's owner asked"));
             }
         }
-        (SeatOp::Release { hold, owner_matches, refs, pending }, SeatOut::AlreadyInactive) => {
-            match n.fate(hold) {
-                HoldFate::Unborn if pending && owner_matches => assume_expired(&mut n, hold, refs),
-                HoldFate::Current { .. } => {
-                    check_owned(&n, hold, owner_matches, "already-inactive", explain)?;
-                    n.expire_at_earliest(false);
-                }
-                _ => check_owned(&n, hold, owner_matches, "already-inactive", explain)?,
+        (SeatOp::Release { hold, owner_matches, refs, pending }, SeatOut::AlreadyInactive) => match n.fate(hold) {
+            HoldFate::Unborn if pending && owner_matches => assume_expired(&mut n, hold, refs),
+            HoldFate::Current { .. } => {
+                check_owned(&n, hold, owner_matches, "already-inactive", explain)?;
+                n.expire_at_earliest(false);
             }
-        }
+            _ => check_owned(&n, hold, owner_matches, "already-inactive", explain)?,
+        },
         (SeatOp::Release { hold, owner_matches, refs, .. }, SeatOut::Released { at_ms }) => {
             n.at(at_ms, explain)?;
             check_owned(&n, hold, owner_matches, "released", explain)?;
@@ -516,7 +567,10 @@ fn known_outcome(state: &SeatState, op: &SeatOp, out: &SeatOut, explain: bool) -
                 }
                 HoldFate::Expired { released: false } => n.set_fate(hold, Fate::Expired { released: true }, refs),
                 fate => {
-                    return Err(why!(explain, "release of {hold} answered released at {at_ms}, but the hold is inactive ({fate})"))
+                    return Err(why!(
+                        explain,
+                        "release of {hold} answered released at {at_ms}, but the hold is inactive ({fate})"
+                    ))
                 }
             }
         }
@@ -529,7 +583,8 @@ fn known_outcome(state: &SeatState, op: &SeatOp, out: &SeatOut, explain: bool) -
                     n.cell = Cell::Sold { hold, booking };
                 }
                 fate => {
-                    return Err(why!(explain, 
+                    return Err(why!(
+                        explain,
                         "confirm of {hold} as {booking} succeeded at {at_ms}, but the hold is not live ({fate})"
                     ))
                 }
@@ -554,7 +609,10 @@ fn known_outcome(state: &SeatState, op: &SeatOp, out: &SeatOut, explain: bool) -
                 _ => false,
             };
             if !fits {
-                return Err(why!(explain, "confirm of {hold} as {booking} failed ({reason:?}) at {at_ms}, but the hold is {fate}"));
+                return Err(why!(
+                    explain,
+                    "confirm of {hold} as {booking} failed ({reason:?}) at {at_ms}, but the hold is {fate}"
+                ));
             }
         }
         (SeatOp::Read, SeatOut::Saw { at_ms, view }) => {
@@ -618,7 +676,9 @@ fn happened(state: &SeatState, op: &SeatOp, at_ms: Option<u64>) -> Result<Vec<Se
         },
         SeatOp::Confirm { hold, booking, .. } => {
             let mut sold = unchanged.clone();
-            if matches!(sold.fate(hold), HoldFate::Current { .. }) && sold.require_live(at_ms, &String::new, false).is_ok() {
+            if matches!(sold.fate(hold), HoldFate::Current { .. })
+                && sold.require_live(at_ms, &String::new, false).is_ok()
+            {
                 sold.cell = Cell::Sold { hold, booking };
                 next.push(sold);
             }
@@ -639,12 +699,21 @@ fn assume_expired(state: &mut SeatState, hold: HoldId, refs: u32) {
 }
 
 /// Release answers other than not-found and not-owner need an existing hold of the asker.
-fn check_owned(state: &SeatState, hold: HoldId, owner_matches: bool, answer: &str, explain: bool) -> Result<(), String> {
+fn check_owned(
+    state: &SeatState,
+    hold: HoldId,
+    owner_matches: bool,
+    answer: &str,
+    explain: bool,
+) -> Result<(), String> {
     if state.fate(hold) == HoldFate::Unborn {
         return Err(why!(explain, "release of {hold} answered {answer}, but the hold does not exist"));
     }
     if !owner_matches {
-        return Err(why!(explain, "release of {hold} answered {answer}, but the asker does not own the hold (not-owner expected)"));
+        return Err(why!(
+            explain,
+            "release of {hold} answered {answer}, but the asker does not own the hold (not-owner expected)"
+        ));
     }
     Ok(())
 }
@@ -659,7 +728,9 @@ fn unknown_effects(state: &SeatState, op: &SeatOp, explain: bool) -> Result<Vec<
                 return Err(why!(explain, "hold {hold} already counts as taken earlier"));
             }
             match n.cell {
-                Cell::Sold { .. } => return Err(why!(explain, "hold {hold} cannot have taken the seat: {}", n.describe_cell())),
+                Cell::Sold { .. } => {
+                    return Err(why!(explain, "hold {hold} cannot have taken the seat: {}", n.describe_cell()))
+                }
                 Cell::Free => {}
                 Cell::Held { .. } => n.expire_at_earliest(false),
             }
@@ -728,9 +799,9 @@ mod tests {
     fn a_hold_is_honoured_until_expiry_and_not_after() {
         let held = (hold(H1, 1), Some(SeatOut::Held { at_ms: 1_000 }));
         let h1 = SeatView::Held { hold_id: H1 };
-        assert!(run(&[held.clone(), (SeatOp::Read, read(1_099, h1))]).is_ok());
-        assert!(run(&[held.clone(), (SeatOp::Read, read(1_100, h1))]).is_err());
-        assert!(run(&[held.clone(), (SeatOp::Read, read(1_100, SeatView::Free))]).is_ok());
+        assert!(run(&[held, (SeatOp::Read, read(1_099, h1))]).is_ok());
+        assert!(run(&[held, (SeatOp::Read, read(1_100, h1))]).is_err());
+        assert!(run(&[held, (SeatOp::Read, read(1_100, SeatView::Free))]).is_ok());
         let err = run(&[held, (SeatOp::Read, read(1_099, SeatView::Free))]).unwrap_err();
         assert!(err.contains("held by h1 (taken at 1000, expires at 1100)"), "{err}");
     }
@@ -740,11 +811,11 @@ mod tests {
         let unknown = (hold(H1, 0), None);
         let h1 = SeatView::Held { hold_id: H1 };
         // Held at 1000 and free at 1050: taken in 901..=950.
-        let s = run(&[unknown.clone(), (SeatOp::Read, read(1_000, h1)), (SeatOp::Read, read(1_050, SeatView::Free))]);
+        let s = run(&[unknown, (SeatOp::Read, read(1_000, h1)), (SeatOp::Read, read(1_050, SeatView::Free))]);
         assert!(s.is_ok(), "{s:?}");
         // Held at 1000 and at 1040, then free at 1050: taken in 941..=950.
         assert!(run(&[
-            unknown.clone(),
+            unknown,
             (SeatOp::Read, read(1_000, h1)),
             (SeatOp::Read, read(1_040, h1)),
             (SeatOp::Read, read(1_050, SeatView::Free)),
@@ -766,7 +837,7 @@ mod tests {
         let confirm = SeatOp::Confirm { hold: H1, booking: B1, refs: 3, pending: false };
         let s = run(&[
             (hold(H1, 3), Some(SeatOut::Held { at_ms: 10 })),
-            (confirm.clone(), Some(SeatOut::Confirmed { at_ms: 50 })),
+            (confirm, Some(SeatOut::Confirmed { at_ms: 50 })),
             (confirm, Some(SeatOut::Confirmed { at_ms: 500 })),
             (SeatOp::Read, read(600, SeatView::Sold { booking_id: B1 })),
         ])
@@ -774,7 +845,10 @@ mod tests {
         assert!(s.records.is_empty(), "records of finished holds are dropped: {s:?}");
         let resell = run(&[
             (hold(H1, 2), Some(SeatOut::Held { at_ms: 10 })),
-            (SeatOp::Confirm { hold: H1, booking: B1, refs: 2, pending: false }, Some(SeatOut::Confirmed { at_ms: 50 })),
+            (
+                SeatOp::Confirm { hold: H1, booking: B1, refs: 2, pending: false },
+                Some(SeatOut::Confirmed { at_ms: 50 }),
+            ),
             (hold(H2, 1), Some(SeatOut::Held { at_ms: 500 })),
         ]);
         assert!(resell.unwrap_err().contains("sold to b1"));

@@ -22,7 +22,7 @@ use super::wgl::{self, CheckLimits, CheckResult, Exhausted, History, Operation, 
 
 /// Failing seats that get a shrunk counterexample; later ones are only listed.
 pub const MAX_SEATS_SHRUNK: usize = 4;
-/// Requests of a core a report lists (the first ones).
+/// Requests of a core a report lists (the last ones, nearest the failure).
 pub const MAX_CORE_SHOWN: usize = 16;
 /// Requests of the longest explainable order a report shows (the last ones).
 pub const MAX_ORDER_SHOWN: usize = 8;
@@ -87,13 +87,13 @@ pub fn split_by_seat(history: &ShardHistory) -> Result<Split, HistoryError> {
             continue;
         }
         match (&op.command, outcome) {
-            (Command::Hold { ttl_ms, .. }, Some(Outcome::Held { expires_at_ms, at_ms })) => {
-                if at_ms.checked_add(*ttl_ms) != Some(*expires_at_ms) {
-                    split.violations.push(malformed(format!(
-                        "held at {at_ms} for {ttl_ms} ms must expire at {}, not {expires_at_ms}",
-                        at_ms.saturating_add(*ttl_ms)
-                    )));
-                }
+            (Command::Hold { ttl_ms, .. }, Some(Outcome::Held { expires_at_ms, at_ms }))
+                if at_ms.checked_add(*ttl_ms) != Some(*expires_at_ms) =>
+            {
+                split.violations.push(malformed(format!(
+                    "held at {at_ms} for {ttl_ms} ms must expire at {}, not {expires_at_ms}",
+                    at_ms.saturating_add(*ttl_ms)
+                )));
             }
             (Command::Hold { .. }, Some(Outcome::Taken { unavailable, .. })) => {
                 if unavailable.is_empty() {
@@ -125,7 +125,8 @@ pub fn split_by_seat(history: &ShardHistory) -> Result<Split, HistoryError> {
                 },
                 _ => None,
             };
-            let h = split.seats.entry(seat).or_insert_with(|| SeatHistory { seat, ops: Vec::new(), origin: Vec::new() });
+            let h =
+                split.seats.entry(seat).or_insert_with(|| SeatHistory { seat, ops: Vec::new(), origin: Vec::new() });
             h.ops.push(Operation { call: op.invoked_ns, op: seat_op, ret });
             h.origin.push(index);
         }
@@ -137,7 +138,9 @@ pub fn split_by_seat(history: &ShardHistory) -> Result<Split, HistoryError> {
 fn seats_of<'a>(command: &'a Command, holds: &BTreeMap<HoldId, HoldInfo<'a>>) -> &'a [SeatId] {
     match command {
         Command::Hold { seats, .. } | Command::Read { seats } => seats,
-        Command::Release { hold_id, .. } | Command::Confirm { hold_id, .. } => holds.get(hold_id).map_or(&[], |h| h.seats),
+        Command::Release { hold_id, .. } | Command::Confirm { hold_id, .. } => {
+            holds.get(hold_id).map_or(&[], |h| h.seats)
+        }
     }
 }
 
@@ -145,9 +148,12 @@ fn seats_of<'a>(command: &'a Command, holds: &BTreeMap<HoldId, HoldInfo<'a>>) ->
 fn project_op(command: &Command, holds: &BTreeMap<HoldId, HoldInfo<'_>>) -> Option<SeatOp> {
     Some(match command {
         Command::Hold { hold_id, ttl_ms, .. } => SeatOp::Hold { hold: *hold_id, ttl_ms: *ttl_ms, refs: 0 },
-        Command::Release { hold_id, owner } => {
-            SeatOp::Release { hold: *hold_id, owner_matches: holds.get(hold_id)?.owner == *owner, refs: 0, pending: false }
-        }
+        Command::Release { hold_id, owner } => SeatOp::Release {
+            hold: *hold_id,
+            owner_matches: holds.get(hold_id)?.owner == *owner,
+            refs: 0,
+            pending: false,
+        },
         Command::Confirm { hold_id, booking_id } => {
             SeatOp::Confirm { hold: *hold_id, booking: *booking_id, refs: 0, pending: false }
         }
@@ -218,11 +224,12 @@ pub fn check_seats(history: &ShardHistory, split: &Split, limits: &CheckLimits) 
                     "  outcomes that cannot all hold{}, whatever the other requests answered (at their recorded times):",
                     if cx.core_is_minimal { "" } else { " (shrinking ran out of budget)" }
                 );
-                for &i in cx.core.iter().take(MAX_CORE_SHOWN) {
-                    let _ = writeln!(text, "    {}", shard_op(i));
+                let hidden = cx.core.len().saturating_sub(MAX_CORE_SHOWN);
+                if hidden > 0 {
+                    let _ = writeln!(text, "    ... {hidden} earlier ones");
                 }
-                if cx.core.len() > MAX_CORE_SHOWN {
-                    let _ = writeln!(text, "    ... and {} more", cx.core.len() - MAX_CORE_SHOWN);
+                for &i in &cx.core[hidden..] {
+                    let _ = writeln!(text, "    {}", shard_op(i));
                 }
                 let shown = cx.longest.len().saturating_sub(MAX_ORDER_SHOWN);
                 let order: Vec<String> = cx.longest[shown..].iter().map(|&i| shard_op(i).request.to_string()).collect();
@@ -273,15 +280,15 @@ mod tests {
                 op(
                     1,
                     0,
-                    Command::Hold { hold_id: HoldId(1), owner: OwnerId(1), seats: vec![SeatId(1), SeatId(2)], ttl_ms: 50 },
+                    Command::Hold {
+                        hold_id: HoldId(1),
+                        owner: OwnerId(1),
+                        seats: vec![SeatId(1), SeatId(2)],
+                        ttl_ms: 50,
+                    },
                     Some((10, Outcome::Taken { unavailable: vec![SeatId(1)], at_ms: 7 })),
                 ),
-                op(
-                    2,
-                    20,
-                    Command::Release { hold_id: HoldId(1), owner: OwnerId(1) },
-                    Some((30, Outcome::NotFound)),
-                ),
+                op(2, 20, Command::Release { hold_id: HoldId(1), owner: OwnerId(1) }, Some((30, Outcome::NotFound))),
                 op(3, 40, Command::Read { seats: vec![SeatId(2)] }, None),
             ],
         };

@@ -31,6 +31,11 @@ pub const DEFAULT_MAX_SHRINK_STEPS: u64 = 4_000_000;
 /// A single search while shrinking may use at most this fraction of the shrink budget
 /// (one that needs more counts as passing: the op stays in the core).
 pub const SHRINK_CHECKS_PER_BUDGET: u64 = 16;
+/// While minimizing a core, a search may take this many times the steps of the search
+/// that found the failing prefix ...
+pub const SHRINK_STEPS_FACTOR: u64 = 64;
+/// ... but never fewer steps than this.
+pub const MIN_SHRINK_CHECK_STEPS: u64 = 20_000;
 /// Most "could not come next" explanations a counterexample lists.
 pub const MAX_BLOCKED_REPORTED: usize = 8;
 
@@ -387,7 +392,6 @@ impl Hasher for FxHasher {
     }
 }
 
-
 /// A hasher for keys that are hashes already.
 #[derive(Default)]
 struct IdentityHasher(u64);
@@ -434,9 +438,9 @@ impl<S: Eq + Hash + Clone> Memo<S> {
 
     fn dominated(&self, known: &Bits, unknown: &Bits, state: &S) -> bool {
         self.buckets.get(&Memo::key(known, state)).is_some_and(|entries| {
-            entries.iter().any(|e| {
-                e.state == *state && e.known == *known && e.unknown.iter().any(|u| u.is_subset_of(unknown))
-            })
+            entries
+                .iter()
+                .any(|e| e.state == *state && e.known == *known && e.unknown.iter().any(|u| u.is_subset_of(unknown)))
         })
     }
 
@@ -448,7 +452,9 @@ impl<S: Eq + Hash + Clone> Memo<S> {
         let entries = self.buckets.entry(Memo::key(known, state)).or_default();
         match entries.iter_mut().find(|e| e.state == *state && e.known == *known) {
             Some(e) => e.unknown.push(unknown.clone()),
-            None => entries.push(MemoEntry { known: known.clone(), state: state.clone(), unknown: vec![unknown.clone()] }),
+            None => {
+                entries.push(MemoEntry { known: known.clone(), state: state.clone(), unknown: vec![unknown.clone()] })
+            }
         }
         Ok(())
     }
@@ -463,7 +469,10 @@ struct Frame<S> {
 enum SearchEnd<S> {
     Linearizable,
     /// Not linearizable; with `record_best`, the longest order found and the state after it.
-    Stuck { best: Vec<usize>, best_state: S },
+    Stuck {
+        best: Vec<usize>,
+        best_state: S,
+    },
     Exhausted(Exhausted),
 }
 
@@ -476,11 +485,7 @@ struct Prepared<Op, Out> {
 
 /// Prepares a copy of `history`, with `relaxed` ops shown to the model as of unknown
 /// outcome.
-fn prepared<M: Model>(
-    model: &M,
-    history: &[Operation<M::Op, M::Out>],
-    relaxed: &[bool],
-) -> Prepared<M::Op, M::Out> {
+fn prepared<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], relaxed: &[bool]) -> Prepared<M::Op, M::Out> {
     let mut ops: Vec<_> = history
         .iter()
         .zip(relaxed)
@@ -699,6 +704,10 @@ struct Shrinker<'a, M: Model> {
     model: &'a M,
     limits: &'a CheckLimits,
     steps_left: u64,
+    /// Steps one search may take.
+    per_check: u64,
+    /// Steps the last search took.
+    last_steps: u64,
     /// Some search ran out of budget (and counted as passing).
     inconclusive: bool,
 }
@@ -710,13 +719,10 @@ impl<M: Model> Shrinker<'_, M> {
             self.inconclusive = true;
             return None;
         }
-        let budget = self.steps_left.min(self.limits.max_steps).min((self.limits.max_shrink_steps / SHRINK_CHECKS_PER_BUDGET).max(1));
+        let budget = self.steps_left.min(self.per_check);
         let (end, steps) = search(self.model, &prepared(self.model, ops, relaxed), relaxed, self.limits, budget, false);
         self.steps_left = self.steps_left.saturating_sub(steps);
-        if std::env::var("WGL_DEBUG").is_ok() {
-            let n_relaxed = ops.iter().filter(|o| { let d = format!("{:?}", o.ret); d.contains("Happened") || d.contains("Unchanged") }).count();
-            eprintln!("DBG shrink n={} relaxed={} steps={} end={}", ops.len(), n_relaxed, steps, match &end { SearchEnd::Stuck { .. } => "fail", SearchEnd::Linearizable => "ok", SearchEnd::Exhausted(_) => "exhausted" });
-        }
+        self.last_steps = steps;
         match end {
             SearchEnd::Stuck { .. } => Some(true),
             SearchEnd::Linearizable => Some(false),
@@ -729,7 +735,9 @@ impl<M: Model> Shrinker<'_, M> {
 }
 
 fn shrink<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], limits: &CheckLimits) -> Counterexample {
-    let mut shrinker = Shrinker { model, limits, steps_left: limits.max_shrink_steps, inconclusive: false };
+    let per_check = limits.max_steps.min((limits.max_shrink_steps / SHRINK_CHECKS_PER_BUDGET).max(1));
+    let mut shrinker =
+        Shrinker { model, limits, steps_left: limits.max_shrink_steps, per_check, last_steps: 0, inconclusive: false };
 
     // 1. The shortest failing prefix, by bisection over return times (a prefix of a
     //    linearizable history is linearizable, so failure is monotone in the cutoff).
@@ -757,7 +765,13 @@ fn shrink<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], limits: &Ch
     //    the original history too. Newest first keeps the searches cheap: relaxed ops late
     //    in the history leave few choices open behind them.
     let known: Vec<usize> = (0..n).filter(|&i| derived.ops[i].ret.is_some()).collect();
-    let relax = |mask: &[bool]| -> (Vec<Operation<M::Op, M::Out>>, Vec<bool>) {
+    // A relaxed search that costs far more than the plain one is lost in the choices the
+    // relaxed ops opened: give up on it early (its ops stay in the core).
+    if shrinker.fails(&derived.ops, &vec![false; n]) == Some(true) {
+        shrinker.per_check =
+            shrinker.per_check.min((shrinker.last_steps * SHRINK_STEPS_FACTOR).max(MIN_SHRINK_CHECK_STEPS));
+    }
+    let relax = |mask: &[bool]| -> (History<M::Op, M::Out>, Vec<bool>) {
         let mut ops = derived.ops.clone();
         let mut flags = vec![false; n];
         for i in (0..n).filter(|&i| mask[i]) {
