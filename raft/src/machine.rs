@@ -545,10 +545,8 @@ impl Machine {
         changes: &mut Vec<Change>,
     ) -> Result<Outcome, Rejection> {
         let booking = self.bookings.get(booking_id).ok_or(Rejection::UnknownBooking)?;
-        match booking.status {
-            BookingStatus::Confirmed => return Ok(Outcome::Confirmed(booking.clone())),
-            BookingStatus::Failed | BookingStatus::Refunded => return Ok(Outcome::BookingFailed(booking.clone())),
-            BookingStatus::PendingPayment => {}
+        if let Some(outcome) = settled_outcome(booking) {
+            return Ok(outcome);
         }
         let hold_id = booking.hold_id.clone();
         let live_hold = self
@@ -606,21 +604,12 @@ impl Machine {
         changes: &mut Vec<Change>,
     ) -> Result<Outcome, Rejection> {
         let booking = self.bookings.get(booking_id).ok_or(Rejection::UnknownBooking)?;
-        match booking.status {
-            BookingStatus::PendingPayment => {
-                let booking = self.settle(
-                    booking_id,
-                    BookingStatus::Failed,
-                    Some(FailureReason::PaymentDeclined),
-                    payment_event_id,
-                    now_ms,
-                    changes,
-                );
-                Ok(Outcome::BookingFailed(booking))
-            }
-            BookingStatus::Confirmed => Ok(Outcome::Confirmed(booking.clone())),
-            BookingStatus::Failed | BookingStatus::Refunded => Ok(Outcome::BookingFailed(booking.clone())),
+        if let Some(outcome) = settled_outcome(booking) {
+            return Ok(outcome);
         }
+        let reason = Some(FailureReason::PaymentDeclined);
+        let booking = self.settle(booking_id, BookingStatus::Failed, reason, payment_event_id, now_ms, changes);
+        Ok(Outcome::BookingFailed(booking))
     }
 
     fn mark_refunded(&mut self, booking_id: &str, now_ms: u64, changes: &mut Vec<Change>) -> Result<Outcome, Rejection> {
@@ -980,6 +969,16 @@ impl EventState {
         }
         let slots = vec![Slot::Free; meta.seats.len()];
         Ok(EventState { meta, seat_idx, slots, holds_by_owner: BTreeMap::new() })
+    }
+}
+
+/// What a payment event answers for a booking that is already settled: replays and late
+/// events change nothing.
+fn settled_outcome(booking: &Booking) -> Option<Outcome> {
+    match booking.status {
+        BookingStatus::Confirmed => Some(Outcome::Confirmed(booking.clone())),
+        BookingStatus::Failed | BookingStatus::Refunded => Some(Outcome::BookingFailed(booking.clone())),
+        BookingStatus::PendingPayment => None,
     }
 }
 

@@ -4,6 +4,7 @@
 //! Library code builds the `axum::Router`; `node/` (or the simulator) binds the listener.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query as UrlQuery, State};
@@ -14,7 +15,7 @@ use axum::{Json, Router};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Deserialize;
 
-use crate::host::{Host, Query, ServeError};
+use crate::host::{Group, Host, Query, ServeError};
 use crate::machine::{decode, encode};
 use crate::typ::TypeConfig;
 use crate::types::{GroupId, NodeId, Request};
@@ -49,37 +50,34 @@ fn bincode_ok<T: serde::Serialize>(value: &T) -> Response {
     (StatusCode::OK, encode(value)).into_response()
 }
 
-async fn raft_append(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
-    let rpc: AppendEntriesRequest<TypeConfig> = match decode(&body) {
+/// Decodes a Raft RPC, hands it to the group's replica (created if this node has none yet)
+/// and encodes openraft's answer.
+async fn to_replica<Req, Resp, Fut>(host: Host, group: GroupId, body: &[u8], call: impl FnOnce(Arc<Group>, Req) -> Fut) -> Response
+where
+    Req: serde::de::DeserializeOwned,
+    Resp: serde::Serialize,
+    Fut: std::future::Future<Output = Resp>,
+{
+    let rpc: Req = match decode(body) {
         Ok(r) => r,
         Err(e) => return bad_request(e),
     };
     match host.ensure_group(group).await {
-        Ok(g) => bincode_ok(&g.raft.append_entries(rpc).await),
+        Ok(g) => bincode_ok(&call(g, rpc).await),
         Err(e) => unavailable(e),
     }
+}
+
+async fn raft_append(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
+    to_replica(host, group, &body, |g, rpc: AppendEntriesRequest<TypeConfig>| async move { g.raft.append_entries(rpc).await }).await
 }
 
 async fn raft_vote(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
-    let rpc: VoteRequest<NodeId> = match decode(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(e),
-    };
-    match host.ensure_group(group).await {
-        Ok(g) => bincode_ok(&g.raft.vote(rpc).await),
-        Err(e) => unavailable(e),
-    }
+    to_replica(host, group, &body, |g, rpc: VoteRequest<NodeId>| async move { g.raft.vote(rpc).await }).await
 }
 
 async fn raft_snapshot(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
-    let rpc: InstallSnapshotRequest<TypeConfig> = match decode(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(e),
-    };
-    match host.ensure_group(group).await {
-        Ok(g) => bincode_ok(&g.raft.install_snapshot(rpc).await),
-        Err(e) => unavailable(e),
-    }
+    to_replica(host, group, &body, |g, rpc: InstallSnapshotRequest<TypeConfig>| async move { g.raft.install_snapshot(rpc).await }).await
 }
 
 async fn write(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
