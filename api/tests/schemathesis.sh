@@ -37,6 +37,8 @@ curl -fsS "$BASE/readyz" >/dev/null || { echo "boxoffice dev never became ready"
 TOKEN="$(curl -fsS -X POST "$BASE/v1/auth/token" -H 'content-type: application/json' -d '{"user":"fuzzer","role":"admin"}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 
+# Run from the temp dir: schemathesis keeps a cache directory where it runs.
+cd "$DATA"
 schemathesis run "$BASE/openapi.json" \
     --header "Authorization: Bearer $TOKEN" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
