@@ -14,7 +14,7 @@ use boxoffice_raft::transport::{TcpConnector, Transport};
 use boxoffice_raft::types::{Command, Outcome, SeatSpec};
 use boxoffice_raft::{InventoryClient, RaftSettings};
 
-use crate::storage_node::{bootstrap, parse_members, start_host};
+use crate::storage_node::{bootstrap, start_host};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCmd {
@@ -63,8 +63,7 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
                 hosts.push(start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?);
             }
             bootstrap(&hosts[0], &members, args.shards).await?;
-            let spec: String = members.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
-            parse_members(&spec)?.into_iter().map(|(_, a)| a).collect()
+            members.into_iter().map(|(_, a)| a).collect()
         }
     };
     let client = InventoryClient::new(Arc::new(Transport::new(TcpConnector)), seeds);

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Change, EventId, GroupId, SeatId, SeatSpec, SeatStatus};
+use crate::types::{Change, EventId, GroupId, SeatSpec, SeatStatus};
 
 /// Most changes kept in memory per group.
 pub const FEED_CAPACITY_CHANGES: usize = 100_000;
@@ -106,14 +106,6 @@ pub struct FeedSnapshot {
     pub catalog: Vec<(String, String, Vec<u8>)>,
     pub placement: Vec<(EventId, GroupId)>,
     pub at_ms: u64,
-}
-
-/// Convenience for readers that only care about seats.
-pub fn seat_changes(changes: &[(u64, Change)]) -> impl Iterator<Item = (&EventId, &SeatId, &SeatStatus)> {
-    changes.iter().filter_map(|(_, c)| match c {
-        Change::Seat { event_id, seat_id, status } => Some((event_id, seat_id, status)),
-        _ => None,
-    })
 }
 
 #[cfg(test)]

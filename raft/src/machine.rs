@@ -775,10 +775,6 @@ impl Machine {
         }
     }
 
-    pub fn event_currency(&self, event_id: &str) -> Option<&str> {
-        self.events.get(event_id).map(|e| e.meta.currency.as_str())
-    }
-
     pub fn catalog_doc(&self, kind: &str, id: &str) -> Option<&Vec<u8>> {
         self.catalog.get(&(kind.to_owned(), id.to_owned()))
     }
