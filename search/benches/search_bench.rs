@@ -18,8 +18,14 @@
 //! Environment: `BENCH_EVENTS` (default 1,000,000), `BENCH_SECONDS` per timed phase
 //! (default 3), `BENCH_QUERIES` misspelled queries (default 1,000), `BENCH_SEED`,
 //! `BENCH_INDEX_DIR` (keep the built index there and reuse it on the next run).
+//!
+//! `BENCH_EXPORT_DIR=dir` also writes the catalog exactly as indexed (`events.tsv`) and the
+//! query sets exactly as run (`queries.tsv`), in PostgreSQL's `COPY` text format, for the
+//! side-by-side run of `search/bench/postgres.sh`; with `BENCH_EXPORT_ONLY=1` the program
+//! stops there, without building the index.
 
 use std::collections::HashSet;
+use std::io::{BufWriter, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -303,6 +309,165 @@ fn misspell(rng: &mut Rng, name: &str) -> String {
     words.join(" ")
 }
 
+/// The query sets of one run, all derived from performers that have at least one event:
+/// each entry is the text a user types and the performer it is meant to find.
+struct QuerySets<'a> {
+    targets: Vec<&'a Performer>,
+    misspelled: Vec<(String, &'a str)>,
+    exact: Vec<(String, &'a str)>,
+    /// All words of the name but the last, then the first 3 letters of the last.
+    prefixes: Vec<String>,
+}
+
+fn query_sets<'a>(
+    seed: u64,
+    n_queries: usize,
+    performers: &'a [Performer],
+    counts: &[u32],
+) -> QuerySets<'a> {
+    let targets: Vec<&Performer> = {
+        let with_events: Vec<usize> = (0..performers.len()).filter(|&i| counts[i] > 0).collect();
+        let mut qrng = Rng(seed ^ 0xa11ce);
+        (0..n_queries)
+            .map(|_| &performers[with_events[qrng.below(with_events.len())]])
+            .collect()
+    };
+    let mut qrng = Rng(seed ^ 0x7e57);
+    let misspelled = targets
+        .iter()
+        .map(|p| (misspell(&mut qrng, &p.name), p.id.as_str()))
+        .collect();
+    let exact = targets
+        .iter()
+        .map(|p| (p.name.clone(), p.id.as_str()))
+        .collect();
+    let prefixes = targets
+        .iter()
+        .map(|p| {
+            let words: Vec<&str> = p.name.split_whitespace().collect();
+            let last: String = words[words.len() - 1].chars().take(3).collect();
+            let mut head = words[..words.len() - 1].join(" ");
+            if !head.is_empty() {
+                head.push(' ');
+            }
+            format!("{head}{last}")
+        })
+        .collect();
+    QuerySets {
+        targets,
+        misspelled,
+        exact,
+        prefixes,
+    }
+}
+
+/// Writes the catalog and the query sets for another engine, in PostgreSQL `COPY` text
+/// format (tab-separated, `\`-escaped, arrays as `{"a","b"}` literals).
+///
+/// `events.tsv`: event_id, name, performers (array), performer_ids (array), venue_name,
+/// city, country, category, description, starts_at_ms, min_price_minor, max_price_minor,
+/// available, total. `queries.tsv`: kind (`misspelled`, `exact`, `prefix`), query number
+/// within its kind (from 1), the query text, the intended performer id.
+struct Export {
+    dir: std::path::PathBuf,
+    events: BufWriter<std::fs::File>,
+}
+
+impl Export {
+    fn create(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let events = BufWriter::new(std::fs::File::create(dir.join("events.tsv"))?);
+        Ok(Export {
+            dir: dir.to_owned(),
+            events,
+        })
+    }
+
+    fn event(&mut self, doc: &EventDoc) -> std::io::Result<()> {
+        let array = |items: &[String]| copy_text(&pg_array(items));
+        writeln!(
+            self.events,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            copy_text(&doc.event_id),
+            copy_text(&doc.name),
+            array(&doc.performers),
+            array(&doc.performer_ids),
+            copy_text(&doc.venue_name),
+            copy_text(&doc.city),
+            copy_text(&doc.country),
+            copy_text(&doc.category),
+            copy_text(&doc.description),
+            doc.starts_at_ms,
+            doc.min_price_minor,
+            doc.max_price_minor,
+            doc.available,
+            doc.total,
+        )
+    }
+
+    fn finish(mut self, sets: &QuerySets) -> std::io::Result<()> {
+        self.events.flush()?;
+        let mut out = BufWriter::new(std::fs::File::create(self.dir.join("queries.tsv"))?);
+        let prefixes: Vec<(String, &str)> = sets
+            .prefixes
+            .iter()
+            .zip(&sets.targets)
+            .map(|(q, p)| (q.clone(), p.id.as_str()))
+            .collect();
+        for (kind, set) in [
+            ("misspelled", &sets.misspelled),
+            ("exact", &sets.exact),
+            ("prefix", &prefixes),
+        ] {
+            for (n, (q, id)) in set.iter().enumerate() {
+                writeln!(
+                    out,
+                    "{kind}\t{}\t{}\t{}",
+                    n + 1,
+                    copy_text(q),
+                    copy_text(id)
+                )?;
+            }
+        }
+        out.flush()?;
+        println!(
+            "export: events.tsv and queries.tsv written to {}",
+            self.dir.display()
+        );
+        Ok(())
+    }
+}
+
+fn export_event(export: &mut Option<Export>, doc: &EventDoc) {
+    if let Some(export) = export.as_mut() {
+        export.event(doc).expect("export event");
+    }
+}
+
+/// Escapes a value for the `COPY` text format.
+fn copy_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A PostgreSQL array literal of text values, every element quoted.
+fn pg_array(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -445,6 +610,27 @@ fn main() {
     let mut rng = Rng(seed);
     let performers = performers(&mut rng, &vocab, n_performers);
     let mut counts = vec![0u32; performers.len()];
+    let mut export = match std::env::var("BENCH_EXPORT_DIR") {
+        Ok(dir) => match Export::create(Path::new(&dir)) {
+            Ok(export) => Some(export),
+            Err(e) => {
+                eprintln!("cannot export to {dir}: {e}");
+                std::process::exit(1);
+            }
+        },
+        Err(_) => None,
+    };
+    if export.is_some() && env_or("BENCH_EXPORT_ONLY", 0u8) == 1 {
+        for i in 0..n_events {
+            let doc = event(&mut rng, &vocab, &performers, &mut counts, i);
+            export_event(&mut export, &doc);
+        }
+        let sets = query_sets(seed, n_queries, &performers, &counts);
+        if let Some(export) = export {
+            export.finish(&sets).expect("export queries");
+        }
+        return;
+    }
 
     // BENCH_INDEX_DIR keeps the index between runs (rebuilt when its size differs);
     // otherwise it lives in a temp dir removed at exit.
@@ -465,7 +651,8 @@ fn main() {
     if reuse {
         // Same generator, same sequence: regenerate only to count events per performer.
         for i in 0..n_events {
-            event(&mut rng, &vocab, &performers, &mut counts, i);
+            let doc = event(&mut rng, &vocab, &performers, &mut counts, i);
+            export_event(&mut export, &doc);
         }
         println!("build: reusing {}", path.display());
     } else {
@@ -475,6 +662,7 @@ fn main() {
             SearchIndex::open_or_create_in_dir_with(&path, BUILD_OPTIONS).expect("open index");
         for i in 0..n_events {
             let doc = event(&mut rng, &vocab, &performers, &mut counts, i);
+            export_event(&mut export, &doc);
             index.upsert(&doc).expect("upsert");
             if (i + 1) % BUILD_COMMIT_EVERY == 0 {
                 index.commit(i as u64 + 1).expect("commit");
@@ -511,35 +699,16 @@ fn main() {
         memory()
     );
 
-    // Query sets, all derived from performers that have at least one event.
-    let targets: Vec<&Performer> = {
-        let with_events: Vec<usize> = (0..performers.len()).filter(|&i| counts[i] > 0).collect();
-        let mut qrng = Rng(seed ^ 0xa11ce);
-        (0..n_queries)
-            .map(|_| &performers[with_events[qrng.below(with_events.len())]])
-            .collect()
-    };
-    let mut qrng = Rng(seed ^ 0x7e57);
-    let misspelled: Vec<(String, &str)> = targets
-        .iter()
-        .map(|p| (misspell(&mut qrng, &p.name), p.id.as_str()))
-        .collect();
-    let exact: Vec<(String, &str)> = targets
-        .iter()
-        .map(|p| (p.name.clone(), p.id.as_str()))
-        .collect();
-    let prefixes: Vec<String> = targets
-        .iter()
-        .map(|p| {
-            let words: Vec<&str> = p.name.split_whitespace().collect();
-            let last: String = words[words.len() - 1].chars().take(3).collect();
-            let mut head = words[..words.len() - 1].join(" ");
-            if !head.is_empty() {
-                head.push(' ');
-            }
-            format!("{head}{last}")
-        })
-        .collect();
+    let sets = query_sets(seed, n_queries, &performers, &counts);
+    if let Some(export) = export.take() {
+        export.finish(&sets).expect("export queries");
+    }
+    let QuerySets {
+        targets,
+        misspelled,
+        exact,
+        prefixes,
+    } = sets;
     println!("sample misspellings:");
     for (q, id) in misspelled.iter().take(6) {
         let name = &performers[id[1..].parse::<usize>().unwrap_or(0)].name;
