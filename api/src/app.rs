@@ -1,12 +1,13 @@
 //! An API node: its configuration, its shared state, the background tasks that keep its
-//! caches current (catalog feed, seat feeds, live-map flusher, metrics upkeep), and the
-//! router that serves it all.
+//! caches current (catalog feed, seat feeds, live-map flusher, search indexer, metrics
+//! upkeep), and the router that serves it all.
 //!
 //! [`Api::start`] spawns the tasks and owns them: dropping the [`Api`] (or
 //! [`Api::shutdown`]) stops every one. Nothing here binds a socket; `node/` serves
 //! [`Api::router`].
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,7 @@ use crate::ids::is_valid_id;
 use crate::payments::PaymentProcessor;
 use crate::problem::ApiError;
 use crate::ratelimit::{RateLimitConfig, RateLimits};
+use crate::search::{run_search_indexer, SearchState};
 use crate::seats::{run_seat_feeds, EventSeats, SeatCache};
 use crate::views::{ViewCache, VIEW_AVAILABILITY_TTL_MS};
 
@@ -52,6 +54,9 @@ pub struct ApiConfig {
     pub max_streams: usize,
     pub view_ttl_ms: u64,
     pub stream_keep_alive_ms: u64,
+    /// Where the search index lives across restarts (resumed from its committed catalog
+    /// position); `None` keeps it in RAM and rebuilds it on every start.
+    pub search_dir: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -63,6 +68,7 @@ impl Default for ApiConfig {
             max_streams: MAX_STREAMS,
             view_ttl_ms: VIEW_AVAILABILITY_TTL_MS,
             stream_keep_alive_ms: STREAM_KEEP_ALIVE_MS,
+            search_dir: None,
         }
     }
 }
@@ -115,6 +121,7 @@ pub struct Shared {
     pub catalog: Arc<CatalogCache>,
     pub seats: Arc<SeatCache>,
     pub views: Arc<ViewCache>,
+    pub search: Arc<SearchState>,
     pub payments: Arc<dyn PaymentProcessor>,
     pub webhook_secret: Vec<u8>,
     /// `user/key` → digest of the request first sent with it (this node only; the state
@@ -234,6 +241,7 @@ impl Api {
             auth: deps.auth,
             catalog: Arc::new(CatalogCache::new()),
             seats: Arc::new(SeatCache::new()),
+            search: Arc::new(SearchState::new()),
             payments: deps.payments,
             webhook_secret: deps.webhook_secret,
             keys: moka::sync::Cache::builder().max_capacity(MAX_REMEMBERED_KEYS).time_to_live(Duration::from_secs(KEY_MEMORY_SECS)).build(),
@@ -250,6 +258,14 @@ impl Api {
         });
         tasks.spawn(run_catalog_feed(state.catalog.clone(), state.inventory.clone(), on_change));
         tasks.spawn(run_seat_feeds(state.seats.clone(), state.inventory.clone(), state.clock.clone()));
+        tasks.spawn(run_search_indexer(
+            state.search.clone(),
+            state.catalog.clone(),
+            state.seats.clone(),
+            state.inventory.clone(),
+            state.clock.clone(),
+            state.config.search_dir.clone(),
+        ));
         if let Some(handle) = crate::metrics::prometheus() {
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(METRICS_UPKEEP_MS));

@@ -35,11 +35,41 @@ pub enum CatalogChange {
     All,
 }
 
+/// Catalog documents by id.
 #[derive(Default)]
-struct Maps {
-    venues: HashMap<String, Arc<Venue>>,
-    performers: HashMap<String, Arc<Performer>>,
-    events: HashMap<String, Arc<Event>>,
+pub struct Maps {
+    pub venues: HashMap<String, Arc<Venue>>,
+    pub performers: HashMap<String, Arc<Performer>>,
+    pub events: HashMap<String, Arc<Event>>,
+}
+
+impl Maps {
+    /// The documents of a feed snapshot, `(kind, id, json)`; other kinds and documents that
+    /// do not parse are skipped.
+    pub fn decode(docs: &[(String, String, Vec<u8>)]) -> Maps {
+        let mut maps = Maps::default();
+        for (kind, id, bytes) in docs {
+            match kind.as_str() {
+                KIND_VENUE => {
+                    if let Some(v) = decode(kind, id, bytes) {
+                        maps.venues.insert(id.clone(), Arc::new(v));
+                    }
+                }
+                KIND_PERFORMER => {
+                    if let Some(p) = decode(kind, id, bytes) {
+                        maps.performers.insert(id.clone(), Arc::new(p));
+                    }
+                }
+                KIND_EVENT => {
+                    if let Some(e) = decode(kind, id, bytes) {
+                        maps.events.insert(id.clone(), Arc::new(e));
+                    }
+                }
+                _ => {}
+            }
+        }
+        maps
+    }
 }
 
 /// The in-memory catalog.
@@ -49,6 +79,8 @@ pub struct CatalogCache {
     synced: AtomicBool,
     /// Meta-group log index the cache reflects.
     applied: AtomicU64,
+    /// Woken whenever `applied` moves.
+    applied_moved: tokio::sync::Notify,
 }
 
 fn decode<T: DeserializeOwned>(kind: &str, id: &str, bytes: &[u8]) -> Option<T> {
@@ -105,6 +137,24 @@ impl CatalogCache {
         self.applied.load(Ordering::Acquire)
     }
 
+    fn set_applied(&self, applied: u64) {
+        self.applied.store(applied, Ordering::Release);
+        self.applied_moved.notify_waiters();
+    }
+
+    /// Waits until the cache reflects the meta group at least up to log index `position`
+    /// (every document changed up to there is in the cache, at that version or newer).
+    /// Re-checks every `slice` in case a wake-up was missed.
+    pub async fn wait_applied(&self, position: u64, slice: Duration) {
+        loop {
+            let moved = self.applied_moved.notified();
+            if self.applied() >= position {
+                return;
+            }
+            let _ = tokio::time::timeout(slice, moved).await;
+        }
+    }
+
     /// Stores (or with `None` removes) one document, as read from the meta group.
     pub fn put(&self, kind: &str, id: &str, doc: Option<&[u8]>) -> Option<CatalogChange> {
         let mut maps = self.maps_mut();
@@ -136,30 +186,21 @@ impl CatalogCache {
 
     /// Replaces everything with a snapshot's documents.
     pub fn load(&self, docs: &[(String, String, Vec<u8>)], applied: u64) {
-        let mut fresh = Maps::default();
-        for (kind, id, bytes) in docs {
-            match kind.as_str() {
-                KIND_VENUE => {
-                    if let Some(v) = decode(kind, id, bytes) {
-                        fresh.venues.insert(id.clone(), Arc::new(v));
-                    }
-                }
-                KIND_PERFORMER => {
-                    if let Some(p) = decode(kind, id, bytes) {
-                        fresh.performers.insert(id.clone(), Arc::new(p));
-                    }
-                }
-                KIND_EVENT => {
-                    if let Some(e) = decode(kind, id, bytes) {
-                        fresh.events.insert(id.clone(), Arc::new(e));
-                    }
-                }
-                _ => {}
-            }
-        }
+        let fresh = Maps::decode(docs);
         *self.maps_mut() = fresh;
-        self.applied.store(applied, Ordering::Release);
+        self.set_applied(applied);
     }
+}
+
+/// The catalog documents, `(kind, id)`, a page of the meta group's feed changed.
+pub fn catalog_touched(changes: &[(u64, Change)]) -> BTreeSet<(String, String)> {
+    changes
+        .iter()
+        .filter_map(|(_, change)| match change {
+            Change::Catalog { kind, id, .. } => Some((kind.clone(), id.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Follows the meta group's feed into `cache`, calling `on_change` for every document that
@@ -180,13 +221,7 @@ pub async fn run_catalog_feed(cache: Arc<CatalogCache>, inventory: InventoryClie
                 }
             }
             FeedPage::Changes { changes, upto, .. } => {
-                let touched: BTreeSet<(String, String)> = changes
-                    .iter()
-                    .filter_map(|(_, change)| match change {
-                        Change::Catalog { kind, id, .. } => Some((kind.clone(), id.clone())),
-                        _ => None,
-                    })
-                    .collect();
+                let touched = catalog_touched(&changes);
                 if touched.len() > RESYNC_ABOVE_CHANGES {
                     from = u64::MAX;
                     continue;
@@ -208,7 +243,7 @@ pub async fn run_catalog_feed(cache: Arc<CatalogCache>, inventory: InventoryClie
                     }
                 }
                 if ok {
-                    cache.applied.store(upto, Ordering::Release);
+                    cache.set_applied(upto);
                     from = upto;
                 } else {
                     tokio::time::sleep(backoff).await;
@@ -220,11 +255,12 @@ pub async fn run_catalog_feed(cache: Arc<CatalogCache>, inventory: InventoryClie
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::catalog::{NewVenue, QueueSettings};
 
-    fn event(id: &str, name: &str) -> Event {
+    /// A valid stored event at venue `ve_1` with one seat.
+    pub(crate) fn event(id: &str, name: &str) -> Event {
         Event {
             event_id: id.into(),
             name: name.into(),

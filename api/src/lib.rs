@@ -11,6 +11,8 @@
 //! * [`cache`]: the in-memory catalog, fed by the meta group's change feed.
 //! * [`seats`]: every event's seat map, fed by the shards' change feeds, and the coalesced
 //!   fan-out of live seat changes (SSE).
+//! * [`search`]: the tantivy catalog index of this node (`boxoffice-search`), fed by the
+//!   meta group's change feed and the shards' availability, and its result cache.
 //! * [`views`]: the read models the public endpoints answer and the rendered-view cache.
 //! * [`ids`]: hold/booking ids that carry their event; ids and request ids derived from
 //!   `Idempotency-Key`s.
@@ -50,6 +52,7 @@ pub mod payments;
 pub mod problem;
 pub mod ratelimit;
 pub mod routes;
+pub mod search;
 pub mod seats;
 pub mod views;
 

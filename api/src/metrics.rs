@@ -27,6 +27,11 @@ pub const BOOKINGS: &str = "boxoffice_bookings_total";
 /// Event-view cache lookups by `result` (`hit`, `miss`).
 pub const VIEW_CACHE: &str = "boxoffice_view_cache_total";
 pub const SSE_STREAMS: &str = "boxoffice_sse_streams";
+/// Search and suggest result-cache lookups by `result` (`hit`, `miss`).
+pub const SEARCH_CACHE: &str = "boxoffice_search_cache_total";
+/// Catalog position the search index has committed, and events in it.
+pub const SEARCH_INDEXED_UPTO: &str = "boxoffice_search_indexed_upto";
+pub const SEARCH_EVENTS: &str = "boxoffice_search_events";
 
 /// Latency buckets, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

@@ -9,7 +9,7 @@ use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{admin, bookings, events, holds, ops, webhooks};
+use crate::routes::{admin, bookings, events, holds, ops, search, webhooks};
 
 /// An RFC 9457 problem, the body of every 4xx/5xx answer.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -87,6 +87,7 @@ fn issue_dev_token_doc() {}
 #[openapi(
     info(title = "boxoffice", description = "A ticketing backend that never sells a seat twice. All errors are application/problem+json (RFC 9457); money is integer minor units plus an ISO 4217 currency; times are RFC 3339 UTC."),
     paths(
+        search::search, search::suggest,
         events::view, events::seats, events::stream,
         holds::create, holds::get, holds::release,
         bookings::create, bookings::get, bookings::mine,
@@ -98,7 +99,7 @@ fn issue_dev_token_doc() {}
     components(schemas(Problem, crate::seats::SeatState, crate::views::SeatBatch, crate::views::SeatChange)),
     modifiers(&Security, &ProblemAnswers, &Links),
     tags(
-        (name = "events", description = "Event views and seat maps (no token needed)"),
+        (name = "events", description = "Search, type-ahead, event views and seat maps (no token needed)"),
         (name = "holds", description = "Put seats on hold during checkout"),
         (name = "bookings", description = "Pay for a hold"),
         (name = "payments", description = "The payment processor's webhooks"),
@@ -250,7 +251,7 @@ mod tests {
     fn every_route_is_documented_with_its_problems() {
         let json = document();
         let paths = json["paths"].as_object().expect("paths");
-        for path in ["/v1/events/{event_id}", "/v1/holds", "/v1/holds/{hold_id}", "/v1/bookings", "/v1/webhooks/payments", "/admin/v1/events/{event_id}", "/readyz"] {
+        for path in ["/v1/events", "/v1/suggest", "/v1/events/{event_id}", "/v1/holds", "/v1/holds/{hold_id}", "/v1/bookings", "/v1/webhooks/payments", "/admin/v1/events/{event_id}", "/readyz"] {
             assert!(paths.contains_key(path), "{path} missing");
         }
         let hold = &paths["/v1/holds"]["post"]["responses"];

@@ -324,6 +324,8 @@ pub struct SeatCache {
     groups: Mutex<BTreeMap<GroupId, Arc<AtomicBool>>>,
     /// Events with changes pending for watchers.
     dirty: Mutex<HashSet<String>>,
+    /// Events whose seats changed since search last re-indexed their availability.
+    search_dirty: Mutex<HashSet<String>>,
     /// Open live streams on this node.
     pub n_streams: AtomicUsize,
 }
@@ -340,6 +342,7 @@ impl SeatCache {
             events: RwLock::new(HashMap::new()),
             groups: Mutex::new(BTreeMap::new()),
             dirty: Mutex::new(HashSet::new()),
+            search_dirty: Mutex::new(HashSet::new()),
             n_streams: AtomicUsize::new(0),
         }
     }
@@ -373,8 +376,22 @@ impl SeatCache {
         Some(flag)
     }
 
+    /// Events whose seats changed since the last call (each once, however many changes):
+    /// what search re-indexes with fresh availability.
+    pub fn take_search_dirty(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.search_dirty.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn mark_search_dirty(&self, event_id: &str) {
+        let mut dirty = self.search_dirty.lock().unwrap_or_else(|p| p.into_inner());
+        if !dirty.contains(event_id) {
+            dirty.insert(event_id.to_owned());
+        }
+    }
+
     /// Inserts or replaces an event's seats, keeping its watchers.
     fn put(&self, event_id: &str, group: GroupId, seats: Vec<(SeatSpec, SeatStatus)>, version: u64) {
+        self.mark_search_dirty(event_id);
         let existing = self.get(event_id);
         if let Some(existing) = &existing {
             let same_layout = existing.specs.len() == seats.len() && existing.specs.iter().zip(&seats).all(|(a, (b, _))| a == b);
@@ -418,6 +435,7 @@ impl SeatCache {
                         if event.apply(seat_id, status.clone(), *index) {
                             self.mark_dirty(event_id);
                         }
+                        self.mark_search_dirty(event_id);
                     }
                 }
                 Change::EventRegistered { event_id } => {

@@ -3,6 +3,7 @@
 //! binding the listener, graceful shutdown).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -72,6 +73,10 @@ pub struct ApiArgs {
     /// Serve `POST /v1/auth/token`, which issues tokens to anyone. Never in production.
     #[arg(long, env = "BOXOFFICE_DEV_TOKENS")]
     pub dev_tokens: bool,
+    /// Keep the search index in this directory, so a restart resumes it from the catalog
+    /// position it committed instead of rebuilding it; without it the index lives in RAM.
+    #[arg(long, env = "BOXOFFICE_SEARCH_DIR")]
+    pub search_dir: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -86,6 +91,8 @@ pub struct ApiSetup {
     pub dev_mode: bool,
     pub limits: RateLimitConfig,
     pub seeds: Vec<String>,
+    /// The search index's directory (`None`: in RAM).
+    pub search_dir: Option<PathBuf>,
 }
 
 /// A started API node: its state (for dev's seeding), its bound listener, and what must
@@ -112,7 +119,7 @@ impl ApiNode {
             setup.webhook_secret.clone(),
         );
         let (sandbox, webhooks) = Sandbox::start(sandbox_config, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let config = ApiConfig { dev_mode: setup.dev_mode, rate_limits: setup.limits, ..ApiConfig::default() };
+        let config = ApiConfig { dev_mode: setup.dev_mode, rate_limits: setup.limits, search_dir: setup.search_dir, ..ApiConfig::default() };
         let deps = ApiDeps { inventory, clock, auth, payments: Arc::new(sandbox.processor()), webhook_secret: setup.webhook_secret };
         let api = Api::start(config, deps);
         let router = api.router_with(sandbox_routes(sandbox));
@@ -189,6 +196,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         dev_mode: args.dev_tokens,
         limits: args.limits.config()?,
         seeds,
+        search_dir: args.search_dir,
     };
     let node = ApiNode::start(setup).await?;
     println!("ready api={}", node.addr);

@@ -1,7 +1,7 @@
 //! `boxoffice dev`: the embedded default — three storage replicas on loopback sharing one
-//! data directory (bootstrapped on first start, reopened after), one API node, the payment
-//! sandbox, and the demo catalog, seeded in the background on first start while `/readyz`
-//! says so.
+//! data directory (bootstrapped on first start, reopened after), one API node (its search
+//! index in `<data dir>/search`), the payment sandbox, and the demo catalog, seeded in the
+//! background on first start while `/readyz` says so.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,6 +112,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         dev_mode: true,
         limits: args.limits.config()?,
         seeds: members.iter().map(|(_, a)| a.clone()).collect(),
+        // Beside the replicas, so a restart resumes the index rather than rebuilding it.
+        search_dir: Some(args.data_dir.join("search")),
     })
     .await;
     let node = match node {

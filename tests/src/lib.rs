@@ -91,6 +91,25 @@ fn spawn(args: &[String], data_dir: &Path) -> Child {
         .expect("spawning boxoffice")
 }
 
+/// Three `boxoffice node` processes on free loopback ports with data dirs `dir/n1..n3`, the
+/// first bootstrapping the cluster with `shards` inventory groups; and their addresses as
+/// `--cluster` takes them.
+pub fn start_cluster(dir: &Path, shards: u32) -> (Vec<NodeProc>, String) {
+    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
+    let init = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+    let shards = shards.to_string();
+    let nodes = (0..3)
+        .map(|i| {
+            let mut extra = vec!["--shards", shards.as_str()];
+            if i == 0 {
+                extra.extend(["--init", init.as_str()]);
+            }
+            NodeProc::start(i as u64 + 1, &addrs[i], &dir.join(format!("n{}", i + 1)), &extra)
+        })
+        .collect();
+    (nodes, addrs.join(","))
+}
+
 /// Polls `f` until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where

@@ -106,11 +106,17 @@ impl ApiProc {
     /// Starts an API node against `cluster` (`host:port,…`) logging to `log`, and waits
     /// until it is ready.
     pub async fn start(cluster: &str, log: &Path) -> ApiProc {
+        ApiProc::start_with(cluster, log, &[]).await
+    }
+
+    /// [`ApiProc::start`] with `extra` flags (e.g. `--search-dir`); the log is appended to.
+    pub async fn start_with(cluster: &str, log: &Path, extra: &[&str]) -> ApiProc {
         let addr = free_addr();
-        let log_file = std::fs::File::create(log).expect("log file");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
         let child = Command::new(binary())
             .args(["api", "--cluster", cluster, "--listen", &addr, "--dev-tokens", "--jwt-secret", TEST_JWT_SECRET, "--webhook-secret", TEST_WEBHOOK_SECRET])
             .args(["--rate-ip-per-second", "100000", "--rate-ip-burst", "100000", "--rate-user-per-second", "100000", "--rate-user-burst", "100000"])
+            .args(extra)
             .env("BOXOFFICE_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(log_file)

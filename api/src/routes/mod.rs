@@ -4,6 +4,7 @@
 //! | area | module |
 //! |---|---|
 //! | event view, seat map, live seat map | [`events`] |
+//! | search and type-ahead (`/v1/events?q=`, `/v1/suggest`) | [`search`] |
 //! | holds | [`holds`] |
 //! | bookings, `GET /v1/me/bookings` | [`bookings`] |
 //! | payment webhooks | [`webhooks`] |
@@ -15,6 +16,7 @@ pub mod bookings;
 pub mod events;
 pub mod holds;
 pub mod ops;
+pub mod search;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -34,9 +36,12 @@ use crate::ratelimit::with_rate_limits;
 /// fallbacks so they answer problem+json too.
 pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
     let timeout_ms = state.config.request_timeout_ms;
-    // The read path answers from memory; a cache miss reaches the cluster only through the
-    // inventory client, whose own deadline bounds it, so it skips the timeout layer.
+    // The read path answers from memory (searches from the local index); a cache miss
+    // reaches the cluster only through the inventory client, whose own deadline bounds it,
+    // so it skips the timeout layer.
     let reads = Router::new()
+        .route("/v1/events", get(search::search))
+        .route("/v1/suggest", get(search::suggest))
         .route("/v1/events/{event_id}", get(events::view))
         .route("/v1/events/{event_id}/seats", get(events::seats))
         .route("/v1/events/{event_id}/seats/stream", get(events::stream));

@@ -31,6 +31,13 @@ pub struct Ready {
     pub seat_maps: usize,
     /// Meta-group log index the catalog reflects.
     pub catalog_index: u64,
+    /// Meta-group log index the search index has committed.
+    pub search_index: u64,
+    /// Events in the search index.
+    pub search_events: u64,
+    /// Full rebuilds of the search index from a catalog snapshot since this node started
+    /// (0 when an on-disk index was resumed from its committed position).
+    pub search_rebuilds: u64,
 }
 
 /// The process is up.
@@ -39,8 +46,9 @@ pub async fn healthz() -> ApiJson<Health> {
     ApiJson(Health { status: "ok".into() })
 }
 
-/// The node can serve: it knows the placement, its catalog and seat caches have loaded, and
-/// every readiness gate (e.g. dev's demo catalog) is set.
+/// The node can serve: it knows the placement, its catalog and seat caches have loaded, its
+/// search index has caught up with the catalog as of the node's start, and every readiness
+/// gate (e.g. dev's demo catalog) is set.
 #[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Ready", body = Ready),
     (status = 503, description = "Not ready; `detail` says what it waits for", body = crate::openapi::Problem, content_type = "application/problem+json"),
@@ -54,12 +62,25 @@ pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Ready>, Api
         waiting.push("placement".to_owned());
     }
     waiting.extend(state.seats.unsynced_groups().into_iter().map(|g| format!("shard {g}")));
+    if !state.search.is_caught_up() {
+        waiting.push("search index".to_owned());
+    }
     waiting.extend(state.readiness.waiting());
     if !waiting.is_empty() {
         return Err(ApiError::Unavailable { detail: format!("waiting for: {}", waiting.join(", ")), retry_after_secs: NOT_READY_RETRY_AFTER_SECS });
     }
     let (venues, performers, events) = state.catalog.sizes();
-    Ok(ApiJson(Ready { status: "ready".into(), venues, performers, events, seat_maps: state.seats.n_events(), catalog_index: state.catalog.applied() }))
+    Ok(ApiJson(Ready {
+        status: "ready".into(),
+        venues,
+        performers,
+        events,
+        seat_maps: state.seats.n_events(),
+        catalog_index: state.catalog.applied(),
+        search_index: state.search.indexed_upto().unwrap_or(0),
+        search_events: state.search.index().map(|i| i.num_docs()).unwrap_or(0),
+        search_rebuilds: state.search.n_rebuilds(),
+    }))
 }
 
 /// Prometheus metrics.
@@ -70,6 +91,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("boxoffice_catalog_documents", "kind" => "performer").set(performers as f64);
     metrics::gauge!("boxoffice_catalog_documents", "kind" => "event").set(events as f64);
     metrics::gauge!("boxoffice_seat_maps").set(state.seats.n_events() as f64);
+    metrics::gauge!(crate::metrics::SEARCH_INDEXED_UPTO).set(state.search.indexed_upto().unwrap_or(0) as f64);
+    metrics::gauge!(crate::metrics::SEARCH_EVENTS).set(state.search.index().map(|i| i.num_docs()).unwrap_or(0) as f64);
     let text = match crate::metrics::prometheus() {
         Some(handle) => handle.render(),
         None => "# another metrics recorder was installed first; boxoffice metrics go there\n".to_owned(),
