@@ -139,8 +139,14 @@ impl SearchState {
         }
     }
 
+    /// Installs the index this node searches; the first one installed stays (the indexing
+    /// task adopts an index installed before it opened its own).
+    pub(crate) fn install(&self, index: Arc<SearchIndex>) -> Arc<SearchIndex> {
+        self.index.get_or_init(|| index).clone()
+    }
+
     /// Records a commit at `indexed_upto`: cached pages become stale.
-    fn committed(&self, indexed_upto: u64) {
+    pub(crate) fn committed(&self, indexed_upto: u64) {
         self.indexed_upto.store(indexed_upto, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.results.invalidate_all();
@@ -353,12 +359,12 @@ pub async fn run_search_indexer(
         }
         Err(error) => return tracing::error!(%error, "opening the search index panicked"),
     };
+    let index = search.install(index);
     let start = index.indexed_upto();
     if let Some(position) = start {
         tracing::info!(position, events = index.num_docs(), "resuming the search index from disk");
         search.indexed_upto.store(position, Ordering::Release);
     }
-    let _ = search.index.set(index.clone());
 
     let (tx, rx) = mpsc::channel(WORK_QUEUE_PAGES);
     let mut tasks = JoinSet::new();
@@ -699,6 +705,23 @@ mod tests {
         // The target is the first position seen, not a moving one.
         search.set_startup_position(100);
         assert!(search.is_caught_up());
+    }
+
+    #[test]
+    fn a_commit_forced_mid_page_records_the_previous_position() {
+        let index = Arc::new(SearchIndex::create_in_ram().expect("index"));
+        // Two changes fill a batch: the third change of the page forces nothing more, but the
+        // second forces a commit while the page is half applied.
+        let mut indexer = Indexer::with_limits(index.clone(), 250, 2);
+        let v = venue("ve_1", "Hall", "Oslo");
+        let page: Vec<IndexChange> = (0..3).map(|i| IndexChange::Upsert(event_doc(&event(&format!("ev_{i}"), "Show", "ve_1", &[]), Some(&v), &[], None))).collect();
+        let report = apply_all(&mut indexer, &page, 5, 0).expect("a full batch commits");
+        assert_eq!(report.indexed_upto, 5, "the page's own position is not recorded before all of it is in");
+        assert_eq!(index.indexed_upto(), Some(5));
+        indexer.advance(9, 0);
+        assert_eq!(index.indexed_upto(), Some(5), "nothing is recorded until the next commit");
+        indexer.flush().expect("flush");
+        assert_eq!((index.indexed_upto(), index.num_docs()), (Some(9), 3));
     }
 
     #[test]

@@ -388,6 +388,93 @@ mod tests {
         }
     }
 
+    mod through_the_router {
+        use std::sync::Arc;
+
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode};
+        use boxoffice_raft::transport::{TcpConnector, Transport};
+        use boxoffice_raft::InventoryClient;
+        use boxoffice_search::{EventDoc, SearchIndex};
+        use http_body_util::BodyExt;
+        use serde_json::Value;
+        use tower::ServiceExt;
+
+        use super::NOW_MS;
+        use crate::payments::{Sandbox, SandboxConfig};
+        use crate::{Api, ApiConfig, ApiDeps, Auth, Clock, ManualClock};
+
+        /// An API node with no cluster to talk to (its feeds fail and retry; nothing leaves
+        /// the process) and a search index the test writes itself.
+        fn node() -> (Api, Arc<SearchIndex>) {
+            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW_MS));
+            let auth = Arc::new(Auth::new(&[7u8; 32], clock.clone()).expect("auth"));
+            let config = SandboxConfig::new("http://127.0.0.1:9", "http://127.0.0.1:9/v1/webhooks/payments", b"secret".to_vec());
+            let (sandbox, _worker) = Sandbox::start(config, clock.clone()).expect("sandbox");
+            let inventory = InventoryClient::new(Arc::new(Transport::new(TcpConnector)), Vec::new());
+            let deps = ApiDeps { inventory, clock, auth, payments: Arc::new(sandbox.processor()), webhook_secret: b"secret".to_vec() };
+            let api = Api::start(ApiConfig::default(), deps);
+            let index = api.state().search.install(Arc::new(SearchIndex::create_in_ram().expect("index")));
+            (api, index)
+        }
+
+        async fn get(api: &Api, path: &str) -> (StatusCode, Value) {
+            let response = api.router().oneshot(Request::get(path).body(Body::empty()).expect("request")).await.expect("answer");
+            let status = response.status();
+            let bytes = response.into_body().collect().await.expect("body").to_bytes();
+            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        }
+
+        fn doc(name: &str) -> EventDoc {
+            EventDoc {
+                event_id: "ev_1".into(),
+                name: name.into(),
+                category: "concert".into(),
+                city: "Oslo".into(),
+                starts_at_ms: NOW_MS as i64 + 86_400_000,
+                currency: "NOK".into(),
+                ..EventDoc::default()
+            }
+        }
+
+        fn ids(body: &Value) -> Vec<&str> {
+            body["events"].as_array().into_iter().flatten().filter_map(|e| e["event_id"].as_str()).collect()
+        }
+
+        #[tokio::test]
+        async fn bad_parameters_are_400_and_a_commit_invalidates_cached_pages() {
+            let (api, index) = node();
+            let search = api.state().search.clone();
+            for (path, field) in [("/v1/events?limit=-1", "limit"), ("/v1/events?from=soon", "from"), ("/v1/events?color=red", "color"), ("/v1/suggest?limit=3", "q")] {
+                let (status, body) = get(&api, path).await;
+                assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{path}: {body}");
+                assert_eq!(body["type"], "https://boxoffice.dev/problems/invalid-request");
+            }
+            // Nothing committed yet: the index is not ready, and says so.
+            assert_eq!(get(&api, "/v1/events?q=aurora").await.0, StatusCode::SERVICE_UNAVAILABLE);
+
+            index.upsert(&doc("Aurora Live")).expect("upsert");
+            index.commit(1).expect("commit");
+            search.committed(1);
+            let (status, body) = get(&api, "/v1/events?q=auroa").await;
+            assert_eq!((status, ids(&body)), (StatusCode::OK, vec!["ev_1"]), "{body}");
+            let key = super::search_query(&"/v1/events?q=auroa".parse().expect("uri"), NOW_MS).expect("query").normalized_key();
+            assert!(search.cached(&key).is_some(), "the page is cached");
+
+            // A rename the index commits: the cached page is not served again.
+            index.upsert(&doc("Sigrid Live")).expect("upsert");
+            index.commit(2).expect("commit");
+            assert_eq!(ids(&get(&api, "/v1/events?q=auroa").await.1), vec!["ev_1"], "until the node learns of the commit, the cache answers");
+            search.committed(2);
+            assert!(search.cached(&key).is_none());
+            assert_eq!(ids(&get(&api, "/v1/events?q=auroa").await.1), Vec::<&str>::new());
+            assert_eq!(ids(&get(&api, "/v1/events?q=sigrd").await.1), vec!["ev_1"]);
+            let (status, body) = get(&api, "/v1/suggest?q=sig").await;
+            assert_eq!((status, body["suggestions"][0]["text"].as_str()), (StatusCode::OK, Some("Sigrid Live")), "{body}");
+            api.shutdown().await;
+        }
+    }
+
     #[test]
     fn the_cache_key_does_not_move_within_the_default_step() {
         let a = search_query(&uri("q=swift"), NOW_MS).expect("valid");
