@@ -55,6 +55,8 @@ pub const MAX_CACHED_RESULTS: u64 = 10_000;
 pub const RESULT_CACHE_TTL_MS: u64 = 60_000;
 /// Pages of work the feed reader may queue ahead of the indexing loop.
 const WORK_QUEUE_PAGES: usize = 4;
+/// How long the indexing loop sleeps when nothing is pending (work and ticks wake it).
+const IDLE_WAKE_MS: u64 = 3_600_000;
 /// Longest the feed reader waits for the catalog cache before checking again.
 const CATALOG_WAIT_SLICE_MS: u64 = 1_000;
 
@@ -453,7 +455,7 @@ async fn index_loop(mut rx: mpsc::Receiver<Work>, indexer: Indexer, search: Arc<
     let mut refresh = tokio::time::interval(Duration::from_millis(AVAILABILITY_REFRESH_MS));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let sleep_ms = due_at_ms.map(|due| due.saturating_sub(since_start_ms())).unwrap_or(u64::MAX / 4);
+        let sleep_ms = due_at_ms.map(|due| due.saturating_sub(since_start_ms())).unwrap_or(IDLE_WAKE_MS);
         let report = tokio::select! {
             work = rx.recv() => {
                 let Some(work) = work else { return };
@@ -470,7 +472,12 @@ async fn index_loop(mut rx: mpsc::Receiver<Work>, indexer: Indexer, search: Arc<
                                 search.committed(at);
                                 tracing::info!(position = at, events = n_docs, elapsed_ms = started.elapsed().as_millis() as u64, "search index rebuilt");
                             }
-                            Some(Err(error)) => tracing::error!(%error, "rebuilding the search index failed"),
+                            Some(Err(error)) => {
+                                // The writer may hold part of a rebuild: committing later pages
+                                // on top of it would record positions it does not reflect. Stop
+                                // here; searches keep the last commit, a restart rebuilds.
+                                return tracing::error!(%error, "rebuilding the search index failed; search stops following the catalog");
+                            }
                             None => return,
                         }
                         None
