@@ -49,6 +49,9 @@ use crate::seats::{SeatCache, FEED_RETRY_MAX_MS, FEED_RETRY_MIN_MS, FEED_WAIT_MS
 
 /// How often events whose seats changed are re-indexed with their new availability.
 pub const AVAILABILITY_REFRESH_MS: u64 = 1_000;
+/// Most events re-indexed for availability per refresh (a node that just loaded its seat
+/// maps sees every event change at once; the rest wait for the next refresh).
+pub const MAX_AVAILABILITY_UPSERTS: usize = 5_000;
 /// Rendered result pages kept per node.
 pub const MAX_CACHED_RESULTS: u64 = 10_000;
 /// Longest a cached page is kept even if the index does not change.
@@ -519,7 +522,7 @@ async fn index_loop(mut rx: mpsc::Receiver<Work>, indexer: Indexer, search: Arc<
             }
             _ = refresh.tick() => {
                 let Some(under) = position else { continue };
-                let dirty = seats.take_search_dirty();
+                let dirty = seats.take_search_dirty(MAX_AVAILABILITY_UPSERTS);
                 if dirty.is_empty() {
                     continue;
                 }

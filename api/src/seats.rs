@@ -376,10 +376,18 @@ impl SeatCache {
         Some(flag)
     }
 
-    /// Events whose seats changed since the last call (each once, however many changes):
-    /// what search re-indexes with fresh availability.
-    pub fn take_search_dirty(&self) -> HashSet<String> {
-        std::mem::take(&mut *self.search_dirty.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Up to `max` events whose seats changed since they were last taken (each once, however
+    /// many changes): what search re-indexes with fresh availability. The rest wait.
+    pub fn take_search_dirty(&self, max: usize) -> Vec<String> {
+        let mut dirty = self.search_dirty.lock().unwrap_or_else(|p| p.into_inner());
+        if dirty.len() <= max {
+            return dirty.drain().collect();
+        }
+        let taken: Vec<String> = dirty.iter().take(max).cloned().collect();
+        for id in &taken {
+            dirty.remove(id);
+        }
+        taken
     }
 
     fn mark_search_dirty(&self, event_id: &str) {
@@ -640,6 +648,23 @@ mod tests {
             cache.flush(60);
         }
         assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
+    }
+
+    #[test]
+    fn search_takes_each_changed_event_once_and_at_most_max() {
+        let cache = SeatCache::new();
+        for id in ["a", "b", "c"] {
+            cache.put(id, 1, vec![seat("s", "F", SeatStatus::Available)], 1);
+        }
+        for index in 2..5 {
+            cache.apply_changes(&[(index, Change::Seat { event_id: "a".into(), seat_id: "s".into(), status: SeatStatus::Sold })]);
+        }
+        let mut first = cache.take_search_dirty(2);
+        assert_eq!(first.len(), 2);
+        first.extend(cache.take_search_dirty(2));
+        first.sort();
+        assert_eq!(first, ["a", "b", "c"], "three events, each once, whatever the changes");
+        assert!(cache.take_search_dirty(2).is_empty());
     }
 
     #[test]
