@@ -421,10 +421,15 @@ async fn read_catalog_feed(
                 // Availability comes from the seat cache; wait for the catalog cache too, so
                 // that later pages find documents at least this new.
                 catalog.wait_applied(applied, Duration::from_millis(CATALOG_WAIT_SLICE_MS)).await;
-                let snapshot = Maps::decode(&snapshot.catalog);
-                let now_ms = clock.now_ms();
-                let docs = snapshot.events.values().map(|event| doc_with(&snapshot, &seats, event, now_ms)).collect();
-                tracing::info!(position = applied, events = snapshot.events.len(), "rebuilding the search index from a catalog snapshot");
+                // Decoding and building a whole catalog is CPU work: not on an async worker.
+                let (now_ms, seats) = (clock.now_ms(), seats.clone());
+                let built = tokio::task::spawn_blocking(move || {
+                    let snapshot = Maps::decode(&snapshot.catalog);
+                    snapshot.events.values().map(|event| doc_with(&snapshot, &seats, event, now_ms)).collect::<Vec<_>>()
+                })
+                .await;
+                let Ok(docs) = built else { return tracing::error!("building search documents from a snapshot panicked") };
+                tracing::info!(position = applied, events = docs.len(), "rebuilding the search index from a catalog snapshot");
                 (Work::Rebuild { docs, position: applied }, applied)
             }
             FeedPage::Changes { changes, upto, .. } => {
