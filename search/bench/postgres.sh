@@ -115,9 +115,6 @@ t=$(now)
 sql -c "\\copy events (event_id, name, performers, performer_ids, venue_name, city, country, category, description, starts_at_ms, min_price_minor, max_price_minor, available, total) FROM '$export_dir/events.tsv'"
 say "load: COPY of $events events (computing search_text and search_tsv) in $(since "$t") s [load $(load)]"
 sql -c "\\copy bench_queries (kind, n, q, performer_id) FROM '$export_dir/queries.tsv'"
-sql -c "UPDATE bench_queries SET tsq = array_to_string(array(
-            SELECT quote_literal(lower(w)) FROM regexp_split_to_table(q, '[^[:alnum:]]+') AS w
-            WHERE w <> ''), ' & ') || CASE WHEN kind = 'prefix' THEN ':*' ELSE '' END"
 t=$(now)
 sql -c "CREATE INDEX events_trgm ON events USING gin (search_text gin_trgm_ops)"
 say "index: GIN trigram (search_text gin_trgm_ops) built in $(since "$t") s [load $(load)]"
@@ -143,11 +140,19 @@ Q
 # Warm caches: every page of the table and its indexes into shared_buffers.
 sql -c "SELECT sum(pg_prewarm(c)) FROM unnest(array['events', 'events_pkey', 'events_trgm', 'events_tsv', 'bench_queries', 'words', 'words_trgm']::regclass[]) AS c" >/dev/null
 
+# The plans: the functions are inlined, each search is one index scan.
+q1=$(sql -c "SELECT q FROM bench_queries WHERE kind = 'misspelled' AND n = 1")
+for search in trgm tsv fuzzy; do
+    say "plan of search_$search('$q1'):"
+    sql -c "EXPLAIN (COSTS OFF) SELECT * FROM search_$search('$q1', false)" | sed 's/^/    /'
+done
+
 # --- recall: one pass over each query set ---------------------------------------------------
 recall() { # method kind [max_n]
     local t out m k found queries pct empty
     t=$(now)
-    out=$(sql -F ' ' -v kind="$2" -v max_n="${3:-1000000000}" -f "$here/recall_$1.sql")
+    out=$(sql -F ' ' -v search="search_$1" -v kind="$2" -v max_n="${3:-1000000000}" \
+        -f "$here/recall.sql")
     read -r m k found queries pct empty <<<"$out"
     say "recall@20 $m $k: $found/$queries = $pct% ($empty returned nothing); one pass $(since "$t") s [load $(load)]"
 }
@@ -157,9 +162,16 @@ bench() { # method kind clients
     local options=${PGOPTIONS:-} out tps before
     local logs="$data/pgbench-$1-$2-$3-${options//[^0-9.]/}"
     mkdir -p "$logs"
+    # One transaction: draw a query of the set at random, then search for it. -M extended
+    # makes :q a bound parameter, planned with its value.
+    cat >"$logs/script.pgbench" <<SCRIPT
+\\set n random(1, :n_queries)
+SELECT q FROM bench_queries WHERE kind = :kind AND n = :n \\gset
+SELECT * FROM search_$1(:q, :kind = 'prefix');
+SCRIPT
     before=$(load)
     out=$(cd "$logs" && pgbench -n -M extended -T "$seconds" -c "$3" -j "$3" -r -l \
-        -D kind="$2" -D n_queries="$n_queries" -f "$here/$1.pgbench" 2>&1) || {
+        -D kind="$2" -D n_queries="$n_queries" -f script.pgbench 2>&1) || {
         printf '%s\n' "$out"
         return 1
     }
