@@ -36,7 +36,6 @@ $$;
 
 -- Full text on the trigram-corrected words.
 CREATE FUNCTION search_fuzzy(q text, prefix boolean)
-    RETURNS TABLE (event_id text, name text, performers text[], performer_ids text[],
-                   venue_name text, city text, starts_at_ms bigint)
+    RETURNS SETOF event_hit
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT s.* FROM fuzzy_tsquery(q, prefix) AS query, search_fulltext(query) AS s $$;

@@ -54,12 +54,15 @@ CREATE TABLE bench_queries (
 -- planner inlines them into the calling query, so they plan exactly like the SELECT typed
 -- in place (EXPLAIN shows the index scans, no function scan).
 
+-- What every search returns: the first 20 hits.
+CREATE TYPE event_hit AS (event_id text, name text, performers text[], performer_ids text[],
+                          venue_name text, city text, starts_at_ms bigint);
+
 -- Typo-tolerant: trigram word similarity of `q` to any stretch of search_text, at least
 -- pg_trgm.word_similarity_threshold, best first. `prefix` changes nothing (a prefix is
 -- already a partial match).
 CREATE FUNCTION search_trgm(q text, prefix boolean)
-    RETURNS TABLE (event_id text, name text, performers text[], performer_ids text[],
-                   venue_name text, city text, starts_at_ms bigint)
+    RETURNS SETOF event_hit
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT e.event_id, e.name, e.performers, e.performer_ids, e.venue_name, e.city,
@@ -82,8 +85,7 @@ RETURN to_tsquery('simple', array_to_string(array(
 -- Callers compute the query in FROM, `FROM to_tsquery(...) AS query, search_fulltext(query)`
 -- (the documentation's idiom), so that it is computed once, not once per row looked at.
 CREATE FUNCTION search_fulltext(query tsquery)
-    RETURNS TABLE (event_id text, name text, performers text[], performer_ids text[],
-                   venue_name text, city text, starts_at_ms bigint)
+    RETURNS SETOF event_hit
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT e.event_id, e.name, e.performers, e.performer_ids, e.venue_name, e.city,
@@ -96,7 +98,6 @@ $$;
 
 -- Exact words (the last as a prefix for type-ahead): no typo tolerance.
 CREATE FUNCTION search_tsv(q text, prefix boolean)
-    RETURNS TABLE (event_id text, name text, performers text[], performer_ids text[],
-                   venue_name text, city text, starts_at_ms bigint)
+    RETURNS SETOF event_hit
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT s.* FROM words_tsquery(q, prefix) AS query, search_fulltext(query) AS s $$;
