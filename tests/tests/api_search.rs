@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use boxoffice_tests::rest::{now_secs, rfc3339, ApiProc, DevServer, Rest};
-use boxoffice_tests::{eventually, start_cluster};
+use boxoffice_tests::{eventually, start_cluster, NodeProc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -187,10 +187,40 @@ async fn listed_cursor(anon: &Rest) -> String {
     page.str("/next_cursor")
 }
 
+/// Waits until every node reports a leader for every group it hosts (meta and shard), so
+/// that an API node that then fails to become ready is the API node's fault; panics with
+/// the nodes' logs otherwise.
+async fn cluster_serving(nodes: &[NodeProc]) {
+    let http = reqwest::Client::new();
+    let serving = eventually(Duration::from_secs(60), || {
+        let http = http.clone();
+        async move {
+            for node in nodes {
+                let status: Value = http.get(format!("http://{}/cluster/status", node.addr)).send().await.ok()?.json().await.ok()?;
+                let groups = status["groups"].as_array()?;
+                if groups.len() < 2 || groups.iter().any(|g| g["leader"].is_null()) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    if serving.is_none() {
+        let tail = |log: String| -> String {
+            let start = (log.len().saturating_sub(3000)..log.len()).find(|&i| log.is_char_boundary(i)).unwrap_or(log.len());
+            log[start..].to_owned()
+        };
+        let logs: Vec<String> = nodes.iter().map(|n| tail(std::fs::read_to_string(n.data_dir.with_extension("log")).unwrap_or_default())).collect();
+        panic!("the storage nodes never all had leaders; logs:\n{}", logs.join("\n----\n"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_api_node_resumes_its_index_from_disk() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_nodes, cluster) = start_cluster(dir.path(), 1);
+    let (nodes, cluster) = start_cluster(dir.path(), 1);
+    cluster_serving(&nodes).await;
     let search_dir = dir.path().join("api-search");
     let search_dir_arg = search_dir.display().to_string();
     let log = dir.path().join("api.log");
