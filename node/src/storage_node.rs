@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
+pub use boxoffice_raft::client::bootstrap;
 use boxoffice_raft::transport::TcpConnector;
-use boxoffice_raft::types::{Command, GroupId, NodeId, META_GROUP};
-use boxoffice_raft::{Host, HostConfig, InventoryClient, RaftSettings, Storage, SystemClock};
+use boxoffice_raft::types::NodeId;
+use boxoffice_raft::{Host, HostConfig, RaftSettings, Storage, SystemClock};
 use serde::{Deserialize, Serialize};
 
 #[derive(clap::Args, Debug)]
@@ -124,29 +124,6 @@ pub async fn start_host(id: NodeId, advertise: String, raft: RaftSettings, data_
         }
     });
     Ok(host)
-}
-
-/// Initializes every group with `members` and records the group table in the meta group.
-pub async fn bootstrap(host: &Host, members: &[(NodeId, String)], shards: u64) -> anyhow::Result<()> {
-    host.initialize(members, shards).await?;
-    let client = InventoryClient::new(host.transport(), members.iter().map(|(_, a)| a.clone()).collect());
-    for group in 0..=shards as GroupId {
-        let command = Command::PutGroup { group, members: members.to_vec() };
-        let mut attempts = 0;
-        loop {
-            match client.execute(META_GROUP, &format!("bootstrap/group/{group}"), command.clone()).await {
-                Ok(_) => break,
-                Err(e) if attempts < 10 => {
-                    attempts += 1;
-                    tracing::info!(error = %e, "waiting for the meta group");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    tracing::info!(shards, "cluster bootstrapped");
-    Ok(())
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {

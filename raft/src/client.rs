@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::feed::FeedPage;
-use crate::host::{Query, QueryResult, ReadReply, ServeError};
+use crate::host::{Host, Query, QueryResult, ReadReply, ServeError};
 use crate::machine::{decode, encode};
 use crate::transport::{Transport, TransportError};
 use crate::types::*;
@@ -36,6 +36,8 @@ pub const CLIENT_QUEUE_LEN: usize = 65_536;
 /// First pause between attempts when no leader is known (doubles up to the max).
 pub const RETRY_BACKOFF_MIN_MS: u64 = 25;
 pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
+/// Times [`bootstrap`] retries a group-table write while the meta group elects its leader.
+pub const BOOTSTRAP_ATTEMPTS: u32 = 10;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InventoryError {
@@ -407,6 +409,31 @@ async fn batch_loop(client: InventoryClient, group: GroupId, mut rx: mpsc::Recei
         });
     }
     while inflight.join_next().await.is_some() {}
+}
+
+/// Initializes every group (0 = meta, 1..=`shards` inventory) with `members` as voters
+/// through `host`, then records the group table in the meta group. Safe to repeat: groups
+/// already initialized stay as they are and the table writes are idempotent.
+pub async fn bootstrap(host: &Host, members: &[(NodeId, String)], shards: u64) -> Result<(), InventoryError> {
+    host.initialize(members, shards).await.map_err(|e| InventoryError::Protocol(e.to_string()))?;
+    let client = InventoryClient::new(host.transport(), members.iter().map(|(_, a)| a.clone()).collect());
+    for group in 0..=shards as GroupId {
+        let command = Command::PutGroup { group, members: members.to_vec() };
+        let mut attempts = 0;
+        loop {
+            match client.execute(META_GROUP, &format!("bootstrap/group/{group}"), command.clone()).await {
+                Ok(_) => break,
+                Err(e) if attempts < BOOTSTRAP_ATTEMPTS => {
+                    attempts += 1;
+                    tracing::info!(error = %e, "waiting for the meta group");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    tracing::info!(shards, "cluster bootstrapped");
+    Ok(())
 }
 
 /// FNV-1a: stable across processes and versions (unlike std's hasher).

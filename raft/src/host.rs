@@ -172,6 +172,8 @@ pub enum Query {
     Booking(BookingId),
     BookingsOf(UserId),
     EventSeats(EventId),
+    /// Every seat of the event with the hold or booking it belongs to.
+    SeatOwners(EventId),
     /// (available, held, sold)
     EventCounts(EventId),
     Placement(EventId),
@@ -185,6 +187,7 @@ pub enum QueryResult {
     Booking(Option<Booking>),
     Bookings(Vec<Booking>),
     Seats(Option<Vec<(SeatSpec, SeatStatus)>>),
+    SeatOwners(Option<Vec<(SeatId, SeatOwner)>>),
     Counts(Option<(u32, u32, u32)>),
     Placement(Option<GroupId>),
     Groups(Vec<(GroupId, Vec<(NodeId, String)>)>),
@@ -244,6 +247,18 @@ impl Group {
 
     fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Commits a sweep through the proposer (which stamps it with the leader's clock, moving
+    /// the group's time forward); resolves once it is applied here. Holds no `Arc<Group>`.
+    fn sweep(&self) -> impl std::future::Future<Output = Result<(), ServeError>> + Send + 'static {
+        let proposals = self.proposals.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            let pending = Pending { requests: vec![Request { request_id: None, command: Command::Sweep }], reply: tx };
+            proposals.send(pending).await.map_err(|_| ServeError::Unavailable("proposer stopped".into()))?;
+            rx.await.map_err(|_| ServeError::Unavailable("proposal dropped".into()))?.map(|_| ())
+        }
     }
 }
 
@@ -384,14 +399,24 @@ impl Host {
                 other => ServeError::Unavailable(other.to_string()),
             });
         }
+        // A read answers at the group's committed time, the time of the state it reads: a
+        // time taken from this node's clock would not be ordered with writes still in flight
+        // or with the clock of the next leader. When holds expired (or records aged out)
+        // between the committed time and this node's clock, a sweep is committed first so
+        // the answer sees the expiry.
+        let due = g.shared.read().machine.sweep_due(self.inner.cfg.clock.now_ms());
+        if due {
+            g.sweep().await?;
+        }
         let replica = g.shared.read();
         let m = &replica.machine;
-        let at_ms = self.inner.cfg.clock.now_ms().max(m.now_ms());
+        let at_ms = m.now_ms();
         let result = match query {
             Query::Hold(id) => QueryResult::Hold(m.hold_by_id(&id).cloned()),
             Query::Booking(id) => QueryResult::Booking(m.booking_by_id(&id).cloned()),
             Query::BookingsOf(owner) => QueryResult::Bookings(m.bookings_of(&owner)),
             Query::EventSeats(id) => QueryResult::Seats(m.event_seats(&id, at_ms)),
+            Query::SeatOwners(id) => QueryResult::SeatOwners(m.seat_owners(&id, at_ms)),
             Query::EventCounts(id) => QueryResult::Counts(m.seat_counts(&id, at_ms)),
             Query::Placement(id) => QueryResult::Placement(m.placement().get(&id).copied()),
             Query::Groups => QueryResult::Groups(m.groups().iter().map(|(g, ms)| (*g, ms.clone())).collect()),
@@ -496,9 +521,9 @@ impl Host {
 /// Batches queued requests into proposals stamped with the leader's clock (never lower than
 /// the last stamp it gave) and keeps up to [`MAX_INFLIGHT_PROPOSALS`] of them in flight.
 async fn proposer_loop(group: GroupId, raft: Raft, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Pending>) {
+    let mut last_stamp_ms = 0u64;
     let permits = Arc::new(Semaphore::new(MAX_INFLIGHT_PROPOSALS));
     let mut inflight = JoinSet::new();
-    let mut last_stamp_ms = 0u64;
     loop {
         let first = tokio::select! {
             pending = rx.recv() => match pending { Some(p) => p, None => break },
@@ -563,12 +588,10 @@ async fn sweeper_loop(group: std::sync::Weak<Group>, clock: Arc<dyn Clock>) {
         if !g.is_leader() || !g.shared.read().machine.sweep_due(clock.now_ms()) {
             continue;
         }
-        let (tx, rx) = oneshot::channel();
-        let pending = Pending { requests: vec![Request { request_id: None, command: Command::Sweep }], reply: tx };
-        if g.proposals.send(pending).await.is_err() {
-            return;
-        }
+        let sweep = g.sweep();
         drop(g);
-        let _ = rx.await;
+        if let Err(ServeError::Unavailable(reason)) = sweep.await {
+            tracing::debug!(reason, "sweep not committed");
+        }
     }
 }

@@ -113,12 +113,14 @@ pub struct CorruptRecord {
     pub reason: String,
 }
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+/// The wire and storage encoding (bincode, standard config) of any serde value.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding plain owned data into a Vec cannot fail; a failure is a bug worth stopping for.
     bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("bincode encoding of plain data")
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+/// The inverse of [`encode`]; a message, not a panic, on bytes that do not decode.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(v, _)| v)
         .map_err(|e| e.to_string())
@@ -752,16 +754,27 @@ impl Machine {
 
     /// An event's seats with their status at `now_ms`, in registration order.
     pub fn event_seats(&self, event_id: &str, now_ms: u64) -> Option<Vec<(SeatSpec, SeatStatus)>> {
+        Some(self.slots(event_id)?.map(|(spec, slot)| (spec.clone(), self.seat_status(slot, now_ms))).collect())
+    }
+
+    /// An event's seats with the hold or booking each belongs to at `now_ms`, in
+    /// registration order.
+    pub fn seat_owners(&self, event_id: &str, now_ms: u64) -> Option<Vec<(SeatId, SeatOwner)>> {
+        let owner = |slot: &Slot| match slot {
+            Slot::Free => SeatOwner::Free,
+            Slot::Sold(booking_id) => SeatOwner::Sold { booking_id: booking_id.clone() },
+            Slot::Held(hold_id) => match self.holds.get(hold_id) {
+                Some(h) if h.is_live(now_ms) => SeatOwner::Held { hold_id: hold_id.clone(), until_ms: h.expires_at_ms },
+                _ => SeatOwner::Free,
+            },
+        };
+        Some(self.slots(event_id)?.map(|(spec, slot)| (spec.id.clone(), owner(slot))).collect())
+    }
+
+    /// An event's seats and their slots, in registration order.
+    fn slots(&self, event_id: &str) -> Option<impl Iterator<Item = (&SeatSpec, &Slot)>> {
         let event = self.events.get(event_id)?;
-        Some(
-            event
-                .meta
-                .seats
-                .iter()
-                .zip(&event.slots)
-                .map(|(spec, slot)| (spec.clone(), self.seat_status(slot, now_ms)))
-                .collect(),
-        )
+        Some(event.meta.seats.iter().zip(&event.slots))
     }
 
     fn seat_status(&self, slot: &Slot, now_ms: u64) -> SeatStatus {

@@ -260,6 +260,15 @@ pub enum SeatStatus {
     Sold,
 }
 
+/// Who a seat belongs to right now: what operators and the simulator's checker read (the
+/// public seat map shows [`SeatStatus`], which names no holds or bookings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatOwner {
+    Free,
+    Held { hold_id: HoldId, until_ms: u64 },
+    Sold { booking_id: BookingId },
+}
+
 /// One change an applied command made, in the order it was made: the change feed's unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
