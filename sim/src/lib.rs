@@ -3,6 +3,19 @@
 //!
 //! # Layout
 //!
+//! * [`run`] — one seed start to verdict: [`run::RunConfig::for_seed`] draws the cluster
+//!   and workload, [`run::run_seed`] steps turmoil, fires the fault schedule, heals, demands
+//!   progress, waits for convergence and checks everything; [`run::RunReport`] prints the
+//!   seed, the schedule, the timeline and the shortest failing history.
+//! * [`cluster`] — a simulated storage node: the production `Host` (real openraft, real
+//!   state machine, in-memory storage that survives crashes) behind the production router;
+//!   [`cluster::Variant::StaleLeaderReads`] is the deliberately broken variant.
+//! * [`workload`] — simulated API-tier clients (the production `InventoryClient`) on hot
+//!   seats with short TTLs, recording every request.
+//! * [`faults`] — the seed's fault schedule.
+//! * [`net`] — turmoil behind production's `Connector` and `axum::serve` listener.
+//! * [`clock`] — skewable per-node wall clocks over simulated time.
+//! * [`recorder`] — histories in the checker's format.
 //! * [`checker`] — the history checker, pure and synchronous:
 //!   * [`checker::history`] — what a driver records per shard: ops with invocation and
 //!     response times (simulated real time) and outcomes, unknown outcomes included.
@@ -18,7 +31,12 @@
 //!   * [`checker::reference`] — a sequential reference inventory; tests generate histories
 //!     from it.
 //!   * [`checker::report`] — violations, seat failures and the shard report.
-//!
-//! Start at [`checker::check_shard`].
 
 pub mod checker;
+pub mod clock;
+pub mod cluster;
+pub mod faults;
+pub mod net;
+pub mod recorder;
+pub mod run;
+pub mod workload;

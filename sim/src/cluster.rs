@@ -1,0 +1,174 @@
+//! The simulated storage nodes: the production [`Host`] (real openraft, real state machine,
+//! in-memory storage that outlives crashes) behind the production router, served on a
+//! turmoil socket. The driver keeps a [`NodeSlot`] per node to look inside between steps
+//! and to hand the node operator commands.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use boxoffice_raft::host::{MemStorage, Query, QueryResult, ReadReply, ServeError};
+use boxoffice_raft::machine::{decode, encode};
+use boxoffice_raft::types::{Command, GroupId, NodeId, META_GROUP};
+use boxoffice_raft::{Clock, Host, HostConfig, InventoryClient, RaftSettings, Storage};
+use tokio::sync::mpsc;
+
+use crate::clock::SkewedClock;
+use crate::net::{SimConnector, SimListener};
+
+/// The port every simulated storage node listens on.
+pub const NODE_PORT: u16 = 7000;
+
+/// The simulated node `id`'s host name (ids start at 1).
+pub fn node_name(id: NodeId) -> String {
+    format!("n{id}")
+}
+
+pub fn node_addr(id: NodeId) -> String {
+    format!("{}:{NODE_PORT}", node_name(id))
+}
+
+/// Which cluster the simulation runs: the real one, or one broken on purpose to show the
+/// simulation catches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Correct,
+    /// A node that believes it leads answers reads from its local state without confirming
+    /// its leadership with a quorum (the read path minus `ensure_linearizable`).
+    StaleLeaderReads,
+}
+
+/// An operator command for one node (run inside that node's simulated runtime).
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Add `add` as a learner of `group`, then make the voters exactly `voters`, then record
+    /// the new member list in the meta group's table.
+    ChangeMembers { group: GroupId, add: NodeId, voters: BTreeSet<NodeId> },
+}
+
+/// What the driver sees of one node between steps.
+#[derive(Default)]
+pub struct NodeSlot {
+    /// The running host (`None` while crashed or before its first start).
+    pub host: Option<Host>,
+    pub control: Option<mpsc::UnboundedSender<Control>>,
+    /// What operator commands answered, for the run's timeline.
+    pub control_log: Vec<String>,
+}
+
+/// Everything one node keeps across crashes: its storage and its clock.
+#[derive(Clone)]
+pub struct NodeDurable {
+    pub id: NodeId,
+    pub storage: MemStorage,
+    pub clock: Arc<SkewedClock>,
+    pub slot: Rc<RefCell<NodeSlot>>,
+}
+
+impl NodeDurable {
+    pub fn new(id: NodeId) -> NodeDurable {
+        NodeDurable {
+            id,
+            storage: MemStorage::default(),
+            clock: Arc::new(SkewedClock::default()),
+            slot: Rc::new(RefCell::new(NodeSlot::default())),
+        }
+    }
+}
+
+/// Raft timing for the simulation: production's, with snapshots frequent enough that
+/// lagging and restarted replicas catch up by snapshot install within a run.
+pub fn sim_raft_settings() -> RaftSettings {
+    RaftSettings { snapshot_every_entries: 200, keep_entries: 50, ..RaftSettings::default() }
+}
+
+/// One start of a storage node: open the host from durable storage, serve the router.
+pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::Result {
+    let cfg = HostConfig {
+        node_id: durable.id,
+        addr: node_addr(durable.id),
+        raft: sim_raft_settings(),
+        clock: durable.clock.clone() as Arc<dyn Clock>,
+    };
+    let host = Host::open(cfg, Storage::Memory(durable.storage.clone()), SimConnector).await?;
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", NODE_PORT)).await?;
+    let mut router = boxoffice_raft::server::router(host.clone());
+    if variant == Variant::StaleLeaderReads {
+        router = router.layer(axum::middleware::from_fn_with_state(host.clone(), stale_leader_read));
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    {
+        let mut slot = durable.slot.borrow_mut();
+        slot.host = Some(host.clone());
+        slot.control = Some(tx);
+    }
+    tokio::task::spawn_local(control_loop(host, durable.slot.clone(), rx));
+    axum::serve(SimListener(listener), router).await?;
+    Ok(())
+}
+
+async fn control_loop(host: Host, slot: Rc<RefCell<NodeSlot>>, mut rx: mpsc::UnboundedReceiver<Control>) {
+    while let Some(control) = rx.recv().await {
+        let Control::ChangeMembers { group, add, voters } = control;
+        let answer = match host.change_members(group, (add, node_addr(add)), voters.clone()).await {
+            Ok(()) => {
+                let members: Vec<(NodeId, String)> = voters.iter().map(|&id| (id, node_addr(id))).collect();
+                let client = InventoryClient::new(host.transport(), members.iter().map(|(_, a)| a.clone()).collect());
+                let request_id = format!("sim/members/{group}/{add}/{voters:?}");
+                match client.execute(META_GROUP, &request_id, Command::PutGroup { group, members }).await {
+                    Ok(_) => format!("group {group}: voters now {voters:?} (table updated)"),
+                    Err(e) => format!("group {group}: voters now {voters:?}; table update failed: {e}"),
+                }
+            }
+            Err(e) => format!("group {group}: change to {voters:?} failed: {e}"),
+        };
+        slot.borrow_mut().control_log.push(answer);
+    }
+}
+
+/// The broken variant's read path: a node that thinks it is the leader answers from local
+/// state at once. Everything else passes through to the production router.
+async fn stale_leader_read(State(host): State<Host>, request: Request, next: Next) -> Response {
+    let group: Option<GroupId> = request
+        .uri()
+        .path()
+        .strip_prefix("/inventory/")
+        .and_then(|rest| rest.strip_suffix("/read"))
+        .and_then(|g| g.parse().ok());
+    let Some(group) = group else { return next.run(request).await };
+    let Ok(body) = axum::body::to_bytes(request.into_body(), usize::MAX).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let answer: Result<ReadReply, ServeError> = match (decode::<Query>(&body), host.group(group)) {
+        (Err(e), _) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        (_, None) => Err(ServeError::UnknownGroup(group)),
+        (Ok(query), Some(g)) => {
+            let metrics = g.raft.metrics().borrow().clone();
+            if metrics.state != openraft::ServerState::Leader {
+                Err(ServeError::NotLeader { group, leader: None })
+            } else {
+                let replica = g.shared.read();
+                let m = &replica.machine;
+                let at_ms = m.now_ms();
+                match query {
+                    Query::SeatOwners(event) => Ok(ReadReply { at_ms, result: QueryResult::SeatOwners(m.seat_owners(&event, at_ms)) }),
+                    Query::Placement(event) => {
+                        Ok(ReadReply { at_ms, result: QueryResult::Placement(m.placement().get(&event).copied()) })
+                    }
+                    Query::Groups => Ok(ReadReply {
+                        at_ms,
+                        result: QueryResult::Groups(m.groups().iter().map(|(g, ms)| (*g, ms.clone())).collect()),
+                    }),
+                    other => Err(ServeError::Invalid(format!("the broken variant does not serve {other:?}"))),
+                }
+            }
+        }
+    };
+    (StatusCode::OK, Body::from(encode(&answer))).into_response()
+}

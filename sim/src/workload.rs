@@ -1,0 +1,367 @@
+//! The simulated API tier: clients using the production [`InventoryClient`] to hold,
+//! release, confirm (create booking, then pay) and read a few hot seats with short TTLs,
+//! recording every request and answer for the checker.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxoffice_raft::host::{Query, QueryResult};
+use boxoffice_raft::transport::Transport;
+use boxoffice_raft::types::{self as raft, FailureReason, HoldStatus, Rejection, SeatOwner, SeatSpec};
+use boxoffice_raft::{InventoryClient, InventoryError};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::checker::{Command, FailReason, Outcome, SeatView};
+use crate::clock::sim_ms;
+use crate::net::SimConnector;
+use crate::recorder::{OpRef, Recorder};
+
+/// How long a client keeps retrying one request before it calls the outcome unknown.
+pub const CLIENT_DEADLINE_MS: u64 = 5_000;
+/// Hold lifetimes the workload asks for (the inventory's minimum is 1 s).
+pub const TTL_MS: std::ops::RangeInclusive<u64> = 1_000..=4_000;
+/// Longest pause between a client's requests.
+pub const MAX_THINK_MS: u64 = 300;
+/// Share of reads among a seat-map watcher's requests, and among a buyer's.
+pub const READER_READ_PERCENT: u32 = 85;
+pub const BUYER_READ_PERCENT: u32 = 20;
+/// The seat the liveness probe holds (no workload client touches it).
+pub const PROBE_SEAT: &str = "P1";
+
+/// The events the run sells and where they live; filled in by the setup client.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// (event id, its group, its hot seats)
+    pub events: Vec<(String, raft::GroupId, Vec<String>)>,
+}
+
+/// What every simulated client shares with the driver.
+pub struct Shared {
+    pub recorder: RefCell<Recorder>,
+    pub catalog: RefCell<Catalog>,
+    /// Simulated ms at which the workload may start (set once the setup client is done).
+    pub started_at_ms: Cell<Option<u64>>,
+    /// Simulated ms at which clients stop starting requests.
+    pub stop_at_ms: Cell<Option<u64>>,
+    /// Simulated ms at which the driver healed every fault (the liveness clock starts).
+    pub healed_at_ms: Cell<Option<u64>>,
+    /// Simulated ms at which the probe saw each group make progress after the heal.
+    pub progress_at_ms: RefCell<BTreeMap<raft::GroupId, u64>>,
+    pub seeds: Vec<String>,
+}
+
+fn client(shared: &Shared) -> InventoryClient {
+    InventoryClient::new(Arc::new(Transport::new(SimConnector)), shared.seeds.clone())
+        .with_deadline(Duration::from_millis(CLIENT_DEADLINE_MS))
+}
+
+/// Registers the run's events (each in a different group when there are several), then
+/// opens the workload.
+pub async fn setup(shared: Rc<Shared>, n_groups: usize, events: Vec<(String, Vec<String>)>) -> turmoil::Result {
+    let inventory = client(&shared).with_deadline(Duration::from_millis(60_000));
+    // The bootstrap writes the group table once the meta group has a leader.
+    while inventory.refresh_groups().await.map_or(true, |groups| groups.len() < n_groups) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut catalog = Catalog::default();
+    for (event, seats) in events {
+        let specs = seats
+            .iter()
+            .chain(std::iter::once(&PROBE_SEAT.to_owned()))
+            .enumerate()
+            .map(|(i, id)| SeatSpec { id: id.clone(), section: "Floor".into(), row: "A".into(), number: i as u32 + 1, price_minor: 5_000 })
+            .collect();
+        let (group, reply) = inventory
+            .register_event(&format!("setup/{event}"), &event, "EUR", 60_000, specs)
+            .await
+            .map_err(|e| format!("registering {event}: {e}"))?;
+        if !matches!(reply.outcome, raft::Outcome::Registered { .. }) {
+            return Err(format!("registering {event} answered {:?}", reply.outcome).into());
+        }
+        catalog.events.push((event, group, seats));
+    }
+    *shared.catalog.borrow_mut() = catalog;
+    shared.started_at_ms.set(Some(sim_ms()));
+    Ok(())
+}
+
+async fn wait_for(mut ready: impl FnMut() -> bool) {
+    while !ready() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One of this client's holds the workload may still act on.
+struct MyHold {
+    event: String,
+    hold_id: String,
+}
+
+/// A workload client: random requests on the hot seats until the stop time. Buyers hold,
+/// release and check out; watchers mostly read.
+pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoil::Result {
+    let mut rng = StdRng::seed_from_u64(seed);
+    wait_for(|| shared.started_at_ms.get().is_some() && shared.stop_at_ms.get().is_some()).await;
+    let stop_at = shared.stop_at_ms.get().unwrap_or(0);
+    let inventory = client(&shared);
+    let owner = format!("u{id}");
+    let mut held: Vec<MyHold> = Vec::new();
+    let mut n = 0u64;
+    // Every third client mostly watches the seat map, as most visitors do.
+    let read_percent = if id % 3 == 0 { READER_READ_PERCENT } else { BUYER_READ_PERCENT };
+    while sim_ms() < stop_at {
+        n += 1;
+        let tag = format!("c{id}-{n}");
+        let (event, _group, seats) = shared.catalog.borrow().events.choose(&mut rng).cloned().expect("events registered");
+        if rng.gen_range(0..100) < read_percent {
+            read(&shared, &inventory, &event, &format!("r-{tag}")).await;
+        } else {
+            let roll = rng.gen_range(0..100);
+            if roll < 50 || held.is_empty() {
+                let k = rng.gen_range(1..=2.min(seats.len()));
+                let chosen: Vec<String> = seats.choose_multiple(&mut rng, k).cloned().collect();
+                let ttl_ms = rng.gen_range(TTL_MS);
+                let hold_id = format!("h-{tag}");
+                if hold(&shared, &inventory, &event, &format!("r-{tag}"), &hold_id, &owner, chosen, ttl_ms).await {
+                    held.push(MyHold { event, hold_id });
+                }
+            } else if roll < 70 {
+                let mine = held.swap_remove(rng.gen_range(0..held.len()));
+                release(&shared, &inventory, &mine.event, &format!("r-{tag}"), &mine.hold_id, &owner).await;
+            } else if roll < 95 {
+                let mine = held.swap_remove(rng.gen_range(0..held.len()));
+                confirm(&shared, &inventory, &mine.event, &tag, &mine.hold_id, &owner).await;
+            } else {
+                // Someone else's hold (or a made-up one): not-owner and not-found answers.
+                let other = format!("h-c{}-{}", rng.gen_range(0..8), rng.gen_range(1..=n));
+                release(&shared, &inventory, &event, &format!("r-{tag}"), &other, &owner).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=MAX_THINK_MS))).await;
+    }
+    Ok(())
+}
+
+/// After the heal, holds and releases the probe seat of every event until each group has
+/// answered once; the driver judges how long that took.
+pub async fn probe_client(shared: Rc<Shared>) -> turmoil::Result {
+    wait_for(|| shared.healed_at_ms.get().is_some()).await;
+    let inventory = client(&shared);
+    let events = shared.catalog.borrow().events.clone();
+    let mut attempt = 0u64;
+    for (event, group, _) in events {
+        loop {
+            attempt += 1;
+            let tag = format!("probe-{attempt}");
+            let hold_id = format!("h-{tag}");
+            let held =
+                hold(&shared, &inventory, &event, &format!("r-{tag}"), &hold_id, "probe", vec![PROBE_SEAT.into()], 1_000).await;
+            if held {
+                shared.progress_at_ms.borrow_mut().entry(group).or_insert_with(sim_ms);
+                release(&shared, &inventory, &event, &format!("r-{tag}-release"), &hold_id, "probe").await;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// What a request's error means for the history.
+fn record_error(shared: &Shared, op: &OpRef, e: &InventoryError) {
+    match e {
+        InventoryError::NoLeader { .. } => shared.recorder.borrow_mut().drop_op(op),
+        InventoryError::OutcomeUnknown { .. } => {}
+        other => shared.recorder.borrow_mut().anomalies.push(format!("{op:?}: {other}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn hold(
+    shared: &Shared,
+    inventory: &InventoryClient,
+    event: &str,
+    request: &str,
+    hold_id: &str,
+    owner: &str,
+    seats: Vec<String>,
+    ttl_ms: u64,
+) -> bool {
+    let op = {
+        let mut rec = shared.recorder.borrow_mut();
+        let command = Command::Hold {
+            hold_id: rec.hold(hold_id),
+            owner: rec.owner(owner),
+            seats: seats.iter().map(|s| rec.seat(event, s)).collect(),
+            ttl_ms,
+        };
+        rec.invoke(event, request, command)
+    };
+    let command = raft::Command::Hold {
+        event_id: event.to_owned(),
+        hold_id: hold_id.to_owned(),
+        owner: owner.to_owned(),
+        seat_ids: seats,
+        ttl_ms: Some(ttl_ms),
+    };
+    match inventory.execute_for_event(event, request, command).await {
+        Ok(reply) => {
+            let mut rec = shared.recorder.borrow_mut();
+            let (outcome, held) = match reply.outcome {
+                raft::Outcome::Held(h) => (Outcome::Held { expires_at_ms: h.expires_at_ms, at_ms: reply.at_ms }, true),
+                raft::Outcome::Unavailable { seat_ids } => (
+                    Outcome::Taken { unavailable: seat_ids.iter().map(|s| rec.seat(event, s)).collect(), at_ms: reply.at_ms },
+                    false,
+                ),
+                raft::Outcome::Rejected(_) => (Outcome::Refused { at_ms: reply.at_ms }, false),
+                other => {
+                    rec.anomalies.push(format!("{request}: a hold answered {other:?}"));
+                    return false;
+                }
+            };
+            rec.complete(&op, outcome);
+            held
+        }
+        Err(e) => {
+            record_error(shared, &op, &e);
+            false
+        }
+    }
+}
+
+async fn release(shared: &Shared, inventory: &InventoryClient, event: &str, request: &str, hold_id: &str, owner: &str) {
+    let op = {
+        let mut rec = shared.recorder.borrow_mut();
+        let command = Command::Release { hold_id: rec.hold(hold_id), owner: rec.owner(owner) };
+        rec.invoke(event, request, command)
+    };
+    let command = raft::Command::Release { hold_id: hold_id.to_owned(), owner: owner.to_owned() };
+    match inventory.execute_for_event(event, request, command).await {
+        Ok(reply) => {
+            let outcome = match reply.outcome {
+                raft::Outcome::Released => Outcome::Released { at_ms: reply.at_ms },
+                raft::Outcome::Rejected(Rejection::UnknownHold) => Outcome::NotFound,
+                raft::Outcome::Rejected(Rejection::NotOwner) => Outcome::NotOwner,
+                raft::Outcome::Rejected(Rejection::HoldNotActive(_)) => Outcome::AlreadyInactive,
+                raft::Outcome::Rejected(_) => Outcome::Refused { at_ms: reply.at_ms },
+                other => {
+                    shared.recorder.borrow_mut().anomalies.push(format!("{request}: a release answered {other:?}"));
+                    return;
+                }
+            };
+            shared.recorder.borrow_mut().complete(&op, outcome);
+        }
+        Err(e) => record_error(shared, &op, &e),
+    }
+}
+
+fn fail_reason(status: HoldStatus) -> Option<FailReason> {
+    match status {
+        HoldStatus::Expired => Some(FailReason::Expired),
+        HoldStatus::Released => Some(FailReason::Released),
+        HoldStatus::Confirmed => Some(FailReason::AlreadySold),
+        HoldStatus::Active => None,
+    }
+}
+
+/// A checkout: create the booking (hold must be live), then the payment succeeds (sells the
+/// seats if the hold is still live). One op for the checker, spanning both requests: only
+/// the second changes seats.
+async fn confirm(shared: &Shared, inventory: &InventoryClient, event: &str, tag: &str, hold_id: &str, owner: &str) {
+    let booking_id = format!("b-{tag}");
+    let op = {
+        let mut rec = shared.recorder.borrow_mut();
+        let command = Command::Confirm { hold_id: rec.hold(hold_id), booking_id: rec.booking(&booking_id) };
+        rec.invoke(event, &format!("r-{tag}"), command)
+    };
+    let create = raft::Command::CreateBooking {
+        booking_id: booking_id.clone(),
+        hold_id: hold_id.to_owned(),
+        owner: owner.to_owned(),
+        payment_ref: format!("pay-{tag}"),
+    };
+    let reply = match inventory.execute_for_event(event, &format!("r-{tag}-book"), create).await {
+        Ok(reply) => reply,
+        Err(e) => return record_error(shared, &op, &e),
+    };
+    let refused = |at_ms| Outcome::Refused { at_ms };
+    let early = match reply.outcome {
+        raft::Outcome::BookingCreated(_) => None,
+        raft::Outcome::Rejected(Rejection::UnknownHold) => Some(Outcome::Failed { reason: FailReason::NotFound, at_ms: reply.at_ms }),
+        raft::Outcome::Rejected(Rejection::HoldNotActive(status)) => Some(match fail_reason(status) {
+            Some(reason) => Outcome::Failed { reason, at_ms: reply.at_ms },
+            None => refused(reply.at_ms),
+        }),
+        raft::Outcome::Rejected(_) => Some(refused(reply.at_ms)),
+        other => {
+            shared.recorder.borrow_mut().anomalies.push(format!("r-{tag}: create booking answered {other:?}"));
+            return;
+        }
+    };
+    if let Some(outcome) = early {
+        return shared.recorder.borrow_mut().complete(&op, outcome);
+    }
+    let pay = raft::Command::Confirm { booking_id, payment_event_id: format!("evt-{tag}") };
+    match inventory.execute_for_event(event, &format!("r-{tag}-pay"), pay).await {
+        Ok(reply) => {
+            let outcome = match reply.outcome {
+                raft::Outcome::Confirmed(_) => Outcome::Confirmed { at_ms: reply.at_ms },
+                raft::Outcome::BookingFailed(b) => match b.failure {
+                    Some(FailureReason::HoldExpired) => Outcome::Failed { reason: FailReason::Expired, at_ms: reply.at_ms },
+                    Some(FailureReason::HoldReleased) => Outcome::Failed { reason: FailReason::Released, at_ms: reply.at_ms },
+                    _ => refused(reply.at_ms),
+                },
+                raft::Outcome::Rejected(_) => refused(reply.at_ms),
+                other => {
+                    shared.recorder.borrow_mut().anomalies.push(format!("r-{tag}: payment answered {other:?}"));
+                    return;
+                }
+            };
+            shared.recorder.borrow_mut().complete(&op, outcome);
+        }
+        // The booking exists; whether the payment step was applied is unknown either way.
+        Err(InventoryError::NoLeader { .. }) => {}
+        Err(e) => record_error(shared, &op, &e),
+    }
+}
+
+async fn read(shared: &Shared, inventory: &InventoryClient, event: &str, request: &str) {
+    let seats: Vec<String> = {
+        let catalog = shared.catalog.borrow();
+        catalog.events.iter().find(|(e, _, _)| e == event).map(|(_, _, s)| s.clone()).unwrap_or_default()
+    };
+    let op = {
+        let mut rec = shared.recorder.borrow_mut();
+        let command = Command::Read { seats: seats.iter().map(|s| rec.seat(event, s)).collect() };
+        rec.invoke(event, request, command)
+    };
+    let group = match inventory.group_of(event).await {
+        Ok(g) => g,
+        Err(e) => return record_error(shared, &op, &e),
+    };
+    match inventory.read(group, Query::SeatOwners(event.to_owned())).await {
+        Ok(reply) => {
+            let mut rec = shared.recorder.borrow_mut();
+            let QueryResult::SeatOwners(Some(owners)) = reply.result else {
+                rec.anomalies.push(format!("{request}: a seat read answered {:?}", reply.result));
+                return;
+            };
+            let mut views = BTreeMap::new();
+            for (seat, owner) in owners.iter().filter(|(s, _)| seats.contains(s)) {
+                let view = match owner {
+                    SeatOwner::Free => SeatView::Free,
+                    SeatOwner::Held { hold_id, .. } => SeatView::Held { hold_id: rec.hold(hold_id) },
+                    SeatOwner::Sold { booking_id } => SeatView::Sold { booking_id: rec.booking(booking_id) },
+                };
+                views.insert(rec.seat(event, seat), view);
+            }
+            rec.complete(&op, Outcome::Statuses { at_ms: reply.at_ms, seats: views });
+        }
+        Err(e) => record_error(shared, &op, &e),
+    }
+}
