@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The PostgreSQL side of the search benchmark: the same synthetic catalog and the same
 # query sets as `cargo bench -p boxoffice-search` (search/benches/search_bench.rs), searched
-# with pg_trgm (typo-tolerant, word_similarity) and with a tsvector (exact words).
+# three ways (schema.sql, fuzzy.sql): pg_trgm word similarity (typo-tolerant), a weighted
+# tsvector (exact words), and the tsvector on trigram-corrected words.
 #
 # Installs PostgreSQL if missing, starts a throwaway server (temp data dir, free loopback
-# port, run as an unprivileged user), loads the export with COPY, builds a GIN trigram index
-# and a GIN tsvector index, then reports load and build times, sizes, memory, recall@20 and
+# port, run as an unprivileged user), loads the export with COPY, builds a GIN trigram index,
+# a GIN tsvector index and a word list, then reports load and build times, sizes, memory, recall@20 and
 # pgbench latency percentiles and throughput for 1 and 2 clients. Stops the server and
 # removes its data dir on exit. Prints figures; asserts nothing.
 #
@@ -13,8 +14,8 @@
 #   BENCH_EVENTS=100000 PG_SECONDS=5 search/bench/postgres.sh
 #
 # Environment: BENCH_EVENTS (default 1000000), BENCH_SEED, BENCH_QUERIES (as for the Rust
-# bench), EXPORT_DIR (default /tmp/boxoffice-search-export-$BENCH_EVENTS; exported by the
-# Rust bench when events.tsv is missing), PG_SECONDS per pgbench phase (default 20),
+# bench), EXPORT_DIR (default /tmp/boxoffice-search-export-<events>-<seed>-<queries>;
+# exported by the Rust bench when events.tsv is missing), PG_SECONDS per pgbench phase (default 20),
 # PG_TRGM_THRESHOLDS (pg_trgm.word_similarity_threshold values to measure the trigram
 # search at, default "0.3 0.6": 0.3 for the recall closest to tantivy's, 0.6 is
 # PostgreSQL's default), PG_TRGM_RECALL_QUERIES (recall of the trigram search on the first
@@ -29,7 +30,7 @@ seconds=${PG_SECONDS:-20}
 thresholds=${PG_TRGM_THRESHOLDS:-0.3 0.6}
 shared_buffers=${PG_SHARED_BUFFERS:-4GB}
 work_mem=${PG_WORK_MEM:-64MB}
-export_dir=${EXPORT_DIR:-/tmp/boxoffice-search-export-$events}
+export_dir=${EXPORT_DIR:-/tmp/boxoffice-search-export-$events-${BENCH_SEED:-default}-${BENCH_QUERIES:-default}}
 trgm_recall_queries=${PG_TRGM_RECALL_QUERIES:-1000000000}
 
 say() { printf '%s\n' "$*"; }
