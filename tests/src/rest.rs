@@ -222,8 +222,11 @@ impl Rest {
 
     /// Like [`Self::raw`], but `None` when the connection broke before an answer was read
     /// (a server may answer 413 early and close while a large body is still being sent).
+    /// Sent on a connection of its own: one the server closes after refusing a body must not
+    /// go back to the shared pool, where the next request would race the close.
     pub async fn try_raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Option<Answer> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).header(CONTENT_TYPE, content_type).body(body);
+        let own = reqwest::Client::builder().pool_max_idle_per_host(0).build().ok()?;
+        let mut request = own.request(method, format!("{}{path}", self.base)).header(CONTENT_TYPE, content_type).body(body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
