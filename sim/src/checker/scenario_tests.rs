@@ -233,6 +233,7 @@ fn a_stale_read_after_a_completed_hold() {
     assert_eq!(r.failing_seats(), vec![SeatId(1)], "{r}");
     assert_eq!(r.seat_failures[0].core.len(), 1, "{r}");
     assert!(r.seat_failures[0].explanation.contains("time went backwards"), "{r}");
+    assert!(r.seat_failures[0].explanation.contains("recorded times alone cannot be ordered"), "{r}");
     assert!(r.has(ViolationKind::TimeWentBackwards));
     // Concurrent with the hold, the read may come first.
     assert_ok(vec![

@@ -219,17 +219,24 @@ pub fn check_seats(history: &ShardHistory, split: &Split, limits: &CheckLimits) 
                     "seat {seat}: not linearizable; the shortest failing prefix ends at {} ns ({} ops on this seat)\n",
                     cx.prefix_end, cx.prefix_len
                 );
-                let _ = writeln!(
-                    text,
-                    "  outcomes that cannot all hold{}, whatever the other requests answered (at their recorded times):",
-                    if cx.core_is_minimal { "" } else { " (shrinking ran out of budget)" }
-                );
-                let hidden = cx.core.len().saturating_sub(MAX_CORE_SHOWN);
-                if hidden > 0 {
-                    let _ = writeln!(text, "    ... {hidden} earlier ones");
-                }
-                for &i in &cx.core[hidden..] {
-                    let _ = writeln!(text, "    {}", shard_op(i));
+                if cx.times_alone {
+                    let _ = writeln!(
+                        text,
+                        "  the recorded times alone cannot be ordered: it fails whatever every request answered; see what cannot come next"
+                    );
+                } else {
+                    let _ = writeln!(
+                        text,
+                        "  outcomes that cannot all hold{}, whatever the other requests answered (at their recorded times):",
+                        if cx.core_is_minimal { "" } else { " (shrinking ran out of budget)" }
+                    );
+                    let hidden = cx.core.len().saturating_sub(MAX_CORE_SHOWN);
+                    if hidden > 0 {
+                        let _ = writeln!(text, "    ... {hidden} earlier ones");
+                    }
+                    for &i in &cx.core[hidden..] {
+                        let _ = writeln!(text, "    {}", shard_op(i));
+                    }
                 }
                 let shown = cx.longest.len().saturating_sub(MAX_ORDER_SHOWN);
                 let order: Vec<String> = cx.longest[shown..].iter().map(|&i| shard_op(i).request.to_string()).collect();

@@ -165,6 +165,9 @@ pub struct Counterexample {
     pub core: Vec<usize>,
     /// Whether shrinking finished, so that every op of `core` is needed.
     pub core_is_minimal: bool,
+    /// Whether the prefix fails with every outcome relaxed: the recorded times alone cannot
+    /// be ordered (the core then keeps one op only because it must keep one).
+    pub times_alone: bool,
     /// The longest order found that explains part of the failing prefix (recorded
     /// outcomes, nothing relaxed).
     pub longest: Vec<usize>,
@@ -788,6 +791,7 @@ fn shrink<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], limits: &Ch
         let (ops, flags) = relax(mask);
         shrinker.fails(&ops, &flags)
     };
+    let times_alone = !known.is_empty() && fails(&vec![true; n]) == Some(true);
     let mut mask = vec![false; n];
     let mut chunk = (known.len() / 2).max(1);
     'shrink: loop {
@@ -848,6 +852,7 @@ fn shrink<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], limits: &Ch
         prefix_len: n,
         core,
         core_is_minimal: !shrinker.inconclusive,
+        times_alone,
         longest: longest.iter().map(|&i| derived.origin[i]).collect(),
         state_after_longest: format!("{best_state:?}"),
         blocked,
