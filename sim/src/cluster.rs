@@ -58,8 +58,8 @@ pub struct NodeSlot {
     /// The running host (`None` while crashed or before its first start).
     pub host: Option<Host>,
     pub control: Option<mpsc::UnboundedSender<Control>>,
-    /// What operator commands answered, for the run's timeline.
-    pub control_log: Vec<String>,
+    /// What operator commands answered, and when (simulated ms), for the run's timeline.
+    pub control_log: Vec<(u64, String)>,
 }
 
 /// Everything one node keeps across crashes: its storage and its clock.
@@ -128,7 +128,7 @@ async fn control_loop(host: Host, slot: Rc<RefCell<NodeSlot>>, mut rx: mpsc::Unb
             }
             Err(e) => format!("group {group}: change to {voters:?} failed: {e}"),
         };
-        slot.borrow_mut().control_log.push(answer);
+        slot.borrow_mut().control_log.push((crate::clock::sim_ms(), answer));
     }
 }
 

@@ -498,10 +498,11 @@ pub fn run_seed(config: RunConfig) -> RunReport {
     }
     for n in &driver.nodes {
         let log = std::mem::take(&mut n.slot.borrow_mut().control_log);
-        for line in log {
-            driver.timeline.push(TimelineEntry { at_ms: 0, what: format!("operator: {line}") });
+        for (at_ms, line) in log {
+            driver.timeline.push(TimelineEntry { at_ms, what: format!("operator: {line}") });
         }
     }
+    driver.timeline.sort_by_key(|e| e.at_ms);
 
     let mut recovery_ms = None;
     if let Some(healed) = healed_at {
