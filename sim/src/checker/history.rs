@@ -240,6 +240,18 @@ impl Outcome {
     }
 }
 
+/// An op invoked at `call` (ns) by request `request`, answered `(responded_ns, outcome)`
+/// when given: how the checker's tests write histories.
+#[cfg(test)]
+pub(crate) fn op(request: u64, call: u64, command: Command, response: Option<(u64, Outcome)>) -> Op {
+    Op {
+        request: RequestId(request),
+        invoked_ns: call,
+        command,
+        response: response.map(|(responded_ns, outcome)| Response { responded_ns, outcome }),
+    }
+}
+
 impl ShardHistory {
     /// Rejects histories the driver recorded wrongly. What the *system* answered wrongly
     /// (a malformed `unavailable` list, a wrong expiry) is a violation, reported elsewhere.
@@ -381,12 +393,7 @@ mod tests {
     use super::*;
 
     fn op(request: u64, command: Command, response: Option<(u64, Outcome)>) -> Op {
-        Op {
-            request: RequestId(request),
-            invoked_ns: 10,
-            command,
-            response: response.map(|(responded_ns, outcome)| Response { responded_ns, outcome }),
-        }
+        super::op(request, 10, command, response)
     }
 
     fn hold(hold_id: u64, seats: &[u64]) -> Command {

@@ -305,17 +305,10 @@ pub fn no_confirm_after_expiry(history: &ShardHistory) -> Vec<Violation> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::history::{OwnerId, Response};
+    use super::super::history::op;
+    use super::super::history::OwnerId;
     use super::*;
 
-    fn op(request: u64, call: u64, command: Command, response: Option<(u64, Outcome)>) -> Op {
-        Op {
-            request: RequestId(request),
-            invoked_ns: call,
-            command,
-            response: response.map(|(responded_ns, outcome)| Response { responded_ns, outcome }),
-        }
-    }
     fn hold(h: u64, seat: u64) -> Command {
         Command::Hold { hold_id: HoldId(h), owner: OwnerId(h), seats: vec![SeatId(seat)], ttl_ms: 100 }
     }

@@ -1,18 +1,11 @@
 //! Hand-written shard histories, read as a specification: the ones that must pass and the
 //! ones that must fail, with the report a failure must produce.
 
+use super::history::op;
 use super::*;
 
 const TTL: u64 = 1_000;
 
-fn op(request: u64, call: u64, command: Command, response: Option<(u64, Outcome)>) -> Op {
-    Op {
-        request: RequestId(request),
-        invoked_ns: call,
-        command,
-        response: response.map(|(responded_ns, outcome)| Response { responded_ns, outcome }),
-    }
-}
 fn seats(ids: &[u64]) -> Vec<SeatId> {
     ids.iter().map(|s| SeatId(*s)).collect()
 }

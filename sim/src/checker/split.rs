@@ -268,17 +268,10 @@ pub fn check_seats(history: &ShardHistory, split: &Split, limits: &CheckLimits) 
 
 #[cfg(test)]
 mod tests {
-    use super::super::history::{Op, RequestId, Response, SeatView};
+    use super::super::history::op;
+    use super::super::history::SeatView;
     use super::*;
 
-    fn op(request: u64, call: u64, command: Command, response: Option<(u64, Outcome)>) -> Op {
-        Op {
-            request: RequestId(request),
-            invoked_ns: call,
-            command,
-            response: response.map(|(responded_ns, outcome)| Response { responded_ns, outcome }),
-        }
-    }
 
     #[test]
     fn a_taken_multi_seat_hold_splits_into_not_free_and_free() {
