@@ -167,7 +167,7 @@ impl InventoryClient {
                         }
                     }
                     Err(e) if e.not_sent() => continue,
-                    Err(TransportError::Status { status, body, .. }) if status == 400 => {
+                    Err(TransportError::Status { status: 400, body, .. }) => {
                         return Err(InventoryError::Invalid(body));
                     }
                     Err(e) => {

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use boxoffice_raft::client::stable_hash;
+use boxoffice_raft::machine::Record;
 use boxoffice_raft::types::{GroupId, NodeId, SeatOwner, META_GROUP};
 use openraft::ServerState;
 use rand::rngs::StdRng;
@@ -525,9 +526,9 @@ pub fn run_seed(config: RunConfig) -> RunReport {
     if failures.iter().all(|f| !matches!(f, RunFailure::Simulation(_))) {
         loop {
             for &g in &all_groups {
-                if !converged.contains_key(&g) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = converged.entry(g) {
                     if let Ok(voters) = driver.converged(g) {
-                        converged.insert(g, voters);
+                        slot.insert(voters);
                     }
                 }
             }
@@ -597,7 +598,7 @@ pub fn run_seed(config: RunConfig) -> RunReport {
 
 /// Every voter's state records must be byte-identical.
 fn identical(driver: &Driver, group: GroupId, voters: &[NodeId]) -> Result<(), String> {
-    let mut first: Option<(NodeId, Vec<(Vec<u8>, Vec<u8>)>)> = None;
+    let mut first: Option<(NodeId, Vec<Record>)> = None;
     for &id in voters {
         let slot = driver.node(id).slot.borrow();
         let g = slot.host.as_ref().and_then(|h| h.group(group)).ok_or(format!("n{id} lost the group"))?;
@@ -606,7 +607,7 @@ fn identical(driver: &Driver, group: GroupId, voters: &[NodeId]) -> Result<(), S
             None => first = Some((id, records)),
             Some((first_id, expected)) if *expected != records => {
                 let at = expected.iter().zip(&records).position(|(a, b)| a != b).unwrap_or(expected.len().min(records.len()));
-                let key = |r: &Vec<(Vec<u8>, Vec<u8>)>| r.get(at).map(|(k, _)| String::from_utf8_lossy(k).into_owned());
+                let key = |r: &Vec<Record>| r.get(at).map(|(k, _)| String::from_utf8_lossy(k).into_owned());
                 return Err(format!(
                     "n{first_id} and n{id} differ at record {at} ({:?} vs {:?}); {} vs {} records",
                     key(expected),

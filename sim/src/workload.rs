@@ -113,7 +113,7 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
     let mut held: Vec<MyHold> = Vec::new();
     let mut n = 0u64;
     // Every third client mostly watches the seat map, as most visitors do.
-    let read_percent = if id % 3 == 0 { READER_READ_PERCENT } else { BUYER_READ_PERCENT };
+    let read_percent = if id.is_multiple_of(3) { READER_READ_PERCENT } else { BUYER_READ_PERCENT };
     while sim_ms() < stop_at {
         n += 1;
         let tag = format!("c{id}-{n}");
