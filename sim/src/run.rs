@@ -415,7 +415,8 @@ pub fn run_seed(config: RunConfig) -> RunReport {
                         }
                         let host = slot.borrow().host.clone().expect("host");
                         if let Err(e) = boxoffice_raft::client::bootstrap(&host, &members, shards).await {
-                            tracing::error!(error = %e, "simulated bootstrap failed");
+                            // In the report's timeline: the setup client then waits until the run times out.
+                            slot.borrow_mut().control_log.push((crate::clock::sim_ms(), format!("bootstrap failed: {e}")));
                         }
                     });
                 }
