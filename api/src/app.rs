@@ -108,7 +108,11 @@ impl Readiness {
     /// Names of the gates not set.
     pub fn waiting(&self) -> Vec<String> {
         let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        gates.iter().filter(|(_, g)| !g.load(Ordering::Acquire)).map(|(n, _)| n.clone()).collect()
+        gates
+            .iter()
+            .filter(|(_, g)| !g.load(Ordering::Acquire))
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 }
 
@@ -153,16 +157,33 @@ impl AppState {
         self.clock.now_ms()
     }
 
-    async fn read_doc<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>, ApiError> {
-        let reply = self.inventory.read(META_GROUP, Query::Catalog { kind: kind.to_owned(), id: id.to_owned() }).await?;
+    async fn read_doc<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<T>, ApiError> {
+        let reply = self
+            .inventory
+            .read(
+                META_GROUP,
+                Query::Catalog {
+                    kind: kind.to_owned(),
+                    id: id.to_owned(),
+                },
+            )
+            .await?;
         let QueryResult::Catalog(doc) = reply.result else {
-            return Err(ApiError::Internal("the meta group answered a catalog read with something else".into()));
+            return Err(ApiError::Internal(
+                "the meta group answered a catalog read with something else".into(),
+            ));
         };
         if let Some(bytes) = &doc {
             self.catalog.put(kind, id, Some(bytes));
         }
         match doc {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| ApiError::Internal(format!("catalog {kind} {id}: {e}"))),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ApiError::Internal(format!("catalog {kind} {id}: {e}"))),
             None => Ok(None),
         }
     }
@@ -176,7 +197,10 @@ impl AppState {
         if !is_valid_id(event_id) {
             return Err(not_found());
         }
-        self.read_doc::<Event>(KIND_EVENT, event_id).await?.map(Arc::new).ok_or_else(not_found)
+        self.read_doc::<Event>(KIND_EVENT, event_id)
+            .await?
+            .map(Arc::new)
+            .ok_or_else(not_found)
     }
 
     pub async fn venue(&self, venue_id: &str) -> Result<Option<Arc<Venue>>, ApiError> {
@@ -186,7 +210,10 @@ impl AppState {
         if !is_valid_id(venue_id) {
             return Ok(None);
         }
-        Ok(self.read_doc::<Venue>(KIND_VENUE, venue_id).await?.map(Arc::new))
+        Ok(self
+            .read_doc::<Venue>(KIND_VENUE, venue_id)
+            .await?
+            .map(Arc::new))
     }
 
     pub async fn performer(&self, performer_id: &str) -> Result<Option<Arc<Performer>>, ApiError> {
@@ -196,7 +223,10 @@ impl AppState {
         if !is_valid_id(performer_id) {
             return Ok(None);
         }
-        Ok(self.read_doc::<Performer>(KIND_PERFORMER, performer_id).await?.map(Arc::new))
+        Ok(self
+            .read_doc::<Performer>(KIND_PERFORMER, performer_id)
+            .await?
+            .map(Arc::new))
     }
 
     /// The event's seats, from the cache or (feed not there yet) read from its shard.
@@ -205,17 +235,27 @@ impl AppState {
             return Ok(seats);
         }
         let group = self.inventory.group_of(event_id).await?;
-        let reply = self.inventory.read(group, Query::EventSeats(event_id.to_owned())).await?;
+        let reply = self
+            .inventory
+            .read(group, Query::EventSeats(event_id.to_owned()))
+            .await?;
         match reply.result {
-            QueryResult::Seats(Some(seats)) => Ok(Arc::new(EventSeats::detached(event_id, group, seats, 0))),
-            _ => Err(ApiError::not_found(format!("no seats registered for event {event_id}"))),
+            QueryResult::Seats(Some(seats)) => {
+                Ok(Arc::new(EventSeats::detached(event_id, group, seats, 0)))
+            }
+            _ => Err(ApiError::not_found(format!(
+                "no seats registered for event {event_id}"
+            ))),
         }
     }
 
     /// Remembers which request `user` first sent under `key`; 409 when this one differs.
     pub fn check_key(&self, user: &str, key: &str, request_digest: &str) -> Result<(), ApiError> {
         let slot = format!("{user}\u{0}{key}");
-        let entry = self.keys.entry(slot).or_insert_with(|| request_digest.to_owned());
+        let entry = self
+            .keys
+            .entry(slot)
+            .or_insert_with(|| request_digest.to_owned());
         if entry.value() != request_digest {
             return Err(ApiError::IdempotencyKeyReused);
         }
@@ -232,7 +272,11 @@ pub struct Api {
 impl Api {
     /// Builds the state and spawns the background tasks on the current runtime.
     pub fn start(config: ApiConfig, deps: ApiDeps) -> Api {
-        let limits = Arc::new(RateLimits::new(config.rate_limits, deps.clock.clone(), Some(deps.auth.clone())));
+        let limits = Arc::new(RateLimits::new(
+            config.rate_limits,
+            deps.clock.clone(),
+            Some(deps.auth.clone()),
+        ));
         let shared = Shared {
             views: Arc::new(ViewCache::new(config.view_ttl_ms)),
             config,
@@ -244,20 +288,34 @@ impl Api {
             search: Arc::new(SearchState::new()),
             payments: deps.payments,
             webhook_secret: deps.webhook_secret,
-            keys: moka::sync::Cache::builder().max_capacity(MAX_REMEMBERED_KEYS).time_to_live(Duration::from_secs(KEY_MEMORY_SECS)).build(),
+            keys: moka::sync::Cache::builder()
+                .max_capacity(MAX_REMEMBERED_KEYS)
+                .time_to_live(Duration::from_secs(KEY_MEMORY_SECS))
+                .build(),
             readiness: Readiness::default(),
             limits,
         };
         let state = AppState(Arc::new(shared));
         let mut tasks = JoinSet::new();
         let views = state.views.clone();
-        let on_change: Arc<dyn Fn(&CatalogChange) + Send + Sync> = Arc::new(move |change| match change {
-            CatalogChange::Event(id) => views.invalidate(id),
-            // A venue or performer shows in many events' views.
-            CatalogChange::Venue(_) | CatalogChange::Performer(_) | CatalogChange::All => views.invalidate_all(),
-        });
-        tasks.spawn(run_catalog_feed(state.catalog.clone(), state.inventory.clone(), on_change));
-        tasks.spawn(run_seat_feeds(state.seats.clone(), state.inventory.clone(), state.clock.clone()));
+        let on_change: Arc<dyn Fn(&CatalogChange) + Send + Sync> =
+            Arc::new(move |change| match change {
+                CatalogChange::Event(id) => views.invalidate(id),
+                // A venue or performer shows in many events' views.
+                CatalogChange::Venue(_) | CatalogChange::Performer(_) | CatalogChange::All => {
+                    views.invalidate_all()
+                }
+            });
+        tasks.spawn(run_catalog_feed(
+            state.catalog.clone(),
+            state.inventory.clone(),
+            on_change,
+        ));
+        tasks.spawn(run_seat_feeds(
+            state.seats.clone(),
+            state.inventory.clone(),
+            state.clock.clone(),
+        ));
         tasks.spawn(run_search_indexer(
             state.search.clone(),
             state.catalog.clone(),

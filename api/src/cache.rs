@@ -205,13 +205,21 @@ pub fn catalog_touched(changes: &[(u64, Change)]) -> BTreeSet<(String, String)> 
 
 /// Follows the meta group's feed into `cache`, calling `on_change` for every document that
 /// changed, until the task is dropped.
-pub async fn run_catalog_feed(cache: Arc<CatalogCache>, inventory: InventoryClient, on_change: Arc<dyn Fn(&CatalogChange) + Send + Sync>) {
+pub async fn run_catalog_feed(
+    cache: Arc<CatalogCache>,
+    inventory: InventoryClient,
+    on_change: Arc<dyn Fn(&CatalogChange) + Send + Sync>,
+) {
     let mut from = u64::MAX;
     let mut backoff = Duration::from_millis(FEED_RETRY_MIN_MS);
     loop {
-        let Some(page) = next_page(&inventory, META_GROUP, from, &mut backoff).await else { continue };
+        let Some(page) = next_page(&inventory, META_GROUP, from, &mut backoff).await else {
+            continue;
+        };
         match page {
-            FeedPage::Reset { applied, snapshot, .. } => {
+            FeedPage::Reset {
+                applied, snapshot, ..
+            } => {
                 cache.load(&snapshot.catalog, applied);
                 on_change(&CatalogChange::All);
                 from = applied;
@@ -228,9 +236,20 @@ pub async fn run_catalog_feed(cache: Arc<CatalogCache>, inventory: InventoryClie
                 }
                 let mut ok = true;
                 for (kind, id) in touched {
-                    match inventory.read(META_GROUP, Query::Catalog { kind: kind.clone(), id: id.clone() }).await {
+                    match inventory
+                        .read(
+                            META_GROUP,
+                            Query::Catalog {
+                                kind: kind.clone(),
+                                id: id.clone(),
+                            },
+                        )
+                        .await
+                    {
                         Ok(reply) => {
-                            let QueryResult::Catalog(doc) = reply.result else { continue };
+                            let QueryResult::Catalog(doc) = reply.result else {
+                                continue;
+                            };
                             if let Some(change) = cache.put(&kind, &id, doc.as_deref()) {
                                 on_change(&change);
                             }
@@ -285,9 +304,18 @@ pub(crate) mod tests {
     fn put_load_and_delete() {
         let cache = CatalogCache::new();
         let doc = serde_json::to_vec(&event("ev_1", "One")).expect("json");
-        assert_eq!(cache.put(KIND_EVENT, "ev_1", Some(&doc)), Some(CatalogChange::Event("ev_1".into())));
-        assert_eq!(cache.event("ev_1").map(|e| e.name.clone()).as_deref(), Some("One"));
-        assert_eq!(cache.put(KIND_EVENT, "ev_1", None), Some(CatalogChange::Event("ev_1".into())));
+        assert_eq!(
+            cache.put(KIND_EVENT, "ev_1", Some(&doc)),
+            Some(CatalogChange::Event("ev_1".into()))
+        );
+        assert_eq!(
+            cache.event("ev_1").map(|e| e.name.clone()).as_deref(),
+            Some("One")
+        );
+        assert_eq!(
+            cache.put(KIND_EVENT, "ev_1", None),
+            Some(CatalogChange::Event("ev_1".into()))
+        );
         assert!(cache.event("ev_1").is_none());
         // Unknown kinds and broken documents are skipped, not fatal.
         assert_eq!(cache.put("other", "x", Some(b"{}")), None);
@@ -299,10 +327,20 @@ pub(crate) mod tests {
             "sections": [{"name": "Main", "price": {"amount": 100, "currency": "NOK"}, "rows": [{"name": "1", "seats": 2}]}]
         }))
         .expect("venue");
-        let venue = venue.into_venue("ve_1".into(), 0, String::new()).expect("valid");
+        let venue = venue
+            .into_venue("ve_1".into(), 0, String::new())
+            .expect("valid");
         let docs = vec![
-            (KIND_VENUE.to_owned(), "ve_1".to_owned(), serde_json::to_vec(&venue).expect("json")),
-            (KIND_EVENT.to_owned(), "ev_2".to_owned(), serde_json::to_vec(&event("ev_2", "Two")).expect("json")),
+            (
+                KIND_VENUE.to_owned(),
+                "ve_1".to_owned(),
+                serde_json::to_vec(&venue).expect("json"),
+            ),
+            (
+                KIND_EVENT.to_owned(),
+                "ev_2".to_owned(),
+                serde_json::to_vec(&event("ev_2", "Two")).expect("json"),
+            ),
         ];
         cache.load(&docs, 42);
         assert_eq!(cache.sizes(), (1, 0, 1));

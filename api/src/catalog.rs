@@ -114,7 +114,10 @@ fn default_admit_per_second() -> u32 {
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings { enabled: false, admit_per_second: DEFAULT_ADMIT_PER_SECOND }
+        QueueSettings {
+            enabled: false,
+            admit_per_second: DEFAULT_ADMIT_PER_SECOND,
+        }
     }
 }
 
@@ -240,13 +243,22 @@ pub struct Event {
 
 fn text(field: &str, value: &str, max_bytes: usize, required: bool) -> Result<(), ApiError> {
     if required && value.trim().is_empty() {
-        return Err(ApiError::invalid_field(field, format!("{field} must not be empty")));
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if value.len() > max_bytes {
-        return Err(ApiError::invalid_field(field, format!("{field} is at most {max_bytes} bytes")));
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} is at most {max_bytes} bytes"),
+        ));
     }
     if value.chars().any(char::is_control) && field != "description" {
-        return Err(ApiError::invalid_field(field, format!("{field} must not contain control characters")));
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(())
 }
@@ -255,18 +267,26 @@ fn currency(field: &str, value: &str) -> Result<(), ApiError> {
     if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(())
     } else {
-        Err(ApiError::invalid_field(field, "currency must be an ISO 4217 code in upper case, such as USD"))
+        Err(ApiError::invalid_field(
+            field,
+            "currency must be an ISO 4217 code in upper case, such as USD",
+        ))
     }
 }
 
 fn category(field: &str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
         && value.len() <= 32
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid_field(field, "category must be a lowercase slug (a-z, 0-9, -) of at most 32 bytes"))
+        Err(ApiError::invalid_field(
+            field,
+            "category must be a lowercase slug (a-z, 0-9, -) of at most 32 bytes",
+        ))
     }
 }
 
@@ -274,7 +294,10 @@ fn hold_ttl(field: &str, seconds: u64) -> Result<(), ApiError> {
     if (MIN_HOLD_TTL_SECONDS..=MAX_HOLD_TTL_SECONDS).contains(&seconds) {
         Ok(())
     } else {
-        Err(ApiError::invalid_field(field, format!("hold_ttl_seconds must be {MIN_HOLD_TTL_SECONDS}..={MAX_HOLD_TTL_SECONDS}")))
+        Err(ApiError::invalid_field(
+            field,
+            format!("hold_ttl_seconds must be {MIN_HOLD_TTL_SECONDS}..={MAX_HOLD_TTL_SECONDS}"),
+        ))
     }
 }
 
@@ -289,19 +312,33 @@ fn queue(field: &str, settings: &QueueSettings) -> Result<(), ApiError> {
 }
 
 fn starts_at(field: &str, value: &str) -> Result<u64, ApiError> {
-    parse_rfc3339_ms(value).ok_or_else(|| ApiError::invalid_field(field, "starts_at must be an RFC 3339 time such as 2027-06-01T19:00:00Z"))
+    parse_rfc3339_ms(value).ok_or_else(|| {
+        ApiError::invalid_field(
+            field,
+            "starts_at must be an RFC 3339 time such as 2027-06-01T19:00:00Z",
+        )
+    })
 }
 
 fn performer_ids(field: &str, ids: &[String]) -> Result<(), ApiError> {
     if ids.len() > MAX_PERFORMERS_PER_EVENT {
-        return Err(ApiError::invalid_field(field, format!("an event lists at most {MAX_PERFORMERS_PER_EVENT} performers")));
+        return Err(ApiError::invalid_field(
+            field,
+            format!("an event lists at most {MAX_PERFORMERS_PER_EVENT} performers"),
+        ));
     }
     for (i, id) in ids.iter().enumerate() {
         if !is_valid_id(id) {
-            return Err(ApiError::invalid_field(format!("{field}[{i}]"), "not a performer id"));
+            return Err(ApiError::invalid_field(
+                format!("{field}[{i}]"),
+                "not a performer id",
+            ));
         }
         if ids[..i].contains(id) {
-            return Err(ApiError::invalid_field(format!("{field}[{i}]"), "performer listed twice"));
+            return Err(ApiError::invalid_field(
+                format!("{field}[{i}]"),
+                "performer listed twice",
+            ));
         }
     }
     Ok(())
@@ -309,15 +346,26 @@ fn performer_ids(field: &str, ids: &[String]) -> Result<(), ApiError> {
 
 impl NewVenue {
     /// Checks the request and builds the stored venue.
-    pub fn into_venue(self, venue_id: String, now_ms: u64, request_digest: String) -> Result<Venue, ApiError> {
+    pub fn into_venue(
+        self,
+        venue_id: String,
+        now_ms: u64,
+        request_digest: String,
+    ) -> Result<Venue, ApiError> {
         text("name", &self.name, MAX_NAME_BYTES, true)?;
         text("city", &self.city, MAX_SHORT_TEXT_BYTES, true)?;
         text("address", &self.address, MAX_SHORT_TEXT_BYTES, false)?;
         if self.country.len() != 2 || !self.country.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ApiError::invalid_field("country", "country must be an ISO 3166-1 alpha-2 code such as US"));
+            return Err(ApiError::invalid_field(
+                "country",
+                "country must be an ISO 3166-1 alpha-2 code such as US",
+            ));
         }
         if self.sections.is_empty() || self.sections.len() > MAX_SECTIONS_PER_VENUE {
-            return Err(ApiError::invalid_field("sections", format!("a venue has 1..={MAX_SECTIONS_PER_VENUE} sections")));
+            return Err(ApiError::invalid_field(
+                "sections",
+                format!("a venue has 1..={MAX_SECTIONS_PER_VENUE} sections"),
+            ));
         }
         let venue_currency = self.sections[0].price.currency.clone();
         let mut capacity: usize = 0;
@@ -327,16 +375,28 @@ impl NewVenue {
             text(&f("name"), &section.name, MAX_NAME_BYTES, true)?;
             currency(&f("price.currency"), &section.price.currency)?;
             if section.price.currency != venue_currency {
-                return Err(ApiError::invalid_field(f("price.currency"), "every section of a venue is priced in one currency"));
+                return Err(ApiError::invalid_field(
+                    f("price.currency"),
+                    "every section of a venue is priced in one currency",
+                ));
             }
             if section.price.amount == 0 || section.price.amount > MAX_PRICE_MINOR {
-                return Err(ApiError::invalid_field(f("price.amount"), format!("price must be 1..={MAX_PRICE_MINOR} minor units")));
+                return Err(ApiError::invalid_field(
+                    f("price.amount"),
+                    format!("price must be 1..={MAX_PRICE_MINOR} minor units"),
+                ));
             }
             if sections.iter().any(|s: &Section| s.name == section.name) {
-                return Err(ApiError::invalid_field(f("name"), "section names must be unique"));
+                return Err(ApiError::invalid_field(
+                    f("name"),
+                    "section names must be unique",
+                ));
             }
             if section.rows.is_empty() || section.rows.len() > MAX_ROWS_PER_SECTION {
-                return Err(ApiError::invalid_field(f("rows"), format!("a section has 1..={MAX_ROWS_PER_SECTION} rows")));
+                return Err(ApiError::invalid_field(
+                    f("rows"),
+                    format!("a section has 1..={MAX_ROWS_PER_SECTION} rows"),
+                ));
             }
             let mut rows: Vec<Row> = Vec::with_capacity(section.rows.len());
             for (ri, row) in section.rows.into_iter().enumerate() {
@@ -345,21 +405,41 @@ impl NewVenue {
                     && row.name.len() <= MAX_ROW_NAME_BYTES
                     && row.name.bytes().all(|b| b.is_ascii_alphanumeric());
                 if !name_ok {
-                    return Err(ApiError::invalid_field(rf("name"), format!("row names are 1..={MAX_ROW_NAME_BYTES} ascii letters or digits")));
+                    return Err(ApiError::invalid_field(
+                        rf("name"),
+                        format!("row names are 1..={MAX_ROW_NAME_BYTES} ascii letters or digits"),
+                    ));
                 }
                 if rows.iter().any(|r| r.name == row.name) {
-                    return Err(ApiError::invalid_field(rf("name"), "row names must be unique within a section"));
+                    return Err(ApiError::invalid_field(
+                        rf("name"),
+                        "row names must be unique within a section",
+                    ));
                 }
                 if row.seats == 0 || row.seats > MAX_SEATS_PER_ROW {
-                    return Err(ApiError::invalid_field(rf("seats"), format!("a row has 1..={MAX_SEATS_PER_ROW} seats")));
+                    return Err(ApiError::invalid_field(
+                        rf("seats"),
+                        format!("a row has 1..={MAX_SEATS_PER_ROW} seats"),
+                    ));
                 }
                 capacity += row.seats as usize;
-                rows.push(Row { name: row.name, seats: row.seats });
+                rows.push(Row {
+                    name: row.name,
+                    seats: row.seats,
+                });
             }
-            sections.push(Section { id: format!("s{}", si + 1), name: section.name, price: section.price, rows });
+            sections.push(Section {
+                id: format!("s{}", si + 1),
+                name: section.name,
+                price: section.price,
+                rows,
+            });
         }
         if capacity > MAX_SEATS_PER_VENUE {
-            return Err(ApiError::invalid_field("sections", format!("a venue has at most {MAX_SEATS_PER_VENUE} seats")));
+            return Err(ApiError::invalid_field(
+                "sections",
+                format!("a venue has at most {MAX_SEATS_PER_VENUE} seats"),
+            ));
         }
         Ok(Venue {
             venue_id,
@@ -398,19 +478,46 @@ impl Venue {
 }
 
 impl NewPerformer {
-    pub fn into_performer(self, performer_id: String, now_ms: u64, request_digest: String) -> Result<Performer, ApiError> {
+    pub fn into_performer(
+        self,
+        performer_id: String,
+        now_ms: u64,
+        request_digest: String,
+    ) -> Result<Performer, ApiError> {
         text("name", &self.name, MAX_NAME_BYTES, true)?;
-        text("description", &self.description, MAX_DESCRIPTION_BYTES, false)?;
-        Ok(Performer { performer_id, name: self.name, description: self.description, created_at: rfc3339_from_ms(now_ms), request_digest })
+        text(
+            "description",
+            &self.description,
+            MAX_DESCRIPTION_BYTES,
+            false,
+        )?;
+        Ok(Performer {
+            performer_id,
+            name: self.name,
+            description: self.description,
+            created_at: rfc3339_from_ms(now_ms),
+            request_digest,
+        })
     }
 }
 
 impl NewEvent {
     /// Checks the request's own fields (the venue and performers are looked up by the
     /// caller) and builds the stored event.
-    pub fn into_event(self, event_id: String, venue: &Venue, now_ms: u64, request_digest: String) -> Result<Event, ApiError> {
+    pub fn into_event(
+        self,
+        event_id: String,
+        venue: &Venue,
+        now_ms: u64,
+        request_digest: String,
+    ) -> Result<Event, ApiError> {
         text("name", &self.name, MAX_NAME_BYTES, true)?;
-        text("description", &self.description, MAX_DESCRIPTION_BYTES, false)?;
+        text(
+            "description",
+            &self.description,
+            MAX_DESCRIPTION_BYTES,
+            false,
+        )?;
         category("category", &self.category)?;
         performer_ids("performer_ids", &self.performer_ids)?;
         hold_ttl("hold_ttl_seconds", self.hold_ttl_seconds)?;
@@ -508,12 +615,23 @@ mod tests {
 
     #[test]
     fn a_venue_expands_into_its_seats() {
-        let venue = venue_request().into_venue("ve_1".into(), 0, String::new()).expect("valid");
+        let venue = venue_request()
+            .into_venue("ve_1".into(), 0, String::new())
+            .expect("valid");
         assert_eq!(venue.capacity, 45);
         assert_eq!(venue.currency, "USD");
         let seats = venue.seats();
         assert_eq!(seats.len(), 45);
-        assert_eq!(seats[0], SeatSpec { id: "s1-1-1".into(), section: "Floor A".into(), row: "1".into(), number: 1, price_minor: 12950 });
+        assert_eq!(
+            seats[0],
+            SeatSpec {
+                id: "s1-1-1".into(),
+                section: "Floor A".into(),
+                row: "1".into(),
+                number: 1,
+                price_minor: 12950
+            }
+        );
         assert_eq!(seats[44].id, "s2-A-3");
         let mut ids: Vec<&str> = seats.iter().map(|s| s.id.as_str()).collect();
         ids.sort();
@@ -527,18 +645,38 @@ mod tests {
             (Box::new(|v| v.name = " ".into()), "name"),
             (Box::new(|v| v.country = "USA".into()), "country"),
             (Box::new(|v| v.sections.clear()), "sections"),
-            (Box::new(|v| v.sections[1].price.currency = "EUR".into()), "sections[1].price.currency"),
-            (Box::new(|v| v.sections[0].price.amount = 0), "sections[0].price.amount"),
-            (Box::new(|v| v.sections[0].rows[1].name = "1".into()), "sections[0].rows[1].name"),
-            (Box::new(|v| v.sections[0].rows[0].name = "a-b".into()), "sections[0].rows[0].name"),
-            (Box::new(|v| v.sections[0].rows[0].seats = 0), "sections[0].rows[0].seats"),
-            (Box::new(|v| v.sections[1].name = "Floor A".into()), "sections[1].name"),
+            (
+                Box::new(|v| v.sections[1].price.currency = "EUR".into()),
+                "sections[1].price.currency",
+            ),
+            (
+                Box::new(|v| v.sections[0].price.amount = 0),
+                "sections[0].price.amount",
+            ),
+            (
+                Box::new(|v| v.sections[0].rows[1].name = "1".into()),
+                "sections[0].rows[1].name",
+            ),
+            (
+                Box::new(|v| v.sections[0].rows[0].name = "a-b".into()),
+                "sections[0].rows[0].name",
+            ),
+            (
+                Box::new(|v| v.sections[0].rows[0].seats = 0),
+                "sections[0].rows[0].seats",
+            ),
+            (
+                Box::new(|v| v.sections[1].name = "Floor A".into()),
+                "sections[1].name",
+            ),
         ];
         for (mutate, field) in cases {
             let mut request = venue_request();
             mutate(&mut request);
             match request.into_venue("ve_1".into(), 0, String::new()) {
-                Err(ApiError::InvalidRequest { field: Some(got), .. }) => assert_eq!(got, field),
+                Err(ApiError::InvalidRequest {
+                    field: Some(got), ..
+                }) => assert_eq!(got, field),
                 other => panic!("{field}: {other:?}"),
             }
         }
@@ -546,31 +684,57 @@ mod tests {
 
     #[test]
     fn events_validate_and_patch() {
-        let venue = venue_request().into_venue("ve_1".into(), 0, String::new()).expect("valid");
+        let venue = venue_request()
+            .into_venue("ve_1".into(), 0, String::new())
+            .expect("valid");
         let request: NewEvent = serde_json::from_value(json!({
             "name": "Summer Night", "category": "concert", "venue_id": "ve_1",
             "performer_ids": ["pf_1"], "starts_at": "2027-06-01T21:00:00+02:00"
         }))
         .expect("event request");
-        let event = request.clone().into_event("ev_1".into(), &venue, 1_000, String::new()).expect("valid");
+        let event = request
+            .clone()
+            .into_event("ev_1".into(), &venue, 1_000, String::new())
+            .expect("valid");
         assert_eq!(event.starts_at, "2027-06-01T19:00:00Z");
-        assert_eq!((event.hold_ttl_seconds, event.on_sale, event.queue.enabled), (600, true, false));
+        assert_eq!(
+            (event.hold_ttl_seconds, event.on_sale, event.queue.enabled),
+            (600, true, false)
+        );
         assert_eq!((event.capacity, event.currency.as_str()), (45, "USD"));
 
-        for (field, value) in [("category", json!("Rock & Roll")), ("starts_at", json!("tomorrow")), ("hold_ttl_seconds", json!(0)), ("performer_ids", json!(["pf_1", "pf_1"]))] {
+        for (field, value) in [
+            ("category", json!("Rock & Roll")),
+            ("starts_at", json!("tomorrow")),
+            ("hold_ttl_seconds", json!(0)),
+            ("performer_ids", json!(["pf_1", "pf_1"])),
+        ] {
             let mut body = serde_json::to_value(&request).expect("json");
             body[field] = value;
             let bad: NewEvent = serde_json::from_value(body).expect("shape");
-            assert!(matches!(bad.into_event("ev_1".into(), &venue, 0, String::new()), Err(ApiError::InvalidRequest { .. })), "{field}");
+            assert!(
+                matches!(
+                    bad.into_event("ev_1".into(), &venue, 0, String::new()),
+                    Err(ApiError::InvalidRequest { .. })
+                ),
+                "{field}"
+            );
         }
 
-        let patch: EventPatch = serde_json::from_value(json!({"on_sale": false, "hold_ttl_seconds": 30, "queue": {"enabled": true}})).expect("patch");
+        let patch: EventPatch = serde_json::from_value(
+            json!({"on_sale": false, "hold_ttl_seconds": 30, "queue": {"enabled": true}}),
+        )
+        .expect("patch");
         let patched = patch.apply(event.clone(), 2_000).expect("valid patch");
         assert!(!patched.on_sale && patched.queue.enabled);
-        assert_eq!((patched.hold_ttl_seconds, patched.queue.admit_per_second), (30, DEFAULT_ADMIT_PER_SECOND));
+        assert_eq!(
+            (patched.hold_ttl_seconds, patched.queue.admit_per_second),
+            (30, DEFAULT_ADMIT_PER_SECOND)
+        );
         assert_eq!(patched.created_at, event.created_at);
         assert_ne!(patched.updated_at, event.updated_at);
-        let bad: EventPatch = serde_json::from_value(json!({"hold_ttl_seconds": 3601})).expect("patch");
+        let bad: EventPatch =
+            serde_json::from_value(json!({"hold_ttl_seconds": 3601})).expect("patch");
         assert!(bad.apply(event, 0).is_err());
     }
 }

@@ -137,7 +137,9 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
     let days = days_from_civil(year, month, day);
     let local_secs = days * 86_400 + (hour * 3600 + minute * 60 + second.min(59)) as i64;
     let utc_secs = local_secs - offset_secs;
-    u64::try_from(utc_secs).ok().map(|secs| secs * 1000 + millis)
+    u64::try_from(utc_secs)
+        .ok()
+        .map(|secs| secs * 1000 + millis)
 }
 
 fn is_leap(year: u64) -> bool {
@@ -219,15 +221,38 @@ mod tests {
     #[test]
     fn parses_rfc3339() {
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ms("2027-06-01T19:00:00Z"), Some(1_811_876_400_000));
-        assert_eq!(parse_rfc3339_ms("2027-06-01T21:00:00+02:00"), Some(1_811_876_400_000));
-        assert_eq!(parse_rfc3339_ms("2027-06-01T18:30:00-00:30"), Some(1_811_876_400_000));
-        assert_eq!(parse_rfc3339_ms("2027-06-01T19:00:00.25Z"), Some(1_811_876_400_250));
-        assert_eq!(parse_rfc3339_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
+        assert_eq!(
+            parse_rfc3339_ms("2027-06-01T19:00:00Z"),
+            Some(1_811_876_400_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2027-06-01T21:00:00+02:00"),
+            Some(1_811_876_400_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2027-06-01T18:30:00-00:30"),
+            Some(1_811_876_400_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2027-06-01T19:00:00.25Z"),
+            Some(1_811_876_400_250)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000)
+        );
         for bad in [
-            "", "2027-06-01", "2027-06-01T19:00:00", "2027-13-01T00:00:00Z", "2027-02-29T00:00:00Z",
-            "2027-06-01T24:00:00Z", "2027-06-01T19:00:00.Z", "1969-12-31T23:59:59Z",
-            "2027-06-01T19:00:00+2:00", "20x7-06-01T19:00:00Z", "2027-06-01T19:00:00Zjunk",
+            "",
+            "2027-06-01",
+            "2027-06-01T19:00:00",
+            "2027-13-01T00:00:00Z",
+            "2027-02-29T00:00:00Z",
+            "2027-06-01T24:00:00Z",
+            "2027-06-01T19:00:00.Z",
+            "1969-12-31T23:59:59Z",
+            "2027-06-01T19:00:00+2:00",
+            "20x7-06-01T19:00:00Z",
+            "2027-06-01T19:00:00Zjunk",
             "٢٠٢٧-06-01T19:00:00Z",
         ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");

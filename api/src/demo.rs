@@ -14,7 +14,10 @@ use boxoffice_raft::types::{Command, Outcome};
 use futures_util::stream::{self, StreamExt};
 
 use crate::app::AppState;
-use crate::catalog::{Event, Money, NewEvent, NewPerformer, NewRow, NewSection, NewVenue, QueueSettings, KIND_PERFORMER, KIND_VENUE};
+use crate::catalog::{
+    Event, Money, NewEvent, NewPerformer, NewRow, NewSection, NewVenue, QueueSettings,
+    KIND_PERFORMER, KIND_VENUE,
+};
 use crate::problem::ApiError;
 use crate::routes::admin::{create_event_doc, put_doc};
 
@@ -28,7 +31,11 @@ pub struct DemoSize {
 
 impl Default for DemoSize {
     fn default() -> Self {
-        DemoSize { n_venues: 240, n_performers: 400, n_events: 2_400 }
+        DemoSize {
+            n_venues: 240,
+            n_performers: 400,
+            n_events: 2_400,
+        }
     }
 }
 
@@ -73,56 +80,222 @@ impl Rng {
 
 /// (city, ISO country, currency, typical seat price in minor units)
 const CITIES: [(&str, &str, &str, u64); 48] = [
-    ("New York", "US", "USD", 8_900), ("Los Angeles", "US", "USD", 7_900), ("Chicago", "US", "USD", 6_900),
-    ("Austin", "US", "USD", 5_500), ("Nashville", "US", "USD", 5_900), ("Seattle", "US", "USD", 6_500),
-    ("Denver", "US", "USD", 5_900), ("Atlanta", "US", "USD", 5_900), ("New Orleans", "US", "USD", 5_500),
-    ("Boston", "US", "USD", 6_900), ("San Francisco", "US", "USD", 7_500), ("Miami", "US", "USD", 6_900),
-    ("Philadelphia", "US", "USD", 5_900), ("Minneapolis", "US", "USD", 5_500), ("Portland", "US", "USD", 4_900),
-    ("Toronto", "CA", "CAD", 7_900), ("Montreal", "CA", "CAD", 6_900), ("Vancouver", "CA", "CAD", 7_500),
-    ("London", "GB", "GBP", 5_500), ("Manchester", "GB", "GBP", 4_500), ("Glasgow", "GB", "GBP", 3_900),
-    ("Dublin", "IE", "EUR", 5_500), ("Paris", "FR", "EUR", 6_500), ("Lyon", "FR", "EUR", 4_500),
-    ("Berlin", "DE", "EUR", 5_500), ("Hamburg", "DE", "EUR", 4_900), ("Munich", "DE", "EUR", 5_900),
-    ("Amsterdam", "NL", "EUR", 5_500), ("Brussels", "BE", "EUR", 4_900), ("Madrid", "ES", "EUR", 4_900),
-    ("Barcelona", "ES", "EUR", 5_500), ("Lisbon", "PT", "EUR", 3_900), ("Milan", "IT", "EUR", 5_500),
-    ("Rome", "IT", "EUR", 4_900), ("Vienna", "AT", "EUR", 5_900), ("Zurich", "CH", "CHF", 8_900),
-    ("Copenhagen", "DK", "DKK", 45_000), ("Stockholm", "SE", "SEK", 59_000), ("Oslo", "NO", "NOK", 69_000),
-    ("Helsinki", "FI", "EUR", 5_500), ("Warsaw", "PL", "PLN", 19_900), ("Prague", "CZ", "CZK", 99_000),
-    ("Sydney", "AU", "AUD", 8_900), ("Melbourne", "AU", "AUD", 7_900), ("Auckland", "NZ", "NZD", 7_900),
-    ("Tokyo", "JP", "JPY", 9_800), ("Osaka", "JP", "JPY", 8_800), ("Mexico City", "MX", "MXN", 99_000),
+    ("New York", "US", "USD", 8_900),
+    ("Los Angeles", "US", "USD", 7_900),
+    ("Chicago", "US", "USD", 6_900),
+    ("Austin", "US", "USD", 5_500),
+    ("Nashville", "US", "USD", 5_900),
+    ("Seattle", "US", "USD", 6_500),
+    ("Denver", "US", "USD", 5_900),
+    ("Atlanta", "US", "USD", 5_900),
+    ("New Orleans", "US", "USD", 5_500),
+    ("Boston", "US", "USD", 6_900),
+    ("San Francisco", "US", "USD", 7_500),
+    ("Miami", "US", "USD", 6_900),
+    ("Philadelphia", "US", "USD", 5_900),
+    ("Minneapolis", "US", "USD", 5_500),
+    ("Portland", "US", "USD", 4_900),
+    ("Toronto", "CA", "CAD", 7_900),
+    ("Montreal", "CA", "CAD", 6_900),
+    ("Vancouver", "CA", "CAD", 7_500),
+    ("London", "GB", "GBP", 5_500),
+    ("Manchester", "GB", "GBP", 4_500),
+    ("Glasgow", "GB", "GBP", 3_900),
+    ("Dublin", "IE", "EUR", 5_500),
+    ("Paris", "FR", "EUR", 6_500),
+    ("Lyon", "FR", "EUR", 4_500),
+    ("Berlin", "DE", "EUR", 5_500),
+    ("Hamburg", "DE", "EUR", 4_900),
+    ("Munich", "DE", "EUR", 5_900),
+    ("Amsterdam", "NL", "EUR", 5_500),
+    ("Brussels", "BE", "EUR", 4_900),
+    ("Madrid", "ES", "EUR", 4_900),
+    ("Barcelona", "ES", "EUR", 5_500),
+    ("Lisbon", "PT", "EUR", 3_900),
+    ("Milan", "IT", "EUR", 5_500),
+    ("Rome", "IT", "EUR", 4_900),
+    ("Vienna", "AT", "EUR", 5_900),
+    ("Zurich", "CH", "CHF", 8_900),
+    ("Copenhagen", "DK", "DKK", 45_000),
+    ("Stockholm", "SE", "SEK", 59_000),
+    ("Oslo", "NO", "NOK", 69_000),
+    ("Helsinki", "FI", "EUR", 5_500),
+    ("Warsaw", "PL", "PLN", 19_900),
+    ("Prague", "CZ", "CZK", 99_000),
+    ("Sydney", "AU", "AUD", 8_900),
+    ("Melbourne", "AU", "AUD", 7_900),
+    ("Auckland", "NZ", "NZD", 7_900),
+    ("Tokyo", "JP", "JPY", 9_800),
+    ("Osaka", "JP", "JPY", 8_800),
+    ("Mexico City", "MX", "MXN", 99_000),
 ];
 
 const FIRST: [&str; 40] = [
-    "Ava", "Liam", "Maya", "Noah", "Zoe", "Elijah", "Clara", "Mateo", "Ines", "Oscar", "Hazel", "Jonah", "Freya", "Leon",
-    "Nina", "Felix", "Iris", "Marcus", "Lena", "Theo", "Aurora", "Silas", "June", "Dante", "Elise", "Rafael", "Greta",
-    "Kofi", "Yuki", "Sofia", "Anders", "Priya", "Tomas", "Amara", "Caleb", "Mira", "Jasper", "Lucia", "Idris", "Sunny",
+    "Ava", "Liam", "Maya", "Noah", "Zoe", "Elijah", "Clara", "Mateo", "Ines", "Oscar", "Hazel",
+    "Jonah", "Freya", "Leon", "Nina", "Felix", "Iris", "Marcus", "Lena", "Theo", "Aurora", "Silas",
+    "June", "Dante", "Elise", "Rafael", "Greta", "Kofi", "Yuki", "Sofia", "Anders", "Priya",
+    "Tomas", "Amara", "Caleb", "Mira", "Jasper", "Lucia", "Idris", "Sunny",
 ];
 const LAST: [&str; 40] = [
-    "Hart", "Delgado", "Okafor", "Lindqvist", "Moreau", "Castillo", "Whitaker", "Novak", "Brennan", "Sato", "Fischer",
-    "Quinn", "Romero", "Ashby", "Kowalski", "Vance", "Oduya", "Marsh", "Bellamy", "Reyes", "Holloway", "Strand", "Ivers",
-    "Calloway", "Mendes", "Archer", "Lowell", "Tanaka", "Varga", "Sinclair", "Rhodes", "Falk", "Greer", "Monroe",
-    "Petrov", "Wilde", "Achebe", "Duval", "Keane", "Sterling",
+    "Hart",
+    "Delgado",
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Castillo",
+    "Whitaker",
+    "Novak",
+    "Brennan",
+    "Sato",
+    "Fischer",
+    "Quinn",
+    "Romero",
+    "Ashby",
+    "Kowalski",
+    "Vance",
+    "Oduya",
+    "Marsh",
+    "Bellamy",
+    "Reyes",
+    "Holloway",
+    "Strand",
+    "Ivers",
+    "Calloway",
+    "Mendes",
+    "Archer",
+    "Lowell",
+    "Tanaka",
+    "Varga",
+    "Sinclair",
+    "Rhodes",
+    "Falk",
+    "Greer",
+    "Monroe",
+    "Petrov",
+    "Wilde",
+    "Achebe",
+    "Duval",
+    "Keane",
+    "Sterling",
 ];
 const ADJECTIVES: [&str; 32] = [
-    "Electric", "Velvet", "Midnight", "Golden", "Neon", "Silver", "Hollow", "Wild", "Crimson", "Paper", "Northern",
-    "Lunar", "Broken", "Burning", "Quiet", "Copper", "Glass", "Wandering", "Restless", "Electric", "Faded", "Savage",
-    "Gentle", "Cosmic", "Rusty", "Bright", "Distant", "Hidden", "Frozen", "Royal", "Secret", "Violet",
+    "Electric",
+    "Velvet",
+    "Midnight",
+    "Golden",
+    "Neon",
+    "Silver",
+    "Hollow",
+    "Wild",
+    "Crimson",
+    "Paper",
+    "Northern",
+    "Lunar",
+    "Broken",
+    "Burning",
+    "Quiet",
+    "Copper",
+    "Glass",
+    "Wandering",
+    "Restless",
+    "Electric",
+    "Faded",
+    "Savage",
+    "Gentle",
+    "Cosmic",
+    "Rusty",
+    "Bright",
+    "Distant",
+    "Hidden",
+    "Frozen",
+    "Royal",
+    "Secret",
+    "Violet",
 ];
 const NOUNS: [&str; 32] = [
-    "Foxes", "Tides", "Engines", "Ravens", "Lanterns", "Satellites", "Wolves", "Harbors", "Pilots", "Owls", "Rivers",
-    "Machines", "Sparrows", "Giants", "Kings", "Echoes", "Comets", "Monarchs", "Saints", "Drifters", "Shadows", "Parade",
-    "Orchards", "Strangers", "Canyons", "Arrows", "Ghosts", "Signals", "Horses", "Embers", "Dreamers", "Wires",
+    "Foxes",
+    "Tides",
+    "Engines",
+    "Ravens",
+    "Lanterns",
+    "Satellites",
+    "Wolves",
+    "Harbors",
+    "Pilots",
+    "Owls",
+    "Rivers",
+    "Machines",
+    "Sparrows",
+    "Giants",
+    "Kings",
+    "Echoes",
+    "Comets",
+    "Monarchs",
+    "Saints",
+    "Drifters",
+    "Shadows",
+    "Parade",
+    "Orchards",
+    "Strangers",
+    "Canyons",
+    "Arrows",
+    "Ghosts",
+    "Signals",
+    "Horses",
+    "Embers",
+    "Dreamers",
+    "Wires",
 ];
 const TOURS: [&str; 16] = [
-    "World Tour", "Live", "Farewell Tour", "Summer Tour", "Acoustic Nights", "Reunion Tour", "In Concert", "Unplugged",
-    "Greatest Hits Tour", "Winter Tour", "Album Release Show", "Arena Tour", "Anniversary Tour", "Intimate Evening",
-    "Festival Warm-Up", "Homecoming",
+    "World Tour",
+    "Live",
+    "Farewell Tour",
+    "Summer Tour",
+    "Acoustic Nights",
+    "Reunion Tour",
+    "In Concert",
+    "Unplugged",
+    "Greatest Hits Tour",
+    "Winter Tour",
+    "Album Release Show",
+    "Arena Tour",
+    "Anniversary Tour",
+    "Intimate Evening",
+    "Festival Warm-Up",
+    "Homecoming",
 ];
 const PLAYS: [&str; 16] = [
-    "The Glass Menagerie", "A Midsummer Night's Dream", "Death of a Salesman", "The Importance of Being Earnest",
-    "Hamlet", "Our Town", "The Cherry Orchard", "Twelfth Night", "Waiting for Godot", "Macbeth", "Pygmalion",
-    "The Seagull", "Much Ado About Nothing", "A Doll's House", "The Tempest", "Cyrano de Bergerac",
+    "The Glass Menagerie",
+    "A Midsummer Night's Dream",
+    "Death of a Salesman",
+    "The Importance of Being Earnest",
+    "Hamlet",
+    "Our Town",
+    "The Cherry Orchard",
+    "Twelfth Night",
+    "Waiting for Godot",
+    "Macbeth",
+    "Pygmalion",
+    "The Seagull",
+    "Much Ado About Nothing",
+    "A Doll's House",
+    "The Tempest",
+    "Cyrano de Bergerac",
 ];
-const GENRES: [&str; 12] = ["indie rock", "jazz", "electronic", "folk", "hip-hop", "soul", "classical", "country", "metal", "pop", "blues", "afrobeat"];
+const GENRES: [&str; 12] = [
+    "indie rock",
+    "jazz",
+    "electronic",
+    "folk",
+    "hip-hop",
+    "soul",
+    "classical",
+    "country",
+    "metal",
+    "pop",
+    "blues",
+    "afrobeat",
+];
 
 /// Seats per row and rows per section for each kind of venue: (kind name, sections, rows
 /// per section, seats per row). Clubs and theatres dominate so first start stays quick.
@@ -131,7 +304,12 @@ const VENUE_KINDS: [(&str, &[&str], usize, u32); 5] = [
     ("Ballroom", &["Floor", "Balcony"], 6, 18),
     ("Theatre", &["Orchestra", "Mezzanine", "Balcony"], 8, 20),
     ("Music Hall", &["Floor", "Loge", "Balcony"], 10, 24),
-    ("Arena", &["Floor A", "Floor B", "Lower Bowl", "Upper Bowl"], 20, 30),
+    (
+        "Arena",
+        &["Floor A", "Floor B", "Lower Bowl", "Upper Bowl"],
+        20,
+        30,
+    ),
 ];
 
 /// Which venue kind the i-th venue is: mostly small rooms.
@@ -178,9 +356,15 @@ pub fn venue(i: usize) -> NewVenue {
             let n_rows = rows.saturating_sub(rng.below(rows / 3 + 1)).max(1);
             NewSection {
                 name: (*section).to_owned(),
-                price: Money { amount: price.max(100), currency: currency.to_owned() },
+                price: Money {
+                    amount: price.max(100),
+                    currency: currency.to_owned(),
+                },
                 rows: (0..n_rows)
-                    .map(|r| NewRow { name: row_name(r), seats: seats_per_row.saturating_sub(rng.below(5) as u32).max(4) })
+                    .map(|r| NewRow {
+                        name: row_name(r),
+                        seats: seats_per_row.saturating_sub(rng.below(5) as u32).max(4),
+                    })
                     .collect(),
             }
         })
@@ -200,7 +384,11 @@ fn row_name(r: usize) -> String {
     if r < 26 {
         (letters[r] as char).to_string()
     } else {
-        format!("{}{}", letters[(r / 26 - 1) % 26] as char, letters[r % 26] as char)
+        format!(
+            "{}{}",
+            letters[(r / 26 - 1) % 26] as char,
+            letters[r % 26] as char
+        )
     }
 }
 
@@ -219,12 +407,24 @@ pub fn performer(i: usize) -> (NewPerformer, &'static str) {
             };
             (name, "concert", format!("A {genre} act on tour."))
         }
-        6 | 7 => (format!("{} {}", rng.pick(&FIRST), rng.pick(&LAST)), "comedy", "Stand-up comedy.".to_owned()),
+        6 | 7 => (
+            format!("{} {}", rng.pick(&FIRST), rng.pick(&LAST)),
+            "comedy",
+            "Stand-up comedy.".to_owned(),
+        ),
         8 => {
             let (city, ..) = CITIES[rng.below(CITIES.len())];
-            (format!("{city} {}", rng.pick(&NOUNS)), "sports", format!("The professional team of {city}."))
+            (
+                format!("{city} {}", rng.pick(&NOUNS)),
+                "sports",
+                format!("The professional team of {city}."),
+            )
         }
-        _ => (format!("{} Players", rng.pick(&LAST)), "theater", "A touring theatre company.".to_owned()),
+        _ => (
+            format!("{} Players", rng.pick(&LAST)),
+            "theater",
+            "A touring theatre company.".to_owned(),
+        ),
     };
     (NewPerformer { name, description }, category)
 }
@@ -275,23 +475,33 @@ pub fn event(i: usize, size: DemoSize, day0_ms: u64) -> NewEvent {
     };
     // Sold-out and hot events play small rooms so seeding them stays quick.
     let venue_idx = match sale_state(i) {
-        SaleState::SoldOut | SaleState::HotSale => (rng.below(size.n_venues / 4 + 1) * 4).min(size.n_venues - 1),
+        SaleState::SoldOut | SaleState::HotSale => {
+            (rng.below(size.n_venues / 4 + 1) * 4).min(size.n_venues - 1)
+        }
         _ => rng.below(size.n_venues),
     };
     let days = 1 + rng.below(364) as u64;
     let hour = [18, 19, 19, 20, 20, 21][rng.below(6)];
-    let starts_at_ms = day0_ms + days * 86_400_000 + hour * 3_600_000 + [0, 30][rng.below(2)] * 60_000;
+    let starts_at_ms =
+        day0_ms + days * 86_400_000 + hour * 3_600_000 + [0, 30][rng.below(2)] * 60_000;
     let state = sale_state(i);
     NewEvent {
         name,
-        description: format!("{} at {}.", headliner.description.trim_end_matches('.'), venue(venue_idx).name),
+        description: format!(
+            "{} at {}.",
+            headliner.description.trim_end_matches('.'),
+            venue(venue_idx).name
+        ),
         category: category.to_owned(),
         venue_id: venue_id(venue_idx),
         performer_ids,
         starts_at: crate::clock::rfc3339_from_ms(starts_at_ms),
         on_sale: state != SaleState::NotOnSale,
         hold_ttl_seconds: 600,
-        queue: QueueSettings { enabled: state == SaleState::HotSale, admit_per_second: 50 },
+        queue: QueueSettings {
+            enabled: state == SaleState::HotSale,
+            admit_per_second: 50,
+        },
     }
 }
 
@@ -305,7 +515,12 @@ pub struct SeedProgress {
 
 /// Writes the demo catalog through `state` (the same code paths the admin API uses).
 /// Idempotent: ids and request ids are deterministic, so a rerun changes nothing new.
-pub async fn seed(state: &AppState, size: DemoSize, day0_ms: u64, progress: Arc<SeedProgress>) -> Result<(), ApiError> {
+pub async fn seed(
+    state: &AppState,
+    size: DemoSize,
+    day0_ms: u64,
+    progress: Arc<SeedProgress>,
+) -> Result<(), ApiError> {
     let now_ms = state.now_ms();
     let venues = stream::iter(0..size.n_venues).map(|i| {
         let progress = progress.clone();
@@ -325,7 +540,9 @@ pub async fn seed(state: &AppState, size: DemoSize, day0_ms: u64, progress: Arc<
         async move {
             let id = performer_id(i);
             if state.catalog.performer(&id).is_none() {
-                let doc = performer(i).0.into_performer(id.clone(), now_ms, String::new())?;
+                let doc = performer(i)
+                    .0
+                    .into_performer(id.clone(), now_ms, String::new())?;
                 put_doc(state, KIND_PERFORMER, &id, &doc).await?;
             }
             progress.performers.fetch_add(1, Ordering::Relaxed);
@@ -339,7 +556,10 @@ pub async fn seed(state: &AppState, size: DemoSize, day0_ms: u64, progress: Arc<
             let id = event_id(i);
             let event = match state.catalog.event(&id) {
                 Some(event) => event,
-                None => Arc::new(create_event_doc(state, id.clone(), event(i, size, day0_ms), String::new()).await?),
+                None => Arc::new(
+                    create_event_doc(state, id.clone(), event(i, size, day0_ms), String::new())
+                        .await?,
+                ),
             };
             match sale_state(i) {
                 SaleState::SoldOut => sell(state, &event, 100).await?,
@@ -353,7 +573,9 @@ pub async fn seed(state: &AppState, size: DemoSize, day0_ms: u64, progress: Arc<
     run_all(events).await
 }
 
-async fn run_all<F: std::future::Future<Output = Result<(), ApiError>>>(tasks: impl futures_util::Stream<Item = F>) -> Result<(), ApiError> {
+async fn run_all<F: std::future::Future<Output = Result<(), ApiError>>>(
+    tasks: impl futures_util::Stream<Item = F>,
+) -> Result<(), ApiError> {
     let results = tasks.buffer_unordered(SEED_CONCURRENCY);
     let mut results = std::pin::pin!(results);
     while let Some(result) = results.next().await {
@@ -367,24 +589,50 @@ async fn run_all<F: std::future::Future<Output = Result<(), ApiError>>>(tasks: i
 async fn sell(state: &AppState, event: &Event, percent: usize) -> Result<(), ApiError> {
     let seats = state.event_seats(&event.event_id).await?;
     let n_to_sell = seats.specs.len() * percent / 100;
-    let chunks: Vec<Vec<String>> = seats.specs[..n_to_sell].chunks(SEATS_PER_DEMO_HOLD).map(|c| c.iter().map(|s| s.id.clone()).collect()).collect();
+    let chunks: Vec<Vec<String>> = seats.specs[..n_to_sell]
+        .chunks(SEATS_PER_DEMO_HOLD)
+        .map(|c| c.iter().map(|s| s.id.clone()).collect())
+        .collect();
     for (n, seat_ids) in chunks.into_iter().enumerate() {
         let fan = format!("demo-fan-{n}");
         let hold_id = format!("ho_{n:016x}.{}", event.event_id);
         let booking_id = format!("bk_{n:016x}.{}", event.event_id);
         let steps = [
-            Command::Hold { event_id: event.event_id.clone(), hold_id: hold_id.clone(), owner: fan.clone(), seat_ids, ttl_ms: Some(600_000) },
-            Command::CreateBooking { booking_id: booking_id.clone(), hold_id, owner: fan, payment_ref: "demo-seed".into() },
-            Command::Confirm { booking_id: booking_id.clone(), payment_event_id: "demo-seed".into() },
+            Command::Hold {
+                event_id: event.event_id.clone(),
+                hold_id: hold_id.clone(),
+                owner: fan.clone(),
+                seat_ids,
+                ttl_ms: Some(600_000),
+            },
+            Command::CreateBooking {
+                booking_id: booking_id.clone(),
+                hold_id,
+                owner: fan,
+                payment_ref: "demo-seed".into(),
+            },
+            Command::Confirm {
+                booking_id: booking_id.clone(),
+                payment_event_id: "demo-seed".into(),
+            },
         ];
         for (step, command) in steps.into_iter().enumerate() {
             let request = format!("demo/{booking_id}/{step}");
-            let reply = state.inventory.execute_for_event(&event.event_id, &request, command).await?;
+            let reply = state
+                .inventory
+                .execute_for_event(&event.event_id, &request, command)
+                .await?;
             match reply.outcome {
                 Outcome::Held(_) | Outcome::BookingCreated(_) | Outcome::Confirmed(_) => {}
                 // Somebody took these seats first (a rerun after real sales): skip the chunk.
-                Outcome::Unavailable { .. } | Outcome::Rejected(_) | Outcome::BookingFailed(_) => break,
-                other => return Err(ApiError::Internal(format!("seeding a sale answered {other:?}"))),
+                Outcome::Unavailable { .. } | Outcome::Rejected(_) | Outcome::BookingFailed(_) => {
+                    break
+                }
+                other => {
+                    return Err(ApiError::Internal(format!(
+                        "seeding a sale answered {other:?}"
+                    )))
+                }
             }
         }
     }
@@ -400,28 +648,48 @@ mod tests {
         let size = DemoSize::default();
         let day0 = 1_800_000_000_000 - 1_800_000_000_000 % 86_400_000;
         assert_eq!(format!("{:?}", venue(3)), format!("{:?}", venue(3)));
-        assert_eq!(format!("{:?}", event(42, size, day0)), format!("{:?}", event(42, size, day0)));
+        assert_eq!(
+            format!("{:?}", event(42, size, day0)),
+            format!("{:?}", event(42, size, day0))
+        );
         let mut total_seats = 0usize;
         let mut cities = std::collections::BTreeSet::new();
         for i in 0..size.n_venues {
-            let v = venue(i).into_venue(venue_id(i), 0, String::new()).expect("demo venues are valid");
+            let v = venue(i)
+                .into_venue(venue_id(i), 0, String::new())
+                .expect("demo venues are valid");
             cities.insert(v.city.clone());
             total_seats += v.capacity as usize;
         }
         assert!(cities.len() >= 40, "many cities");
-        assert!(total_seats / size.n_venues < 700, "mostly small rooms: {} seats on average", total_seats / size.n_venues);
+        assert!(
+            total_seats / size.n_venues < 700,
+            "mostly small rooms: {} seats on average",
+            total_seats / size.n_venues
+        );
         for i in 0..size.n_performers {
-            performer(i).0.into_performer(performer_id(i), 0, String::new()).expect("demo performers are valid");
+            performer(i)
+                .0
+                .into_performer(performer_id(i), 0, String::new())
+                .expect("demo performers are valid");
         }
         let mut states = [0usize; 4];
         for i in 0..size.n_events {
             let e = event(i, size, day0);
-            let v = venue(i % size.n_venues).into_venue(e.venue_id.clone(), 0, String::new()).expect("venue");
-            let parsed = e.clone().into_event(event_id(i), &v, 0, String::new()).expect("demo events are valid");
+            let v = venue(i % size.n_venues)
+                .into_venue(e.venue_id.clone(), 0, String::new())
+                .expect("venue");
+            let parsed = e
+                .clone()
+                .into_event(event_id(i), &v, 0, String::new())
+                .expect("demo events are valid");
             assert!(parsed.starts_at_ms > day0 && parsed.starts_at_ms < day0 + 366 * 86_400_000);
             states[sale_state(i) as usize] += 1;
         }
-        assert!(states.iter().all(|n| *n > 0), "every kind of sale appears: {states:?}");
+        assert!(
+            states.iter().all(|n| *n > 0),
+            "every kind of sale appears: {states:?}"
+        );
         assert_eq!(row_name(0), "A");
         assert_eq!(row_name(27), "AB");
     }

@@ -68,13 +68,24 @@ pub fn new_catalog_id(kind: IdKind) -> String {
 
 /// The catalog id an idempotent create with `key` by `user` gets.
 pub fn derived_catalog_id(kind: IdKind, user: &str, key: &str) -> String {
-    let hex = digest(&[kind.prefix().as_bytes(), user.as_bytes(), key.as_bytes()], ID_HEX_CHARS);
+    let hex = digest(
+        &[kind.prefix().as_bytes(), user.as_bytes(), key.as_bytes()],
+        ID_HEX_CHARS,
+    );
     format!("{}{hex}", kind.prefix())
 }
 
 /// A hold or booking id for `event_id`, derived from the caller's idempotency key.
 pub fn derived_event_scoped_id(kind: IdKind, user: &str, key: &str, event_id: &str) -> String {
-    let hex = digest(&[kind.prefix().as_bytes(), user.as_bytes(), key.as_bytes(), event_id.as_bytes()], ID_HEX_CHARS);
+    let hex = digest(
+        &[
+            kind.prefix().as_bytes(),
+            user.as_bytes(),
+            key.as_bytes(),
+            event_id.as_bytes(),
+        ],
+        ID_HEX_CHARS,
+    );
     format!("{}{hex}.{event_id}", kind.prefix())
 }
 
@@ -91,7 +102,10 @@ pub fn event_of(kind: IdKind, id: &str) -> Result<&str, ApiError> {
     }
     let rest = id.strip_prefix(kind.prefix()).ok_or_else(not_found)?;
     let (hex, event_id) = rest.split_once('.').ok_or_else(not_found)?;
-    if hex.len() != ID_HEX_CHARS || !hex.bytes().all(|b| b.is_ascii_hexdigit()) || !is_valid_id(event_id) {
+    if hex.len() != ID_HEX_CHARS
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+        || !is_valid_id(event_id)
+    {
         return Err(not_found());
     }
     Ok(event_id)
@@ -100,7 +114,11 @@ pub fn event_of(kind: IdKind, id: &str) -> Result<&str, ApiError> {
 /// Whether `id` could be a catalog id: 1..=64 bytes of ASCII letters, digits, `_` and `-`.
 /// (No `.`: hold and booking ids use it to separate the event.)
 pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The `Idempotency-Key` header: required, 1..=255 printable ASCII characters.
@@ -109,8 +127,13 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, ApiErr
     let value = headers
         .get(IDEMPOTENCY_HEADER)
         .ok_or_else(|| ApiError::invalid_field(field, "this request needs an Idempotency-Key header (any unique string, reused only to retry)"))?;
-    let text = value.to_str().map_err(|_| ApiError::invalid_field(field, "idempotency key must be printable ascii"))?;
-    if text.is_empty() || text.len() > MAX_IDEMPOTENCY_KEY_BYTES || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::invalid_field(field, "idempotency key must be printable ascii"))?;
+    if text.is_empty()
+        || text.len() > MAX_IDEMPOTENCY_KEY_BYTES
+        || !text.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
         return Err(ApiError::invalid_field(
             field,
             format!("idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} printable ascii characters"),
@@ -120,7 +143,9 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, ApiErr
 }
 
 /// The optional `Idempotency-Key` of requests that do not require one.
-pub fn optional_idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+pub fn optional_idempotency_key(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<String>, ApiError> {
     if headers.contains_key(IDEMPOTENCY_HEADER) {
         idempotency_key(headers).map(Some)
     } else {
@@ -130,7 +155,10 @@ pub fn optional_idempotency_key(headers: &axum::http::HeaderMap) -> Result<Optio
 
 /// The inventory request id of operation `op` by `user` under `key` (at most 64 bytes).
 pub fn request_id(op: &str, user: &str, key: &str) -> String {
-    format!("{op}/{}", digest(&[op.as_bytes(), user.as_bytes(), key.as_bytes()], 32))
+    format!(
+        "{op}/{}",
+        digest(&[op.as_bytes(), user.as_bytes(), key.as_bytes()], 32)
+    )
 }
 
 #[cfg(test)]
@@ -140,24 +168,54 @@ mod tests {
     #[test]
     fn derived_ids_are_stable_and_scoped() {
         let a = derived_event_scoped_id(IdKind::Hold, "alice", "k1", "ev_1");
-        assert_eq!(a, derived_event_scoped_id(IdKind::Hold, "alice", "k1", "ev_1"));
-        assert_ne!(a, derived_event_scoped_id(IdKind::Hold, "bob", "k1", "ev_1"));
-        assert_ne!(a, derived_event_scoped_id(IdKind::Hold, "alice", "k2", "ev_1"));
-        assert_ne!(a, derived_event_scoped_id(IdKind::Booking, "alice", "k1", "ev_1"));
+        assert_eq!(
+            a,
+            derived_event_scoped_id(IdKind::Hold, "alice", "k1", "ev_1")
+        );
+        assert_ne!(
+            a,
+            derived_event_scoped_id(IdKind::Hold, "bob", "k1", "ev_1")
+        );
+        assert_ne!(
+            a,
+            derived_event_scoped_id(IdKind::Hold, "alice", "k2", "ev_1")
+        );
+        assert_ne!(
+            a,
+            derived_event_scoped_id(IdKind::Booking, "alice", "k1", "ev_1")
+        );
         assert_eq!(event_of(IdKind::Hold, &a).ok(), Some("ev_1"));
         assert!(event_of(IdKind::Booking, &a).is_err());
         // Length-prefixing keeps part boundaries apart.
         assert_ne!(digest(&[b"ab", b"c"], 64), digest(&[b"a", b"bc"], 64));
-        assert_ne!(request_id("hold", "alice", "k"), request_id("booking", "alice", "k"));
+        assert_ne!(
+            request_id("hold", "alice", "k"),
+            request_id("booking", "alice", "k")
+        );
         assert!(request_id("hold", &"u".repeat(200), &"k".repeat(255)).len() <= 64);
     }
 
     #[test]
     fn foreign_ids_are_not_found() {
-        for id in ["", "ho_", "ho_zz.ev_1", "ho_0123456789abcdef", "ho_0123456789abcdef.", "ho_0123456789abcdef.a b", "bk_0123456789abcdef.ev_1", &"x".repeat(500)] {
-            assert!(matches!(event_of(IdKind::Hold, id), Err(ApiError::NotFound { .. })), "{id}");
+        for id in [
+            "",
+            "ho_",
+            "ho_zz.ev_1",
+            "ho_0123456789abcdef",
+            "ho_0123456789abcdef.",
+            "ho_0123456789abcdef.a b",
+            "bk_0123456789abcdef.ev_1",
+            &"x".repeat(500),
+        ] {
+            assert!(
+                matches!(event_of(IdKind::Hold, id), Err(ApiError::NotFound { .. })),
+                "{id}"
+            );
         }
-        assert_eq!(event_of(IdKind::Hold, "ho_0123456789abcdef.ev_9").ok(), Some("ev_9"));
+        assert_eq!(
+            event_of(IdKind::Hold, "ho_0123456789abcdef.ev_9").ok(),
+            Some("ev_9")
+        );
     }
 
     #[test]
@@ -177,7 +235,10 @@ mod tests {
     fn catalog_ids() {
         let id = new_catalog_id(IdKind::Event);
         assert!(id.starts_with("ev_") && is_valid_id(&id) && id.len() == 3 + ID_HEX_CHARS);
-        assert_eq!(derived_catalog_id(IdKind::Venue, "ops", "k"), derived_catalog_id(IdKind::Venue, "ops", "k"));
+        assert_eq!(
+            derived_catalog_id(IdKind::Venue, "ops", "k"),
+            derived_catalog_id(IdKind::Venue, "ops", "k")
+        );
         assert!(!is_valid_id("a.b") && !is_valid_id("") && !is_valid_id(&"a".repeat(65)));
     }
 }

@@ -57,24 +57,61 @@ pub fn rejection(rejection: Rejection, doing: Doing) -> ApiError {
         },
         Rejection::UnknownHold => ApiError::not_found("no such hold"),
         Rejection::UnknownBooking => ApiError::not_found("no such booking"),
-        Rejection::NotOwner => ApiError::Conflict { detail: "this hold is not yours".into() },
-        Rejection::HoldNotActive(HoldStatus::Expired) if doing == Doing::Book => ApiError::Gone { detail: "the hold has expired".into() },
-        Rejection::HoldNotActive(status) => ApiError::Conflict { detail: format!("the hold is {}", hold_status_word(status)) },
-        Rejection::TooManySeats { max } => ApiError::InvalidRequest { detail: format!("hold at most {max} seats at once"), field: Some("seat_ids".into()) },
-        Rejection::TooManyHolds { max } => ApiError::Conflict { detail: format!("you already have {max} active holds for this event; book or release one first") },
+        Rejection::NotOwner => ApiError::Conflict {
+            detail: "this hold is not yours".into(),
+        },
+        Rejection::HoldNotActive(HoldStatus::Expired) if doing == Doing::Book => ApiError::Gone {
+            detail: "the hold has expired".into(),
+        },
+        Rejection::HoldNotActive(status) => ApiError::Conflict {
+            detail: format!("the hold is {}", hold_status_word(status)),
+        },
+        Rejection::TooManySeats { max } => ApiError::InvalidRequest {
+            detail: format!("hold at most {max} seats at once"),
+            field: Some("seat_ids".into()),
+        },
+        Rejection::TooManyHolds { max } => ApiError::Conflict {
+            detail: format!(
+                "you already have {max} active holds for this event; book or release one first"
+            ),
+        },
         Rejection::TtlOutOfRange { min_ms, max_ms } => ApiError::Unprocessable {
-            detail: format!("the event's hold lifetime must be {}..={} seconds", min_ms / 1000, max_ms / 1000),
+            detail: format!(
+                "the event's hold lifetime must be {}..={} seconds",
+                min_ms / 1000,
+                max_ms / 1000
+            ),
             field: Some("hold_ttl_seconds".into()),
         },
-        Rejection::DuplicateSeats(ids) => ApiError::InvalidRequest { detail: format!("seats listed twice: {}", ids.join(", ")), field: Some("seat_ids".into()) },
-        Rejection::NoSeats => ApiError::InvalidRequest { detail: "name at least one seat".into(), field: Some("seat_ids".into()) },
-        Rejection::IdInUse => ApiError::Conflict { detail: "the id is already in use".into() },
+        Rejection::DuplicateSeats(ids) => ApiError::InvalidRequest {
+            detail: format!("seats listed twice: {}", ids.join(", ")),
+            field: Some("seat_ids".into()),
+        },
+        Rejection::NoSeats => ApiError::InvalidRequest {
+            detail: "name at least one seat".into(),
+            field: Some("seat_ids".into()),
+        },
+        Rejection::IdInUse => ApiError::Conflict {
+            detail: "the id is already in use".into(),
+        },
         Rejection::RequestIdReused => ApiError::IdempotencyKeyReused,
-        Rejection::EventConflict => ApiError::Conflict { detail: "the event is already registered with different seats".into() },
-        Rejection::BookingState(_) => ApiError::Conflict { detail: "the booking is not in a state that allows this".into() },
-        Rejection::HoldAlreadyBooked(booking_id) => ApiError::Conflict { detail: format!("the hold already has booking {booking_id}") },
-        Rejection::Invalid(detail) if doing == Doing::Catalog => ApiError::Unprocessable { detail, field: None },
-        Rejection::Invalid(detail) => ApiError::InvalidRequest { detail, field: None },
+        Rejection::EventConflict => ApiError::Conflict {
+            detail: "the event is already registered with different seats".into(),
+        },
+        Rejection::BookingState(_) => ApiError::Conflict {
+            detail: "the booking is not in a state that allows this".into(),
+        },
+        Rejection::HoldAlreadyBooked(booking_id) => ApiError::Conflict {
+            detail: format!("the hold already has booking {booking_id}"),
+        },
+        Rejection::Invalid(detail) if doing == Doing::Catalog => ApiError::Unprocessable {
+            detail,
+            field: None,
+        },
+        Rejection::Invalid(detail) => ApiError::InvalidRequest {
+            detail,
+            field: None,
+        },
     }
 }
 
@@ -84,10 +121,28 @@ mod tests {
 
     #[test]
     fn expired_holds_are_gone_only_when_booking() {
-        assert!(matches!(rejection(Rejection::HoldNotActive(HoldStatus::Expired), Doing::Book), ApiError::Gone { .. }));
-        assert!(matches!(rejection(Rejection::HoldNotActive(HoldStatus::Expired), Doing::Release), ApiError::Conflict { .. }));
-        assert!(matches!(rejection(Rejection::RequestIdReused, Doing::Hold), ApiError::IdempotencyKeyReused));
-        assert!(matches!(ApiError::from(InventoryError::NoLeader { group: 3 }), ApiError::Unavailable { retry_after_secs: 1, .. }));
+        assert!(matches!(
+            rejection(Rejection::HoldNotActive(HoldStatus::Expired), Doing::Book),
+            ApiError::Gone { .. }
+        ));
+        assert!(matches!(
+            rejection(
+                Rejection::HoldNotActive(HoldStatus::Expired),
+                Doing::Release
+            ),
+            ApiError::Conflict { .. }
+        ));
+        assert!(matches!(
+            rejection(Rejection::RequestIdReused, Doing::Hold),
+            ApiError::IdempotencyKeyReused
+        ));
+        assert!(matches!(
+            ApiError::from(InventoryError::NoLeader { group: 3 }),
+            ApiError::Unavailable {
+                retry_after_secs: 1,
+                ..
+            }
+        ));
         assert!(matches!(
             rejection(Rejection::UnknownSeats(vec!["x".into()]), Doing::Hold),
             ApiError::InvalidRequest { field: Some(f), .. } if f == "seat_ids"

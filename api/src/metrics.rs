@@ -34,7 +34,9 @@ pub const SEARCH_INDEXED_UPTO: &str = "boxoffice_search_indexed_upto";
 pub const SEARCH_EVENTS: &str = "boxoffice_search_events";
 
 /// Latency buckets, in seconds.
-const DURATION_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The process's Prometheus recorder, installed on first use. `None` if another recorder
 /// was installed first (metrics then go there and `/metrics` says so).
@@ -42,7 +44,9 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new().set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), &DURATION_BUCKETS).ok()?;
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), &DURATION_BUCKETS)
+                .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
@@ -102,7 +106,12 @@ where
         // MatchedPath is an Arc: cloning it does not copy the text.
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
-        TrackFuture { inner: self.inner.call(request), route, method, started: Instant::now() }
+        TrackFuture {
+            inner: self.inner.call(request),
+            route,
+            method,
+            started: Instant::now(),
+        }
     }
 }
 
@@ -144,8 +153,18 @@ type Handles = (Method, u16, Counter, Histogram);
 fn handles(method: &Method, route: &str, status: u16) -> (Counter, Histogram) {
     static TABLE: OnceLock<RwLock<HashMap<Box<str>, Vec<Handles>>>> = OnceLock::new();
     let table = TABLE.get_or_init(|| RwLock::new(HashMap::new()));
-    let find = |entries: &Vec<Handles>| entries.iter().find(|(m, s, ..)| m == method && *s == status).map(|(.., c, h)| (c.clone(), h.clone()));
-    if let Some(found) = table.read().unwrap_or_else(|p| p.into_inner()).get(route).and_then(find) {
+    let find = |entries: &Vec<Handles>| {
+        entries
+            .iter()
+            .find(|(m, s, ..)| m == method && *s == status)
+            .map(|(.., c, h)| (c.clone(), h.clone()))
+    };
+    if let Some(found) = table
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(route)
+        .and_then(find)
+    {
         return found;
     }
     let mut table = table.write().unwrap_or_else(|p| p.into_inner());
@@ -153,7 +172,11 @@ fn handles(method: &Method, route: &str, status: u16) -> (Counter, Histogram) {
     if let Some(found) = find(entries) {
         return found;
     }
-    let (route, method_label, status_label) = (intern(route), intern(method.as_str()), intern(&status.to_string()));
+    let (route, method_label, status_label) = (
+        intern(route),
+        intern(method.as_str()),
+        intern(&status.to_string()),
+    );
     let counter = metrics::counter!(HTTP_REQUESTS, "method" => method_label, "route" => route, "status" => status_label);
     let histogram = metrics::histogram!(HTTP_DURATION, "route" => route);
     entries.push((method.clone(), status, counter.clone(), histogram.clone()));

@@ -4,8 +4,8 @@
 //! the server really sends.
 
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -116,7 +116,12 @@ impl Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -125,15 +130,27 @@ impl Modify for Security {
 struct ProblemAnswers;
 
 const ALWAYS: [(u16, &str); 5] = [
-    (400, "Malformed or invalid request; `detail` (and `field`) say what"),
+    (
+        400,
+        "Malformed or invalid request; `detail` (and `field`) say what",
+    ),
     (404, "Unknown route or object"),
     (405, "The route does not take this method"),
     (500, "A bug; nothing about it is disclosed"),
-    (503, "The owning shard has no leader, or the request timed out; see Retry-After"),
+    (
+        503,
+        "The owning shard has no leader, or the request timed out; see Retry-After",
+    ),
 ];
-const WITH_AUTH: [(u16, &str); 2] = [(401, "No token, or an invalid or expired one"), (403, "The token lacks the role")];
+const WITH_AUTH: [(u16, &str); 2] = [
+    (401, "No token, or an invalid or expired one"),
+    (403, "The token lacks the role"),
+];
 const WITH_BODY: [(u16, &str); 4] = [
-    (409, "Conflict with the current state, or the Idempotency-Key was used for another request"),
+    (
+        409,
+        "Conflict with the current state, or the Idempotency-Key was used for another request",
+    ),
     (413, "The body is larger than 64 KiB"),
     (415, "The body is not application/json"),
     (422, "Understood but not possible (e.g. an unknown venue)"),
@@ -159,17 +176,30 @@ impl Modify for ProblemAnswers {
                 if method != HttpMethod::Get {
                     answers.extend(WITH_BODY);
                 }
-                let open = path == "/v1/webhooks/payments" || path.starts_with("/healthz") || path.starts_with("/readyz") || path.starts_with("/metrics") || path.starts_with("/openapi");
+                let open = path == "/v1/webhooks/payments"
+                    || path.starts_with("/healthz")
+                    || path.starts_with("/readyz")
+                    || path.starts_with("/metrics")
+                    || path.starts_with("/openapi");
                 if !open {
                     answers.push(RATE_LIMITED);
                 }
                 for (status, description) in answers {
-                    operation.responses.responses.entry(status.to_string()).or_insert_with(|| {
-                        ResponseBuilder::new()
-                            .description(description)
-                            .content("application/problem+json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
-                            .into()
-                    });
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/problem+json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("Problem")))
+                                        .build(),
+                                )
+                                .into()
+                        });
                 }
             }
         }
@@ -182,31 +212,123 @@ struct Links;
 
 /// (path, method, status, link name, target operation, parameter, value expression,
 /// request body expression)
-type LinkSpec = (&'static str, HttpMethod, &'static str, &'static str, &'static str, Option<(&'static str, &'static str)>, Option<&'static str>);
+type LinkSpec = (
+    &'static str,
+    HttpMethod,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    Option<&'static str>,
+);
 
 const LINKS: [LinkSpec; 10] = [
-    ("/v1/holds", HttpMethod::Post, "201", "GetHold", "getHold", Some(("hold_id", "$response.body#/hold_id")), None),
-    ("/v1/holds", HttpMethod::Post, "201", "ReleaseHold", "releaseHold", Some(("hold_id", "$response.body#/hold_id")), None),
-    ("/v1/holds", HttpMethod::Post, "201", "BookHold", "createBooking", None, Some(r#"{"hold_id": "$response.body#/hold_id"}"#)),
-    ("/v1/bookings", HttpMethod::Post, "201", "GetBooking", "getBooking", Some(("booking_id", "$response.body#/booking_id")), None),
-    ("/admin/v1/venues", HttpMethod::Post, "201", "GetVenue", "getVenue", Some(("venue_id", "$response.body#/venue_id")), None),
-    ("/admin/v1/events", HttpMethod::Post, "201", "GetEvent", "getEvent", Some(("event_id", "$response.body#/event_id")), None),
-    ("/admin/v1/events", HttpMethod::Post, "201", "GetSeats", "getSeats", Some(("event_id", "$response.body#/event_id")), None),
-    ("/admin/v1/events", HttpMethod::Post, "201", "GetAdminEvent", "getAdminEvent", Some(("event_id", "$response.body#/event_id")), None),
-    ("/admin/v1/events", HttpMethod::Post, "201", "PatchEvent", "patchEvent", Some(("event_id", "$response.body#/event_id")), None),
-    ("/v1/bookings", HttpMethod::Post, "201", "GetBookedHold", "getHold", Some(("hold_id", "$response.body#/hold_id")), None),
+    (
+        "/v1/holds",
+        HttpMethod::Post,
+        "201",
+        "GetHold",
+        "getHold",
+        Some(("hold_id", "$response.body#/hold_id")),
+        None,
+    ),
+    (
+        "/v1/holds",
+        HttpMethod::Post,
+        "201",
+        "ReleaseHold",
+        "releaseHold",
+        Some(("hold_id", "$response.body#/hold_id")),
+        None,
+    ),
+    (
+        "/v1/holds",
+        HttpMethod::Post,
+        "201",
+        "BookHold",
+        "createBooking",
+        None,
+        Some(r#"{"hold_id": "$response.body#/hold_id"}"#),
+    ),
+    (
+        "/v1/bookings",
+        HttpMethod::Post,
+        "201",
+        "GetBooking",
+        "getBooking",
+        Some(("booking_id", "$response.body#/booking_id")),
+        None,
+    ),
+    (
+        "/admin/v1/venues",
+        HttpMethod::Post,
+        "201",
+        "GetVenue",
+        "getVenue",
+        Some(("venue_id", "$response.body#/venue_id")),
+        None,
+    ),
+    (
+        "/admin/v1/events",
+        HttpMethod::Post,
+        "201",
+        "GetEvent",
+        "getEvent",
+        Some(("event_id", "$response.body#/event_id")),
+        None,
+    ),
+    (
+        "/admin/v1/events",
+        HttpMethod::Post,
+        "201",
+        "GetSeats",
+        "getSeats",
+        Some(("event_id", "$response.body#/event_id")),
+        None,
+    ),
+    (
+        "/admin/v1/events",
+        HttpMethod::Post,
+        "201",
+        "GetAdminEvent",
+        "getAdminEvent",
+        Some(("event_id", "$response.body#/event_id")),
+        None,
+    ),
+    (
+        "/admin/v1/events",
+        HttpMethod::Post,
+        "201",
+        "PatchEvent",
+        "patchEvent",
+        Some(("event_id", "$response.body#/event_id")),
+        None,
+    ),
+    (
+        "/v1/bookings",
+        HttpMethod::Post,
+        "201",
+        "GetBookedHold",
+        "getHold",
+        Some(("hold_id", "$response.body#/hold_id")),
+        None,
+    ),
 ];
 
 impl Modify for Links {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, method, status, name, target, parameter, body) in LINKS {
-            let Some(item) = openapi.paths.paths.get_mut(path) else { continue };
+            let Some(item) = openapi.paths.paths.get_mut(path) else {
+                continue;
+            };
             let operation = match method {
                 HttpMethod::Post => item.post.as_mut(),
                 _ => None,
             };
             let Some(operation) = operation else { continue };
-            let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) else { continue };
+            let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) else {
+                continue;
+            };
             let mut link = LinkBuilder::new().operation_id(target);
             if let Some((name, value)) = parameter {
                 link = link.parameter(name, value);
@@ -214,7 +336,9 @@ impl Modify for Links {
             if let Some(body) = body {
                 link = link.request_body(serde_json::from_str::<serde_json::Value>(body).ok());
             }
-            response.links.insert(name.to_owned(), RefOr::T(link.build()));
+            response
+                .links
+                .insert(name.to_owned(), RefOr::T(link.build()));
         }
     }
 }
@@ -226,11 +350,23 @@ pub fn document() -> serde_json::Value {
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
             for operation in item.values_mut() {
-                let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) else { continue };
+                let Some(responses) = operation
+                    .get_mut("responses")
+                    .and_then(|r| r.as_object_mut())
+                else {
+                    continue;
+                };
                 for response in responses.values_mut() {
-                    let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else { continue };
+                    let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut())
+                    else {
+                        continue;
+                    };
                     for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
-                        for (from, to) in [("operation_id", "operationId"), ("request_body", "requestBody"), ("operation_ref", "operationRef")] {
+                        for (from, to) in [
+                            ("operation_id", "operationId"),
+                            ("request_body", "requestBody"),
+                            ("operation_ref", "operationRef"),
+                        ] {
                             if let Some(value) = link.remove(from) {
                                 link.insert(to.to_owned(), value);
                             }
@@ -251,7 +387,17 @@ mod tests {
     fn every_route_is_documented_with_its_problems() {
         let json = document();
         let paths = json["paths"].as_object().expect("paths");
-        for path in ["/v1/events", "/v1/suggest", "/v1/events/{event_id}", "/v1/holds", "/v1/holds/{hold_id}", "/v1/bookings", "/v1/webhooks/payments", "/admin/v1/events/{event_id}", "/readyz"] {
+        for path in [
+            "/v1/events",
+            "/v1/suggest",
+            "/v1/events/{event_id}",
+            "/v1/holds",
+            "/v1/holds/{hold_id}",
+            "/v1/bookings",
+            "/v1/webhooks/payments",
+            "/admin/v1/events/{event_id}",
+            "/readyz",
+        ] {
             assert!(paths.contains_key(path), "{path} missing");
         }
         let hold = &paths["/v1/holds"]["post"]["responses"];
@@ -259,8 +405,13 @@ mod tests {
             assert!(hold.get(status).is_some(), "POST /v1/holds lacks {status}");
         }
         assert!(paths["/healthz"]["get"]["responses"].get("429").is_none());
-        assert!(paths["/v1/events/{event_id}"]["get"]["responses"].get("401").is_none());
-        assert_eq!(json["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        assert!(paths["/v1/events/{event_id}"]["get"]["responses"]
+            .get("401")
+            .is_none());
+        assert_eq!(
+            json["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
         // Operation ids are unique, and links point at real ones.
         let mut ids = std::collections::BTreeSet::new();
         for item in paths.values() {
@@ -274,6 +425,9 @@ mod tests {
             assert!(ids.contains(target), "link to unknown operation {target}");
         }
         assert_eq!(hold["201"]["links"]["GetHold"]["operationId"], "getHold");
-        assert_eq!(hold["201"]["links"]["BookHold"]["requestBody"]["hold_id"], "$response.body#/hold_id");
+        assert_eq!(
+            hold["201"]["links"]["BookHold"]["requestBody"]["hold_id"],
+            "$response.body#/hold_id"
+        );
     }
 }

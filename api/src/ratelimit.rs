@@ -244,7 +244,10 @@ pub struct RateLimitLayer {
 impl<S> tower_layer::Layer<S> for RateLimitLayer {
     type Service = RateLimited<S>;
     fn layer(&self, inner: S) -> RateLimited<S> {
-        RateLimited { inner, limits: self.limits.clone() }
+        RateLimited {
+            inner,
+            limits: self.limits.clone(),
+        }
     }
 }
 
@@ -260,17 +263,26 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = futures_util::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
+    type Future =
+        futures_util::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
         match self.limits.check(request.headers(), peer) {
             Ok(()) => futures_util::future::Either::Right(self.inner.call(request)),
-            Err(error) => futures_util::future::Either::Left(std::future::ready(Ok(error.into_response()))),
+            Err(error) => {
+                futures_util::future::Either::Left(std::future::ready(Ok(error.into_response())))
+            }
         }
     }
 }

@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 use boxoffice_raft::feed::FeedPage;
 use boxoffice_raft::types::META_GROUP;
 use boxoffice_raft::InventoryClient;
-use boxoffice_search::{CatalogChange as IndexChange, CommitReport, EventDoc, Indexer, SearchError, SearchIndex};
+use boxoffice_search::{
+    CatalogChange as IndexChange, CommitReport, EventDoc, Indexer, SearchError, SearchIndex,
+};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -140,7 +142,8 @@ impl SearchState {
     /// search, so a commit racing with it makes the entry stale, never wrongly fresh).
     pub fn remember(&self, key: String, generation: u64, bytes: Bytes) {
         if generation == self.generation() {
-            self.results.insert(key, Arc::new(CachedPage { generation, bytes }));
+            self.results
+                .insert(key, Arc::new(CachedPage { generation, bytes }));
         }
     }
 
@@ -159,7 +162,12 @@ impl SearchState {
     }
 
     fn set_startup_position(&self, position: u64) {
-        let _ = self.startup_position.compare_exchange(u64::MAX, position, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.startup_position.compare_exchange(
+            u64::MAX,
+            position,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         self.check_caught_up();
     }
 
@@ -171,7 +179,11 @@ impl SearchState {
         if self.indexed_upto().is_some_and(|upto| upto >= target) {
             self.caught_up.store(true, Ordering::Release);
             let events = self.index.get().map(|i| i.num_docs()).unwrap_or(0);
-            tracing::info!(indexed_upto = self.indexed_upto().unwrap_or(0), events, "search index caught up");
+            tracing::info!(
+                indexed_upto = self.indexed_upto().unwrap_or(0),
+                events,
+                "search index caught up"
+            );
         }
     }
 }
@@ -199,9 +211,17 @@ pub fn search_error(error: SearchError) -> ApiError {
 
 /// The index document of `event`, with its venue, its performers (those found) and its
 /// availability (`None`: seats not known here yet, taken as all available).
-pub fn event_doc(event: &Event, venue: Option<&Venue>, performers: &[Arc<Performer>], availability: Option<(u64, u64)>) -> EventDoc {
-    let prices = venue.into_iter().flat_map(|v| v.sections.iter().map(|s| s.price.amount));
-    let (min_price_minor, max_price_minor) = prices.fold((u64::MAX, 0), |(lo, hi), p| (lo.min(p), hi.max(p)));
+pub fn event_doc(
+    event: &Event,
+    venue: Option<&Venue>,
+    performers: &[Arc<Performer>],
+    availability: Option<(u64, u64)>,
+) -> EventDoc {
+    let prices = venue
+        .into_iter()
+        .flat_map(|v| v.sections.iter().map(|s| s.price.amount));
+    let (min_price_minor, max_price_minor) =
+        prices.fold((u64::MAX, 0), |(lo, hi), p| (lo.min(p), hi.max(p)));
     let capacity = u64::from(event.capacity);
     let (available, total) = availability.unwrap_or((capacity, capacity));
     EventDoc {
@@ -215,7 +235,11 @@ pub fn event_doc(event: &Event, venue: Option<&Venue>, performers: &[Arc<Perform
         city: venue.map(|v| v.city.clone()).unwrap_or_default(),
         country: venue.map(|v| v.country.clone()).unwrap_or_default(),
         starts_at_ms: i64::try_from(event.starts_at_ms).unwrap_or(i64::MAX),
-        min_price_minor: if min_price_minor == u64::MAX { 0 } else { min_price_minor },
+        min_price_minor: if min_price_minor == u64::MAX {
+            0
+        } else {
+            min_price_minor
+        },
         max_price_minor,
         currency: event.currency.clone(),
         available,
@@ -257,8 +281,17 @@ fn availability(seats: &SeatCache, event_id: &str, now_ms: u64) -> Option<(u64, 
 
 fn doc_with(lookup: &dyn Lookup, seats: &SeatCache, event: &Event, now_ms: u64) -> EventDoc {
     let venue = lookup.venue(&event.venue_id);
-    let performers: Vec<Arc<Performer>> = event.performer_ids.iter().filter_map(|id| lookup.performer(id)).collect();
-    event_doc(event, venue.as_deref(), &performers, availability(seats, &event.event_id, now_ms))
+    let performers: Vec<Arc<Performer>> = event
+        .performer_ids
+        .iter()
+        .filter_map(|id| lookup.performer(id))
+        .collect();
+    event_doc(
+        event,
+        venue.as_deref(),
+        &performers,
+        availability(seats, &event.event_id, now_ms),
+    )
 }
 
 /// What the feed reader hands the indexing loop.
@@ -266,12 +299,20 @@ enum Work {
     /// Replace everything with `docs`, the catalog as of `position`.
     Rebuild { docs: Vec<EventDoc>, position: u64 },
     /// Apply `changes`, then record `position`.
-    Changes { changes: Vec<IndexChange>, position: u64 },
+    Changes {
+        changes: Vec<IndexChange>,
+        position: u64,
+    },
 }
 
 /// The index changes for the catalog documents `touched` (kind, id), as the catalog cache
 /// has them now. Venue and performer changes re-index every event that shows them.
-fn changes_for(touched: &BTreeSet<(String, String)>, catalog: &CatalogCache, seats: &SeatCache, now_ms: u64) -> Vec<IndexChange> {
+fn changes_for(
+    touched: &BTreeSet<(String, String)>,
+    catalog: &CatalogCache,
+    seats: &SeatCache,
+    now_ms: u64,
+) -> Vec<IndexChange> {
     let mut event_ids: BTreeSet<String> = BTreeSet::new();
     let mut venues: BTreeSet<&str> = BTreeSet::new();
     let mut performers: BTreeSet<&str> = BTreeSet::new();
@@ -291,7 +332,12 @@ fn changes_for(touched: &BTreeSet<(String, String)>, catalog: &CatalogCache, sea
     }
     if !venues.is_empty() || !performers.is_empty() {
         for event in catalog.events() {
-            if venues.contains(event.venue_id.as_str()) || event.performer_ids.iter().any(|p| performers.contains(p.as_str())) {
+            if venues.contains(event.venue_id.as_str())
+                || event
+                    .performer_ids
+                    .iter()
+                    .any(|p| performers.contains(p.as_str()))
+            {
                 event_ids.insert(event.event_id.clone());
             }
         }
@@ -308,7 +354,9 @@ fn changes_for(touched: &BTreeSet<(String, String)>, catalog: &CatalogCache, sea
 /// Opens the on-disk index in `dir` (recreating it when it is of another schema or its
 /// payload is unreadable), or an index in RAM. Blocking.
 fn open_index(dir: Option<&Path>) -> Result<SearchIndex, SearchError> {
-    let Some(dir) = dir else { return SearchIndex::create_in_ram() };
+    let Some(dir) = dir else {
+        return SearchIndex::create_in_ram();
+    };
     match SearchIndex::open_or_create_in_dir(dir) {
         Err(error @ (SearchError::IncompatibleIndex(_) | SearchError::CorruptPayload(_))) => {
             tracing::warn!(%error, dir = %dir.display(), "rebuilding the search index from scratch");
@@ -320,7 +368,10 @@ fn open_index(dir: Option<&Path>) -> Result<SearchIndex, SearchError> {
 }
 
 /// Runs `f` on the indexer on a blocking thread and gives the indexer back.
-async fn blocking<R: Send + 'static>(indexer: &mut Option<Indexer>, f: impl FnOnce(&mut Indexer) -> R + Send + 'static) -> Option<R> {
+async fn blocking<R: Send + 'static>(
+    indexer: &mut Option<Indexer>,
+    f: impl FnOnce(&mut Indexer) -> R + Send + 'static,
+) -> Option<R> {
     let mut owned = indexer.take()?;
     match tokio::task::spawn_blocking(move || {
         let result = f(&mut owned);
@@ -359,7 +410,11 @@ pub async fn run_search_indexer(
             tracing::error!(%error, dir = ?dir, "cannot open the search index on disk; indexing in RAM");
             match tokio::task::spawn_blocking(SearchIndex::create_in_ram).await {
                 Ok(Ok(index)) => Arc::new(index),
-                _ => return tracing::error!("cannot create a search index; search stays unavailable"),
+                _ => {
+                    return tracing::error!(
+                        "cannot create a search index; search stays unavailable"
+                    )
+                }
             }
         }
         Err(error) => return tracing::error!(%error, "opening the search index panicked"),
@@ -367,13 +422,25 @@ pub async fn run_search_indexer(
     let index = search.install(index);
     let start = index.indexed_upto();
     if let Some(position) = start {
-        tracing::info!(position, events = index.num_docs(), "resuming the search index from disk");
+        tracing::info!(
+            position,
+            events = index.num_docs(),
+            "resuming the search index from disk"
+        );
         search.indexed_upto.store(position, Ordering::Release);
     }
 
     let (tx, rx) = mpsc::channel(WORK_QUEUE_PAGES);
     let mut tasks = JoinSet::new();
-    tasks.spawn(read_catalog_feed(tx, inventory, catalog.clone(), seats.clone(), clock.clone(), search.clone(), start));
+    tasks.spawn(read_catalog_feed(
+        tx,
+        inventory,
+        catalog.clone(),
+        seats.clone(),
+        clock.clone(),
+        search.clone(),
+        start,
+    ));
     index_loop(rx, Indexer::new(index), search, catalog, seats, clock).await;
     // The indexer is gone (a panic): keep the reader from queueing forever.
     tasks.abort_all();
@@ -395,7 +462,11 @@ async fn read_catalog_feed(
     let mut backoff = Duration::from_millis(FEED_RETRY_MIN_MS);
     loop {
         // The first read does not wait for news: readiness needs the current position.
-        let wait_ms = if first || from == u64::MAX { 0 } else { FEED_WAIT_MS };
+        let wait_ms = if first || from == u64::MAX {
+            0
+        } else {
+            FEED_WAIT_MS
+        };
         let page = match inventory.feed(META_GROUP, from, wait_ms).await {
             Ok(page) => {
                 backoff = Duration::from_millis(FEED_RETRY_MIN_MS);
@@ -412,33 +483,65 @@ async fn read_catalog_feed(
             FeedPage::Reset { applied, .. } if from != u64::MAX && applied < from => {
                 // A replica behind this index answered: its snapshot is older than what is
                 // indexed. Ask again rather than rebuild backwards.
-                tracing::debug!(applied, from, "search: the feed answered from a replica behind the index");
+                tracing::debug!(
+                    applied,
+                    from,
+                    "search: the feed answered from a replica behind the index"
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(FEED_RETRY_MAX_MS));
                 continue;
             }
-            FeedPage::Reset { applied, snapshot, .. } => {
+            FeedPage::Reset {
+                applied, snapshot, ..
+            } => {
                 // Availability comes from the seat cache; wait for the catalog cache too, so
                 // that later pages find documents at least this new.
-                catalog.wait_applied(applied, Duration::from_millis(CATALOG_WAIT_SLICE_MS)).await;
+                catalog
+                    .wait_applied(applied, Duration::from_millis(CATALOG_WAIT_SLICE_MS))
+                    .await;
                 // Decoding and building a whole catalog is CPU work: not on an async worker.
                 let (now_ms, seats) = (clock.now_ms(), seats.clone());
                 let built = tokio::task::spawn_blocking(move || {
                     let snapshot = Maps::decode(&snapshot.catalog);
-                    snapshot.events.values().map(|event| doc_with(&snapshot, &seats, event, now_ms)).collect::<Vec<_>>()
+                    snapshot
+                        .events
+                        .values()
+                        .map(|event| doc_with(&snapshot, &seats, event, now_ms))
+                        .collect::<Vec<_>>()
                 })
                 .await;
-                let Ok(docs) = built else { return tracing::error!("building search documents from a snapshot panicked") };
-                tracing::info!(position = applied, events = docs.len(), "rebuilding the search index from a catalog snapshot");
-                (Work::Rebuild { docs, position: applied }, applied)
+                let Ok(docs) = built else {
+                    return tracing::error!("building search documents from a snapshot panicked");
+                };
+                tracing::info!(
+                    position = applied,
+                    events = docs.len(),
+                    "rebuilding the search index from a catalog snapshot"
+                );
+                (
+                    Work::Rebuild {
+                        docs,
+                        position: applied,
+                    },
+                    applied,
+                )
             }
             FeedPage::Changes { changes, upto, .. } => {
                 let touched = catalog_touched(&changes);
                 if !touched.is_empty() {
-                    catalog.wait_applied(upto, Duration::from_millis(CATALOG_WAIT_SLICE_MS)).await;
+                    catalog
+                        .wait_applied(upto, Duration::from_millis(CATALOG_WAIT_SLICE_MS))
+                        .await;
                 }
                 let changes = changes_for(&touched, &catalog, &seats, clock.now_ms());
-                (Work::Changes { changes, position: upto }, upto)
+                (
+                    Work::Changes {
+                        changes,
+                        position: upto,
+                    },
+                    upto,
+                )
             }
         };
         if first {
@@ -453,7 +556,14 @@ async fn read_catalog_feed(
 }
 
 /// Owns the indexer: applies work, commits batches when due, refreshes availability.
-async fn index_loop(mut rx: mpsc::Receiver<Work>, indexer: Indexer, search: Arc<SearchState>, catalog: Arc<CatalogCache>, seats: Arc<SeatCache>, clock: Arc<dyn Clock>) {
+async fn index_loop(
+    mut rx: mpsc::Receiver<Work>,
+    indexer: Indexer,
+    search: Arc<SearchState>,
+    catalog: Arc<CatalogCache>,
+    seats: Arc<SeatCache>,
+    clock: Arc<dyn Clock>,
+) {
     let epoch = Instant::now();
     let since_start_ms = move || epoch.elapsed().as_millis() as u64;
     // The position recorded last (committed or pending): what availability upserts go under.
@@ -463,7 +573,9 @@ async fn index_loop(mut rx: mpsc::Receiver<Work>, indexer: Indexer, search: Arc<
     let mut refresh = tokio::time::interval(Duration::from_millis(AVAILABILITY_REFRESH_MS));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let sleep_ms = due_at_ms.map(|due| due.saturating_sub(since_start_ms())).unwrap_or(IDLE_WAKE_MS);
+        let sleep_ms = due_at_ms
+            .map(|due| due.saturating_sub(since_start_ms()))
+            .unwrap_or(IDLE_WAKE_MS);
         let report = tokio::select! {
             work = rx.recv() => {
                 let Some(work) = work else { return };
@@ -556,7 +668,12 @@ async fn index_loop(mut rx: mpsc::Receiver<Work>, indexer: Indexer, search: Arc<
 
 /// Applies `changes` under catalog position `under` (blocking when a full batch commits);
 /// the last commit this caused, if any. A change the index refuses is logged and skipped.
-fn apply_all(indexer: &mut Indexer, changes: &[IndexChange], under: u64, now_ms: u64) -> Option<CommitReport> {
+fn apply_all(
+    indexer: &mut Indexer,
+    changes: &[IndexChange],
+    under: u64,
+    now_ms: u64,
+) -> Option<CommitReport> {
     let mut report = None;
     for change in changes {
         match indexer.apply(change, under, now_ms) {
@@ -599,8 +716,14 @@ mod tests {
         let section = |n: u32, amount: u64| Section {
             id: format!("s{n}"),
             name: format!("S{n}"),
-            price: Money { amount, currency: "USD".into() },
-            rows: vec![Row { name: "1".into(), seats: 2 }],
+            price: Money {
+                amount,
+                currency: "USD".into(),
+            },
+            rows: vec![Row {
+                name: "1".into(),
+                seats: 2,
+            }],
         };
         Venue {
             venue_id: id.into(),
@@ -617,7 +740,13 @@ mod tests {
     }
 
     fn performer(id: &str, name: &str) -> Performer {
-        Performer { performer_id: id.into(), name: name.into(), description: String::new(), created_at: String::new(), request_digest: String::new() }
+        Performer {
+            performer_id: id.into(),
+            name: name.into(),
+            description: String::new(),
+            created_at: String::new(),
+            request_digest: String::new(),
+        }
     }
 
     fn event(id: &str, name: &str, venue_id: &str, performer_ids: &[&str]) -> Event {
@@ -641,13 +770,23 @@ mod tests {
         let doc = event_doc(&e, Some(&v), &[p], Some((3, 4)));
         assert_eq!(doc.performers, ["Taylor Swift"]);
         assert_eq!(doc.performer_ids, ["pe_1"]);
-        assert_eq!((doc.venue_name.as_str(), doc.city.as_str(), doc.country.as_str()), ("Soldier Field", "Chicago", "US"));
+        assert_eq!(
+            (
+                doc.venue_name.as_str(),
+                doc.city.as_str(),
+                doc.country.as_str()
+            ),
+            ("Soldier Field", "Chicago", "US")
+        );
         assert_eq!((doc.min_price_minor, doc.max_price_minor), (4_500, 12_950));
         assert_eq!((doc.available, doc.total), (3, 4));
         assert_eq!(doc.starts_at_ms, 1_811_876_400_000);
         // Seats not known yet: the whole capacity is available.
         let unknown = event_doc(&e, None, &[], None);
-        assert_eq!((unknown.available, unknown.total, unknown.min_price_minor), (4, 4, 0));
+        assert_eq!(
+            (unknown.available, unknown.total, unknown.min_price_minor),
+            (4, 4, 0)
+        );
     }
 
     #[test]
@@ -655,11 +794,36 @@ mod tests {
         let catalog = CatalogCache::new();
         let seats = SeatCache::new();
         put(&catalog, KIND_VENUE, "ve_1", &venue("ve_1", "Hall", "Oslo"));
-        put(&catalog, KIND_VENUE, "ve_2", &venue("ve_2", "Arena", "Bergen"));
-        put(&catalog, KIND_PERFORMER, "pe_1", &performer("pe_1", "Aurora"));
-        put(&catalog, KIND_EVENT, "ev_1", &event("ev_1", "One", "ve_1", &[]));
-        put(&catalog, KIND_EVENT, "ev_2", &event("ev_2", "Two", "ve_2", &["pe_1"]));
-        put(&catalog, KIND_EVENT, "ev_3", &event("ev_3", "Three", "ve_2", &[]));
+        put(
+            &catalog,
+            KIND_VENUE,
+            "ve_2",
+            &venue("ve_2", "Arena", "Bergen"),
+        );
+        put(
+            &catalog,
+            KIND_PERFORMER,
+            "pe_1",
+            &performer("pe_1", "Aurora"),
+        );
+        put(
+            &catalog,
+            KIND_EVENT,
+            "ev_1",
+            &event("ev_1", "One", "ve_1", &[]),
+        );
+        put(
+            &catalog,
+            KIND_EVENT,
+            "ev_2",
+            &event("ev_2", "Two", "ve_2", &["pe_1"]),
+        );
+        put(
+            &catalog,
+            KIND_EVENT,
+            "ev_3",
+            &event("ev_3", "Three", "ve_2", &[]),
+        );
         let ids = |changes: Vec<IndexChange>| -> Vec<String> {
             changes
                 .into_iter()
@@ -669,11 +833,40 @@ mod tests {
                 })
                 .collect()
         };
-        let touched = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, i)| (k.to_string(), i.to_string())).collect::<BTreeSet<_>>();
-        assert_eq!(ids(changes_for(&touched(&[(KIND_PERFORMER, "pe_1")]), &catalog, &seats, 0)), ["+ev_2"]);
-        assert_eq!(ids(changes_for(&touched(&[(KIND_VENUE, "ve_2")]), &catalog, &seats, 0)), ["+ev_2", "+ev_3"]);
+        let touched = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, i)| (k.to_string(), i.to_string()))
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(
+            ids(changes_for(
+                &touched(&[(KIND_PERFORMER, "pe_1")]),
+                &catalog,
+                &seats,
+                0
+            )),
+            ["+ev_2"]
+        );
+        assert_eq!(
+            ids(changes_for(
+                &touched(&[(KIND_VENUE, "ve_2")]),
+                &catalog,
+                &seats,
+                0
+            )),
+            ["+ev_2", "+ev_3"]
+        );
         // A deleted event becomes a delete; other kinds touch nothing.
-        assert_eq!(ids(changes_for(&touched(&[(KIND_EVENT, "ev_gone"), ("placement", "x")]), &catalog, &seats, 0)), ["-ev_gone"]);
+        assert_eq!(
+            ids(changes_for(
+                &touched(&[(KIND_EVENT, "ev_gone"), ("placement", "x")]),
+                &catalog,
+                &seats,
+                0
+            )),
+            ["-ev_gone"]
+        );
     }
 
     #[test]
@@ -682,20 +875,57 @@ mod tests {
             ApiError::InvalidRequest { field, .. } => field,
             other => panic!("{other:?}"),
         };
-        assert_eq!(field(SearchError::InvalidLimit { limit: 0, max: 100 }).as_deref(), Some("limit"));
-        assert_eq!(field(SearchError::QueryTooLong { n_chars: 300, max: 256 }).as_deref(), Some("q"));
-        assert_eq!(field(SearchError::InvalidFilter { filter: "city", reason: "too long" }).as_deref(), Some("city"));
-        assert_eq!(field(SearchError::InvalidDateRange { from_ms: 2, to_ms: 1 }).as_deref(), Some("from"));
-        assert_eq!(field(SearchError::InvalidCursor("malformed")).as_deref(), Some("cursor"));
-        assert!(matches!(search_error(SearchError::WriterPoisoned), ApiError::Internal(_)));
+        assert_eq!(
+            field(SearchError::InvalidLimit { limit: 0, max: 100 }).as_deref(),
+            Some("limit")
+        );
+        assert_eq!(
+            field(SearchError::QueryTooLong {
+                n_chars: 300,
+                max: 256
+            })
+            .as_deref(),
+            Some("q")
+        );
+        assert_eq!(
+            field(SearchError::InvalidFilter {
+                filter: "city",
+                reason: "too long"
+            })
+            .as_deref(),
+            Some("city")
+        );
+        assert_eq!(
+            field(SearchError::InvalidDateRange {
+                from_ms: 2,
+                to_ms: 1
+            })
+            .as_deref(),
+            Some("from")
+        );
+        assert_eq!(
+            field(SearchError::InvalidCursor("malformed")).as_deref(),
+            Some("cursor")
+        );
+        assert!(matches!(
+            search_error(SearchError::WriterPoisoned),
+            ApiError::Internal(_)
+        ));
     }
 
     #[test]
     fn cached_pages_go_stale_when_the_index_commits() {
         let search = SearchState::new();
         let key = SearchQuery::default().normalized_key();
-        search.remember(key.clone(), search.generation(), Bytes::from_static(b"page at 0"));
-        assert_eq!(search.cached(&key).map(|p| p.bytes.clone()), Some(Bytes::from_static(b"page at 0")));
+        search.remember(
+            key.clone(),
+            search.generation(),
+            Bytes::from_static(b"page at 0"),
+        );
+        assert_eq!(
+            search.cached(&key).map(|p| p.bytes.clone()),
+            Some(Bytes::from_static(b"page at 0"))
+        );
         search.committed(7);
         assert!(search.cached(&key).is_none(), "a commit invalidates");
         assert_eq!(search.indexed_upto(), Some(7));
@@ -710,7 +940,10 @@ mod tests {
     fn caught_up_once_the_startup_position_is_committed() {
         let search = SearchState::new();
         search.committed(5);
-        assert!(!search.is_caught_up(), "the startup position is not known yet");
+        assert!(
+            !search.is_caught_up(),
+            "the startup position is not known yet"
+        );
         search.set_startup_position(9);
         assert!(!search.is_caught_up());
         search.committed(8);
@@ -729,12 +962,28 @@ mod tests {
         // second forces a commit while the page is half applied.
         let mut indexer = Indexer::with_limits(index.clone(), 250, 2);
         let v = venue("ve_1", "Hall", "Oslo");
-        let page: Vec<IndexChange> = (0..3).map(|i| IndexChange::Upsert(event_doc(&event(&format!("ev_{i}"), "Show", "ve_1", &[]), Some(&v), &[], None))).collect();
+        let page: Vec<IndexChange> = (0..3)
+            .map(|i| {
+                IndexChange::Upsert(event_doc(
+                    &event(&format!("ev_{i}"), "Show", "ve_1", &[]),
+                    Some(&v),
+                    &[],
+                    None,
+                ))
+            })
+            .collect();
         let report = apply_all(&mut indexer, &page, 5, 0).expect("a full batch commits");
-        assert_eq!(report.indexed_upto, 5, "the page's own position is not recorded before all of it is in");
+        assert_eq!(
+            report.indexed_upto, 5,
+            "the page's own position is not recorded before all of it is in"
+        );
         assert_eq!(index.indexed_upto(), Some(5));
         indexer.advance(9, 0);
-        assert_eq!(index.indexed_upto(), Some(5), "nothing is recorded until the next commit");
+        assert_eq!(
+            index.indexed_upto(),
+            Some(5),
+            "nothing is recorded until the next commit"
+        );
         indexer.flush().expect("flush");
         assert_eq!((index.indexed_upto(), index.num_docs()), (Some(9), 3));
     }
@@ -744,19 +993,42 @@ mod tests {
         let index = Arc::new(SearchIndex::create_in_ram().expect("index"));
         let mut indexer = Indexer::new(index.clone());
         let v = venue("ve_1", "Hall", "Oslo");
-        let old = event_doc(&event("ev_old", "Old Show", "ve_1", &[]), Some(&v), &[], None);
-        indexer.apply(&IndexChange::Upsert(old), 3, 0).expect("apply");
+        let old = event_doc(
+            &event("ev_old", "Old Show", "ve_1", &[]),
+            Some(&v),
+            &[],
+            None,
+        );
+        indexer
+            .apply(&IndexChange::Upsert(old), 3, 0)
+            .expect("apply");
         let fresh: Vec<EventDoc> = ["Aurora Live", "Sigrid Live"]
             .iter()
             .enumerate()
-            .map(|(i, name)| event_doc(&event(&format!("ev_{i}"), name, "ve_1", &[]), Some(&v), &[], None))
+            .map(|(i, name)| {
+                event_doc(
+                    &event(&format!("ev_{i}"), name, "ve_1", &[]),
+                    Some(&v),
+                    &[],
+                    None,
+                )
+            })
             .collect();
         rebuild(&mut indexer, &fresh, 10).expect("rebuild");
         assert_eq!(index.indexed_upto(), Some(10));
         assert_eq!(index.num_docs(), 2);
         let hits = |q: &str| {
-            let query = SearchQuery { q: Some(q.into()), ..SearchQuery::default() };
-            index.search(&query).expect("search").hits.into_iter().map(|h| h.event_id).collect::<Vec<_>>()
+            let query = SearchQuery {
+                q: Some(q.into()),
+                ..SearchQuery::default()
+            };
+            index
+                .search(&query)
+                .expect("search")
+                .hits
+                .into_iter()
+                .map(|h| h.event_id)
+                .collect::<Vec<_>>()
         };
         assert_eq!(hits("old show"), Vec::<String>::new());
         assert_eq!(hits("sigrd"), ["ev_1"]);

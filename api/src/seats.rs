@@ -139,7 +139,13 @@ struct BatchOut<'a> {
 }
 
 impl EventSeats {
-    fn new(event_id: String, group: GroupId, seats: Vec<(SeatSpec, SeatStatus)>, version: u64, stream: Option<broadcast::Sender<Bytes>>) -> EventSeats {
+    fn new(
+        event_id: String,
+        group: GroupId,
+        seats: Vec<(SeatSpec, SeatStatus)>,
+        version: u64,
+        stream: Option<broadcast::Sender<Bytes>>,
+    ) -> EventSeats {
         let mut specs = Vec::with_capacity(seats.len());
         let mut status = Vec::with_capacity(seats.len());
         let mut index = HashMap::with_capacity(seats.len());
@@ -174,7 +180,12 @@ impl EventSeats {
 
     /// Seats read straight from the shard, not followed (a view served while the feed is
     /// still catching up with a new event).
-    pub fn detached(event_id: &str, group: GroupId, seats: Vec<(SeatSpec, SeatStatus)>, version: u64) -> EventSeats {
+    pub fn detached(
+        event_id: &str,
+        group: GroupId,
+        seats: Vec<(SeatSpec, SeatStatus)>,
+        version: u64,
+    ) -> EventSeats {
         EventSeats::new(event_id.to_owned(), group, seats, version, None)
     }
 
@@ -192,7 +203,9 @@ impl EventSeats {
     }
 
     pub fn spec(&self, seat_id: &str) -> Option<&SeatSpec> {
-        self.index.get(seat_id).and_then(|&i| self.specs.get(i as usize))
+        self.index
+            .get(seat_id)
+            .and_then(|&i| self.specs.get(i as usize))
     }
 
     /// Counts per section (in [`Self::sections`] order) and in total, at `now_ms`.
@@ -203,7 +216,11 @@ impl EventSeats {
         for (i, status) in statuses.status.iter().enumerate() {
             let state = seat_state(status, now_ms);
             total.add(state);
-            if let Some(c) = self.section_of.get(i).and_then(|&s| per_section.get_mut(s as usize)) {
+            if let Some(c) = self
+                .section_of
+                .get(i)
+                .and_then(|&s| per_section.get_mut(s as usize))
+            {
                 c.add(state);
             }
         }
@@ -235,22 +252,48 @@ impl EventSeats {
                     section: &spec.section,
                     row: &spec.row,
                     number: spec.number,
-                    price: PriceOut { amount: spec.price_minor, currency },
+                    price: PriceOut {
+                        amount: spec.price_minor,
+                        currency,
+                    },
                     status: seat_state(status, now_ms),
                 }
             })
             .collect();
-        let out = SeatMapOut { event_id: &self.event_id, seats, as_of: rfc3339_from_ms(now_ms), version: statuses.version };
+        let out = SeatMapOut {
+            event_id: &self.event_id,
+            seats,
+            as_of: rfc3339_from_ms(now_ms),
+            version: statuses.version,
+        };
         let bytes = Bytes::from(serde_json::to_vec(&out).unwrap_or_default());
-        *rendered = Some(RenderedMap { version: statuses.version, valid_until_ms, bytes: bytes.clone() });
+        *rendered = Some(RenderedMap {
+            version: statuses.version,
+            valid_until_ms,
+            bytes: bytes.clone(),
+        });
         bytes
     }
 
     /// Every seat as one SSE batch: what a new watcher gets first.
     pub fn full_batch(&self, now_ms: u64) -> Bytes {
         let statuses = self.statuses();
-        let changes = self.specs.iter().zip(&statuses.status).map(|(spec, s)| ChangeOut { id: &spec.id, status: seat_state(s, now_ms) }).collect();
-        Bytes::from(serde_json::to_vec(&BatchOut { changes, as_of: rfc3339_from_ms(now_ms) }).unwrap_or_default())
+        let changes = self
+            .specs
+            .iter()
+            .zip(&statuses.status)
+            .map(|(spec, s)| ChangeOut {
+                id: &spec.id,
+                status: seat_state(s, now_ms),
+            })
+            .collect();
+        Bytes::from(
+            serde_json::to_vec(&BatchOut {
+                changes,
+                as_of: rfc3339_from_ms(now_ms),
+            })
+            .unwrap_or_default(),
+        )
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Bytes> {
@@ -263,7 +306,9 @@ impl EventSeats {
 
     /// Applies one seat change; true if the event has watchers and the change is pending.
     fn apply(&self, seat_id: &str, status: SeatStatus, version: u64) -> bool {
-        let Some(&i) = self.index.get(seat_id) else { return false };
+        let Some(&i) = self.index.get(seat_id) else {
+            return false;
+        };
         {
             let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
             if let Some(slot) = statuses.status.get_mut(i as usize) {
@@ -274,7 +319,10 @@ impl EventSeats {
         if self.stream.receiver_count() == 0 {
             return false;
         }
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(i, status);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(i, status);
         true
     }
 
@@ -295,7 +343,10 @@ impl EventSeats {
             statuses.version = version;
         }
         if watched && !diffs.is_empty() {
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).extend(diffs);
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(diffs);
             return true;
         }
         false
@@ -309,9 +360,18 @@ impl EventSeats {
         }
         let changes = pending
             .iter()
-            .filter_map(|(i, status)| self.specs.get(*i as usize).map(|spec| ChangeOut { id: &spec.id, status: seat_state(status, now_ms) }))
+            .filter_map(|(i, status)| {
+                self.specs.get(*i as usize).map(|spec| ChangeOut {
+                    id: &spec.id,
+                    status: seat_state(status, now_ms),
+                })
+            })
             .collect();
-        let bytes = serde_json::to_vec(&BatchOut { changes, as_of: rfc3339_from_ms(now_ms) }).unwrap_or_default();
+        let bytes = serde_json::to_vec(&BatchOut {
+            changes,
+            as_of: rfc3339_from_ms(now_ms),
+        })
+        .unwrap_or_default();
         // No receivers left is fine: nobody watches any more.
         let _ = self.stream.send(Bytes::from(bytes));
     }
@@ -348,7 +408,11 @@ impl SeatCache {
     }
 
     pub fn get(&self, event_id: &str) -> Option<Arc<EventSeats>> {
-        self.events.read().unwrap_or_else(|p| p.into_inner()).get(event_id).cloned()
+        self.events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(event_id)
+            .cloned()
     }
 
     pub fn n_events(&self) -> usize {
@@ -357,12 +421,23 @@ impl SeatCache {
 
     /// The groups followed so far.
     pub fn groups(&self) -> Vec<GroupId> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Groups whose first snapshot has not loaded yet.
     pub fn unsynced_groups(&self) -> Vec<GroupId> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|(_, s)| !s.load(Ordering::Acquire)).map(|(g, _)| *g).collect()
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, s)| !s.load(Ordering::Acquire))
+            .map(|(g, _)| *g)
+            .collect()
     }
 
     /// Registers `group` to be followed; returns its sync flag if it is new.
@@ -398,11 +473,18 @@ impl SeatCache {
     }
 
     /// Inserts or replaces an event's seats, keeping its watchers.
-    fn put(&self, event_id: &str, group: GroupId, seats: Vec<(SeatSpec, SeatStatus)>, version: u64) {
+    fn put(
+        &self,
+        event_id: &str,
+        group: GroupId,
+        seats: Vec<(SeatSpec, SeatStatus)>,
+        version: u64,
+    ) {
         self.mark_search_dirty(event_id);
         let existing = self.get(event_id);
         if let Some(existing) = &existing {
-            let same_layout = existing.specs.len() == seats.len() && existing.specs.iter().zip(&seats).all(|(a, (b, _))| a == b);
+            let same_layout = existing.specs.len() == seats.len()
+                && existing.specs.iter().zip(&seats).all(|(a, (b, _))| a == b);
             if same_layout {
                 if existing.replace_all(&seats, version) {
                     self.mark_dirty(event_id);
@@ -411,21 +493,41 @@ impl SeatCache {
             }
         }
         let stream = existing.as_ref().map(|e| e.stream.clone());
-        let fresh = Arc::new(EventSeats::new(event_id.to_owned(), group, seats, version, stream));
-        self.events.write().unwrap_or_else(|p| p.into_inner()).insert(event_id.to_owned(), fresh);
+        let fresh = Arc::new(EventSeats::new(
+            event_id.to_owned(),
+            group,
+            seats,
+            version,
+            stream,
+        ));
+        self.events
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event_id.to_owned(), fresh);
     }
 
     fn mark_dirty(&self, event_id: &str) {
-        self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(event_id.to_owned());
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event_id.to_owned());
     }
 
     /// Applies one feed reset of `group`.
-    fn reset_group(&self, group: GroupId, applied: u64, events: Vec<(String, Vec<(SeatSpec, SeatStatus)>)>) {
+    fn reset_group(
+        &self,
+        group: GroupId,
+        applied: u64,
+        events: Vec<(String, Vec<(SeatSpec, SeatStatus)>)>,
+    ) {
         let present: BTreeSet<String> = events.iter().map(|(id, _)| id.clone()).collect();
         for (event_id, seats) in events {
             self.put(&event_id, group, seats, applied);
         }
-        self.events.write().unwrap_or_else(|p| p.into_inner()).retain(|id, e| e.group != group || present.contains(id));
+        self.events
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, e| e.group != group || present.contains(id));
     }
 
     /// Applies a page of changes; returns the events that were (re)registered and need a
@@ -435,7 +537,11 @@ impl SeatCache {
         let mut current: Option<Arc<EventSeats>> = None;
         for (index, change) in changes {
             match change {
-                Change::Seat { event_id, seat_id, status } => {
+                Change::Seat {
+                    event_id,
+                    seat_id,
+                    status,
+                } => {
                     if current.as_ref().is_none_or(|e| e.event_id != *event_id) {
                         current = self.get(event_id);
                     }
@@ -468,7 +574,12 @@ impl SeatCache {
 
 /// Reads the page of `group`'s feed after `from` (`u64::MAX`: a snapshot, at once). On
 /// failure waits `backoff` (doubling it) and answers `None`; on success resets it.
-pub(crate) async fn next_page(inventory: &InventoryClient, group: GroupId, from: u64, backoff: &mut Duration) -> Option<FeedPage> {
+pub(crate) async fn next_page(
+    inventory: &InventoryClient,
+    group: GroupId,
+    from: u64,
+    backoff: &mut Duration,
+) -> Option<FeedPage> {
     // `from` past the end makes the replica answer with a snapshot at once.
     let wait_ms = if from == u64::MAX { 0 } else { FEED_WAIT_MS };
     match inventory.feed(group, from, wait_ms).await {
@@ -486,13 +597,22 @@ pub(crate) async fn next_page(inventory: &InventoryClient, group: GroupId, from:
 }
 
 /// Follows `group`'s feed into `cache` until the task is dropped.
-async fn follow_group(cache: Arc<SeatCache>, inventory: InventoryClient, group: GroupId, synced: Arc<AtomicBool>) {
+async fn follow_group(
+    cache: Arc<SeatCache>,
+    inventory: InventoryClient,
+    group: GroupId,
+    synced: Arc<AtomicBool>,
+) {
     let mut from = u64::MAX;
     let mut backoff = Duration::from_millis(FEED_RETRY_MIN_MS);
     loop {
-        let Some(page) = next_page(&inventory, group, from, &mut backoff).await else { continue };
+        let Some(page) = next_page(&inventory, group, from, &mut backoff).await else {
+            continue;
+        };
         match page {
-            FeedPage::Reset { applied, snapshot, .. } => {
+            FeedPage::Reset {
+                applied, snapshot, ..
+            } => {
                 let n_events = snapshot.events.len();
                 cache.reset_group(group, applied, snapshot.events);
                 from = applied;
@@ -504,7 +624,10 @@ async fn follow_group(cache: Arc<SeatCache>, inventory: InventoryClient, group: 
                 let registered = cache.apply_changes(&changes);
                 let mut ok = true;
                 for event_id in registered {
-                    match inventory.read(group, Query::EventSeats(event_id.clone())).await {
+                    match inventory
+                        .read(group, Query::EventSeats(event_id.clone()))
+                        .await
+                    {
                         Ok(reply) => {
                             if let QueryResult::Seats(Some(seats)) = reply.result {
                                 cache.put(&event_id, group, seats, upto);
@@ -526,7 +649,11 @@ async fn follow_group(cache: Arc<SeatCache>, inventory: InventoryClient, group: 
 
 /// Keeps one follower per inventory group (found in the meta group's table, checked every
 /// `GROUP_REFRESH_MS`) and the coalescing flusher, all owned by `tasks`.
-pub async fn run_seat_feeds(cache: Arc<SeatCache>, inventory: InventoryClient, clock: Arc<dyn Clock>) {
+pub async fn run_seat_feeds(
+    cache: Arc<SeatCache>,
+    inventory: InventoryClient,
+    clock: Arc<dyn Clock>,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     {
         let cache = cache.clone();
@@ -573,7 +700,13 @@ mod tests {
     use super::*;
 
     fn spec(id: &str, section: &str) -> SeatSpec {
-        SeatSpec { id: id.into(), section: section.into(), row: "1".into(), number: 1, price_minor: 100 }
+        SeatSpec {
+            id: id.into(),
+            section: section.into(),
+            row: "1".into(),
+            number: 1,
+            price_minor: 100,
+        }
     }
 
     fn seat(id: &str, section: &str, status: SeatStatus) -> (SeatSpec, SeatStatus) {
@@ -595,16 +728,48 @@ mod tests {
         );
         let event = cache.get("ev").expect("event");
         let (sections, total) = event.counts(999);
-        assert_eq!(event.sections, vec!["Floor".to_owned(), "Balcony".to_owned()]);
-        assert_eq!(sections[0], Counts { available: 1, held: 1, sold: 0 });
-        assert_eq!(total, Counts { available: 1, held: 1, sold: 1 });
-        assert_eq!(event.counts(1_000).1, Counts { available: 2, held: 0, sold: 1 });
+        assert_eq!(
+            event.sections,
+            vec!["Floor".to_owned(), "Balcony".to_owned()]
+        );
+        assert_eq!(
+            sections[0],
+            Counts {
+                available: 1,
+                held: 1,
+                sold: 0
+            }
+        );
+        assert_eq!(
+            total,
+            Counts {
+                available: 1,
+                held: 1,
+                sold: 1
+            }
+        );
+        assert_eq!(
+            event.counts(1_000).1,
+            Counts {
+                available: 2,
+                held: 0,
+                sold: 1
+            }
+        );
     }
 
     #[test]
     fn seat_map_is_rerendered_on_change_and_on_expiry() {
         let cache = SeatCache::new();
-        cache.put("ev", 1, vec![seat("a", "F", SeatStatus::Held { until_ms: 1_000 }), seat("b", "F", SeatStatus::Available)], 5);
+        cache.put(
+            "ev",
+            1,
+            vec![
+                seat("a", "F", SeatStatus::Held { until_ms: 1_000 }),
+                seat("b", "F", SeatStatus::Available),
+            ],
+            5,
+        );
         let event = cache.get("ev").expect("event");
         let first = event.seat_map("USD", 500);
         let text = String::from_utf8_lossy(&first).to_string();
@@ -614,7 +779,14 @@ mod tests {
         // Expiry re-renders.
         assert!(String::from_utf8_lossy(&event.seat_map("USD", 1_000)).contains(r#""id":"a","section":"F","row":"1","number":1,"price":{"amount":100,"currency":"USD"},"status":"available""#));
         // A change re-renders.
-        cache.apply_changes(&[(6, Change::Seat { event_id: "ev".into(), seat_id: "b".into(), status: SeatStatus::Sold })]);
+        cache.apply_changes(&[(
+            6,
+            Change::Seat {
+                event_id: "ev".into(),
+                seat_id: "b".into(),
+                status: SeatStatus::Sold,
+            },
+        )]);
         assert_eq!(event.version(), 6);
         assert!(String::from_utf8_lossy(&event.seat_map("USD", 1_000)).contains(r#""id":"b","section":"F","row":"1","number":1,"price":{"amount":100,"currency":"USD"},"status":"sold""#));
     }
@@ -622,18 +794,51 @@ mod tests {
     #[tokio::test]
     async fn watchers_get_coalesced_batches_and_laggards_are_dropped() {
         let cache = SeatCache::new();
-        cache.put("ev", 1, vec![seat("a", "F", SeatStatus::Available), seat("b", "F", SeatStatus::Available)], 1);
+        cache.put(
+            "ev",
+            1,
+            vec![
+                seat("a", "F", SeatStatus::Available),
+                seat("b", "F", SeatStatus::Available),
+            ],
+            1,
+        );
         let event = cache.get("ev").expect("event");
         // Without watchers nothing is pending.
-        cache.apply_changes(&[(2, Change::Seat { event_id: "ev".into(), seat_id: "a".into(), status: SeatStatus::Sold })]);
+        cache.apply_changes(&[(
+            2,
+            Change::Seat {
+                event_id: "ev".into(),
+                seat_id: "a".into(),
+                status: SeatStatus::Sold,
+            },
+        )]);
         cache.flush(0);
         let mut rx = event.subscribe();
         assert!(rx.try_recv().is_err());
         // Three changes to one seat and one to another: one batch, latest status wins.
-        for (index, status) in [(3, SeatStatus::Held { until_ms: 9 }), (4, SeatStatus::Available), (5, SeatStatus::Held { until_ms: 99 })] {
-            cache.apply_changes(&[(index, Change::Seat { event_id: "ev".into(), seat_id: "b".into(), status })]);
+        for (index, status) in [
+            (3, SeatStatus::Held { until_ms: 9 }),
+            (4, SeatStatus::Available),
+            (5, SeatStatus::Held { until_ms: 99 }),
+        ] {
+            cache.apply_changes(&[(
+                index,
+                Change::Seat {
+                    event_id: "ev".into(),
+                    seat_id: "b".into(),
+                    status,
+                },
+            )]);
         }
-        cache.apply_changes(&[(6, Change::Seat { event_id: "ev".into(), seat_id: "a".into(), status: SeatStatus::Available })]);
+        cache.apply_changes(&[(
+            6,
+            Change::Seat {
+                event_id: "ev".into(),
+                seat_id: "a".into(),
+                status: SeatStatus::Available,
+            },
+        )]);
         cache.flush(50);
         let batch = rx.try_recv().expect("one batch");
         assert_eq!(
@@ -643,11 +848,25 @@ mod tests {
         assert!(rx.try_recv().is_err(), "coalesced into one batch");
         // A watcher that never reads lags and learns it.
         for n in 0..(STREAM_BUFFER_BATCHES as u64 + 2) {
-            let status = if n % 2 == 0 { SeatStatus::Sold } else { SeatStatus::Available };
-            cache.apply_changes(&[(10 + n, Change::Seat { event_id: "ev".into(), seat_id: "a".into(), status })]);
+            let status = if n % 2 == 0 {
+                SeatStatus::Sold
+            } else {
+                SeatStatus::Available
+            };
+            cache.apply_changes(&[(
+                10 + n,
+                Change::Seat {
+                    event_id: "ev".into(),
+                    seat_id: "a".into(),
+                    status,
+                },
+            )]);
             cache.flush(60);
         }
-        assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
     }
 
     #[test]
@@ -657,13 +876,24 @@ mod tests {
             cache.put(id, 1, vec![seat("s", "F", SeatStatus::Available)], 1);
         }
         for index in 2..5 {
-            cache.apply_changes(&[(index, Change::Seat { event_id: "a".into(), seat_id: "s".into(), status: SeatStatus::Sold })]);
+            cache.apply_changes(&[(
+                index,
+                Change::Seat {
+                    event_id: "a".into(),
+                    seat_id: "s".into(),
+                    status: SeatStatus::Sold,
+                },
+            )]);
         }
         let mut first = cache.take_search_dirty(2);
         assert_eq!(first.len(), 2);
         first.extend(cache.take_search_dirty(2));
         first.sort();
-        assert_eq!(first, ["a", "b", "c"], "three events, each once, whatever the changes");
+        assert_eq!(
+            first,
+            ["a", "b", "c"],
+            "three events, each once, whatever the changes"
+        );
         assert!(cache.take_search_dirty(2).is_empty());
     }
 
@@ -674,13 +904,29 @@ mod tests {
         cache.put("gone", 1, vec![seat("x", "F", SeatStatus::Available)], 1);
         cache.put("other", 2, vec![seat("y", "F", SeatStatus::Available)], 1);
         let mut rx = cache.get("ev").expect("event").subscribe();
-        cache.reset_group(1, 10, vec![("ev".into(), vec![seat("a", "F", SeatStatus::Sold)])]);
-        assert!(cache.get("gone").is_none(), "events missing from the snapshot are dropped");
+        cache.reset_group(
+            1,
+            10,
+            vec![("ev".into(), vec![seat("a", "F", SeatStatus::Sold)])],
+        );
+        assert!(
+            cache.get("gone").is_none(),
+            "events missing from the snapshot are dropped"
+        );
         assert!(cache.get("other").is_some(), "other groups are untouched");
         cache.flush(0);
-        assert!(String::from_utf8_lossy(&rx.try_recv().expect("batch")).contains(r#"{"id":"a","status":"sold"}"#));
+        assert!(String::from_utf8_lossy(&rx.try_recv().expect("batch"))
+            .contains(r#"{"id":"a","status":"sold"}"#));
         // A layout change (seats added) keeps the watchers too.
-        cache.put("ev", 1, vec![seat("a", "F", SeatStatus::Sold), seat("b", "F", SeatStatus::Available)], 11);
+        cache.put(
+            "ev",
+            1,
+            vec![
+                seat("a", "F", SeatStatus::Sold),
+                seat("b", "F", SeatStatus::Available),
+            ],
+            11,
+        );
         assert_eq!(cache.get("ev").expect("event").n_watchers(), 1);
     }
 }

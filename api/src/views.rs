@@ -142,13 +142,25 @@ pub struct SeatBatch {
 }
 
 /// Builds the event view from the catalog documents and the seat cache.
-pub fn event_view(event: &Event, venue: &Venue, performers: &[Arc<Performer>], seats: &EventSeats, now_ms: u64) -> EventView {
+pub fn event_view(
+    event: &Event,
+    venue: &Venue,
+    performers: &[Arc<Performer>],
+    seats: &EventSeats,
+    now_ms: u64,
+) -> EventView {
     let (per_section, total) = seats.counts(now_ms);
     let sections = venue
         .sections
         .iter()
         .map(|section| {
-            let counts = seats.sections.iter().position(|name| *name == section.name).and_then(|i| per_section.get(i)).copied().unwrap_or(Counts::default());
+            let counts = seats
+                .sections
+                .iter()
+                .position(|name| *name == section.name)
+                .and_then(|i| per_section.get(i))
+                .copied()
+                .unwrap_or(Counts::default());
             SectionView {
                 id: section.id.clone(),
                 name: section.name.clone(),
@@ -182,7 +194,11 @@ pub fn event_view(event: &Event, venue: &Venue, performers: &[Arc<Performer>], s
         },
         performers: performers
             .iter()
-            .map(|p| PerformerInfo { performer_id: p.performer_id.clone(), name: p.name.clone(), description: p.description.clone() })
+            .map(|p| PerformerInfo {
+                performer_id: p.performer_id.clone(),
+                name: p.name.clone(),
+                description: p.description.clone(),
+            })
             .collect(),
         sections,
         availability: Availability {
@@ -194,7 +210,9 @@ pub fn event_view(event: &Event, venue: &Venue, performers: &[Arc<Performer>], s
             as_of: rfc3339_from_ms(now_ms),
         },
         on_sale: event.on_sale && now_ms < event.starts_at_ms(),
-        queue: QueueView { enabled: event.queue.enabled },
+        queue: QueueView {
+            enabled: event.queue.enabled,
+        },
     }
 }
 
@@ -208,8 +226,13 @@ pub struct Rendered {
 impl Rendered {
     pub fn new(bytes: Bytes, fresh_until_ms: u64) -> Rendered {
         let tag = format!("\"{}\"", digest(&[&bytes], 20));
-        let etag = HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
-        Rendered { bytes, etag, fresh_until_ms }
+        let etag =
+            HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+        Rendered {
+            bytes,
+            etag,
+            fresh_until_ms,
+        }
     }
 }
 
@@ -221,12 +244,17 @@ pub struct ViewCache {
 
 impl ViewCache {
     pub fn new(ttl_ms: u64) -> ViewCache {
-        ViewCache { views: moka::sync::Cache::new(MAX_CACHED_VIEWS), ttl_ms }
+        ViewCache {
+            views: moka::sync::Cache::new(MAX_CACHED_VIEWS),
+            ttl_ms,
+        }
     }
 
     /// The cached view of `event_id` if it is still fresh at `now_ms`.
     pub fn fresh(&self, event_id: &str, now_ms: u64) -> Option<Arc<Rendered>> {
-        self.views.get(event_id).filter(|r| now_ms < r.fresh_until_ms)
+        self.views
+            .get(event_id)
+            .filter(|r| now_ms < r.fresh_until_ms)
     }
 
     pub fn put(&self, event_id: &str, rendered: Arc<Rendered>) {
@@ -250,15 +278,41 @@ mod tests {
     #[test]
     fn rendered_seat_maps_and_batches_match_their_documented_shapes() {
         let seats = vec![
-            (SeatSpec { id: "s1-1-1".into(), section: "Floor".into(), row: "1".into(), number: 1, price_minor: 500 }, SeatStatus::Held { until_ms: 10 }),
-            (SeatSpec { id: "s1-1-2".into(), section: "Floor".into(), row: "1".into(), number: 2, price_minor: 500 }, SeatStatus::Sold),
+            (
+                SeatSpec {
+                    id: "s1-1-1".into(),
+                    section: "Floor".into(),
+                    row: "1".into(),
+                    number: 1,
+                    price_minor: 500,
+                },
+                SeatStatus::Held { until_ms: 10 },
+            ),
+            (
+                SeatSpec {
+                    id: "s1-1-2".into(),
+                    section: "Floor".into(),
+                    row: "1".into(),
+                    number: 2,
+                    price_minor: 500,
+                },
+                SeatStatus::Sold,
+            ),
         ];
         let event = crate::seats::EventSeats::detached("ev_1", 1, seats, 1);
-        let map: SeatMap = serde_json::from_slice(&event.seat_map("EUR", 5)).expect("seat map parses as documented");
+        let map: SeatMap = serde_json::from_slice(&event.seat_map("EUR", 5))
+            .expect("seat map parses as documented");
         assert_eq!(map.seats.len(), 2);
         assert_eq!(map.seats[0].status, SeatState::Held);
-        assert_eq!(map.seats[1].price, Money { amount: 500, currency: "EUR".into() });
-        let batch: SeatBatch = serde_json::from_slice(&event.full_batch(20)).expect("batch parses as documented");
+        assert_eq!(
+            map.seats[1].price,
+            Money {
+                amount: 500,
+                currency: "EUR".into()
+            }
+        );
+        let batch: SeatBatch =
+            serde_json::from_slice(&event.full_batch(20)).expect("batch parses as documented");
         assert_eq!(batch.changes[0].status, SeatState::Available);
     }
 
@@ -267,6 +321,9 @@ mod tests {
         let a = Rendered::new(Bytes::from_static(b"{\"a\":1}"), 0);
         let b = Rendered::new(Bytes::from_static(b"{\"a\":2}"), 0);
         assert_ne!(a.etag, b.etag);
-        assert_eq!(a.etag, Rendered::new(Bytes::from_static(b"{\"a\":1}"), 5).etag);
+        assert_eq!(
+            a.etag,
+            Rendered::new(Bytes::from_static(b"{\"a\":1}"), 5).etag
+        );
     }
 }

@@ -36,13 +36,21 @@ pub struct LimitArgs {
 
 impl Default for LimitArgs {
     fn default() -> Self {
-        LimitArgs { rate_ip_per_second: 50, rate_ip_burst: 100, rate_user_per_second: 10, rate_user_burst: 20, trust_forwarded_for: false }
+        LimitArgs {
+            rate_ip_per_second: 50,
+            rate_ip_burst: 100,
+            rate_user_per_second: 10,
+            rate_user_burst: 20,
+            trust_forwarded_for: false,
+        }
     }
 }
 
 impl LimitArgs {
     pub fn config(&self) -> anyhow::Result<RateLimitConfig> {
-        let nz = |n: u32, name: &str| std::num::NonZeroU32::new(n).with_context(|| format!("{name} must be at least 1"));
+        let nz = |n: u32, name: &str| {
+            std::num::NonZeroU32::new(n).with_context(|| format!("{name} must be at least 1"))
+        };
         Ok(RateLimitConfig {
             per_ip_per_second: nz(self.rate_ip_per_second, "--rate-ip-per-second")?,
             per_ip_burst: nz(self.rate_ip_burst, "--rate-ip-burst")?,
@@ -107,29 +115,61 @@ pub struct ApiNode {
 
 impl ApiNode {
     pub async fn start(setup: ApiSetup) -> anyhow::Result<ApiNode> {
-        let listener = tokio::net::TcpListener::bind(&setup.listen).await.with_context(|| format!("binding {}", setup.listen))?;
+        let listener = tokio::net::TcpListener::bind(&setup.listen)
+            .await
+            .with_context(|| format!("binding {}", setup.listen))?;
         let addr = listener.local_addr()?;
-        let public_url = if setup.public_url.is_empty() { format!("http://{addr}") } else { setup.public_url.clone() };
+        let public_url = if setup.public_url.is_empty() {
+            format!("http://{addr}")
+        } else {
+            setup.public_url.clone()
+        };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let auth = Arc::new(Auth::new(&setup.jwt_secret, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
-        let inventory = InventoryClient::new(Arc::new(Transport::new(TcpConnector)), setup.seeds.clone());
+        let auth = Arc::new(
+            Auth::new(&setup.jwt_secret, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let inventory =
+            InventoryClient::new(Arc::new(Transport::new(TcpConnector)), setup.seeds.clone());
         let sandbox_config = SandboxConfig::new(
             public_url.clone(),
             format!("{}/v1/webhooks/payments", public_url.trim_end_matches('/')),
             setup.webhook_secret.clone(),
         );
-        let (sandbox, webhooks) = Sandbox::start(sandbox_config, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let config = ApiConfig { dev_mode: setup.dev_mode, rate_limits: setup.limits, search_dir: setup.search_dir, ..ApiConfig::default() };
-        let deps = ApiDeps { inventory, clock, auth, payments: Arc::new(sandbox.processor()), webhook_secret: setup.webhook_secret };
+        let (sandbox, webhooks) =
+            Sandbox::start(sandbox_config, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config = ApiConfig {
+            dev_mode: setup.dev_mode,
+            rate_limits: setup.limits,
+            search_dir: setup.search_dir,
+            ..ApiConfig::default()
+        };
+        let deps = ApiDeps {
+            inventory,
+            clock,
+            auth,
+            payments: Arc::new(sandbox.processor()),
+            webhook_secret: setup.webhook_secret,
+        };
         let api = Api::start(config, deps);
         let router = api.router_with(sandbox_routes(sandbox));
-        Ok(ApiNode { api, listener, addr, router, webhooks })
+        Ok(ApiNode {
+            api,
+            listener,
+            addr,
+            router,
+            webhooks,
+        })
     }
 
     /// Serves until `shutdown` resolves, lets requests in flight finish (live streams, which
     /// never finish, are cut after [`SHUTDOWN_GRACE_MS`]), then stops the background tasks.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -138,7 +178,9 @@ impl ApiNode {
         let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let grace_over = async move {
             match stopping_rx.await {
-                Ok(()) => tokio::time::sleep(std::time::Duration::from_millis(SHUTDOWN_GRACE_MS)).await,
+                Ok(()) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(SHUTDOWN_GRACE_MS)).await
+                }
                 Err(_) => std::future::pending::<()>().await,
             }
         };
@@ -175,19 +217,29 @@ pub async fn shutdown_signal() {
 }
 
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
-    let seeds: Vec<String> = args.cluster.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    let seeds: Vec<String> = args
+        .cluster
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
     if seeds.is_empty() {
         bail!("--cluster needs at least one storage node address");
     }
-    let (jwt_secret, webhook_secret) = match (args.jwt_secret, args.webhook_secret, args.dev_tokens) {
+    let (jwt_secret, webhook_secret) = match (args.jwt_secret, args.webhook_secret, args.dev_tokens)
+    {
         (Some(j), Some(w), _) => (j.into_bytes(), w.into_bytes()),
         (j, w, true) => (
-            j.map(String::into_bytes).unwrap_or_else(|| boxoffice_api::ids::random_hex(32).into_bytes()),
-            w.map(String::into_bytes).unwrap_or_else(|| boxoffice_api::ids::random_hex(32).into_bytes()),
+            j.map(String::into_bytes)
+                .unwrap_or_else(|| boxoffice_api::ids::random_hex(32).into_bytes()),
+            w.map(String::into_bytes)
+                .unwrap_or_else(|| boxoffice_api::ids::random_hex(32).into_bytes()),
         ),
         _ => bail!("set --jwt-secret and --webhook-secret (or --dev-tokens for a throwaway node)"),
     };
-    let public_url = args.public_url.unwrap_or_else(|| format!("http://{}", args.listen));
+    let public_url = args
+        .public_url
+        .unwrap_or_else(|| format!("http://{}", args.listen));
     let setup = ApiSetup {
         listen: args.listen,
         public_url,

@@ -56,11 +56,16 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             for _ in 0..3 {
                 listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
             }
-            let members: Vec<(u64, String)> =
-                listeners.iter().enumerate().map(|(i, l)| Ok((i as u64 + 1, l.local_addr()?.to_string()))).collect::<std::io::Result<_>>()?;
+            let members: Vec<(u64, String)> = listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Ok((i as u64 + 1, l.local_addr()?.to_string())))
+                .collect::<std::io::Result<_>>()?;
             for ((id, addr), listener) in members.iter().zip(listeners) {
                 let dir = tmp.join(format!("n{id}"));
-                hosts.push(start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?);
+                hosts.push(
+                    start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?,
+                );
             }
             bootstrap(&hosts[0], &members, args.shards).await?;
             members.into_iter().map(|(_, a)| a).collect()
@@ -74,10 +79,24 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
     for e in 0..n_events {
         let event_id = format!("bench-{run_id}-{e}");
         let seats: Vec<SeatSpec> = (0..args.seats)
-            .map(|i| SeatSpec { id: format!("s{i}"), section: "Floor".into(), row: (i / 50).to_string(), number: i % 50, price_minor: 5000 })
+            .map(|i| SeatSpec {
+                id: format!("s{i}"),
+                section: "Floor".into(),
+                row: (i / 50).to_string(),
+                number: i % 50,
+                price_minor: 5000,
+            })
             .collect();
         // The client registers big events in chunks (MAX_SEATS_PER_COMMAND per log entry).
-        let (_, reply) = client.register_event(&format!("bench-reg-{event_id}"), &event_id, "USD", 600_000, seats).await?;
+        let (_, reply) = client
+            .register_event(
+                &format!("bench-reg-{event_id}"),
+                &event_id,
+                "USD",
+                600_000,
+                seats,
+            )
+            .await?;
         if !matches!(reply.outcome, Outcome::Registered { .. }) {
             bail!("registering {event_id}: {:?}", reply.outcome);
         }
@@ -85,7 +104,11 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
     }
     println!(
         "bench holds: {} storage nodes, {} events x {} seats, {} clients, {} s",
-        if args.cluster.is_some() { "external".to_owned() } else { "3 in-process".to_owned() },
+        if args.cluster.is_some() {
+            "external".to_owned()
+        } else {
+            "3 in-process".to_owned()
+        },
         events.len(),
         args.seats,
         args.concurrency,
@@ -104,7 +127,8 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             let mut failures = 0u64;
             while Instant::now() < deadline {
                 let n = next_seat.fetch_add(1, Ordering::Relaxed);
-                let (event_idx, seat) = ((n % events.len() as u64) as usize, n / events.len() as u64);
+                let (event_idx, seat) =
+                    ((n % events.len() as u64) as usize, n / events.len() as u64);
                 if seat >= seats {
                     break;
                 }
@@ -117,8 +141,13 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
                     ttl_ms: None,
                 };
                 let started = Instant::now();
-                match client.execute_for_event(event_id, &format!("r{run_id}-{n}"), command).await {
-                    Ok(reply) if matches!(reply.outcome, Outcome::Held(_)) => latencies_us.push(started.elapsed().as_micros() as u64),
+                match client
+                    .execute_for_event(event_id, &format!("r{run_id}-{n}"), command)
+                    .await
+                {
+                    Ok(reply) if matches!(reply.outcome, Outcome::Held(_)) => {
+                        latencies_us.push(started.elapsed().as_micros() as u64)
+                    }
                     _ => failures += 1,
                 }
             }
@@ -135,9 +164,16 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         failures += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_secs = process_cpu_secs().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu_secs = process_cpu_secs()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "holds acknowledged: {}  failed: {}  elapsed: {:.2} s\nholds/s: {:.0}\nlatency p50: {:.2} ms  p99: {:.2} ms  p99.9: {:.2} ms  max: {:.2} ms",
         latencies.len(),
@@ -162,8 +198,17 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(host) = hosts.first() {
-        let entries: u64 = host.status().groups.iter().filter(|g| g.group != 0).filter_map(|g| g.last_log_index).sum();
-        println!("log entries in inventory groups: {entries} ({:.1} holds per entry)", latencies.len() as f64 / entries.max(1) as f64);
+        let entries: u64 = host
+            .status()
+            .groups
+            .iter()
+            .filter(|g| g.group != 0)
+            .filter_map(|g| g.last_log_index)
+            .sum();
+        println!(
+            "log entries in inventory groups: {entries} ({:.1} holds per entry)",
+            latencies.len() as f64 / entries.max(1) as f64
+        );
     }
     for host in &hosts {
         host.shutdown().await;

@@ -70,9 +70,13 @@ const DEV_FILE: &str = "dev.json";
 fn load_or_create(dir: &Path) -> anyhow::Result<DevFile> {
     let path = dir.join(DEV_FILE);
     if let Ok(bytes) = std::fs::read(&path) {
-        return serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()));
+        return serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {}", path.display()));
     }
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let file = DevFile {
         jwt_secret: boxoffice_api::ids::random_hex(32),
         webhook_secret: boxoffice_api::ids::random_hex(32),
@@ -93,10 +97,19 @@ fn save(dir: &Path, file: &DevFile) -> anyhow::Result<()> {
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let first_start = !args.data_dir.join("n1").exists();
-    let members: Vec<(u64, String)> = (0..3u16).map(|i| (u64::from(i) + 1, format!("127.0.0.1:{}", args.raft_port + i))).collect();
+    let members: Vec<(u64, String)> = (0..3u16)
+        .map(|i| {
+            (
+                u64::from(i) + 1,
+                format!("127.0.0.1:{}", args.raft_port + i),
+            )
+        })
+        .collect();
     let mut hosts = Vec::new();
     for (id, addr) in &members {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
         let dir = args.data_dir.join(format!("n{id}"));
         hosts.push(start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?);
     }
@@ -127,7 +140,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let base = format!("http://{}", node.addr);
     let addrs: Vec<&str> = members.iter().map(|(_, a)| a.as_str()).collect();
-    println!("boxoffice dev: API on {base}, storage replicas on {} (data in {})", addrs.join(", "), args.data_dir.display());
+    println!(
+        "boxoffice dev: API on {base}, storage replicas on {} (data in {})",
+        addrs.join(", "),
+        args.data_dir.display()
+    );
     println!("  docs:    curl {base}/openapi.json");
     println!("  token:   curl -s -X POST {base}/v1/auth/token -H 'content-type: application/json' -d '{{\"user\":\"alice\"}}'");
     println!("  events:  curl {base}/v1/events/{}", demo::event_id(0));
@@ -151,7 +168,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                         tokio::time::sleep(Duration::from_secs(5)).await;
                         tracing::info!(
                             venues = progress.venues.load(std::sync::atomic::Ordering::Relaxed),
-                            performers = progress.performers.load(std::sync::atomic::Ordering::Relaxed),
+                            performers = progress
+                                .performers
+                                .load(std::sync::atomic::Ordering::Relaxed),
                             events = progress.events.load(std::sync::atomic::Ordering::Relaxed),
                             "seeding the demo catalog"
                         );
@@ -173,8 +192,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             reporter.abort();
             match result {
                 Ok(()) => {
-                    tracing::info!(events = size.n_events, elapsed_ms = started.elapsed().as_millis() as u64, "demo catalog seeded");
-                    println!("demo catalog ready: {} events in {:.1} s", size.n_events, started.elapsed().as_secs_f64());
+                    tracing::info!(
+                        events = size.n_events,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "demo catalog seeded"
+                    );
+                    println!(
+                        "demo catalog ready: {} events in {:.1} s",
+                        size.n_events,
+                        started.elapsed().as_secs_f64()
+                    );
                     match load_or_create(&data_dir) {
                         Ok(mut file) => {
                             file.demo_seeded = true;
@@ -207,6 +234,7 @@ fn scaled(n_events: usize) -> DemoSize {
     DemoSize {
         n_events,
         n_venues: (default.n_venues * n_events / default.n_events).clamp(1, default.n_venues),
-        n_performers: (default.n_performers * n_events / default.n_events).clamp(1, default.n_performers),
+        n_performers: (default.n_performers * n_events / default.n_events)
+            .clamp(1, default.n_performers),
     }
 }

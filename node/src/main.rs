@@ -12,7 +12,11 @@ mod storage_node;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "boxoffice", version, about = "A ticketing backend that never sells a seat twice")]
+#[command(
+    name = "boxoffice",
+    version,
+    about = "A ticketing backend that never sells a seat twice"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -35,13 +39,16 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BOXOFFICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error,sled=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("BOXOFFICE_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,openraft=error,sled=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command.unwrap_or(Cmd::Dev(dev::DevArgs::default())) {
             Cmd::Node(args) => storage_node::run(args).await,

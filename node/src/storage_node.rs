@@ -56,10 +56,15 @@ const NODE_FILE: &str = "node.json";
 fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
     let path = args.data_dir.join(NODE_FILE);
     if path.exists() {
-        let mut file: NodeFile = serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("reading {}", path.display()))?;
+        let mut file: NodeFile = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("reading {}", path.display()))?;
         if let Some(id) = args.id {
             if id != file.id {
-                bail!("{} belongs to node {}, not {id}", args.data_dir.display(), file.id);
+                bail!(
+                    "{} belongs to node {}, not {id}",
+                    args.data_dir.display(),
+                    file.id
+                );
             }
         }
         if let Some(listen) = &args.listen {
@@ -88,7 +93,12 @@ fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
         raft.election_min_ms = raft.election_min_ms.max(ms * 4);
         raft.election_max_ms = raft.election_max_ms.max(ms * 8);
     }
-    let file = NodeFile { id, advertise: args.advertise.clone().unwrap_or_else(|| listen.clone()), listen, raft };
+    let file = NodeFile {
+        id,
+        advertise: args.advertise.clone().unwrap_or_else(|| listen.clone()),
+        listen,
+        raft,
+    };
     std::fs::create_dir_all(&args.data_dir)?;
     write_atomic(&path, &serde_json::to_vec_pretty(&file)?)?;
     Ok(file)
@@ -107,15 +117,33 @@ pub fn parse_members(spec: &str) -> anyhow::Result<Vec<(NodeId, String)>> {
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|part| {
-            let (id, addr) = part.split_once('=').with_context(|| format!("expected id=addr, got {part:?}"))?;
-            Ok((id.trim().parse().with_context(|| format!("bad node id {id:?}"))?, addr.trim().to_owned()))
+            let (id, addr) = part
+                .split_once('=')
+                .with_context(|| format!("expected id=addr, got {part:?}"))?;
+            Ok((
+                id.trim()
+                    .parse()
+                    .with_context(|| format!("bad node id {id:?}"))?,
+                addr.trim().to_owned(),
+            ))
         })
         .collect()
 }
 
-pub async fn start_host(id: NodeId, advertise: String, raft: RaftSettings, data_dir: PathBuf, listener: tokio::net::TcpListener) -> anyhow::Result<Host> {
+pub async fn start_host(
+    id: NodeId,
+    advertise: String,
+    raft: RaftSettings,
+    data_dir: PathBuf,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<Host> {
     let storage = Storage::open_dir(data_dir)?;
-    let cfg = HostConfig { node_id: id, addr: advertise, raft, clock: Arc::new(SystemClock) };
+    let cfg = HostConfig {
+        node_id: id,
+        addr: advertise,
+        raft,
+        clock: Arc::new(SystemClock),
+    };
     let host = Host::open(cfg, storage, TcpConnector).await?;
     let router = boxoffice_raft::server::router(host.clone());
     tokio::spawn(async move {
@@ -128,9 +156,18 @@ pub async fn start_host(id: NodeId, advertise: String, raft: RaftSettings, data_
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let file = load_or_create(&args)?;
-    let listener = tokio::net::TcpListener::bind(&file.listen).await.with_context(|| format!("binding {}", file.listen))?;
+    let listener = tokio::net::TcpListener::bind(&file.listen)
+        .await
+        .with_context(|| format!("binding {}", file.listen))?;
     tracing::info!(node = file.id, listen = %file.listen, data_dir = %args.data_dir.display(), "storage node starting");
-    let host = start_host(file.id, file.advertise.clone(), file.raft.clone(), args.data_dir.clone(), listener).await?;
+    let host = start_host(
+        file.id,
+        file.advertise.clone(),
+        file.raft.clone(),
+        args.data_dir.clone(),
+        listener,
+    )
+    .await?;
     if let Some(spec) = &args.init {
         let members = parse_members(spec)?;
         if !members.iter().any(|(id, _)| *id == file.id) {

@@ -124,7 +124,12 @@ impl InventoryClient {
 
     /// Sends `body` to `path` on `group`'s leader, following hints and retrying until the
     /// deadline. `R` is what the node answers on success.
-    async fn call_leader<B: Serialize, R: DeserializeOwned>(&self, group: GroupId, path: &str, body: &B) -> Result<R, InventoryError> {
+    async fn call_leader<B: Serialize, R: DeserializeOwned>(
+        &self,
+        group: GroupId,
+        path: &str,
+        body: &B,
+    ) -> Result<R, InventoryError> {
         let body = encode(body);
         let started = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(RETRY_BACKOFF_MIN_MS);
@@ -142,32 +147,46 @@ impl InventoryClient {
                 if started.elapsed() >= self.deadline {
                     break;
                 }
-                let timeout = Duration::from_millis(CALL_TIMEOUT_MS).min(self.deadline.saturating_sub(started.elapsed()));
-                match self.transport.post(&addr, path, body.clone(), timeout).await {
+                let timeout = Duration::from_millis(CALL_TIMEOUT_MS)
+                    .min(self.deadline.saturating_sub(started.elapsed()));
+                match self
+                    .transport
+                    .post(&addr, path, body.clone(), timeout)
+                    .await
+                {
                     Ok(bytes) => {
-                        let answer: Result<R, ServeError> = decode(&bytes).map_err(InventoryError::Protocol)?;
+                        let answer: Result<R, ServeError> =
+                            decode(&bytes).map_err(InventoryError::Protocol)?;
                         match answer {
                             Ok(value) => {
                                 self.routes_mut().leaders.insert(group, addr);
                                 return Ok(value);
                             }
-                            Err(ServeError::NotLeader { leader: Some((_, leader_addr)), .. }) if leader_addr != addr => {
+                            Err(ServeError::NotLeader {
+                                leader: Some((_, leader_addr)),
+                                ..
+                            }) if leader_addr != addr => {
                                 self.routes_mut().leaders.insert(group, leader_addr.clone());
                                 hint = Some(leader_addr);
                                 followed_hint = true;
                                 break;
                             }
-                            Err(ServeError::NotLeader { .. }) | Err(ServeError::UnknownGroup(_)) => continue,
+                            Err(ServeError::NotLeader { .. })
+                            | Err(ServeError::UnknownGroup(_)) => continue,
                             Err(ServeError::Unavailable(reason)) => {
                                 // The proposal may have been appended before leadership was lost.
                                 maybe_delivered = Some(reason);
                                 continue;
                             }
-                            Err(ServeError::Invalid(reason)) => return Err(InventoryError::Invalid(reason)),
+                            Err(ServeError::Invalid(reason)) => {
+                                return Err(InventoryError::Invalid(reason))
+                            }
                         }
                     }
                     Err(e) if e.not_sent() => continue,
-                    Err(TransportError::Status { status: 400, body, .. }) => {
+                    Err(TransportError::Status {
+                        status: 400, body, ..
+                    }) => {
                         return Err(InventoryError::Invalid(body));
                     }
                     Err(e) => {
@@ -197,14 +216,25 @@ impl InventoryClient {
     }
 
     /// Proposes `requests` to `group`. Every request must carry a request id.
-    pub async fn write(&self, group: GroupId, requests: Vec<Request>) -> Result<Vec<Reply>, InventoryError> {
+    pub async fn write(
+        &self,
+        group: GroupId,
+        requests: Vec<Request>,
+    ) -> Result<Vec<Reply>, InventoryError> {
         if requests.iter().any(|r| r.request_id.is_none()) {
-            return Err(InventoryError::Invalid("every mutation needs a request id".into()));
+            return Err(InventoryError::Invalid(
+                "every mutation needs a request id".into(),
+            ));
         }
         let n = requests.len();
-        let replies: Vec<Reply> = self.call_leader(group, &format!("/inventory/{group}/write"), &requests).await?;
+        let replies: Vec<Reply> = self
+            .call_leader(group, &format!("/inventory/{group}/write"), &requests)
+            .await?;
         if replies.len() != n {
-            return Err(InventoryError::Protocol(format!("{n} requests, {} replies", replies.len())));
+            return Err(InventoryError::Protocol(format!(
+                "{n} requests, {} replies",
+                replies.len()
+            )));
         }
         Ok(replies)
     }
@@ -212,8 +242,16 @@ impl InventoryClient {
     /// Proposes one command with its request id. Concurrent calls for the same group share
     /// writes: while [`CLIENT_INFLIGHT_WRITES_PER_GROUP`] are in flight, the rest queue and
     /// leave together in the next one.
-    pub async fn execute(&self, group: GroupId, request_id: &str, command: Command) -> Result<Reply, InventoryError> {
-        let request = Request { request_id: Some(request_id.to_owned()), command };
+    pub async fn execute(
+        &self,
+        group: GroupId,
+        request_id: &str,
+        command: Command,
+    ) -> Result<Reply, InventoryError> {
+        let request = Request {
+            request_id: Some(request_id.to_owned()),
+            command,
+        };
         let queue = {
             let mut batchers = self.batchers.lock().unwrap_or_else(|p| p.into_inner());
             match batchers.get(&group) {
@@ -222,7 +260,10 @@ impl InventoryClient {
                     let (tx, rx) = mpsc::channel(CLIENT_QUEUE_LEN);
                     // The task's client has its own (empty) batcher table, so it does not keep
                     // this client's queues alive.
-                    let writer = InventoryClient { batchers: Arc::new(Mutex::new(BTreeMap::new())), ..self.clone() };
+                    let writer = InventoryClient {
+                        batchers: Arc::new(Mutex::new(BTreeMap::new())),
+                        ..self.clone()
+                    };
                     tokio::spawn(batch_loop(writer, group, rx));
                     batchers.insert(group, tx.clone());
                     tx
@@ -230,17 +271,24 @@ impl InventoryClient {
             }
         };
         let (tx, rx) = oneshot::channel();
-        queue.send((request, tx)).await.map_err(|_| InventoryError::Protocol("client batcher stopped".into()))?;
-        rx.await.map_err(|_| InventoryError::Protocol("client batcher dropped the request".into()))?
+        queue
+            .send((request, tx))
+            .await
+            .map_err(|_| InventoryError::Protocol("client batcher stopped".into()))?;
+        rx.await
+            .map_err(|_| InventoryError::Protocol("client batcher dropped the request".into()))?
     }
 
     /// A linearizable read of `group`.
     pub async fn read(&self, group: GroupId, query: Query) -> Result<ReadReply, InventoryError> {
-        self.call_leader(group, &format!("/inventory/{group}/read"), &query).await
+        self.call_leader(group, &format!("/inventory/{group}/read"), &query)
+            .await
     }
 
     /// Learns every group's members from the meta group.
-    pub async fn refresh_groups(&self) -> Result<Vec<(GroupId, Vec<(NodeId, String)>)>, InventoryError> {
+    pub async fn refresh_groups(
+        &self,
+    ) -> Result<Vec<(GroupId, Vec<(NodeId, String)>)>, InventoryError> {
         let reply = self.read(META_GROUP, Query::Groups).await?;
         let QueryResult::Groups(groups) = reply.result else {
             return Err(InventoryError::Protocol("expected groups".into()));
@@ -262,11 +310,23 @@ impl InventoryClient {
         while i < candidates.len() && i < 2 * self.seeds.len() + 8 {
             let addr = candidates[i].clone();
             i += 1;
-            let Ok(bytes) = self.transport.post(&addr, &path, body.clone(), Duration::from_millis(CALL_TIMEOUT_MS)).await else {
+            let Ok(bytes) = self
+                .transport
+                .post(
+                    &addr,
+                    &path,
+                    body.clone(),
+                    Duration::from_millis(CALL_TIMEOUT_MS),
+                )
+                .await
+            else {
                 continue;
             };
             match decode::<Result<ReadReply, ServeError>>(&bytes) {
-                Ok(Ok(ReadReply { result: QueryResult::Groups(groups), .. })) => {
+                Ok(Ok(ReadReply {
+                    result: QueryResult::Groups(groups),
+                    ..
+                })) => {
                     let mut routes = self.routes_mut();
                     routes.leaders.insert(META_GROUP, addr);
                     for (g, members) in groups {
@@ -274,7 +334,10 @@ impl InventoryClient {
                     }
                     return;
                 }
-                Ok(Err(ServeError::NotLeader { leader: Some((_, leader)), .. })) if !candidates[i..].contains(&leader) => {
+                Ok(Err(ServeError::NotLeader {
+                    leader: Some((_, leader)),
+                    ..
+                })) if !candidates[i..].contains(&leader) => {
                     candidates.insert(i, leader);
                 }
                 _ => {}
@@ -287,14 +350,18 @@ impl InventoryClient {
         if let Some(&g) = self.routes().placement.get(event_id) {
             return Ok(g);
         }
-        let reply = self.read(META_GROUP, Query::Placement(event_id.to_owned())).await?;
+        let reply = self
+            .read(META_GROUP, Query::Placement(event_id.to_owned()))
+            .await?;
         match reply.result {
             QueryResult::Placement(Some(g)) => {
                 self.routes_mut().placement.insert(event_id.to_owned(), g);
                 Ok(g)
             }
             QueryResult::Placement(None) => Err(InventoryError::UnknownEvent(event_id.to_owned())),
-            other => Err(InventoryError::Protocol(format!("expected placement, got {other:?}"))),
+            other => Err(InventoryError::Protocol(format!(
+                "expected placement, got {other:?}"
+            ))),
         }
     }
 
@@ -309,18 +376,35 @@ impl InventoryClient {
         seats: Vec<SeatSpec>,
     ) -> Result<(GroupId, Reply), InventoryError> {
         let groups = self.refresh_groups().await?;
-        let shards: Vec<GroupId> = groups.iter().map(|(g, _)| *g).filter(|g| *g != META_GROUP).collect();
+        let shards: Vec<GroupId> = groups
+            .iter()
+            .map(|(g, _)| *g)
+            .filter(|g| *g != META_GROUP)
+            .collect();
         if shards.is_empty() {
-            return Err(InventoryError::Invalid("the cluster has no inventory groups".into()));
+            return Err(InventoryError::Invalid(
+                "the cluster has no inventory groups".into(),
+            ));
         }
         let chosen = shards[(stable_hash(event_id) % shards.len() as u64) as usize];
-        let assign = Command::AssignEvent { event_id: event_id.to_owned(), group: chosen };
-        let reply = self.execute(META_GROUP, &format!("{request_id}/assign"), assign).await?;
+        let assign = Command::AssignEvent {
+            event_id: event_id.to_owned(),
+            group: chosen,
+        };
+        let reply = self
+            .execute(META_GROUP, &format!("{request_id}/assign"), assign)
+            .await?;
         let group = match reply.outcome {
             Outcome::Assigned { group } => group,
-            other => return Err(InventoryError::Protocol(format!("assign answered {other:?}"))),
+            other => {
+                return Err(InventoryError::Protocol(format!(
+                    "assign answered {other:?}"
+                )))
+            }
         };
-        self.routes_mut().placement.insert(event_id.to_owned(), group);
+        self.routes_mut()
+            .placement
+            .insert(event_id.to_owned(), group);
         let mut chunks = seats.chunks(MAX_SEATS_PER_COMMAND);
         let register = Command::RegisterEvent {
             event_id: event_id.to_owned(),
@@ -328,33 +412,51 @@ impl InventoryClient {
             hold_ttl_ms,
             seats: chunks.next().unwrap_or_default().to_vec(),
         };
-        let mut reply = self.execute(group, &format!("{request_id}/register"), register).await?;
+        let mut reply = self
+            .execute(group, &format!("{request_id}/register"), register)
+            .await?;
         for (i, chunk) in chunks.enumerate() {
             if !matches!(reply.outcome, Outcome::Registered { .. }) {
                 break;
             }
-            let more = Command::AddSeats { event_id: event_id.to_owned(), seats: chunk.to_vec() };
-            reply = self.execute(group, &format!("{request_id}/seats/{i}"), more).await?;
+            let more = Command::AddSeats {
+                event_id: event_id.to_owned(),
+                seats: chunk.to_vec(),
+            };
+            reply = self
+                .execute(group, &format!("{request_id}/seats/{i}"), more)
+                .await?;
         }
         Ok((group, reply))
     }
 
     /// Proposes a command concerning `event_id` to the group that holds it.
-    pub async fn execute_for_event(&self, event_id: &str, request_id: &str, command: Command) -> Result<Reply, InventoryError> {
+    pub async fn execute_for_event(
+        &self,
+        event_id: &str,
+        request_id: &str,
+        command: Command,
+    ) -> Result<Reply, InventoryError> {
         let group = self.group_of(event_id).await?;
         self.execute(group, request_id, command).await
     }
 
     /// Reads `group`'s change feed after `from`, waiting up to `wait_ms` for news. Any
     /// replica may answer; the client prefers the leader it knows.
-    pub async fn feed(&self, group: GroupId, from: u64, wait_ms: u64) -> Result<FeedPage, InventoryError> {
+    pub async fn feed(
+        &self,
+        group: GroupId,
+        from: u64,
+        wait_ms: u64,
+    ) -> Result<FeedPage, InventoryError> {
         let path = format!("/inventory/{group}/feed?from={from}&wait_ms={wait_ms}");
         let timeout = Duration::from_millis(wait_ms + CALL_TIMEOUT_MS);
         let mut last = None;
         for addr in self.candidates(group) {
             match self.transport.get(&addr, &path, timeout).await {
                 Ok(bytes) => {
-                    let answer: Result<FeedPage, ServeError> = decode(&bytes).map_err(InventoryError::Protocol)?;
+                    let answer: Result<FeedPage, ServeError> =
+                        decode(&bytes).map_err(InventoryError::Protocol)?;
                     match answer {
                         Ok(page) => return Ok(page),
                         Err(e) => last = Some(e.to_string()),
@@ -382,7 +484,9 @@ async fn batch_loop(client: InventoryClient, group: GroupId, mut rx: mpsc::Recei
             queued = rx.recv() => match queued { Some(q) => q, None => break },
             Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
         let mut batch = vec![first];
         while batch.len() < CLIENT_MAX_BATCH_REQUESTS {
             match rx.try_recv() {
@@ -414,14 +518,33 @@ async fn batch_loop(client: InventoryClient, group: GroupId, mut rx: mpsc::Recei
 /// Initializes every group (0 = meta, 1..=`shards` inventory) with `members` as voters
 /// through `host`, then records the group table in the meta group. Safe to repeat: groups
 /// already initialized stay as they are and the table writes are idempotent.
-pub async fn bootstrap(host: &Host, members: &[(NodeId, String)], shards: u64) -> Result<(), InventoryError> {
-    host.initialize(members, shards).await.map_err(|e| InventoryError::Protocol(e.to_string()))?;
-    let client = InventoryClient::new(host.transport(), members.iter().map(|(_, a)| a.clone()).collect());
+pub async fn bootstrap(
+    host: &Host,
+    members: &[(NodeId, String)],
+    shards: u64,
+) -> Result<(), InventoryError> {
+    host.initialize(members, shards)
+        .await
+        .map_err(|e| InventoryError::Protocol(e.to_string()))?;
+    let client = InventoryClient::new(
+        host.transport(),
+        members.iter().map(|(_, a)| a.clone()).collect(),
+    );
     for group in 0..=shards as GroupId {
-        let command = Command::PutGroup { group, members: members.to_vec() };
+        let command = Command::PutGroup {
+            group,
+            members: members.to_vec(),
+        };
         let mut attempts = 0;
         loop {
-            match client.execute(META_GROUP, &format!("bootstrap/group/{group}"), command.clone()).await {
+            match client
+                .execute(
+                    META_GROUP,
+                    &format!("bootstrap/group/{group}"),
+                    command.clone(),
+                )
+                .await
+            {
                 Ok(_) => break,
                 Err(e) if attempts < BOOTSTRAP_ATTEMPTS => {
                     attempts += 1;

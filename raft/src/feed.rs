@@ -30,7 +30,10 @@ pub struct Feed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedRead {
     /// Changes with index in `(from, upto]`; `upto` is where the next read starts.
-    Changes { changes: Vec<(u64, Change)>, upto: u64 },
+    Changes {
+        changes: Vec<(u64, Change)>,
+        upto: u64,
+    },
     /// `from` is outside the window: start again from a snapshot.
     Reset,
 }
@@ -38,7 +41,12 @@ pub enum FeedRead {
 impl Feed {
     /// A feed whose history starts at `applied` (nothing before it can be served).
     pub fn new(applied: u64, capacity: usize) -> Feed {
-        Feed { changes: VecDeque::new(), base: applied, applied, capacity }
+        Feed {
+            changes: VecDeque::new(),
+            base: applied,
+            applied,
+            capacity,
+        }
     }
 
     pub fn applied(&self) -> u64 {
@@ -87,16 +95,27 @@ impl Feed {
             }
             out.push((*index, change.clone()));
         }
-        FeedRead::Changes { changes: out, upto: upto.max(from) }
+        FeedRead::Changes {
+            changes: out,
+            upto: upto.max(from),
+        }
     }
 }
 
 /// One page of a group's feed, as sent over the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FeedPage {
-    Changes { group: GroupId, changes: Vec<(u64, Change)>, upto: u64 },
+    Changes {
+        group: GroupId,
+        changes: Vec<(u64, Change)>,
+        upto: u64,
+    },
     /// Start again from this state, which is current as of log index `applied`.
-    Reset { group: GroupId, applied: u64, snapshot: FeedSnapshot },
+    Reset {
+        group: GroupId,
+        applied: u64,
+        snapshot: FeedSnapshot,
+    },
 }
 
 /// The state a feed reader rebuilds from after a reset.
@@ -113,32 +132,66 @@ mod tests {
     use super::*;
 
     fn change(n: u32) -> Change {
-        Change::Catalog { kind: "k".into(), id: n.to_string(), deleted: false }
+        Change::Catalog {
+            kind: "k".into(),
+            id: n.to_string(),
+            deleted: false,
+        }
     }
 
     #[test]
     fn reads_resume_and_reset_outside_the_window() {
         let mut feed = Feed::new(10, 4);
-        assert_eq!(feed.read(10, 100), FeedRead::Changes { changes: vec![], upto: 10 });
+        assert_eq!(
+            feed.read(10, 100),
+            FeedRead::Changes {
+                changes: vec![],
+                upto: 10
+            }
+        );
         assert_eq!(feed.read(9, 100), FeedRead::Reset);
         feed.push(11, vec![change(1), change(2)]);
         feed.push(12, vec![]);
         feed.push(13, vec![change(3)]);
         assert_eq!(
             feed.read(10, 100),
-            FeedRead::Changes { changes: vec![(11, change(1)), (11, change(2)), (13, change(3))], upto: 13 }
+            FeedRead::Changes {
+                changes: vec![(11, change(1)), (11, change(2)), (13, change(3))],
+                upto: 13
+            }
         );
-        assert_eq!(feed.read(11, 100), FeedRead::Changes { changes: vec![(13, change(3))], upto: 13 });
+        assert_eq!(
+            feed.read(11, 100),
+            FeedRead::Changes {
+                changes: vec![(13, change(3))],
+                upto: 13
+            }
+        );
         // A page limit never splits an index.
-        assert_eq!(feed.read(10, 1), FeedRead::Changes { changes: vec![(11, change(1)), (11, change(2))], upto: 12 });
+        assert_eq!(
+            feed.read(10, 1),
+            FeedRead::Changes {
+                changes: vec![(11, change(1)), (11, change(2))],
+                upto: 12
+            }
+        );
         feed.push(14, vec![change(4), change(5)]);
         // Capacity 4: the first change of index 11 is gone, so readers before 11 reset.
         assert_eq!(feed.read(10, 100), FeedRead::Reset);
         assert_eq!(feed.read(11, 100).clone(), feed.read(11, 100));
-        assert!(matches!(feed.read(11, 100), FeedRead::Changes { upto: 14, .. }));
+        assert!(matches!(
+            feed.read(11, 100),
+            FeedRead::Changes { upto: 14, .. }
+        ));
         assert_eq!(feed.read(15, 100), FeedRead::Reset);
         feed.reset(20);
         assert_eq!(feed.read(14, 100), FeedRead::Reset);
-        assert_eq!(feed.read(20, 100), FeedRead::Changes { changes: vec![], upto: 20 });
+        assert_eq!(
+            feed.read(20, 100),
+            FeedRead::Changes {
+                changes: vec![],
+                upto: 20
+            }
+        );
     }
 }

@@ -123,15 +123,27 @@ impl Storage {
                 groups.sort();
                 Ok(groups)
             }
-            Storage::Memory(mem) => Ok(mem.0.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()),
+            Storage::Memory(mem) => Ok(mem
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .copied()
+                .collect()),
         }
     }
 
-    fn open_group(&self, group: GroupId) -> std::io::Result<(Box<dyn LogDisk>, Arc<dyn StateDisk>)> {
+    fn open_group(
+        &self,
+        group: GroupId,
+    ) -> std::io::Result<(Box<dyn LogDisk>, Arc<dyn StateDisk>)> {
         match self {
             Storage::Disk { dir, db } => {
                 let gdir = dir.join("groups").join(group.to_string());
-                Ok((Box::new(FileLog::open(&gdir)?), Arc::new(SledState::open(db, group, &gdir)?)))
+                Ok((
+                    Box::new(FileLog::open(&gdir)?),
+                    Arc::new(SledState::open(db, group, &gdir)?),
+                ))
             }
             Storage::Memory(mem) => {
                 let mut groups = mem.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,7 +168,10 @@ pub struct HostConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ServeError {
     #[error("not the leader of group {group}; leader: {leader:?}")]
-    NotLeader { group: GroupId, leader: Option<(NodeId, String)> },
+    NotLeader {
+        group: GroupId,
+        leader: Option<(NodeId, String)>,
+    },
     #[error("group {0} is not hosted here")]
     UnknownGroup(GroupId),
     #[error("invalid request: {0}")]
@@ -178,7 +193,10 @@ pub enum Query {
     EventCounts(EventId),
     Placement(EventId),
     Groups,
-    Catalog { kind: String, id: String },
+    Catalog {
+        kind: String,
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,7 +259,11 @@ impl Group {
     fn leader_hint(&self) -> Option<(NodeId, String)> {
         let metrics = self.raft.metrics().borrow().clone();
         let leader = metrics.current_leader?;
-        let node = metrics.membership_config.membership().get_node(&leader)?.clone();
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .clone();
         Some((leader, node.addr))
     }
 
@@ -255,9 +277,20 @@ impl Group {
         let proposals = self.proposals.clone();
         async move {
             let (tx, rx) = oneshot::channel();
-            let pending = Pending { requests: vec![Request { request_id: None, command: Command::Sweep }], reply: tx };
-            proposals.send(pending).await.map_err(|_| ServeError::Unavailable("proposer stopped".into()))?;
-            rx.await.map_err(|_| ServeError::Unavailable("proposal dropped".into()))?.map(|_| ())
+            let pending = Pending {
+                requests: vec![Request {
+                    request_id: None,
+                    command: Command::Sweep,
+                }],
+                reply: tx,
+            };
+            proposals
+                .send(pending)
+                .await
+                .map_err(|_| ServeError::Unavailable("proposer stopped".into()))?;
+            rx.await
+                .map_err(|_| ServeError::Unavailable("proposal dropped".into()))?
+                .map(|_| ())
         }
     }
 }
@@ -278,7 +311,11 @@ pub struct Host {
 
 impl Host {
     /// Opens every replica found in `storage` and starts it.
-    pub async fn open(cfg: HostConfig, storage: Storage, connector: impl Connector) -> std::io::Result<Host> {
+    pub async fn open(
+        cfg: HostConfig,
+        storage: Storage,
+        connector: impl Connector,
+    ) -> std::io::Result<Host> {
         let host = Host {
             inner: Arc::new(HostInner {
                 cfg,
@@ -307,11 +344,22 @@ impl Host {
     }
 
     pub fn group(&self, group: GroupId) -> Option<Arc<Group>> {
-        self.inner.groups.read().unwrap_or_else(|p| p.into_inner()).get(&group).cloned()
+        self.inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&group)
+            .cloned()
     }
 
     pub fn group_ids(&self) -> Vec<GroupId> {
-        self.inner.groups.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+        self.inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// The replica of `group`, created (empty, uninitialized) if this node has none yet.
@@ -342,25 +390,53 @@ impl Host {
         }
         .validate()
         .map_err(std::io::Error::other)?;
-        let network = NetworkFactory { transport: self.inner.transport.clone(), group, node_id: cfg.node_id };
-        let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm).await.map_err(std::io::Error::other)?;
+        let network = NetworkFactory {
+            transport: self.inner.transport.clone(),
+            group,
+            node_id: cfg.node_id,
+        };
+        let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm)
+            .await
+            .map_err(std::io::Error::other)?;
         let (tx, rx) = mpsc::channel(PROPOSAL_QUEUE_LEN);
         let mut tasks = JoinSet::new();
         tasks.spawn(proposer_loop(group, raft.clone(), cfg.clock.clone(), rx));
-        let g = Arc::new(Group { id: group, raft, shared, proposals: tx, tasks: Mutex::new(tasks) });
-        g.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(sweeper_loop(Arc::downgrade(&g), cfg.clock.clone()));
-        self.inner.groups.write().unwrap_or_else(|p| p.into_inner()).insert(group, g.clone());
+        let g = Arc::new(Group {
+            id: group,
+            raft,
+            shared,
+            proposals: tx,
+            tasks: Mutex::new(tasks),
+        });
+        g.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spawn(sweeper_loop(Arc::downgrade(&g), cfg.clock.clone()));
+        self.inner
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group, g.clone());
         tracing::info!(node = cfg.node_id, group, "replica opened");
         Ok(g)
     }
 
     /// Initializes `groups` (0 is meta, 1..=n_shards inventory) with `members` as voters.
     /// A group already initialized is left as it is.
-    pub async fn initialize(&self, members: &[(NodeId, String)], n_shards: u64) -> Result<(), ServeError> {
-        let nodes: BTreeMap<NodeId, BasicNode> =
-            members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+    pub async fn initialize(
+        &self,
+        members: &[(NodeId, String)],
+        n_shards: u64,
+    ) -> Result<(), ServeError> {
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
         for group in 0..=n_shards {
-            let g = self.ensure_group(group).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
+            let g = self
+                .ensure_group(group)
+                .await
+                .map_err(|e| ServeError::Unavailable(e.to_string()))?;
             match g.raft.initialize(nodes.clone()).await {
                 Ok(()) => {}
                 Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
@@ -371,20 +447,33 @@ impl Host {
     }
 
     /// Proposes `requests` to `group` through this node, which must be its leader.
-    pub async fn write(&self, group: GroupId, requests: Vec<Request>) -> Result<Vec<Reply>, ServeError> {
+    pub async fn write(
+        &self,
+        group: GroupId,
+        requests: Vec<Request>,
+    ) -> Result<Vec<Reply>, ServeError> {
         let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
         if requests.is_empty() || requests.len() > MAX_BATCH_REQUESTS {
-            return Err(ServeError::Invalid(format!("send 1..={MAX_BATCH_REQUESTS} requests")));
+            return Err(ServeError::Invalid(format!(
+                "send 1..={MAX_BATCH_REQUESTS} requests"
+            )));
         }
         if !g.is_leader() {
-            return Err(ServeError::NotLeader { group, leader: g.leader_hint() });
+            return Err(ServeError::NotLeader {
+                group,
+                leader: g.leader_hint(),
+            });
         }
         let (tx, rx) = oneshot::channel();
         g.proposals
-            .send(Pending { requests, reply: tx })
+            .send(Pending {
+                requests,
+                reply: tx,
+            })
             .await
             .map_err(|_| ServeError::Unavailable("proposer stopped".into()))?;
-        rx.await.map_err(|_| ServeError::Unavailable("proposal dropped".into()))?
+        rx.await
+            .map_err(|_| ServeError::Unavailable("proposal dropped".into()))?
     }
 
     /// A linearizable read of `group`'s state through this node, which must be its leader.
@@ -392,10 +481,12 @@ impl Host {
         let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
         if let Err(e) = g.raft.ensure_linearizable().await {
             return Err(match e {
-                RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => ServeError::NotLeader {
-                    group,
-                    leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
-                },
+                RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
+                    ServeError::NotLeader {
+                        group,
+                        leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
+                    }
+                }
                 other => ServeError::Unavailable(other.to_string()),
             });
         }
@@ -404,7 +495,11 @@ impl Host {
         // or with the clock of the next leader. When holds expired (or records aged out)
         // between the committed time and this node's clock, a sweep is committed first so
         // the answer sees the expiry.
-        let due = g.shared.read().machine.sweep_due(self.inner.cfg.clock.now_ms());
+        let due = g
+            .shared
+            .read()
+            .machine
+            .sweep_due(self.inner.cfg.clock.now_ms());
         if due {
             g.sweep().await?;
         }
@@ -419,7 +514,9 @@ impl Host {
             Query::SeatOwners(id) => QueryResult::SeatOwners(m.seat_owners(&id, at_ms)),
             Query::EventCounts(id) => QueryResult::Counts(m.seat_counts(&id, at_ms)),
             Query::Placement(id) => QueryResult::Placement(m.placement().get(&id).copied()),
-            Query::Groups => QueryResult::Groups(m.groups().iter().map(|(g, ms)| (*g, ms.clone())).collect()),
+            Query::Groups => {
+                QueryResult::Groups(m.groups().iter().map(|(g, ms)| (*g, ms.clone())).collect())
+            }
             Query::Catalog { kind, id } => QueryResult::Catalog(m.catalog_doc(&kind, &id).cloned()),
         };
         Ok(ReadReply { at_ms, result })
@@ -427,7 +524,12 @@ impl Host {
 
     /// Changes of `group` after log index `from`, waiting up to `wait_ms` for some to appear.
     /// Served by any replica (the feed is a read path; it trails the leader by replication lag).
-    pub async fn feed(&self, group: GroupId, from: u64, wait_ms: u64) -> Result<FeedPage, ServeError> {
+    pub async fn feed(
+        &self,
+        group: GroupId,
+        from: u64,
+        wait_ms: u64,
+    ) -> Result<FeedPage, ServeError> {
         let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
         let mut applied = g.shared.applied_tx.subscribe();
         let wait = Duration::from_millis(wait_ms.min(MAX_FEED_WAIT_MS));
@@ -436,7 +538,11 @@ impl Host {
         }
         let replica = g.shared.read();
         match replica.feed.read(from, FEED_PAGE_MAX_CHANGES) {
-            FeedRead::Changes { changes, upto } => Ok(FeedPage::Changes { group, changes, upto }),
+            FeedRead::Changes { changes, upto } => Ok(FeedPage::Changes {
+                group,
+                changes,
+                upto,
+            }),
             FeedRead::Reset => {
                 let m = &replica.machine;
                 let at_ms = self.inner.cfg.clock.now_ms().max(m.now_ms());
@@ -445,28 +551,48 @@ impl Host {
                         .event_ids()
                         .filter_map(|id| m.event_seats(id, at_ms).map(|seats| (id.clone(), seats)))
                         .collect(),
-                    catalog: m.catalog().map(|((k, i), d)| (k.clone(), i.clone(), d.clone())).collect(),
+                    catalog: m
+                        .catalog()
+                        .map(|((k, i), d)| (k.clone(), i.clone(), d.clone()))
+                        .collect(),
                     placement: m.placement().iter().map(|(e, g)| (e.clone(), *g)).collect(),
                     at_ms,
                 };
-                Ok(FeedPage::Reset { group, applied: replica.feed.applied(), snapshot })
+                Ok(FeedPage::Reset {
+                    group,
+                    applied: replica.feed.applied(),
+                    snapshot,
+                })
             }
         }
     }
 
     /// Adds `node` as a learner of `group`, waits for it to catch up, then makes the voters
     /// exactly `voters`.
-    pub async fn change_members(&self, group: GroupId, node: (NodeId, String), voters: BTreeSet<NodeId>) -> Result<(), ServeError> {
+    pub async fn change_members(
+        &self,
+        group: GroupId,
+        node: (NodeId, String),
+        voters: BTreeSet<NodeId>,
+    ) -> Result<(), ServeError> {
         let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
         let unavailable = |e: &dyn std::fmt::Display| ServeError::Unavailable(e.to_string());
-        g.raft.add_learner(node.0, BasicNode { addr: node.1 }, true).await.map_err(|e| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ServeError::NotLeader {
-                group,
-                leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
-            },
-            other => unavailable(&other),
-        })?;
-        g.raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), false).await.map_err(|e| unavailable(&e))?;
+        g.raft
+            .add_learner(node.0, BasicNode { addr: node.1 }, true)
+            .await
+            .map_err(|e| match e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                    ServeError::NotLeader {
+                        group,
+                        leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
+                    }
+                }
+                other => unavailable(&other),
+            })?;
+        g.raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+            .await
+            .map_err(|e| unavailable(&e))?;
         Ok(())
     }
 
@@ -492,15 +618,24 @@ impl Host {
                 }
             })
             .collect();
-        NodeStatus { node_id: self.node_id(), addr: self.addr().to_owned(), groups }
+        NodeStatus {
+            node_id: self.node_id(),
+            addr: self.addr().to_owned(),
+            groups,
+        }
     }
 
     /// Stops every replica and flushes the state store (their storage stays as it is).
     pub async fn shutdown(&self) {
         let groups: Vec<Arc<Group>> =
-            std::mem::take(&mut *self.inner.groups.write().unwrap_or_else(|p| p.into_inner())).into_values().collect();
+            std::mem::take(&mut *self.inner.groups.write().unwrap_or_else(|p| p.into_inner()))
+                .into_values()
+                .collect();
         for g in groups {
-            g.tasks.lock().unwrap_or_else(|p| p.into_inner()).abort_all();
+            g.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .abort_all();
             if let Err(e) = g.raft.shutdown().await {
                 tracing::warn!(group = g.id, error = %e, "raft shutdown");
             }
@@ -520,7 +655,12 @@ impl Host {
 
 /// Batches queued requests into proposals stamped with the leader's clock (never lower than
 /// the last stamp it gave) and keeps up to [`MAX_INFLIGHT_PROPOSALS`] of them in flight.
-async fn proposer_loop(group: GroupId, raft: Raft, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Pending>) {
+async fn proposer_loop(
+    group: GroupId,
+    raft: Raft,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
     let mut last_stamp_ms = 0u64;
     let permits = Arc::new(Semaphore::new(MAX_INFLIGHT_PROPOSALS));
     let mut inflight = JoinSet::new();
@@ -529,7 +669,9 @@ async fn proposer_loop(group: GroupId, raft: Raft, clock: Arc<dyn Clock>, mut rx
             pending = rx.recv() => match pending { Some(p) => p, None => break },
             Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
         let mut batch = vec![first];
         let mut n_requests = batch[0].requests.len();
         while n_requests < MAX_BATCH_REQUESTS {
@@ -563,10 +705,12 @@ async fn proposer_loop(group: GroupId, raft: Raft, clock: Arc<dyn Clock>, mut rx
                 }
                 Err(e) => {
                     let err = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ServeError::NotLeader {
-                            group,
-                            leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
-                        },
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                            ServeError::NotLeader {
+                                group,
+                                leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
+                            }
+                        }
                         other => ServeError::Unavailable(other.to_string()),
                     };
                     for sender in senders {

@@ -116,7 +116,8 @@ pub struct CorruptRecord {
 /// The wire and storage encoding (bincode, standard config) of any serde value.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding plain owned data into a Vec cannot fail; a failure is a bug worth stopping for.
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("bincode encoding of plain data")
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("bincode encoding of plain data")
 }
 
 /// The inverse of [`encode`]; a message, not a panic, on bytes that do not decode.
@@ -174,7 +175,10 @@ impl PartialEq for Machine {
 impl Machine {
     pub fn new() -> Self {
         Machine {
-            globals: Globals { last_now_ms: 0, limits: Limits::default() },
+            globals: Globals {
+                last_now_ms: 0,
+                limits: Limits::default(),
+            },
             events: BTreeMap::new(),
             holds: BTreeMap::new(),
             bookings: BTreeMap::new(),
@@ -193,7 +197,11 @@ impl Machine {
     /// Applies a leader-stamped proposal: every request in order, at one effective time.
     pub fn apply_proposal(&mut self, proposal: &Proposal, changes: &mut Vec<Change>) -> Vec<Reply> {
         let now_ms = self.advance_clock(proposal.now_ms);
-        proposal.requests.iter().map(|r| self.apply(r, now_ms, changes)).collect()
+        proposal
+            .requests
+            .iter()
+            .map(|r| self.apply(r, now_ms, changes))
+            .collect()
     }
 
     /// Moves the group's clock to `max(stamped, last)`, so a slow new leader cannot turn time
@@ -219,21 +227,41 @@ impl Machine {
     pub fn apply(&mut self, request: &Request, now_ms: u64, changes: &mut Vec<Change>) -> Reply {
         let now_ms = now_ms.max(self.globals.last_now_ms);
         let Some(request_id) = &request.request_id else {
-            return Reply { at_ms: now_ms, outcome: self.execute(&request.command, now_ms, changes) };
+            return Reply {
+                at_ms: now_ms,
+                outcome: self.execute(&request.command, now_ms, changes),
+            };
         };
         if request_id.is_empty() || request_id.len() > MAX_ID_BYTES {
-            let outcome = Outcome::Rejected(Rejection::Invalid("request id must be 1..=128 bytes".into()));
-            return Reply { at_ms: now_ms, outcome };
+            let outcome = Outcome::Rejected(Rejection::Invalid(
+                "request id must be 1..=128 bytes".into(),
+            ));
+            return Reply {
+                at_ms: now_ms,
+                outcome,
+            };
         }
         let fp = fingerprint(&request.command);
         if let Some(record) = self.requests.get(request_id) {
             if record.fingerprint == fp {
                 return record.reply.clone();
             }
-            return Reply { at_ms: now_ms, outcome: Outcome::Rejected(Rejection::RequestIdReused) };
+            return Reply {
+                at_ms: now_ms,
+                outcome: Outcome::Rejected(Rejection::RequestIdReused),
+            };
         }
-        let reply = Reply { at_ms: now_ms, outcome: self.execute(&request.command, now_ms, changes) };
-        self.requests.insert(request_id.clone(), RequestRecord { fingerprint: fp, reply: reply.clone() });
+        let reply = Reply {
+            at_ms: now_ms,
+            outcome: self.execute(&request.command, now_ms, changes),
+        };
+        self.requests.insert(
+            request_id.clone(),
+            RequestRecord {
+                fingerprint: fp,
+                reply: reply.clone(),
+            },
+        );
         self.request_times.insert((now_ms, request_id.clone()));
         self.dirty.insert(Key::Request(request_id.clone()));
         reply
@@ -241,29 +269,43 @@ impl Machine {
 
     fn execute(&mut self, command: &Command, now_ms: u64, changes: &mut Vec<Change>) -> Outcome {
         let result = match command {
-            Command::RegisterEvent { event_id, currency, hold_ttl_ms, seats } => {
-                self.register_event(event_id, currency, *hold_ttl_ms, seats, changes)
-            }
+            Command::RegisterEvent {
+                event_id,
+                currency,
+                hold_ttl_ms,
+                seats,
+            } => self.register_event(event_id, currency, *hold_ttl_ms, seats, changes),
             Command::AddSeats { event_id, seats } => self.add_seats(event_id, seats, changes),
-            Command::Hold { event_id, hold_id, owner, seat_ids, ttl_ms } => {
-                self.hold(event_id, hold_id, owner, seat_ids, *ttl_ms, now_ms, changes)
-            }
+            Command::Hold {
+                event_id,
+                hold_id,
+                owner,
+                seat_ids,
+                ttl_ms,
+            } => self.hold(event_id, hold_id, owner, seat_ids, *ttl_ms, now_ms, changes),
             Command::Release { hold_id, owner } => self.release(hold_id, owner, now_ms, changes),
-            Command::CreateBooking { booking_id, hold_id, owner, payment_ref } => {
-                self.create_booking(booking_id, hold_id, owner, payment_ref, now_ms, changes)
-            }
-            Command::Confirm { booking_id, payment_event_id } => {
-                self.confirm(booking_id, payment_event_id, now_ms, changes)
-            }
-            Command::FailPayment { booking_id, payment_event_id } => {
-                self.fail_payment(booking_id, payment_event_id, now_ms, changes)
-            }
+            Command::CreateBooking {
+                booking_id,
+                hold_id,
+                owner,
+                payment_ref,
+            } => self.create_booking(booking_id, hold_id, owner, payment_ref, now_ms, changes),
+            Command::Confirm {
+                booking_id,
+                payment_event_id,
+            } => self.confirm(booking_id, payment_event_id, now_ms, changes),
+            Command::FailPayment {
+                booking_id,
+                payment_event_id,
+            } => self.fail_payment(booking_id, payment_event_id, now_ms, changes),
             Command::MarkRefunded { booking_id } => self.mark_refunded(booking_id, now_ms, changes),
             Command::Sweep => Ok(self.sweep(now_ms, changes)),
             Command::SetLimits(limits) => self.set_limits(limits),
             Command::PutCatalog { kind, id, doc } => self.put_catalog(kind, id, Some(doc), changes),
             Command::DeleteCatalog { kind, id } => self.put_catalog(kind, id, None, changes),
-            Command::AssignEvent { event_id, group } => self.assign_event(event_id, *group, changes),
+            Command::AssignEvent { event_id, group } => {
+                self.assign_event(event_id, *group, changes)
+            }
             Command::PutGroup { group, members } => self.put_group(*group, members, changes),
         };
         result.unwrap_or_else(Outcome::Rejected)
@@ -279,7 +321,9 @@ impl Machine {
     ) -> Result<Outcome, Rejection> {
         check_id("event id", event_id)?;
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(Rejection::Invalid("currency must be an ISO 4217 code such as USD".into()));
+            return Err(Rejection::Invalid(
+                "currency must be an ISO 4217 code such as USD".into(),
+            ));
         }
         self.check_ttl(hold_ttl_ms)?;
         check_seats(seats)?;
@@ -295,7 +339,9 @@ impl Machine {
                 && existing.meta.hold_ttl_ms == meta.hold_ttl_ms
                 && existing.meta.seats.starts_with(&meta.seats);
             return if same {
-                Ok(Outcome::Registered { n_seats: seats.len() as u32 })
+                Ok(Outcome::Registered {
+                    n_seats: seats.len() as u32,
+                })
             } else {
                 Err(Rejection::EventConflict)
             };
@@ -303,34 +349,53 @@ impl Machine {
         let state = EventState::new(meta)?;
         self.events.insert(event_id.to_owned(), state);
         self.dirty.insert(Key::Event(event_id.to_owned()));
-        changes.push(Change::EventRegistered { event_id: event_id.to_owned() });
-        Ok(Outcome::Registered { n_seats: seats.len() as u32 })
+        changes.push(Change::EventRegistered {
+            event_id: event_id.to_owned(),
+        });
+        Ok(Outcome::Registered {
+            n_seats: seats.len() as u32,
+        })
     }
 
-    fn add_seats(&mut self, event_id: &str, seats: &[SeatSpec], changes: &mut Vec<Change>) -> Result<Outcome, Rejection> {
+    fn add_seats(
+        &mut self,
+        event_id: &str,
+        seats: &[SeatSpec],
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, Rejection> {
         check_seats(seats)?;
         let event = self.events.get(event_id).ok_or(Rejection::UnknownEvent)?;
         if event.meta.seats.len() + seats.len() > MAX_SEATS_PER_EVENT {
-            return Err(Rejection::Invalid(format!("an event has at most {MAX_SEATS_PER_EVENT} seats")));
+            return Err(Rejection::Invalid(format!(
+                "an event has at most {MAX_SEATS_PER_EVENT} seats"
+            )));
         }
         let mut meta = event.meta.clone();
         meta.seats.extend_from_slice(seats);
         let state = EventState::new(meta)?;
         let n_seats = state.meta.seats.len() as u32;
         // Keep the derived slots of the seats already there (they may be held or sold).
-        let old = self.events.insert(event_id.to_owned(), state).expect("event looked up above");
+        let old = self
+            .events
+            .insert(event_id.to_owned(), state)
+            .expect("event looked up above");
         let event = self.events.get_mut(event_id).expect("just inserted");
         event.slots[..old.slots.len()].clone_from_slice(&old.slots);
         event.holds_by_owner = old.holds_by_owner;
         self.dirty.insert(Key::Event(event_id.to_owned()));
-        changes.push(Change::EventRegistered { event_id: event_id.to_owned() });
+        changes.push(Change::EventRegistered {
+            event_id: event_id.to_owned(),
+        });
         Ok(Outcome::Registered { n_seats })
     }
 
     fn check_ttl(&self, ttl_ms: u64) -> Result<(), Rejection> {
         let limits = &self.globals.limits;
         if ttl_ms < limits.min_hold_ttl_ms || ttl_ms > limits.max_hold_ttl_ms {
-            return Err(Rejection::TtlOutOfRange { min_ms: limits.min_hold_ttl_ms, max_ms: limits.max_hold_ttl_ms });
+            return Err(Rejection::TtlOutOfRange {
+                min_ms: limits.min_hold_ttl_ms,
+                max_ms: limits.max_hold_ttl_ms,
+            });
         }
         Ok(())
     }
@@ -353,10 +418,16 @@ impl Machine {
             return Err(Rejection::NoSeats);
         }
         if seat_ids.len() > limits.max_seats_per_hold as usize {
-            return Err(Rejection::TooManySeats { max: limits.max_seats_per_hold });
+            return Err(Rejection::TooManySeats {
+                max: limits.max_seats_per_hold,
+            });
         }
         let mut seen = BTreeSet::new();
-        let duplicates: BTreeSet<SeatId> = seat_ids.iter().filter(|s| !seen.insert(s.as_str())).cloned().collect();
+        let duplicates: BTreeSet<SeatId> = seat_ids
+            .iter()
+            .filter(|s| !seen.insert(s.as_str()))
+            .cloned()
+            .collect();
         if !duplicates.is_empty() {
             return Err(Rejection::DuplicateSeats(duplicates.into_iter().collect()));
         }
@@ -371,10 +442,16 @@ impl Machine {
         let n_live = event
             .holds_by_owner
             .get(owner)
-            .map(|ids| ids.iter().filter(|id| self.holds.get(*id).is_some_and(|h| h.is_live(now_ms))).count())
+            .map(|ids| {
+                ids.iter()
+                    .filter(|id| self.holds.get(*id).is_some_and(|h| h.is_live(now_ms)))
+                    .count()
+            })
             .unwrap_or(0);
         if n_live >= limits.max_holds_per_user_per_event as usize {
-            return Err(Rejection::TooManyHolds { max: limits.max_holds_per_user_per_event });
+            return Err(Rejection::TooManyHolds {
+                max: limits.max_holds_per_user_per_event,
+            });
         }
         let mut idxs = Vec::with_capacity(seat_ids.len());
         let mut unknown = Vec::new();
@@ -410,20 +487,32 @@ impl Machine {
             finished_at_ms: None,
             booking_id: None,
         };
-        let event = self.events.get_mut(event_id).expect("event looked up above");
+        let event = self
+            .events
+            .get_mut(event_id)
+            .expect("event looked up above");
         for (&idx, seat_id) in idxs.iter().zip(seat_ids) {
             event.slots[idx] = Slot::Held(hold_id.to_owned());
             changes.push(Change::Seat {
                 event_id: event_id.to_owned(),
                 seat_id: seat_id.clone(),
-                status: SeatStatus::Held { until_ms: expires_at_ms },
+                status: SeatStatus::Held {
+                    until_ms: expires_at_ms,
+                },
             });
         }
-        event.holds_by_owner.entry(owner.to_owned()).or_default().insert(hold_id.to_owned());
+        event
+            .holds_by_owner
+            .entry(owner.to_owned())
+            .or_default()
+            .insert(hold_id.to_owned());
         self.expiring.insert((expires_at_ms, hold_id.to_owned()));
         self.holds.insert(hold_id.to_owned(), hold.clone());
         self.dirty.insert(Key::Hold(hold_id.to_owned()));
-        changes.push(Change::Hold { hold_id: hold_id.to_owned(), status: HoldStatus::Active });
+        changes.push(Change::Hold {
+            hold_id: hold_id.to_owned(),
+            status: HoldStatus::Active,
+        });
         Ok(Outcome::Held(hold))
     }
 
@@ -437,8 +526,16 @@ impl Machine {
 
     /// Ends an active hold with `status` (released, expired or confirmed-elsewhere) and frees
     /// the seats it still occupies.
-    fn finish_hold(&mut self, hold_id: &str, status: HoldStatus, at_ms: u64, changes: &mut Vec<Change>) {
-        let Some(hold) = self.holds.get_mut(hold_id) else { return };
+    fn finish_hold(
+        &mut self,
+        hold_id: &str,
+        status: HoldStatus,
+        at_ms: u64,
+        changes: &mut Vec<Change>,
+    ) {
+        let Some(hold) = self.holds.get_mut(hold_id) else {
+            return;
+        };
         let previous_expiry = hold.expires_at_ms;
         hold.status = status;
         hold.finished_at_ms = Some(at_ms);
@@ -455,7 +552,9 @@ impl Machine {
             }
             if status != HoldStatus::Confirmed {
                 for seat_id in &hold.seat_ids {
-                    let Some(&idx) = event.seat_idx.get(seat_id) else { continue };
+                    let Some(&idx) = event.seat_idx.get(seat_id) else {
+                        continue;
+                    };
                     if event.slots[idx] == Slot::Held(hold_id.to_owned()) {
                         event.slots[idx] = Slot::Free;
                         changes.push(Change::Seat {
@@ -467,10 +566,19 @@ impl Machine {
                 }
             }
         }
-        changes.push(Change::Hold { hold_id: hold_id.to_owned(), status });
+        changes.push(Change::Hold {
+            hold_id: hold_id.to_owned(),
+            status,
+        });
     }
 
-    fn release(&mut self, hold_id: &str, owner: &str, now_ms: u64, changes: &mut Vec<Change>) -> Result<Outcome, Rejection> {
+    fn release(
+        &mut self,
+        hold_id: &str,
+        owner: &str,
+        now_ms: u64,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, Rejection> {
         let hold = self.holds.get(hold_id).ok_or(Rejection::UnknownHold)?;
         if hold.owner != owner {
             return Err(Rejection::NotOwner);
@@ -494,7 +602,9 @@ impl Machine {
     ) -> Result<Outcome, Rejection> {
         check_id("booking id", booking_id)?;
         if payment_ref.len() > MAX_ID_BYTES {
-            return Err(Rejection::Invalid("payment reference is at most 128 bytes".into()));
+            return Err(Rejection::Invalid(
+                "payment reference is at most 128 bytes".into(),
+            ));
         }
         if self.bookings.contains_key(booking_id) {
             return Err(Rejection::IdInUse);
@@ -507,12 +617,23 @@ impl Machine {
             HoldStatus::Active => {}
             other => return Err(Rejection::HoldNotActive(other)),
         }
-        if let Some(existing) = hold.booking_id.as_ref().and_then(|id| self.bookings.get(id)) {
-            if matches!(existing.status, BookingStatus::PendingPayment | BookingStatus::Confirmed) {
+        if let Some(existing) = hold
+            .booking_id
+            .as_ref()
+            .and_then(|id| self.bookings.get(id))
+        {
+            if matches!(
+                existing.status,
+                BookingStatus::PendingPayment | BookingStatus::Confirmed
+            ) {
                 return Err(Rejection::HoldAlreadyBooked(existing.booking_id.clone()));
             }
         }
-        let currency = self.events.get(&hold.event_id).map(|e| e.meta.currency.clone()).unwrap_or_default();
+        let currency = self
+            .events
+            .get(&hold.event_id)
+            .map(|e| e.meta.currency.clone())
+            .unwrap_or_default();
         let booking = Booking {
             booking_id: booking_id.to_owned(),
             event_id: hold.event_id.clone(),
@@ -533,9 +654,15 @@ impl Machine {
         }
         self.dirty.insert(Key::Hold(hold_id.to_owned()));
         self.bookings.insert(booking_id.to_owned(), booking.clone());
-        self.bookings_by_owner.entry(owner.to_owned()).or_default().insert(booking_id.to_owned());
+        self.bookings_by_owner
+            .entry(owner.to_owned())
+            .or_default()
+            .insert(booking_id.to_owned());
         self.dirty.insert(Key::Booking(booking_id.to_owned()));
-        changes.push(Change::Booking { booking_id: booking_id.to_owned(), status: BookingStatus::PendingPayment });
+        changes.push(Change::Booking {
+            booking_id: booking_id.to_owned(),
+            status: BookingStatus::PendingPayment,
+        });
         Ok(Outcome::BookingCreated(booking))
     }
 
@@ -546,25 +673,39 @@ impl Machine {
         now_ms: u64,
         changes: &mut Vec<Change>,
     ) -> Result<Outcome, Rejection> {
-        let booking = self.bookings.get(booking_id).ok_or(Rejection::UnknownBooking)?;
+        let booking = self
+            .bookings
+            .get(booking_id)
+            .ok_or(Rejection::UnknownBooking)?;
         if let Some(outcome) = settled_outcome(booking) {
             return Ok(outcome);
         }
         let hold_id = booking.hold_id.clone();
-        let live_hold = self
-            .holds
-            .get(&hold_id)
-            .filter(|h| h.is_live(now_ms) && h.owner == booking.owner && h.booking_id.as_deref() == Some(booking_id));
+        let live_hold = self.holds.get(&hold_id).filter(|h| {
+            h.is_live(now_ms)
+                && h.owner == booking.owner
+                && h.booking_id.as_deref() == Some(booking_id)
+        });
         let Some(hold) = live_hold.cloned() else {
             let reason = match self.holds.get(&hold_id).map(|h| h.status_at(now_ms)) {
                 Some(HoldStatus::Released) => FailureReason::HoldReleased,
                 _ => FailureReason::HoldExpired,
             };
-            let booking = self.settle(booking_id, BookingStatus::Failed, Some(reason), payment_event_id, now_ms, changes);
+            let booking = self.settle(
+                booking_id,
+                BookingStatus::Failed,
+                Some(reason),
+                payment_event_id,
+                now_ms,
+                changes,
+            );
             return Ok(Outcome::BookingFailed(booking));
         };
         self.finish_hold(&hold_id, HoldStatus::Confirmed, now_ms, changes);
-        let event = self.events.get_mut(&hold.event_id).ok_or(Rejection::UnknownEvent)?;
+        let event = self
+            .events
+            .get_mut(&hold.event_id)
+            .ok_or(Rejection::UnknownEvent)?;
         for seat_id in &hold.seat_ids {
             if let Some(&idx) = event.seat_idx.get(seat_id) {
                 event.slots[idx] = Slot::Sold(booking_id.to_owned());
@@ -575,7 +716,14 @@ impl Machine {
                 });
             }
         }
-        let booking = self.settle(booking_id, BookingStatus::Confirmed, None, payment_event_id, now_ms, changes);
+        let booking = self.settle(
+            booking_id,
+            BookingStatus::Confirmed,
+            None,
+            payment_event_id,
+            now_ms,
+            changes,
+        );
         Ok(Outcome::Confirmed(booking))
     }
 
@@ -588,13 +736,19 @@ impl Machine {
         now_ms: u64,
         changes: &mut Vec<Change>,
     ) -> Booking {
-        let booking = self.bookings.get_mut(booking_id).expect("settle is called on an existing booking");
+        let booking = self
+            .bookings
+            .get_mut(booking_id)
+            .expect("settle is called on an existing booking");
         booking.status = status;
         booking.failure = failure;
         booking.payment_event_id = Some(payment_event_id.to_owned());
         booking.updated_at_ms = now_ms;
         self.dirty.insert(Key::Booking(booking_id.to_owned()));
-        changes.push(Change::Booking { booking_id: booking_id.to_owned(), status });
+        changes.push(Change::Booking {
+            booking_id: booking_id.to_owned(),
+            status,
+        });
         booking.clone()
     }
 
@@ -605,17 +759,35 @@ impl Machine {
         now_ms: u64,
         changes: &mut Vec<Change>,
     ) -> Result<Outcome, Rejection> {
-        let booking = self.bookings.get(booking_id).ok_or(Rejection::UnknownBooking)?;
+        let booking = self
+            .bookings
+            .get(booking_id)
+            .ok_or(Rejection::UnknownBooking)?;
         if let Some(outcome) = settled_outcome(booking) {
             return Ok(outcome);
         }
         let reason = Some(FailureReason::PaymentDeclined);
-        let booking = self.settle(booking_id, BookingStatus::Failed, reason, payment_event_id, now_ms, changes);
+        let booking = self.settle(
+            booking_id,
+            BookingStatus::Failed,
+            reason,
+            payment_event_id,
+            now_ms,
+            changes,
+        );
         Ok(Outcome::BookingFailed(booking))
     }
 
-    fn mark_refunded(&mut self, booking_id: &str, now_ms: u64, changes: &mut Vec<Change>) -> Result<Outcome, Rejection> {
-        let booking = self.bookings.get_mut(booking_id).ok_or(Rejection::UnknownBooking)?;
+    fn mark_refunded(
+        &mut self,
+        booking_id: &str,
+        now_ms: u64,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, Rejection> {
+        let booking = self
+            .bookings
+            .get_mut(booking_id)
+            .ok_or(Rejection::UnknownBooking)?;
         match booking.status {
             BookingStatus::Refunded => Ok(Outcome::Refunded(booking.clone())),
             BookingStatus::Failed => {
@@ -623,7 +795,10 @@ impl Machine {
                 booking.updated_at_ms = now_ms;
                 let booking = booking.clone();
                 self.dirty.insert(Key::Booking(booking_id.to_owned()));
-                changes.push(Change::Booking { booking_id: booking_id.to_owned(), status: BookingStatus::Refunded });
+                changes.push(Change::Booking {
+                    booking_id: booking_id.to_owned(),
+                    status: BookingStatus::Refunded,
+                });
                 Ok(Outcome::Refunded(booking))
             }
             other => Err(Rejection::BookingState(other)),
@@ -631,18 +806,29 @@ impl Machine {
     }
 
     fn sweep(&mut self, now_ms: u64, changes: &mut Vec<Change>) -> Outcome {
-        let expired: Vec<(u64, HoldId)> =
-            self.expiring.range(..(now_ms.saturating_add(1), String::new())).cloned().collect();
+        let expired: Vec<(u64, HoldId)> = self
+            .expiring
+            .range(..(now_ms.saturating_add(1), String::new()))
+            .cloned()
+            .collect();
         for (expires_at_ms, hold_id) in &expired {
             self.finish_hold(hold_id, HoldStatus::Expired, *expires_at_ms, changes);
         }
         let limits = self.globals.limits.clone();
         let hold_cutoff = now_ms.saturating_sub(limits.hold_retention_ms);
-        let old: Vec<(u64, HoldId)> = self.finished.range(..(hold_cutoff, String::new())).cloned().collect();
+        let old: Vec<(u64, HoldId)> = self
+            .finished
+            .range(..(hold_cutoff, String::new()))
+            .cloned()
+            .collect();
         let mut n_holds_forgotten = 0u32;
         for (at_ms, hold_id) in old {
             // A hold whose booking still waits for its payment stays, so the confirm can explain.
-            let pending = self.holds.get(&hold_id).and_then(|h| h.booking_id.as_ref()).and_then(|b| self.bookings.get(b))
+            let pending = self
+                .holds
+                .get(&hold_id)
+                .and_then(|h| h.booking_id.as_ref())
+                .and_then(|b| self.bookings.get(b))
                 .is_some_and(|b| b.status == BookingStatus::PendingPayment);
             if pending {
                 continue;
@@ -653,7 +839,11 @@ impl Machine {
             n_holds_forgotten += 1;
         }
         let request_cutoff = now_ms.saturating_sub(limits.request_retention_ms);
-        let old: Vec<(u64, RequestId)> = self.request_times.range(..(request_cutoff, String::new())).cloned().collect();
+        let old: Vec<(u64, RequestId)> = self
+            .request_times
+            .range(..(request_cutoff, String::new()))
+            .cloned()
+            .collect();
         for (at_ms, request_id) in &old {
             self.request_times.remove(&(*at_ms, request_id.clone()));
             self.requests.remove(request_id);
@@ -672,23 +862,35 @@ impl Machine {
             || limits.min_hold_ttl_ms == 0
             || limits.min_hold_ttl_ms > limits.max_hold_ttl_ms
         {
-            return Err(Rejection::Invalid("limits must be positive and min ttl <= max ttl".into()));
+            return Err(Rejection::Invalid(
+                "limits must be positive and min ttl <= max ttl".into(),
+            ));
         }
         self.globals.limits = limits.clone();
         self.dirty.insert(Key::Globals);
         Ok(Outcome::Done)
     }
 
-    fn put_catalog(&mut self, kind: &str, id: &str, doc: Option<&Vec<u8>>, changes: &mut Vec<Change>) -> Result<Outcome, Rejection> {
+    fn put_catalog(
+        &mut self,
+        kind: &str,
+        id: &str,
+        doc: Option<&Vec<u8>>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, Rejection> {
         check_id("catalog kind", kind)?;
         check_id("catalog id", id)?;
         if kind.contains('\0') {
-            return Err(Rejection::Invalid("catalog kind must not contain NUL".into()));
+            return Err(Rejection::Invalid(
+                "catalog kind must not contain NUL".into(),
+            ));
         }
         let key = (kind.to_owned(), id.to_owned());
         match doc {
             Some(doc) if doc.len() > MAX_CATALOG_DOC_BYTES => {
-                return Err(Rejection::Invalid(format!("catalog documents are at most {MAX_CATALOG_DOC_BYTES} bytes")))
+                return Err(Rejection::Invalid(format!(
+                    "catalog documents are at most {MAX_CATALOG_DOC_BYTES} bytes"
+                )))
             }
             Some(doc) => {
                 self.catalog.insert(key, doc.clone());
@@ -699,28 +901,54 @@ impl Machine {
                 }
             }
         }
-        self.dirty.insert(Key::Catalog(kind.to_owned(), id.to_owned()));
-        changes.push(Change::Catalog { kind: kind.to_owned(), id: id.to_owned(), deleted: doc.is_none() });
+        self.dirty
+            .insert(Key::Catalog(kind.to_owned(), id.to_owned()));
+        changes.push(Change::Catalog {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            deleted: doc.is_none(),
+        });
         Ok(Outcome::Done)
     }
 
-    fn assign_event(&mut self, event_id: &str, group: GroupId, changes: &mut Vec<Change>) -> Result<Outcome, Rejection> {
+    fn assign_event(
+        &mut self,
+        event_id: &str,
+        group: GroupId,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, Rejection> {
         check_id("event id", event_id)?;
         if group == META_GROUP {
-            return Err(Rejection::Invalid("events live in inventory groups (1..)".into()));
+            return Err(Rejection::Invalid(
+                "events live in inventory groups (1..)".into(),
+            ));
         }
         if let Some(&existing) = self.placement.get(event_id) {
             return Ok(Outcome::Assigned { group: existing });
         }
         self.placement.insert(event_id.to_owned(), group);
         self.dirty.insert(Key::Placement(event_id.to_owned()));
-        changes.push(Change::Placement { event_id: event_id.to_owned(), group });
+        changes.push(Change::Placement {
+            event_id: event_id.to_owned(),
+            group,
+        });
         Ok(Outcome::Assigned { group })
     }
 
-    fn put_group(&mut self, group: GroupId, members: &[(NodeId, String)], changes: &mut Vec<Change>) -> Result<Outcome, Rejection> {
-        if members.is_empty() || members.iter().any(|(_, addr)| addr.is_empty() || addr.len() > MAX_ID_BYTES) {
-            return Err(Rejection::Invalid("a group needs members with addresses".into()));
+    fn put_group(
+        &mut self,
+        group: GroupId,
+        members: &[(NodeId, String)],
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, Rejection> {
+        if members.is_empty()
+            || members
+                .iter()
+                .any(|(_, addr)| addr.is_empty() || addr.len() > MAX_ID_BYTES)
+        {
+            return Err(Rejection::Invalid(
+                "a group needs members with addresses".into(),
+            ));
         }
         let mut members = members.to_vec();
         members.sort();
@@ -744,7 +972,11 @@ impl Machine {
     pub fn bookings_of(&self, owner: &str) -> Vec<Booking> {
         self.bookings_by_owner
             .get(owner)
-            .map(|ids| ids.iter().filter_map(|id| self.bookings.get(id).cloned()).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.bookings.get(id).cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -754,7 +986,11 @@ impl Machine {
 
     /// An event's seats with their status at `now_ms`, in registration order.
     pub fn event_seats(&self, event_id: &str, now_ms: u64) -> Option<Vec<(SeatSpec, SeatStatus)>> {
-        Some(self.slots(event_id)?.map(|(spec, slot)| (spec.clone(), self.seat_status(slot, now_ms))).collect())
+        Some(
+            self.slots(event_id)?
+                .map(|(spec, slot)| (spec.clone(), self.seat_status(slot, now_ms)))
+                .collect(),
+        )
     }
 
     /// An event's seats with the hold or booking each belongs to at `now_ms`, in
@@ -762,13 +998,22 @@ impl Machine {
     pub fn seat_owners(&self, event_id: &str, now_ms: u64) -> Option<Vec<(SeatId, SeatOwner)>> {
         let owner = |slot: &Slot| match slot {
             Slot::Free => SeatOwner::Free,
-            Slot::Sold(booking_id) => SeatOwner::Sold { booking_id: booking_id.clone() },
+            Slot::Sold(booking_id) => SeatOwner::Sold {
+                booking_id: booking_id.clone(),
+            },
             Slot::Held(hold_id) => match self.holds.get(hold_id) {
-                Some(h) if h.is_live(now_ms) => SeatOwner::Held { hold_id: hold_id.clone(), until_ms: h.expires_at_ms },
+                Some(h) if h.is_live(now_ms) => SeatOwner::Held {
+                    hold_id: hold_id.clone(),
+                    until_ms: h.expires_at_ms,
+                },
                 _ => SeatOwner::Free,
             },
         };
-        Some(self.slots(event_id)?.map(|(spec, slot)| (spec.id.clone(), owner(slot))).collect())
+        Some(
+            self.slots(event_id)?
+                .map(|(spec, slot)| (spec.id.clone(), owner(slot)))
+                .collect(),
+        )
     }
 
     /// An event's seats and their slots, in registration order.
@@ -782,7 +1027,9 @@ impl Machine {
             Slot::Free => SeatStatus::Available,
             Slot::Sold(_) => SeatStatus::Sold,
             Slot::Held(hold_id) => match self.holds.get(hold_id) {
-                Some(h) if h.is_live(now_ms) => SeatStatus::Held { until_ms: h.expires_at_ms },
+                Some(h) if h.is_live(now_ms) => SeatStatus::Held {
+                    until_ms: h.expires_at_ms,
+                },
                 _ => SeatStatus::Available,
             },
         }
@@ -814,8 +1061,14 @@ impl Machine {
     pub fn sweep_due(&self, now_ms: u64) -> bool {
         let limits = &self.globals.limits;
         self.next_expiry_ms().is_some_and(|t| t <= now_ms)
-            || self.finished.first().is_some_and(|(t, _)| t.saturating_add(limits.hold_retention_ms) < now_ms)
-            || self.request_times.first().is_some_and(|(t, _)| t.saturating_add(limits.request_retention_ms) < now_ms)
+            || self
+                .finished
+                .first()
+                .is_some_and(|(t, _)| t.saturating_add(limits.hold_retention_ms) < now_ms)
+            || self
+                .request_times
+                .first()
+                .is_some_and(|(t, _)| t.saturating_add(limits.request_retention_ms) < now_ms)
     }
 
     pub fn n_holds(&self) -> usize {
@@ -828,7 +1081,10 @@ impl Machine {
     /// delete. Storage writes them in one atomic batch with the applied log id.
     pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let dirty = std::mem::take(&mut self.dirty);
-        dirty.into_iter().map(|key| (key.encode(), self.value_of(&key))).collect()
+        dirty
+            .into_iter()
+            .map(|key| (key.encode(), self.value_of(&key)))
+            .collect()
     }
 
     fn value_of(&self, key: &Key) -> Option<Vec<u8>> {
@@ -851,21 +1107,34 @@ impl Machine {
         keys.extend(self.holds.keys().map(|k| Key::Hold(k.clone())));
         keys.extend(self.bookings.keys().map(|k| Key::Booking(k.clone())));
         keys.extend(self.requests.keys().map(|k| Key::Request(k.clone())));
-        keys.extend(self.catalog.keys().map(|(kind, id)| Key::Catalog(kind.clone(), id.clone())));
+        keys.extend(
+            self.catalog
+                .keys()
+                .map(|(kind, id)| Key::Catalog(kind.clone(), id.clone())),
+        );
         keys.extend(self.placement.keys().map(|k| Key::Placement(k.clone())));
         keys.extend(self.groups.keys().map(|g| Key::Group(*g)));
-        let mut records: Vec<Record> =
-            keys.iter().filter_map(|k| self.value_of(k).map(|v| (k.encode(), v))).collect();
+        let mut records: Vec<Record> = keys
+            .iter()
+            .filter_map(|k| self.value_of(k).map(|v| (k.encode(), v)))
+            .collect();
         records.sort();
         records
     }
 
     /// Rebuilds a machine (and every derived index) from records.
-    pub fn from_records<I: IntoIterator<Item = Record>>(records: I) -> Result<Machine, CorruptRecord> {
+    pub fn from_records<I: IntoIterator<Item = Record>>(
+        records: I,
+    ) -> Result<Machine, CorruptRecord> {
         let mut m = Machine::new();
         for (key, value) in records {
-            let corrupt = |reason: String| CorruptRecord { key: key.clone(), reason };
-            let Some((&tag, rest)) = key.split_first() else { return Err(corrupt("empty key".into())) };
+            let corrupt = |reason: String| CorruptRecord {
+                key: key.clone(),
+                reason,
+            };
+            let Some((&tag, rest)) = key.split_first() else {
+                return Err(corrupt("empty key".into()));
+            };
             let text = || String::from_utf8(rest.to_vec()).map_err(|e| corrupt(e.to_string()));
             match tag {
                 b'g' => m.globals = decode(&value).map_err(corrupt)?,
@@ -889,7 +1158,9 @@ impl Machine {
                 }
                 b'c' => {
                     let text = text()?;
-                    let (kind, id) = text.split_once('\0').ok_or_else(|| corrupt("catalog key without id".into()))?;
+                    let (kind, id) = text
+                        .split_once('\0')
+                        .ok_or_else(|| corrupt("catalog key without id".into()))?;
                     m.catalog.insert((kind.to_owned(), id.to_owned()), value);
                 }
                 b'p' => {
@@ -897,8 +1168,11 @@ impl Machine {
                     m.placement.insert(text()?, group);
                 }
                 b'n' => {
-                    let bytes: [u8; 8] = rest.try_into().map_err(|_| corrupt("group key length".into()))?;
-                    m.groups.insert(u64::from_be_bytes(bytes), decode(&value).map_err(corrupt)?);
+                    let bytes: [u8; 8] = rest
+                        .try_into()
+                        .map_err(|_| corrupt("group key length".into()))?;
+                    m.groups
+                        .insert(u64::from_be_bytes(bytes), decode(&value).map_err(corrupt)?);
                 }
                 other => return Err(corrupt(format!("unknown record tag {other}"))),
             }
@@ -911,9 +1185,14 @@ impl Machine {
         for hold in self.holds.values() {
             match (hold.status, hold.finished_at_ms) {
                 (HoldStatus::Active, _) => {
-                    self.expiring.insert((hold.expires_at_ms, hold.hold_id.clone()));
+                    self.expiring
+                        .insert((hold.expires_at_ms, hold.hold_id.clone()));
                     if let Some(event) = self.events.get_mut(&hold.event_id) {
-                        event.holds_by_owner.entry(hold.owner.clone()).or_default().insert(hold.hold_id.clone());
+                        event
+                            .holds_by_owner
+                            .entry(hold.owner.clone())
+                            .or_default()
+                            .insert(hold.hold_id.clone());
                     }
                 }
                 (_, Some(at_ms)) => {
@@ -924,8 +1203,13 @@ impl Machine {
         }
         // Slots: a hold written later always supersedes an earlier one on the same seat, and
         // only the latest hold of a seat can be active; sold seats override holds.
-        let mut by_creation: Vec<&Hold> = self.holds.values().filter(|h| h.status == HoldStatus::Active).collect();
-        by_creation.sort_by(|a, b| (a.created_at_ms, &a.hold_id).cmp(&(b.created_at_ms, &b.hold_id)));
+        let mut by_creation: Vec<&Hold> = self
+            .holds
+            .values()
+            .filter(|h| h.status == HoldStatus::Active)
+            .collect();
+        by_creation
+            .sort_by(|a, b| (a.created_at_ms, &a.hold_id).cmp(&(b.created_at_ms, &b.hold_id)));
         for hold in by_creation {
             if let Some(event) = self.events.get_mut(&hold.event_id) {
                 for seat_id in &hold.seat_ids {
@@ -936,7 +1220,10 @@ impl Machine {
             }
         }
         for booking in self.bookings.values() {
-            self.bookings_by_owner.entry(booking.owner.clone()).or_default().insert(booking.booking_id.clone());
+            self.bookings_by_owner
+                .entry(booking.owner.clone())
+                .or_default()
+                .insert(booking.booking_id.clone());
             if booking.status == BookingStatus::Confirmed {
                 if let Some(event) = self.events.get_mut(&booking.event_id) {
                     for seat_id in &booking.seat_ids {
@@ -977,7 +1264,12 @@ impl EventState {
             return Err(Rejection::DuplicateSeats(duplicates.into_iter().collect()));
         }
         let slots = vec![Slot::Free; meta.seats.len()];
-        Ok(EventState { meta, seat_idx, slots, holds_by_owner: BTreeMap::new() })
+        Ok(EventState {
+            meta,
+            seat_idx,
+            slots,
+            holds_by_owner: BTreeMap::new(),
+        })
     }
 }
 
@@ -986,7 +1278,9 @@ impl EventState {
 fn settled_outcome(booking: &Booking) -> Option<Outcome> {
     match booking.status {
         BookingStatus::Confirmed => Some(Outcome::Confirmed(booking.clone())),
-        BookingStatus::Failed | BookingStatus::Refunded => Some(Outcome::BookingFailed(booking.clone())),
+        BookingStatus::Failed | BookingStatus::Refunded => {
+            Some(Outcome::BookingFailed(booking.clone()))
+        }
         BookingStatus::PendingPayment => None,
     }
 }
@@ -996,12 +1290,16 @@ fn check_seats(seats: &[SeatSpec]) -> Result<(), Rejection> {
         return Err(Rejection::NoSeats);
     }
     if seats.len() > MAX_SEATS_PER_COMMAND {
-        return Err(Rejection::Invalid(format!("at most {MAX_SEATS_PER_COMMAND} seats per command; send the rest with AddSeats")));
+        return Err(Rejection::Invalid(format!(
+            "at most {MAX_SEATS_PER_COMMAND} seats per command; send the rest with AddSeats"
+        )));
     }
     for seat in seats {
         check_id("seat id", &seat.id)?;
         if seat.section.len() > MAX_ID_BYTES || seat.row.len() > MAX_ID_BYTES {
-            return Err(Rejection::Invalid("section and row names are at most 128 bytes".into()));
+            return Err(Rejection::Invalid(
+                "section and row names are at most 128 bytes".into(),
+            ));
         }
     }
     Ok(())
@@ -1009,7 +1307,9 @@ fn check_seats(seats: &[SeatSpec]) -> Result<(), Rejection> {
 
 fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
     if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
-        return Err(Rejection::Invalid(format!("{what} must be 1..={MAX_ID_BYTES} bytes without control characters")));
+        return Err(Rejection::Invalid(format!(
+            "{what} must be 1..={MAX_ID_BYTES} bytes without control characters"
+        )));
     }
     Ok(())
 }

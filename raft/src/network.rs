@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RPCTypes};
 use serde::de::DeserializeOwned;
@@ -63,15 +65,26 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let path = format!("/raft/{}/{kind}", self.group);
-        let bytes = self.transport.post(&self.addr, &path, encode(rpc), timeout).await.map_err(|e| match e {
-            TransportError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-            TransportError::Timeout { .. } => {
-                RPCError::Timeout(Timeout { action, id: self.source, target: self.target, timeout })
-            }
-            other => RPCError::Network(NetworkError::new(&other)),
+        let bytes = self
+            .transport
+            .post(&self.addr, &path, encode(rpc), timeout)
+            .await
+            .map_err(|e| match e {
+                TransportError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                TransportError::Timeout { .. } => RPCError::Timeout(Timeout {
+                    action,
+                    id: self.source,
+                    target: self.target,
+                    timeout,
+                }),
+                other => RPCError::Network(NetworkError::new(&other)),
+            })?;
+        let result: Result<Resp, E> = decode(&bytes).map_err(|e| {
+            RPCError::Network(NetworkError::new(&std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e,
+            )))
         })?;
-        let result: Result<Resp, E> = decode(&bytes)
-            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::new(std::io::ErrorKind::InvalidData, e))))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -82,15 +95,25 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("append", RPCTypes::AppendEntries, &rpc, option.hard_ttl()).await
+        self.call("append", RPCTypes::AppendEntries, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
-        self.call("snapshot", RPCTypes::InstallSnapshot, &rpc, option.hard_ttl()).await
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(
+            "snapshot",
+            RPCTypes::InstallSnapshot,
+            &rpc,
+            option.hard_ttl(),
+        )
+        .await
     }
 
     async fn vote(
@@ -98,6 +121,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("vote", RPCTypes::Vote, &rpc, option.hard_ttl()).await
+        self.call("vote", RPCTypes::Vote, &rpc, option.hard_ttl())
+            .await
     }
 }

@@ -52,7 +52,12 @@ fn bincode_ok<T: serde::Serialize>(value: &T) -> Response {
 
 /// Decodes a Raft RPC, hands it to the group's replica (created if this node has none yet)
 /// and encodes openraft's answer.
-async fn to_replica<Req, Resp, Fut>(host: Host, group: GroupId, body: &[u8], call: impl FnOnce(Arc<Group>, Req) -> Fut) -> Response
+async fn to_replica<Req, Resp, Fut>(
+    host: Host,
+    group: GroupId,
+    body: &[u8],
+    call: impl FnOnce(Arc<Group>, Req) -> Fut,
+) -> Response
 where
     Req: serde::de::DeserializeOwned,
     Resp: serde::Serialize,
@@ -68,15 +73,35 @@ where
     }
 }
 
-async fn raft_append(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
-    to_replica(host, group, &body, |g, rpc: AppendEntriesRequest<TypeConfig>| async move { g.raft.append_entries(rpc).await }).await
+async fn raft_append(
+    State(host): State<Host>,
+    Path(group): Path<GroupId>,
+    body: Bytes,
+) -> Response {
+    to_replica(
+        host,
+        group,
+        &body,
+        |g, rpc: AppendEntriesRequest<TypeConfig>| async move { g.raft.append_entries(rpc).await },
+    )
+    .await
 }
 
 async fn raft_vote(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
-    to_replica(host, group, &body, |g, rpc: VoteRequest<NodeId>| async move { g.raft.vote(rpc).await }).await
+    to_replica(
+        host,
+        group,
+        &body,
+        |g, rpc: VoteRequest<NodeId>| async move { g.raft.vote(rpc).await },
+    )
+    .await
 }
 
-async fn raft_snapshot(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
+async fn raft_snapshot(
+    State(host): State<Host>,
+    Path(group): Path<GroupId>,
+    body: Bytes,
+) -> Response {
     to_replica(host, group, &body, |g, rpc: InstallSnapshotRequest<TypeConfig>| async move { g.raft.install_snapshot(rpc).await }).await
 }
 
@@ -86,7 +111,9 @@ async fn write(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes
         Err(e) => return bad_request(e),
     };
     if requests.iter().any(|r| r.command.is_housekeeping()) {
-        return bincode_ok(&Err::<(), _>(ServeError::Invalid("housekeeping commands are proposed by the leader".into())));
+        return bincode_ok(&Err::<(), _>(ServeError::Invalid(
+            "housekeeping commands are proposed by the leader".into(),
+        )));
     }
     bincode_ok(&host.write(group, requests).await)
 }
@@ -106,7 +133,11 @@ struct FeedParams {
     wait_ms: u64,
 }
 
-async fn feed(State(host): State<Host>, Path(group): Path<GroupId>, UrlQuery(p): UrlQuery<FeedParams>) -> Response {
+async fn feed(
+    State(host): State<Host>,
+    Path(group): Path<GroupId>,
+    UrlQuery(p): UrlQuery<FeedParams>,
+) -> Response {
     bincode_ok(&host.feed(group, p.from, p.wait_ms).await)
 }
 
@@ -134,7 +165,11 @@ struct MembersBody {
     voters: BTreeSet<NodeId>,
 }
 
-async fn members(State(host): State<Host>, Path(group): Path<GroupId>, Json(body): Json<MembersBody>) -> Response {
+async fn members(
+    State(host): State<Host>,
+    Path(group): Path<GroupId>,
+    Json(body): Json<MembersBody>,
+) -> Response {
     match host.change_members(group, body.add, body.voters).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => unavailable(e),

@@ -59,13 +59,21 @@ pub enum TransportError {
     Connect { addr: String, source: io::Error },
     /// The call did not finish in time: it may or may not have been processed.
     #[error("call to {addr}{path} timed out after {timeout:?}")]
-    Timeout { addr: String, path: String, timeout: Duration },
+    Timeout {
+        addr: String,
+        path: String,
+        timeout: Duration,
+    },
     /// The connection failed mid-call: it may or may not have been processed.
     #[error("call to {addr} failed: {reason}")]
     Broken { addr: String, reason: String },
     /// The peer answered with an error status.
     #[error("{addr} answered {status}: {body}")]
-    Status { addr: String, status: u16, body: String },
+    Status {
+        addr: String,
+        status: u16,
+        body: String,
+    },
 }
 
 impl TransportError {
@@ -83,7 +91,10 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(connector: impl Connector) -> Transport {
-        Transport { connector: Box::new(connector), idle: Mutex::new(HashMap::new()) }
+        Transport {
+            connector: Box::new(connector),
+            idle: Mutex::new(HashMap::new()),
+        }
     }
 
     fn take_idle(&self, addr: &str) -> Option<SendRequest<Full<Bytes>>> {
@@ -106,7 +117,10 @@ impl Transport {
     }
 
     async fn connect(&self, addr: &str) -> Result<SendRequest<Full<Bytes>>, TransportError> {
-        let connect_err = |source| TransportError::Connect { addr: addr.to_owned(), source };
+        let connect_err = |source| TransportError::Connect {
+            addr: addr.to_owned(),
+            source,
+        };
         let stream = self.connector.connect(addr).await.map_err(connect_err)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -119,15 +133,35 @@ impl Transport {
     }
 
     /// POSTs `body` to `http://addr{path}` and returns the 2xx response body.
-    pub async fn post(&self, addr: &str, path: &str, body: Vec<u8>, timeout: Duration) -> Result<Bytes, TransportError> {
-        self.call(Method::POST, addr, path, Bytes::from(body), timeout).await
+    pub async fn post(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Bytes, TransportError> {
+        self.call(Method::POST, addr, path, Bytes::from(body), timeout)
+            .await
     }
 
-    pub async fn get(&self, addr: &str, path: &str, timeout: Duration) -> Result<Bytes, TransportError> {
-        self.call(Method::GET, addr, path, Bytes::new(), timeout).await
+    pub async fn get(
+        &self,
+        addr: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, TransportError> {
+        self.call(Method::GET, addr, path, Bytes::new(), timeout)
+            .await
     }
 
-    async fn call(&self, method: Method, addr: &str, path: &str, body: Bytes, timeout: Duration) -> Result<Bytes, TransportError> {
+    async fn call(
+        &self,
+        method: Method,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, TransportError> {
         let work = async {
             // A pooled connection the peer closed while idle fails before the request is
             // processed; try a fresh connection once in that case.
@@ -137,7 +171,10 @@ impl Transport {
                     Some(conn) => conn,
                     None => self.connect(addr).await?,
                 };
-                let broken = |e: hyper::Error| TransportError::Broken { addr: addr.to_owned(), reason: e.to_string() };
+                let broken = |e: hyper::Error| TransportError::Broken {
+                    addr: addr.to_owned(),
+                    reason: e.to_string(),
+                };
                 if let Err(e) = conn.ready().await {
                     if reused {
                         continue;
@@ -150,7 +187,10 @@ impl Transport {
                     .header(hyper::header::HOST, addr)
                     .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
                     .body(Full::new(body.clone()))
-                    .map_err(|e| TransportError::Broken { addr: addr.to_owned(), reason: e.to_string() })?;
+                    .map_err(|e| TransportError::Broken {
+                        addr: addr.to_owned(),
+                        reason: e.to_string(),
+                    })?;
                 let response = match conn.send_request(request).await {
                     Ok(r) => r,
                     Err(e) if reused && (e.is_canceled() || e.is_closed()) => continue,
@@ -160,20 +200,34 @@ impl Transport {
                 let bytes = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                     .collect()
                     .await
-                    .map_err(|e| TransportError::Broken { addr: addr.to_owned(), reason: e.to_string() })?
+                    .map_err(|e| TransportError::Broken {
+                        addr: addr.to_owned(),
+                        reason: e.to_string(),
+                    })?
                     .to_bytes();
                 self.put_idle(addr, conn);
                 if status != StatusCode::OK {
                     let body = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
-                    return Err(TransportError::Status { addr: addr.to_owned(), status: status.as_u16(), body });
+                    return Err(TransportError::Status {
+                        addr: addr.to_owned(),
+                        status: status.as_u16(),
+                        body,
+                    });
                 }
                 return Ok(bytes);
             }
-            Err(TransportError::Broken { addr: addr.to_owned(), reason: "connection closed".into() })
+            Err(TransportError::Broken {
+                addr: addr.to_owned(),
+                reason: "connection closed".into(),
+            })
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout { addr: addr.to_owned(), path: path.to_owned(), timeout }),
+            Err(_) => Err(TransportError::Timeout {
+                addr: addr.to_owned(),
+                path: path.to_owned(),
+                timeout,
+            }),
         }
     }
 }

@@ -87,31 +87,74 @@ pub struct Proposal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Create an event's seat inventory. Registering the same seats again is a no-op.
-    RegisterEvent { event_id: EventId, currency: String, hold_ttl_ms: u64, seats: Vec<SeatSpec> },
+    RegisterEvent {
+        event_id: EventId,
+        currency: String,
+        hold_ttl_ms: u64,
+        seats: Vec<SeatSpec>,
+    },
     /// Adds more seats to a registered event (for events above [`MAX_SEATS_PER_COMMAND`]).
-    AddSeats { event_id: EventId, seats: Vec<SeatSpec> },
+    AddSeats {
+        event_id: EventId,
+        seats: Vec<SeatSpec>,
+    },
     /// All-or-nothing hold of `seat_ids` for `ttl_ms` (event default when `None`).
-    Hold { event_id: EventId, hold_id: HoldId, owner: UserId, seat_ids: Vec<SeatId>, ttl_ms: Option<u64> },
+    Hold {
+        event_id: EventId,
+        hold_id: HoldId,
+        owner: UserId,
+        seat_ids: Vec<SeatId>,
+        ttl_ms: Option<u64>,
+    },
     /// The owner gives a live hold's seats back.
-    Release { hold_id: HoldId, owner: UserId },
+    Release {
+        hold_id: HoldId,
+        owner: UserId,
+    },
     /// Start paying for a live hold: records a booking in `pending_payment`.
-    CreateBooking { booking_id: BookingId, hold_id: HoldId, owner: UserId, payment_ref: String },
+    CreateBooking {
+        booking_id: BookingId,
+        hold_id: HoldId,
+        owner: UserId,
+        payment_ref: String,
+    },
     /// Payment succeeded: sell the hold's seats if it is still live, else record the failure.
-    Confirm { booking_id: BookingId, payment_event_id: String },
+    Confirm {
+        booking_id: BookingId,
+        payment_event_id: String,
+    },
     /// Payment failed (declined card): the booking fails, the hold stays as it is.
-    FailPayment { booking_id: BookingId, payment_event_id: String },
+    FailPayment {
+        booking_id: BookingId,
+        payment_event_id: String,
+    },
     /// The payment of a failed booking was refunded.
-    MarkRefunded { booking_id: BookingId },
+    MarkRefunded {
+        booking_id: BookingId,
+    },
     /// Tidy expired holds and forget old request ids. Never needed for correctness.
     Sweep,
     SetLimits(Limits),
     /// Meta group: store a catalog document (opaque bytes, JSON by convention).
-    PutCatalog { kind: String, id: String, doc: Vec<u8> },
-    DeleteCatalog { kind: String, id: String },
+    PutCatalog {
+        kind: String,
+        id: String,
+        doc: Vec<u8>,
+    },
+    DeleteCatalog {
+        kind: String,
+        id: String,
+    },
     /// Meta group: the event's inventory lives in `group`. Keeps the first assignment.
-    AssignEvent { event_id: EventId, group: GroupId },
+    AssignEvent {
+        event_id: EventId,
+        group: GroupId,
+    },
     /// Meta group: record a group's replicas (node id → address).
-    PutGroup { group: GroupId, members: Vec<(NodeId, String)> },
+    PutGroup {
+        group: GroupId,
+        members: Vec<(NodeId, String)>,
+    },
 }
 
 impl Command {
@@ -205,9 +248,16 @@ pub enum Rejection {
     NotOwner,
     /// The hold is not live: expired, released or confirmed.
     HoldNotActive(HoldStatus),
-    TooManySeats { max: u32 },
-    TooManyHolds { max: u32 },
-    TtlOutOfRange { min_ms: u64, max_ms: u64 },
+    TooManySeats {
+        max: u32,
+    },
+    TooManyHolds {
+        max: u32,
+    },
+    TtlOutOfRange {
+        min_ms: u64,
+        max_ms: u64,
+    },
     DuplicateSeats(Vec<SeatId>),
     NoSeats,
     /// The hold or booking id is already used by a different request.
@@ -226,10 +276,14 @@ pub enum Rejection {
 /// The result of one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    Registered { n_seats: u32 },
+    Registered {
+        n_seats: u32,
+    },
     Held(Hold),
     /// Nothing changed; these seats were not free.
-    Unavailable { seat_ids: Vec<SeatId> },
+    Unavailable {
+        seat_ids: Vec<SeatId>,
+    },
     Released,
     BookingCreated(Booking),
     /// The booking's seats are sold (also on a replayed payment event).
@@ -237,9 +291,15 @@ pub enum Outcome {
     /// The booking failed; when it had been paid the caller refunds it.
     BookingFailed(Booking),
     Refunded(Booking),
-    Swept { n_holds_expired: u32, n_holds_forgotten: u32, n_requests_forgotten: u32 },
+    Swept {
+        n_holds_expired: u32,
+        n_holds_forgotten: u32,
+        n_requests_forgotten: u32,
+    },
     /// The event's inventory lives in this group (the first assignment wins).
-    Assigned { group: GroupId },
+    Assigned {
+        group: GroupId,
+    },
     Done,
     Rejected(Rejection),
 }
@@ -256,7 +316,9 @@ pub struct Reply {
 pub enum SeatStatus {
     Available,
     /// Held until `until_ms` (a reader past that time treats the seat as available).
-    Held { until_ms: u64 },
+    Held {
+        until_ms: u64,
+    },
     Sold,
 }
 
@@ -272,11 +334,32 @@ pub enum SeatOwner {
 /// One change an applied command made, in the order it was made: the change feed's unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
-    EventRegistered { event_id: EventId },
-    Seat { event_id: EventId, seat_id: SeatId, status: SeatStatus },
-    Hold { hold_id: HoldId, status: HoldStatus },
-    Booking { booking_id: BookingId, status: BookingStatus },
-    Catalog { kind: String, id: String, deleted: bool },
-    Placement { event_id: EventId, group: GroupId },
-    Group { group: GroupId },
+    EventRegistered {
+        event_id: EventId,
+    },
+    Seat {
+        event_id: EventId,
+        seat_id: SeatId,
+        status: SeatStatus,
+    },
+    Hold {
+        hold_id: HoldId,
+        status: HoldStatus,
+    },
+    Booking {
+        booking_id: BookingId,
+        status: BookingStatus,
+    },
+    Catalog {
+        kind: String,
+        id: String,
+        deleted: bool,
+    },
+    Placement {
+        event_id: EventId,
+        group: GroupId,
+    },
+    Group {
+        group: GroupId,
+    },
 }

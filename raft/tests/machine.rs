@@ -12,15 +12,32 @@ const EVENT: &str = "ev";
 
 #[derive(Debug, Clone)]
 enum Op {
-    Hold { user: u8, seats: Vec<u32>, ttl_ms: u64 },
-    Release { hold: usize, user: u8 },
-    Book { hold: usize },
-    Confirm { booking: usize },
-    Decline { booking: usize },
-    Refund { booking: usize },
+    Hold {
+        user: u8,
+        seats: Vec<u32>,
+        ttl_ms: u64,
+    },
+    Release {
+        hold: usize,
+        user: u8,
+    },
+    Book {
+        hold: usize,
+    },
+    Confirm {
+        booking: usize,
+    },
+    Decline {
+        booking: usize,
+    },
+    Refund {
+        booking: usize,
+    },
     Sweep,
     /// Replays an earlier request with its request id.
-    Replay { request: usize },
+    Replay {
+        request: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,7 +56,13 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn seats() -> Vec<SeatSpec> {
     (0..N_SEATS)
-        .map(|i| SeatSpec { id: format!("s{i}"), section: "A".into(), row: "1".into(), number: i, price_minor: 1000 + u64::from(i) })
+        .map(|i| SeatSpec {
+            id: format!("s{i}"),
+            section: "A".into(),
+            row: "1".into(),
+            number: i,
+            price_minor: 1000 + u64::from(i),
+        })
         .collect()
 }
 
@@ -56,16 +79,43 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let mut h = Harness { machine: Machine::new(), persisted: BTreeMap::new(), sent: vec![], replies: vec![], holds: vec![], bookings: vec![] };
-        let reg = Command::RegisterEvent { event_id: EVENT.into(), currency: "USD".into(), hold_ttl_ms: 2_000, seats: seats() };
-        let reply = h.propose(0, Request { request_id: Some("reg".into()), command: reg });
-        assert!(matches!(reply.outcome, Outcome::Registered { n_seats: N_SEATS }));
+        let mut h = Harness {
+            machine: Machine::new(),
+            persisted: BTreeMap::new(),
+            sent: vec![],
+            replies: vec![],
+            holds: vec![],
+            bookings: vec![],
+        };
+        let reg = Command::RegisterEvent {
+            event_id: EVENT.into(),
+            currency: "USD".into(),
+            hold_ttl_ms: 2_000,
+            seats: seats(),
+        };
+        let reply = h.propose(
+            0,
+            Request {
+                request_id: Some("reg".into()),
+                command: reg,
+            },
+        );
+        assert!(matches!(
+            reply.outcome,
+            Outcome::Registered { n_seats: N_SEATS }
+        ));
         h
     }
 
     fn propose(&mut self, now_ms: u64, request: Request) -> Reply {
         let mut changes = Vec::new();
-        let mut replies = self.machine.apply_proposal(&Proposal { now_ms, requests: vec![request.clone()] }, &mut changes);
+        let mut replies = self.machine.apply_proposal(
+            &Proposal {
+                now_ms,
+                requests: vec![request.clone()],
+            },
+            &mut changes,
+        );
         for (k, v) in self.machine.take_dirty() {
             match v {
                 Some(v) => self.persisted.insert(k, v),
@@ -81,36 +131,76 @@ impl Harness {
 
 /// The state's records without the group clock (which every proposal may move forward).
 fn domain_records(m: &Machine) -> Vec<(Vec<u8>, Vec<u8>)> {
-    m.records().into_iter().filter(|(k, _)| k.as_slice() != b"g").collect()
+    m.records()
+        .into_iter()
+        .filter(|(k, _)| k.as_slice() != b"g")
+        .collect()
 }
 
 fn request_for(h: &Harness, op: &Op, step: usize) -> Option<Request> {
     let rid = Some(format!("r{step}"));
-    let pick = |v: &Vec<String>, i: usize| if v.is_empty() { None } else { Some(v[i % v.len()].clone()) };
+    let pick = |v: &Vec<String>, i: usize| {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v[i % v.len()].clone())
+        }
+    };
     let command = match op {
-        Op::Hold { user, seats, ttl_ms } => Command::Hold {
+        Op::Hold {
+            user,
+            seats,
+            ttl_ms,
+        } => Command::Hold {
             event_id: EVENT.into(),
             hold_id: format!("h{step}"),
             owner: format!("u{user}"),
             seat_ids: seats.iter().map(|s| format!("s{s}")).collect(),
             ttl_ms: Some(*ttl_ms),
         },
-        Op::Release { hold, user } => Command::Release { hold_id: pick(&h.holds, *hold)?, owner: format!("u{user}") },
+        Op::Release { hold, user } => Command::Release {
+            hold_id: pick(&h.holds, *hold)?,
+            owner: format!("u{user}"),
+        },
         Op::Book { hold } => {
             let hold_id = pick(&h.holds, *hold)?;
             let owner = h.machine.hold_by_id(&hold_id).map(|x| x.owner.clone())?;
-            Command::CreateBooking { booking_id: format!("b{step}"), hold_id, owner, payment_ref: format!("pi{step}") }
+            Command::CreateBooking {
+                booking_id: format!("b{step}"),
+                hold_id,
+                owner,
+                payment_ref: format!("pi{step}"),
+            }
         }
-        Op::Confirm { booking } => Command::Confirm { booking_id: pick(&h.bookings, *booking)?, payment_event_id: format!("evt{step}") },
-        Op::Decline { booking } => Command::FailPayment { booking_id: pick(&h.bookings, *booking)?, payment_event_id: format!("evt{step}") },
-        Op::Refund { booking } => Command::MarkRefunded { booking_id: pick(&h.bookings, *booking)? },
-        Op::Sweep => return Some(Request { request_id: None, command: Command::Sweep }),
+        Op::Confirm { booking } => Command::Confirm {
+            booking_id: pick(&h.bookings, *booking)?,
+            payment_event_id: format!("evt{step}"),
+        },
+        Op::Decline { booking } => Command::FailPayment {
+            booking_id: pick(&h.bookings, *booking)?,
+            payment_event_id: format!("evt{step}"),
+        },
+        Op::Refund { booking } => Command::MarkRefunded {
+            booking_id: pick(&h.bookings, *booking)?,
+        },
+        Op::Sweep => {
+            return Some(Request {
+                request_id: None,
+                command: Command::Sweep,
+            })
+        }
         Op::Replay { request } => {
             let idx = request % h.sent.len();
-            return h.sent[idx].request_id.is_some().then(|| h.sent[idx].clone());
+            return h.sent[idx]
+                .request_id
+                .is_some()
+                .then(|| h.sent[idx].clone());
         }
     };
-    Some(Request { request_id: rid, command })
+    Some(Request {
+        request_id: rid,
+        command,
+    })
 }
 
 /// Checks every invariant on the state at `now_ms`.
@@ -124,7 +214,10 @@ fn check_invariants(h: &Harness, now_ms: u64) -> Result<(), TestCaseError> {
         if let Some(hold) = m.hold_by_id(hold_id) {
             if hold.is_live(now_ms) {
                 for s in &hold.seat_ids {
-                    live_by_seat.entry(s.clone()).or_default().push(hold_id.clone());
+                    live_by_seat
+                        .entry(s.clone())
+                        .or_default()
+                        .push(hold_id.clone());
                 }
             }
         }
@@ -134,7 +227,10 @@ fn check_invariants(h: &Harness, now_ms: u64) -> Result<(), TestCaseError> {
         let b = m.booking_by_id(booking_id).unwrap();
         if b.status == BookingStatus::Confirmed {
             for s in &b.seat_ids {
-                sold_by_seat.entry(s.clone()).or_default().push(booking_id.clone());
+                sold_by_seat
+                    .entry(s.clone())
+                    .or_default()
+                    .push(booking_id.clone());
             }
         }
     }
@@ -144,15 +240,28 @@ fn check_invariants(h: &Harness, now_ms: u64) -> Result<(), TestCaseError> {
         prop_assert!(live <= 1, "seat {} in {} live holds", spec.id, live);
         prop_assert!(sold_n <= 1, "seat {} sold {} times", spec.id, sold_n);
         prop_assert!(live + sold_n <= 1, "seat {} both held and sold", spec.id);
-        let expected = if sold_n == 1 { "sold" } else if live == 1 { "held" } else { "available" };
-        let actual = match status { SeatStatus::Sold => "sold", SeatStatus::Held { .. } => "held", SeatStatus::Available => "available" };
+        let expected = if sold_n == 1 {
+            "sold"
+        } else if live == 1 {
+            "held"
+        } else {
+            "available"
+        };
+        let actual = match status {
+            SeatStatus::Sold => "sold",
+            SeatStatus::Held { .. } => "held",
+            SeatStatus::Available => "available",
+        };
         prop_assert_eq!(expected, actual, "status of {}", spec.id);
     }
     // What a sled store fed by take_dirty holds is exactly the state's records, and a
     // replica rebuilt from it is the same machine.
     let records = m.records();
     let persisted: Vec<(Vec<u8>, Vec<u8>)> = h.persisted.clone().into_iter().collect();
-    prop_assert!(records == persisted, "persisted records differ from the state");
+    prop_assert!(
+        records == persisted,
+        "persisted records differ from the state"
+    );
     let rebuilt = Machine::from_records(persisted).unwrap();
     prop_assert!(rebuilt.event_seats(EVENT, now_ms) == m.event_seats(EVENT, now_ms));
     Ok(())
@@ -163,9 +272,14 @@ fn run(ops: &[(Op, u64)]) -> Result<Harness, TestCaseError> {
     let mut now_ms = 1_000u64;
     for (step, (op, dt)) in ops.iter().enumerate() {
         now_ms += dt;
-        let Some(request) = request_for(&h, op, step) else { continue };
+        let Some(request) = request_for(&h, op, step) else {
+            continue;
+        };
         let before = domain_records(&h.machine);
-        let earlier = h.sent.iter().position(|r| r.request_id.is_some() && r.request_id == request.request_id);
+        let earlier = h
+            .sent
+            .iter()
+            .position(|r| r.request_id.is_some() && r.request_id == request.request_id);
         // Facts about the state just before, for checking the outcome.
         let taken_before: BTreeSet<String> = h
             .machine
@@ -185,26 +299,49 @@ fn run(ops: &[(Op, u64)]) -> Result<Harness, TestCaseError> {
             continue;
         }
         match (&request.command, &reply.outcome) {
-            (Command::Hold { seat_ids, hold_id, .. }, Outcome::Held(hold)) => {
+            (
+                Command::Hold {
+                    seat_ids, hold_id, ..
+                },
+                Outcome::Held(hold),
+            ) => {
                 for s in seat_ids {
-                    prop_assert!(!taken_before.contains(s), "hold {} took taken seat {}", hold_id, s);
+                    prop_assert!(
+                        !taken_before.contains(s),
+                        "hold {} took taken seat {}",
+                        hold_id,
+                        s
+                    );
                 }
-                prop_assert_eq!(hold.expires_at_ms, now_ms + hold.expires_at_ms - hold.created_at_ms);
+                prop_assert_eq!(
+                    hold.expires_at_ms,
+                    now_ms + hold.expires_at_ms - hold.created_at_ms
+                );
                 h.holds.push(hold_id.clone());
             }
             (Command::Hold { seat_ids, .. }, Outcome::Unavailable { seat_ids: taken }) => {
                 prop_assert!(!taken.is_empty());
                 for s in seat_ids {
-                    prop_assert_eq!(taken.contains(s), taken_before.contains(s), "unavailable must name exactly the taken seats");
+                    prop_assert_eq!(
+                        taken.contains(s),
+                        taken_before.contains(s),
+                        "unavailable must name exactly the taken seats"
+                    );
                 }
                 // Only the request id is remembered.
                 prop_assert_eq!(domain_records(&h.machine).len(), before.len() + 1);
             }
-            (Command::CreateBooking { booking_id, .. }, Outcome::BookingCreated(_)) => h.bookings.push(booking_id.clone()),
+            (Command::CreateBooking { booking_id, .. }, Outcome::BookingCreated(_)) => {
+                h.bookings.push(booking_id.clone())
+            }
             (Command::Confirm { booking_id, .. }, Outcome::Confirmed(b)) => {
                 let hold = h.machine.hold_by_id(&b.hold_id).unwrap();
                 // A hold is honoured until its expiry and never after.
-                prop_assert!(b.updated_at_ms < hold.expires_at_ms, "confirmed {} after expiry", booking_id);
+                prop_assert!(
+                    b.updated_at_ms < hold.expires_at_ms,
+                    "confirmed {} after expiry",
+                    booking_id
+                );
             }
             _ => {}
         }
@@ -241,55 +378,141 @@ fn an_expired_hold_is_free_at_its_expiry_and_a_slow_leader_cannot_revive_it() {
     let mut h = Harness::new();
     let hold = |id: &str, user: &str| Request {
         request_id: Some(format!("req-{id}")),
-        command: Command::Hold { event_id: EVENT.into(), hold_id: id.into(), owner: user.into(), seat_ids: vec!["s1".into()], ttl_ms: Some(1_000) },
+        command: Command::Hold {
+            event_id: EVENT.into(),
+            hold_id: id.into(),
+            owner: user.into(),
+            seat_ids: vec!["s1".into()],
+            ttl_ms: Some(1_000),
+        },
     };
     let first = h.propose(10_000, hold("a", "alice"));
     assert!(matches!(first.outcome, Outcome::Held(ref x) if x.expires_at_ms == 11_000));
     // One millisecond before expiry the seat is still taken.
     let early = h.propose(10_999, hold("b", "bob"));
-    assert_eq!(early.outcome, Outcome::Unavailable { seat_ids: vec!["s1".into()] });
+    assert_eq!(
+        early.outcome,
+        Outcome::Unavailable {
+            seat_ids: vec!["s1".into()]
+        }
+    );
     // At expiry it is free.
     let on_time = h.propose(11_000, hold("c", "carol"));
     assert!(matches!(on_time.outcome, Outcome::Held(_)), "{on_time:?}");
     // A new leader whose clock is behind stamps 9_000: the group's time does not go back, so
     // carol's hold (until 12_000) is judged at 11_000, and alice's stays expired.
-    let release = h.propose(9_000, Request { request_id: Some("rel-a".into()), command: Command::Release { hold_id: "a".into(), owner: "alice".into() } });
+    let release = h.propose(
+        9_000,
+        Request {
+            request_id: Some("rel-a".into()),
+            command: Command::Release {
+                hold_id: "a".into(),
+                owner: "alice".into(),
+            },
+        },
+    );
     assert_eq!(release.at_ms, 11_000);
-    assert_eq!(release.outcome, Outcome::Rejected(Rejection::HoldNotActive(HoldStatus::Expired)));
+    assert_eq!(
+        release.outcome,
+        Outcome::Rejected(Rejection::HoldNotActive(HoldStatus::Expired))
+    );
 }
 
 #[test]
 fn confirm_after_expiry_fails_the_booking_and_a_redelivered_payment_changes_nothing() {
     let mut h = Harness::new();
-    let held = h.propose(1_000, Request {
-        request_id: Some("h".into()),
-        command: Command::Hold { event_id: EVENT.into(), hold_id: "h".into(), owner: "alice".into(), seat_ids: vec!["s0".into(), "s2".into()], ttl_ms: Some(1_000) },
-    });
+    let held = h.propose(
+        1_000,
+        Request {
+            request_id: Some("h".into()),
+            command: Command::Hold {
+                event_id: EVENT.into(),
+                hold_id: "h".into(),
+                owner: "alice".into(),
+                seat_ids: vec!["s0".into(), "s2".into()],
+                ttl_ms: Some(1_000),
+            },
+        },
+    );
     assert!(matches!(held.outcome, Outcome::Held(ref x) if x.total_minor == 1000 + 1002));
-    let booked = h.propose(1_500, Request {
-        request_id: Some("b".into()),
-        command: Command::CreateBooking { booking_id: "b".into(), hold_id: "h".into(), owner: "alice".into(), payment_ref: "pi_1".into() },
-    });
+    let booked = h.propose(
+        1_500,
+        Request {
+            request_id: Some("b".into()),
+            command: Command::CreateBooking {
+                booking_id: "b".into(),
+                hold_id: "h".into(),
+                owner: "alice".into(),
+                payment_ref: "pi_1".into(),
+            },
+        },
+    );
     assert!(matches!(booked.outcome, Outcome::BookingCreated(_)));
-    let late = Request { request_id: Some("evt_1".into()), command: Command::Confirm { booking_id: "b".into(), payment_event_id: "evt_1".into() } };
+    let late = Request {
+        request_id: Some("evt_1".into()),
+        command: Command::Confirm {
+            booking_id: "b".into(),
+            payment_event_id: "evt_1".into(),
+        },
+    };
     let failed = h.propose(2_000, late.clone());
-    assert!(matches!(failed.outcome, Outcome::BookingFailed(ref b) if b.failure == Some(FailureReason::HoldExpired)));
+    assert!(
+        matches!(failed.outcome, Outcome::BookingFailed(ref b) if b.failure == Some(FailureReason::HoldExpired))
+    );
     let before = domain_records(&h.machine);
     assert_eq!(h.propose(2_500, late).outcome, failed.outcome);
     assert!(before == domain_records(&h.machine));
     // Another payment event for the same booking also changes nothing.
-    let other = h.propose(3_000, Request { request_id: Some("evt_2".into()), command: Command::Confirm { booking_id: "b".into(), payment_event_id: "evt_2".into() } });
+    let other = h.propose(
+        3_000,
+        Request {
+            request_id: Some("evt_2".into()),
+            command: Command::Confirm {
+                booking_id: "b".into(),
+                payment_event_id: "evt_2".into(),
+            },
+        },
+    );
     assert!(matches!(other.outcome, Outcome::BookingFailed(_)));
-    assert_eq!(h.machine.event_seats(EVENT, 3_000).unwrap().iter().filter(|(_, s)| *s == SeatStatus::Sold).count(), 0);
+    assert_eq!(
+        h.machine
+            .event_seats(EVENT, 3_000)
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| *s == SeatStatus::Sold)
+            .count(),
+        0
+    );
 }
 
 #[test]
 fn request_id_reused_with_another_command_is_rejected() {
     let mut h = Harness::new();
-    let a = Request { request_id: Some("same".into()), command: Command::Hold { event_id: EVENT.into(), hold_id: "x".into(), owner: "u".into(), seat_ids: vec!["s0".into()], ttl_ms: None } };
-    let b = Request { request_id: Some("same".into()), command: Command::Hold { event_id: EVENT.into(), hold_id: "y".into(), owner: "u".into(), seat_ids: vec!["s1".into()], ttl_ms: None } };
+    let a = Request {
+        request_id: Some("same".into()),
+        command: Command::Hold {
+            event_id: EVENT.into(),
+            hold_id: "x".into(),
+            owner: "u".into(),
+            seat_ids: vec!["s0".into()],
+            ttl_ms: None,
+        },
+    };
+    let b = Request {
+        request_id: Some("same".into()),
+        command: Command::Hold {
+            event_id: EVENT.into(),
+            hold_id: "y".into(),
+            owner: "u".into(),
+            seat_ids: vec!["s1".into()],
+            ttl_ms: None,
+        },
+    };
     assert!(matches!(h.propose(1, a).outcome, Outcome::Held(_)));
-    assert_eq!(h.propose(2, b).outcome, Outcome::Rejected(Rejection::RequestIdReused));
+    assert_eq!(
+        h.propose(2, b).outcome,
+        Outcome::Rejected(Rejection::RequestIdReused)
+    );
 }
 
 #[test]
@@ -297,44 +520,127 @@ fn limits_are_enforced() {
     let mut h = Harness::new();
     let hold = |n: u32, seats: Vec<&str>, ttl: Option<u64>| Request {
         request_id: Some(format!("l{n}")),
-        command: Command::Hold { event_id: EVENT.into(), hold_id: format!("l{n}"), owner: "greedy".into(), seat_ids: seats.into_iter().map(String::from).collect(), ttl_ms: ttl },
+        command: Command::Hold {
+            event_id: EVENT.into(),
+            hold_id: format!("l{n}"),
+            owner: "greedy".into(),
+            seat_ids: seats.into_iter().map(String::from).collect(),
+            ttl_ms: ttl,
+        },
     };
-    assert_eq!(h.propose(1, hold(0, vec!["s0"], Some(999))).outcome, Outcome::Rejected(Rejection::TtlOutOfRange { min_ms: 1_000, max_ms: 3_600_000 }));
-    assert_eq!(h.propose(1, hold(1, vec!["s0", "s0"], None)).outcome, Outcome::Rejected(Rejection::DuplicateSeats(vec!["s0".into()])));
-    assert_eq!(h.propose(1, hold(2, vec!["nope"], None)).outcome, Outcome::Rejected(Rejection::UnknownSeats(vec!["nope".into()])));
+    assert_eq!(
+        h.propose(1, hold(0, vec!["s0"], Some(999))).outcome,
+        Outcome::Rejected(Rejection::TtlOutOfRange {
+            min_ms: 1_000,
+            max_ms: 3_600_000
+        })
+    );
+    assert_eq!(
+        h.propose(1, hold(1, vec!["s0", "s0"], None)).outcome,
+        Outcome::Rejected(Rejection::DuplicateSeats(vec!["s0".into()]))
+    );
+    assert_eq!(
+        h.propose(1, hold(2, vec!["nope"], None)).outcome,
+        Outcome::Rejected(Rejection::UnknownSeats(vec!["nope".into()]))
+    );
     for n in 0..4 {
-        assert!(matches!(h.propose(1, hold(10 + n, vec![["s0", "s1", "s2", "s3"][n as usize]], None)).outcome, Outcome::Held(_)));
+        assert!(matches!(
+            h.propose(
+                1,
+                hold(10 + n, vec![["s0", "s1", "s2", "s3"][n as usize]], None)
+            )
+            .outcome,
+            Outcome::Held(_)
+        ));
     }
-    assert_eq!(h.propose(1, hold(20, vec!["s4"], None)).outcome, Outcome::Rejected(Rejection::TooManyHolds { max: 4 }));
+    assert_eq!(
+        h.propose(1, hold(20, vec!["s4"], None)).outcome,
+        Outcome::Rejected(Rejection::TooManyHolds { max: 4 })
+    );
 }
 
 #[test]
 fn big_events_register_in_chunks_and_replays_still_match() {
     let mut m = Machine::new();
-    let spec = |i: u32| SeatSpec { id: format!("x{i}"), section: "B".into(), row: "1".into(), number: i, price_minor: 500 };
+    let spec = |i: u32| SeatSpec {
+        id: format!("x{i}"),
+        section: "B".into(),
+        row: "1".into(),
+        number: i,
+        price_minor: 500,
+    };
     let register = Request {
         request_id: Some("reg".into()),
-        command: Command::RegisterEvent { event_id: "big".into(), currency: "EUR".into(), hold_ttl_ms: 60_000, seats: (0..3).map(spec).collect() },
+        command: Command::RegisterEvent {
+            event_id: "big".into(),
+            currency: "EUR".into(),
+            hold_ttl_ms: 60_000,
+            seats: (0..3).map(spec).collect(),
+        },
     };
     let mut changes = Vec::new();
-    assert!(matches!(m.apply(&register, 1, &mut changes).outcome, Outcome::Registered { n_seats: 3 }));
+    assert!(matches!(
+        m.apply(&register, 1, &mut changes).outcome,
+        Outcome::Registered { n_seats: 3 }
+    ));
     let hold = Request {
         request_id: Some("h".into()),
-        command: Command::Hold { event_id: "big".into(), hold_id: "h".into(), owner: "u".into(), seat_ids: vec!["x0".into()], ttl_ms: None },
+        command: Command::Hold {
+            event_id: "big".into(),
+            hold_id: "h".into(),
+            owner: "u".into(),
+            seat_ids: vec!["x0".into()],
+            ttl_ms: None,
+        },
     };
-    assert!(matches!(m.apply(&hold, 2, &mut changes).outcome, Outcome::Held(_)));
-    let add = Request { request_id: Some("add".into()), command: Command::AddSeats { event_id: "big".into(), seats: (3..5).map(spec).collect() } };
-    assert!(matches!(m.apply(&add, 3, &mut changes).outcome, Outcome::Registered { n_seats: 5 }));
+    assert!(matches!(
+        m.apply(&hold, 2, &mut changes).outcome,
+        Outcome::Held(_)
+    ));
+    let add = Request {
+        request_id: Some("add".into()),
+        command: Command::AddSeats {
+            event_id: "big".into(),
+            seats: (3..5).map(spec).collect(),
+        },
+    };
+    assert!(matches!(
+        m.apply(&add, 3, &mut changes).outcome,
+        Outcome::Registered { n_seats: 5 }
+    ));
     // The earlier hold survives the re-layout, and the new seats can be held.
     assert_eq!(m.seat_counts("big", 4), Some((4, 1, 0)));
-    let dup = Request { request_id: Some("add2".into()), command: Command::AddSeats { event_id: "big".into(), seats: vec![spec(4)] } };
-    assert_eq!(m.apply(&dup, 5, &mut changes).outcome, Outcome::Rejected(Rejection::DuplicateSeats(vec!["x4".into()])));
+    let dup = Request {
+        request_id: Some("add2".into()),
+        command: Command::AddSeats {
+            event_id: "big".into(),
+            seats: vec![spec(4)],
+        },
+    };
+    assert_eq!(
+        m.apply(&dup, 5, &mut changes).outcome,
+        Outcome::Rejected(Rejection::DuplicateSeats(vec!["x4".into()]))
+    );
     // Registering the first chunk again (new request id) is recognised, not a conflict.
-    let again = Request { request_id: Some("reg-again".into()), command: register.command.clone() };
-    assert!(matches!(m.apply(&again, 6, &mut changes).outcome, Outcome::Registered { .. }));
+    let again = Request {
+        request_id: Some("reg-again".into()),
+        command: register.command.clone(),
+    };
+    assert!(matches!(
+        m.apply(&again, 6, &mut changes).outcome,
+        Outcome::Registered { .. }
+    ));
     let too_many = Request {
         request_id: None,
-        command: Command::AddSeats { event_id: "big".into(), seats: (100..100 + MAX_SEATS_PER_COMMAND as u32 + 1).map(spec).collect() },
+        command: Command::AddSeats {
+            event_id: "big".into(),
+            seats: (100..100 + MAX_SEATS_PER_COMMAND as u32 + 1)
+                .map(spec)
+                .collect(),
+        },
     };
-    assert!(matches!(m.apply(&too_many, 7, &mut changes).outcome, Outcome::Rejected(Rejection::Invalid(_))));
+    assert!(matches!(
+        m.apply(&too_many, 7, &mut changes).outcome,
+        Outcome::Rejected(Rejection::Invalid(_))
+    ));
 }

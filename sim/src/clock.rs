@@ -11,12 +11,16 @@ pub const EPOCH_MS: u64 = 1_767_225_600_000;
 
 /// Simulated milliseconds since the simulation started (0 outside a simulated host).
 pub fn sim_ms() -> u64 {
-    turmoil::sim_elapsed().map(|d| d.as_millis() as u64).unwrap_or(0)
+    turmoil::sim_elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Simulated nanoseconds since the simulation started: the one real-time axis histories use.
 pub fn sim_ns() -> u64 {
-    turmoil::sim_elapsed().map(|d| d.as_nanos() as u64).unwrap_or(0)
+    turmoil::sim_elapsed()
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// One node's wall clock: simulated time plus a settable offset.

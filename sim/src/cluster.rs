@@ -49,7 +49,11 @@ pub enum Variant {
 pub enum Control {
     /// Add `add` as a learner of `group`, then make the voters exactly `voters`, then record
     /// the new member list in the meta group's table.
-    ChangeMembers { group: GroupId, add: NodeId, voters: BTreeSet<NodeId> },
+    ChangeMembers {
+        group: GroupId,
+        add: NodeId,
+        voters: BTreeSet<NodeId>,
+    },
 }
 
 /// What the driver sees of one node between steps.
@@ -85,7 +89,11 @@ impl NodeDurable {
 /// Raft timing for the simulation: production's, with snapshots frequent enough that
 /// lagging and restarted replicas catch up by snapshot install within a run.
 pub fn sim_raft_settings() -> RaftSettings {
-    RaftSettings { snapshot_every_entries: 200, keep_entries: 50, ..RaftSettings::default() }
+    RaftSettings {
+        snapshot_every_entries: 200,
+        keep_entries: 50,
+        ..RaftSettings::default()
+    }
 }
 
 /// One start of a storage node: open the host from durable storage, serve the router.
@@ -100,7 +108,10 @@ pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::R
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", NODE_PORT)).await?;
     let mut router = boxoffice_raft::server::router(host.clone());
     if variant == Variant::StaleLeaderReads {
-        router = router.layer(axum::middleware::from_fn_with_state(host.clone(), stale_leader_read));
+        router = router.layer(axum::middleware::from_fn_with_state(
+            host.clone(),
+            stale_leader_read,
+        ));
     }
     let (tx, rx) = mpsc::unbounded_channel();
     {
@@ -113,22 +124,44 @@ pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::R
     Ok(())
 }
 
-async fn control_loop(host: Host, slot: Rc<RefCell<NodeSlot>>, mut rx: mpsc::UnboundedReceiver<Control>) {
+async fn control_loop(
+    host: Host,
+    slot: Rc<RefCell<NodeSlot>>,
+    mut rx: mpsc::UnboundedReceiver<Control>,
+) {
     while let Some(control) = rx.recv().await {
         let Control::ChangeMembers { group, add, voters } = control;
-        let answer = match host.change_members(group, (add, node_addr(add)), voters.clone()).await {
+        let answer = match host
+            .change_members(group, (add, node_addr(add)), voters.clone())
+            .await
+        {
             Ok(()) => {
-                let members: Vec<(NodeId, String)> = voters.iter().map(|&id| (id, node_addr(id))).collect();
-                let client = InventoryClient::new(host.transport(), members.iter().map(|(_, a)| a.clone()).collect());
+                let members: Vec<(NodeId, String)> =
+                    voters.iter().map(|&id| (id, node_addr(id))).collect();
+                let client = InventoryClient::new(
+                    host.transport(),
+                    members.iter().map(|(_, a)| a.clone()).collect(),
+                );
                 let request_id = format!("sim/members/{group}/{add}/{voters:?}");
-                match client.execute(META_GROUP, &request_id, Command::PutGroup { group, members }).await {
+                match client
+                    .execute(
+                        META_GROUP,
+                        &request_id,
+                        Command::PutGroup { group, members },
+                    )
+                    .await
+                {
                     Ok(_) => format!("group {group}: voters now {voters:?} (table updated)"),
-                    Err(e) => format!("group {group}: voters now {voters:?}; table update failed: {e}"),
+                    Err(e) => {
+                        format!("group {group}: voters now {voters:?}; table update failed: {e}")
+                    }
                 }
             }
             Err(e) => format!("group {group}: change to {voters:?} failed: {e}"),
         };
-        slot.borrow_mut().control_log.push((crate::clock::sim_ms(), answer));
+        slot.borrow_mut()
+            .control_log
+            .push((crate::clock::sim_ms(), answer));
     }
 }
 
@@ -141,7 +174,9 @@ async fn stale_leader_read(State(host): State<Host>, request: Request, next: Nex
         .strip_prefix("/inventory/")
         .and_then(|rest| rest.strip_suffix("/read"))
         .and_then(|g| g.parse().ok());
-    let Some(group) = group else { return next.run(request).await };
+    let Some(group) = group else {
+        return next.run(request).await;
+    };
     let Ok(body) = axum::body::to_bytes(request.into_body(), usize::MAX).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -151,21 +186,32 @@ async fn stale_leader_read(State(host): State<Host>, request: Request, next: Nex
         (Ok(query), Some(g)) => {
             let metrics = g.raft.metrics().borrow().clone();
             if metrics.state != openraft::ServerState::Leader {
-                Err(ServeError::NotLeader { group, leader: None })
+                Err(ServeError::NotLeader {
+                    group,
+                    leader: None,
+                })
             } else {
                 let replica = g.shared.read();
                 let m = &replica.machine;
                 let at_ms = m.now_ms();
                 match query {
-                    Query::SeatOwners(event) => Ok(ReadReply { at_ms, result: QueryResult::SeatOwners(m.seat_owners(&event, at_ms)) }),
-                    Query::Placement(event) => {
-                        Ok(ReadReply { at_ms, result: QueryResult::Placement(m.placement().get(&event).copied()) })
-                    }
+                    Query::SeatOwners(event) => Ok(ReadReply {
+                        at_ms,
+                        result: QueryResult::SeatOwners(m.seat_owners(&event, at_ms)),
+                    }),
+                    Query::Placement(event) => Ok(ReadReply {
+                        at_ms,
+                        result: QueryResult::Placement(m.placement().get(&event).copied()),
+                    }),
                     Query::Groups => Ok(ReadReply {
                         at_ms,
-                        result: QueryResult::Groups(m.groups().iter().map(|(g, ms)| (*g, ms.clone())).collect()),
+                        result: QueryResult::Groups(
+                            m.groups().iter().map(|(g, ms)| (*g, ms.clone())).collect(),
+                        ),
                     }),
-                    other => Err(ServeError::Invalid(format!("the broken variant does not serve {other:?}"))),
+                    other => Err(ServeError::Invalid(format!(
+                        "the broken variant does not serve {other:?}"
+                    ))),
                 }
             }
         }

@@ -33,13 +33,20 @@ pub enum Fault {
     /// only it, the other clients everything.
     Isolate { target: Target, clients: Vec<usize> },
     /// Cut the storage nodes into two sides; `clients` are on `side`'s, the rest on the other.
-    Split { side: Vec<NodeId>, clients: Vec<usize> },
+    Split {
+        side: Vec<NodeId>,
+        clients: Vec<usize>,
+    },
     /// Drop everything `from` sends to `to` (the other direction still works).
     OneWay { from: Target, to: NodeId },
     /// Stall every message between two nodes until the heal.
     HoldLink { a: Target, b: NodeId },
     /// The link between two nodes breaks at random with this probability per message.
-    Lossy { a: NodeId, b: NodeId, fail_rate: f64 },
+    Lossy {
+        a: NodeId,
+        b: NodeId,
+        fail_rate: f64,
+    },
     /// Messages between two nodes take up to this long.
     Slow { a: NodeId, b: NodeId, max_ms: u64 },
     /// Crash (volatile state lost, durable kept); restarted `down_ms` later.
@@ -55,14 +62,20 @@ pub enum Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::Isolate { target, clients } => write!(f, "isolate {target} with clients {clients:?}"),
-            Fault::Split { side, clients } => write!(f, "split {side:?} with clients {clients:?} from the rest"),
+            Fault::Isolate { target, clients } => {
+                write!(f, "isolate {target} with clients {clients:?}")
+            }
+            Fault::Split { side, clients } => {
+                write!(f, "split {side:?} with clients {clients:?} from the rest")
+            }
             Fault::OneWay { from, to } => write!(f, "drop {from} -> n{to}"),
             Fault::HoldLink { a, b } => write!(f, "stall {a} <-> n{b}"),
             Fault::Lossy { a, b, fail_rate } => write!(f, "lossy n{a} <-> n{b} ({fail_rate})"),
             Fault::Slow { a, b, max_ms } => write!(f, "slow n{a} <-> n{b} (up to {max_ms} ms)"),
             Fault::Crash { target, down_ms } => write!(f, "crash {target} for {down_ms} ms"),
-            Fault::Clock { node, offset_ms } => write!(f, "clock of n{node} set to {offset_ms:+} ms"),
+            Fault::Clock { node, offset_ms } => {
+                write!(f, "clock of n{node} set to {offset_ms:+} ms")
+            }
             Fault::ChangeMembers { group } => write!(f, "change the voters of g{group}"),
             Fault::HealNetwork => write!(f, "heal the network"),
         }
@@ -96,7 +109,10 @@ pub fn schedule(rng: &mut StdRng, space: &FaultSpace) -> Vec<Scheduled> {
     let mut out = Vec::new();
     let mut t = space.first_ms + rng.gen_range(0..1_000);
     while t < space.last_ms {
-        out.push(Scheduled { at_ms: t, fault: draw(rng, space) });
+        out.push(Scheduled {
+            at_ms: t,
+            fault: draw(rng, space),
+        });
         t += rng.gen_range(300..2_500);
     }
     out
@@ -114,7 +130,11 @@ fn draw(rng: &mut StdRng, space: &FaultSpace) -> Fault {
     };
     let some_clients = |rng: &mut StdRng| {
         let k = rng.gen_range(0..=space.clients / 2);
-        let mut chosen: Vec<usize> = (0..space.clients).collect::<Vec<_>>().choose_multiple(rng, k).copied().collect();
+        let mut chosen: Vec<usize> = (0..space.clients)
+            .collect::<Vec<_>>()
+            .choose_multiple(rng, k)
+            .copied()
+            .collect();
         chosen.sort();
         chosen
     };
@@ -124,26 +144,55 @@ fn draw(rng: &mut StdRng, space: &FaultSpace) -> Fault {
     };
     loop {
         let fault = match rng.gen_range(0..100) {
-            0..=17 => Fault::Isolate { target: target(rng), clients: some_clients(rng) },
+            0..=17 => Fault::Isolate {
+                target: target(rng),
+                clients: some_clients(rng),
+            },
             18..=25 => {
                 let k = rng.gen_range(1..=(space.nodes.len() - 1) / 2);
                 let mut side: Vec<NodeId> = space.nodes.choose_multiple(rng, k).copied().collect();
                 side.sort();
-                Fault::Split { side, clients: some_clients(rng) }
+                Fault::Split {
+                    side,
+                    clients: some_clients(rng),
+                }
             }
-            26..=33 => Fault::OneWay { from: target(rng), to: node(rng) },
-            34..=39 => Fault::HoldLink { a: target(rng), b: node(rng) },
+            26..=33 => Fault::OneWay {
+                from: target(rng),
+                to: node(rng),
+            },
+            34..=39 => Fault::HoldLink {
+                a: target(rng),
+                b: node(rng),
+            },
             40..=45 => {
                 let (a, b) = pair(rng);
-                Fault::Lossy { a, b, fail_rate: rng.gen_range(0.01..0.2) }
+                Fault::Lossy {
+                    a,
+                    b,
+                    fail_rate: rng.gen_range(0.01..0.2),
+                }
             }
             46..=51 => {
                 let (a, b) = pair(rng);
-                Fault::Slow { a, b, max_ms: rng.gen_range(50..600) }
+                Fault::Slow {
+                    a,
+                    b,
+                    max_ms: rng.gen_range(50..600),
+                }
             }
-            52..=67 => Fault::Crash { target: target(rng), down_ms: rng.gen_range(200..5_000) },
-            68..=75 => Fault::Clock { node: node(rng), offset_ms: rng.gen_range(-1_500..=1_500) },
-            76..=79 => Fault::Clock { node: node(rng), offset_ms: rng.gen_range(-20_000..=20_000) },
+            52..=67 => Fault::Crash {
+                target: target(rng),
+                down_ms: rng.gen_range(200..5_000),
+            },
+            68..=75 => Fault::Clock {
+                node: node(rng),
+                offset_ms: rng.gen_range(-1_500..=1_500),
+            },
+            76..=79 => Fault::Clock {
+                node: node(rng),
+                offset_ms: rng.gen_range(-20_000..=20_000),
+            },
             80..=85 if space.membership_changes => Fault::ChangeMembers { group: group(rng) },
             80..=85 => continue,
             _ => Fault::HealNetwork,

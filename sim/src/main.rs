@@ -39,8 +39,12 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     // Quiet unless RUST_LOG asks: faults make openraft log errors by design.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let started = Instant::now();
     let mut failed = Vec::new();
     let (mut sim_ms, mut ops, mut undecided) = (0u64, 0usize, 0usize);

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::checker::{BookingId, Command, HoldId, Op, Outcome, OwnerId, RequestId, Response, SeatId, ShardHistory};
+use crate::checker::{
+    BookingId, Command, HoldId, Op, Outcome, OwnerId, RequestId, Response, SeatId, ShardHistory,
+};
 use crate::clock::sim_ns;
 
 /// A recorded op: its shard and its index in that shard's history.
@@ -61,19 +63,33 @@ impl Recorder {
     pub fn invoke(&mut self, event: &str, request: &str, command: Command) -> OpRef {
         let request = RequestId(self.requests.id(request));
         let history = self.shards.entry(event.to_owned()).or_default();
-        history.ops.push(Op { request, invoked_ns: sim_ns(), command, response: None });
-        OpRef { event: event.to_owned(), index: history.ops.len() - 1 }
+        history.ops.push(Op {
+            request,
+            invoked_ns: sim_ns(),
+            command,
+            response: None,
+        });
+        OpRef {
+            event: event.to_owned(),
+            index: history.ops.len() - 1,
+        }
     }
 
     /// Records the answer to `op`, now.
     pub fn complete(&mut self, op: &OpRef, outcome: Outcome) {
         let history = self.shards.get_mut(&op.event).expect("recorded shard");
-        history.ops[op.index].response = Some(Response { responded_ns: sim_ns(), outcome });
+        history.ops[op.index].response = Some(Response {
+            responded_ns: sim_ns(),
+            outcome,
+        });
     }
 
     /// `op` certainly had no effect (nothing was delivered to a leader).
     pub fn drop_op(&mut self, op: &OpRef) {
-        self.dropped.entry(op.event.clone()).or_default().push(op.index);
+        self.dropped
+            .entry(op.event.clone())
+            .or_default()
+            .push(op.index);
     }
 
     /// The histories, without the dropped ops. Unanswered ops stay, with unknown outcomes.

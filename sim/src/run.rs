@@ -48,7 +48,11 @@ impl RunConfig {
     pub fn for_seed(seed: u64) -> RunConfig {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_c0f1_9000_0001);
         let n_nodes = if rng.gen_bool(0.5) { 3 } else { 5 };
-        let n_voters = if n_nodes == 5 && rng.gen_bool(0.5) { 5 } else { 3 };
+        let n_voters = if n_nodes == 5 && rng.gen_bool(0.5) {
+            5
+        } else {
+            3
+        };
         RunConfig {
             seed,
             variant: Variant::Correct,
@@ -93,8 +97,12 @@ impl fmt::Display for RunFailure {
             RunFailure::NoProgress { group } => {
                 write!(f, "liveness: group {group} made no progress within {LIVENESS_BOUND_MS} ms of the heal")
             }
-            RunFailure::NotConverged { group, detail } => write!(f, "group {group} did not converge: {detail}"),
-            RunFailure::Diverged { group, detail } => write!(f, "group {group} replicas diverged: {detail}"),
+            RunFailure::NotConverged { group, detail } => {
+                write!(f, "group {group} did not converge: {detail}")
+            }
+            RunFailure::Diverged { group, detail } => {
+                write!(f, "group {group} replicas diverged: {detail}")
+            }
         }
     }
 }
@@ -121,7 +129,11 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn ok(&self) -> bool {
-        self.failures.is_empty() && self.shards.values().all(|r| r.verdict() != crate::checker::Verdict::Violated)
+        self.failures.is_empty()
+            && self
+                .shards
+                .values()
+                .all(|r| r.verdict() != crate::checker::Verdict::Violated)
     }
 
     /// Seats the checker could not decide within its budget (not failures).
@@ -196,7 +208,10 @@ struct Driver {
 
 impl Driver {
     fn note(&mut self, now_ms: u64, what: impl Into<String>) {
-        self.timeline.push(TimelineEntry { at_ms: now_ms, what: what.into() });
+        self.timeline.push(TimelineEntry {
+            at_ms: now_ms,
+            what: what.into(),
+        });
     }
 
     fn node(&self, id: NodeId) -> &NodeDurable {
@@ -229,10 +244,18 @@ impl Driver {
     fn split(&self, sim: &mut turmoil::Sim, side: &[NodeId], clients: &[usize]) {
         let (mut a, mut b): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
         for n in &self.nodes {
-            if side.contains(&n.id) { a.push(node_name(n.id)) } else { b.push(node_name(n.id)) }
+            if side.contains(&n.id) {
+                a.push(node_name(n.id))
+            } else {
+                b.push(node_name(n.id))
+            }
         }
         for c in 0..self.n_clients {
-            if clients.contains(&c) { a.push(client_name(c)) } else { b.push(client_name(c)) }
+            if clients.contains(&c) {
+                a.push(client_name(c))
+            } else {
+                b.push(client_name(c))
+            }
         }
         for x in &a {
             for y in &b {
@@ -247,7 +270,9 @@ impl Driver {
     fn fire(&mut self, sim: &mut turmoil::Sim, now_ms: u64, fault: &Fault) {
         match fault {
             Fault::Isolate { target, clients } => {
-                let Some(id) = self.resolve(*target) else { return self.note(now_ms, format!("{fault}: no such node now")) };
+                let Some(id) = self.resolve(*target) else {
+                    return self.note(now_ms, format!("{fault}: no such node now"));
+                };
                 self.split(sim, &[id], clients);
                 self.note(now_ms, format!("isolated n{id} ({fault})"));
             }
@@ -274,11 +299,17 @@ impl Driver {
                 self.note(now_ms, fault.to_string());
             }
             Fault::Slow { a, b, max_ms } => {
-                sim.set_link_max_message_latency(node_name(*a), node_name(*b), Duration::from_millis(*max_ms));
+                sim.set_link_max_message_latency(
+                    node_name(*a),
+                    node_name(*b),
+                    Duration::from_millis(*max_ms),
+                );
                 self.note(now_ms, fault.to_string());
             }
             Fault::Crash { target, down_ms } => {
-                let Some(id) = self.resolve(*target) else { return self.note(now_ms, format!("{fault}: no such node now")) };
+                let Some(id) = self.resolve(*target) else {
+                    return self.note(now_ms, format!("{fault}: no such node now"));
+                };
                 if self.down.contains_key(&id) {
                     return self.note(now_ms, format!("{fault}: n{id} is already down"));
                 }
@@ -304,14 +335,23 @@ impl Driver {
 
     /// Asks the group's leader to swap one of its voters for a node outside the voters.
     fn change_members(&mut self, now_ms: u64, group: GroupId) {
-        let Some(leader) = self.leader_of(group) else { return self.note(now_ms, format!("g{group}: no leader to change members")) };
+        let Some(leader) = self.leader_of(group) else {
+            return self.note(now_ms, format!("g{group}: no leader to change members"));
+        };
         let voters: BTreeSet<NodeId> = {
             let slot = self.node(leader).slot.borrow();
-            let Some(g) = slot.host.as_ref().and_then(|h| h.group(group)) else { return };
+            let Some(g) = slot.host.as_ref().and_then(|h| h.group(group)) else {
+                return;
+            };
             let m = g.raft.metrics().borrow().clone();
             m.membership_config.membership().voter_ids().collect()
         };
-        let outside: Vec<NodeId> = self.nodes.iter().map(|n| n.id).filter(|id| !voters.contains(id)).collect();
+        let outside: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| !voters.contains(id))
+            .collect();
         if outside.is_empty() {
             return self.note(now_ms, format!("g{group}: no spare node"));
         }
@@ -322,27 +362,48 @@ impl Driver {
         new_voters.remove(&remove);
         new_voters.insert(add);
         let sent = self.node(leader).slot.borrow().control.as_ref().map(|tx| {
-            tx.send(Control::ChangeMembers { group, add, voters: new_voters.clone() }).is_ok()
+            tx.send(Control::ChangeMembers {
+                group,
+                add,
+                voters: new_voters.clone(),
+            })
+            .is_ok()
         });
-        self.note(now_ms, format!("g{group}: asked n{leader} to replace n{remove} by n{add} (sent: {sent:?})"));
+        self.note(
+            now_ms,
+            format!("g{group}: asked n{leader} to replace n{remove} by n{add} (sent: {sent:?})"),
+        );
     }
 
     fn heal_network(&mut self, sim: &mut turmoil::Sim) {
         let clients: Vec<String> = (0..self.n_clients).map(client_name).collect();
         for a in &self.nodes {
             let na = node_name(a.id);
-            let peers = self.nodes.iter().filter(|b| b.id > a.id).map(|b| node_name(b.id));
+            let peers = self
+                .nodes
+                .iter()
+                .filter(|b| b.id > a.id)
+                .map(|b| node_name(b.id));
             for nb in peers.chain(clients.iter().cloned()) {
                 sim.repair(na.clone(), nb.clone());
                 sim.release(na.clone(), nb.clone());
                 sim.set_link_fail_rate(na.clone(), nb.clone(), 0.0);
-                sim.set_link_max_message_latency(na.clone(), nb, Duration::from_millis(BASE_MAX_LATENCY_MS));
+                sim.set_link_max_message_latency(
+                    na.clone(),
+                    nb,
+                    Duration::from_millis(BASE_MAX_LATENCY_MS),
+                );
             }
         }
     }
 
     fn restart_due(&mut self, sim: &mut turmoil::Sim, now_ms: u64, all: bool) {
-        let due: Vec<NodeId> = self.down.iter().filter(|(_, &at)| all || at <= now_ms).map(|(&id, _)| id).collect();
+        let due: Vec<NodeId> = self
+            .down
+            .iter()
+            .filter(|(_, &at)| all || at <= now_ms)
+            .map(|(&id, _)| id)
+            .collect();
         for id in due {
             self.down.remove(&id);
             sim.bounce(node_name(id));
@@ -356,9 +417,19 @@ impl Driver {
         let leader = self.leader_of(group).ok_or("no leader")?;
         let (last, voters) = {
             let slot = self.node(leader).slot.borrow();
-            let g = slot.host.as_ref().and_then(|h| h.group(group)).ok_or("leader vanished")?;
+            let g = slot
+                .host
+                .as_ref()
+                .and_then(|h| h.group(group))
+                .ok_or("leader vanished")?;
             let m = g.raft.metrics().borrow().clone();
-            (m.last_log_index, m.membership_config.membership().voter_ids().collect::<Vec<_>>())
+            (
+                m.last_log_index,
+                m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .collect::<Vec<_>>(),
+            )
         };
         for &id in &voters {
             let slot = self.node(id).slot.borrow();
@@ -367,7 +438,9 @@ impl Driver {
             };
             let applied = g.raft.metrics().borrow().last_applied.map(|l| l.index);
             if applied != last {
-                return Err(format!("n{id} applied {applied:?}, leader n{leader} has {last:?}"));
+                return Err(format!(
+                    "n{id} applied {applied:?}, leader n{leader} has {last:?}"
+                ));
             }
         }
         Ok(voters)
@@ -396,17 +469,21 @@ pub fn run_seed(config: RunConfig) -> RunReport {
         .build();
 
     let nodes: Vec<NodeDurable> = (1..=config.n_nodes).map(NodeDurable::new).collect();
-    let voters: Vec<(NodeId, String)> = (1..=config.n_voters).map(|id| (id, node_addr(id))).collect();
+    let voters: Vec<(NodeId, String)> = (1..=config.n_voters)
+        .map(|id| (id, node_addr(id)))
+        .collect();
     let bootstrapped = Rc::new(Cell::new(false));
     for durable in &nodes {
         let durable = durable.clone();
         let variant = config.variant;
-        let bootstrap = (durable.id == 1).then(|| (voters.clone(), config.n_shards, bootstrapped.clone()));
+        let bootstrap =
+            (durable.id == 1).then(|| (voters.clone(), config.n_shards, bootstrapped.clone()));
         sim.host(node_name(durable.id), move || {
             let durable = durable.clone();
             let bootstrap = bootstrap.clone();
             async move {
-                if let Some((members, shards, done)) = bootstrap.filter(|(_, _, done)| !done.get()) {
+                if let Some((members, shards, done)) = bootstrap.filter(|(_, _, done)| !done.get())
+                {
                     done.set(true);
                     let slot = durable.slot.clone();
                     tokio::task::spawn_local(async move {
@@ -414,9 +491,13 @@ pub fn run_seed(config: RunConfig) -> RunReport {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                         let host = slot.borrow().host.clone().expect("host");
-                        if let Err(e) = boxoffice_raft::client::bootstrap(&host, &members, shards).await {
+                        if let Err(e) =
+                            boxoffice_raft::client::bootstrap(&host, &members, shards).await
+                        {
                             // In the report's timeline: the setup client then waits until the run times out.
-                            slot.borrow_mut().control_log.push((crate::clock::sim_ms(), format!("bootstrap failed: {e}")));
+                            slot.borrow_mut()
+                                .control_log
+                                .push((crate::clock::sim_ms(), format!("bootstrap failed: {e}")));
                         }
                     });
                 }
@@ -436,11 +517,28 @@ pub fn run_seed(config: RunConfig) -> RunReport {
     });
     let events: Vec<(String, Vec<String>)> = event_ids(config.n_shards)
         .into_iter()
-        .map(|e| (e, (1..=config.seats_per_event).map(|i| format!("S{i}")).collect()))
+        .map(|e| {
+            (
+                e,
+                (1..=config.seats_per_event)
+                    .map(|i| format!("S{i}"))
+                    .collect(),
+            )
+        })
         .collect();
-    sim.client("setup", setup(shared.clone(), config.n_shards as usize + 1, events));
+    sim.client(
+        "setup",
+        setup(shared.clone(), config.n_shards as usize + 1, events),
+    );
     for i in 0..config.n_clients {
-        sim.client(client_name(i), workload_client(shared.clone(), i, config.seed.wrapping_mul(1_000).wrapping_add(i as u64)));
+        sim.client(
+            client_name(i),
+            workload_client(
+                shared.clone(),
+                i,
+                config.seed.wrapping_mul(1_000).wrapping_add(i as u64),
+            ),
+        );
     }
     sim.client("probe", probe_client(shared.clone()));
 
@@ -454,8 +552,18 @@ pub fn run_seed(config: RunConfig) -> RunReport {
         first_ms: 500,
         last_ms: config.workload_ms.saturating_sub(1_000),
     };
-    let faults = if config.faults { schedule(&mut rng, &space) } else { Vec::new() };
-    let mut driver = Driver { nodes, n_clients: config.n_clients, timeline: Vec::new(), down: BTreeMap::new(), rng };
+    let faults = if config.faults {
+        schedule(&mut rng, &space)
+    } else {
+        Vec::new()
+    };
+    let mut driver = Driver {
+        nodes,
+        n_clients: config.n_clients,
+        timeline: Vec::new(),
+        down: BTreeMap::new(),
+        rng,
+    };
     let mut failures = Vec::new();
     let mut next_fault = 0;
     let mut origin: Option<u64> = None;
@@ -468,7 +576,13 @@ pub fn run_seed(config: RunConfig) -> RunReport {
             if let Some(at) = shared.started_at_ms.get() {
                 origin = Some(at);
                 shared.stop_at_ms.set(Some(at + config.workload_ms));
-                driver.note(now_ms, format!("events registered; load starts for {} ms", config.workload_ms));
+                driver.note(
+                    now_ms,
+                    format!(
+                        "events registered; load starts for {} ms",
+                        config.workload_ms
+                    ),
+                );
             }
         }
         if let Some(origin) = origin {
@@ -501,7 +615,10 @@ pub fn run_seed(config: RunConfig) -> RunReport {
     for n in &driver.nodes {
         let log = std::mem::take(&mut n.slot.borrow_mut().control_log);
         for (at_ms, line) in log {
-            driver.timeline.push(TimelineEntry { at_ms, what: format!("operator: {line}") });
+            driver.timeline.push(TimelineEntry {
+                at_ms,
+                what: format!("operator: {line}"),
+            });
         }
     }
     driver.timeline.sort_by_key(|e| e.at_ms);
@@ -509,7 +626,13 @@ pub fn run_seed(config: RunConfig) -> RunReport {
     let mut recovery_ms = None;
     if let Some(healed) = healed_at {
         let progress = shared.progress_at_ms.borrow().clone();
-        let shard_groups: BTreeSet<GroupId> = shared.catalog.borrow().events.iter().map(|(_, g, _)| *g).collect();
+        let shard_groups: BTreeSet<GroupId> = shared
+            .catalog
+            .borrow()
+            .events
+            .iter()
+            .map(|(_, g, _)| *g)
+            .collect();
         for g in &shard_groups {
             match progress.get(g) {
                 Some(&at) if at <= healed + LIVENESS_BOUND_MS => {
@@ -524,7 +647,10 @@ pub fn run_seed(config: RunConfig) -> RunReport {
     let all_groups: Vec<GroupId> = (META_GROUP..=config.n_shards).collect();
     let converge_started = sim.elapsed().as_millis() as u64;
     let mut converged: BTreeMap<GroupId, Vec<NodeId>> = BTreeMap::new();
-    if failures.iter().all(|f| !matches!(f, RunFailure::Simulation(_))) {
+    if failures
+        .iter()
+        .all(|f| !matches!(f, RunFailure::Simulation(_)))
+    {
         loop {
             for &g in &all_groups {
                 if let std::collections::btree_map::Entry::Vacant(slot) = converged.entry(g) {
@@ -534,7 +660,9 @@ pub fn run_seed(config: RunConfig) -> RunReport {
                 }
             }
             let now_ms = sim.elapsed().as_millis() as u64;
-            if converged.len() == all_groups.len() || now_ms > converge_started + CONVERGENCE_BOUND_MS {
+            if converged.len() == all_groups.len()
+                || now_ms > converge_started + CONVERGENCE_BOUND_MS
+            {
                 break;
             }
             if let Err(e) = sim.step() {
@@ -558,7 +686,10 @@ pub fn run_seed(config: RunConfig) -> RunReport {
             Some(voters) => match final_states(&driver, &shared, *group, event, voters) {
                 Ok(finals) => finals,
                 Err(detail) => {
-                    failures.push(RunFailure::Diverged { group: *group, detail });
+                    failures.push(RunFailure::Diverged {
+                        group: *group,
+                        detail,
+                    });
                     Vec::new()
                 }
             },
@@ -569,17 +700,29 @@ pub fn run_seed(config: RunConfig) -> RunReport {
             Ok(report) => {
                 shards.insert(event.clone(), report);
             }
-            Err(e) => failures.push(RunFailure::Anomaly(format!("{event}: the recorded history is malformed: {e}"))),
+            Err(e) => failures.push(RunFailure::Anomaly(format!(
+                "{event}: the recorded history is malformed: {e}"
+            ))),
         }
     }
     for &g in &all_groups {
-        if let (Some(voters), false) = (converged.get(&g), catalog.iter().any(|(_, eg, _)| *eg == g)) {
+        if let (Some(voters), false) =
+            (converged.get(&g), catalog.iter().any(|(_, eg, _)| *eg == g))
+        {
             if let Err(detail) = identical(&driver, g, voters) {
                 failures.push(RunFailure::Diverged { group: g, detail });
             }
         }
     }
-    failures.extend(shared.recorder.borrow().anomalies.iter().cloned().map(RunFailure::Anomaly));
+    failures.extend(
+        shared
+            .recorder
+            .borrow()
+            .anomalies
+            .iter()
+            .cloned()
+            .map(RunFailure::Anomaly),
+    );
 
     let ops = shared.recorder.borrow().counts();
     let digest = stable_hash(&format!("{histories:?}"));
@@ -602,13 +745,24 @@ fn identical(driver: &Driver, group: GroupId, voters: &[NodeId]) -> Result<(), S
     let mut first: Option<(NodeId, Vec<Record>)> = None;
     for &id in voters {
         let slot = driver.node(id).slot.borrow();
-        let g = slot.host.as_ref().and_then(|h| h.group(group)).ok_or(format!("n{id} lost the group"))?;
+        let g = slot
+            .host
+            .as_ref()
+            .and_then(|h| h.group(group))
+            .ok_or(format!("n{id} lost the group"))?;
         let records = g.shared.read().machine.records();
         match &first {
             None => first = Some((id, records)),
             Some((first_id, expected)) if *expected != records => {
-                let at = expected.iter().zip(&records).position(|(a, b)| a != b).unwrap_or(expected.len().min(records.len()));
-                let key = |r: &Vec<Record>| r.get(at).map(|(k, _)| String::from_utf8_lossy(k).into_owned());
+                let at = expected
+                    .iter()
+                    .zip(&records)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(expected.len().min(records.len()));
+                let key = |r: &Vec<Record>| {
+                    r.get(at)
+                        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+                };
                 return Err(format!(
                     "n{first_id} and n{id} differ at record {at} ({:?} vs {:?}); {} vs {} records",
                     key(expected),
@@ -625,26 +779,46 @@ fn identical(driver: &Driver, group: GroupId, voters: &[NodeId]) -> Result<(), S
 
 /// The seats of `event` on every voter of its group, after checking the voters' states are
 /// identical.
-fn final_states(driver: &Driver, shared: &Shared, group: GroupId, event: &str, voters: &[NodeId]) -> Result<Vec<ReplicaSeats>, String> {
+fn final_states(
+    driver: &Driver,
+    shared: &Shared,
+    group: GroupId,
+    event: &str,
+    voters: &[NodeId],
+) -> Result<Vec<ReplicaSeats>, String> {
     identical(driver, group, voters)?;
     let mut out = Vec::new();
     let mut rec = shared.recorder.borrow_mut();
     for &id in voters {
         let slot = driver.node(id).slot.borrow();
-        let g = slot.host.as_ref().and_then(|h| h.group(group)).ok_or(format!("n{id} lost the group"))?;
+        let g = slot
+            .host
+            .as_ref()
+            .and_then(|h| h.group(group))
+            .ok_or(format!("n{id} lost the group"))?;
         let replica = g.shared.read();
         let m = &replica.machine;
-        let owners = m.seat_owners(event, m.now_ms()).ok_or(format!("n{id} does not know {event}"))?;
+        let owners = m
+            .seat_owners(event, m.now_ms())
+            .ok_or(format!("n{id} does not know {event}"))?;
         let mut seats = BTreeMap::new();
         for (seat, owner) in owners {
             let state = match owner {
                 SeatOwner::Free => FinalSeat::Free,
-                SeatOwner::Held { hold_id, until_ms } => FinalSeat::Held { hold_id: rec.hold(&hold_id), expires_at_ms: until_ms },
-                SeatOwner::Sold { booking_id } => FinalSeat::Sold { booking_id: rec.booking(&booking_id) },
+                SeatOwner::Held { hold_id, until_ms } => FinalSeat::Held {
+                    hold_id: rec.hold(&hold_id),
+                    expires_at_ms: until_ms,
+                },
+                SeatOwner::Sold { booking_id } => FinalSeat::Sold {
+                    booking_id: rec.booking(&booking_id),
+                },
             };
             seats.insert(rec.seat(event, &seat), state);
         }
-        out.push(ReplicaSeats { replica: node_name(id), seats });
+        out.push(ReplicaSeats {
+            replica: node_name(id),
+            seats,
+        });
     }
     Ok(out)
 }

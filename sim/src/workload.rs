@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use boxoffice_raft::host::{Query, QueryResult};
 use boxoffice_raft::transport::Transport;
-use boxoffice_raft::types::{self as raft, FailureReason, HoldStatus, Rejection, SeatOwner, SeatSpec};
+use boxoffice_raft::types::{
+    self as raft, FailureReason, HoldStatus, Rejection, SeatOwner, SeatSpec,
+};
 use boxoffice_raft::{InventoryClient, InventoryError};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -62,10 +64,18 @@ fn client(shared: &Shared) -> InventoryClient {
 
 /// Registers the run's events (each in a different group when there are several), then
 /// opens the workload.
-pub async fn setup(shared: Rc<Shared>, n_groups: usize, events: Vec<(String, Vec<String>)>) -> turmoil::Result {
+pub async fn setup(
+    shared: Rc<Shared>,
+    n_groups: usize,
+    events: Vec<(String, Vec<String>)>,
+) -> turmoil::Result {
     let inventory = client(&shared).with_deadline(Duration::from_millis(60_000));
     // The bootstrap writes the group table once the meta group has a leader.
-    while inventory.refresh_groups().await.map_or(true, |groups| groups.len() < n_groups) {
+    while inventory
+        .refresh_groups()
+        .await
+        .map_or(true, |groups| groups.len() < n_groups)
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut catalog = Catalog::default();
@@ -74,7 +84,13 @@ pub async fn setup(shared: Rc<Shared>, n_groups: usize, events: Vec<(String, Vec
             .iter()
             .chain(std::iter::once(&PROBE_SEAT.to_owned()))
             .enumerate()
-            .map(|(i, id)| SeatSpec { id: id.clone(), section: "Floor".into(), row: "A".into(), number: i as u32 + 1, price_minor: 5_000 })
+            .map(|(i, id)| SeatSpec {
+                id: id.clone(),
+                section: "Floor".into(),
+                row: "A".into(),
+                number: i as u32 + 1,
+                price_minor: 5_000,
+            })
             .collect();
         let (group, reply) = inventory
             .register_event(&format!("setup/{event}"), &event, "EUR", 60_000, specs)
@@ -113,11 +129,21 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
     let mut held: Vec<MyHold> = Vec::new();
     let mut n = 0u64;
     // Every third client mostly watches the seat map, as most visitors do.
-    let read_percent = if id.is_multiple_of(3) { READER_READ_PERCENT } else { BUYER_READ_PERCENT };
+    let read_percent = if id.is_multiple_of(3) {
+        READER_READ_PERCENT
+    } else {
+        BUYER_READ_PERCENT
+    };
     while sim_ms() < stop_at {
         n += 1;
         let tag = format!("c{id}-{n}");
-        let (event, _group, seats) = shared.catalog.borrow().events.choose(&mut rng).cloned().expect("events registered");
+        let (event, _group, seats) = shared
+            .catalog
+            .borrow()
+            .events
+            .choose(&mut rng)
+            .cloned()
+            .expect("events registered");
         if rng.gen_range(0..100) < read_percent {
             read(&shared, &inventory, &event, &format!("r-{tag}")).await;
         } else {
@@ -127,19 +153,54 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
                 let chosen: Vec<String> = seats.choose_multiple(&mut rng, k).cloned().collect();
                 let ttl_ms = rng.gen_range(TTL_MS);
                 let hold_id = format!("h-{tag}");
-                if hold(&shared, &inventory, &event, &format!("r-{tag}"), &hold_id, &owner, chosen, ttl_ms).await {
+                if hold(
+                    &shared,
+                    &inventory,
+                    &event,
+                    &format!("r-{tag}"),
+                    &hold_id,
+                    &owner,
+                    chosen,
+                    ttl_ms,
+                )
+                .await
+                {
                     held.push(MyHold { event, hold_id });
                 }
             } else if roll < 70 {
                 let mine = held.swap_remove(rng.gen_range(0..held.len()));
-                release(&shared, &inventory, &mine.event, &format!("r-{tag}"), &mine.hold_id, &owner).await;
+                release(
+                    &shared,
+                    &inventory,
+                    &mine.event,
+                    &format!("r-{tag}"),
+                    &mine.hold_id,
+                    &owner,
+                )
+                .await;
             } else if roll < 95 {
                 let mine = held.swap_remove(rng.gen_range(0..held.len()));
-                confirm(&shared, &inventory, &mine.event, &tag, &mine.hold_id, &owner).await;
+                confirm(
+                    &shared,
+                    &inventory,
+                    &mine.event,
+                    &tag,
+                    &mine.hold_id,
+                    &owner,
+                )
+                .await;
             } else {
                 // Someone else's hold (or a made-up one): not-owner and not-found answers.
                 let other = format!("h-c{}-{}", rng.gen_range(0..8), rng.gen_range(1..=n));
-                release(&shared, &inventory, &event, &format!("r-{tag}"), &other, &owner).await;
+                release(
+                    &shared,
+                    &inventory,
+                    &event,
+                    &format!("r-{tag}"),
+                    &other,
+                    &owner,
+                )
+                .await;
             }
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=MAX_THINK_MS))).await;
@@ -159,11 +220,32 @@ pub async fn probe_client(shared: Rc<Shared>) -> turmoil::Result {
             attempt += 1;
             let tag = format!("probe-{attempt}");
             let hold_id = format!("h-{tag}");
-            let held =
-                hold(&shared, &inventory, &event, &format!("r-{tag}"), &hold_id, "probe", vec![PROBE_SEAT.into()], 1_000).await;
+            let held = hold(
+                &shared,
+                &inventory,
+                &event,
+                &format!("r-{tag}"),
+                &hold_id,
+                "probe",
+                vec![PROBE_SEAT.into()],
+                1_000,
+            )
+            .await;
             if held {
-                shared.progress_at_ms.borrow_mut().entry(group).or_insert_with(sim_ms);
-                release(&shared, &inventory, &event, &format!("r-{tag}-release"), &hold_id, "probe").await;
+                shared
+                    .progress_at_ms
+                    .borrow_mut()
+                    .entry(group)
+                    .or_insert_with(sim_ms);
+                release(
+                    &shared,
+                    &inventory,
+                    &event,
+                    &format!("r-{tag}-release"),
+                    &hold_id,
+                    "probe",
+                )
+                .await;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -177,7 +259,11 @@ fn record_error(shared: &Shared, op: &OpRef, e: &InventoryError) {
     match e {
         InventoryError::NoLeader { .. } => shared.recorder.borrow_mut().drop_op(op),
         InventoryError::OutcomeUnknown { .. } => {}
-        other => shared.recorder.borrow_mut().anomalies.push(format!("{op:?}: {other}")),
+        other => shared
+            .recorder
+            .borrow_mut()
+            .anomalies
+            .push(format!("{op:?}: {other}")),
     }
 }
 
@@ -213,14 +299,24 @@ async fn hold(
         Ok(reply) => {
             let mut rec = shared.recorder.borrow_mut();
             let (outcome, held) = match reply.outcome {
-                raft::Outcome::Held(h) => (Outcome::Held { expires_at_ms: h.expires_at_ms, at_ms: reply.at_ms }, true),
+                raft::Outcome::Held(h) => (
+                    Outcome::Held {
+                        expires_at_ms: h.expires_at_ms,
+                        at_ms: reply.at_ms,
+                    },
+                    true,
+                ),
                 raft::Outcome::Unavailable { seat_ids } => (
-                    Outcome::Taken { unavailable: seat_ids.iter().map(|s| rec.seat(event, s)).collect(), at_ms: reply.at_ms },
+                    Outcome::Taken {
+                        unavailable: seat_ids.iter().map(|s| rec.seat(event, s)).collect(),
+                        at_ms: reply.at_ms,
+                    },
                     false,
                 ),
                 raft::Outcome::Rejected(_) => (Outcome::Refused { at_ms: reply.at_ms }, false),
                 other => {
-                    rec.anomalies.push(format!("{request}: a hold answered {other:?}"));
+                    rec.anomalies
+                        .push(format!("{request}: a hold answered {other:?}"));
                     return false;
                 }
             };
@@ -234,13 +330,26 @@ async fn hold(
     }
 }
 
-async fn release(shared: &Shared, inventory: &InventoryClient, event: &str, request: &str, hold_id: &str, owner: &str) {
+async fn release(
+    shared: &Shared,
+    inventory: &InventoryClient,
+    event: &str,
+    request: &str,
+    hold_id: &str,
+    owner: &str,
+) {
     let op = {
         let mut rec = shared.recorder.borrow_mut();
-        let command = Command::Release { hold_id: rec.hold(hold_id), owner: rec.owner(owner) };
+        let command = Command::Release {
+            hold_id: rec.hold(hold_id),
+            owner: rec.owner(owner),
+        };
         rec.invoke(event, request, command)
     };
-    let command = raft::Command::Release { hold_id: hold_id.to_owned(), owner: owner.to_owned() };
+    let command = raft::Command::Release {
+        hold_id: hold_id.to_owned(),
+        owner: owner.to_owned(),
+    };
     match inventory.execute_for_event(event, request, command).await {
         Ok(reply) => {
             let outcome = match reply.outcome {
@@ -250,7 +359,11 @@ async fn release(shared: &Shared, inventory: &InventoryClient, event: &str, requ
                 raft::Outcome::Rejected(Rejection::HoldNotActive(_)) => Outcome::AlreadyInactive,
                 raft::Outcome::Rejected(_) => Outcome::Refused { at_ms: reply.at_ms },
                 other => {
-                    shared.recorder.borrow_mut().anomalies.push(format!("{request}: a release answered {other:?}"));
+                    shared
+                        .recorder
+                        .borrow_mut()
+                        .anomalies
+                        .push(format!("{request}: a release answered {other:?}"));
                     return;
                 }
             };
@@ -272,11 +385,21 @@ fn fail_reason(status: HoldStatus) -> Option<FailReason> {
 /// A checkout: create the booking (hold must be live), then the payment succeeds (sells the
 /// seats if the hold is still live). One op for the checker, spanning both requests: only
 /// the second changes seats.
-async fn confirm(shared: &Shared, inventory: &InventoryClient, event: &str, tag: &str, hold_id: &str, owner: &str) {
+async fn confirm(
+    shared: &Shared,
+    inventory: &InventoryClient,
+    event: &str,
+    tag: &str,
+    hold_id: &str,
+    owner: &str,
+) {
     let booking_id = format!("b-{tag}");
     let op = {
         let mut rec = shared.recorder.borrow_mut();
-        let command = Command::Confirm { hold_id: rec.hold(hold_id), booking_id: rec.booking(&booking_id) };
+        let command = Command::Confirm {
+            hold_id: rec.hold(hold_id),
+            booking_id: rec.booking(&booking_id),
+        };
         rec.invoke(event, &format!("r-{tag}"), command)
     };
     let create = raft::Command::CreateBooking {
@@ -285,40 +408,71 @@ async fn confirm(shared: &Shared, inventory: &InventoryClient, event: &str, tag:
         owner: owner.to_owned(),
         payment_ref: format!("pay-{tag}"),
     };
-    let reply = match inventory.execute_for_event(event, &format!("r-{tag}-book"), create).await {
+    let reply = match inventory
+        .execute_for_event(event, &format!("r-{tag}-book"), create)
+        .await
+    {
         Ok(reply) => reply,
         Err(e) => return record_error(shared, &op, &e),
     };
     let refused = |at_ms| Outcome::Refused { at_ms };
     let early = match reply.outcome {
         raft::Outcome::BookingCreated(_) => None,
-        raft::Outcome::Rejected(Rejection::UnknownHold) => Some(Outcome::Failed { reason: FailReason::NotFound, at_ms: reply.at_ms }),
-        raft::Outcome::Rejected(Rejection::HoldNotActive(status)) => Some(match fail_reason(status) {
-            Some(reason) => Outcome::Failed { reason, at_ms: reply.at_ms },
-            None => refused(reply.at_ms),
+        raft::Outcome::Rejected(Rejection::UnknownHold) => Some(Outcome::Failed {
+            reason: FailReason::NotFound,
+            at_ms: reply.at_ms,
         }),
+        raft::Outcome::Rejected(Rejection::HoldNotActive(status)) => {
+            Some(match fail_reason(status) {
+                Some(reason) => Outcome::Failed {
+                    reason,
+                    at_ms: reply.at_ms,
+                },
+                None => refused(reply.at_ms),
+            })
+        }
         raft::Outcome::Rejected(_) => Some(refused(reply.at_ms)),
         other => {
-            shared.recorder.borrow_mut().anomalies.push(format!("r-{tag}: create booking answered {other:?}"));
+            shared
+                .recorder
+                .borrow_mut()
+                .anomalies
+                .push(format!("r-{tag}: create booking answered {other:?}"));
             return;
         }
     };
     if let Some(outcome) = early {
         return shared.recorder.borrow_mut().complete(&op, outcome);
     }
-    let pay = raft::Command::Confirm { booking_id, payment_event_id: format!("evt-{tag}") };
-    match inventory.execute_for_event(event, &format!("r-{tag}-pay"), pay).await {
+    let pay = raft::Command::Confirm {
+        booking_id,
+        payment_event_id: format!("evt-{tag}"),
+    };
+    match inventory
+        .execute_for_event(event, &format!("r-{tag}-pay"), pay)
+        .await
+    {
         Ok(reply) => {
             let outcome = match reply.outcome {
                 raft::Outcome::Confirmed(_) => Outcome::Confirmed { at_ms: reply.at_ms },
                 raft::Outcome::BookingFailed(b) => match b.failure {
-                    Some(FailureReason::HoldExpired) => Outcome::Failed { reason: FailReason::Expired, at_ms: reply.at_ms },
-                    Some(FailureReason::HoldReleased) => Outcome::Failed { reason: FailReason::Released, at_ms: reply.at_ms },
+                    Some(FailureReason::HoldExpired) => Outcome::Failed {
+                        reason: FailReason::Expired,
+                        at_ms: reply.at_ms,
+                    },
+                    Some(FailureReason::HoldReleased) => Outcome::Failed {
+                        reason: FailReason::Released,
+                        at_ms: reply.at_ms,
+                    },
                     _ => refused(reply.at_ms),
                 },
                 raft::Outcome::Rejected(_) => refused(reply.at_ms),
                 other => {
-                    shared.recorder.borrow_mut().anomalies.push(format!("r-{tag}: payment answered {other:?}"));
+                    shared
+                        .recorder
+                        .borrow_mut()
+                        .anomalies
+                        .push(format!("r-{tag}: payment answered {other:?}"));
                     return;
                 }
             };
@@ -333,34 +487,57 @@ async fn confirm(shared: &Shared, inventory: &InventoryClient, event: &str, tag:
 async fn read(shared: &Shared, inventory: &InventoryClient, event: &str, request: &str) {
     let seats: Vec<String> = {
         let catalog = shared.catalog.borrow();
-        catalog.events.iter().find(|(e, _, _)| e == event).map(|(_, _, s)| s.clone()).unwrap_or_default()
+        catalog
+            .events
+            .iter()
+            .find(|(e, _, _)| e == event)
+            .map(|(_, _, s)| s.clone())
+            .unwrap_or_default()
     };
     let op = {
         let mut rec = shared.recorder.borrow_mut();
-        let command = Command::Read { seats: seats.iter().map(|s| rec.seat(event, s)).collect() };
+        let command = Command::Read {
+            seats: seats.iter().map(|s| rec.seat(event, s)).collect(),
+        };
         rec.invoke(event, request, command)
     };
     let group = match inventory.group_of(event).await {
         Ok(g) => g,
         Err(e) => return record_error(shared, &op, &e),
     };
-    match inventory.read(group, Query::SeatOwners(event.to_owned())).await {
+    match inventory
+        .read(group, Query::SeatOwners(event.to_owned()))
+        .await
+    {
         Ok(reply) => {
             let mut rec = shared.recorder.borrow_mut();
             let QueryResult::SeatOwners(Some(owners)) = reply.result else {
-                rec.anomalies.push(format!("{request}: a seat read answered {:?}", reply.result));
+                rec.anomalies.push(format!(
+                    "{request}: a seat read answered {:?}",
+                    reply.result
+                ));
                 return;
             };
             let mut views = BTreeMap::new();
             for (seat, owner) in owners.iter().filter(|(s, _)| seats.contains(s)) {
                 let view = match owner {
                     SeatOwner::Free => SeatView::Free,
-                    SeatOwner::Held { hold_id, .. } => SeatView::Held { hold_id: rec.hold(hold_id) },
-                    SeatOwner::Sold { booking_id } => SeatView::Sold { booking_id: rec.booking(booking_id) },
+                    SeatOwner::Held { hold_id, .. } => SeatView::Held {
+                        hold_id: rec.hold(hold_id),
+                    },
+                    SeatOwner::Sold { booking_id } => SeatView::Sold {
+                        booking_id: rec.booking(booking_id),
+                    },
                 };
                 views.insert(rec.seat(event, seat), view);
             }
-            rec.complete(&op, Outcome::Statuses { at_ms: reply.at_ms, seats: views });
+            rec.complete(
+                &op,
+                Outcome::Statuses {
+                    at_ms: reply.at_ms,
+                    seats: views,
+                },
+            );
         }
         Err(e) => record_error(shared, &op, &e),
     }

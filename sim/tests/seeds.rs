@@ -74,7 +74,10 @@ fn regression_seeds() {
 fn the_same_seed_runs_the_same_history() {
     for seed in [1, 6] {
         let (a, b) = (run(seed, Variant::Correct), run(seed, Variant::Correct));
-        assert_eq!(a.digest, b.digest, "seed {seed} ran two different histories");
+        assert_eq!(
+            a.digest, b.digest,
+            "seed {seed} ran two different histories"
+        );
         assert_eq!(format!("{:?}", a.timeline), format!("{:?}", b.timeline));
     }
 }
@@ -83,7 +86,13 @@ fn the_same_seed_runs_the_same_history() {
 /// still leads, within the seeds CI can afford.
 #[test]
 fn a_stale_leader_read_variant_is_caught() {
-    let caught: Vec<u64> = (0..CI_SEEDS).filter(|&seed| !run(seed, Variant::StaleLeaderReads).ok()).take(3).collect();
-    assert!(!caught.is_empty(), "no seed in 0..{CI_SEEDS} caught stale leader reads");
+    let caught: Vec<u64> = (0..CI_SEEDS)
+        .filter(|&seed| !run(seed, Variant::StaleLeaderReads).ok())
+        .take(3)
+        .collect();
+    assert!(
+        !caught.is_empty(),
+        "no seed in 0..{CI_SEEDS} caught stale leader reads"
+    );
     eprintln!("stale leader reads caught by seeds {caught:?}");
 }

@@ -16,14 +16,19 @@ pub fn binary() -> PathBuf {
         if let Ok(bin) = std::env::var("BOXOFFICE_BIN") {
             return PathBuf::from(bin);
         }
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_owned();
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "-p", "boxoffice-node", "--bin", "boxoffice"])
             .current_dir(&workspace)
             .status()
             .expect("running cargo build");
         assert!(status.success(), "building boxoffice failed");
-        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace.join("target"));
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace.join("target"));
         target.join("debug").join("boxoffice")
     })
     .clone()
@@ -46,17 +51,33 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts a node with a fresh data dir; `extra` are more flags (e.g. `--init …`).
     pub fn start(id: u64, addr: &str, data_dir: &Path, extra: &[&str]) -> NodeProc {
-        let mut args = vec!["node".to_owned(), "--id".into(), id.to_string(), "--listen".into(), addr.to_owned(), "--data-dir".into()];
+        let mut args = vec![
+            "node".to_owned(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            addr.to_owned(),
+            "--data-dir".into(),
+        ];
         args.push(data_dir.display().to_string());
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = spawn(&args, data_dir);
-        NodeProc { id, addr: addr.to_owned(), data_dir: data_dir.to_owned(), child: Some(child) }
+        NodeProc {
+            id,
+            addr: addr.to_owned(),
+            data_dir: data_dir.to_owned(),
+            child: Some(child),
+        }
     }
 
     /// Restarts from the data dir alone, as an operator would after a crash.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "node {} still running", self.id);
-        let args = vec!["node".to_owned(), "--data-dir".into(), self.data_dir.display().to_string()];
+        let args = vec![
+            "node".to_owned(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+        ];
         self.child = Some(spawn(&args, &self.data_dir));
     }
 
@@ -81,7 +102,11 @@ impl Drop for NodeProc {
 
 fn spawn(args: &[String], data_dir: &Path) -> Child {
     std::fs::create_dir_all(data_dir).expect("data dir");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.with_extension("log")).expect("log file");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.with_extension("log"))
+        .expect("log file");
     Command::new(binary())
         .args(args)
         .env("BOXOFFICE_LOG", "info,openraft=warn")
@@ -96,7 +121,12 @@ fn spawn(args: &[String], data_dir: &Path) -> Child {
 /// `--cluster` takes them.
 pub fn start_cluster(dir: &Path, shards: u32) -> (Vec<NodeProc>, String) {
     let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    let init = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+    let init = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
     let shards = shards.to_string();
     let nodes = (0..3)
         .map(|i| {
@@ -104,7 +134,12 @@ pub fn start_cluster(dir: &Path, shards: u32) -> (Vec<NodeProc>, String) {
             if i == 0 {
                 extra.extend(["--init", init.as_str()]);
             }
-            NodeProc::start(i as u64 + 1, &addrs[i], &dir.join(format!("n{}", i + 1)), &extra)
+            NodeProc::start(
+                i as u64 + 1,
+                &addrs[i],
+                &dir.join(format!("n{}", i + 1)),
+                &extra,
+            )
         })
         .collect();
     (nodes, addrs.join(","))

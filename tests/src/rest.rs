@@ -23,7 +23,10 @@ pub struct DevServer {
 /// Three consecutive free loopback ports (for the dev replicas).
 fn free_port_run() -> u16 {
     for _ in 0..200 {
-        let first = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+        let first = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
         if first == 0 || first > 65_000 {
             continue;
         }
@@ -46,40 +49,76 @@ impl DevServer {
             .args(["dev", "--no-demo", "--data-dir"])
             .arg(&data_dir)
             .args(["--raft-port", &raft_port.to_string(), "--listen", &addr])
-            .args(["--rate-ip-per-second", "100000", "--rate-ip-burst", "100000", "--rate-user-per-second", "100000", "--rate-user-burst", "100000"])
+            .args([
+                "--rate-ip-per-second",
+                "100000",
+                "--rate-ip-burst",
+                "100000",
+                "--rate-user-per-second",
+                "100000",
+                "--rate-user-burst",
+                "100000",
+            ])
             .env("BOXOFFICE_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawning boxoffice dev");
-        let server = DevServer { base: format!("http://{addr}"), data_dir, child: Some(child), _tmp: tmp };
+        let server = DevServer {
+            base: format!("http://{addr}"),
+            data_dir,
+            child: Some(child),
+            _tmp: tmp,
+        };
         let client = reqwest::Client::new();
         let ready = eventually(Duration::from_secs(60), || {
             let client = client.clone();
             let url = format!("{}/readyz", server.base);
-            async move { client.get(&url).send().await.ok().filter(|r| r.status() == StatusCode::OK).map(|_| ()) }
+            async move {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == StatusCode::OK)
+                    .map(|_| ())
+            }
         })
         .await;
         if ready.is_none() {
             let log = std::fs::read_to_string(server.log_path()).unwrap_or_default();
-            panic!("boxoffice dev did not become ready; log:\n{}", &log[log.len().saturating_sub(4000)..]);
+            panic!(
+                "boxoffice dev did not become ready; log:\n{}",
+                &log[log.len().saturating_sub(4000)..]
+            );
         }
         server
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir.parent().unwrap_or(Path::new(".")).join("dev.log")
+        self.data_dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("dev.log")
     }
 
     /// The webhook secret dev generated (to sign events as the processor would).
     pub fn webhook_secret(&self) -> Vec<u8> {
         let text = std::fs::read_to_string(self.data_dir.join("dev.json")).expect("dev.json");
         let file: Value = serde_json::from_str(&text).expect("dev.json parses");
-        file["webhook_secret"].as_str().expect("webhook_secret").as_bytes().to_vec()
+        file["webhook_secret"]
+            .as_str()
+            .expect("webhook_secret")
+            .as_bytes()
+            .to_vec()
     }
 
     pub fn client(&self) -> Rest {
-        Rest { base: self.base.clone(), http: reqwest::Client::new(), token: None }
+        Rest {
+            base: self.base.clone(),
+            http: reqwest::Client::new(),
+            token: None,
+        }
     }
 }
 
@@ -112,30 +151,73 @@ impl ApiProc {
     /// [`ApiProc::start`] with `extra` flags (e.g. `--search-dir`); the log is appended to.
     pub async fn start_with(cluster: &str, log: &Path, extra: &[&str]) -> ApiProc {
         let addr = free_addr();
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
         let child = Command::new(binary())
-            .args(["api", "--cluster", cluster, "--listen", &addr, "--dev-tokens", "--jwt-secret", TEST_JWT_SECRET, "--webhook-secret", TEST_WEBHOOK_SECRET])
-            .args(["--rate-ip-per-second", "100000", "--rate-ip-burst", "100000", "--rate-user-per-second", "100000", "--rate-user-burst", "100000"])
+            .args([
+                "api",
+                "--cluster",
+                cluster,
+                "--listen",
+                &addr,
+                "--dev-tokens",
+                "--jwt-secret",
+                TEST_JWT_SECRET,
+                "--webhook-secret",
+                TEST_WEBHOOK_SECRET,
+            ])
+            .args([
+                "--rate-ip-per-second",
+                "100000",
+                "--rate-ip-burst",
+                "100000",
+                "--rate-user-per-second",
+                "100000",
+                "--rate-user-burst",
+                "100000",
+            ])
             .args(extra)
             .env("BOXOFFICE_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .expect("spawning boxoffice api");
-        let node = ApiProc { base: format!("http://{addr}"), child: Some(child) };
+        let node = ApiProc {
+            base: format!("http://{addr}"),
+            child: Some(child),
+        };
         let client = reqwest::Client::new();
         let ready = eventually(Duration::from_secs(60), || {
             let client = client.clone();
             let url = format!("{}/readyz", node.base);
-            async move { client.get(&url).send().await.ok().filter(|r| r.status() == StatusCode::OK).map(|_| ()) }
+            async move {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == StatusCode::OK)
+                    .map(|_| ())
+            }
         })
         .await;
-        assert!(ready.is_some(), "boxoffice api did not become ready: {}", std::fs::read_to_string(log).unwrap_or_default());
+        assert!(
+            ready.is_some(),
+            "boxoffice api did not become ready: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         node
     }
 
     pub fn client(&self) -> Rest {
-        Rest { base: self.base.clone(), http: reqwest::Client::new(), token: None }
+        Rest {
+            base: self.base.clone(),
+            http: reqwest::Client::new(),
+            token: None,
+        }
     }
 
     /// SIGKILL.
@@ -166,14 +248,32 @@ impl Answer {
     /// Asserts an RFC 9457 problem with `status` and type slug `slug`.
     pub fn assert_problem(&self, status: u16, slug: &str) {
         assert_eq!(self.status.as_u16(), status, "{}", self.text);
-        assert_eq!(self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/problem+json"), "{}", self.text);
+        assert_eq!(
+            self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "{}",
+            self.text
+        );
         assert_eq!(self.body["status"], status, "{}", self.text);
-        assert_eq!(self.body["type"], format!("https://boxoffice.dev/problems/{slug}"), "{}", self.text);
-        assert!(self.body["title"].is_string() && self.body["detail"].is_string(), "{}", self.text);
+        assert_eq!(
+            self.body["type"],
+            format!("https://boxoffice.dev/problems/{slug}"),
+            "{}",
+            self.text
+        );
+        assert!(
+            self.body["title"].is_string() && self.body["detail"].is_string(),
+            "{}",
+            self.text
+        );
     }
 
     pub fn str(&self, pointer: &str) -> String {
-        self.body.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned()
+        self.body
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
@@ -188,13 +288,29 @@ pub struct Rest {
 impl Rest {
     /// A client holding a dev token for `user` with `role`.
     pub async fn as_user(&self, user: &str, role: &str) -> Rest {
-        let answer = self.call(Method::POST, "/v1/auth/token", Some(json!({"user": user, "role": role})), &[]).await;
+        let answer = self
+            .call(
+                Method::POST,
+                "/v1/auth/token",
+                Some(json!({"user": user, "role": role})),
+                &[],
+            )
+            .await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-        Rest { token: Some(answer.str("/token")), ..self.clone() }
+        Rest {
+            token: Some(answer.str("/token")),
+            ..self.clone()
+        }
     }
 
     /// Sends a request with an optional JSON body and extra headers.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Answer {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -203,14 +319,27 @@ impl Rest {
             request = request.header(*name, *value);
         }
         if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/json").body(body.to_string());
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
         }
         Self::finish(request).await
     }
 
     /// Sends raw bytes with the given content type.
-    pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).header(CONTENT_TYPE, content_type).body(body);
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -224,9 +353,22 @@ impl Rest {
     /// (a server may answer 413 early and close while a large body is still being sent).
     /// Sent on a connection of its own: one the server closes after refusing a body must not
     /// go back to the shared pool, where the next request would race the close.
-    pub async fn try_raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Option<Answer> {
-        let own = reqwest::Client::builder().pool_max_idle_per_host(0).build().ok()?;
-        let mut request = own.request(method, format!("{}{path}", self.base)).header(CONTENT_TYPE, content_type).body(body);
+    pub async fn try_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Option<Answer> {
+        let own = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .ok()?;
+        let mut request = own
+            .request(method, format!("{}{path}", self.base))
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -247,7 +389,12 @@ impl Rest {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, headers, body, text }
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -256,25 +403,36 @@ impl Rest {
 
     /// POST with an `Idempotency-Key`.
     pub async fn post_keyed(&self, path: &str, key: &str, body: Value) -> Answer {
-        self.call(Method::POST, path, Some(body), &[("idempotency-key", key)]).await
+        self.call(Method::POST, path, Some(body), &[("idempotency-key", key)])
+            .await
     }
 
     /// Creates a one-section venue of `rows` × `seats_per_row` seats at `price` minor USD.
     pub async fn venue(&self, rows: u32, seats_per_row: u32, price: u64) -> String {
-        let rows: Vec<Value> = (1..=rows).map(|r| json!({"name": r.to_string(), "seats": seats_per_row})).collect();
+        let rows: Vec<Value> = (1..=rows)
+            .map(|r| json!({"name": r.to_string(), "seats": seats_per_row}))
+            .collect();
         let body = json!({"name": "Test Hall", "city": "Chicago", "country": "US", "address": "1 Main St",
                           "sections": [{"name": "Floor", "price": {"amount": price, "currency": "USD"}, "rows": rows}]});
-        let answer = self.call(Method::POST, "/admin/v1/venues", Some(body), &[]).await;
+        let answer = self
+            .call(Method::POST, "/admin/v1/venues", Some(body), &[])
+            .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
         answer.str("/venue_id")
     }
 
     /// Creates an event at `venue_id` starting in 30 days, with `hold_ttl_seconds`.
     pub async fn event(&self, venue_id: &str, name: &str, hold_ttl_seconds: u64) -> String {
-        let starts_at_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 30 * 86_400;
+        let starts_at_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + 30 * 86_400;
         let body = json!({"name": name, "category": "concert", "venue_id": venue_id, "performer_ids": [],
                           "starts_at": rfc3339(starts_at_secs), "hold_ttl_seconds": hold_ttl_seconds});
-        let answer = self.call(Method::POST, "/admin/v1/events", Some(body), &[]).await;
+        let answer = self
+            .call(Method::POST, "/admin/v1/events", Some(body), &[])
+            .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
         answer.str("/event_id")
     }
@@ -282,7 +440,12 @@ impl Rest {
     /// Holds `seat_ids` under a fresh key; returns the answer.
     pub async fn hold(&self, event_id: &str, seat_ids: &[&str]) -> Answer {
         let key = format!("hold-{}", unique());
-        self.post_keyed("/v1/holds", &key, json!({"event_id": event_id, "seat_ids": seat_ids})).await
+        self.post_keyed(
+            "/v1/holds",
+            &key,
+            json!({"event_id": event_id, "seat_ids": seat_ids}),
+        )
+        .await
     }
 
     /// The status of one seat in the seat map.
@@ -301,7 +464,10 @@ impl Rest {
 pub fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{nanos}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -319,7 +485,12 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 /// `Boxoffice-Signature` for `body` at `timestamp_secs` under `secret`.
@@ -329,9 +500,15 @@ pub fn sign(secret: &[u8], timestamp_secs: u64, body: &[u8]) -> String {
     mac.update(timestamp_secs.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("t={timestamp_secs},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={timestamp_secs},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -32,7 +32,14 @@ async fn catalog_view_holds_expiry_release_and_live_seat_map() {
     assert_eq!(venue.status, StatusCode::CREATED, "{}", venue.text);
     assert_eq!(venue.body["capacity"], 52);
     let venue_id = venue.str("/venue_id");
-    let performer = admin.call(Method::POST, "/admin/v1/performers", Some(json!({"name": "Taylor Swift", "description": "Pop"})), &[]).await;
+    let performer = admin
+        .call(
+            Method::POST,
+            "/admin/v1/performers",
+            Some(json!({"name": "Taylor Swift", "description": "Pop"})),
+            &[],
+        )
+        .await;
     assert_eq!(performer.status, StatusCode::CREATED, "{}", performer.text);
     let performer_id = performer.str("/performer_id");
     let created = admin
@@ -53,26 +60,57 @@ async fn catalog_view_holds_expiry_release_and_live_seat_map() {
     assert_eq!(view.body["event"]["name"], "The Eras Tour");
     assert_eq!(view.body["venue"]["city"], "Chicago");
     assert_eq!(view.body["performers"][0]["name"], "Taylor Swift");
-    assert_eq!(view.body["sections"][0], json!({"id": "s1", "name": "Floor A", "price": {"amount": 12950, "currency": "USD"}, "available": 42, "held": 0, "sold": 0, "total": 42}));
+    assert_eq!(
+        view.body["sections"][0],
+        json!({"id": "s1", "name": "Floor A", "price": {"amount": 12950, "currency": "USD"}, "available": 42, "held": 0, "sold": 0, "total": 42})
+    );
     assert_eq!(view.body["availability"]["available"], 52);
     assert_eq!(view.body["on_sale"], true);
     assert_eq!(view.body["queue"]["enabled"], false);
     // The cached view carries an ETag and answers 304 to it.
-    let etag = view.headers.get("etag").and_then(|v| v.to_str().ok()).expect("etag").to_owned();
-    let again = anon.call(Method::GET, &format!("/v1/events/{event_id}"), None, &[("if-none-match", &etag)]).await;
-    assert!(again.status == StatusCode::NOT_MODIFIED || again.status == StatusCode::OK, "{}", again.status);
+    let etag = view
+        .headers
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("etag")
+        .to_owned();
+    let again = anon
+        .call(
+            Method::GET,
+            &format!("/v1/events/{event_id}"),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert!(
+        again.status == StatusCode::NOT_MODIFIED || again.status == StatusCode::OK,
+        "{}",
+        again.status
+    );
 
     let seats = anon.get(&format!("/v1/events/{event_id}/seats")).await;
     assert_eq!(seats.body["seats"].as_array().map(Vec::len), Some(52));
-    assert_eq!(seats.body["seats"][0], json!({"id": "s1-1-1", "section": "Floor A", "row": "1", "number": 1, "price": {"amount": 12950, "currency": "USD"}, "status": "available"}));
+    assert_eq!(
+        seats.body["seats"][0],
+        json!({"id": "s1-1-1", "section": "Floor A", "row": "1", "number": 1, "price": {"amount": 12950, "currency": "USD"}, "status": "available"})
+    );
 
     // A patch shows in the view (the catalog feed invalidates the cached view).
-    let patched = admin.call(Method::PATCH, &format!("/admin/v1/events/{event_id}"), Some(json!({"name": "The Eras Tour (Night 1)"})), &[]).await;
+    let patched = admin
+        .call(
+            Method::PATCH,
+            &format!("/admin/v1/events/{event_id}"),
+            Some(json!({"name": "The Eras Tour (Night 1)"})),
+            &[],
+        )
+        .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
     let renamed = eventually(Duration::from_secs(5), || {
         let anon = anon.clone();
         let path = format!("/v1/events/{event_id}");
-        async move { (anon.get(&path).await.body["event"]["name"] == "The Eras Tour (Night 1)").then_some(()) }
+        async move {
+            (anon.get(&path).await.body["event"]["name"] == "The Eras Tour (Night 1)").then_some(())
+        }
     })
     .await;
     assert!(renamed.is_some(), "the view follows the catalog");
@@ -103,7 +141,10 @@ async fn concurrent_holds(anon: &Rest, event_id: &str) {
             201 => wins += 1,
             409 => {
                 answer.assert_problem(409, "seat-unavailable");
-                let taken = answer.body["unavailable_seats"].as_array().cloned().unwrap_or_default();
+                let taken = answer.body["unavailable_seats"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 assert!(!taken.is_empty(), "{}", answer.text);
             }
             other => panic!("unexpected {other}: {}", answer.text),
@@ -119,20 +160,40 @@ async fn release(anon: &Rest, event_id: &str) {
     let held = alice.hold(event_id, &["s1-1-1", "s1-1-2"]).await;
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
     assert_eq!(held.body["status"], "active");
-    assert_eq!(held.body["total"], json!({"amount": 25900, "currency": "USD"}));
+    assert_eq!(
+        held.body["total"],
+        json!({"amount": 25900, "currency": "USD"})
+    );
     let hold_id = held.str("/hold_id");
     // Someone else can neither see nor release it.
-    bob.get(&format!("/v1/holds/{hold_id}")).await.assert_problem(404, "not-found");
-    bob.call(Method::DELETE, &format!("/v1/holds/{hold_id}"), None, &[]).await.assert_problem(409, "conflict");
-    assert_eq!(bob.hold(event_id, &["s1-1-2"]).await.status, StatusCode::CONFLICT);
+    bob.get(&format!("/v1/holds/{hold_id}"))
+        .await
+        .assert_problem(404, "not-found");
+    bob.call(Method::DELETE, &format!("/v1/holds/{hold_id}"), None, &[])
+        .await
+        .assert_problem(409, "conflict");
+    assert_eq!(
+        bob.hold(event_id, &["s1-1-2"]).await.status,
+        StatusCode::CONFLICT
+    );
     // The owner releases; twice is fine.
     for _ in 0..2 {
-        let released = alice.call(Method::DELETE, &format!("/v1/holds/{hold_id}"), None, &[]).await;
+        let released = alice
+            .call(Method::DELETE, &format!("/v1/holds/{hold_id}"), None, &[])
+            .await;
         assert_eq!(released.status, StatusCode::NO_CONTENT, "{}", released.text);
     }
-    assert_eq!(alice.get(&format!("/v1/holds/{hold_id}")).await.body["status"], "released");
+    assert_eq!(
+        alice.get(&format!("/v1/holds/{hold_id}")).await.body["status"],
+        "released"
+    );
     let taken = bob.hold(event_id, &["s1-1-2"]).await;
-    assert_eq!(taken.status, StatusCode::CREATED, "released seats are free at once: {}", taken.text);
+    assert_eq!(
+        taken.status,
+        StatusCode::CREATED,
+        "released seats are free at once: {}",
+        taken.text
+    );
 }
 
 async fn expiry(anon: &Rest, event_id: &str) {
@@ -141,13 +202,28 @@ async fn expiry(anon: &Rest, event_id: &str) {
     let held = carol.hold(event_id, &["s2-A-1"]).await;
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
     let hold_id = held.str("/hold_id");
-    assert_eq!(dave.hold(event_id, &["s2-A-1"]).await.status, StatusCode::CONFLICT, "held until it expires");
+    assert_eq!(
+        dave.hold(event_id, &["s2-A-1"]).await.status,
+        StatusCode::CONFLICT,
+        "held until it expires"
+    );
     tokio::time::sleep(Duration::from_millis(1_300)).await;
-    assert_eq!(carol.get(&format!("/v1/holds/{hold_id}")).await.body["status"], "expired");
+    assert_eq!(
+        carol.get(&format!("/v1/holds/{hold_id}")).await.body["status"],
+        "expired"
+    );
     // Booking an expired hold is 410.
-    carol.post_keyed("/v1/bookings", "late-booking", json!({"hold_id": hold_id})).await.assert_problem(410, "gone");
+    carol
+        .post_keyed("/v1/bookings", "late-booking", json!({"hold_id": hold_id}))
+        .await
+        .assert_problem(410, "gone");
     let retaken = dave.hold(event_id, &["s2-A-1"]).await;
-    assert_eq!(retaken.status, StatusCode::CREATED, "an expired hold frees its seats: {}", retaken.text);
+    assert_eq!(
+        retaken.status,
+        StatusCode::CREATED,
+        "an expired hold frees its seats: {}",
+        retaken.text
+    );
     let map_shows_it = eventually(Duration::from_secs(5), || {
         let anon = anon.clone();
         let event_id = event_id.to_owned();
@@ -161,7 +237,9 @@ async fn expiry(anon: &Rest, event_id: &str) {
 /// and waits for the change to arrive.
 async fn live_seat_map(server: &DevServer, anon: &Rest, event_id: &str) {
     let addr = server.base.trim_start_matches("http://").to_owned();
-    let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
     let (read, mut write) = stream.into_split();
     let request = format!("GET /v1/events/{event_id}/seats/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
     write.write_all(request.as_bytes()).await.expect("send");
@@ -169,13 +247,27 @@ async fn live_seat_map(server: &DevServer, anon: &Rest, event_id: &str) {
     let status = lines.next_line().await.expect("read").unwrap_or_default();
     assert!(status.contains("200"), "{status}");
     let first = next_data(&mut lines).await.expect("a first batch");
-    assert_eq!(first["changes"].as_array().map(Vec::len), Some(52), "the first batch lists every seat");
+    assert_eq!(
+        first["changes"].as_array().map(Vec::len),
+        Some(52),
+        "the first batch lists every seat"
+    );
     let erin = anon.as_user("erin", "user").await;
-    assert_eq!(erin.hold(event_id, &["s2-A-7"]).await.status, StatusCode::CREATED);
+    assert_eq!(
+        erin.hold(event_id, &["s2-A-7"]).await.status,
+        StatusCode::CREATED
+    );
     let mut seen = false;
     for _ in 0..20 {
-        let Some(batch) = next_data(&mut lines).await else { break };
-        if batch["changes"].as_array().into_iter().flatten().any(|c| c["id"] == "s2-A-7" && c["status"] == "held") {
+        let Some(batch) = next_data(&mut lines).await else {
+            break;
+        };
+        if batch["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["id"] == "s2-A-7" && c["status"] == "held")
+        {
             seen = true;
             break;
         }
@@ -195,5 +287,8 @@ async fn next_data(lines: &mut SseLines) -> Option<serde_json::Value> {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), read).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .ok()
+        .flatten()
 }

@@ -31,8 +31,18 @@ async fn bookings_and_payments() {
     // Everything above shows in the caller's list, newest first.
     let mine = alice.get("/v1/me/bookings").await;
     assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
-    let statuses: Vec<&str> = mine.body["bookings"].as_array().into_iter().flatten().filter_map(|b| b["status"].as_str()).collect();
-    assert!(statuses.contains(&"confirmed") && statuses.contains(&"failed") && statuses.contains(&"refunded"), "{statuses:?}");
+    let statuses: Vec<&str> = mine.body["bookings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["status"].as_str())
+        .collect();
+    assert!(
+        statuses.contains(&"confirmed")
+            && statuses.contains(&"failed")
+            && statuses.contains(&"refunded"),
+        "{statuses:?}"
+    );
     // And nobody else's.
     let bob = anon.as_user("bob", "user").await;
     assert_eq!(bob.get("/v1/me/bookings").await.body["bookings"], json!([]));
@@ -42,14 +52,27 @@ async fn bookings_and_payments() {
 async fn book(user: &Rest, event: &str, seats: &[&str]) -> Answer {
     let held = user.hold(event, seats).await;
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
-    let booking = user.post_keyed("/v1/bookings", &format!("book-{}", unique()), json!({"hold_id": held.str("/hold_id")})).await;
+    let booking = user
+        .post_keyed(
+            "/v1/bookings",
+            &format!("book-{}", unique()),
+            json!({"hold_id": held.str("/hold_id")}),
+        )
+        .await;
     assert_eq!(booking.status, StatusCode::CREATED, "{}", booking.text);
     assert_eq!(booking.body["status"], "pending_payment");
     booking
 }
 
 async fn pay(user: &Rest, intent_id: &str, card: &str) -> Answer {
-    let paid = user.call(Method::POST, &format!("/sandbox/v1/payment_intents/{intent_id}/confirm"), Some(json!({"card_number": card})), &[]).await;
+    let paid = user
+        .call(
+            Method::POST,
+            &format!("/sandbox/v1/payment_intents/{intent_id}/confirm"),
+            Some(json!({"card_number": card})),
+            &[],
+        )
+        .await;
     assert_eq!(paid.status, StatusCode::OK, "{}", paid.text);
     paid
 }
@@ -68,13 +91,19 @@ async fn wait_for_status(user: &Rest, booking_id: &str, status: &str) -> Value {
     .await;
     match found {
         Some(body) => body,
-        None => panic!("booking {booking_id} never became {status}: {}", user.get(&path).await.text),
+        None => panic!(
+            "booking {booking_id} never became {status}: {}",
+            user.get(&path).await.text
+        ),
     }
 }
 
 async fn paid_booking_is_confirmed_and_sold(alice: &Rest, event: &str) {
     let booking = book(alice, event, &["s1-1-1", "s1-1-2"]).await;
-    assert_eq!(booking.body["total"], json!({"amount": 10000, "currency": "USD"}));
+    assert_eq!(
+        booking.body["total"],
+        json!({"amount": 10000, "currency": "USD"})
+    );
     let checkout = booking.str("/payment/checkout_url");
     assert!(checkout.contains("/sandbox/checkout/pi_"), "{checkout}");
     // The checkout page a person would use is really there.
@@ -84,11 +113,16 @@ async fn paid_booking_is_confirmed_and_sold(alice: &Rest, event: &str) {
     pay(alice, &booking.str("/payment/intent_id"), GOOD_CARD).await;
     let confirmed = wait_for_status(alice, &booking.str("/booking_id"), "confirmed").await;
     assert_eq!(confirmed["payment"]["status"], "succeeded");
-    assert!(confirmed["payment"]["checkout_url"].is_null(), "no checkout link once paid");
+    assert!(
+        confirmed["payment"]["checkout_url"].is_null(),
+        "no checkout link once paid"
+    );
     for seat in ["s1-1-1", "s1-1-2"] {
         assert_eq!(alice.seat_status(event, seat).await, "sold");
     }
-    let hold = alice.get(&format!("/v1/holds/{}", booking.str("/hold_id"))).await;
+    let hold = alice
+        .get(&format!("/v1/holds/{}", booking.str("/hold_id")))
+        .await;
     assert_eq!(hold.body["status"], "confirmed");
 }
 
@@ -100,7 +134,11 @@ async fn declined_card_fails(alice: &Rest, event: &str) {
     assert_ne!(alice.seat_status(event, "s1-1-3").await, "sold");
 }
 
-async fn forged_and_redelivered_webhooks_change_nothing(server: &DevServer, alice: &Rest, event: &str) {
+async fn forged_and_redelivered_webhooks_change_nothing(
+    server: &DevServer,
+    alice: &Rest,
+    event: &str,
+) {
     let booking = book(alice, event, &["s1-1-4"]).await;
     let booking_id = booking.str("/booking_id");
     let body = json!({"id": format!("evt_test_{}", unique()), "type": "payment_intent.succeeded",
@@ -109,14 +147,43 @@ async fn forged_and_redelivered_webhooks_change_nothing(server: &DevServer, alic
     let hook = |signature: String| {
         let alice = alice.clone();
         let body = body.clone();
-        async move { alice.raw(Method::POST, "/v1/webhooks/payments", "application/json", body.into_bytes(), &[("boxoffice-signature", &signature)]).await }
+        async move {
+            alice
+                .raw(
+                    Method::POST,
+                    "/v1/webhooks/payments",
+                    "application/json",
+                    body.into_bytes(),
+                    &[("boxoffice-signature", &signature)],
+                )
+                .await
+        }
     };
 
     // Forged: wrong secret, stale timestamp, garbage, missing header. Each 400, nothing moves.
-    hook(sign(b"not the secret", now_secs(), body.as_bytes())).await.assert_problem(400, "invalid-request");
-    hook(sign(&server.webhook_secret(), now_secs() - 3_600, body.as_bytes())).await.assert_problem(400, "invalid-request");
-    hook("t=1,v1=00".into()).await.assert_problem(400, "invalid-request");
-    alice.raw(Method::POST, "/v1/webhooks/payments", "application/json", body.clone().into_bytes(), &[]).await.assert_problem(400, "invalid-request");
+    hook(sign(b"not the secret", now_secs(), body.as_bytes()))
+        .await
+        .assert_problem(400, "invalid-request");
+    hook(sign(
+        &server.webhook_secret(),
+        now_secs() - 3_600,
+        body.as_bytes(),
+    ))
+    .await
+    .assert_problem(400, "invalid-request");
+    hook("t=1,v1=00".into())
+        .await
+        .assert_problem(400, "invalid-request");
+    alice
+        .raw(
+            Method::POST,
+            "/v1/webhooks/payments",
+            "application/json",
+            body.clone().into_bytes(),
+            &[],
+        )
+        .await
+        .assert_problem(400, "invalid-request");
     let after_forgery = alice.get(&format!("/v1/bookings/{booking_id}")).await;
     assert_eq!(after_forgery.body["status"], "pending_payment");
     assert_eq!(alice.seat_status(event, "s1-1-4").await, "held");
@@ -132,16 +199,31 @@ async fn forged_and_redelivered_webhooks_change_nothing(server: &DevServer, alic
         assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     }
     let after = alice.get(&format!("/v1/bookings/{booking_id}")).await;
-    assert_eq!(after.body, confirmed.body, "a redelivered event changes nothing");
+    assert_eq!(
+        after.body, confirmed.body,
+        "a redelivered event changes nothing"
+    );
     // A contrary late event (payment failed) cannot undo a confirmed booking either.
     let failed_body = json!({"id": format!("evt_test_{}", unique()), "type": "payment_intent.payment_failed",
                              "data": {"intent_id": booking.str("/payment/intent_id"), "booking_id": booking_id, "amount": 5000}})
     .to_string();
     let late = alice
-        .raw(Method::POST, "/v1/webhooks/payments", "application/json", failed_body.clone().into_bytes(), &[("boxoffice-signature", &sign(&server.webhook_secret(), now_secs(), failed_body.as_bytes()))])
+        .raw(
+            Method::POST,
+            "/v1/webhooks/payments",
+            "application/json",
+            failed_body.clone().into_bytes(),
+            &[(
+                "boxoffice-signature",
+                &sign(&server.webhook_secret(), now_secs(), failed_body.as_bytes()),
+            )],
+        )
         .await;
     assert_eq!(late.status, StatusCode::OK, "{}", late.text);
-    assert_eq!(alice.get(&format!("/v1/bookings/{booking_id}")).await.body["status"], "confirmed");
+    assert_eq!(
+        alice.get(&format!("/v1/bookings/{booking_id}")).await.body["status"],
+        "confirmed"
+    );
     assert_eq!(alice.seat_status(event, "s1-1-4").await, "sold");
 }
 
@@ -152,7 +234,13 @@ async fn payment_after_expiry_is_refunded(alice: &Rest, short_event: &str) {
     pay(alice, &intent_id, GOOD_CARD).await;
     let refunded = wait_for_status(alice, &booking.str("/booking_id"), "refunded").await;
     assert_eq!(refunded["failure_reason"], "hold_expired");
-    let intent = alice.get(&format!("/sandbox/v1/payment_intents/{intent_id}")).await;
-    assert_eq!(intent.body["status"], "refunded", "the money went back: {}", intent.text);
+    let intent = alice
+        .get(&format!("/sandbox/v1/payment_intents/{intent_id}"))
+        .await;
+    assert_eq!(
+        intent.body["status"], "refunded",
+        "the money went back: {}",
+        intent.text
+    );
     assert_ne!(alice.seat_status(short_event, "s1-2-1").await, "sold");
 }

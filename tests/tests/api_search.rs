@@ -17,11 +17,20 @@ const SEARCHABLE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Event ids of one search page.
 fn ids(answer: &Value) -> Vec<String> {
-    answer["events"].as_array().into_iter().flatten().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect()
+    answer["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Polls `path` until `done` holds for the answer; the answer and how long it took.
-async fn until(client: &Rest, path: &str, done: impl Fn(&Value) -> bool) -> Option<(Value, Duration)> {
+async fn until(
+    client: &Rest,
+    path: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Option<(Value, Duration)> {
     let started = Instant::now();
     eventually(SEARCHABLE_WITHIN, || {
         let client = client.clone();
@@ -50,7 +59,13 @@ async fn venue(admin: &Rest, name: &str, city: &str) -> String {
     created(admin, "/admin/v1/venues", body, "/venue_id").await
 }
 
-async fn event(admin: &Rest, name: &str, venue_id: &str, performer_ids: &[&str], days_ahead: u64) -> String {
+async fn event(
+    admin: &Rest,
+    name: &str,
+    venue_id: &str,
+    performer_ids: &[&str],
+    days_ahead: u64,
+) -> String {
     let body = json!({"name": name, "category": "concert", "venue_id": venue_id, "performer_ids": performer_ids,
                       "starts_at": rfc3339(now_secs() + days_ahead * 86_400)});
     created(admin, "/admin/v1/events", body, "/event_id").await
@@ -68,50 +83,125 @@ async fn search_finds_misspelled_names_and_follows_the_catalog() {
 
     let chicago = venue(&admin, "Soldier Field", "Chicago").await;
     let paris = venue(&admin, "Stade de France", "Paris").await;
-    let taylor = created(&admin, "/admin/v1/performers", json!({"name": "Taylor Swift"}), "/performer_id").await;
+    let taylor = created(
+        &admin,
+        "/admin/v1/performers",
+        json!({"name": "Taylor Swift"}),
+        "/performer_id",
+    )
+    .await;
 
     // --- created, then found by a misspelled name within a couple of seconds.
     let created_at = Instant::now();
     let midnights = event(&admin, "Midnights Spectacular", &chicago, &[&taylor], 30).await;
-    let (found, waited) = until(&anon, "/v1/events?q=midnigts%20spectaculr", |b| ids(b).contains(&midnights)).await.expect("the new event becomes searchable by a misspelled name");
+    let (found, waited) = until(&anon, "/v1/events?q=midnigts%20spectaculr", |b| {
+        ids(b).contains(&midnights)
+    })
+    .await
+    .expect("the new event becomes searchable by a misspelled name");
     let since_create = created_at.elapsed();
-    println!("searchable {} ms after the admin create returned ({} ms including the create)", waited.as_millis(), since_create.as_millis());
+    println!(
+        "searchable {} ms after the admin create returned ({} ms including the create)",
+        waited.as_millis(),
+        since_create.as_millis()
+    );
     let card = &found["events"][0];
     assert_eq!(card["event_id"], midnights.as_str());
-    assert_eq!(card["venue"], json!({"name": "Soldier Field", "city": "Chicago", "country": "US"}));
-    assert_eq!(card["performers"], json!([{"performer_id": taylor, "name": "Taylor Swift"}]));
-    assert_eq!(card["price_range"], json!({"min": {"amount": 5000, "currency": "USD"}, "max": {"amount": 5000, "currency": "USD"}}));
-    assert_eq!((card["available"].as_u64(), card["total"].as_u64(), card["sold_out"].as_bool()), (Some(10), Some(10), Some(false)));
+    assert_eq!(
+        card["venue"],
+        json!({"name": "Soldier Field", "city": "Chicago", "country": "US"})
+    );
+    assert_eq!(
+        card["performers"],
+        json!([{"performer_id": taylor, "name": "Taylor Swift"}])
+    );
+    assert_eq!(
+        card["price_range"],
+        json!({"min": {"amount": 5000, "currency": "USD"}, "max": {"amount": 5000, "currency": "USD"}})
+    );
+    assert_eq!(
+        (
+            card["available"].as_u64(),
+            card["total"].as_u64(),
+            card["sold_out"].as_bool()
+        ),
+        (Some(10), Some(10), Some(false))
+    );
 
     // The performer, misspelled, finds it too; filters combine with the words.
     let by_performer = anon.get("/v1/events?q=tayler%20swfit").await;
-    assert!(ids(&by_performer.body).contains(&midnights), "{}", by_performer.text);
-    assert_eq!(ids(&anon.get("/v1/events?q=tayler%20swfit&city=chicago").await.body), [midnights.clone()]);
-    assert!(ids(&anon.get("/v1/events?q=tayler%20swfit&city=Paris").await.body).is_empty());
-    assert_eq!(ids(&anon.get(&format!("/v1/events?performer={taylor}")).await.body), [midnights.clone()]);
+    assert!(
+        ids(&by_performer.body).contains(&midnights),
+        "{}",
+        by_performer.text
+    );
+    assert_eq!(
+        ids(&anon
+            .get("/v1/events?q=tayler%20swfit&city=chicago")
+            .await
+            .body),
+        [midnights.clone()]
+    );
+    assert!(ids(&anon
+        .get("/v1/events?q=tayler%20swfit&city=Paris")
+        .await
+        .body)
+    .is_empty());
+    assert_eq!(
+        ids(&anon
+            .get(&format!("/v1/events?performer={taylor}"))
+            .await
+            .body),
+        [midnights.clone()]
+    );
 
     // --- type-ahead.
     let suggest = anon.get("/v1/suggest?q=tayl").await;
     assert_eq!(suggest.status, StatusCode::OK, "{}", suggest.text);
-    assert_eq!(suggest.body["suggestions"][0], json!({"kind": "performer", "text": "Taylor Swift", "event_id": null, "performer_id": taylor}));
+    assert_eq!(
+        suggest.body["suggestions"][0],
+        json!({"kind": "performer", "text": "Taylor Swift", "event_id": null, "performer_id": taylor})
+    );
 
     // --- renamed: the old name stops matching, the new one matches.
-    let patched = admin.call(Method::PATCH, &format!("/admin/v1/events/{midnights}"), Some(json!({"name": "Evermore Nights"})), &[]).await;
+    let patched = admin
+        .call(
+            Method::PATCH,
+            &format!("/admin/v1/events/{midnights}"),
+            Some(json!({"name": "Evermore Nights"})),
+            &[],
+        )
+        .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
-    let (_, renamed_after) = until(&anon, "/v1/events?q=evermore%20nihgts", |b| ids(b).contains(&midnights)).await.expect("the new name matches");
+    let (_, renamed_after) = until(&anon, "/v1/events?q=evermore%20nihgts", |b| {
+        ids(b).contains(&midnights)
+    })
+    .await
+    .expect("the new name matches");
     println!("rename searchable after {} ms", renamed_after.as_millis());
     let old = anon.get("/v1/events?q=midnights%20spectacular").await;
     assert_eq!(old.status, StatusCode::OK, "{}", old.text);
-    assert!(!ids(&old.body).contains(&midnights), "the old name still matches: {}", old.text);
+    assert!(
+        !ids(&old.body).contains(&midnights),
+        "the old name still matches: {}",
+        old.text
+    );
 
     // --- listing by date with cursor pages: no repeats, nothing skipped, earliest first.
     let mut paris_events = Vec::new();
     for (i, days) in [12u64, 3, 45, 7, 20].iter().enumerate() {
-        paris_events.push((days, event(&admin, &format!("Paris Night {i}"), &paris, &[], *days).await));
+        paris_events.push((
+            days,
+            event(&admin, &format!("Paris Night {i}"), &paris, &[], *days).await,
+        ));
     }
     paris_events.sort();
     let expected: Vec<String> = paris_events.into_iter().map(|(_, id)| id).collect();
-    until(&anon, "/v1/events?city=paris&limit=100", |b| ids(b).len() == expected.len()).await.expect("every Paris event listed");
+    until(&anon, "/v1/events?city=paris&limit=100", |b| {
+        ids(b).len() == expected.len()
+    })
+    .await
+    .expect("every Paris event listed");
     let mut listed = Vec::new();
     let mut path = "/v1/events?city=paris&limit=2".to_owned();
     loop {
@@ -126,14 +216,23 @@ async fn search_finds_misspelled_names_and_follows_the_catalog() {
     }
     assert_eq!(listed, expected, "pages in date order, no repeats, no gaps");
     // Past events are hidden unless `from` reaches back; a `to` bounds the range.
-    let soon = anon.get(&format!("/v1/events?city=paris&to={}", rfc3339(now_secs() + 10 * 86_400))).await;
+    let soon = anon
+        .get(&format!(
+            "/v1/events?city=paris&to={}",
+            rfc3339(now_secs() + 10 * 86_400)
+        ))
+        .await;
     assert_eq!(ids(&soon.body), expected[..2].to_vec(), "{}", soon.text);
 
     // --- availability follows the seats (coalesced, about once a second).
     let alice = anon.as_user("alice", "user").await;
     let held = alice.hold(&midnights, &["s1-1-1", "s1-1-2"]).await;
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
-    until(&anon, "/v1/events?q=evermore", |b| b["events"][0]["available"] == 8).await.expect("the index sees two seats held");
+    until(&anon, "/v1/events?q=evermore", |b| {
+        b["events"][0]["available"] == 8
+    })
+    .await
+    .expect("the index sees two seats held");
 
     // --- bad parameters: 400 problem+json naming the parameter.
     for (query, field) in [
@@ -151,10 +250,19 @@ async fn search_finds_misspelled_names_and_follows_the_catalog() {
     let long = anon.get(&format!("/v1/events?q={}", "a".repeat(300))).await;
     long.assert_problem(400, "invalid-request");
     assert_eq!(long.body["field"], "q");
-    let cross = anon.get(&format!("/v1/events?q=paris&cursor={}", listed_cursor(&anon).await)).await;
+    let cross = anon
+        .get(&format!(
+            "/v1/events?q=paris&cursor={}",
+            listed_cursor(&anon).await
+        ))
+        .await;
     cross.assert_problem(400, "invalid-request");
-    anon.get("/v1/suggest").await.assert_problem(400, "invalid-request");
-    anon.get("/v1/suggest?q=tay&limit=0").await.assert_problem(400, "invalid-request");
+    anon.get("/v1/suggest")
+        .await
+        .assert_problem(400, "invalid-request");
+    anon.get("/v1/suggest?q=tay&limit=0")
+        .await
+        .assert_problem(400, "invalid-request");
 
     // --- latency through the API (debug build, client on the same machine): a repeated
     // query comes from the result cache; 100 distinct ones (limits 1..=100) search the index.
@@ -166,7 +274,9 @@ async fn search_finds_misspelled_names_and_follows_the_catalog() {
         cached.push(t.elapsed());
         assert_eq!(answer.status, StatusCode::OK);
         let t = Instant::now();
-        let answer = anon.get(&format!("/v1/events?q=tayler%20swfit&limit={i}")).await;
+        let answer = anon
+            .get(&format!("/v1/events?q=tayler%20swfit&limit={i}"))
+            .await;
         distinct.push(t.elapsed());
         assert_eq!(answer.status, StatusCode::OK);
     }
@@ -196,7 +306,14 @@ async fn cluster_serving(nodes: &[NodeProc]) {
         let http = http.clone();
         async move {
             for node in nodes {
-                let status: Value = http.get(format!("http://{}/cluster/status", node.addr)).send().await.ok()?.json().await.ok()?;
+                let status: Value = http
+                    .get(format!("http://{}/cluster/status", node.addr))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
                 let groups = status["groups"].as_array()?;
                 if groups.len() < 2 || groups.iter().any(|g| g["leader"].is_null()) {
                     return None;
@@ -208,11 +325,21 @@ async fn cluster_serving(nodes: &[NodeProc]) {
     .await;
     if serving.is_none() {
         let tail = |log: String| -> String {
-            let start = (log.len().saturating_sub(3000)..log.len()).find(|&i| log.is_char_boundary(i)).unwrap_or(log.len());
+            let start = (log.len().saturating_sub(3000)..log.len())
+                .find(|&i| log.is_char_boundary(i))
+                .unwrap_or(log.len());
             log[start..].to_owned()
         };
-        let logs: Vec<String> = nodes.iter().map(|n| tail(std::fs::read_to_string(n.data_dir.with_extension("log")).unwrap_or_default())).collect();
-        panic!("the storage nodes never all had leaders; logs:\n{}", logs.join("\n----\n"));
+        let logs: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                tail(std::fs::read_to_string(n.data_dir.with_extension("log")).unwrap_or_default())
+            })
+            .collect();
+        panic!(
+            "the storage nodes never all had leaders; logs:\n{}",
+            logs.join("\n----\n")
+        );
     }
 }
 
@@ -226,13 +353,23 @@ async fn a_restarted_api_node_resumes_its_index_from_disk() {
     let log = dir.path().join("api.log");
     let mut api = ApiProc::start_with(&cluster, &log, &["--search-dir", &search_dir_arg]).await;
     let ready = api.client().get("/readyz").await;
-    assert_eq!(ready.body["search_rebuilds"], 1, "a fresh node builds its index from a snapshot: {}", ready.text);
+    assert_eq!(
+        ready.body["search_rebuilds"], 1,
+        "a fresh node builds its index from a snapshot: {}",
+        ready.text
+    );
 
     let admin = api.client().as_user("ops", "admin").await;
     let hall = venue(&admin, "Spektrum", "Oslo").await;
     let first = event(&admin, "Aurora Borealis Live", &hall, &[], 20).await;
-    until(&api.client(), "/v1/events?q=aurora%20borealsi", |b| ids(b).contains(&first)).await.expect("searchable before the restart");
-    let committed = api.client().get("/readyz").await.body["search_index"].as_u64().expect("search_index");
+    until(&api.client(), "/v1/events?q=aurora%20borealsi", |b| {
+        ids(b).contains(&first)
+    })
+    .await
+    .expect("searchable before the restart");
+    let committed = api.client().get("/readyz").await.body["search_index"]
+        .as_u64()
+        .expect("search_index");
     assert!(committed > 0);
 
     // SIGKILL, then a new process over the same directory.
@@ -240,15 +377,30 @@ async fn a_restarted_api_node_resumes_its_index_from_disk() {
     let api = ApiProc::start_with(&cluster, &log, &["--search-dir", &search_dir_arg]).await;
     let ready = api.client().get("/readyz").await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
-    assert_eq!(ready.body["search_rebuilds"], 0, "resumed from disk, not rebuilt: {}", ready.text);
-    assert!(ready.body["search_index"].as_u64() >= Some(committed), "{}", ready.text);
+    assert_eq!(
+        ready.body["search_rebuilds"], 0,
+        "resumed from disk, not rebuilt: {}",
+        ready.text
+    );
+    assert!(
+        ready.body["search_index"].as_u64() >= Some(committed),
+        "{}",
+        ready.text
+    );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(text.contains("resuming the search index from disk"), "{text}");
+    assert!(
+        text.contains("resuming the search index from disk"),
+        "{text}"
+    );
     // What was indexed before is there at once; the feed carries on from where it was.
     assert!(ids(&api.client().get("/v1/events?q=aurora").await.body).contains(&first));
     let admin = api.client().as_user("ops", "admin").await;
     let second = event(&admin, "Sigrid Unplugged", &hall, &[], 21).await;
-    until(&api.client(), "/v1/events?q=sigird", |b| ids(b).contains(&second)).await.expect("a change after the restart is indexed");
+    until(&api.client(), "/v1/events?q=sigird", |b| {
+        ids(b).contains(&second)
+    })
+    .await
+    .expect("a change after the restart is indexed");
     let listing = api.client().get("/v1/events?city=oslo").await;
     assert_eq!(ids(&listing.body), [first, second], "{}", listing.text);
 }

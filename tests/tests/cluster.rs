@@ -14,25 +14,54 @@ use boxoffice_raft::InventoryClient;
 use boxoffice_tests::{eventually, free_addr, NodeProc};
 
 fn seats(n: u32) -> Vec<SeatSpec> {
-    (0..n).map(|i| SeatSpec { id: format!("s{i}"), section: "Floor".into(), row: (i / 20).to_string(), number: i % 20, price_minor: 9_900 }).collect()
+    (0..n)
+        .map(|i| SeatSpec {
+            id: format!("s{i}"),
+            section: "Floor".into(),
+            row: (i / 20).to_string(),
+            number: i % 20,
+            price_minor: 9_900,
+        })
+        .collect()
 }
 
 fn hold(event: &str, n: u64) -> Command {
-    Command::Hold { event_id: event.into(), hold_id: format!("h{n}"), owner: format!("user{n}"), seat_ids: vec![format!("s{n}")], ttl_ms: Some(3_600_000) }
+    Command::Hold {
+        event_id: event.into(),
+        hold_id: format!("h{n}"),
+        owner: format!("user{n}"),
+        seat_ids: vec![format!("s{n}")],
+        ttl_ms: Some(3_600_000),
+    }
 }
 
 async fn status(transport: &Transport, addr: &str) -> Option<NodeStatus> {
-    let bytes = transport.get(addr, "/cluster/status", Duration::from_secs(2)).await.ok()?;
+    let bytes = transport
+        .get(addr, "/cluster/status", Duration::from_secs(2))
+        .await
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 async fn register(client: &InventoryClient, event: &str, n_seats: u32) -> GroupId {
     let registered = eventually(Duration::from_secs(30), || async {
-        client.register_event(&format!("reg-{event}"), event, "USD", 600_000, seats(n_seats)).await.ok()
+        client
+            .register_event(
+                &format!("reg-{event}"),
+                event,
+                "USD",
+                600_000,
+                seats(n_seats),
+            )
+            .await
+            .ok()
     })
     .await
     .expect("event registered");
-    assert!(matches!(registered.1.outcome, Outcome::Registered { .. }), "{registered:?}");
+    assert!(
+        matches!(registered.1.outcome, Outcome::Registered { .. }),
+        "{registered:?}"
+    );
     registered.0
 }
 
@@ -40,8 +69,15 @@ async fn register(client: &InventoryClient, event: &str, n_seats: u32) -> GroupI
 async fn hold_all(client: &InventoryClient, event: &str, ids: std::ops::Range<u64>) -> Vec<u64> {
     let mut acked = Vec::new();
     for n in ids {
-        if let Ok(reply) = client.execute_for_event(event, &format!("req-{n}"), hold(event, n)).await {
-            assert!(matches!(reply.outcome, Outcome::Held(_)), "hold {n}: {:?}", reply.outcome);
+        if let Ok(reply) = client
+            .execute_for_event(event, &format!("req-{n}"), hold(event, n))
+            .await
+        {
+            assert!(
+                matches!(reply.outcome, Outcome::Held(_)),
+                "hold {n}: {:?}",
+                reply.outcome
+            );
             acked.push(n);
         }
     }
@@ -50,7 +86,10 @@ async fn hold_all(client: &InventoryClient, event: &str, ids: std::ops::Range<u6
 
 async fn assert_holds_present(client: &InventoryClient, group: GroupId, acked: &[u64]) {
     for n in acked {
-        let reply = client.read(group, Query::Hold(format!("h{n}"))).await.expect("read hold");
+        let reply = client
+            .read(group, Query::Hold(format!("h{n}")))
+            .await
+            .expect("read hold");
         match reply.result {
             QueryResult::Hold(Some(h)) => {
                 assert_eq!(h.status, HoldStatus::Active, "hold h{n}");
@@ -66,9 +105,15 @@ async fn acknowledged_holds_survive_sigkill_mid_load() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let init = format!("1={addr}");
-    let mut node = NodeProc::start(1, &addr, &dir.path().join("n1"), &["--init", &init, "--shards", "1"]);
+    let mut node = NodeProc::start(
+        1,
+        &addr,
+        &dir.path().join("n1"),
+        &["--init", &init, "--shards", "1"],
+    );
     let transport = Arc::new(Transport::new(TcpConnector));
-    let client = InventoryClient::new(transport.clone(), vec![addr.clone()]).with_deadline(Duration::from_secs(2));
+    let client = InventoryClient::new(transport.clone(), vec![addr.clone()])
+        .with_deadline(Duration::from_secs(2));
     let group = register(&client, "crash", 20_000).await;
 
     // 32 writers hold distinct seats as fast as they can; the node is killed under them.
@@ -83,7 +128,10 @@ async fn acknowledged_holds_survive_sigkill_mid_load() {
                 if n >= 20_000 {
                     return;
                 }
-                match client.execute(group, &format!("req-{n}"), hold("crash", n)).await {
+                match client
+                    .execute(group, &format!("req-{n}"), hold("crash", n))
+                    .await
+                {
                     Ok(reply) => {
                         assert!(matches!(reply.outcome, Outcome::Held(_)), "{reply:?}");
                         acked.lock().unwrap().push(n);
@@ -94,23 +142,40 @@ async fn acknowledged_holds_survive_sigkill_mid_load() {
         }));
     }
     let load_started = Instant::now();
-    eventually(Duration::from_secs(30), || async { (acked.lock().unwrap().len() >= 300).then_some(()) }).await.expect("holds flowing");
+    eventually(Duration::from_secs(30), || async {
+        (acked.lock().unwrap().len() >= 300).then_some(())
+    })
+    .await
+    .expect("holds flowing");
     node.kill();
     for w in writers {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    println!("acknowledged {} holds in {:?} before SIGKILL", acked.len(), load_started.elapsed());
+    println!(
+        "acknowledged {} holds in {:?} before SIGKILL",
+        acked.len(),
+        load_started.elapsed()
+    );
 
     node.restart();
     let client = InventoryClient::new(transport, vec![addr]).with_deadline(Duration::from_secs(20));
     assert_holds_present(&client, group, &acked).await;
     // The seat map agrees: every acknowledged seat is held.
-    let reply = client.read(group, Query::EventSeats("crash".into())).await.unwrap();
-    let QueryResult::Seats(Some(seats)) = reply.result else { panic!("no seats") };
-    let status: BTreeMap<String, SeatStatus> = seats.into_iter().map(|(s, st)| (s.id, st)).collect();
+    let reply = client
+        .read(group, Query::EventSeats("crash".into()))
+        .await
+        .unwrap();
+    let QueryResult::Seats(Some(seats)) = reply.result else {
+        panic!("no seats")
+    };
+    let status: BTreeMap<String, SeatStatus> =
+        seats.into_iter().map(|(s, st)| (s.id, st)).collect();
     for n in &acked {
-        assert!(matches!(status[&format!("s{n}")], SeatStatus::Held { .. }), "seat s{n}");
+        assert!(
+            matches!(status[&format!("s{n}")], SeatStatus::Held { .. }),
+            "seat s{n}"
+        );
     }
 }
 
@@ -118,19 +183,37 @@ async fn acknowledged_holds_survive_sigkill_mid_load() {
 async fn leader_failover_keeps_every_hold_and_the_old_leader_catches_up_by_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    let init = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
-    let compaction = ["--snapshot-every", "50", "--keep-entries", "5", "--shards", "2"];
+    let init = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let compaction = [
+        "--snapshot-every",
+        "50",
+        "--keep-entries",
+        "5",
+        "--shards",
+        "2",
+    ];
     let mut nodes: Vec<NodeProc> = (0..3)
         .map(|i| {
             let mut extra: Vec<&str> = compaction.to_vec();
             if i == 0 {
                 extra.extend(["--init", init.as_str()]);
             }
-            NodeProc::start(i as u64 + 1, &addrs[i], &dir.path().join(format!("n{}", i + 1)), &extra)
+            NodeProc::start(
+                i as u64 + 1,
+                &addrs[i],
+                &dir.path().join(format!("n{}", i + 1)),
+                &extra,
+            )
         })
         .collect();
     let transport = Arc::new(Transport::new(TcpConnector));
-    let client = InventoryClient::new(transport.clone(), addrs.clone()).with_deadline(Duration::from_secs(20));
+    let client = InventoryClient::new(transport.clone(), addrs.clone())
+        .with_deadline(Duration::from_secs(20));
     let group = register(&client, "tour", 2_000).await;
     let mut acked = hold_all(&client, "tour", 0..100).await;
     assert_eq!(acked.len(), 100);
@@ -139,7 +222,11 @@ async fn leader_failover_keeps_every_hold_and_the_old_leader_catches_up_by_snaps
     let leader = eventually(Duration::from_secs(10), || async {
         for a in &addrs {
             if let Some(s) = status(&transport, a).await {
-                if let Some(g) = s.groups.iter().find(|g| g.group == group && g.state == "Leader") {
+                if let Some(g) = s
+                    .groups
+                    .iter()
+                    .find(|g| g.group == group && g.state == "Leader")
+                {
                     return Some((s.node_id, g.last_log_index.unwrap_or(0)));
                 }
             }
@@ -154,26 +241,40 @@ async fn leader_failover_keeps_every_hold_and_the_old_leader_catches_up_by_snaps
 
     // A new leader takes writes within a few seconds.
     let first = eventually(Duration::from_secs(20), || async {
-        client.execute_for_event("tour", "req-100", hold("tour", 100)).await.ok()
+        client
+            .execute_for_event("tour", "req-100", hold("tour", 100))
+            .await
+            .ok()
     })
     .await
     .expect("writes resume after the leader is killed");
     assert!(matches!(first.outcome, Outcome::Held(_)));
     acked.push(100);
-    println!("new leader accepted a hold {:?} after SIGKILL of node {leader_id}", killed_at.elapsed());
+    println!(
+        "new leader accepted a hold {:?} after SIGKILL of node {leader_id}",
+        killed_at.elapsed()
+    );
 
     // Enough writes that the survivors snapshot and purge past what the old leader has.
     acked.extend(hold_all(&client, "tour", 101..400).await);
     assert_eq!(acked.len(), 400);
     assert_holds_present(&client, group, &acked).await;
-    let survivor = addrs.iter().enumerate().find(|(i, _)| *i as u64 + 1 != leader_id).map(|(_, a)| a.clone()).unwrap();
+    let survivor = addrs
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i as u64 + 1 != leader_id)
+        .map(|(_, a)| a.clone())
+        .unwrap();
     let purged = eventually(Duration::from_secs(20), || async {
         let s = status(&transport, &survivor).await?;
         let g = s.groups.into_iter().find(|g| g.group == group)?;
         g.purged_index.filter(|&p| p > old_leader_last_index)
     })
     .await;
-    assert!(purged.is_some(), "survivors purged their log past the old leader's last entry");
+    assert!(
+        purged.is_some(),
+        "survivors purged their log past the old leader's last entry"
+    );
 
     // The old leader restarts from its data dir and catches up (by snapshot: the entries it
     // missed are gone from every log).
@@ -181,21 +282,46 @@ async fn leader_failover_keeps_every_hold_and_the_old_leader_catches_up_by_snaps
     old.restart();
     let old_addr = old.addr.clone();
     let caught_up = eventually(Duration::from_secs(30), || async {
-        let target = status(&transport, &survivor).await?.groups.into_iter().find(|g| g.group == group)?.applied_index?;
-        let mine = status(&transport, &old_addr).await?.groups.into_iter().find(|g| g.group == group)?;
+        let target = status(&transport, &survivor)
+            .await?
+            .groups
+            .into_iter()
+            .find(|g| g.group == group)?
+            .applied_index?;
+        let mine = status(&transport, &old_addr)
+            .await?
+            .groups
+            .into_iter()
+            .find(|g| g.group == group)?;
         (mine.applied_index? >= target && mine.snapshot_index.is_some()).then_some(mine)
     })
     .await;
     let mine = caught_up.expect("old leader caught up");
-    assert!(mine.snapshot_index.unwrap() > old_leader_last_index, "caught up through a snapshot: {mine:?}");
+    assert!(
+        mine.snapshot_index.unwrap() > old_leader_last_index,
+        "caught up through a snapshot: {mine:?}"
+    );
 
     // Its own state (read through its change feed's reset) has every acknowledged hold.
     let old_client = InventoryClient::new(transport.clone(), vec![old_addr.clone()]);
-    let page = old_client.feed(group, 0, 0).await.expect("feed from the rejoined node");
-    let FeedPage::Reset { snapshot, .. } = page else { panic!("expected a reset from index 0") };
-    let (_, seats) = snapshot.events.into_iter().find(|(e, _)| e == "tour").expect("event on rejoined node");
-    let status_of: BTreeMap<String, SeatStatus> = seats.into_iter().map(|(s, st)| (s.id, st)).collect();
+    let page = old_client
+        .feed(group, 0, 0)
+        .await
+        .expect("feed from the rejoined node");
+    let FeedPage::Reset { snapshot, .. } = page else {
+        panic!("expected a reset from index 0")
+    };
+    let (_, seats) = snapshot
+        .events
+        .into_iter()
+        .find(|(e, _)| e == "tour")
+        .expect("event on rejoined node");
+    let status_of: BTreeMap<String, SeatStatus> =
+        seats.into_iter().map(|(s, st)| (s.id, st)).collect();
     for n in &acked {
-        assert!(matches!(status_of[&format!("s{n}")], SeatStatus::Held { .. }), "seat s{n} on the rejoined node");
+        assert!(
+            matches!(status_of[&format!("s{n}")], SeatStatus::Held { .. }),
+            "seat s{n} on the rejoined node"
+        );
     }
 }

@@ -14,17 +14,36 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::catalog::{Event, EventPatch, NewEvent, NewPerformer, NewVenue, Performer, Venue, KIND_EVENT, KIND_PERFORMER, KIND_VENUE};
+use crate::catalog::{
+    Event, EventPatch, NewEvent, NewPerformer, NewVenue, Performer, Venue, KIND_EVENT,
+    KIND_PERFORMER, KIND_VENUE,
+};
 use crate::ids::{derived_catalog_id, digest, new_catalog_id, optional_idempotency_key, IdKind};
 use crate::inventory::{rejection, Doing};
 use crate::problem::{ApiError, ApiJson, ApiPath};
 
 /// Stores a catalog document in the meta group.
-pub(crate) async fn put_doc<T: Serialize>(state: &AppState, kind: &str, id: &str, doc: &T) -> Result<(), ApiError> {
-    let bytes = serde_json::to_vec(doc).map_err(|e| ApiError::Internal(format!("encoding a {kind}: {e}")))?;
-    let request = format!("catalog/{}", digest(&[kind.as_bytes(), id.as_bytes(), &bytes], 32));
-    let command = Command::PutCatalog { kind: kind.to_owned(), id: id.to_owned(), doc: bytes.clone() };
-    let reply = state.inventory.execute(META_GROUP, &request, command).await?;
+pub(crate) async fn put_doc<T: Serialize>(
+    state: &AppState,
+    kind: &str,
+    id: &str,
+    doc: &T,
+) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec(doc)
+        .map_err(|e| ApiError::Internal(format!("encoding a {kind}: {e}")))?;
+    let request = format!(
+        "catalog/{}",
+        digest(&[kind.as_bytes(), id.as_bytes(), &bytes], 32)
+    );
+    let command = Command::PutCatalog {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+        doc: bytes.clone(),
+    };
+    let reply = state
+        .inventory
+        .execute(META_GROUP, &request, command)
+        .await?;
     match reply.outcome {
         Outcome::Done => {
             // Serve our own write at once; the feed brings it to the other nodes.
@@ -37,7 +56,9 @@ pub(crate) async fn put_doc<T: Serialize>(state: &AppState, kind: &str, id: &str
             Ok(())
         }
         Outcome::Rejected(r) => Err(rejection(r, Doing::Catalog)),
-        other => Err(ApiError::Internal(format!("put catalog answered {other:?}"))),
+        other => Err(ApiError::Internal(format!(
+            "put catalog answered {other:?}"
+        ))),
     }
 }
 
@@ -65,12 +86,19 @@ async fn id_for<T: DeserializeOwned>(
     let id = derived_catalog_id(kind, &admin.id, &key);
     let reply = state
         .inventory
-        .read(META_GROUP, boxoffice_raft::host::Query::Catalog { kind: kind_name.to_owned(), id: id.clone() })
+        .read(
+            META_GROUP,
+            boxoffice_raft::host::Query::Catalog {
+                kind: kind_name.to_owned(),
+                id: id.clone(),
+            },
+        )
         .await?;
     let boxoffice_raft::host::QueryResult::Catalog(Some(bytes)) = reply.result else {
         return Ok((id, None));
     };
-    let existing: T = serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("stored {kind_name} {id}: {e}")))?;
+    let existing: T = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Internal(format!("stored {kind_name} {id}: {e}")))?;
     if stored_digest(&existing) == request_digest {
         Ok((id, Some(existing)))
     } else {
@@ -79,7 +107,13 @@ async fn id_for<T: DeserializeOwned>(
 }
 
 fn body_digest<T: Serialize>(kind: &str, body: &T) -> String {
-    digest(&[kind.as_bytes(), &serde_json::to_vec(body).unwrap_or_default()], 32)
+    digest(
+        &[
+            kind.as_bytes(),
+            &serde_json::to_vec(body).unwrap_or_default(),
+        ],
+        32,
+    )
 }
 
 /// Creates a venue with its seat layout.
@@ -89,9 +123,23 @@ fn body_digest<T: Serialize>(kind: &str, body: &T) -> String {
     request_body = NewVenue,
     responses((status = 201, description = "Created", body = Venue))
 )]
-pub async fn create_venue(State(state): State<AppState>, admin: Admin, headers: HeaderMap, ApiJson(body): ApiJson<NewVenue>) -> Result<Response, ApiError> {
+pub async fn create_venue(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewVenue>,
+) -> Result<Response, ApiError> {
     let request_digest = body_digest(KIND_VENUE, &body);
-    let (venue_id, existing) = id_for(&state, &admin, &headers, IdKind::Venue, KIND_VENUE, &request_digest, |v: &Venue| &v.request_digest).await?;
+    let (venue_id, existing) = id_for(
+        &state,
+        &admin,
+        &headers,
+        IdKind::Venue,
+        KIND_VENUE,
+        &request_digest,
+        |v: &Venue| &v.request_digest,
+    )
+    .await?;
     let mut venue = match existing {
         Some(venue) => venue,
         None => {
@@ -110,8 +158,16 @@ pub async fn create_venue(State(state): State<AppState>, admin: Admin, headers: 
     params(("venue_id" = String, Path, description = "Venue id")),
     responses((status = 200, description = "The venue", body = Venue))
 )]
-pub async fn get_venue(State(state): State<AppState>, _admin: Admin, ApiPath(venue_id): ApiPath<String>) -> Result<ApiJson<Venue>, ApiError> {
-    let mut venue = state.venue(&venue_id).await?.map(|v| (*v).clone()).ok_or_else(|| ApiError::not_found(format!("no venue {venue_id}")))?;
+pub async fn get_venue(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(venue_id): ApiPath<String>,
+) -> Result<ApiJson<Venue>, ApiError> {
+    let mut venue = state
+        .venue(&venue_id)
+        .await?
+        .map(|v| (*v).clone())
+        .ok_or_else(|| ApiError::not_found(format!("no venue {venue_id}")))?;
     venue.request_digest.clear();
     Ok(ApiJson(venue))
 }
@@ -123,19 +179,37 @@ pub async fn get_venue(State(state): State<AppState>, _admin: Admin, ApiPath(ven
     request_body = NewPerformer,
     responses((status = 201, description = "Created", body = Performer))
 )]
-pub async fn create_performer(State(state): State<AppState>, admin: Admin, headers: HeaderMap, ApiJson(body): ApiJson<NewPerformer>) -> Result<Response, ApiError> {
+pub async fn create_performer(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewPerformer>,
+) -> Result<Response, ApiError> {
     let request_digest = body_digest(KIND_PERFORMER, &body);
-    let (performer_id, existing) = id_for(&state, &admin, &headers, IdKind::Performer, KIND_PERFORMER, &request_digest, |p: &Performer| &p.request_digest).await?;
+    let (performer_id, existing) = id_for(
+        &state,
+        &admin,
+        &headers,
+        IdKind::Performer,
+        KIND_PERFORMER,
+        &request_digest,
+        |p: &Performer| &p.request_digest,
+    )
+    .await?;
     let mut performer = match existing {
         Some(performer) => performer,
         None => {
-            let performer = body.into_performer(performer_id.clone(), state.now_ms(), request_digest)?;
+            let performer =
+                body.into_performer(performer_id.clone(), state.now_ms(), request_digest)?;
             put_doc(&state, KIND_PERFORMER, &performer_id, &performer).await?;
             performer
         }
     };
     performer.request_digest.clear();
-    Ok(created(format!("/admin/v1/performers/{performer_id}"), performer))
+    Ok(created(
+        format!("/admin/v1/performers/{performer_id}"),
+        performer,
+    ))
 }
 
 /// Creates an event at a venue: assigns it a shard, registers the venue's seats there, then
@@ -149,9 +223,23 @@ pub async fn create_performer(State(state): State<AppState>, admin: Admin, heade
         (status = 422, description = "The venue or a performer does not exist", body = crate::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn create_event(State(state): State<AppState>, admin: Admin, headers: HeaderMap, ApiJson(body): ApiJson<NewEvent>) -> Result<Response, ApiError> {
+pub async fn create_event(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewEvent>,
+) -> Result<Response, ApiError> {
     let request_digest = body_digest(KIND_EVENT, &body);
-    let (event_id, existing) = id_for(&state, &admin, &headers, IdKind::Event, KIND_EVENT, &request_digest, |e: &Event| &e.request_digest).await?;
+    let (event_id, existing) = id_for(
+        &state,
+        &admin,
+        &headers,
+        IdKind::Event,
+        KIND_EVENT,
+        &request_digest,
+        |e: &Event| &e.request_digest,
+    )
+    .await?;
     let mut event = match existing {
         Some(event) => event,
         None => create_event_doc(&state, event_id.clone(), body, request_digest).await?,
@@ -161,16 +249,30 @@ pub async fn create_event(State(state): State<AppState>, admin: Admin, headers: 
 }
 
 /// Checks references, registers the seats and stores the event document.
-pub async fn create_event_doc(state: &AppState, event_id: String, body: NewEvent, request_digest: String) -> Result<Event, ApiError> {
+pub async fn create_event_doc(
+    state: &AppState,
+    event_id: String,
+    body: NewEvent,
+    request_digest: String,
+) -> Result<Event, ApiError> {
     let venue = state
         .venue(&body.venue_id)
         .await?
-        .ok_or_else(|| ApiError::Unprocessable { detail: format!("no venue {}", body.venue_id), field: Some("venue_id".into()) })?;
+        .ok_or_else(|| ApiError::Unprocessable {
+            detail: format!("no venue {}", body.venue_id),
+            field: Some("venue_id".into()),
+        })?;
     let event = body.into_event(event_id.clone(), &venue, state.now_ms(), request_digest)?;
     check_performers(state, &event.performer_ids).await?;
     let (_group, reply) = state
         .inventory
-        .register_event(&format!("register/{event_id}"), &event_id, &event.currency, event.hold_ttl_seconds.saturating_mul(1000), venue.seats())
+        .register_event(
+            &format!("register/{event_id}"),
+            &event_id,
+            &event.currency,
+            event.hold_ttl_seconds.saturating_mul(1000),
+            venue.seats(),
+        )
         .await?;
     match reply.outcome {
         Outcome::Registered { .. } => {}
@@ -184,7 +286,10 @@ pub async fn create_event_doc(state: &AppState, event_id: String, body: NewEvent
 async fn check_performers(state: &AppState, ids: &[String]) -> Result<(), ApiError> {
     for (i, id) in ids.iter().enumerate() {
         if state.performer(id).await?.is_none() {
-            return Err(ApiError::Unprocessable { detail: format!("no performer {id}"), field: Some(format!("performer_ids[{i}]")) });
+            return Err(ApiError::Unprocessable {
+                detail: format!("no performer {id}"),
+                field: Some(format!("performer_ids[{i}]")),
+            });
         }
     }
     Ok(())
@@ -196,7 +301,11 @@ async fn check_performers(state: &AppState, ids: &[String]) -> Result<(), ApiErr
     params(("event_id" = String, Path, description = "Event id", example = "ev_demo_00001")),
     responses((status = 200, description = "The event", body = Event))
 )]
-pub async fn get_event(State(state): State<AppState>, _admin: Admin, ApiPath(event_id): ApiPath<String>) -> Result<ApiJson<Event>, ApiError> {
+pub async fn get_event(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(event_id): ApiPath<String>,
+) -> Result<ApiJson<Event>, ApiError> {
     let mut event = (*state.event(&event_id).await?).clone();
     event.request_digest.clear();
     Ok(ApiJson(event))
@@ -209,15 +318,28 @@ pub async fn get_event(State(state): State<AppState>, _admin: Admin, ApiPath(eve
     request_body = EventPatch,
     responses((status = 200, description = "The updated event", body = Event))
 )]
-pub async fn patch_event(State(state): State<AppState>, _admin: Admin, ApiPath(event_id): ApiPath<String>, ApiJson(patch): ApiJson<EventPatch>) -> Result<ApiJson<Event>, ApiError> {
+pub async fn patch_event(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(event_id): ApiPath<String>,
+    ApiJson(patch): ApiJson<EventPatch>,
+) -> Result<ApiJson<Event>, ApiError> {
     // Read the stored document, not the cache, so a patch never undoes a newer one.
     let current = state.event(&event_id).await?;
     let reply = state
         .inventory
-        .read(META_GROUP, boxoffice_raft::host::Query::Catalog { kind: KIND_EVENT.to_owned(), id: event_id.clone() })
+        .read(
+            META_GROUP,
+            boxoffice_raft::host::Query::Catalog {
+                kind: KIND_EVENT.to_owned(),
+                id: event_id.clone(),
+            },
+        )
         .await?;
     let current: Event = match reply.result {
-        boxoffice_raft::host::QueryResult::Catalog(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|_| (*current).clone()),
+        boxoffice_raft::host::QueryResult::Catalog(Some(bytes)) => {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| (*current).clone())
+        }
         _ => return Err(ApiError::not_found(format!("no event {event_id}"))),
     };
     if let Some(ids) = &patch.performer_ids {

@@ -112,7 +112,11 @@ fn failure_word(reason: FailureReason) -> FailureWord {
 }
 
 /// Renders a booking; `intent` is the processor's view of its payment, if known.
-fn booking_view(state: &AppState, booking: &Booking, intent: Option<&PaymentIntent>) -> BookingView {
+fn booking_view(
+    state: &AppState,
+    booking: &Booking,
+    intent: Option<&PaymentIntent>,
+) -> BookingView {
     let seat_cache = state.seats.get(&booking.event_id);
     let seats = booking
         .seat_ids
@@ -124,7 +128,10 @@ fn booking_view(state: &AppState, booking: &Booking, intent: Option<&PaymentInte
                 section: spec.map(|s| s.section.clone()).unwrap_or_default(),
                 row: spec.map(|s| s.row.clone()).unwrap_or_default(),
                 number: spec.map(|s| s.number).unwrap_or(0),
-                price: Money { amount: spec.map(|s| s.price_minor).unwrap_or(0), currency: booking.currency.clone() },
+                price: Money {
+                    amount: spec.map(|s| s.price_minor).unwrap_or(0),
+                    currency: booking.currency.clone(),
+                },
             }
         })
         .collect();
@@ -136,7 +143,10 @@ fn booking_view(state: &AppState, booking: &Booking, intent: Option<&PaymentInte
         event_id: booking.event_id.clone(),
         hold_id: booking.hold_id.clone(),
         seats,
-        total: Money { amount: booking.total_minor, currency: booking.currency.clone() },
+        total: Money {
+            amount: booking.total_minor,
+            currency: booking.currency.clone(),
+        },
         payment: PaymentView {
             intent_id: booking.payment_ref.clone(),
             status: intent.map(|i| i.status),
@@ -161,35 +171,71 @@ fn booking_view(state: &AppState, booking: &Booking, intent: Option<&PaymentInte
         (status = 410, description = "The hold has expired", body = crate::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn create(State(state): State<AppState>, user: User, headers: HeaderMap, ApiJson(body): ApiJson<BookingRequest>) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    user: User,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<BookingRequest>,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let event_id = event_of(IdKind::Hold, &body.hold_id)?.to_owned();
-    state.check_key(&user.id, &key, &digest(&[b"booking", body.hold_id.as_bytes()], 32))?;
+    state.check_key(
+        &user.id,
+        &key,
+        &digest(&[b"booking", body.hold_id.as_bytes()], 32),
+    )?;
     // Only the owner books; an admin reading someone's hold does not make it theirs.
-    let owner = User { id: user.id.clone(), role: Role::User };
+    let owner = User {
+        id: user.id.clone(),
+        role: Role::User,
+    };
     let (hold, at_ms) = read_hold(&state, &owner, &body.hold_id).await?;
     let booking_id = derived_event_scoped_id(IdKind::Booking, &user.id, &key, &event_id);
     let replay = hold.booking_id.as_deref() == Some(booking_id.as_str());
     if !replay {
         match hold.status_at(at_ms) {
             HoldStatus::Active => {}
-            HoldStatus::Expired => return Err(ApiError::Gone { detail: "the hold has expired".into() }),
-            other => return Err(rejection(boxoffice_raft::types::Rejection::HoldNotActive(other), Doing::Book)),
+            HoldStatus::Expired => {
+                return Err(ApiError::Gone {
+                    detail: "the hold has expired".into(),
+                })
+            }
+            other => {
+                return Err(rejection(
+                    boxoffice_raft::types::Rejection::HoldNotActive(other),
+                    Doing::Book,
+                ))
+            }
         }
     }
     let event = state.event(&event_id).await?;
     let intent = state
         .payments
-        .create_intent(&NewIntent { booking_id: booking_id.clone(), amount: hold.total_minor, currency: event.currency.clone(), idempotency_key: booking_id.clone() })
+        .create_intent(&NewIntent {
+            booking_id: booking_id.clone(),
+            amount: hold.total_minor,
+            currency: event.currency.clone(),
+            idempotency_key: booking_id.clone(),
+        })
         .await?;
-    let command = Command::CreateBooking { booking_id, hold_id: hold.hold_id.clone(), owner: user.id.clone(), payment_ref: intent.intent_id.clone() };
-    let reply = state.inventory.execute_for_event(&event_id, &request_id("booking", &user.id, &key), command).await?;
+    let command = Command::CreateBooking {
+        booking_id,
+        hold_id: hold.hold_id.clone(),
+        owner: user.id.clone(),
+        payment_ref: intent.intent_id.clone(),
+    };
+    let reply = state
+        .inventory
+        .execute_for_event(&event_id, &request_id("booking", &user.id, &key), command)
+        .await?;
     match reply.outcome {
         Outcome::BookingCreated(booking) => {
             metrics::counter!(BOOKINGS, "outcome" => "created").increment(1);
             let view = booking_view(&state, &booking, Some(&intent));
             let mut response = (StatusCode::CREATED, ApiJson(view)).into_response();
-            if let Ok(location) = HeaderValue::from_str(&format!("/v1/bookings/{}", booking.booking_id)) {
+            if let Ok(location) =
+                HeaderValue::from_str(&format!("/v1/bookings/{}", booking.booking_id))
+            {
                 response.headers_mut().insert(LOCATION, location);
             }
             Ok(response)
@@ -198,12 +244,18 @@ pub async fn create(State(state): State<AppState>, user: User, headers: HeaderMa
             metrics::counter!(BOOKINGS, "outcome" => "rejected").increment(1);
             Err(rejection(r, Doing::Book))
         }
-        other => Err(ApiError::Internal(format!("create booking answered {other:?}"))),
+        other => Err(ApiError::Internal(format!(
+            "create booking answered {other:?}"
+        ))),
     }
 }
 
 /// Reads a booking the caller may see (its owner or an admin); 404 otherwise.
-pub(crate) async fn read_booking(state: &AppState, user: &User, booking_id: &str) -> Result<Booking, ApiError> {
+pub(crate) async fn read_booking(
+    state: &AppState,
+    user: &User,
+    booking_id: &str,
+) -> Result<Booking, ApiError> {
     let event_id = event_of(IdKind::Booking, booking_id)?;
     let not_found = || ApiError::not_found(format!("no booking {booking_id}"));
     let group = match state.inventory.group_of(event_id).await {
@@ -211,11 +263,16 @@ pub(crate) async fn read_booking(state: &AppState, user: &User, booking_id: &str
         Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => return Err(not_found()),
         Err(error) => return Err(error.into()),
     };
-    let reply = state.inventory.read(group, Query::Booking(booking_id.to_owned())).await?;
+    let reply = state
+        .inventory
+        .read(group, Query::Booking(booking_id.to_owned()))
+        .await?;
     match reply.result {
         QueryResult::Booking(Some(b)) if b.owner == user.id || user.role == Role::Admin => Ok(b),
         QueryResult::Booking(_) => Err(not_found()),
-        _ => Err(ApiError::Internal("a booking read answered something else".into())),
+        _ => Err(ApiError::Internal(
+            "a booking read answered something else".into(),
+        )),
     }
 }
 
@@ -225,7 +282,11 @@ pub(crate) async fn read_booking(state: &AppState, user: &User, booking_id: &str
     params(("booking_id" = String, Path, description = "Booking id")),
     responses((status = 200, description = "The booking", body = BookingView))
 )]
-pub async fn get(State(state): State<AppState>, user: User, ApiPath(booking_id): ApiPath<String>) -> Result<ApiJson<BookingView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(booking_id): ApiPath<String>,
+) -> Result<ApiJson<BookingView>, ApiError> {
     let booking = read_booking(&state, &user, &booking_id).await?;
     let intent = state.payments.get_intent(&booking.payment_ref).await.ok();
     Ok(ApiJson(booking_view(&state, &booking, intent.as_ref())))
@@ -236,10 +297,20 @@ pub async fn get(State(state): State<AppState>, user: User, ApiPath(booking_id):
     get, operation_id = "listMyBookings", path = "/v1/me/bookings", tag = "bookings", security(("bearer" = [])),
     responses((status = 200, description = "The caller's bookings", body = BookingList))
 )]
-pub async fn mine(State(state): State<AppState>, user: User) -> Result<ApiJson<BookingList>, ApiError> {
+pub async fn mine(
+    State(state): State<AppState>,
+    user: User,
+) -> Result<ApiJson<BookingList>, ApiError> {
     let mut groups = state.seats.groups();
     if groups.is_empty() {
-        groups = state.inventory.refresh_groups().await?.into_iter().map(|(g, _)| g).filter(|g| *g != boxoffice_raft::types::META_GROUP).collect();
+        groups = state
+            .inventory
+            .refresh_groups()
+            .await?
+            .into_iter()
+            .map(|(g, _)| g)
+            .filter(|g| *g != boxoffice_raft::types::META_GROUP)
+            .collect();
     }
     let reads = groups.into_iter().map(|group| {
         let inventory = state.inventory.clone();
@@ -252,12 +323,17 @@ pub async fn mine(State(state): State<AppState>, user: User) -> Result<ApiJson<B
             bookings.extend(found);
         }
     }
-    bookings.sort_by(|a, b| (b.created_at_ms, &b.booking_id).cmp(&(a.created_at_ms, &a.booking_id)));
+    bookings
+        .sort_by(|a, b| (b.created_at_ms, &b.booking_id).cmp(&(a.created_at_ms, &a.booking_id)));
     bookings.truncate(MAX_BOOKINGS_LISTED);
     let mut views = Vec::with_capacity(bookings.len());
     for booking in &bookings {
         // Only a pending booking needs its payment link; the rest skip the processor call.
-        let intent = if booking.status == BookingStatus::PendingPayment { state.payments.get_intent(&booking.payment_ref).await.ok() } else { None };
+        let intent = if booking.status == BookingStatus::PendingPayment {
+            state.payments.get_intent(&booking.payment_ref).await.ok()
+        } else {
+            None
+        };
         views.push(booking_view(&state, booking, intent.as_ref()));
     }
     Ok(ApiJson(BookingList { bookings: views }))

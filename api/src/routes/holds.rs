@@ -14,7 +14,10 @@ use crate::app::AppState;
 use crate::auth::{Role, User};
 use crate::catalog::Money;
 use crate::clock::rfc3339_from_ms;
-use crate::ids::{derived_event_scoped_id, digest, event_of, idempotency_key, optional_idempotency_key, request_id, IdKind, MAX_ID_BYTES};
+use crate::ids::{
+    derived_event_scoped_id, digest, event_of, idempotency_key, optional_idempotency_key,
+    request_id, IdKind, MAX_ID_BYTES,
+};
 use crate::inventory::{rejection, Doing};
 use crate::metrics::HOLDS;
 use crate::problem::{ApiError, ApiJson, ApiPath};
@@ -71,7 +74,10 @@ fn hold_view(hold: &Hold, currency: &str, now_ms: u64) -> HoldView {
         event_id: hold.event_id.clone(),
         seat_ids: hold.seat_ids.clone(),
         status: hold_state(hold.status_at(now_ms)),
-        total: Money { amount: hold.total_minor, currency: currency.to_owned() },
+        total: Money {
+            amount: hold.total_minor,
+            currency: currency.to_owned(),
+        },
         expires_at: rfc3339_from_ms(hold.expires_at_ms),
         created_at: rfc3339_from_ms(hold.created_at_ms),
         booking_id: hold.booking_id.clone(),
@@ -80,14 +86,23 @@ fn hold_view(hold: &Hold, currency: &str, now_ms: u64) -> HoldView {
 
 fn check_seat_ids(seat_ids: &[String]) -> Result<(), ApiError> {
     if seat_ids.is_empty() {
-        return Err(ApiError::invalid_field("seat_ids", "name at least one seat"));
+        return Err(ApiError::invalid_field(
+            "seat_ids",
+            "name at least one seat",
+        ));
     }
     if seat_ids.len() > MAX_SEAT_IDS_PER_REQUEST {
-        return Err(ApiError::invalid_field("seat_ids", format!("name at most {MAX_SEAT_IDS_PER_REQUEST} seats")));
+        return Err(ApiError::invalid_field(
+            "seat_ids",
+            format!("name at most {MAX_SEAT_IDS_PER_REQUEST} seats"),
+        ));
     }
     for (i, id) in seat_ids.iter().enumerate() {
         if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
-            return Err(ApiError::invalid_field(format!("seat_ids[{i}]"), "not a seat id"));
+            return Err(ApiError::invalid_field(
+                format!("seat_ids[{i}]"),
+                "not a seat id",
+            ));
         }
     }
     Ok(())
@@ -103,16 +118,25 @@ fn check_seat_ids(seat_ids: &[String]) -> Result<(), ApiError> {
         (status = 409, description = "Some seats are not available (`unavailable_seats`), or the key was used for another request", body = crate::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn create(State(state): State<AppState>, user: User, headers: HeaderMap, ApiJson(body): ApiJson<HoldRequest>) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    user: User,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<HoldRequest>,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     check_seat_ids(&body.seat_ids)?;
     let event = state.event(&body.event_id).await?;
     let now_ms = state.now_ms();
     if !event.on_sale {
-        return Err(ApiError::Conflict { detail: "this event is not on sale".into() });
+        return Err(ApiError::Conflict {
+            detail: "this event is not on sale".into(),
+        });
     }
     if now_ms >= event.starts_at_ms() {
-        return Err(ApiError::Conflict { detail: "this event has already started".into() });
+        return Err(ApiError::Conflict {
+            detail: "this event has already started".into(),
+        });
     }
     let seat_bytes: Vec<&[u8]> = body.seat_ids.iter().map(|s| s.as_bytes()).collect();
     let mut parts: Vec<&[u8]> = vec![b"hold", body.event_id.as_bytes()];
@@ -126,7 +150,15 @@ pub async fn create(State(state): State<AppState>, user: User, headers: HeaderMa
         seat_ids: body.seat_ids,
         ttl_ms: Some(event.hold_ttl_seconds.saturating_mul(1000)),
     };
-    let reply = match state.inventory.execute_for_event(&event.event_id, &request_id("hold", &user.id, &key), command).await {
+    let reply = match state
+        .inventory
+        .execute_for_event(
+            &event.event_id,
+            &request_id("hold", &user.id, &key),
+            command,
+        )
+        .await
+    {
         Ok(reply) => reply,
         Err(error) => {
             metrics::counter!(HOLDS, "outcome" => "error").increment(1);
@@ -145,7 +177,9 @@ pub async fn create(State(state): State<AppState>, user: User, headers: HeaderMa
         }
         Outcome::Unavailable { seat_ids } => {
             metrics::counter!(HOLDS, "outcome" => "unavailable").increment(1);
-            Err(ApiError::SeatUnavailable { unavailable_seats: seat_ids })
+            Err(ApiError::SeatUnavailable {
+                unavailable_seats: seat_ids,
+            })
         }
         Outcome::Rejected(r) => {
             metrics::counter!(HOLDS, "outcome" => "rejected").increment(1);
@@ -156,7 +190,11 @@ pub async fn create(State(state): State<AppState>, user: User, headers: HeaderMa
 }
 
 /// Reads a hold the caller may see (its owner or an admin); 404 otherwise.
-pub(crate) async fn read_hold(state: &AppState, user: &User, hold_id: &str) -> Result<(Hold, u64), ApiError> {
+pub(crate) async fn read_hold(
+    state: &AppState,
+    user: &User,
+    hold_id: &str,
+) -> Result<(Hold, u64), ApiError> {
     let event_id = event_of(IdKind::Hold, hold_id)?;
     let not_found = || ApiError::not_found(format!("no hold {hold_id}"));
     let group = match state.inventory.group_of(event_id).await {
@@ -164,11 +202,18 @@ pub(crate) async fn read_hold(state: &AppState, user: &User, hold_id: &str) -> R
         Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => return Err(not_found()),
         Err(error) => return Err(error.into()),
     };
-    let reply = state.inventory.read(group, Query::Hold(hold_id.to_owned())).await?;
+    let reply = state
+        .inventory
+        .read(group, Query::Hold(hold_id.to_owned()))
+        .await?;
     match reply.result {
-        QueryResult::Hold(Some(hold)) if hold.owner == user.id || user.role == Role::Admin => Ok((hold, reply.at_ms)),
+        QueryResult::Hold(Some(hold)) if hold.owner == user.id || user.role == Role::Admin => {
+            Ok((hold, reply.at_ms))
+        }
         QueryResult::Hold(_) => Err(not_found()),
-        _ => Err(ApiError::Internal("a hold read answered something else".into())),
+        _ => Err(ApiError::Internal(
+            "a hold read answered something else".into(),
+        )),
     }
 }
 
@@ -178,9 +223,17 @@ pub(crate) async fn read_hold(state: &AppState, user: &User, hold_id: &str) -> R
     params(("hold_id" = String, Path, description = "Hold id")),
     responses((status = 200, description = "The hold", body = HoldView))
 )]
-pub async fn get(State(state): State<AppState>, user: User, ApiPath(hold_id): ApiPath<String>) -> Result<ApiJson<HoldView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(hold_id): ApiPath<String>,
+) -> Result<ApiJson<HoldView>, ApiError> {
     let (hold, at_ms) = read_hold(&state, &user, &hold_id).await?;
-    let currency = state.event(&hold.event_id).await.map(|e| e.currency.clone()).unwrap_or_default();
+    let currency = state
+        .event(&hold.event_id)
+        .await
+        .map(|e| e.currency.clone())
+        .unwrap_or_default();
     Ok(ApiJson(hold_view(&hold, &currency, at_ms)))
 }
 
@@ -196,22 +249,41 @@ pub async fn get(State(state): State<AppState>, user: User, ApiPath(hold_id): Ap
         (status = 409, description = "The hold expired, was confirmed, or is not yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn release(State(state): State<AppState>, user: User, headers: HeaderMap, ApiPath(hold_id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+pub async fn release(
+    State(state): State<AppState>,
+    user: User,
+    headers: HeaderMap,
+    ApiPath(hold_id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
     let key = optional_idempotency_key(&headers)?;
     let event_id = event_of(IdKind::Hold, &hold_id)?;
     let request = match &key {
         Some(key) => request_id("release", &user.id, key),
         None => request_id("release", &user.id, &hold_id),
     };
-    let command = Command::Release { hold_id: hold_id.clone(), owner: user.id.clone() };
-    let reply = match state.inventory.execute_for_event(event_id, &request, command).await {
+    let command = Command::Release {
+        hold_id: hold_id.clone(),
+        owner: user.id.clone(),
+    };
+    let reply = match state
+        .inventory
+        .execute_for_event(event_id, &request, command)
+        .await
+    {
         Ok(reply) => reply,
-        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => return Err(ApiError::not_found(format!("no hold {hold_id}"))),
+        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => {
+            return Err(ApiError::not_found(format!("no hold {hold_id}")))
+        }
         Err(error) => return Err(error.into()),
     };
     match reply.outcome {
-        Outcome::Released | Outcome::Rejected(boxoffice_raft::types::Rejection::HoldNotActive(HoldStatus::Released)) => Ok(StatusCode::NO_CONTENT),
-        Outcome::Rejected(boxoffice_raft::types::Rejection::UnknownHold) => Err(ApiError::not_found(format!("no hold {hold_id}"))),
+        Outcome::Released
+        | Outcome::Rejected(boxoffice_raft::types::Rejection::HoldNotActive(
+            HoldStatus::Released,
+        )) => Ok(StatusCode::NO_CONTENT),
+        Outcome::Rejected(boxoffice_raft::types::Rejection::UnknownHold) => {
+            Err(ApiError::not_found(format!("no hold {hold_id}")))
+        }
         Outcome::Rejected(r) => Err(rejection(r, Doing::Release)),
         other => Err(ApiError::Internal(format!("release answered {other:?}"))),
     }
@@ -225,7 +297,9 @@ mod tests {
     fn seat_ids_are_checked_before_anything_is_proposed() {
         assert!(check_seat_ids(&[]).is_err());
         assert!(check_seat_ids(&vec!["s1-1-1".to_owned(); MAX_SEAT_IDS_PER_REQUEST + 1]).is_err());
-        assert!(matches!(check_seat_ids(&["ok".into(), "".into()]), Err(ApiError::InvalidRequest { field: Some(f), .. }) if f == "seat_ids[1]"));
+        assert!(
+            matches!(check_seat_ids(&["ok".into(), "".into()]), Err(ApiError::InvalidRequest { field: Some(f), .. }) if f == "seat_ids[1]")
+        );
         assert!(check_seat_ids(&["s1-1-1".into()]).is_ok());
     }
 
@@ -247,6 +321,12 @@ mod tests {
         let view = hold_view(&hold, "USD", 1_000);
         assert_eq!(view.status, HoldState::Expired);
         assert_eq!(view.expires_at, "1970-01-01T00:00:01Z");
-        assert_eq!(view.total, Money { amount: 500, currency: "USD".into() });
+        assert_eq!(
+            view.total,
+            Money {
+                amount: 500,
+                currency: "USD".into()
+            }
+        );
     }
 }

@@ -47,7 +47,10 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/v1/events/{event_id}/seats/stream", get(events::stream));
     let timed = Router::new()
         .route("/v1/holds", post(holds::create))
-        .route("/v1/holds/{hold_id}", get(holds::get).delete(holds::release))
+        .route(
+            "/v1/holds/{hold_id}",
+            get(holds::get).delete(holds::release),
+        )
         .route("/v1/bookings", post(bookings::create))
         .route("/v1/bookings/{booking_id}", get(bookings::get))
         .route("/v1/me/bookings", get(bookings::mine))
@@ -55,7 +58,10 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/admin/v1/venues/{venue_id}", get(admin::get_venue))
         .route("/admin/v1/performers", post(admin::create_performer))
         .route("/admin/v1/events", post(admin::create_event))
-        .route("/admin/v1/events/{event_id}", get(admin::get_event).patch(admin::patch_event))
+        .route(
+            "/admin/v1/events/{event_id}",
+            get(admin::get_event).patch(admin::patch_event),
+        )
         .merge(auth_routes(state.config.dev_mode))
         .layer(from_fn_with_state(timeout_ms, timeout));
     let limited = with_rate_limits(timed.merge(reads), state.limits.clone());

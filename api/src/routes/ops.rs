@@ -43,7 +43,9 @@ pub struct Ready {
 /// The process is up.
 #[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Health)))]
 pub async fn healthz() -> ApiJson<Health> {
-    ApiJson(Health { status: "ok".into() })
+    ApiJson(Health {
+        status: "ok".into(),
+    })
 }
 
 /// The node can serve: it knows the placement, its catalog and seat caches have loaded, its
@@ -61,13 +63,22 @@ pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Ready>, Api
     if state.seats.groups().is_empty() {
         waiting.push("placement".to_owned());
     }
-    waiting.extend(state.seats.unsynced_groups().into_iter().map(|g| format!("shard {g}")));
+    waiting.extend(
+        state
+            .seats
+            .unsynced_groups()
+            .into_iter()
+            .map(|g| format!("shard {g}")),
+    );
     if !state.search.is_caught_up() {
         waiting.push("search index".to_owned());
     }
     waiting.extend(state.readiness.waiting());
     if !waiting.is_empty() {
-        return Err(ApiError::Unavailable { detail: format!("waiting for: {}", waiting.join(", ")), retry_after_secs: NOT_READY_RETRY_AFTER_SECS });
+        return Err(ApiError::Unavailable {
+            detail: format!("waiting for: {}", waiting.join(", ")),
+            retry_after_secs: NOT_READY_RETRY_AFTER_SECS,
+        });
     }
     let (venues, performers, events) = state.catalog.sizes();
     Ok(ApiJson(Ready {
@@ -91,14 +102,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("boxoffice_catalog_documents", "kind" => "performer").set(performers as f64);
     metrics::gauge!("boxoffice_catalog_documents", "kind" => "event").set(events as f64);
     metrics::gauge!("boxoffice_seat_maps").set(state.seats.n_events() as f64);
-    metrics::gauge!(crate::metrics::SEARCH_INDEXED_UPTO).set(state.search.indexed_upto().unwrap_or(0) as f64);
-    metrics::gauge!(crate::metrics::SEARCH_EVENTS).set(state.search.index().map(|i| i.num_docs()).unwrap_or(0) as f64);
+    metrics::gauge!(crate::metrics::SEARCH_INDEXED_UPTO)
+        .set(state.search.indexed_upto().unwrap_or(0) as f64);
+    metrics::gauge!(crate::metrics::SEARCH_EVENTS)
+        .set(state.search.index().map(|i| i.num_docs()).unwrap_or(0) as f64);
     let text = match crate::metrics::prometheus() {
         Some(handle) => handle.render(),
-        None => "# another metrics recorder was installed first; boxoffice metrics go there\n".to_owned(),
+        None => "# another metrics recorder was installed first; boxoffice metrics go there\n"
+            .to_owned(),
     };
     let mut response = text.into_response();
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     response
 }
 
@@ -108,6 +125,8 @@ pub async fn openapi() -> Response {
     static DOC: OnceLock<String> = OnceLock::new();
     let text = DOC.get_or_init(|| crate::openapi::document().to_string());
     let mut response = text.clone().into_response();
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

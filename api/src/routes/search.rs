@@ -14,7 +14,9 @@ use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Uri};
 use axum::response::Response;
-use boxoffice_search::{EventHit, SearchQuery, SuggestionKind, DEFAULT_LIMIT, MAX_LIMIT, MAX_SUGGEST_LIMIT};
+use boxoffice_search::{
+    EventHit, SearchQuery, SuggestionKind, DEFAULT_LIMIT, MAX_LIMIT, MAX_SUGGEST_LIMIT,
+};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -26,7 +28,16 @@ use crate::problem::ApiError;
 use crate::search::search_error;
 
 /// Parameters `GET /v1/events` takes; any other is a 400.
-pub const SEARCH_PARAMS: [&str; 8] = ["q", "city", "category", "performer", "from", "to", "limit", "cursor"];
+pub const SEARCH_PARAMS: [&str; 8] = [
+    "q",
+    "city",
+    "category",
+    "performer",
+    "from",
+    "to",
+    "limit",
+    "cursor",
+];
 /// Parameters `GET /v1/suggest` takes.
 pub const SUGGEST_PARAMS: [&str; 2] = ["q", "limit"];
 /// Suggestions returned when the client names no limit.
@@ -171,26 +182,49 @@ pub struct Suggestions {
 
 /// The query string as name → value; unknown or repeated names are a 400.
 fn params(uri: &Uri, allowed: &[&'static str]) -> Result<BTreeMap<&'static str, String>, ApiError> {
-    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map_err(|rejection| ApiError::InvalidRequest { detail: format!("invalid query string: {}", rejection.body_text()), field: None })?;
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).map_err(|rejection| {
+        ApiError::InvalidRequest {
+            detail: format!("invalid query string: {}", rejection.body_text()),
+            field: None,
+        }
+    })?;
     let mut out = BTreeMap::new();
     for (name, value) in pairs {
         let Some(known) = allowed.iter().find(|a| **a == name) else {
             let shown: String = name.chars().take(64).collect();
-            return Err(ApiError::invalid_field(shown, format!("unknown parameter; this endpoint takes {}", allowed.join(", "))));
+            return Err(ApiError::invalid_field(
+                shown,
+                format!(
+                    "unknown parameter; this endpoint takes {}",
+                    allowed.join(", ")
+                ),
+            ));
         };
         if out.insert(*known, value).is_some() {
-            return Err(ApiError::invalid_field(*known, format!("{known} is given more than once")));
+            return Err(ApiError::invalid_field(
+                *known,
+                format!("{known} is given more than once"),
+            ));
         }
     }
     Ok(out)
 }
 
 fn limit(value: Option<&String>, default: usize, max: usize) -> Result<usize, ApiError> {
-    let Some(value) = value else { return Ok(default) };
-    let bad = || ApiError::invalid_field("limit", format!("limit must be an integer between 1 and {max}"));
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let bad = || {
+        ApiError::invalid_field(
+            "limit",
+            format!("limit must be an integer between 1 and {max}"),
+        )
+    };
     let n: i64 = value.trim().parse().map_err(|_| bad())?;
-    usize::try_from(n).ok().filter(|n| (1..=max).contains(n)).ok_or_else(bad)
+    usize::try_from(n)
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(bad)
 }
 
 fn time(name: &'static str, value: Option<&String>) -> Result<Option<i64>, ApiError> {
@@ -233,29 +267,57 @@ fn json(bytes: Bytes) -> Response {
 }
 
 fn index_not_ready() -> ApiError {
-    ApiError::Unavailable { detail: "the search index of this node is still being built".into(), retry_after_secs: INDEX_NOT_READY_RETRY_AFTER_SECS }
+    ApiError::Unavailable {
+        detail: "the search index of this node is still being built".into(),
+        retry_after_secs: INDEX_NOT_READY_RETRY_AFTER_SECS,
+    }
 }
 
 /// Hit and miss counters of the result cache, registered once.
 fn result_cache_counters() -> &'static (metrics::Counter, metrics::Counter) {
     static COUNTERS: OnceLock<(metrics::Counter, metrics::Counter)> = OnceLock::new();
     COUNTERS.get_or_init(|| {
-        (metrics::counter!(crate::metrics::SEARCH_CACHE, "result" => "hit"), metrics::counter!(crate::metrics::SEARCH_CACHE, "result" => "miss"))
+        (
+            metrics::counter!(crate::metrics::SEARCH_CACHE, "result" => "hit"),
+            metrics::counter!(crate::metrics::SEARCH_CACHE, "result" => "miss"),
+        )
     })
 }
 
 fn summary(hit: EventHit) -> EventSummary {
-    let money = |amount: u64| Money { amount, currency: hit.currency.clone() };
+    let money = |amount: u64| Money {
+        amount,
+        currency: hit.currency.clone(),
+    };
     EventSummary {
         starts_at: rfc3339_from_ms(u64::try_from(hit.starts_at_ms).unwrap_or(0)),
-        venue: VenueSummary { name: hit.venue_name.clone(), city: hit.city.clone(), country: hit.country.clone() },
-        performers: hit.performer_ids.iter().zip(&hit.performers).map(|(id, name)| PerformerSummary { performer_id: id.clone(), name: name.clone() }).collect(),
-        price_range: PriceRange { min: money(hit.min_price_minor), max: money(hit.max_price_minor) },
+        venue: VenueSummary {
+            name: hit.venue_name.clone(),
+            city: hit.city.clone(),
+            country: hit.country.clone(),
+        },
+        performers: hit
+            .performer_ids
+            .iter()
+            .zip(&hit.performers)
+            .map(|(id, name)| PerformerSummary {
+                performer_id: id.clone(),
+                name: name.clone(),
+            })
+            .collect(),
+        price_range: PriceRange {
+            min: money(hit.min_price_minor),
+            max: money(hit.max_price_minor),
+        },
         sold_out: hit.total > 0 && hit.available == 0,
         available: hit.available,
         total: hit.total,
         on_sale: hit.on_sale,
-        score: if hit.score.is_finite() { hit.score } else { 0.0 },
+        score: if hit.score.is_finite() {
+            hit.score
+        } else {
+            0.0
+        },
         event_id: hit.event_id,
         name: hit.name,
         category: hit.category,
@@ -296,8 +358,14 @@ pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response,
     let key = query.normalized_key();
     cached_or(&state, key, move |index| {
         let page = index.search(&query).map_err(search_error)?;
-        let list = EventList { events: page.hits.into_iter().map(summary).collect(), next_cursor: page.next_cursor, total_estimate: page.total_estimate };
-        serde_json::to_vec(&list).map(Bytes::from).map_err(|e| ApiError::Internal(format!("rendering search results: {e}")))
+        let list = EventList {
+            events: page.hits.into_iter().map(summary).collect(),
+            next_cursor: page.next_cursor,
+            total_estimate: page.total_estimate,
+        };
+        serde_json::to_vec(&list)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::Internal(format!("rendering search results: {e}")))
     })
     .await
 }
@@ -312,9 +380,19 @@ pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response,
 pub async fn suggest(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let mut p = params(&uri, &SUGGEST_PARAMS)?;
     let limit = limit(p.get("limit"), DEFAULT_SUGGEST_LIMIT, MAX_SUGGEST_LIMIT)?;
-    let q = p.remove("q").ok_or_else(|| ApiError::invalid_field("q", "q is required"))?;
+    let q = p
+        .remove("q")
+        .ok_or_else(|| ApiError::invalid_field("q", "q is required"))?;
     // The same canonical words as a search key, under a prefix of its own.
-    let key = format!("suggest:{}", SearchQuery { q: Some(q.clone()), limit, ..SearchQuery::default() }.normalized_key());
+    let key = format!(
+        "suggest:{}",
+        SearchQuery {
+            q: Some(q.clone()),
+            limit,
+            ..SearchQuery::default()
+        }
+        .normalized_key()
+    );
     cached_or(&state, key, move |index| {
         let found = index.suggest(&q, limit).map_err(search_error)?;
         let suggestions = found
@@ -329,7 +407,9 @@ pub async fn suggest(State(state): State<AppState>, uri: Uri) -> Result<Response
                 performer_id: s.performer_id,
             })
             .collect();
-        serde_json::to_vec(&Suggestions { suggestions }).map(Bytes::from).map_err(|e| ApiError::Internal(format!("rendering suggestions: {e}")))
+        serde_json::to_vec(&Suggestions { suggestions })
+            .map(Bytes::from)
+            .map_err(|e| ApiError::Internal(format!("rendering suggestions: {e}")))
     })
     .await
 }
@@ -344,7 +424,9 @@ mod tests {
 
     fn field_of(result: Result<SearchQuery, ApiError>) -> String {
         match result {
-            Err(ApiError::InvalidRequest { field: Some(field), .. }) => field,
+            Err(ApiError::InvalidRequest {
+                field: Some(field), ..
+            }) => field,
             other => panic!("expected a 400 naming a field, got {other:?}"),
         }
     }
@@ -353,7 +435,8 @@ mod tests {
 
     #[test]
     fn parameters_become_a_query_with_past_events_hidden() {
-        let query = search_query(&uri("q=tayler%20swfit&city=Chicago&limit=5"), NOW_MS).expect("valid");
+        let query =
+            search_query(&uri("q=tayler%20swfit&city=Chicago&limit=5"), NOW_MS).expect("valid");
         assert_eq!(query.q.as_deref(), Some("tayler swfit"));
         assert_eq!(query.city.as_deref(), Some("Chicago"));
         assert_eq!(query.limit, 5);
@@ -362,7 +445,11 @@ mod tests {
         assert_eq!(query.to_ms, None);
         let listing = search_query(&uri(""), NOW_MS).expect("valid");
         assert_eq!((listing.q, listing.limit), (None, DEFAULT_LIMIT));
-        let explicit = search_query(&uri("from=2020-01-01T00:00:00Z&to=2021-01-01T00:00:00%2B02:00"), NOW_MS).expect("valid");
+        let explicit = search_query(
+            &uri("from=2020-01-01T00:00:00Z&to=2021-01-01T00:00:00%2B02:00"),
+            NOW_MS,
+        )
+        .expect("valid");
         assert_eq!(explicit.from_ms, Some(1_577_836_800_000));
         assert_eq!(explicit.to_ms, Some(1_609_452_000_000));
         // Only a past `to`: an empty range, not a backwards one.
@@ -384,7 +471,11 @@ mod tests {
             ("sort=price", "sort"),
             ("q=a&q=b", "q"),
         ] {
-            assert_eq!(field_of(search_query(&uri(query), NOW_MS)), field, "{query}");
+            assert_eq!(
+                field_of(search_query(&uri(query), NOW_MS)),
+                field,
+                "{query}"
+            );
         }
     }
 
@@ -409,20 +500,46 @@ mod tests {
         fn node() -> (Api, Arc<SearchIndex>) {
             let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW_MS));
             let auth = Arc::new(Auth::new(&[7u8; 32], clock.clone()).expect("auth"));
-            let config = SandboxConfig::new("http://127.0.0.1:9", "http://127.0.0.1:9/v1/webhooks/payments", b"secret".to_vec());
+            let config = SandboxConfig::new(
+                "http://127.0.0.1:9",
+                "http://127.0.0.1:9/v1/webhooks/payments",
+                b"secret".to_vec(),
+            );
             let (sandbox, _worker) = Sandbox::start(config, clock.clone()).expect("sandbox");
-            let inventory = InventoryClient::new(Arc::new(Transport::new(TcpConnector)), Vec::new());
-            let deps = ApiDeps { inventory, clock, auth, payments: Arc::new(sandbox.processor()), webhook_secret: b"secret".to_vec() };
+            let inventory =
+                InventoryClient::new(Arc::new(Transport::new(TcpConnector)), Vec::new());
+            let deps = ApiDeps {
+                inventory,
+                clock,
+                auth,
+                payments: Arc::new(sandbox.processor()),
+                webhook_secret: b"secret".to_vec(),
+            };
             let api = Api::start(ApiConfig::default(), deps);
-            let index = api.state().search.install(Arc::new(SearchIndex::create_in_ram().expect("index")));
+            let index = api
+                .state()
+                .search
+                .install(Arc::new(SearchIndex::create_in_ram().expect("index")));
             (api, index)
         }
 
         async fn get(api: &Api, path: &str) -> (StatusCode, Value) {
-            let response = api.router().oneshot(Request::get(path).body(Body::empty()).expect("request")).await.expect("answer");
+            let response = api
+                .router()
+                .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+                .await
+                .expect("answer");
             let status = response.status();
-            let bytes = response.into_body().collect().await.expect("body").to_bytes();
-            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
         }
 
         fn doc(name: &str) -> EventDoc {
@@ -438,39 +555,76 @@ mod tests {
         }
 
         fn ids(body: &Value) -> Vec<&str> {
-            body["events"].as_array().into_iter().flatten().filter_map(|e| e["event_id"].as_str()).collect()
+            body["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["event_id"].as_str())
+                .collect()
         }
 
         #[tokio::test]
         async fn bad_parameters_are_400_and_a_commit_invalidates_cached_pages() {
             let (api, index) = node();
             let search = api.state().search.clone();
-            for (path, field) in [("/v1/events?limit=-1", "limit"), ("/v1/events?from=soon", "from"), ("/v1/events?color=red", "color"), ("/v1/suggest?limit=3", "q")] {
+            for (path, field) in [
+                ("/v1/events?limit=-1", "limit"),
+                ("/v1/events?from=soon", "from"),
+                ("/v1/events?color=red", "color"),
+                ("/v1/suggest?limit=3", "q"),
+            ] {
                 let (status, body) = get(&api, path).await;
-                assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{path}: {body}");
-                assert_eq!(body["type"], "https://boxoffice.dev/problems/invalid-request");
+                assert_eq!(
+                    (status, body["field"].as_str()),
+                    (StatusCode::BAD_REQUEST, Some(field)),
+                    "{path}: {body}"
+                );
+                assert_eq!(
+                    body["type"],
+                    "https://boxoffice.dev/problems/invalid-request"
+                );
             }
             // Nothing committed yet: the index is not ready, and says so.
-            assert_eq!(get(&api, "/v1/events?q=aurora").await.0, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                get(&api, "/v1/events?q=aurora").await.0,
+                StatusCode::SERVICE_UNAVAILABLE
+            );
 
             index.upsert(&doc("Aurora Live")).expect("upsert");
             index.commit(1).expect("commit");
             search.committed(1);
             let (status, body) = get(&api, "/v1/events?q=auroa").await;
-            assert_eq!((status, ids(&body)), (StatusCode::OK, vec!["ev_1"]), "{body}");
-            let key = super::search_query(&"/v1/events?q=auroa".parse().expect("uri"), NOW_MS).expect("query").normalized_key();
+            assert_eq!(
+                (status, ids(&body)),
+                (StatusCode::OK, vec!["ev_1"]),
+                "{body}"
+            );
+            let key = super::search_query(&"/v1/events?q=auroa".parse().expect("uri"), NOW_MS)
+                .expect("query")
+                .normalized_key();
             assert!(search.cached(&key).is_some(), "the page is cached");
 
             // A rename the index commits: the cached page is not served again.
             index.upsert(&doc("Sigrid Live")).expect("upsert");
             index.commit(2).expect("commit");
-            assert_eq!(ids(&get(&api, "/v1/events?q=auroa").await.1), vec!["ev_1"], "until the node learns of the commit, the cache answers");
+            assert_eq!(
+                ids(&get(&api, "/v1/events?q=auroa").await.1),
+                vec!["ev_1"],
+                "until the node learns of the commit, the cache answers"
+            );
             search.committed(2);
             assert!(search.cached(&key).is_none());
-            assert_eq!(ids(&get(&api, "/v1/events?q=auroa").await.1), Vec::<&str>::new());
+            assert_eq!(
+                ids(&get(&api, "/v1/events?q=auroa").await.1),
+                Vec::<&str>::new()
+            );
             assert_eq!(ids(&get(&api, "/v1/events?q=sigrd").await.1), vec!["ev_1"]);
             let (status, body) = get(&api, "/v1/suggest?q=sig").await;
-            assert_eq!((status, body["suggestions"][0]["text"].as_str()), (StatusCode::OK, Some("Sigrid Live")), "{body}");
+            assert_eq!(
+                (status, body["suggestions"][0]["text"].as_str()),
+                (StatusCode::OK, Some("Sigrid Live")),
+                "{body}"
+            );
             api.shutdown().await;
         }
     }

@@ -49,7 +49,11 @@ fn ack(event: &PaymentEvent, result: WebhookResult) -> ApiJson<WebhookAck> {
         WebhookResult::Ignored => "ignored",
     };
     metrics::counter!(CONFIRMS, "outcome" => outcome).increment(1);
-    ApiJson(WebhookAck { received: true, event_id: event.id.clone(), result })
+    ApiJson(WebhookAck {
+        received: true,
+        event_id: event.id.clone(),
+        result,
+    })
 }
 
 /// Receives a payment processor event (signed with `Boxoffice-Signature`).
@@ -62,9 +66,20 @@ fn ack(event: &PaymentEvent, result: WebhookResult) -> ApiJson<WebhookAck> {
         (status = 400, description = "Bad signature or body; nothing changed", body = crate::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, ApiBytes(body): ApiBytes) -> Result<ApiJson<WebhookAck>, ApiError> {
-    let signature = headers.get(SIGNATURE_HEADER).map(|v| v.to_str().unwrap_or(""));
-    let event = PaymentEvent::verify_and_parse(signature, &body, &state.webhook_secret, state.now_ms() / 1000)?;
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<ApiJson<WebhookAck>, ApiError> {
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .map(|v| v.to_str().unwrap_or(""));
+    let event = PaymentEvent::verify_and_parse(
+        signature,
+        &body,
+        &state.webhook_secret,
+        state.now_ms() / 1000,
+    )?;
     if event.kind == PaymentEventKind::Unknown {
         return Ok(ack(&event, WebhookResult::Ignored));
     }
@@ -75,20 +90,39 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, ApiBytes
     };
     let group = match state.inventory.group_of(event_id).await {
         Ok(group) => group,
-        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => return Ok(ack(&event, WebhookResult::Ignored)),
+        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => {
+            return Ok(ack(&event, WebhookResult::Ignored))
+        }
         Err(error) => return Err(unavailable(error.into())),
     };
     let command = match event.kind {
-        PaymentEventKind::Succeeded => Command::Confirm { booking_id: booking_id.clone(), payment_event_id: event.id.clone() },
-        PaymentEventKind::PaymentFailed => Command::FailPayment { booking_id: booking_id.clone(), payment_event_id: event.id.clone() },
-        PaymentEventKind::Refunded => Command::MarkRefunded { booking_id: booking_id.clone() },
+        PaymentEventKind::Succeeded => Command::Confirm {
+            booking_id: booking_id.clone(),
+            payment_event_id: event.id.clone(),
+        },
+        PaymentEventKind::PaymentFailed => Command::FailPayment {
+            booking_id: booking_id.clone(),
+            payment_event_id: event.id.clone(),
+        },
+        PaymentEventKind::Refunded => Command::MarkRefunded {
+            booking_id: booking_id.clone(),
+        },
         PaymentEventKind::Unknown => return Ok(ack(&event, WebhookResult::Ignored)),
     };
-    let reply = state.inventory.execute(group, &request_id("payment-event", "", &event.id), command).await.map_err(|e| unavailable(e.into()))?;
+    let reply = state
+        .inventory
+        .execute(group, &request_id("payment-event", "", &event.id), command)
+        .await
+        .map_err(|e| unavailable(e.into()))?;
     let result = match reply.outcome {
         Outcome::Confirmed(booking) => {
             if booking.total_minor != event.data.amount {
-                tracing::error!(booking_id, paid = event.data.amount, total = booking.total_minor, "payment amount differs from the booking total");
+                tracing::error!(
+                    booking_id,
+                    paid = event.data.amount,
+                    total = booking.total_minor,
+                    "payment amount differs from the booking total"
+                );
             }
             if event.kind == PaymentEventKind::Succeeded {
                 WebhookResult::Confirmed
@@ -108,8 +142,18 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, ApiBytes
         }
         // A refund notice for a booking that is not failed (e.g. confirmed) changes nothing.
         Outcome::Rejected(Rejection::BookingState(_)) => WebhookResult::Ignored,
-        Outcome::Rejected(other) => return Err(ApiError::Internal(format!("payment event {} rejected: {other:?}", event.id))),
-        other => return Err(ApiError::Internal(format!("payment event {} answered {other:?}", event.id))),
+        Outcome::Rejected(other) => {
+            return Err(ApiError::Internal(format!(
+                "payment event {} rejected: {other:?}",
+                event.id
+            )))
+        }
+        other => {
+            return Err(ApiError::Internal(format!(
+                "payment event {} answered {other:?}",
+                event.id
+            )))
+        }
     };
     Ok(ack(&event, result))
 }
@@ -123,15 +167,32 @@ async fn refund(state: &AppState, group: GroupId, booking: &Booking) -> Result<(
         Some(boxoffice_raft::types::FailureReason::HoldReleased) => "hold released before payment",
         _ => "hold expired before payment",
     };
-    state.payments.refund(&booking.payment_ref, reason).await.map_err(unavailable)?;
-    let command = Command::MarkRefunded { booking_id: booking.booking_id.clone() };
-    let reply = state.inventory.execute(group, &request_id("refund", "", &booking.booking_id), command).await.map_err(|e| unavailable(e.into()))?;
+    state
+        .payments
+        .refund(&booking.payment_ref, reason)
+        .await
+        .map_err(unavailable)?;
+    let command = Command::MarkRefunded {
+        booking_id: booking.booking_id.clone(),
+    };
+    let reply = state
+        .inventory
+        .execute(
+            group,
+            &request_id("refund", "", &booking.booking_id),
+            command,
+        )
+        .await
+        .map_err(|e| unavailable(e.into()))?;
     match reply.outcome {
         Outcome::Refunded(_) => {
             tracing::info!(booking_id = %booking.booking_id, reason, "payment refunded");
             Ok(())
         }
-        other => Err(ApiError::Internal(format!("marking {} refunded answered {other:?}", booking.booking_id))),
+        other => Err(ApiError::Internal(format!(
+            "marking {} refunded answered {other:?}",
+            booking.booking_id
+        ))),
     }
 }
 
@@ -139,6 +200,9 @@ async fn refund(state: &AppState, group: GroupId, booking: &Booking) -> Result<(
 fn unavailable(error: ApiError) -> ApiError {
     match error {
         ApiError::Unavailable { .. } => error,
-        other => ApiError::Unavailable { detail: format!("could not apply the event now ({other}); redeliver it"), retry_after_secs: REDELIVER_AFTER_SECS },
+        other => ApiError::Unavailable {
+            detail: format!("could not apply the event now ({other}); redeliver it"),
+            retry_after_secs: REDELIVER_AFTER_SECS,
+        },
     }
 }

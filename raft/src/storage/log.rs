@@ -74,8 +74,18 @@ pub struct FileLog {
 impl FileLog {
     pub fn open(dir: &Path) -> io::Result<FileLog> {
         fs::create_dir_all(dir)?;
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(LOG_FILE))?;
-        Ok(FileLog { dir: dir.to_owned(), file, offsets: BTreeMap::new(), len: 0 })
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOG_FILE))?;
+        Ok(FileLog {
+            dir: dir.to_owned(),
+            file,
+            offsets: BTreeMap::new(),
+            len: 0,
+        })
     }
 
     fn write_record(&mut self, record: &LogRecord) -> io::Result<()> {
@@ -127,7 +137,10 @@ impl LogDisk for FileLog {
             let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes")) as usize;
             let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
             let start = pos + RECORD_HEADER_BYTES;
-            if len > MAX_RECORD_BYTES || start + len > bytes.len() || crc32fast::hash(&bytes[start..start + len]) != crc {
+            if len > MAX_RECORD_BYTES
+                || start + len > bytes.len()
+                || crc32fast::hash(&bytes[start..start + len]) != crc
+            {
                 break;
             }
             match decode::<LogRecord>(&bytes[start..start + len]).map_err(corrupt)? {
@@ -158,7 +171,9 @@ impl LogDisk for FileLog {
     }
 
     fn truncate_from(&mut self, index: u64) -> io::Result<()> {
-        let Some((&_, &offset)) = self.offsets.range(index..).next() else { return Ok(()) };
+        let Some((&_, &offset)) = self.offsets.range(index..).next() else {
+            return Ok(());
+        };
         self.file.set_len(offset)?;
         self.len = offset;
         self.offsets.retain(|&i, _| i < index);
@@ -166,14 +181,26 @@ impl LogDisk for FileLog {
     }
 
     fn purge(&mut self, upto: LogId) -> io::Result<()> {
-        let keep_from = self.offsets.range(upto.index + 1..).next().map(|(_, &o)| o).unwrap_or(self.len);
+        let keep_from = self
+            .offsets
+            .range(upto.index + 1..)
+            .next()
+            .map(|(_, &o)| o)
+            .unwrap_or(self.len);
         let mut tail = Vec::new();
         self.file.seek(SeekFrom::Start(keep_from))?;
-        (&self.file).take(self.len - keep_from).read_to_end(&mut tail)?;
+        (&self.file)
+            .take(self.len - keep_from)
+            .read_to_end(&mut tail)?;
         let tmp_path = self.dir.join(format!("{LOG_FILE}.tmp"));
         let mut rewritten = FileLog {
             dir: self.dir.clone(),
-            file: OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp_path)?,
+            file: OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp_path)?,
             offsets: BTreeMap::new(),
             len: 0,
         };
@@ -226,7 +253,11 @@ impl MemLog {
 impl LogDisk for MemLog {
     fn load(&mut self) -> io::Result<LoadedLog> {
         let d = self.data();
-        Ok(LoadedLog { vote: d.vote, purged: d.purged, entries: d.entries.values().cloned().collect() })
+        Ok(LoadedLog {
+            vote: d.vote,
+            purged: d.purged,
+            entries: d.entries.values().cloned().collect(),
+        })
     }
     fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
         let mut d = self.data();
@@ -301,16 +332,25 @@ impl LogStore {
         let cache = LogCache {
             vote: loaded.vote,
             purged: loaded.purged,
-            entries: loaded.entries.into_iter().map(|e| (e.log_id.index, e)).collect(),
+            entries: loaded
+                .entries
+                .into_iter()
+                .map(|e| (e.log_id.index, e))
+                .collect(),
         };
         let io = if disk.blocks() {
             let (tx, rx) = mpsc::channel();
-            std::thread::Builder::new().name(format!("log-{name}")).spawn(move || writer_loop(disk, rx))?;
+            std::thread::Builder::new()
+                .name(format!("log-{name}"))
+                .spawn(move || writer_loop(disk, rx))?;
             LogIo::Thread(tx)
         } else {
             LogIo::Inline(disk)
         };
-        Ok(LogStore { cache: Arc::new(Mutex::new(cache)), io: Mutex::new(io) })
+        Ok(LogStore {
+            cache: Arc::new(Mutex::new(cache)),
+            io: Mutex::new(io),
+        })
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, LogCache> {
@@ -410,7 +450,11 @@ fn read_range<RB: RangeBounds<u64>>(cache: &Mutex<LogCache>, range: RB) -> Vec<E
         Bound::Excluded(&e) => Bound::Excluded(e),
         Bound::Unbounded => Bound::Unbounded,
     };
-    cache.entries.range((start, end)).map(|(_, e)| e.clone()).collect()
+    cache
+        .entries
+        .range((start, end))
+        .map(|(_, e)| e.clone())
+        .collect()
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -436,12 +480,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let cache = self.cache();
-        let last = cache.entries.values().next_back().map(|e| *e.get_log_id()).or(cache.purged);
-        Ok(LogState { last_purged_log_id: cache.purged, last_log_id: last })
+        let last = cache
+            .entries
+            .values()
+            .next_back()
+            .map(|e| *e.get_log_id())
+            .or(cache.purged);
+        Ok(LogState {
+            last_purged_log_id: cache.purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogReader { cache: self.cache.clone() }
+        LogReader {
+            cache: self.cache.clone(),
+        }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
@@ -455,7 +509,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.cache().vote)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -496,7 +554,10 @@ mod tests {
     fn entry(index: u64) -> Entry {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Proposal { now_ms: index, requests: vec![] }),
+            payload: EntryPayload::Normal(Proposal {
+                now_ms: index,
+                requests: vec![],
+            }),
         }
     }
 
@@ -505,11 +566,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = FileLog::open(dir.path()).unwrap();
         assert!(log.load().unwrap().entries.is_empty());
-        log.append(&(1..=10).map(entry).collect::<Vec<_>>()).unwrap();
+        log.append(&(1..=10).map(entry).collect::<Vec<_>>())
+            .unwrap();
         log.truncate_from(8).unwrap();
         log.append(&[entry(8)]).unwrap();
         log.sync().unwrap();
-        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 3)).unwrap();
+        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 3))
+            .unwrap();
         log.append(&[entry(9)]).unwrap();
         log.sync().unwrap();
         log.save_vote(&Vote::new(3, 2)).unwrap();
@@ -525,7 +588,14 @@ mod tests {
         log.truncate_from(6).unwrap();
         log.sync().unwrap();
         let loaded = FileLog::open(dir.path()).unwrap().load().unwrap();
-        assert_eq!(loaded.entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(
+            loaded
+                .entries
+                .iter()
+                .map(|e| e.log_id.index)
+                .collect::<Vec<_>>(),
+            vec![4, 5]
+        );
     }
 
     #[test]
@@ -545,6 +615,13 @@ mod tests {
         log.append(&[entry(3)]).unwrap();
         log.sync().unwrap();
         let loaded = FileLog::open(dir.path()).unwrap().load().unwrap();
-        assert_eq!(loaded.entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            loaded
+                .entries
+                .iter()
+                .map(|e| e.log_id.index)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
     }
 }

@@ -47,7 +47,12 @@ struct SnapshotFile {
 pub trait StateDisk: Send + Sync + 'static {
     fn load(&self) -> io::Result<Persisted>;
     /// Writes the changes and the applied position in one atomic batch.
-    fn write(&self, changes: Vec<RecordChange>, applied: Option<LogId>, membership: &StoredMembership) -> io::Result<()>;
+    fn write(
+        &self,
+        changes: Vec<RecordChange>,
+        applied: Option<LogId>,
+        membership: &StoredMembership,
+    ) -> io::Result<()>;
     /// Replaces the whole state (snapshot install) in one atomic batch.
     fn replace(&self, persisted: &Persisted) -> io::Result<()>;
     /// Durable on return.
@@ -90,20 +95,36 @@ pub struct SledState {
 impl SledState {
     pub fn open(db: &sled::Db, group: u64, dir: &Path) -> io::Result<SledState> {
         std::fs::create_dir_all(dir)?;
-        let tree = db.open_tree(format!("sm/{group}")).map_err(io::Error::other)?;
-        let layouts = db.open_tree(format!("layouts/{group}")).map_err(io::Error::other)?;
-        Ok(SledState { tree, layouts, dir: dir.to_owned() })
+        let tree = db
+            .open_tree(format!("sm/{group}"))
+            .map_err(io::Error::other)?;
+        let layouts = db
+            .open_tree(format!("layouts/{group}"))
+            .map_err(io::Error::other)?;
+        Ok(SledState {
+            tree,
+            layouts,
+            dir: dir.to_owned(),
+        })
     }
 
     /// Writes `main` (records + applied position) and `layouts` atomically; `clear` first
     /// empties both trees.
-    fn transact(&self, clear: bool, main: &[(Vec<u8>, Option<Vec<u8>>)], layouts: &[(Vec<u8>, Option<Vec<u8>>)]) -> io::Result<()> {
+    fn transact(
+        &self,
+        clear: bool,
+        main: &[(Vec<u8>, Option<Vec<u8>>)],
+        layouts: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> io::Result<()> {
         use sled::Transactional;
         let old_keys = |tree: &sled::Tree| -> io::Result<Vec<sled::IVec>> {
             if !clear {
                 return Ok(Vec::new());
             }
-            tree.iter().keys().collect::<Result<_, _>>().map_err(io::Error::other)
+            tree.iter()
+                .keys()
+                .collect::<Result<_, _>>()
+                .map_err(io::Error::other)
         };
         let (old_main, old_layouts) = (old_keys(&self.tree)?, old_keys(&self.layouts)?);
         (&self.tree, &self.layouts)
@@ -125,8 +146,14 @@ impl SledState {
     }
 }
 
-fn position(applied: Option<LogId>, membership: &StoredMembership) -> [(Vec<u8>, Option<Vec<u8>>); 2] {
-    [(APPLIED_KEY.to_vec(), Some(encode(&applied))), (MEMBERSHIP_KEY.to_vec(), Some(encode(membership)))]
+fn position(
+    applied: Option<LogId>,
+    membership: &StoredMembership,
+) -> [(Vec<u8>, Option<Vec<u8>>); 2] {
+    [
+        (APPLIED_KEY.to_vec(), Some(encode(&applied))),
+        (MEMBERSHIP_KEY.to_vec(), Some(encode(membership))),
+    ]
 }
 
 impl StateDisk for SledState {
@@ -150,8 +177,14 @@ impl StateDisk for SledState {
         Ok(persisted)
     }
 
-    fn write(&self, changes: Vec<RecordChange>, applied: Option<LogId>, membership: &StoredMembership) -> io::Result<()> {
-        let (layouts, mut main): (Vec<RecordChange>, Vec<RecordChange>) = changes.into_iter().partition(|(k, _)| is_layout_key(k));
+    fn write(
+        &self,
+        changes: Vec<RecordChange>,
+        applied: Option<LogId>,
+        membership: &StoredMembership,
+    ) -> io::Result<()> {
+        let (layouts, mut main): (Vec<RecordChange>, Vec<RecordChange>) =
+            changes.into_iter().partition(|(k, _)| is_layout_key(k));
         main.extend(position(applied, membership));
         if !layouts.is_empty() {
             return self.transact(false, &main, &layouts);
@@ -177,7 +210,10 @@ impl StateDisk for SledState {
     }
 
     fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
-        let file = SnapshotFile { meta: meta.clone(), data: data.to_vec() };
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        };
         write_file_atomic(&self.dir, SNAPSHOT_FILE, &encode(&file))
     }
 
@@ -217,16 +253,28 @@ impl StateDisk for MemState {
     fn load(&self) -> io::Result<Persisted> {
         Ok(self.data().persisted.clone())
     }
-    fn write(&self, changes: Vec<RecordChange>, applied: Option<LogId>, membership: &StoredMembership) -> io::Result<()> {
+    fn write(
+        &self,
+        changes: Vec<RecordChange>,
+        applied: Option<LogId>,
+        membership: &StoredMembership,
+    ) -> io::Result<()> {
         let mut d = self.data();
-        let mut records: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::mem::take(&mut d.persisted.records).into_iter().collect();
+        let mut records: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+            std::mem::take(&mut d.persisted.records)
+                .into_iter()
+                .collect();
         for (key, value) in changes {
             match value {
                 Some(v) => records.insert(key, v),
                 None => records.remove(&key),
             };
         }
-        d.persisted = Persisted { applied, membership: membership.clone(), records: records.into_iter().collect() };
+        d.persisted = Persisted {
+            applied,
+            membership: membership.clone(),
+            records: records.into_iter().collect(),
+        };
         Ok(())
     }
     fn replace(&self, persisted: &Persisted) -> io::Result<()> {
@@ -290,7 +338,11 @@ impl StateMachineStore {
         if let Some((meta, data)) = disk.load_snapshot()? {
             if meta.last_log_id > persisted.applied {
                 let records: Vec<Record> = decode(&data).map_err(invalid)?;
-                persisted = Persisted { applied: meta.last_log_id, membership: meta.last_membership.clone(), records };
+                persisted = Persisted {
+                    applied: meta.last_log_id,
+                    membership: meta.last_membership.clone(),
+                    records,
+                };
                 disk.replace(&persisted)?;
             }
         }
@@ -303,8 +355,17 @@ impl StateMachineStore {
             feed: Feed::new(applied_index, FEED_CAPACITY_CHANGES),
         };
         let (applied_tx, _) = tokio::sync::watch::channel(applied_index);
-        let shared = Arc::new(GroupShared { replica: RwLock::new(replica), applied_tx });
-        Ok((StateMachineStore { shared: shared.clone(), disk }, shared))
+        let shared = Arc::new(GroupShared {
+            replica: RwLock::new(replica),
+            applied_tx,
+        });
+        Ok((
+            StateMachineStore {
+                shared: shared.clone(),
+                disk,
+            },
+            shared,
+        ))
     }
 }
 
@@ -318,18 +379,29 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (records, applied, membership) = {
             let replica = self.shared.read();
-            (replica.machine.records(), replica.applied, replica.membership.clone())
+            (
+                replica.machine.records(),
+                replica.applied,
+                replica.membership.clone(),
+            )
         };
         let data = encode(&records);
         let snapshot_id = match applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
             None => "empty".to_owned(),
         };
-        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+        let meta = SnapshotMeta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id,
+        };
         let (meta_w, data_w) = (meta.clone(), data.clone());
         off_thread(&self.disk, move |disk| disk.save_snapshot(&meta_w, &data_w)).await?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -365,7 +437,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 replica.feed.push(entry.log_id.index, changes);
             }
             let dirty = replica.machine.take_dirty();
-            self.disk.write(dirty, replica.applied, &replica.membership).map_err(sm_err)?;
+            self.disk
+                .write(dirty, replica.applied, &replica.membership)
+                .map_err(sm_err)?;
             replica.applied.map(|l| l.index).unwrap_or(0)
         };
         self.shared.applied_tx.send_replace(applied_index);
@@ -373,21 +447,35 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { shared: self.shared.clone(), disk: self.disk.clone() }
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            disk: self.disk.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let records: Vec<Record> = decode(&data).map_err(|e| snapshot_err(invalid(e)))?;
         let machine = Machine::from_records(records.clone()).map_err(snapshot_err)?;
-        let persisted = Persisted { applied: meta.last_log_id, membership: meta.last_membership.clone(), records };
+        let persisted = Persisted {
+            applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            records,
+        };
         let meta_w = meta.clone();
-        off_thread(&self.disk, move |disk| disk.save_snapshot(&meta_w, &data).and_then(|_| disk.replace(&persisted)))
-            .await?;
+        off_thread(&self.disk, move |disk| {
+            disk.save_snapshot(&meta_w, &data)
+                .and_then(|_| disk.replace(&persisted))
+        })
+        .await?;
         let applied_index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         {
             let mut replica = self.shared.write();
@@ -403,7 +491,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let loaded = off_thread(&self.disk, |disk| disk.load_snapshot()).await?;
-        Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        Ok(loaded.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
     }
 }
 
@@ -418,18 +509,42 @@ mod tests {
     #[test]
     fn sled_state_keeps_layouts_apart_but_loads_and_replaces_as_one() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path().join("db")).temporary(true).open().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("db"))
+            .temporary(true)
+            .open()
+            .unwrap();
         let state = SledState::open(&db, 1, &dir.path().join("g1")).unwrap();
         let membership = StoredMembership::default();
         let applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 7));
-        state.write(vec![rec(b"eEV", b"layout"), rec(b"hH1", b"hold"), rec(b"g", b"clock")], applied, &membership).unwrap();
-        state.write(vec![rec(b"hH2", b"hold2"), (b"hH1".to_vec(), None)], applied, &membership).unwrap();
+        state
+            .write(
+                vec![
+                    rec(b"eEV", b"layout"),
+                    rec(b"hH1", b"hold"),
+                    rec(b"g", b"clock"),
+                ],
+                applied,
+                &membership,
+            )
+            .unwrap();
+        state
+            .write(
+                vec![rec(b"hH2", b"hold2"), (b"hH1".to_vec(), None)],
+                applied,
+                &membership,
+            )
+            .unwrap();
         assert_eq!(state.layouts.len(), 1);
         let loaded = state.load().unwrap();
         assert_eq!(loaded.applied, applied);
         let keys: Vec<&[u8]> = loaded.records.iter().map(|(k, _)| k.as_slice()).collect();
         assert_eq!(keys, vec![b"eEV".as_slice(), b"g", b"hH2"]);
-        let replacement = Persisted { applied: None, membership, records: vec![(b"eOTHER".to_vec(), b"x".to_vec())] };
+        let replacement = Persisted {
+            applied: None,
+            membership,
+            records: vec![(b"eOTHER".to_vec(), b"x".to_vec())],
+        };
         state.replace(&replacement).unwrap();
         let loaded = state.load().unwrap();
         assert_eq!(loaded.records, replacement.records);

@@ -59,11 +59,19 @@ id_type!(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// All-or-nothing hold of `seats` for `ttl_ms`.
-    Hold { hold_id: HoldId, owner: OwnerId, seats: Vec<SeatId>, ttl_ms: u64 },
+    Hold {
+        hold_id: HoldId,
+        owner: OwnerId,
+        seats: Vec<SeatId>,
+        ttl_ms: u64,
+    },
     /// The owner gives the hold's still-live seats back.
     Release { hold_id: HoldId, owner: OwnerId },
     /// Sell the hold's seats to `booking_id` if the hold is live; idempotent per booking.
-    Confirm { hold_id: HoldId, booking_id: BookingId },
+    Confirm {
+        hold_id: HoldId,
+        booking_id: BookingId,
+    },
     /// A linearizable read of some seats.
     Read { seats: Vec<SeatId> },
 }
@@ -96,7 +104,10 @@ pub enum Outcome {
     /// Hold: every seat was free at `at_ms`; all are held until `expires_at_ms`.
     Held { expires_at_ms: u64, at_ms: u64 },
     /// Hold: nothing changed; `unavailable` is exactly the seats not free at `at_ms`.
-    Taken { unavailable: Vec<SeatId>, at_ms: u64 },
+    Taken {
+        unavailable: Vec<SeatId>,
+        at_ms: u64,
+    },
     /// Release: the hold's still-live seats became free.
     Released { at_ms: u64 },
     /// Release: no such hold.
@@ -110,7 +121,10 @@ pub enum Outcome {
     /// Confirm: nothing changed.
     Failed { reason: FailReason, at_ms: u64 },
     /// Read: the status of every requested seat at `at_ms`.
-    Statuses { at_ms: u64, seats: BTreeMap<SeatId, SeatView> },
+    Statuses {
+        at_ms: u64,
+        seats: BTreeMap<SeatId, SeatView>,
+    },
     /// Any command: refused for a reason outside the seat model (a per-owner hold limit, a
     /// ttl out of range, a reused id, ...); nothing changed.
     Refused { at_ms: u64 },
@@ -184,17 +198,29 @@ pub enum HistoryError {
     #[error("request {request} appears in more than one op")]
     DuplicateRequest { request: RequestId },
     #[error("hold {hold_id} is requested by more than one op ({first} and {second})")]
-    DuplicateHoldId { hold_id: HoldId, first: RequestId, second: RequestId },
+    DuplicateHoldId {
+        hold_id: HoldId,
+        first: RequestId,
+        second: RequestId,
+    },
     #[error("request {request} names no seats")]
     NoSeats { request: RequestId },
     #[error("request {request} names {n_seats} seats, more than the limit of {max}")]
-    TooManySeats { request: RequestId, n_seats: usize, max: usize },
+    TooManySeats {
+        request: RequestId,
+        n_seats: usize,
+        max: usize,
+    },
     #[error("request {request} names seat {seat} twice")]
     DuplicateSeat { request: RequestId, seat: SeatId },
     #[error("request {request} holds for a ttl of 0 ms")]
     ZeroTtl { request: RequestId },
     #[error("request {request} is a {command} but its outcome is {outcome}")]
-    OutcomeMismatch { request: RequestId, command: &'static str, outcome: &'static str },
+    OutcomeMismatch {
+        request: RequestId,
+        command: &'static str,
+        outcome: &'static str,
+    },
 }
 
 impl Command {
@@ -229,12 +255,21 @@ impl Outcome {
         matches!(
             (command, self),
             (_, Outcome::Refused { .. })
-                | (Command::Hold { .. }, Outcome::Held { .. } | Outcome::Taken { .. })
+                | (
+                    Command::Hold { .. },
+                    Outcome::Held { .. } | Outcome::Taken { .. }
+                )
                 | (
                     Command::Release { .. },
-                    Outcome::Released { .. } | Outcome::NotFound | Outcome::NotOwner | Outcome::AlreadyInactive
+                    Outcome::Released { .. }
+                        | Outcome::NotFound
+                        | Outcome::NotOwner
+                        | Outcome::AlreadyInactive
                 )
-                | (Command::Confirm { .. }, Outcome::Confirmed { .. } | Outcome::Failed { .. })
+                | (
+                    Command::Confirm { .. },
+                    Outcome::Confirmed { .. } | Outcome::Failed { .. }
+                )
                 | (Command::Read { .. }, Outcome::Statuses { .. })
         )
     }
@@ -243,12 +278,20 @@ impl Outcome {
 /// An op invoked at `call` (ns) by request `request`, answered `(responded_ns, outcome)`
 /// when given: how the checker's tests write histories.
 #[cfg(test)]
-pub(crate) fn op(request: u64, call: u64, command: Command, response: Option<(u64, Outcome)>) -> Op {
+pub(crate) fn op(
+    request: u64,
+    call: u64,
+    command: Command,
+    response: Option<(u64, Outcome)>,
+) -> Op {
     Op {
         request: RequestId(request),
         invoked_ns: call,
         command,
-        response: response.map(|(responded_ns, outcome)| Response { responded_ns, outcome }),
+        response: response.map(|(responded_ns, outcome)| Response {
+            responded_ns,
+            outcome,
+        }),
     }
 }
 
@@ -257,13 +300,18 @@ impl ShardHistory {
     /// (a malformed `unavailable` list, a wrong expiry) is a violation, reported elsewhere.
     pub fn validate(&self) -> Result<(), HistoryError> {
         if self.ops.len() > MAX_OPS_PER_HISTORY {
-            return Err(HistoryError::TooManyOps { n_ops: self.ops.len(), max: MAX_OPS_PER_HISTORY });
+            return Err(HistoryError::TooManyOps {
+                n_ops: self.ops.len(),
+                max: MAX_OPS_PER_HISTORY,
+            });
         }
         let mut requests = BTreeSet::new();
         let mut hold_ids: BTreeMap<HoldId, RequestId> = BTreeMap::new();
         for (index, op) in self.ops.iter().enumerate() {
             if !requests.insert(op.request) {
-                return Err(HistoryError::DuplicateRequest { request: op.request });
+                return Err(HistoryError::DuplicateRequest {
+                    request: op.request,
+                });
             }
             if let Some(response) = &op.response {
                 if response.responded_ns < op.invoked_ns {
@@ -282,12 +330,23 @@ impl ShardHistory {
                 }
             }
             match &op.command {
-                Command::Hold { hold_id, seats, ttl_ms, .. } => {
+                Command::Hold {
+                    hold_id,
+                    seats,
+                    ttl_ms,
+                    ..
+                } => {
                     if let Some(first) = hold_ids.insert(*hold_id, op.request) {
-                        return Err(HistoryError::DuplicateHoldId { hold_id: *hold_id, first, second: op.request });
+                        return Err(HistoryError::DuplicateHoldId {
+                            hold_id: *hold_id,
+                            first,
+                            second: op.request,
+                        });
                     }
                     if *ttl_ms == 0 {
-                        return Err(HistoryError::ZeroTtl { request: op.request });
+                        return Err(HistoryError::ZeroTtl {
+                            request: op.request,
+                        });
                     }
                     check_seats(op.request, seats)?;
                 }
@@ -304,12 +363,19 @@ fn check_seats(request: RequestId, seats: &[SeatId]) -> Result<(), HistoryError>
         return Err(HistoryError::NoSeats { request });
     }
     if seats.len() > MAX_SEATS_PER_OP {
-        return Err(HistoryError::TooManySeats { request, n_seats: seats.len(), max: MAX_SEATS_PER_OP });
+        return Err(HistoryError::TooManySeats {
+            request,
+            n_seats: seats.len(),
+            max: MAX_SEATS_PER_OP,
+        });
     }
     let mut seen = BTreeSet::new();
     for seat in seats {
         if !seen.insert(*seat) {
-            return Err(HistoryError::DuplicateSeat { request, seat: *seat });
+            return Err(HistoryError::DuplicateSeat {
+                request,
+                seat: *seat,
+            });
         }
     }
     Ok(())
@@ -318,11 +384,23 @@ fn check_seats(request: RequestId, seats: &[SeatId]) -> Result<(), HistoryError>
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Hold { hold_id, owner, seats, ttl_ms } => {
-                write!(f, "hold {hold_id} by {owner} of {} for {ttl_ms} ms", SeatList(seats))
+            Command::Hold {
+                hold_id,
+                owner,
+                seats,
+                ttl_ms,
+            } => {
+                write!(
+                    f,
+                    "hold {hold_id} by {owner} of {} for {ttl_ms} ms",
+                    SeatList(seats)
+                )
             }
             Command::Release { hold_id, owner } => write!(f, "release {hold_id} by {owner}"),
-            Command::Confirm { hold_id, booking_id } => write!(f, "confirm {hold_id} as {booking_id}"),
+            Command::Confirm {
+                hold_id,
+                booking_id,
+            } => write!(f, "confirm {hold_id} as {booking_id}"),
             Command::Read { seats } => write!(f, "read {}", SeatList(seats)),
         }
     }
@@ -331,9 +409,16 @@ impl fmt::Display for Command {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Held { expires_at_ms, at_ms } => write!(f, "held at {at_ms} until {expires_at_ms}"),
+            Outcome::Held {
+                expires_at_ms,
+                at_ms,
+            } => write!(f, "held at {at_ms} until {expires_at_ms}"),
             Outcome::Taken { unavailable, at_ms } => {
-                write!(f, "taken at {at_ms} ({} unavailable)", SeatList(unavailable))
+                write!(
+                    f,
+                    "taken at {at_ms} ({} unavailable)",
+                    SeatList(unavailable)
+                )
             }
             Outcome::Released { at_ms } => write!(f, "released at {at_ms}"),
             Outcome::NotFound => write!(f, "not found"),
@@ -407,28 +492,77 @@ mod tests {
 
     #[test]
     fn driver_mistakes_are_errors() {
-        let dup_request = ShardHistory { ops: vec![op(1, hold(1, &[1]), None), op(1, hold(2, &[1]), None)] };
-        assert_eq!(dup_request.validate(), Err(HistoryError::DuplicateRequest { request: RequestId(1) }));
+        let dup_request = ShardHistory {
+            ops: vec![op(1, hold(1, &[1]), None), op(1, hold(2, &[1]), None)],
+        };
+        assert_eq!(
+            dup_request.validate(),
+            Err(HistoryError::DuplicateRequest {
+                request: RequestId(1)
+            })
+        );
 
-        let dup_hold = ShardHistory { ops: vec![op(1, hold(1, &[1]), None), op(2, hold(1, &[2]), None)] };
-        assert!(matches!(dup_hold.validate(), Err(HistoryError::DuplicateHoldId { .. })));
+        let dup_hold = ShardHistory {
+            ops: vec![op(1, hold(1, &[1]), None), op(2, hold(1, &[2]), None)],
+        };
+        assert!(matches!(
+            dup_hold.validate(),
+            Err(HistoryError::DuplicateHoldId { .. })
+        ));
 
-        let early = ShardHistory { ops: vec![op(1, hold(1, &[1]), Some((5, Outcome::Refused { at_ms: 1 })))] };
-        assert!(matches!(early.validate(), Err(HistoryError::ReturnBeforeCall { index: 0, .. })));
+        let early = ShardHistory {
+            ops: vec![op(
+                1,
+                hold(1, &[1]),
+                Some((5, Outcome::Refused { at_ms: 1 })),
+            )],
+        };
+        assert!(matches!(
+            early.validate(),
+            Err(HistoryError::ReturnBeforeCall { index: 0, .. })
+        ));
 
-        let mismatch = ShardHistory { ops: vec![op(1, hold(1, &[1]), Some((20, Outcome::NotOwner)))] };
-        assert!(matches!(mismatch.validate(), Err(HistoryError::OutcomeMismatch { .. })));
+        let mismatch = ShardHistory {
+            ops: vec![op(1, hold(1, &[1]), Some((20, Outcome::NotOwner)))],
+        };
+        assert!(matches!(
+            mismatch.validate(),
+            Err(HistoryError::OutcomeMismatch { .. })
+        ));
 
-        let twice = ShardHistory { ops: vec![op(1, hold(1, &[1, 1]), None)] };
-        assert!(matches!(twice.validate(), Err(HistoryError::DuplicateSeat { .. })));
+        let twice = ShardHistory {
+            ops: vec![op(1, hold(1, &[1, 1]), None)],
+        };
+        assert!(matches!(
+            twice.validate(),
+            Err(HistoryError::DuplicateSeat { .. })
+        ));
 
-        let empty = ShardHistory { ops: vec![op(1, Command::Read { seats: vec![] }, None)] };
-        assert!(matches!(empty.validate(), Err(HistoryError::NoSeats { .. })));
+        let empty = ShardHistory {
+            ops: vec![op(1, Command::Read { seats: vec![] }, None)],
+        };
+        assert!(matches!(
+            empty.validate(),
+            Err(HistoryError::NoSeats { .. })
+        ));
     }
 
     #[test]
     fn ops_render_for_reports() {
-        let o = op(7, hold(3, &[1, 2]), Some((40, Outcome::Held { expires_at_ms: 130, at_ms: 30 })));
-        assert_eq!(o.to_string(), "r7 [10..40] hold h3 by u1 of [s1,s2] for 100 ms -> held at 30 until 130");
+        let o = op(
+            7,
+            hold(3, &[1, 2]),
+            Some((
+                40,
+                Outcome::Held {
+                    expires_at_ms: 130,
+                    at_ms: 30,
+                },
+            )),
+        );
+        assert_eq!(
+            o.to_string(),
+            "r7 [10..40] hold h3 by u1 of [s1,s2] for 100 ms -> held at 30 until 130"
+        );
     }
 }

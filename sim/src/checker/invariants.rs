@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::history::{
-    BookingId, Command, FinalSeat, HoldId, Op, Outcome, ReplicaSeats, RequestId, SeatId, SeatView, ShardHistory,
+    BookingId, Command, FinalSeat, HoldId, Op, Outcome, ReplicaSeats, RequestId, SeatId, SeatView,
+    ShardHistory,
 };
 use super::report::{tidy, Violation, ViolationKind};
 
@@ -23,7 +24,11 @@ pub fn check_invariants(history: &ShardHistory, finals: &[ReplicaSeats]) -> Vec<
 }
 
 fn known(history: &ShardHistory) -> impl Iterator<Item = (&Op, u64, &Outcome)> {
-    history.ops.iter().filter_map(|op| op.response.as_ref().map(|r| (op, r.responded_ns, &r.outcome)))
+    history.ops.iter().filter_map(|op| {
+        op.response
+            .as_ref()
+            .map(|r| (op, r.responded_ns, &r.outcome))
+    })
 }
 
 fn hold_seats(history: &ShardHistory) -> BTreeMap<HoldId, &[SeatId]> {
@@ -40,11 +45,13 @@ fn hold_seats(history: &ShardHistory) -> BTreeMap<HoldId, &[SeatId]> {
 /// If op A answered before op B was sent, B's `at_ms` is not below A's: the group's clock
 /// is monotonic and linearization respects real time. Checked across all seats.
 pub fn time_never_goes_backwards(history: &ShardHistory) -> Vec<Violation> {
-    let mut by_return: Vec<(u64, u64, RequestId)> =
-        known(history).filter_map(|(op, ret, out)| Some((ret, out.at_ms()?, op.request))).collect();
+    let mut by_return: Vec<(u64, u64, RequestId)> = known(history)
+        .filter_map(|(op, ret, out)| Some((ret, out.at_ms()?, op.request)))
+        .collect();
     by_return.sort();
-    let mut by_call: Vec<(u64, u64, RequestId)> =
-        known(history).filter_map(|(op, _, out)| Some((op.invoked_ns, out.at_ms()?, op.request))).collect();
+    let mut by_call: Vec<(u64, u64, RequestId)> = known(history)
+        .filter_map(|(op, _, out)| Some((op.invoked_ns, out.at_ms()?, op.request)))
+        .collect();
     by_call.sort();
     let mut violations = Vec::new();
     let mut next = 0;
@@ -85,16 +92,36 @@ pub fn no_double_sale(history: &ShardHistory, finals: &[ReplicaSeats]) -> Vec<Vi
     let mut acknowledged: BTreeMap<SeatId, BTreeMap<BookingId, RequestId>> = BTreeMap::new();
     for (op, _, out) in known(history) {
         match (&op.command, out) {
-            (Command::Confirm { hold_id, booking_id }, Outcome::Confirmed { .. }) => {
+            (
+                Command::Confirm {
+                    hold_id,
+                    booking_id,
+                },
+                Outcome::Confirmed { .. },
+            ) => {
                 for seat in seats_of.get(hold_id).copied().unwrap_or(&[]) {
-                    sold.entry(*seat).or_default().entry(*booking_id).or_default().0.insert(op.request);
-                    acknowledged.entry(*seat).or_default().entry(*booking_id).or_insert(op.request);
+                    sold.entry(*seat)
+                        .or_default()
+                        .entry(*booking_id)
+                        .or_default()
+                        .0
+                        .insert(op.request);
+                    acknowledged
+                        .entry(*seat)
+                        .or_default()
+                        .entry(*booking_id)
+                        .or_insert(op.request);
                 }
             }
             (Command::Read { .. }, Outcome::Statuses { seats, .. }) => {
                 for (seat, view) in seats {
                     if let SeatView::Sold { booking_id } = view {
-                        sold.entry(*seat).or_default().entry(*booking_id).or_default().0.insert(op.request);
+                        sold.entry(*seat)
+                            .or_default()
+                            .entry(*booking_id)
+                            .or_default()
+                            .0
+                            .insert(op.request);
                     }
                 }
             }
@@ -104,7 +131,12 @@ pub fn no_double_sale(history: &ShardHistory, finals: &[ReplicaSeats]) -> Vec<Vi
     for replica in finals {
         for (seat, state) in &replica.seats {
             if let FinalSeat::Sold { booking_id } = state {
-                sold.entry(*seat).or_default().entry(*booking_id).or_default().1.insert(&replica.replica);
+                sold.entry(*seat)
+                    .or_default()
+                    .entry(*booking_id)
+                    .or_default()
+                    .1
+                    .insert(&replica.replica);
             }
         }
     }
@@ -115,7 +147,9 @@ pub fn no_double_sale(history: &ShardHistory, finals: &[ReplicaSeats]) -> Vec<Vi
             let mut detail = format!("{seat} sold to {} bookings:", bookings.len());
             for (booking, (reqs, replicas)) in bookings {
                 requests.extend(reqs.iter().copied());
-                detail.push_str(&format!(" {booking} (requests {reqs:?}, replicas {replicas:?});"));
+                detail.push_str(&format!(
+                    " {booking} (requests {reqs:?}, replicas {replicas:?});"
+                ));
             }
             violations.push(Violation {
                 kind: ViolationKind::DoubleSale,
@@ -129,7 +163,11 @@ pub fn no_double_sale(history: &ShardHistory, finals: &[ReplicaSeats]) -> Vec<Vi
         for (booking, request) in bookings {
             for replica in finals {
                 let state = replica.seats.get(seat).copied().unwrap_or(FinalSeat::Free);
-                if state != (FinalSeat::Sold { booking_id: *booking }) {
+                if state
+                    != (FinalSeat::Sold {
+                        booking_id: *booking,
+                    })
+                {
                     violations.push(Violation {
                         kind: ViolationKind::LostSale,
                         seat: Some(*seat),
@@ -183,19 +221,37 @@ pub fn no_lost_holds(history: &ShardHistory) -> Vec<Violation> {
     for op in &history.ops {
         let outcome = op.response.as_ref().map(|r| &r.outcome);
         let mut see = |seat: SeatId, at: u64, sight: Sight| {
-            sights.entry(seat).or_default().push((at, op.request, op.invoked_ns, sight))
+            sights
+                .entry(seat)
+                .or_default()
+                .push((at, op.request, op.invoked_ns, sight))
         };
-        if let Command::Confirm { hold_id, booking_id } = &op.command {
+        if let Command::Confirm {
+            hold_id,
+            booking_id,
+        } = &op.command
+        {
             bookings_of.entry(*hold_id).or_default().insert(*booking_id);
         }
         match (&op.command, outcome) {
-            (Command::Hold { hold_id, seats, .. }, Some(Outcome::Held { expires_at_ms, at_ms })) => {
+            (
+                Command::Hold { hold_id, seats, .. },
+                Some(Outcome::Held {
+                    expires_at_ms,
+                    at_ms,
+                }),
+            ) => {
                 let answered = op.response.as_ref().map_or(0, |r| r.responded_ns);
                 holds.push((*hold_id, op.request, answered, *at_ms, *expires_at_ms));
-                seats.iter().for_each(|s| see(*s, *at_ms, Sight::TakenBy(*hold_id)));
+                seats
+                    .iter()
+                    .for_each(|s| see(*s, *at_ms, Sight::TakenBy(*hold_id)));
             }
             (Command::Hold { seats, .. }, Some(Outcome::Taken { unavailable, at_ms })) => {
-                seats.iter().filter(|s| !unavailable.contains(s)).for_each(|s| see(*s, *at_ms, Sight::Free));
+                seats
+                    .iter()
+                    .filter(|s| !unavailable.contains(s))
+                    .for_each(|s| see(*s, *at_ms, Sight::Free));
             }
             (Command::Release { hold_id, owner }, None) if owners.get(hold_id) == Some(owner) => {
                 maybe_released.insert(*hold_id);
@@ -222,19 +278,27 @@ pub fn no_lost_holds(history: &ShardHistory) -> Vec<Violation> {
             _ => {}
         }
     }
-    sights.values_mut().for_each(|v| v.sort_by_key(|(at, request, _, _)| (*at, *request)));
+    sights
+        .values_mut()
+        .for_each(|v| v.sort_by_key(|(at, request, _, _)| (*at, *request)));
 
     let mut violations = Vec::new();
     for (hold, request, answered, at, expires) in holds {
         if maybe_released.contains(&hold) {
             continue;
         }
-        let until = released_at.get(&hold).map_or(expires, |r| (*r).min(expires));
+        let until = released_at
+            .get(&hold)
+            .map_or(expires, |r| (*r).min(expires));
         let own_bookings = bookings_of.get(&hold);
         for seat in seats_of.get(&hold).copied().unwrap_or(&[]) {
-            let Some(seen) = sights.get(seat) else { continue };
+            let Some(seen) = sights.get(seat) else {
+                continue;
+            };
             let start = seen.partition_point(|(t, _, _, _)| *t < at);
-            for &(t, other, sent, sight) in seen[start..].iter().take_while(|(t, _, _, _)| *t < until) {
+            for &(t, other, sent, sight) in
+                seen[start..].iter().take_while(|(t, _, _, _)| *t < until)
+            {
                 if t == at && sent <= answered {
                     continue; // same stamp, overlapping in real time: may come first
                 }
@@ -279,7 +343,9 @@ pub fn no_confirm_after_expiry(history: &ShardHistory) -> Vec<Violation> {
                 expiry.insert(*hold_id, (*expires_at_ms, op.request));
             }
             (Command::Confirm { hold_id, .. }, Some(Outcome::Confirmed { at_ms })) => {
-                let first = first_confirm.entry(*hold_id).or_insert((*at_ms, op.request));
+                let first = first_confirm
+                    .entry(*hold_id)
+                    .or_insert((*at_ms, op.request));
                 *first = (*first).min((*at_ms, op.request));
             }
             (Command::Confirm { hold_id, .. }, None) => {
@@ -290,7 +356,9 @@ pub fn no_confirm_after_expiry(history: &ShardHistory) -> Vec<Violation> {
     }
     let mut violations = Vec::new();
     for (hold, (at, confirm)) in first_confirm {
-        let Some(&(expires, held)) = expiry.get(&hold) else { continue };
+        let Some(&(expires, held)) = expiry.get(&hold) else {
+            continue;
+        };
         if at >= expires && !unknown_confirm.contains(&hold) {
             violations.push(Violation {
                 kind: ViolationKind::ConfirmAfterExpiry,
@@ -310,10 +378,18 @@ mod tests {
     use super::*;
 
     fn hold(h: u64, seat: u64) -> Command {
-        Command::Hold { hold_id: HoldId(h), owner: OwnerId(h), seats: vec![SeatId(seat)], ttl_ms: 100 }
+        Command::Hold {
+            hold_id: HoldId(h),
+            owner: OwnerId(h),
+            seats: vec![SeatId(seat)],
+            ttl_ms: 100,
+        }
     }
     fn held(at_ms: u64) -> Outcome {
-        Outcome::Held { expires_at_ms: at_ms + 100, at_ms }
+        Outcome::Held {
+            expires_at_ms: at_ms + 100,
+            at_ms,
+        }
     }
     fn kinds(v: &[Violation]) -> Vec<ViolationKind> {
         v.iter().map(|v| v.kind).collect()
@@ -322,27 +398,46 @@ mod tests {
     #[test]
     fn time_backwards_across_seats() {
         let h = ShardHistory {
-            ops: vec![op(1, 0, hold(1, 1), Some((10, held(500)))), op(2, 20, hold(2, 2), Some((30, held(400))))],
+            ops: vec![
+                op(1, 0, hold(1, 1), Some((10, held(500)))),
+                op(2, 20, hold(2, 2), Some((30, held(400)))),
+            ],
         };
         let v = time_never_goes_backwards(&h);
         assert_eq!(kinds(&v), vec![ViolationKind::TimeWentBackwards]);
         assert_eq!(v[0].requests, vec![RequestId(1), RequestId(2)]);
         // Overlapping in real time: either order is fine.
         let h = ShardHistory {
-            ops: vec![op(1, 0, hold(1, 1), Some((25, held(500)))), op(2, 20, hold(2, 2), Some((30, held(400))))],
+            ops: vec![
+                op(1, 0, hold(1, 1), Some((25, held(500)))),
+                op(2, 20, hold(2, 2), Some((30, held(400)))),
+            ],
         };
         assert!(time_never_goes_backwards(&h).is_empty());
     }
 
     #[test]
     fn lost_hold_and_late_confirm() {
-        let confirm = |h: u64, b: u64| Command::Confirm { hold_id: HoldId(h), booking_id: BookingId(b) };
+        let confirm = |h: u64, b: u64| Command::Confirm {
+            hold_id: HoldId(h),
+            booking_id: BookingId(b),
+        };
         let h = ShardHistory {
             ops: vec![
                 op(1, 0, hold(1, 1), Some((10, held(100)))),
                 op(2, 20, hold(2, 1), Some((30, held(150)))),
-                op(3, 40, confirm(1, 1), Some((50, Outcome::Confirmed { at_ms: 200 }))),
-                op(4, 60, confirm(1, 1), Some((70, Outcome::Confirmed { at_ms: 300 }))),
+                op(
+                    3,
+                    40,
+                    confirm(1, 1),
+                    Some((50, Outcome::Confirmed { at_ms: 200 })),
+                ),
+                op(
+                    4,
+                    60,
+                    confirm(1, 1),
+                    Some((70, Outcome::Confirmed { at_ms: 300 })),
+                ),
             ],
         };
         // h2 took the seat inside h1's lifetime, and h1's confirm sold it inside h2's.
@@ -352,29 +447,56 @@ mod tests {
         let late = no_confirm_after_expiry(&h);
         assert_eq!(kinds(&late), vec![ViolationKind::ConfirmAfterExpiry]);
         assert_eq!(late[0].requests, vec![RequestId(1), RequestId(3)]);
-        assert!(no_double_sale(&h, &[]).is_empty(), "one booking, confirmed twice");
+        assert!(
+            no_double_sale(&h, &[]).is_empty(),
+            "one booking, confirmed twice"
+        );
     }
 
     #[test]
     fn double_sale_in_history_and_final_states() {
-        let confirm = |h: u64, b: u64| Command::Confirm { hold_id: HoldId(h), booking_id: BookingId(b) };
+        let confirm = |h: u64, b: u64| Command::Confirm {
+            hold_id: HoldId(h),
+            booking_id: BookingId(b),
+        };
         let h = ShardHistory {
             ops: vec![
                 op(1, 0, hold(1, 1), Some((10, held(100)))),
-                op(2, 20, confirm(1, 1), Some((30, Outcome::Confirmed { at_ms: 120 }))),
+                op(
+                    2,
+                    20,
+                    confirm(1, 1),
+                    Some((30, Outcome::Confirmed { at_ms: 120 })),
+                ),
             ],
         };
         let agree = ReplicaSeats {
             replica: "n1".into(),
-            seats: [(SeatId(1), FinalSeat::Sold { booking_id: BookingId(1) })].into(),
+            seats: [(
+                SeatId(1),
+                FinalSeat::Sold {
+                    booking_id: BookingId(1),
+                },
+            )]
+            .into(),
         };
         let other = ReplicaSeats {
             replica: "n2".into(),
-            seats: [(SeatId(1), FinalSeat::Sold { booking_id: BookingId(2) })].into(),
+            seats: [(
+                SeatId(1),
+                FinalSeat::Sold {
+                    booking_id: BookingId(2),
+                },
+            )]
+            .into(),
         };
         assert!(no_double_sale(&h, std::slice::from_ref(&agree)).is_empty());
         let v = no_double_sale(&h, &[agree, other]);
-        assert_eq!(kinds(&v), vec![ViolationKind::DoubleSale, ViolationKind::LostSale], "{v:#?}");
+        assert_eq!(
+            kinds(&v),
+            vec![ViolationKind::DoubleSale, ViolationKind::LostSale],
+            "{v:#?}"
+        );
         assert!(v[0].detail.contains("n2"));
     }
 }

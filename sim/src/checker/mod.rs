@@ -21,13 +21,15 @@ mod random_tests;
 mod scenario_tests;
 
 pub use history::{
-    BookingId, Command, FailReason, FinalSeat, HistoryError, HoldId, Op, Outcome, OwnerId, ReplicaSeats, RequestId,
-    Response, SeatId, SeatView, ShardHistory,
+    BookingId, Command, FailReason, FinalSeat, HistoryError, HoldId, Op, Outcome, OwnerId,
+    ReplicaSeats, RequestId, Response, SeatId, SeatView, ShardHistory,
 };
 pub use invariants::check_invariants;
 pub use reference::ReferenceShard;
 pub use report::{SeatFailure, ShardReport, Verdict, Violation, ViolationKind};
-pub use wgl::{check, CheckLimits, CheckResult, Counterexample, Exhausted, Model, Operation, Return};
+pub use wgl::{
+    check, CheckLimits, CheckResult, Counterexample, Exhausted, Model, Operation, Return,
+};
 
 /// Checks one shard's history: per-seat linearizability, cross-seat time order, the named
 /// invariants, and the replicas' `finals` (pass `&[]` when there are none).

@@ -64,7 +64,9 @@ fn generate(seed: u64, shape: Shape) -> Generated {
     for i in 0..shape.n_ops {
         now_ms += rng.pick(&[0, 1, 10, 30, 100]);
         let random_seats = |rng: &mut Rng, max: u64| {
-            let mut seats: Vec<SeatId> = (0..1 + rng.below(max)).map(|_| SeatId(rng.below(shape.n_seats))).collect();
+            let mut seats: Vec<SeatId> = (0..1 + rng.below(max))
+                .map(|_| SeatId(rng.below(shape.n_seats)))
+                .collect();
             seats.sort();
             seats.dedup();
             seats
@@ -74,11 +76,20 @@ fn generate(seed: u64, shape: Shape) -> Generated {
                 let hold_id = HoldId(holds.len() as u64 + 1);
                 let owner = OwnerId(rng.below(4));
                 holds.push((hold_id, owner, None));
-                Command::Hold { hold_id, owner, seats: random_seats(&mut rng, 3), ttl_ms: rng.pick(&TTLS_MS) }
+                Command::Hold {
+                    hold_id,
+                    owner,
+                    seats: random_seats(&mut rng, 3),
+                    ttl_ms: rng.pick(&TTLS_MS),
+                }
             }
             35..=49 if !holds.is_empty() => {
                 let (hold_id, owner, _) = holds[rng.below(holds.len() as u64) as usize];
-                let owner = if rng.percent(80) { owner } else { OwnerId(rng.below(4)) };
+                let owner = if rng.percent(80) {
+                    owner
+                } else {
+                    OwnerId(rng.below(4))
+                };
                 Command::Release { hold_id, owner }
             }
             50..=69 if !holds.is_empty() => {
@@ -91,10 +102,18 @@ fn generate(seed: u64, shape: Shape) -> Generated {
                     }
                 };
                 holds[k].2 = Some(booking_id);
-                Command::Confirm { hold_id: holds[k].0, booking_id }
+                Command::Confirm {
+                    hold_id: holds[k].0,
+                    booking_id,
+                }
             }
-            70..=72 => Command::Release { hold_id: HoldId(1_000_000 + i as u64), owner: OwnerId(0) },
-            _ => Command::Read { seats: random_seats(&mut rng, shape.n_seats) },
+            70..=72 => Command::Release {
+                hold_id: HoldId(1_000_000 + i as u64),
+                owner: OwnerId(0),
+            },
+            _ => Command::Read {
+                seats: random_seats(&mut rng, shape.n_seats),
+            },
         };
         let point = spread + i as u64 * GAP_NS;
         let invoked_ns = point - rng.below(spread + 1);
@@ -103,17 +122,33 @@ fn generate(seed: u64, shape: Shape) -> Generated {
             None
         } else {
             let outcome = shard.apply(&command, now_ms);
-            (!rng.percent(shape.unknown_pct)).then_some(Response { responded_ns, outcome })
+            (!rng.percent(shape.unknown_pct)).then_some(Response {
+                responded_ns,
+                outcome,
+            })
         };
-        ops.push(Op { request: RequestId(i as u64), invoked_ns, command, response });
+        ops.push(Op {
+            request: RequestId(i as u64),
+            invoked_ns,
+            command,
+            response,
+        });
     }
-    let finals = vec![ReplicaSeats { replica: "reference".into(), seats: shard.final_seats() }];
-    Generated { history: ShardHistory { ops }, finals }
+    let finals = vec![ReplicaSeats {
+        replica: "reference".into(),
+        seats: shard.final_seats(),
+    }];
+    Generated {
+        history: ShardHistory { ops },
+        finals,
+    }
 }
 
 /// Changes one known outcome into a different outcome of the same command.
 fn mutate(history: &mut ShardHistory, rng: &mut Rng) -> Option<(RequestId, Outcome, Outcome)> {
-    let known: Vec<usize> = (0..history.ops.len()).filter(|&i| history.ops[i].response.is_some()).collect();
+    let known: Vec<usize> = (0..history.ops.len())
+        .filter(|&i| history.ops[i].response.is_some())
+        .collect();
     if known.is_empty() {
         return None;
     }
@@ -128,29 +163,40 @@ fn mutate(history: &mut ShardHistory, rng: &mut Rng) -> Option<(RequestId, Outco
     let response = op.response.as_mut().expect("known");
     let before = response.outcome.clone();
     let after = match (&op.command, &response.outcome) {
-        (Command::Hold { seats, .. }, Outcome::Held { at_ms, .. }) => {
-            Outcome::Taken { unavailable: vec![seats[0]], at_ms: *at_ms }
-        }
-        (Command::Hold { ttl_ms, .. }, Outcome::Taken { at_ms, .. }) => {
-            Outcome::Held { expires_at_ms: at_ms + ttl_ms, at_ms: *at_ms }
-        }
+        (Command::Hold { seats, .. }, Outcome::Held { at_ms, .. }) => Outcome::Taken {
+            unavailable: vec![seats[0]],
+            at_ms: *at_ms,
+        },
+        (Command::Hold { ttl_ms, .. }, Outcome::Taken { at_ms, .. }) => Outcome::Held {
+            expires_at_ms: at_ms + ttl_ms,
+            at_ms: *at_ms,
+        },
         (Command::Release { .. }, Outcome::Released { .. }) => Outcome::AlreadyInactive,
-        (Command::Release { .. }, Outcome::NotFound | Outcome::NotOwner | Outcome::AlreadyInactive) => {
-            Outcome::Released { at_ms: at_hint }
+        (
+            Command::Release { .. },
+            Outcome::NotFound | Outcome::NotOwner | Outcome::AlreadyInactive,
+        ) => Outcome::Released { at_ms: at_hint },
+        (Command::Confirm { .. }, Outcome::Confirmed { at_ms }) => Outcome::Failed {
+            reason: FailReason::Expired,
+            at_ms: *at_ms,
+        },
+        (Command::Confirm { .. }, Outcome::Failed { at_ms, .. }) => {
+            Outcome::Confirmed { at_ms: *at_ms }
         }
-        (Command::Confirm { .. }, Outcome::Confirmed { at_ms }) => {
-            Outcome::Failed { reason: FailReason::Expired, at_ms: *at_ms }
-        }
-        (Command::Confirm { .. }, Outcome::Failed { at_ms, .. }) => Outcome::Confirmed { at_ms: *at_ms },
         (Command::Read { .. }, Outcome::Statuses { at_ms, seats }) => {
             let mut seats = seats.clone();
             let (&seat, &view) = seats.iter().next().expect("a read names a seat");
             let flipped = match view {
-                SeatView::Free => SeatView::Held { hold_id: HoldId(1 + rng.below(index as u64 / 3 + 1)) },
+                SeatView::Free => SeatView::Held {
+                    hold_id: HoldId(1 + rng.below(index as u64 / 3 + 1)),
+                },
                 SeatView::Held { .. } | SeatView::Sold { .. } => SeatView::Free,
             };
             seats.insert(seat, flipped);
-            Outcome::Statuses { at_ms: *at_ms, seats }
+            Outcome::Statuses {
+                at_ms: *at_ms,
+                seats,
+            }
         }
         _ => return None,
     };
@@ -185,15 +231,24 @@ proptest! {
 
 #[test]
 fn one_changed_outcome_is_usually_caught() {
-    let shape = Shape { n_ops: 40, n_seats: 2, unknown_pct: 5, phantom_pct: 3, overlap: 2 };
+    let shape = Shape {
+        n_ops: 40,
+        n_seats: 2,
+        unknown_pct: 5,
+        phantom_pct: 3,
+        overlap: 2,
+    };
     let (mut tried, mut caught) = (0, 0);
     let mut missed = Vec::new();
     for seed in 0..400 {
         let mut g = generate(seed, shape);
         let mut rng = Rng(seed ^ 0x5eed);
-        let Some((request, before, after)) = mutate(&mut g.history, &mut rng) else { continue };
+        let Some((request, before, after)) = mutate(&mut g.history, &mut rng) else {
+            continue;
+        };
         tried += 1;
-        let report = check_shard(&g.history, &g.finals, &limits()).expect("mutated histories are valid");
+        let report =
+            check_shard(&g.history, &g.finals, &limits()).expect("mutated histories are valid");
         if report.verdict() == Verdict::Violated {
             caught += 1;
         } else {
@@ -202,7 +257,10 @@ fn one_changed_outcome_is_usually_caught() {
         }
     }
     let rate = caught as f64 / tried as f64;
-    println!("caught {caught} of {tried} single-outcome mutations ({:.1}%)", rate * 100.0);
+    println!(
+        "caught {caught} of {tried} single-outcome mutations ({:.1}%)",
+        rate * 100.0
+    );
     for m in missed.iter().take(10) {
         println!("  missed {m}");
     }
@@ -211,7 +269,13 @@ fn one_changed_outcome_is_usually_caught() {
 
 #[test]
 fn reports_do_not_depend_on_op_order_or_run() {
-    let shape = Shape { n_ops: 60, n_seats: 3, unknown_pct: 5, phantom_pct: 3, overlap: 2 };
+    let shape = Shape {
+        n_ops: 60,
+        n_seats: 3,
+        unknown_pct: 5,
+        phantom_pct: 3,
+        overlap: 2,
+    };
     for seed in 0..40 {
         let mut g = generate(seed, shape);
         if mutate(&mut g.history, &mut Rng(seed)).is_none() {
@@ -249,12 +313,32 @@ fn throughput(label: &str, shape: Shape, seed: u64) {
 /// lost and 1% sent but never applied.
 #[test]
 fn throughput_of_a_5000_op_single_seat_history() {
-    let all_known = Shape { n_ops: 5_000, n_seats: 1, unknown_pct: 0, phantom_pct: 0, overlap: 3 };
+    let all_known = Shape {
+        n_ops: 5_000,
+        n_seats: 1,
+        unknown_pct: 0,
+        phantom_pct: 0,
+        overlap: 3,
+    };
     throughput("single seat, all outcomes known", all_known, 7);
-    throughput("single seat, 3% unknown outcomes", Shape { unknown_pct: 2, phantom_pct: 1, ..all_known }, 7);
+    throughput(
+        "single seat, 3% unknown outcomes",
+        Shape {
+            unknown_pct: 2,
+            phantom_pct: 1,
+            ..all_known
+        },
+        7,
+    );
     throughput(
         "64 seats, 3% unknown outcomes",
-        Shape { n_ops: 20_000, n_seats: 64, unknown_pct: 2, phantom_pct: 1, overlap: 3 },
+        Shape {
+            n_ops: 20_000,
+            n_seats: 64,
+            unknown_pct: 2,
+            phantom_pct: 1,
+            overlap: 3,
+        },
         7,
     );
 }

@@ -48,14 +48,24 @@ pub(crate) fn tidy(mut violations: Vec<Violation>) -> Vec<Violation> {
     let mut i = 0;
     while i < violations.len() {
         let kind = violations[i].kind;
-        let n_kind = violations[i..].iter().take_while(|v| v.kind == kind).count();
-        out.extend(violations[i..i + n_kind.min(MAX_VIOLATIONS_PER_KIND)].iter().cloned());
+        let n_kind = violations[i..]
+            .iter()
+            .take_while(|v| v.kind == kind)
+            .count();
+        out.extend(
+            violations[i..i + n_kind.min(MAX_VIOLATIONS_PER_KIND)]
+                .iter()
+                .cloned(),
+        );
         if n_kind > MAX_VIOLATIONS_PER_KIND {
             out.push(Violation {
                 kind,
                 seat: None,
                 requests: Vec::new(),
-                detail: format!("{} more violations of this kind left out", n_kind - MAX_VIOLATIONS_PER_KIND),
+                detail: format!(
+                    "{} more violations of this kind left out",
+                    n_kind - MAX_VIOLATIONS_PER_KIND
+                ),
             });
         }
         i += n_kind;
@@ -130,7 +140,13 @@ impl ShardReport {
 
 impl fmt::Display for ShardReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:?}: {} ops over {} seats", self.verdict(), self.n_ops, self.n_seats)?;
+        writeln!(
+            f,
+            "{:?}: {} ops over {} seats",
+            self.verdict(),
+            self.n_ops,
+            self.n_seats
+        )?;
         for v in &self.violations {
             write!(f, "violation {:?}", v.kind)?;
             if let Some(seat) = v.seat {

@@ -194,18 +194,32 @@ pub struct SeatState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum HoldFate {
     Unborn,
-    Current { taken_lo: u64, taken_hi: u64, ttl_ms: u64 },
+    Current {
+        taken_lo: u64,
+        taken_hi: u64,
+        ttl_ms: u64,
+    },
     Sold(BookingId),
     Released,
-    Expired { released: bool },
+    Expired {
+        released: bool,
+    },
 }
 
 impl fmt::Display for HoldFate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             HoldFate::Unborn => write!(f, "never taken"),
-            HoldFate::Current { taken_lo, taken_hi, ttl_ms } if taken_lo == taken_hi => {
-                write!(f, "holding the seat until {}", taken_lo.saturating_add(ttl_ms))
+            HoldFate::Current {
+                taken_lo,
+                taken_hi,
+                ttl_ms,
+            } if taken_lo == taken_hi => {
+                write!(
+                    f,
+                    "holding the seat until {}",
+                    taken_lo.saturating_add(ttl_ms)
+                )
             }
             HoldFate::Current { .. } => write!(f, "holding the seat (outcome unknown)"),
             HoldFate::Sold(booking) => write!(f, "sold to {booking}"),
@@ -221,8 +235,18 @@ type Step = Result<SeatState, String>;
 impl SeatState {
     fn fate(&self, hold: HoldId) -> HoldFate {
         match self.cell {
-            Cell::Held { hold: h, taken_lo, taken_hi, ttl_ms, .. } if h == hold => {
-                return HoldFate::Current { taken_lo, taken_hi, ttl_ms }
+            Cell::Held {
+                hold: h,
+                taken_lo,
+                taken_hi,
+                ttl_ms,
+                ..
+            } if h == hold => {
+                return HoldFate::Current {
+                    taken_lo,
+                    taken_hi,
+                    ttl_ms,
+                }
             }
             Cell::Sold { hold: h, booking } if h == hold => return HoldFate::Sold(booking),
             _ => {}
@@ -235,7 +259,10 @@ impl SeatState {
     }
 
     fn record(&self, hold: HoldId) -> Option<Record> {
-        self.records.binary_search_by_key(&hold, |(h, _)| *h).ok().map(|i| self.records[i].1)
+        self.records
+            .binary_search_by_key(&hold, |(h, _)| *h)
+            .ok()
+            .map(|i| self.records[i].1)
     }
 
     fn put_record(&mut self, hold: HoldId, record: Record) {
@@ -247,13 +274,35 @@ impl SeatState {
 
     /// Counts one more linearized known-outcome op referring to `hold`.
     fn touch(&mut self, hold: HoldId, refs: u32) {
-        let record = self.record(hold).unwrap_or(Record { fate: Fate::Open, seen: 0, refs });
-        self.put_record(hold, Record { seen: record.seen + 1, refs, ..record });
+        let record = self.record(hold).unwrap_or(Record {
+            fate: Fate::Open,
+            seen: 0,
+            refs,
+        });
+        self.put_record(
+            hold,
+            Record {
+                seen: record.seen + 1,
+                refs,
+                ..record
+            },
+        );
     }
 
     fn set_fate(&mut self, hold: HoldId, fate: Fate, refs: u32) {
-        let record = self.record(hold).unwrap_or(Record { fate: Fate::Open, seen: 0, refs });
-        self.put_record(hold, Record { fate, refs, ..record });
+        let record = self.record(hold).unwrap_or(Record {
+            fate: Fate::Open,
+            seen: 0,
+            refs,
+        });
+        self.put_record(
+            hold,
+            Record {
+                fate,
+                refs,
+                ..record
+            },
+        );
     }
 
     /// Forgets the holds no op still to come asks about (the current holder's record stays
@@ -263,7 +312,8 @@ impl SeatState {
             Cell::Held { hold, .. } => Some(hold),
             _ => None,
         };
-        self.records.retain(|(hold, r)| r.seen < r.refs || Some(*hold) == current);
+        self.records
+            .retain(|(hold, r)| r.seen < r.refs || Some(*hold) == current);
     }
 
     /// The current holder leaves the seat with `fate`.
@@ -284,7 +334,10 @@ impl SeatState {
             ));
         }
         self.floor_ms = at_ms;
-        if let Cell::Held { taken_hi, ttl_ms, .. } = &mut self.cell {
+        if let Cell::Held {
+            taken_hi, ttl_ms, ..
+        } = &mut self.cell
+        {
             *taken_hi = (*taken_hi).min(at_ms);
             if taken_hi.saturating_add(*ttl_ms) <= at_ms {
                 self.vacate(Fate::Expired { released: false });
@@ -295,12 +348,23 @@ impl SeatState {
 
     /// The current holder is live at `at_ms`.
     fn require_live(&mut self, at_ms: u64, what: What<'_>, explain: bool) -> Result<(), String> {
-        let Cell::Held { hold, taken_lo, taken_hi, ttl_ms, .. } = &mut self.cell else {
+        let Cell::Held {
+            hold,
+            taken_lo,
+            taken_hi,
+            ttl_ms,
+            ..
+        } = &mut self.cell
+        else {
             return Err(why!(explain, "{}, but {}", what(), self.describe_cell()));
         };
         let lo = (*taken_lo).max((at_ms + 1).saturating_sub(*ttl_ms));
         if lo > *taken_hi {
-            return Err(why!(explain, "{}, but hold {hold} expired by {at_ms}", what()));
+            return Err(why!(
+                explain,
+                "{}, but hold {hold} expired by {at_ms}",
+                what()
+            ));
         }
         *taken_lo = lo;
         Ok(())
@@ -308,7 +372,14 @@ impl SeatState {
 
     /// The current holder has expired by `at_ms`; it leaves the seat.
     fn require_expired(&mut self, at_ms: u64, what: What<'_>, explain: bool) -> Result<(), String> {
-        let Cell::Held { hold, taken_lo, taken_hi, ttl_ms, .. } = self.cell else {
+        let Cell::Held {
+            hold,
+            taken_lo,
+            taken_hi,
+            ttl_ms,
+            ..
+        } = self.cell
+        else {
             return Err(why!(explain, "{}, but {}", what(), self.describe_cell()));
         };
         let hi = taken_hi.min(at_ms.saturating_sub(ttl_ms));
@@ -342,7 +413,10 @@ impl SeatState {
 
     /// The holder has expired at an unknown time: the earliest time that allows it.
     fn expire_at_earliest(&mut self, released: bool) {
-        if let Cell::Held { taken_lo, ttl_ms, .. } = self.cell {
+        if let Cell::Held {
+            taken_lo, ttl_ms, ..
+        } = self.cell
+        {
             self.floor_ms = self.floor_ms.max(taken_lo.saturating_add(ttl_ms));
             self.vacate(Fate::Expired { released });
         }
@@ -351,15 +425,26 @@ impl SeatState {
     fn describe_cell(&self) -> String {
         match self.cell {
             Cell::Free => "the seat is free".to_owned(),
-            Cell::Held { hold, taken_lo, taken_hi, ttl_ms, .. } => describe_holder(hold, taken_lo, taken_hi, ttl_ms),
-            Cell::Sold { hold, booking } => format!("the seat is sold to {booking} (through {hold})"),
+            Cell::Held {
+                hold,
+                taken_lo,
+                taken_hi,
+                ttl_ms,
+                ..
+            } => describe_holder(hold, taken_lo, taken_hi, ttl_ms),
+            Cell::Sold { hold, booking } => {
+                format!("the seat is sold to {booking} (through {hold})")
+            }
         }
     }
 }
 
 fn describe_holder(hold: HoldId, taken_lo: u64, taken_hi: u64, ttl_ms: u64) -> String {
     if taken_lo == taken_hi {
-        format!("the seat is held by {hold} (taken at {taken_lo}, expires at {})", taken_lo.saturating_add(ttl_ms))
+        format!(
+            "the seat is held by {hold} (taken at {taken_lo}, expires at {})",
+            taken_lo.saturating_add(ttl_ms)
+        )
     } else if taken_hi == u64::MAX {
         format!("the seat is held by {hold} (outcome unknown, taken at {taken_lo} or later, for {ttl_ms} ms)")
     } else {
@@ -392,13 +477,23 @@ pub struct SeatModel;
 
 impl SeatModel {
     /// The successors of `state`, or why there are none.
-    pub fn try_step(&self, state: &SeatState, op: &SeatOp, out: Option<&SeatOut>) -> Result<Vec<SeatState>, String> {
+    pub fn try_step(
+        &self,
+        state: &SeatState,
+        op: &SeatOp,
+        out: Option<&SeatOut>,
+    ) -> Result<Vec<SeatState>, String> {
         step_with(state, op, out, true)
     }
 }
 
 /// The successors of `state`; an `Err` carries why there are none when `explain`.
-fn step_with(state: &SeatState, op: &SeatOp, out: Option<&SeatOut>, explain: bool) -> Result<Vec<SeatState>, String> {
+fn step_with(
+    state: &SeatState,
+    op: &SeatOp,
+    out: Option<&SeatOut>,
+    explain: bool,
+) -> Result<Vec<SeatState>, String> {
     let mut next = match out {
         None | Some(SeatOut::Happened { .. } | SeatOut::Unchanged { .. }) => {
             let mut next = match out {
@@ -441,7 +536,10 @@ impl Model for SeatModel {
             if let SeatOp::Hold { hold, .. } = o.op {
                 // Linearized, this op surely created the hold: an unknown outcome is only
                 // linearized for its effect.
-                if matches!(o.ret.as_ref().map(|r| r.out), None | Some(SeatOut::Held { .. })) {
+                if matches!(
+                    o.ret.as_ref().map(|r| r.out),
+                    None | Some(SeatOut::Held { .. })
+                ) {
                     hold_op.insert(hold, i);
                 }
                 if o.ret.is_none() {
@@ -449,35 +547,58 @@ impl Model for SeatModel {
                 }
             }
             // Relaxed outcomes accept any fate, so they keep no record alive.
-            if o.ret.as_ref().is_some_and(|r| !matches!(r.out, SeatOut::Happened { .. } | SeatOut::Unchanged { .. })) {
+            if o.ret.as_ref().is_some_and(|r| {
+                !matches!(r.out, SeatOut::Happened { .. } | SeatOut::Unchanged { .. })
+            }) {
                 if let Some((hold, _)) = o.op.hold_ref() {
                     *refs.entry(hold).or_default() += 1;
                 }
             }
             match (o.op, o.ret.as_ref().map(|r| r.out)) {
                 (SeatOp::Release { hold, .. }, Some(SeatOut::NotFound))
-                | (SeatOp::Confirm { hold, .. }, Some(SeatOut::Failed { reason: FailReason::NotFound, .. })) => {
-                    not_found.push((i, hold))
-                }
+                | (
+                    SeatOp::Confirm { hold, .. },
+                    Some(SeatOut::Failed {
+                        reason: FailReason::NotFound,
+                        ..
+                    }),
+                ) => not_found.push((i, hold)),
                 _ => {}
             }
         }
         for o in history.iter_mut() {
             match &mut o.op {
                 SeatOp::Hold { hold, refs: r, .. } => *r = refs.get(hold).copied().unwrap_or(0),
-                SeatOp::Release { hold, refs: r, pending: p, .. }
-                | SeatOp::Confirm { hold, refs: r, pending: p, .. } => {
+                SeatOp::Release {
+                    hold,
+                    refs: r,
+                    pending: p,
+                    ..
+                }
+                | SeatOp::Confirm {
+                    hold,
+                    refs: r,
+                    pending: p,
+                    ..
+                } => {
                     *r = refs.get(hold).copied().unwrap_or(0);
                     *p = pending.contains(hold);
                 }
                 SeatOp::Read => {}
             }
         }
-        not_found.into_iter().filter_map(|(i, hold)| Some((i, *hold_op.get(&hold)?))).collect()
+        not_found
+            .into_iter()
+            .filter_map(|(i, hold)| Some((i, *hold_op.get(&hold)?)))
+            .collect()
     }
 
     fn init(&self) -> SeatState {
-        SeatState { floor_ms: 0, cell: Cell::Free, records: Vec::new() }
+        SeatState {
+            floor_ms: 0,
+            cell: Cell::Free,
+            records: Vec::new(),
+        }
     }
 
     fn step(&self, state: &SeatState, op: &SeatOp, out: Option<&SeatOut>) -> Vec<SeatState> {
@@ -487,8 +608,20 @@ impl Model for SeatModel {
     fn subsumes(&self, a: &SeatState, b: &SeatState) -> bool {
         let cells = match (a.cell, b.cell) {
             (
-                Cell::Held { hold: ha, taken_lo: la, taken_hi: ua, ttl_ms: ta, refs: ra },
-                Cell::Held { hold: hb, taken_lo: lb, taken_hi: ub, ttl_ms: tb, refs: rb },
+                Cell::Held {
+                    hold: ha,
+                    taken_lo: la,
+                    taken_hi: ua,
+                    ttl_ms: ta,
+                    refs: ra,
+                },
+                Cell::Held {
+                    hold: hb,
+                    taken_lo: lb,
+                    taken_hi: ub,
+                    ttl_ms: tb,
+                    refs: rb,
+                },
             ) => ha == hb && ta == tb && ra == rb && la <= lb && ua >= ub,
             (x, y) => x == y,
         };
@@ -499,7 +632,9 @@ impl Model for SeatModel {
     fn relax(&self, _op: &SeatOp, out: &SeatOut) -> Option<SeatOut> {
         let at_ms = out.at_ms();
         Some(match out {
-            SeatOut::Held { .. } | SeatOut::Released { .. } | SeatOut::Confirmed { .. } => SeatOut::Happened { at_ms },
+            SeatOut::Held { .. } | SeatOut::Released { .. } | SeatOut::Confirmed { .. } => {
+                SeatOut::Happened { at_ms }
+            }
             _ => SeatOut::Unchanged { at_ms },
         })
     }
@@ -521,30 +656,75 @@ fn known_outcome(state: &SeatState, op: &SeatOp, out: &SeatOut, explain: bool) -
                 return Err(why!(explain, "hold {hold} already counts as taken earlier"));
             }
             n.at(at_ms, explain)?;
-            n.require_free(at_ms, &|| format!("{hold} took the seat at {at_ms}"), explain)?;
-            n.cell = Cell::Held { hold, taken_lo: at_ms, taken_hi: at_ms, ttl_ms, refs };
+            n.require_free(
+                at_ms,
+                &|| format!("{hold} took the seat at {at_ms}"),
+                explain,
+            )?;
+            n.cell = Cell::Held {
+                hold,
+                taken_lo: at_ms,
+                taken_hi: at_ms,
+                ttl_ms,
+                refs,
+            };
         }
         (SeatOp::Hold { hold, .. }, SeatOut::NotFree { at_ms }) => {
             n.at(at_ms, explain)?;
-            n.require_taken(at_ms, &|| format!("{hold} found the seat taken at {at_ms}"), explain)?;
+            n.require_taken(
+                at_ms,
+                &|| format!("{hold} found the seat taken at {at_ms}"),
+                explain,
+            )?;
         }
         (SeatOp::Hold { hold, .. }, SeatOut::FreeUnchanged { at_ms }) => {
             n.at(at_ms, explain)?;
-            n.require_free(at_ms, &|| format!("{hold} found the seat free at {at_ms}"), explain)?;
+            n.require_free(
+                at_ms,
+                &|| format!("{hold} found the seat free at {at_ms}"),
+                explain,
+            )?;
         }
         (SeatOp::Release { hold, .. }, SeatOut::NotFound) => match n.fate(hold) {
             HoldFate::Unborn => {}
-            fate => return Err(why!(explain, "release of {hold} answered not-found, but the hold exists ({fate})")),
+            fate => {
+                return Err(why!(
+                    explain,
+                    "release of {hold} answered not-found, but the hold exists ({fate})"
+                ))
+            }
         },
-        (SeatOp::Release { hold, owner_matches, pending, .. }, SeatOut::NotOwner) => {
+        (
+            SeatOp::Release {
+                hold,
+                owner_matches,
+                pending,
+                ..
+            },
+            SeatOut::NotOwner,
+        ) => {
             if n.fate(hold) == HoldFate::Unborn && !pending {
-                return Err(why!(explain, "release of {hold} answered not-owner, but the hold does not exist yet"));
+                return Err(why!(
+                    explain,
+                    "release of {hold} answered not-owner, but the hold does not exist yet"
+                ));
             }
             if owner_matches {
-                return Err(why!(explain, "release of {hold} answered not-owner, but the hold's owner asked"));
+                return Err(why!(
+                    explain,
+                    "release of {hold} answered not-owner, but the hold's owner asked"
+                ));
             }
         }
-        (SeatOp::Release { hold, owner_matches, refs, pending }, SeatOut::AlreadyInactive) => match n.fate(hold) {
+        (
+            SeatOp::Release {
+                hold,
+                owner_matches,
+                refs,
+                pending,
+            },
+            SeatOut::AlreadyInactive,
+        ) => match n.fate(hold) {
             HoldFate::Unborn if pending && owner_matches => assume_expired(&mut n, hold, refs),
             HoldFate::Current { .. } => {
                 check_owned(&n, hold, owner_matches, "already-inactive", explain)?;
@@ -552,7 +732,15 @@ fn known_outcome(state: &SeatState, op: &SeatOp, out: &SeatOut, explain: bool) -
             }
             _ => check_owned(&n, hold, owner_matches, "already-inactive", explain)?,
         },
-        (SeatOp::Release { hold, owner_matches, refs, .. }, SeatOut::Released { at_ms }) => {
+        (
+            SeatOp::Release {
+                hold,
+                owner_matches,
+                refs,
+                ..
+            },
+            SeatOut::Released { at_ms },
+        ) => {
             n.at(at_ms, explain)?;
             check_owned(&n, hold, owner_matches, "released", explain)?;
             match n.fate(hold) {
@@ -590,7 +778,15 @@ fn known_outcome(state: &SeatState, op: &SeatOp, out: &SeatOut, explain: bool) -
                 }
             }
         }
-        (SeatOp::Confirm { hold, booking, refs, pending }, SeatOut::Failed { reason, at_ms }) => {
+        (
+            SeatOp::Confirm {
+                hold,
+                booking,
+                refs,
+                pending,
+            },
+            SeatOut::Failed { reason, at_ms },
+        ) => {
             n.at(at_ms, explain)?;
             let fate = n.fate(hold);
             let fits = match (fate, reason) {
@@ -599,11 +795,18 @@ fn known_outcome(state: &SeatState, op: &SeatOp, out: &SeatOut, explain: bool) -
                     true
                 }
                 (HoldFate::Current { .. }, FailReason::Expired) => {
-                    n.require_expired(at_ms, &|| format!("confirm of {hold} failed as expired at {at_ms}"), explain)?;
+                    n.require_expired(
+                        at_ms,
+                        &|| format!("confirm of {hold} failed as expired at {at_ms}"),
+                        explain,
+                    )?;
                     true
                 }
                 (HoldFate::Expired { .. }, FailReason::Expired)
-                | (HoldFate::Released | HoldFate::Expired { released: true }, FailReason::Released)
+                | (
+                    HoldFate::Released | HoldFate::Expired { released: true },
+                    FailReason::Released,
+                )
                 | (HoldFate::Unborn, FailReason::NotFound) => true,
                 (HoldFate::Sold(b), FailReason::AlreadySold) => b != booking,
                 _ => false,
@@ -621,7 +824,9 @@ fn known_outcome(state: &SeatState, op: &SeatOp, out: &SeatOut, explain: bool) -
             match view {
                 SeatView::Free => n.require_free(at_ms, &what, explain)?,
                 SeatView::Held { hold_id } => match n.cell {
-                    Cell::Held { hold, .. } if hold == hold_id => n.require_live(at_ms, &what, explain)?,
+                    Cell::Held { hold, .. } if hold == hold_id => {
+                        n.require_live(at_ms, &what, explain)?
+                    }
                     _ => return Err(why!(explain, "{}, but {}", what(), n.describe_cell())),
                 },
                 SeatView::Sold { booking_id } => match n.cell {
@@ -649,12 +854,25 @@ fn happened(state: &SeatState, op: &SeatOp, at_ms: Option<u64>) -> Result<Vec<Se
     match *op {
         SeatOp::Hold { hold, ttl_ms, refs } => {
             let mut took = unchanged.clone();
-            if took.fate(hold) == HoldFate::Unborn && took.require_free(at_ms, &String::new, false).is_ok() {
-                took.cell = Cell::Held { hold, taken_lo: at_ms, taken_hi: at_ms, ttl_ms, refs };
+            if took.fate(hold) == HoldFate::Unborn
+                && took.require_free(at_ms, &String::new, false).is_ok()
+            {
+                took.cell = Cell::Held {
+                    hold,
+                    taken_lo: at_ms,
+                    taken_hi: at_ms,
+                    ttl_ms,
+                    refs,
+                };
                 next.push(took);
             }
         }
-        SeatOp::Release { hold, owner_matches: true, refs, .. } => match unchanged.fate(hold) {
+        SeatOp::Release {
+            hold,
+            owner_matches: true,
+            refs,
+            ..
+        } => match unchanged.fate(hold) {
             HoldFate::Current { .. } => {
                 let mut released = unchanged.clone();
                 if released.require_live(at_ms, &String::new, false).is_ok() {
@@ -707,7 +925,10 @@ fn check_owned(
     explain: bool,
 ) -> Result<(), String> {
     if state.fate(hold) == HoldFate::Unborn {
-        return Err(why!(explain, "release of {hold} answered {answer}, but the hold does not exist"));
+        return Err(why!(
+            explain,
+            "release of {hold} answered {answer}, but the hold does not exist"
+        ));
     }
     if !owner_matches {
         return Err(why!(
@@ -720,7 +941,11 @@ fn check_owned(
 
 /// The states an op with unknown outcome can lead to *by changing something*; leaving the
 /// op out covers every outcome that changed nothing.
-fn unknown_effects(state: &SeatState, op: &SeatOp, explain: bool) -> Result<Vec<SeatState>, String> {
+fn unknown_effects(
+    state: &SeatState,
+    op: &SeatOp,
+    explain: bool,
+) -> Result<Vec<SeatState>, String> {
     let mut n = state.clone();
     match *op {
         SeatOp::Hold { hold, ttl_ms, refs } => {
@@ -729,20 +954,40 @@ fn unknown_effects(state: &SeatState, op: &SeatOp, explain: bool) -> Result<Vec<
             }
             match n.cell {
                 Cell::Sold { .. } => {
-                    return Err(why!(explain, "hold {hold} cannot have taken the seat: {}", n.describe_cell()))
+                    return Err(why!(
+                        explain,
+                        "hold {hold} cannot have taken the seat: {}",
+                        n.describe_cell()
+                    ))
                 }
                 Cell::Free => {}
                 Cell::Held { .. } => n.expire_at_earliest(false),
             }
-            n.cell = Cell::Held { hold, taken_lo: n.floor_ms, taken_hi: u64::MAX, ttl_ms, refs };
+            n.cell = Cell::Held {
+                hold,
+                taken_lo: n.floor_ms,
+                taken_hi: u64::MAX,
+                ttl_ms,
+                refs,
+            };
             Ok(vec![n])
         }
-        SeatOp::Release { hold, owner_matches, refs, .. } => {
+        SeatOp::Release {
+            hold,
+            owner_matches,
+            refs,
+            ..
+        } => {
             if !owner_matches {
-                return Err(why!(explain, "a release of {hold} by someone else changes nothing"));
+                return Err(why!(
+                    explain,
+                    "a release of {hold} by someone else changes nothing"
+                ));
             }
             match n.fate(hold) {
-                HoldFate::Current { taken_hi, ttl_ms, .. } => {
+                HoldFate::Current {
+                    taken_hi, ttl_ms, ..
+                } => {
                     let mut expired = n.clone();
                     expired.expire_at_earliest(true);
                     if taken_hi.saturating_add(ttl_ms) > n.floor_ms {
@@ -756,15 +1001,24 @@ fn unknown_effects(state: &SeatState, op: &SeatOp, explain: bool) -> Result<Vec<
                     n.set_fate(hold, Fate::Expired { released: true }, refs);
                     Ok(vec![n])
                 }
-                fate => Err(why!(explain, "a release of {hold} changes nothing: the hold is {fate}")),
+                fate => Err(why!(
+                    explain,
+                    "a release of {hold} changes nothing: the hold is {fate}"
+                )),
             }
         }
         SeatOp::Confirm { hold, booking, .. } => match n.fate(hold) {
-            HoldFate::Current { taken_hi, ttl_ms, .. } if taken_hi.saturating_add(ttl_ms) > n.floor_ms => {
+            HoldFate::Current {
+                taken_hi, ttl_ms, ..
+            } if taken_hi.saturating_add(ttl_ms) > n.floor_ms => {
                 n.cell = Cell::Sold { hold, booking };
                 Ok(vec![n])
             }
-            fate => Err(why!(explain, "a confirm of {hold} changes nothing: the hold is {fate} at {}", n.floor_ms)),
+            fate => Err(why!(
+                explain,
+                "a confirm of {hold} changes nothing: the hold is {fate} at {}",
+                n.floor_ms
+            )),
         },
         SeatOp::Read => Err("a read changes nothing".to_owned()),
     }
@@ -788,7 +1042,11 @@ mod tests {
     }
 
     fn hold(hold: HoldId, refs: u32) -> SeatOp {
-        SeatOp::Hold { hold, ttl_ms: 100, refs }
+        SeatOp::Hold {
+            hold,
+            ttl_ms: 100,
+            refs,
+        }
     }
 
     fn read(at_ms: u64, view: SeatView) -> Option<SeatOut> {
@@ -803,7 +1061,10 @@ mod tests {
         assert!(run(&[held, (SeatOp::Read, read(1_100, h1))]).is_err());
         assert!(run(&[held, (SeatOp::Read, read(1_100, SeatView::Free))]).is_ok());
         let err = run(&[held, (SeatOp::Read, read(1_099, SeatView::Free))]).unwrap_err();
-        assert!(err.contains("held by h1 (taken at 1000, expires at 1100)"), "{err}");
+        assert!(
+            err.contains("held by h1 (taken at 1000, expires at 1100)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -811,7 +1072,11 @@ mod tests {
         let unknown = (hold(H1, 0), None);
         let h1 = SeatView::Held { hold_id: H1 };
         // Held at 1000 and free at 1050: taken in 901..=950.
-        let s = run(&[unknown, (SeatOp::Read, read(1_000, h1)), (SeatOp::Read, read(1_050, SeatView::Free))]);
+        let s = run(&[
+            unknown,
+            (SeatOp::Read, read(1_000, h1)),
+            (SeatOp::Read, read(1_050, SeatView::Free)),
+        ]);
         assert!(s.is_ok(), "{s:?}");
         // Held at 1000 and at 1040, then free at 1050: taken in 941..=950.
         assert!(run(&[
@@ -834,7 +1099,12 @@ mod tests {
 
     #[test]
     fn confirm_is_idempotent_and_final() {
-        let confirm = SeatOp::Confirm { hold: H1, booking: B1, refs: 3, pending: false };
+        let confirm = SeatOp::Confirm {
+            hold: H1,
+            booking: B1,
+            refs: 3,
+            pending: false,
+        };
         let s = run(&[
             (hold(H1, 3), Some(SeatOut::Held { at_ms: 10 })),
             (confirm, Some(SeatOut::Confirmed { at_ms: 50 })),
@@ -842,11 +1112,19 @@ mod tests {
             (SeatOp::Read, read(600, SeatView::Sold { booking_id: B1 })),
         ])
         .expect("linearizable");
-        assert!(s.records.is_empty(), "records of finished holds are dropped: {s:?}");
+        assert!(
+            s.records.is_empty(),
+            "records of finished holds are dropped: {s:?}"
+        );
         let resell = run(&[
             (hold(H1, 2), Some(SeatOut::Held { at_ms: 10 })),
             (
-                SeatOp::Confirm { hold: H1, booking: B1, refs: 2, pending: false },
+                SeatOp::Confirm {
+                    hold: H1,
+                    booking: B1,
+                    refs: 2,
+                    pending: false,
+                },
                 Some(SeatOut::Confirmed { at_ms: 50 }),
             ),
             (hold(H2, 1), Some(SeatOut::Held { at_ms: 500 })),
@@ -856,12 +1134,38 @@ mod tests {
 
     #[test]
     fn release_answers_follow_the_hold() {
-        let mine = |refs| SeatOp::Release { hold: H1, owner_matches: true, refs, pending: false };
-        let theirs = |refs| SeatOp::Release { hold: H1, owner_matches: false, refs, pending: false };
-        assert!(run(&[(mine(2), Some(SeatOut::NotFound)), (hold(H1, 2), Some(SeatOut::Held { at_ms: 1 }))]).is_ok());
-        assert!(run(&[(hold(H1, 2), Some(SeatOut::Held { at_ms: 1 })), (mine(2), Some(SeatOut::NotFound))]).is_err());
-        assert!(run(&[(hold(H1, 2), Some(SeatOut::Held { at_ms: 1 })), (theirs(2), Some(SeatOut::NotOwner))]).is_ok());
-        assert!(run(&[(hold(H1, 2), Some(SeatOut::Held { at_ms: 1 })), (mine(2), Some(SeatOut::NotOwner))]).is_err());
+        let mine = |refs| SeatOp::Release {
+            hold: H1,
+            owner_matches: true,
+            refs,
+            pending: false,
+        };
+        let theirs = |refs| SeatOp::Release {
+            hold: H1,
+            owner_matches: false,
+            refs,
+            pending: false,
+        };
+        assert!(run(&[
+            (mine(2), Some(SeatOut::NotFound)),
+            (hold(H1, 2), Some(SeatOut::Held { at_ms: 1 }))
+        ])
+        .is_ok());
+        assert!(run(&[
+            (hold(H1, 2), Some(SeatOut::Held { at_ms: 1 })),
+            (mine(2), Some(SeatOut::NotFound))
+        ])
+        .is_err());
+        assert!(run(&[
+            (hold(H1, 2), Some(SeatOut::Held { at_ms: 1 })),
+            (theirs(2), Some(SeatOut::NotOwner))
+        ])
+        .is_ok());
+        assert!(run(&[
+            (hold(H1, 2), Some(SeatOut::Held { at_ms: 1 })),
+            (mine(2), Some(SeatOut::NotOwner))
+        ])
+        .is_err());
         // Released while live frees the seat; a second release is inactive.
         let s = run(&[
             (hold(H1, 3), Some(SeatOut::Held { at_ms: 1 })),
@@ -883,10 +1187,31 @@ mod tests {
     #[test]
     fn unknown_ops_only_offer_their_effects() {
         let s = run(&[(hold(H1, 1), Some(SeatOut::Held { at_ms: 1 }))]).expect("held");
-        let confirm = SeatOp::Confirm { hold: H2, booking: B1, refs: 0, pending: false };
-        assert!(SeatModel.try_step(&s, &confirm, None).is_err(), "confirm of another hold changes nothing");
-        let release = SeatOp::Release { hold: H1, owner_matches: true, refs: 0, pending: false };
-        assert_eq!(SeatModel.try_step(&s, &release, None).map(|v| v.len()), Ok(2), "released live, or after expiry");
-        assert_eq!(SeatModel.try_step(&s, &hold(H2, 0), None).map(|v| v.len()), Ok(1), "after h1 expires");
+        let confirm = SeatOp::Confirm {
+            hold: H2,
+            booking: B1,
+            refs: 0,
+            pending: false,
+        };
+        assert!(
+            SeatModel.try_step(&s, &confirm, None).is_err(),
+            "confirm of another hold changes nothing"
+        );
+        let release = SeatOp::Release {
+            hold: H1,
+            owner_matches: true,
+            refs: 0,
+            pending: false,
+        };
+        assert_eq!(
+            SeatModel.try_step(&s, &release, None).map(|v| v.len()),
+            Ok(2),
+            "released live, or after expiry"
+        );
+        assert_eq!(
+            SeatModel.try_step(&s, &hold(H2, 0), None).map(|v| v.len()),
+            Ok(1),
+            "after h1 expires"
+        );
     }
 }

@@ -55,12 +55,26 @@ pub fn split_by_seat(history: &ShardHistory) -> Result<Split, HistoryError> {
         .ops
         .iter()
         .filter_map(|op| match &op.command {
-            Command::Hold { hold_id, owner, seats, .. } => Some((*hold_id, HoldInfo { owner: *owner, seats })),
+            Command::Hold {
+                hold_id,
+                owner,
+                seats,
+                ..
+            } => Some((
+                *hold_id,
+                HoldInfo {
+                    owner: *owner,
+                    seats,
+                },
+            )),
             _ => None,
         })
         .collect();
 
-    let mut split = Split { seats: BTreeMap::new(), violations: Vec::new() };
+    let mut split = Split {
+        seats: BTreeMap::new(),
+        violations: Vec::new(),
+    };
     for (index, op) in history.ops.iter().enumerate() {
         let outcome = op.response.as_ref().map(|r| &r.outcome);
         let malformed = |detail: String| Violation {
@@ -74,8 +88,13 @@ pub fn split_by_seat(history: &ShardHistory) -> Result<Split, HistoryError> {
             // A release or confirm of a hold no request asked for: only "not found" fits.
             let fits = matches!(
                 outcome,
-                None | Some(Outcome::NotFound | Outcome::Failed { reason: super::history::FailReason::NotFound, .. })
-                    | Some(Outcome::Refused { .. })
+                None | Some(
+                    Outcome::NotFound
+                        | Outcome::Failed {
+                            reason: super::history::FailReason::NotFound,
+                            ..
+                        }
+                ) | Some(Outcome::Refused { .. })
             );
             if !fits {
                 split.violations.push(malformed(format!(
@@ -87,9 +106,13 @@ pub fn split_by_seat(history: &ShardHistory) -> Result<Split, HistoryError> {
             continue;
         }
         match (&op.command, outcome) {
-            (Command::Hold { ttl_ms, .. }, Some(Outcome::Held { expires_at_ms, at_ms }))
-                if at_ms.checked_add(*ttl_ms) != Some(*expires_at_ms) =>
-            {
+            (
+                Command::Hold { ttl_ms, .. },
+                Some(Outcome::Held {
+                    expires_at_ms,
+                    at_ms,
+                }),
+            ) if at_ms.checked_add(*ttl_ms) != Some(*expires_at_ms) => {
                 split.violations.push(malformed(format!(
                     "held at {at_ms} for {ttl_ms} ms must expire at {}, not {expires_at_ms}",
                     at_ms.saturating_add(*ttl_ms)
@@ -97,18 +120,25 @@ pub fn split_by_seat(history: &ShardHistory) -> Result<Split, HistoryError> {
             }
             (Command::Hold { .. }, Some(Outcome::Taken { unavailable, .. })) => {
                 if unavailable.is_empty() {
-                    split.violations.push(malformed("taken, yet no seat is unavailable".to_owned()));
+                    split
+                        .violations
+                        .push(malformed("taken, yet no seat is unavailable".to_owned()));
                 }
-                let stray: BTreeSet<_> = unavailable.iter().filter(|s| !seats.contains(s)).collect();
+                let stray: BTreeSet<_> =
+                    unavailable.iter().filter(|s| !seats.contains(s)).collect();
                 if !stray.is_empty() {
-                    split.violations.push(malformed(format!("unavailable seats {stray:?} were not asked for")));
+                    split.violations.push(malformed(format!(
+                        "unavailable seats {stray:?} were not asked for"
+                    )));
                 }
             }
             (Command::Read { .. }, Some(Outcome::Statuses { seats: seen, .. })) => {
                 let missing: Vec<_> = seats.iter().filter(|s| !seen.contains_key(s)).collect();
                 let stray: Vec<_> = seen.keys().filter(|s| !seats.contains(s)).collect();
                 if !missing.is_empty() || !stray.is_empty() {
-                    split.violations.push(malformed(format!("read misses seats {missing:?} and adds {stray:?}")));
+                    split.violations.push(malformed(format!(
+                        "read misses seats {missing:?} and adds {stray:?}"
+                    )));
                 }
             }
             _ => {}
@@ -117,17 +147,29 @@ pub fn split_by_seat(history: &ShardHistory) -> Result<Split, HistoryError> {
             continue; // a read of unknown outcome constrains nothing
         }
         for &seat in seats {
-            let Some(seat_op) = project_op(&op.command, &holds) else { continue };
+            let Some(seat_op) = project_op(&op.command, &holds) else {
+                continue;
+            };
             let ret = match (&op.response, outcome) {
                 (Some(r), Some(o)) => match project_outcome(o, seat) {
-                    Some(out) => Some(Return { time: r.responded_ns, out }),
+                    Some(out) => Some(Return {
+                        time: r.responded_ns,
+                        out,
+                    }),
                     None => continue, // reported as malformed above
                 },
                 _ => None,
             };
-            let h =
-                split.seats.entry(seat).or_insert_with(|| SeatHistory { seat, ops: Vec::new(), origin: Vec::new() });
-            h.ops.push(Operation { call: op.invoked_ns, op: seat_op, ret });
+            let h = split.seats.entry(seat).or_insert_with(|| SeatHistory {
+                seat,
+                ops: Vec::new(),
+                origin: Vec::new(),
+            });
+            h.ops.push(Operation {
+                call: op.invoked_ns,
+                op: seat_op,
+                ret,
+            });
             h.origin.push(index);
         }
     }
@@ -147,16 +189,28 @@ fn seats_of<'a>(command: &'a Command, holds: &BTreeMap<HoldId, HoldInfo<'a>>) ->
 /// The seat's view of `command` (`refs` is left for [`SeatModel`]'s `prepare`).
 fn project_op(command: &Command, holds: &BTreeMap<HoldId, HoldInfo<'_>>) -> Option<SeatOp> {
     Some(match command {
-        Command::Hold { hold_id, ttl_ms, .. } => SeatOp::Hold { hold: *hold_id, ttl_ms: *ttl_ms, refs: 0 },
+        Command::Hold {
+            hold_id, ttl_ms, ..
+        } => SeatOp::Hold {
+            hold: *hold_id,
+            ttl_ms: *ttl_ms,
+            refs: 0,
+        },
         Command::Release { hold_id, owner } => SeatOp::Release {
             hold: *hold_id,
             owner_matches: holds.get(hold_id)?.owner == *owner,
             refs: 0,
             pending: false,
         },
-        Command::Confirm { hold_id, booking_id } => {
-            SeatOp::Confirm { hold: *hold_id, booking: *booking_id, refs: 0, pending: false }
-        }
+        Command::Confirm {
+            hold_id,
+            booking_id,
+        } => SeatOp::Confirm {
+            hold: *hold_id,
+            booking: *booking_id,
+            refs: 0,
+            pending: false,
+        },
         Command::Read { .. } => SeatOp::Read,
     })
 }
@@ -164,15 +218,23 @@ fn project_op(command: &Command, holds: &BTreeMap<HoldId, HoldInfo<'_>>) -> Opti
 fn project_outcome(outcome: &Outcome, seat: SeatId) -> Option<SeatOut> {
     Some(match outcome {
         Outcome::Held { at_ms, .. } => SeatOut::Held { at_ms: *at_ms },
-        Outcome::Taken { unavailable, at_ms } if unavailable.contains(&seat) => SeatOut::NotFree { at_ms: *at_ms },
+        Outcome::Taken { unavailable, at_ms } if unavailable.contains(&seat) => {
+            SeatOut::NotFree { at_ms: *at_ms }
+        }
         Outcome::Taken { at_ms, .. } => SeatOut::FreeUnchanged { at_ms: *at_ms },
         Outcome::Released { at_ms } => SeatOut::Released { at_ms: *at_ms },
         Outcome::NotFound => SeatOut::NotFound,
         Outcome::NotOwner => SeatOut::NotOwner,
         Outcome::AlreadyInactive => SeatOut::AlreadyInactive,
         Outcome::Confirmed { at_ms } => SeatOut::Confirmed { at_ms: *at_ms },
-        Outcome::Failed { reason, at_ms } => SeatOut::Failed { reason: *reason, at_ms: *at_ms },
-        Outcome::Statuses { at_ms, seats } => SeatOut::Saw { at_ms: *at_ms, view: *seats.get(&seat)? },
+        Outcome::Failed { reason, at_ms } => SeatOut::Failed {
+            reason: *reason,
+            at_ms: *at_ms,
+        },
+        Outcome::Statuses { at_ms, seats } => SeatOut::Saw {
+            at_ms: *at_ms,
+            view: *seats.get(&seat)?,
+        },
         Outcome::Refused { at_ms } => SeatOut::Refused { at_ms: *at_ms },
     })
 }
@@ -185,7 +247,11 @@ pub struct SeatVerdicts {
 }
 
 /// Checks every seat of `split` (in seat order) against the [`SeatModel`].
-pub fn check_seats(history: &ShardHistory, split: &Split, limits: &CheckLimits) -> Result<SeatVerdicts, HistoryError> {
+pub fn check_seats(
+    history: &ShardHistory,
+    split: &Split,
+    limits: &CheckLimits,
+) -> Result<SeatVerdicts, HistoryError> {
     let mut verdicts = SeatVerdicts::default();
     for (seat, seat_history) in &split.seats {
         let shrink = verdicts.failures.len() < MAX_SEATS_SHRUNK;
@@ -207,7 +273,9 @@ pub fn check_seats(history: &ShardHistory, split: &Split, limits: &CheckLimits) 
                     });
                     continue;
                 }
-                None => CheckResult::Unknown(Exhausted::Steps { max_steps: limits.max_steps }),
+                None => CheckResult::Unknown(Exhausted::Steps {
+                    max_steps: limits.max_steps,
+                }),
             }
         };
         match result {
@@ -239,7 +307,10 @@ pub fn check_seats(history: &ShardHistory, split: &Split, limits: &CheckLimits) 
                     }
                 }
                 let shown = cx.longest.len().saturating_sub(MAX_ORDER_SHOWN);
-                let order: Vec<String> = cx.longest[shown..].iter().map(|&i| shard_op(i).request.to_string()).collect();
+                let order: Vec<String> = cx.longest[shown..]
+                    .iter()
+                    .map(|&i| shard_op(i).request.to_string())
+                    .collect();
                 let _ = writeln!(
                     text,
                     "  longest explainable order ({} requests): [{}{}]",
@@ -272,7 +343,6 @@ mod tests {
     use super::super::history::SeatView;
     use super::*;
 
-
     #[test]
     fn a_taken_multi_seat_hold_splits_into_not_free_and_free() {
         let history = ShardHistory {
@@ -286,20 +356,59 @@ mod tests {
                         seats: vec![SeatId(1), SeatId(2)],
                         ttl_ms: 50,
                     },
-                    Some((10, Outcome::Taken { unavailable: vec![SeatId(1)], at_ms: 7 })),
+                    Some((
+                        10,
+                        Outcome::Taken {
+                            unavailable: vec![SeatId(1)],
+                            at_ms: 7,
+                        },
+                    )),
                 ),
-                op(2, 20, Command::Release { hold_id: HoldId(1), owner: OwnerId(1) }, Some((30, Outcome::NotFound))),
-                op(3, 40, Command::Read { seats: vec![SeatId(2)] }, None),
+                op(
+                    2,
+                    20,
+                    Command::Release {
+                        hold_id: HoldId(1),
+                        owner: OwnerId(1),
+                    },
+                    Some((30, Outcome::NotFound)),
+                ),
+                op(
+                    3,
+                    40,
+                    Command::Read {
+                        seats: vec![SeatId(2)],
+                    },
+                    None,
+                ),
             ],
         };
         let split = split_by_seat(&history).expect("valid");
         assert!(split.violations.is_empty());
         let s1 = &split.seats[&SeatId(1)];
         let s2 = &split.seats[&SeatId(2)];
-        assert_eq!(s1.ops[0].ret.as_ref().map(|r| r.out), Some(SeatOut::NotFree { at_ms: 7 }));
-        assert_eq!(s2.ops[0].ret.as_ref().map(|r| r.out), Some(SeatOut::FreeUnchanged { at_ms: 7 }));
-        assert_eq!(s1.ops[1].op, SeatOp::Release { hold: HoldId(1), owner_matches: true, refs: 0, pending: false });
-        assert_eq!(s2.origin, vec![0, 1], "the read of unknown outcome is dropped");
+        assert_eq!(
+            s1.ops[0].ret.as_ref().map(|r| r.out),
+            Some(SeatOut::NotFree { at_ms: 7 })
+        );
+        assert_eq!(
+            s2.ops[0].ret.as_ref().map(|r| r.out),
+            Some(SeatOut::FreeUnchanged { at_ms: 7 })
+        );
+        assert_eq!(
+            s1.ops[1].op,
+            SeatOp::Release {
+                hold: HoldId(1),
+                owner_matches: true,
+                refs: 0,
+                pending: false
+            }
+        );
+        assert_eq!(
+            s2.origin,
+            vec![0, 1],
+            "the read of unknown outcome is dropped"
+        );
     }
 
     #[test]
@@ -312,19 +421,63 @@ mod tests {
         };
         let history = ShardHistory {
             ops: vec![
-                op(1, 0, hold(vec![1]), Some((10, Outcome::Held { expires_at_ms: 99, at_ms: 7 }))),
-                op(2, 0, hold(vec![2]), Some((10, Outcome::Taken { unavailable: vec![], at_ms: 7 }))),
-                op(3, 0, hold(vec![3]), Some((10, Outcome::Taken { unavailable: vec![SeatId(9)], at_ms: 7 }))),
+                op(
+                    1,
+                    0,
+                    hold(vec![1]),
+                    Some((
+                        10,
+                        Outcome::Held {
+                            expires_at_ms: 99,
+                            at_ms: 7,
+                        },
+                    )),
+                ),
+                op(
+                    2,
+                    0,
+                    hold(vec![2]),
+                    Some((
+                        10,
+                        Outcome::Taken {
+                            unavailable: vec![],
+                            at_ms: 7,
+                        },
+                    )),
+                ),
+                op(
+                    3,
+                    0,
+                    hold(vec![3]),
+                    Some((
+                        10,
+                        Outcome::Taken {
+                            unavailable: vec![SeatId(9)],
+                            at_ms: 7,
+                        },
+                    )),
+                ),
                 op(
                     4,
                     0,
-                    Command::Read { seats: vec![SeatId(1), SeatId(2)] },
-                    Some((10, Outcome::Statuses { at_ms: 8, seats: [(SeatId(1), SeatView::Free)].into() })),
+                    Command::Read {
+                        seats: vec![SeatId(1), SeatId(2)],
+                    },
+                    Some((
+                        10,
+                        Outcome::Statuses {
+                            at_ms: 8,
+                            seats: [(SeatId(1), SeatView::Free)].into(),
+                        },
+                    )),
                 ),
                 op(
                     5,
                     0,
-                    Command::Confirm { hold_id: HoldId(77), booking_id: super::super::history::BookingId(1) },
+                    Command::Confirm {
+                        hold_id: HoldId(77),
+                        booking_id: super::super::history::BookingId(1),
+                    },
                     Some((10, Outcome::Confirmed { at_ms: 9 })),
                 ),
             ],

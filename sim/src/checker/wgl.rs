@@ -53,7 +53,8 @@ pub trait Model {
     /// the states where the op *changed something*: the search covers "it never happened"
     /// by leaving the op out. (While shrinking, an op relaxed to "happened, outcome
     /// unknown" also gets the unchanged state as a successor.)
-    fn step(&self, state: &Self::State, op: &Self::Op, out: Option<&Self::Out>) -> Vec<Self::State>;
+    fn step(&self, state: &Self::State, op: &Self::Op, out: Option<&Self::Out>)
+        -> Vec<Self::State>;
 
     /// Fills in whatever the model derives from the whole history before a search (the
     /// seat model counts references to each hold). Called on every history searched,
@@ -82,7 +83,12 @@ pub trait Model {
     }
 
     /// Why `step` returned nothing, in words, for reports.
-    fn explain_rejection(&self, _state: &Self::State, _op: &Self::Op, _out: Option<&Self::Out>) -> String {
+    fn explain_rejection(
+        &self,
+        _state: &Self::State,
+        _op: &Self::Op,
+        _out: Option<&Self::Out>,
+    ) -> String {
         "the model accepts no state after it".to_owned()
     }
 }
@@ -193,7 +199,16 @@ pub fn check<M: Model>(
 ) -> Result<CheckResult, HistoryError> {
     validate(history)?;
     let none = vec![false; history.len()];
-    match search(model, &prepared(model, history, &none), &none, limits, limits.max_steps, false).0 {
+    match search(
+        model,
+        &prepared(model, history, &none),
+        &none,
+        limits,
+        limits.max_steps,
+        false,
+    )
+    .0
+    {
         SearchEnd::Linearizable => Ok(CheckResult::Linearizable),
         SearchEnd::Exhausted(e) => Ok(CheckResult::Unknown(e)),
         SearchEnd::Stuck { .. } => Ok(CheckResult::NotLinearizable(shrink(model, history, limits))),
@@ -209,21 +224,39 @@ pub fn check_quick<M: Model>(
 ) -> Result<Option<bool>, HistoryError> {
     validate(history)?;
     let none = vec![false; history.len()];
-    Ok(match search(model, &prepared(model, history, &none), &none, limits, limits.max_steps, false).0 {
-        SearchEnd::Linearizable => Some(true),
-        SearchEnd::Stuck { .. } => Some(false),
-        SearchEnd::Exhausted(_) => None,
-    })
+    Ok(
+        match search(
+            model,
+            &prepared(model, history, &none),
+            &none,
+            limits,
+            limits.max_steps,
+            false,
+        )
+        .0
+        {
+            SearchEnd::Linearizable => Some(true),
+            SearchEnd::Stuck { .. } => Some(false),
+            SearchEnd::Exhausted(_) => None,
+        },
+    )
 }
 
 fn validate<Op, Out>(history: &[Operation<Op, Out>]) -> Result<(), HistoryError> {
     if history.len() > MAX_OPS_PER_HISTORY {
-        return Err(HistoryError::TooManyOps { n_ops: history.len(), max: MAX_OPS_PER_HISTORY });
+        return Err(HistoryError::TooManyOps {
+            n_ops: history.len(),
+            max: MAX_OPS_PER_HISTORY,
+        });
     }
     for (index, o) in history.iter().enumerate() {
         if let Some(r) = &o.ret {
             if r.time < o.call {
-                return Err(HistoryError::ReturnBeforeCall { index, call: o.call, ret: r.time });
+                return Err(HistoryError::ReturnBeforeCall {
+                    index,
+                    call: o.call,
+                    ret: r.time,
+                });
             }
         }
     }
@@ -268,7 +301,13 @@ impl Entries {
             }
         }
         events.sort_unstable();
-        let head = Node { op: NIL, time: 0, is_return: false, prev: NIL, next: NIL };
+        let head = Node {
+            op: NIL,
+            time: 0,
+            is_return: false,
+            prev: NIL,
+            next: NIL,
+        };
         let mut nodes = vec![head, head];
         let mut tails = [KNOWN_HEAD, UNKNOWN_HEAD];
         let mut call_of = vec![NIL; history.len()];
@@ -277,7 +316,13 @@ impl Entries {
             let idx = nodes.len();
             let list = usize::from(history[op].ret.is_none());
             nodes[tails[list]].next = idx;
-            nodes.push(Node { op, time, is_return, prev: tails[list], next: NIL });
+            nodes.push(Node {
+                op,
+                time,
+                is_return,
+                prev: tails[list],
+                next: NIL,
+            });
             tails[list] = idx;
             if is_return {
                 ret_of[op] = idx;
@@ -285,7 +330,11 @@ impl Entries {
                 call_of[op] = idx;
             }
         }
-        Entries { nodes, call_of, ret_of }
+        Entries {
+            nodes,
+            call_of,
+            ret_of,
+        }
     }
 
     fn unlink(&mut self, n: usize) {
@@ -341,11 +390,16 @@ struct Bits {
 
 impl Bits {
     fn new(n: usize) -> Bits {
-        Bits { words: vec![0; n.div_ceil(64)].into_boxed_slice(), zobrist: 0 }
+        Bits {
+            words: vec![0; n.div_ceil(64)].into_boxed_slice(),
+            zobrist: 0,
+        }
     }
     /// A fixed pseudo-random key per position (SplitMix64 of it).
     fn key(i: usize) -> u64 {
-        let mut z = (i as u64).wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut z = (i as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
@@ -359,7 +413,10 @@ impl Bits {
         self.zobrist ^= Bits::key(i);
     }
     fn is_subset_of(&self, other: &Bits) -> bool {
-        self.words.iter().zip(other.words.iter()).all(|(a, b)| a & !b == 0)
+        self.words
+            .iter()
+            .zip(other.words.iter())
+            .all(|(a, b)| a & !b == 0)
     }
 }
 
@@ -440,24 +497,35 @@ impl<S: Eq + Hash + Clone> Memo<S> {
     }
 
     fn dominated(&self, known: &Bits, unknown: &Bits, state: &S) -> bool {
-        self.buckets.get(&Memo::key(known, state)).is_some_and(|entries| {
-            entries
-                .iter()
-                .any(|e| e.state == *state && e.known == *known && e.unknown.iter().any(|u| u.is_subset_of(unknown)))
-        })
+        self.buckets
+            .get(&Memo::key(known, state))
+            .is_some_and(|entries| {
+                entries.iter().any(|e| {
+                    e.state == *state
+                        && e.known == *known
+                        && e.unknown.iter().any(|u| u.is_subset_of(unknown))
+                })
+            })
     }
 
     fn record_failure(&mut self, known: &Bits, unknown: &Bits, state: &S) -> Result<(), Exhausted> {
         if self.n_entries >= self.max_entries {
-            return Err(Exhausted::CacheBytes { max_cache_bytes: self.max_cache_bytes });
+            return Err(Exhausted::CacheBytes {
+                max_cache_bytes: self.max_cache_bytes,
+            });
         }
         self.n_entries += 1;
         let entries = self.buckets.entry(Memo::key(known, state)).or_default();
-        match entries.iter_mut().find(|e| e.state == *state && e.known == *known) {
+        match entries
+            .iter_mut()
+            .find(|e| e.state == *state && e.known == *known)
+        {
             Some(e) => e.unknown.push(unknown.clone()),
-            None => {
-                entries.push(MemoEntry { known: known.clone(), state: state.clone(), unknown: vec![unknown.clone()] })
-            }
+            None => entries.push(MemoEntry {
+                known: known.clone(),
+                state: state.clone(),
+                unknown: vec![unknown.clone()],
+            }),
         }
         Ok(())
     }
@@ -488,11 +556,19 @@ struct Prepared<Op, Out> {
 
 /// Prepares a copy of `history`, with `relaxed` ops shown to the model as of unknown
 /// outcome.
-fn prepared<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], relaxed: &[bool]) -> Prepared<M::Op, M::Out> {
+fn prepared<M: Model>(
+    model: &M,
+    history: &[Operation<M::Op, M::Out>],
+    relaxed: &[bool],
+) -> Prepared<M::Op, M::Out> {
     let mut ops: Vec<_> = history
         .iter()
         .zip(relaxed)
-        .map(|(o, &r)| Operation { call: o.call, op: o.op.clone(), ret: if r { None } else { o.ret.clone() } })
+        .map(|(o, &r)| Operation {
+            call: o.call,
+            op: o.op.clone(),
+            ret: if r { None } else { o.ret.clone() },
+        })
         .collect();
     let order = model.prepare(&mut ops);
     for ((prepared, original), &r) in ops.iter_mut().zip(history).zip(relaxed) {
@@ -504,7 +580,9 @@ fn prepared<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], relaxed: 
     // relaxed ops by an outcome they no longer have.
     let order = order
         .into_iter()
-        .filter(|&(a, b)| a < ops.len() && b < ops.len() && ops[a].ret.is_some() && !relaxed[a] && !relaxed[b])
+        .filter(|&(a, b)| {
+            a < ops.len() && b < ops.len() && ops[a].ret.is_some() && !relaxed[a] && !relaxed[b]
+        })
         .collect();
     Prepared { ops, order }
 }
@@ -535,13 +613,18 @@ fn search<M: Model>(
     let mut slot = vec![0; n];
     let (mut n_known, mut n_unknown) = (0, 0);
     for (i, o) in history.iter().enumerate() {
-        let count = if o.ret.is_some() { &mut n_known } else { &mut n_unknown };
+        let count = if o.ret.is_some() {
+            &mut n_known
+        } else {
+            &mut n_unknown
+        };
         slot[i] = *count;
         *count += 1;
     }
     let mut known = Bits::new(n_known);
     let mut unknown = Bits::new(n_unknown);
-    let entry_bytes = (n_known.div_ceil(64) + n_unknown.div_ceil(64)) * 8 + std::mem::size_of::<M::State>() + 64;
+    let entry_bytes =
+        (n_known.div_ceil(64) + n_unknown.div_ceil(64)) * 8 + std::mem::size_of::<M::State>() + 64;
     let mut memo: Memo<M::State> = Memo {
         buckets: HashMap::default(),
         n_entries: 0,
@@ -561,7 +644,11 @@ fn search<M: Model>(
     let mut due = u64::MAX;
 
     while remaining_returns > 0 {
-        let node = if entry == NIL { None } else { Some(entries.nodes[entry]) };
+        let node = if entry == NIL {
+            None
+        } else {
+            Some(entries.nodes[entry])
+        };
         let candidate = match node {
             Some(node) if !node.is_return && (!scanning_unknown || node.time <= due) => Some(node),
             _ => None,
@@ -605,7 +692,11 @@ fn search<M: Model>(
             match chosen {
                 Some(next) => {
                     let prev = std::mem::replace(&mut state, next);
-                    stack.push(Frame { op: node.op, prev, alternatives: successors });
+                    stack.push(Frame {
+                        op: node.op,
+                        prev,
+                        alternatives: successors,
+                    });
                     entries.lift(node.op);
                     holds_back[node.op].iter().for_each(|&b| waiting[b] -= 1);
                     if !is_unknown {
@@ -690,13 +781,19 @@ struct Derived<Op, Out> {
 /// The history as it stood at time `end`: ops called later are dropped, ops returning later
 /// are pending (unknown outcome).
 fn prefix<Op: Clone, Out: Clone>(history: &[Operation<Op, Out>], end: u64) -> Derived<Op, Out> {
-    let mut order: Vec<usize> = (0..history.len()).filter(|&i| history[i].call <= end).collect();
+    let mut order: Vec<usize> = (0..history.len())
+        .filter(|&i| history[i].call <= end)
+        .collect();
     order.sort_by_key(|&i| (history[i].call, i));
     let ops = order
         .iter()
         .map(|&i| {
             let o = &history[i];
-            Operation { call: o.call, op: o.op.clone(), ret: o.ret.clone().filter(|r| r.time <= end) }
+            Operation {
+                call: o.call,
+                op: o.op.clone(),
+                ret: o.ret.clone().filter(|r| r.time <= end),
+            }
         })
         .collect();
     Derived { ops, origin: order }
@@ -723,7 +820,14 @@ impl<M: Model> Shrinker<'_, M> {
             return None;
         }
         let budget = self.steps_left.min(self.per_check);
-        let (end, steps) = search(self.model, &prepared(self.model, ops, relaxed), relaxed, self.limits, budget, false);
+        let (end, steps) = search(
+            self.model,
+            &prepared(self.model, ops, relaxed),
+            relaxed,
+            self.limits,
+            budget,
+            false,
+        );
         self.steps_left = self.steps_left.saturating_sub(steps);
         self.last_steps = steps;
         match end {
@@ -737,14 +841,29 @@ impl<M: Model> Shrinker<'_, M> {
     }
 }
 
-fn shrink<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], limits: &CheckLimits) -> Counterexample {
-    let per_check = limits.max_steps.min((limits.max_shrink_steps / SHRINK_CHECKS_PER_BUDGET).max(1));
-    let mut shrinker =
-        Shrinker { model, limits, steps_left: limits.max_shrink_steps, per_check, last_steps: 0, inconclusive: false };
+fn shrink<M: Model>(
+    model: &M,
+    history: &[Operation<M::Op, M::Out>],
+    limits: &CheckLimits,
+) -> Counterexample {
+    let per_check = limits
+        .max_steps
+        .min((limits.max_shrink_steps / SHRINK_CHECKS_PER_BUDGET).max(1));
+    let mut shrinker = Shrinker {
+        model,
+        limits,
+        steps_left: limits.max_shrink_steps,
+        per_check,
+        last_steps: 0,
+        inconclusive: false,
+    };
 
     // 1. The shortest failing prefix, by bisection over return times (a prefix of a
     //    linearizable history is linearizable, so failure is monotone in the cutoff).
-    let mut ends: Vec<u64> = history.iter().filter_map(|o| o.ret.as_ref().map(|r| r.time)).collect();
+    let mut ends: Vec<u64> = history
+        .iter()
+        .filter_map(|o| o.ret.as_ref().map(|r| r.time))
+        .collect();
     ends.sort_unstable();
     ends.dedup();
     let (mut lo, mut hi) = (0, ends.len().saturating_sub(1));
@@ -771,8 +890,9 @@ fn shrink<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], limits: &Ch
     // A relaxed search that costs far more than the plain one is lost in the choices the
     // relaxed ops opened: give up on it early (its ops stay in the core).
     if shrinker.fails(&derived.ops, &vec![false; n]) == Some(true) {
-        shrinker.per_check =
-            shrinker.per_check.min((shrinker.last_steps * SHRINK_STEPS_FACTOR).max(MIN_SHRINK_CHECK_STEPS));
+        shrinker.per_check = shrinker
+            .per_check
+            .min((shrinker.last_steps * SHRINK_STEPS_FACTOR).max(MIN_SHRINK_CHECK_STEPS));
     }
     let relax = |mask: &[bool]| -> (History<M::Op, M::Out>, Vec<bool>) {
         let mut ops = derived.ops.clone();
@@ -819,10 +939,11 @@ fn shrink<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], limits: &Ch
     //    prefix, and why nothing can follow it.
     let none = vec![false; n];
     let prefix = prepared(model, &derived.ops, &none);
-    let (longest, best_state) = match search(model, &prefix, &none, limits, limits.max_steps, true).0 {
-        SearchEnd::Stuck { best, best_state } => (best, best_state),
-        _ => (Vec::new(), model.init()),
-    };
+    let (longest, best_state) =
+        match search(model, &prefix, &none, limits, limits.max_steps, true).0 {
+            SearchEnd::Stuck { best, best_state } => (best, best_state),
+            _ => (Vec::new(), model.init()),
+        };
     let mut done = vec![false; n];
     longest.iter().for_each(|&i| done[i] = true);
     let prefix_ops = &prefix.ops;
@@ -842,11 +963,18 @@ fn shrink<M: Model>(model: &M, history: &[Operation<M::Op, M::Out>], limits: &Ch
             } else {
                 "it fits here, but no order of the remaining ops fits after it".to_owned()
             };
-            Blocked { op: derived.origin[i], reason }
+            Blocked {
+                op: derived.origin[i],
+                reason,
+            }
         })
         .collect();
 
-    let core = known.iter().filter(|&&i| !mask[i]).map(|&i| derived.origin[i]).collect();
+    let core = known
+        .iter()
+        .filter(|&&i| !mask[i])
+        .map(|&i| derived.origin[i])
+        .collect();
     Counterexample {
         prefix_end,
         prefix_len: n,
@@ -892,10 +1020,18 @@ mod tests {
     }
 
     fn w(call: u64, ret: Option<u64>, v: u8) -> Operation<RegOp, u8> {
-        Operation { call, op: RegOp::Write(v), ret: ret.map(|time| Return { time, out: 0 }) }
+        Operation {
+            call,
+            op: RegOp::Write(v),
+            ret: ret.map(|time| Return { time, out: 0 }),
+        }
     }
     fn r(call: u64, ret: u64, v: u8) -> Operation<RegOp, u8> {
-        Operation { call, op: RegOp::Read, ret: Some(Return { time: ret, out: v }) }
+        Operation {
+            call,
+            op: RegOp::Read,
+            ret: Some(Return { time: ret, out: v }),
+        }
     }
     fn verdict(h: &[Operation<RegOp, u8>]) -> CheckResult {
         check(&Register, h, &CheckLimits::default()).expect("valid history")
@@ -924,7 +1060,10 @@ mod tests {
         assert!(verdict(&[w(0, None, 2), r(50, 60, 0)]).is_linearizable());
         assert!(verdict(&[w(0, None, 2), r(1, 2, 0), r(3, 4, 2), r(5, 6, 2)]).is_linearizable());
         let flip_back = [w(0, None, 2), r(1, 2, 0), r(3, 4, 2), r(5, 6, 0)];
-        assert!(matches!(verdict(&flip_back), CheckResult::NotLinearizable(_)));
+        assert!(matches!(
+            verdict(&flip_back),
+            CheckResult::NotLinearizable(_)
+        ));
     }
 
     #[test]
@@ -945,7 +1084,9 @@ mod tests {
         for k in 60..70u64 {
             h.push(r(k * 100, k * 100 + 10, 7));
         }
-        let CheckResult::NotLinearizable(cx) = verdict(&h) else { panic!("stale read accepted") };
+        let CheckResult::NotLinearizable(cx) = verdict(&h) else {
+            panic!("stale read accepted")
+        };
         assert_eq!(cx.prefix_end, 5_030);
         assert!(cx.core_is_minimal);
         assert_eq!(cx.core, vec![40, 41], "{cx:?}");
@@ -957,15 +1098,34 @@ mod tests {
         // without memoization, and still far beyond 1,000 steps with it.
         let mut h: Vec<_> = (0..30).map(|v| w(0, None, v as u8 + 1)).collect();
         h.extend((0..30).map(|k| r(1 + k, 1_000, 200)));
-        let limits = CheckLimits { max_steps: 1_000, ..CheckLimits::default() };
-        assert_eq!(check(&Register, &h, &limits), Ok(CheckResult::Unknown(Exhausted::Steps { max_steps: 1_000 })));
-        let tiny_cache = CheckLimits { max_cache_bytes: 1, ..CheckLimits::default() };
-        assert!(matches!(check(&Register, &h, &tiny_cache), Ok(CheckResult::Unknown(Exhausted::CacheBytes { .. }))));
+        let limits = CheckLimits {
+            max_steps: 1_000,
+            ..CheckLimits::default()
+        };
+        assert_eq!(
+            check(&Register, &h, &limits),
+            Ok(CheckResult::Unknown(Exhausted::Steps { max_steps: 1_000 }))
+        );
+        let tiny_cache = CheckLimits {
+            max_cache_bytes: 1,
+            ..CheckLimits::default()
+        };
+        assert!(matches!(
+            check(&Register, &h, &tiny_cache),
+            Ok(CheckResult::Unknown(Exhausted::CacheBytes { .. }))
+        ));
     }
 
     #[test]
     fn return_before_call_is_an_error() {
-        let h = [Operation { call: 10, op: RegOp::Read, ret: Some(Return { time: 5, out: 0 }) }];
-        assert!(matches!(check(&Register, &h, &CheckLimits::default()), Err(HistoryError::ReturnBeforeCall { .. })));
+        let h = [Operation {
+            call: 10,
+            op: RegOp::Read,
+            ret: Some(Return { time: 5, out: 0 }),
+        }];
+        assert!(matches!(
+            check(&Register, &h, &CheckLimits::default()),
+            Err(HistoryError::ReturnBeforeCall { .. })
+        ));
     }
 }
