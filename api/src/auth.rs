@@ -11,14 +11,16 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{Extensions, HeaderMap};
 use axum::routing::{any, post};
 use axum::Router;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::clock::{rfc3339_from_ms, Clock};
-use crate::problem::{ApiError, ApiJson};
+use crate::extract::ApiJson;
+use crate::problem::ApiError;
 
 /// Default lifetime of an issued token.
 pub const TOKEN_TTL_MS: u64 = 60 * 60 * 1000;
@@ -33,7 +35,7 @@ pub const MAX_TOKEN_BYTES: usize = 4 * 1024;
 pub const MAX_USER_ID_BYTES: usize = 64;
 
 /// What a token lets its holder do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     #[default]
@@ -136,48 +138,75 @@ impl Auth {
 
     /// Checks a token's signature, algorithm, claims and expiry; 401 if any is wrong.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        self.verify_token(token).map_err(unauthorized)
+    }
+
+    fn verify_token(&self, token: &str) -> Result<Claims, &'static str> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(unauthorized("bearer token too long"));
+            return Err("bearer token too long");
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
             .map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind;
                 match error.kind() {
-                    ErrorKind::InvalidSignature => unauthorized("invalid token signature"),
-                    ErrorKind::InvalidAlgorithm => unauthorized("token algorithm not accepted"),
-                    _ => unauthorized("malformed token"),
+                    ErrorKind::InvalidSignature => "invalid token signature",
+                    ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
+                    _ => "malformed token",
                 }
             })?
             .claims;
         if self.clock.now_ms() / 1000 >= claims.exp {
-            return Err(unauthorized("token expired"));
+            return Err("token expired");
         }
         Ok(claims)
     }
 
     /// Reads `Authorization: Bearer <token>` and verifies the token.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
-        self.verify(bearer_token(headers)?)
+        self.verify_headers(headers).map_err(unauthorized)
+    }
+
+    fn verify_headers(&self, headers: &HeaderMap) -> Result<Claims, &'static str> {
+        self.verify_token(bearer_token(headers)?)
+    }
+
+    /// The caller of a request, its token verified at most once per request: the outcome
+    /// is kept in the request's `extensions`, so the rate limiter (which keys on the user)
+    /// and the [`User`] or [`Admin`] extractor after it share one signature check.
+    pub fn authenticate_request(
+        &self,
+        headers: &HeaderMap,
+        extensions: &mut Extensions,
+    ) -> Result<Claims, ApiError> {
+        if let Some(Authenticated(outcome)) = extensions.get::<Authenticated>() {
+            return outcome.clone().map_err(unauthorized);
+        }
+        let outcome = self.verify_headers(headers);
+        extensions.insert(Authenticated(outcome.clone()));
+        outcome.map_err(unauthorized)
     }
 }
 
+/// A request's verified token (or why it was refused), cached in its extensions by
+/// [`Auth::authenticate_request`].
+#[derive(Debug, Clone)]
+struct Authenticated(Result<Claims, &'static str>);
+
 /// The token of an `Authorization: Bearer` header (scheme case-insensitive).
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| unauthorized("missing bearer token"))?;
+fn bearer_token(headers: &HeaderMap) -> Result<&str, &'static str> {
+    let value = headers.get(AUTHORIZATION).ok_or("missing bearer token")?;
     let value = value
         .to_str()
-        .map_err(|_| unauthorized("authorization header is not ascii"))?;
+        .map_err(|_| "authorization header is not ascii")?;
     let (scheme, token) = value
         .split_once(' ')
-        .ok_or_else(|| unauthorized("authorization header is not a bearer token"))?;
+        .ok_or("authorization header is not a bearer token")?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(unauthorized("authorization header is not a bearer token"));
+        return Err("authorization header is not a bearer token");
     }
     let token = token.trim();
     if token.is_empty() {
-        return Err(unauthorized("missing bearer token"));
+        return Err("missing bearer token");
     }
     Ok(token)
 }
@@ -203,7 +232,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let claims = Arc::<Auth>::from_ref(state).authenticate(&parts.headers)?;
+        let claims = Arc::<Auth>::from_ref(state)
+            .authenticate_request(&parts.headers, &mut parts.extensions)?;
         Ok(User {
             id: claims.sub,
             role: claims.role,
@@ -225,7 +255,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let claims = Arc::<Auth>::from_ref(state).authenticate(&parts.headers)?;
+        let claims = Arc::<Auth>::from_ref(state)
+            .authenticate_request(&parts.headers, &mut parts.extensions)?;
         match claims.role {
             Role::Admin => Ok(Admin { id: claims.sub }),
             Role::User => Err(ApiError::Forbidden {
@@ -236,16 +267,18 @@ where
 }
 
 /// Body of `POST /v1/auth/token`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    /// 1..=64 of ASCII letters, digits and `. _ - @`.
+    #[schema(example = "alice", min_length = 1, max_length = 64)]
     pub user: String,
     #[serde(default)]
     pub role: Role,
 }
 
 /// Answer of `POST /v1/auth/token`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct TokenResponse {
     pub token: String,
     pub token_type: String,
@@ -256,8 +289,13 @@ pub struct TokenResponse {
     pub expires_in_seconds: u64,
 }
 
-/// `POST /v1/auth/token` in dev mode: issues a token to whoever asks. Never mounted in
-/// production, where tokens come from the operator's identity provider.
+/// Issues a token to anyone: dev mode only (404 otherwise; production tokens come from
+/// the operator's identity provider).
+#[utoipa::path(
+    post, operation_id = "issueDevToken", path = "/v1/auth/token", tag = "auth",
+    request_body = TokenRequest,
+    responses((status = 200, description = "A bearer token", body = TokenResponse))
+)]
 pub async fn issue_dev_token(
     State(auth): State<Arc<Auth>>,
     ApiJson(request): ApiJson<TokenRequest>,
@@ -511,6 +549,28 @@ mod tests {
             headers.insert(AUTHORIZATION, value.parse().expect("header value"));
             assert_eq!(bearer_token(&headers).ok(), want, "{value}");
         }
+    }
+
+    #[test]
+    fn a_request_is_verified_once() {
+        let (clock, auth) = authority();
+        let token = auth.issue("alice", Role::User).expect("issue").token;
+        let mut headers = HeaderMap::new();
+        let value = format!("Bearer {token}");
+        headers.insert(AUTHORIZATION, value.parse().expect("header value"));
+        let mut extensions = Extensions::new();
+        let claims = auth.authenticate_request(&headers, &mut extensions);
+        assert_eq!(claims.expect("valid").sub, "alice");
+        // Past its expiry a fresh check fails, but the request that was verified keeps its
+        // outcome: the second reader (the extractor after the rate limiter) does not verify
+        // again.
+        clock.advance_ms(TOKEN_TTL_MS);
+        assert!(auth.authenticate(&headers).is_err());
+        let again = auth.authenticate_request(&headers, &mut extensions);
+        assert_eq!(again.expect("the kept outcome").sub, "alice");
+        let mut fresh = Extensions::new();
+        assert!(auth.authenticate_request(&headers, &mut fresh).is_err());
+        assert!(auth.authenticate_request(&headers, &mut fresh).is_err());
     }
 
     #[tokio::test]

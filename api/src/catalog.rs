@@ -639,9 +639,12 @@ mod tests {
         assert_eq!(ids.len(), 45, "seat ids are unique");
     }
 
+    /// A change that breaks a valid venue.
+    type Breakage = Box<dyn Fn(&mut NewVenue)>;
+
     #[test]
     fn bad_venues_name_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut NewVenue)>, &str)> = vec![
+        let cases: Vec<(Breakage, &str)> = vec![
             (Box::new(|v| v.name = " ".into()), "name"),
             (Box::new(|v| v.country = "USA".into()), "country"),
             (Box::new(|v| v.sections.clear()), "sections"),

@@ -392,8 +392,24 @@ fn row_name(r: usize) -> String {
     }
 }
 
+/// The demo's headliner: performer 0, the act the README's search examples look for
+/// (misspelled, in Chicago, and as a type-ahead prefix).
+pub const HEADLINER_NAME: &str = "Taylor Swift";
+
+/// Events that star the headliner, so the README's examples find them in any size of demo:
+/// (event index, venue index). Venue `v` is in `CITIES[v % CITIES.len()]`: 2 Chicago,
+/// 0 New York, 1 Los Angeles, 4 Nashville. Every one of these events sells normally.
+const HEADLINER_EVENTS: [(usize, usize); 4] = [(2, 2), (4, 0), (5, 1), (6, 4)];
+
 /// The i-th demo performer, with its category.
 pub fn performer(i: usize) -> (NewPerformer, &'static str) {
+    if i == 0 {
+        let performer = NewPerformer {
+            name: HEADLINER_NAME.to_owned(),
+            description: "A pop act on tour.".to_owned(),
+        };
+        return (performer, "concert");
+    }
     let mut rng = Rng::new(0x5EED_0000_0000_0000 ^ i as u64);
     let (name, category, description) = match i % 10 {
         0..=5 => {
@@ -453,7 +469,14 @@ pub fn sale_state(i: usize) -> SaleState {
 /// The i-th demo event, starting within a year of `day0_ms` (a UTC midnight).
 pub fn event(i: usize, size: DemoSize, day0_ms: u64) -> NewEvent {
     let mut rng = Rng::new(0xE4E4_0000_0000_0000 ^ i as u64);
-    let performer_idx = rng.below(size.n_performers);
+    let headliner_venue = HEADLINER_EVENTS
+        .iter()
+        .find(|(event_idx, _)| *event_idx == i)
+        .map(|(_, venue_idx)| (*venue_idx).min(size.n_venues.saturating_sub(1)));
+    let performer_idx = match headliner_venue {
+        Some(_) => 0,
+        None => rng.below(size.n_performers),
+    };
     let (headliner, category) = performer(performer_idx);
     let mut performer_ids = vec![performer_id(performer_idx)];
     let name = match category {
@@ -474,11 +497,12 @@ pub fn event(i: usize, size: DemoSize, day0_ms: u64) -> NewEvent {
         _ => format!("{} presents {}", headliner.name, rng.pick(&PLAYS)),
     };
     // Sold-out and hot events play small rooms so seeding them stays quick.
-    let venue_idx = match sale_state(i) {
-        SaleState::SoldOut | SaleState::HotSale => {
+    let venue_idx = match (headliner_venue, sale_state(i)) {
+        (Some(venue_idx), _) => venue_idx,
+        (None, SaleState::SoldOut | SaleState::HotSale) => {
             (rng.below(size.n_venues / 4 + 1) * 4).min(size.n_venues - 1)
         }
-        _ => rng.below(size.n_venues),
+        (None, _) => rng.below(size.n_venues),
     };
     let days = 1 + rng.below(364) as u64;
     let hour = [18, 19, 19, 20, 20, 21][rng.below(6)];
@@ -692,6 +716,31 @@ mod tests {
         );
         assert_eq!(row_name(0), "A");
         assert_eq!(row_name(27), "AB");
+    }
+
+    #[test]
+    fn the_headliner_plays_chicago_in_every_size_of_demo() {
+        let day0 = 1_800_000_000_000 - 1_800_000_000_000 % 86_400_000;
+        for n_events in [10, 200, DemoSize::default().n_events] {
+            let size = DemoSize {
+                n_events,
+                n_venues: (n_events / 10).max(5),
+                n_performers: (n_events / 6).max(2),
+            };
+            let in_chicago = HEADLINER_EVENTS.iter().any(|(i, _)| {
+                let e = event(*i, size, day0);
+                let venue_idx: usize = e.venue_id["ve_demo_".len()..].parse().expect("index");
+                e.performer_ids[0] == performer_id(0)
+                    && e.on_sale
+                    && !e.queue.enabled
+                    && venue(venue_idx).city == "Chicago"
+            });
+            assert!(
+                in_chicago,
+                "{HEADLINER_NAME} in Chicago with {n_events} events"
+            );
+        }
+        assert_eq!(performer(0).0.name, HEADLINER_NAME);
     }
 
     #[test]

@@ -18,9 +18,11 @@
 //!   `Idempotency-Key`s.
 //! * [`inventory`]: inventory errors and rejections as [`ApiError`]s.
 //! * [`problem`]: the crate's one error type, [`ApiError`], and the one function that
-//!   turns it into an RFC 9457 `application/problem+json` answer; the request extractors
-//!   ([`ApiJson`], [`ApiBytes`], [`ApiQuery`], [`ApiPath`]) that turn bad input into those
-//!   problems; the 404/405 fallbacks ([`with_problem_fallbacks`]).
+//!   turns it into an RFC 9457 `application/problem+json` [`Problem`] (the same type the
+//!   OpenAPI document describes); the 404/405 fallbacks ([`with_problem_fallbacks`]).
+//! * [`extract`]: the request extractors ([`ApiJson`], [`ApiBytes`], [`ApiQuery`],
+//!   [`ApiPath`]) that turn bad input into those problems, and the one body limit (an
+//!   oversized body is drained before its 413, like nginx's lingering close).
 //! * [`clock`]: wall-clock time as an injected [`Clock`], so tests and the simulator
 //!   control token expiry, rate limits and webhook timestamps.
 //! * [`auth`]: HS256 bearer tokens, the [`User`] and [`Admin`] extractors, and the dev-mode
@@ -44,6 +46,7 @@ pub mod cache;
 pub mod catalog;
 pub mod clock;
 pub mod demo;
+pub mod extract;
 pub mod ids;
 pub mod inventory;
 pub mod metrics;
@@ -59,6 +62,7 @@ pub mod views;
 pub use app::{Api, ApiConfig, ApiDeps, AppState, ReadyGate};
 pub use auth::{auth_routes, Admin, Auth, Claims, Role, User};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 pub use payments::{PaymentProcessor, Sandbox, SandboxProcessor};
-pub use problem::{with_problem_fallbacks, ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery};
+pub use problem::{with_problem_fallbacks, ApiError, Problem};
 pub use ratelimit::{with_rate_limits, RateLimitConfig, RateLimits};

@@ -1,87 +1,22 @@
 //! The OpenAPI document served at `/openapi.json`, generated from the handlers' and types'
-//! annotations (utoipa). A modifier adds the problem+json answers every operation can give
-//! (bad input, missing auth, rate limits, no leader, …) so the document lists every status
-//! the server really sends.
+//! annotations (utoipa): every schema is the type the server really reads or writes. A
+//! modifier adds the problem+json answers every operation can give (bad input, missing
+//! auth, rate limits, no leader, …) so the document lists every status the server really
+//! sends. This module depends on the route handlers, never the other way round: it serves
+//! its own document ([`serve`]), which `routes::router` mounts.
 
-use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use crate::problem::Problem;
 use crate::routes::{admin, bookings, events, holds, ops, search, webhooks};
-
-/// An RFC 9457 problem, the body of every 4xx/5xx answer.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Problem {
-    /// `https://boxoffice.dev/problems/<slug>`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// The offending field, when one is known (`seat_ids[2]`).
-    pub field: Option<String>,
-    /// 409 seat-unavailable: the seats that were taken.
-    pub unavailable_seats: Option<Vec<String>>,
-    /// 429 and 503: how long to wait.
-    pub retry_after_seconds: Option<u64>,
-    /// 413: the body limit.
-    pub limit_bytes: Option<u64>,
-    /// 400 malformed-json: where parsing stopped.
-    pub line: Option<u64>,
-    pub column: Option<u64>,
-}
-
-/// The payment processor's webhook body.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PaymentEventDoc {
-    /// `evt_…`, stable across redeliveries.
-    pub id: String,
-    /// `payment_intent.succeeded`, `payment_intent.payment_failed`, `charge.refunded`; others are ignored.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub data: PaymentEventDataDoc,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PaymentEventDataDoc {
-    pub intent_id: String,
-    pub booking_id: String,
-    #[schema(minimum = 0)]
-    pub amount: u64,
-    pub currency: Option<String>,
-}
-
-/// `POST /v1/auth/token` (dev mode).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TokenRequestDoc {
-    /// 1..=64 of ASCII letters, digits and `. _ - @`.
-    #[schema(example = "alice")]
-    pub user: String,
-    /// `user` (default) or `admin`.
-    pub role: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TokenResponseDoc {
-    pub token: String,
-    pub token_type: String,
-    pub user: String,
-    pub role: String,
-    pub expires_at: String,
-    pub expires_in_seconds: u64,
-}
-
-/// Issues a token to anyone: dev mode only (404 otherwise; production tokens come from
-/// the operator's identity provider).
-#[utoipa::path(
-    post, operation_id = "issueDevToken", path = "/v1/auth/token", tag = "auth",
-    request_body = TokenRequestDoc,
-    responses((status = 200, description = "A bearer token", body = TokenResponseDoc))
-)]
-#[allow(dead_code)]
-fn issue_dev_token_doc() {}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -93,8 +28,8 @@ fn issue_dev_token_doc() {}
         bookings::create, bookings::get, bookings::mine,
         webhooks::receive,
         admin::create_venue, admin::get_venue, admin::create_performer, admin::create_event, admin::get_event, admin::patch_event,
-        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
-        issue_dev_token_doc,
+        ops::healthz, ops::readyz, ops::metrics, serve,
+        crate::auth::issue_dev_token,
     ),
     components(schemas(Problem, crate::seats::SeatState, crate::views::SeatBatch, crate::views::SeatChange)),
     modifiers(&Security, &ProblemAnswers, &Links),
@@ -341,6 +276,18 @@ impl Modify for Links {
                 .insert(name.to_owned(), RefOr::T(link.build()));
         }
     }
+}
+
+/// `GET /openapi.json`: this document, rendered once per process.
+#[utoipa::path(get, operation_id = "openapi", path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI document", body = Object)))]
+pub async fn serve() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let text = DOC.get_or_init(|| document().to_string());
+    let mut response = text.clone().into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// The document as served: utoipa 5 writes Link objects' fields in snake case

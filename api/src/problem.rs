@@ -1,28 +1,69 @@
 //! The crate's error type and its one mapping to HTTP: every error answer is an RFC 9457
-//! `application/problem+json` document. Also the request extractors that turn malformed
-//! input (bodies, queries, paths) into problems instead of axum's plain-text rejections,
-//! and the fallbacks for unknown routes and methods.
+//! `application/problem+json` [`Problem`], the same type the OpenAPI document describes.
+//! Also the fallbacks for unknown routes and methods. The extractors that turn malformed
+//! input into these errors are in [`crate::extract`].
 
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-/// Largest request body any endpoint reads; a larger one answers 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+use crate::extract::MAX_BODY_BYTES;
 
 /// Prefix of every problem `type` URI; the slug after it names the problem.
 pub const PROBLEM_TYPE_BASE: &str = "https://boxoffice.dev/problems/";
 
 /// Content type of every error answer.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// An RFC 9457 problem, the body of every 4xx/5xx answer. Extension members are present
+/// only for the problems that carry them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// `https://boxoffice.dev/problems/<slug>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The offending field, when one is known (`seat_ids[2]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// 409 seat-unavailable: the seats that were taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_seats: Option<Vec<String>>,
+    /// 429 and 503: how long to wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+    /// 413: the body limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    /// 400 malformed-json: where parsing stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, slug: &str, title: &str, detail: String) -> Self {
+        Problem {
+            kind: format!("{PROBLEM_TYPE_BASE}{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            field: None,
+            unavailable_seats: None,
+            retry_after_seconds: None,
+            limit_bytes: None,
+            line: None,
+            column: None,
+        }
+    }
+}
 
 /// Every way a request can fail, one variant per problem a client can tell apart.
 /// [`IntoResponse`] is the only place a variant becomes a status code.
@@ -109,147 +150,127 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    /// The one mapping from an error to its HTTP answer.
-    fn into_response(self) -> Response {
-        let mut extensions = Map::new();
-        let mut retry_after_secs = None;
-        let (status, slug, title, detail) = match self {
+impl ApiError {
+    /// The one mapping from an error to its status and problem document.
+    pub fn to_problem(self) -> (StatusCode, Problem) {
+        use StatusCode as S;
+        let problem = match self {
             ApiError::MalformedJson {
                 detail,
                 line,
                 column,
-            } => {
-                extensions.insert("line".into(), json!(line));
-                extensions.insert("column".into(), json!(column));
-                (
-                    StatusCode::BAD_REQUEST,
-                    "malformed-json",
-                    "Malformed JSON",
-                    detail,
-                )
+            } => Problem {
+                line: Some(line as u64),
+                column: Some(column as u64),
+                ..Problem::new(S::BAD_REQUEST, "malformed-json", "Malformed JSON", detail)
+            },
+            ApiError::InvalidRequest { detail, field } => Problem {
+                field,
+                ..Problem::new(S::BAD_REQUEST, "invalid-request", "Invalid request", detail)
+            },
+            ApiError::Unauthorized { detail } => {
+                Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
             }
-            ApiError::InvalidRequest { detail, field } => {
-                if let Some(field) = field {
-                    extensions.insert("field".into(), json!(field));
-                }
-                (
-                    StatusCode::BAD_REQUEST,
-                    "invalid-request",
-                    "Invalid request",
-                    detail,
-                )
-            }
-            ApiError::Unauthorized { detail } => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                detail,
-            ),
             ApiError::Forbidden { detail } => {
-                (StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+                Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail)
             }
             ApiError::NotFound { detail } => {
-                (StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+                Problem::new(S::NOT_FOUND, "not-found", "Not found", detail)
             }
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed => Problem::new(
+                S::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
                 "this route does not accept this method".to_owned(),
             ),
-            ApiError::SeatUnavailable { unavailable_seats } => {
-                let detail = format!("seats not available: {}", unavailable_seats.join(", "));
-                extensions.insert("unavailable_seats".into(), json!(unavailable_seats));
-                (
-                    StatusCode::CONFLICT,
+            ApiError::SeatUnavailable { unavailable_seats } => Problem {
+                unavailable_seats: Some(unavailable_seats.clone()),
+                ..Problem::new(
+                    S::CONFLICT,
                     "seat-unavailable",
                     "Seat unavailable",
-                    detail,
+                    format!("seats not available: {}", unavailable_seats.join(", ")),
                 )
-            }
-            ApiError::IdempotencyKeyReused => (
-                StatusCode::CONFLICT,
+            },
+            ApiError::IdempotencyKeyReused => Problem::new(
+                S::CONFLICT,
                 "idempotency-key-reused",
                 "Idempotency key reused",
                 "this idempotency key was used with a different request".to_owned(),
             ),
-            ApiError::Conflict { detail } => (StatusCode::CONFLICT, "conflict", "Conflict", detail),
-            ApiError::Gone { detail } => (StatusCode::GONE, "gone", "Gone", detail),
-            ApiError::PayloadTooLarge { limit_bytes } => {
-                extensions.insert("limit_bytes".into(), json!(limit_bytes));
-                (
-                    StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict { detail } => {
+                Problem::new(S::CONFLICT, "conflict", "Conflict", detail)
+            }
+            ApiError::Gone { detail } => Problem::new(S::GONE, "gone", "Gone", detail),
+            ApiError::PayloadTooLarge { limit_bytes } => Problem {
+                limit_bytes: Some(limit_bytes as u64),
+                ..Problem::new(
+                    S::PAYLOAD_TOO_LARGE,
                     "payload-too-large",
                     "Payload too large",
                     format!("the body is larger than {limit_bytes} bytes"),
                 )
-            }
-            ApiError::UnsupportedMediaType { detail } => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            },
+            ApiError::UnsupportedMediaType { detail } => Problem::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
                 detail,
             ),
-            ApiError::Unprocessable { detail, field } => {
-                if let Some(field) = field {
-                    extensions.insert("field".into(), json!(field));
-                }
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable { detail, field } => Problem {
+                field,
+                ..Problem::new(
+                    S::UNPROCESSABLE_ENTITY,
                     "unprocessable",
                     "Unprocessable request",
                     detail,
                 )
-            }
-            ApiError::RateLimited {
-                retry_after_secs: secs,
-            } => {
-                retry_after_secs = Some(secs);
-                extensions.insert("retry_after_seconds".into(), json!(secs));
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
+            },
+            ApiError::RateLimited { retry_after_secs } => Problem {
+                retry_after_seconds: Some(retry_after_secs),
+                ..Problem::new(
+                    S::TOO_MANY_REQUESTS,
                     "rate-limited",
                     "Too many requests",
-                    format!("rate limit exceeded, retry in {secs} s"),
+                    format!("rate limit exceeded, retry in {retry_after_secs} s"),
                 )
-            }
+            },
             ApiError::Unavailable {
                 detail,
-                retry_after_secs: secs,
-            } => {
-                retry_after_secs = Some(secs);
-                extensions.insert("retry_after_seconds".into(), json!(secs));
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
+                retry_after_secs,
+            } => Problem {
+                retry_after_seconds: Some(retry_after_secs),
+                ..Problem::new(
+                    S::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "Service unavailable",
                     detail,
                 )
-            }
+            },
             ApiError::Internal(message) => {
                 tracing::error!(%message, "internal error answered with 500");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                Problem::new(
+                    S::INTERNAL_SERVER_ERROR,
                     "internal",
                     "Internal server error",
                     "an internal error occurred".to_owned(),
                 )
             }
         };
+        let status = StatusCode::from_u16(problem.status).unwrap_or(S::INTERNAL_SERVER_ERROR);
+        (status, problem)
+    }
+}
 
-        let mut body = Map::new();
-        body.insert("type".into(), json!(format!("{PROBLEM_TYPE_BASE}{slug}")));
-        body.insert("title".into(), json!(title));
-        body.insert("status".into(), json!(status.as_u16()));
-        body.insert("detail".into(), json!(detail));
-        body.extend(extensions);
-        let body = Value::Object(body).to_string();
-
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, problem) = self.to_problem();
+        // A struct of strings, numbers and options always serializes.
+        let body = serde_json::to_string(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
-        if let Some(secs) = retry_after_secs {
+        if let Some(secs) = problem.retry_after_seconds {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
@@ -260,193 +281,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// A JSON request body (`application/json`, at most [`MAX_BODY_BYTES`]) deserialized
-/// into `T`, or a 4xx problem naming what is wrong. Give `T` `#[serde(deny_unknown_fields)]`
-/// to answer unknown fields with 400. As a response it serializes `T` as JSON.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiJson<T>(pub T);
-
-impl<T, S> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        if !is_json_content_type(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType {
-                detail: "expected content type application/json".to_owned(),
-            });
-        }
-        let bytes = read_body(req, MAX_BODY_BYTES).await?;
-        parse_json(&bytes).map(ApiJson)
-    }
-}
-
-impl<T: Serialize> IntoResponse for ApiJson<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
-}
-
-/// The raw request body, at most [`MAX_BODY_BYTES`], whatever its content type; for
-/// endpoints that must see the exact bytes (a signed webhook).
-#[derive(Debug, Clone, Default)]
-pub struct ApiBytes(pub Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for ApiBytes {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        read_body(req, MAX_BODY_BYTES).await.map(ApiBytes)
-    }
-}
-
-/// Query-string parameters deserialized into `T`; a bad parameter answers 400.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiQuery<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for ApiQuery<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        match Query::<T>::try_from_uri(&parts.uri) {
-            Ok(Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(query_problem(&rejection)),
-        }
-    }
-}
-
-fn query_problem(rejection: &QueryRejection) -> ApiError {
-    let text = rejection.body_text();
-    let reason = text
-        .strip_prefix("Failed to deserialize query string: ")
-        .unwrap_or(&text);
-    ApiError::InvalidRequest {
-        detail: format!("invalid query string: {reason}"),
-        field: None,
-    }
-}
-
-/// Path parameters deserialized into `T`; a parameter of the wrong shape answers 400.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiPath<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for ApiPath<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(ApiPath(value)),
-            Err(rejection @ PathRejection::FailedToDeserializePathParams(_)) => {
-                Err(ApiError::InvalidRequest {
-                    detail: format!("invalid path parameter: {}", rejection.body_text()),
-                    field: None,
-                })
-            }
-            // The route and the extractor disagree: a bug, not the client's fault.
-            Err(rejection) => Err(ApiError::Internal(rejection.body_text())),
-        }
-    }
-}
-
-/// Deserializes a JSON document into `T`, naming the failing field or position.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        json_problem(error.into_inner(), path)
-    })?;
-    // Anything but whitespace after the document is a syntax error.
-    deserializer
-        .end()
-        .map_err(|error| json_problem(error, ".".to_owned()))?;
-    Ok(value)
-}
-
-fn json_problem(error: serde_json::Error, path: String) -> ApiError {
-    use serde_json::error::Category;
-    match error.classify() {
-        Category::Data => {
-            // "." is the document itself: the message names the field (missing field `x`).
-            let field = (path != ".").then_some(path);
-            let detail = match &field {
-                Some(field) => format!("{field}: {error}"),
-                None => error.to_string(),
-            };
-            ApiError::InvalidRequest { detail, field }
-        }
-        Category::Syntax | Category::Eof | Category::Io => ApiError::MalformedJson {
-            detail: error.to_string(),
-            line: error.line(),
-            column: error.column(),
-        },
-    }
-}
-
-/// `application/json` or any `application/*+json`, parameters ignored.
-fn is_json_content_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// Reads the whole body, refusing it with 413 as soon as it passes `limit_bytes`.
-async fn read_body(req: Request, limit_bytes: usize) -> Result<Bytes, ApiError> {
-    let declared_bytes = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared_bytes.is_some_and(|declared| declared > limit_bytes as u64) {
-        return Err(ApiError::PayloadTooLarge { limit_bytes });
-    }
-    let body: Body = req.into_body();
-    axum::body::to_bytes(body, limit_bytes)
-        .await
-        .map_err(|error| {
-            if is_length_limit_error(&error) {
-                ApiError::PayloadTooLarge { limit_bytes }
-            } else {
-                ApiError::InvalidRequest {
-                    detail: format!("failed to read the body: {error}"),
-                    field: None,
-                }
-            }
-        })
-}
-
-fn is_length_limit_error(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if error.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        current = error.source();
-    }
-    false
 }
 
 /// Fallback for routes that do not exist: a 404 problem.
@@ -476,38 +310,84 @@ where
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
+/// Helpers for the tests of this module and of [`crate::extract`]: one request through a
+/// router, and the problem+json shape every error answer must have.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::{header, Method};
-    use axum::routing::{get, post};
-    use serde::Deserialize;
+pub(crate) mod testing {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::{header, HeaderMap, Method, StatusCode};
+    use axum::Router;
+    use serde_json::Value;
     use tower::ServiceExt;
 
-    #[derive(Debug, Deserialize, Serialize)]
-    #[serde(deny_unknown_fields)]
-    struct HoldBody {
-        event_id: String,
-        seat_ids: Vec<u32>,
+    use super::{PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE};
+
+    pub async fn call(router: Router, request: Request) -> (StatusCode, HeaderMap, Value) {
+        let response = router.oneshot(request).await.expect("router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, headers, body)
     }
 
-    #[derive(Debug, Deserialize)]
-    struct Paging {
-        #[allow(dead_code)]
-        limit: u32,
+    pub fn post_json(uri: &str, body: impl Into<Body>) -> Request {
+        Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.into())
+            .expect("request")
     }
+
+    pub fn get_req(uri: &str) -> Request {
+        Request::builder()
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    /// Asserts the problem+json shape: status, content type, `type`, `title`, `detail`.
+    pub fn assert_problem(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &Value,
+        want: u16,
+        slug: &str,
+    ) {
+        assert_eq!(status.as_u16(), want, "{body}");
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+        assert_eq!(body["type"], format!("{PROBLEM_TYPE_BASE}{slug}"));
+        assert_eq!(body["status"], want);
+        assert!(body["title"].is_string());
+        assert!(body["detail"].is_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{assert_problem, call, get_req};
+    use super::*;
+    use axum::http::header;
+    use axum::routing::{get, post};
+    use serde_json::json;
+
+    use crate::extract::ApiPath;
 
     fn app() -> Router {
-        let router = Router::new()
-            .route("/echo", post(|ApiJson(body): ApiJson<HoldBody>| async move { ApiJson(body) }))
-            .route("/raw", post(|ApiBytes(bytes): ApiBytes| async move { bytes.len().to_string() }))
-            .route("/page", get(|ApiQuery(paging): ApiQuery<Paging>| async move {
-                paging.limit.to_string()
-            }))
-            .route("/n/{n}", get(|ApiPath(n): ApiPath<u32>| async move { n.to_string() }))
-            .route("/error/{which}", get(|ApiPath(which): ApiPath<String>| async move {
-                Err::<(), _>(sample_error(&which))
-            }));
+        let router =
+            Router::new()
+                .route("/echo", post(|| async { "posted" }))
+                .route(
+                    "/error/{which}",
+                    get(|ApiPath(which): ApiPath<String>| async move {
+                        Err::<(), _>(sample_error(&which))
+                    }),
+                );
         with_problem_fallbacks(router)
     }
 
@@ -545,205 +425,16 @@ mod tests {
         }
     }
 
-    async fn call(request: Request) -> (StatusCode, HeaderMap, Value) {
-        let response = app().oneshot(request).await.expect("router is infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, headers, body)
-    }
-
-    fn post_json(uri: &str, body: impl Into<Body>) -> Request {
-        Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body.into())
-            .expect("request")
-    }
-
-    fn get_req(uri: &str) -> Request {
-        Request::builder()
-            .uri(uri)
-            .body(Body::empty())
-            .expect("request")
-    }
-
-    /// Asserts the problem+json shape and returns the body.
-    fn assert_problem(
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &Value,
-        want: u16,
-        slug: &str,
-    ) {
-        assert_eq!(status.as_u16(), want, "{body}");
-        assert_eq!(headers[CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
-        assert_eq!(body["type"], format!("{PROBLEM_TYPE_BASE}{slug}"));
-        assert_eq!(body["status"], want);
-        assert!(body["title"].is_string());
-        assert!(body["detail"].is_string());
-    }
-
-    #[tokio::test]
-    async fn valid_body_round_trips() {
-        let (status, headers, body) =
-            call(post_json("/echo", r#"{"event_id":"e1","seat_ids":[1,2]}"#)).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(headers[CONTENT_TYPE], "application/json");
-        assert_eq!(body, json!({"event_id": "e1", "seat_ids": [1, 2]}));
-    }
-
-    #[tokio::test]
-    async fn malformed_json_is_400_with_position() {
-        let (status, headers, body) = call(post_json("/echo", "{\"event_id\": \"e1\",\n  ]")).await;
-        assert_problem(status, &headers, &body, 400, "malformed-json");
-        assert_eq!(body["line"], 2);
-        assert_eq!(body["column"], 3);
-    }
-
-    #[tokio::test]
-    async fn truncated_and_empty_and_trailing_bodies_are_malformed() {
-        for text in [
-            r#"{"event_id": "e1""#,
-            "",
-            r#"{"event_id":"e1","seat_ids":[]} x"#,
-        ] {
-            let (status, headers, body) = call(post_json("/echo", text)).await;
-            assert_problem(status, &headers, &body, 400, "malformed-json");
-        }
-    }
-
-    #[tokio::test]
-    async fn wrong_type_names_the_field() {
-        let (status, headers, body) = call(post_json(
-            "/echo",
-            r#"{"event_id":"e1","seat_ids":[1,"two"]}"#,
-        ))
-        .await;
-        assert_problem(status, &headers, &body, 400, "invalid-request");
-        assert_eq!(body["field"], "seat_ids[1]");
-        let detail = body["detail"].as_str().unwrap_or_default();
-        assert!(detail.starts_with("seat_ids[1]: invalid type"), "{detail}");
-    }
-
-    #[tokio::test]
-    async fn unknown_field_is_named() {
-        let (status, headers, body) = call(post_json(
-            "/echo",
-            r#"{"event_id":"e1","seat_ids":[],"price":0}"#,
-        ))
-        .await;
-        assert_problem(status, &headers, &body, 400, "invalid-request");
-        let detail = body["detail"].as_str().unwrap_or_default();
-        assert!(detail.contains("unknown field `price`"), "{detail}");
-    }
-
-    #[tokio::test]
-    async fn missing_field_is_named() {
-        let (status, headers, body) = call(post_json("/echo", r#"{"event_id":"e1"}"#)).await;
-        assert_problem(status, &headers, &body, 400, "invalid-request");
-        let detail = body["detail"].as_str().unwrap_or_default();
-        assert!(detail.contains("missing field `seat_ids`"), "{detail}");
-    }
-
-    #[tokio::test]
-    async fn deep_nesting_is_400_not_a_stack_overflow() {
-        let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let (status, headers, body) = call(post_json("/echo", text)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(headers[CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
-    }
-
-    #[tokio::test]
-    async fn content_type_must_be_json() {
-        let missing = Request::builder()
-            .method(Method::POST)
-            .uri("/echo")
-            .body(Body::from(r#"{"event_id":"e1","seat_ids":[]}"#))
-            .expect("request");
-        let (status, headers, body) = call(missing).await;
-        assert_problem(status, &headers, &body, 415, "unsupported-media-type");
-
-        let text = Request::builder()
-            .method(Method::POST)
-            .uri("/echo")
-            .header(header::CONTENT_TYPE, "text/plain")
-            .body(Body::from("{}"))
-            .expect("request");
-        let (status, _, _) = call(text).await;
-        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-
-        let with_charset = Request::builder()
-            .method(Method::POST)
-            .uri("/echo")
-            .header(header::CONTENT_TYPE, "Application/JSON; charset=utf-8")
-            .body(Body::from(r#"{"event_id":"e1","seat_ids":[]}"#))
-            .expect("request");
-        let (status, _, _) = call(with_charset).await;
-        assert_eq!(status, StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn oversized_body_is_413() {
-        let big = format!(
-            r#"{{"event_id":"{}","seat_ids":[]}}"#,
-            "x".repeat(MAX_BODY_BYTES)
-        );
-
-        // Declared by Content-Length: refused before reading.
-        let mut declared = post_json("/echo", big.clone());
-        declared
-            .headers_mut()
-            .insert(CONTENT_LENGTH, HeaderValue::from(big.len()));
-        let (status, headers, body) = call(declared).await;
-        assert_problem(status, &headers, &body, 413, "payload-too-large");
-        assert_eq!(body["limit_bytes"], MAX_BODY_BYTES);
-
-        // Undeclared (or understated): refused while reading.
-        let mut understated = post_json("/echo", big);
-        understated
-            .headers_mut()
-            .insert(CONTENT_LENGTH, HeaderValue::from(10));
-        let (status, headers, body) = call(understated).await;
-        assert_problem(status, &headers, &body, 413, "payload-too-large");
-
-        // The raw-bytes extractor has the same limit; exactly the limit passes.
-        let (status, _, _) = call(post_json("/raw", vec![b'a'; MAX_BODY_BYTES + 1])).await;
-        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        let (status, _, body) = call(post_json("/raw", vec![b'a'; MAX_BODY_BYTES])).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, json!(MAX_BODY_BYTES));
-    }
-
-    #[tokio::test]
-    async fn bad_query_and_path_are_400() {
-        let (status, headers, body) = call(get_req("/page?limit=lots")).await;
-        assert_problem(status, &headers, &body, 400, "invalid-request");
-        let detail = body["detail"].as_str().unwrap_or_default();
-        assert!(detail.contains("limit"), "{detail}");
-
-        let (status, _, body) = call(get_req("/page?limit=5")).await;
-        assert_eq!((status, body), (StatusCode::OK, json!(5)));
-
-        let (status, headers, body) = call(get_req("/n/minus-one")).await;
-        assert_problem(status, &headers, &body, 400, "invalid-request");
-    }
-
     #[tokio::test]
     async fn unknown_route_is_404_problem() {
-        let (status, headers, body) = call(get_req("/nope/nothing")).await;
+        let (status, headers, body) = call(app(), get_req("/nope/nothing")).await;
         assert_problem(status, &headers, &body, 404, "not-found");
         assert_eq!(body["detail"], "no route for /nope/nothing");
     }
 
     #[tokio::test]
     async fn wrong_method_is_405_problem_with_allow() {
-        let (status, headers, body) = call(get_req("/echo")).await;
+        let (status, headers, body) = call(app(), get_req("/echo")).await;
         assert_problem(status, &headers, &body, 405, "method-not-allowed");
         assert_eq!(headers[header::ALLOW], "POST");
     }
@@ -764,33 +455,33 @@ mod tests {
             ("other", 404, "not-found"),
         ];
         for (which, want, slug) in cases {
-            let (status, headers, body) = call(get_req(&format!("/error/{which}"))).await;
+            let (status, headers, body) = call(app(), get_req(&format!("/error/{which}"))).await;
             assert_problem(status, &headers, &body, want, slug);
         }
     }
 
     #[tokio::test]
     async fn extension_fields_and_headers() {
-        let (_, _, body) = call(get_req("/error/seats")).await;
+        let (_, _, body) = call(app(), get_req("/error/seats")).await;
         assert_eq!(body["unavailable_seats"], json!(["s1", "s2"]));
 
-        let (_, headers, body) = call(get_req("/error/rate")).await;
+        let (_, headers, body) = call(app(), get_req("/error/rate")).await;
         assert_eq!(headers[RETRY_AFTER], "3");
         assert_eq!(body["retry_after_seconds"], 3);
 
-        let (_, headers, _) = call(get_req("/error/unavailable")).await;
+        let (_, headers, _) = call(app(), get_req("/error/unavailable")).await;
         assert_eq!(headers[RETRY_AFTER], "1");
 
-        let (_, headers, _) = call(get_req("/error/unauthorized")).await;
+        let (_, headers, _) = call(app(), get_req("/error/unauthorized")).await;
         assert!(headers.contains_key(WWW_AUTHENTICATE));
 
-        let (_, _, body) = call(get_req("/error/unprocessable")).await;
+        let (_, _, body) = call(app(), get_req("/error/unprocessable")).await;
         assert_eq!(body["field"], "hold_ttl_seconds");
     }
 
     #[tokio::test]
     async fn internal_errors_do_not_leak_their_message() {
-        let (_, _, body) = call(get_req("/error/internal")).await;
+        let (_, _, body) = call(app(), get_req("/error/internal")).await;
         assert_eq!(body["detail"], "an internal error occurred");
         assert!(!body.to_string().contains("secret"));
     }
@@ -816,5 +507,18 @@ mod tests {
             );
             assert!(!message.ends_with(['.', '!']), "{message}");
         }
+    }
+
+    #[test]
+    fn a_problem_omits_the_members_it_does_not_carry() {
+        let (_, problem) = ApiError::not_found("no event e1").to_problem();
+        let body = serde_json::to_value(&problem).expect("serializes");
+        assert_eq!(
+            body,
+            json!({"type": format!("{PROBLEM_TYPE_BASE}not-found"), "title": "Not found",
+                   "status": 404, "detail": "no event e1"})
+        );
+        let back: Problem = serde_json::from_value(body).expect("round trip");
+        assert_eq!(back, problem);
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{Extensions, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -124,8 +124,15 @@ impl RateLimits {
         }
     }
 
-    /// Counts one request from `peer` with `headers`; 429 if over either limit.
-    pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+    /// Counts one request from `peer` with `headers`; 429 if over either limit. The token's
+    /// check is kept in `extensions` for the handler's extractor
+    /// ([`Auth::authenticate_request`]).
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        extensions: &mut Extensions,
+        peer: Option<IpAddr>,
+    ) -> Result<(), ApiError> {
         let ip = self.client_ip(headers, peer);
         if let Some(ip) = ip {
             self.per_ip
@@ -133,7 +140,7 @@ impl RateLimits {
                 .map_err(|not_until| self.rate_limited(&not_until))?;
         }
         if let Some(auth) = &self.auth {
-            if let Ok(claims) = auth.authenticate(headers) {
+            if let Ok(claims) = auth.authenticate_request(headers, extensions) {
                 self.per_user
                     .check_key(&claims.sub)
                     .map_err(|not_until| self.rate_limited(&not_until))?;
@@ -216,14 +223,21 @@ pub async fn rate_limit(
     request: Request,
     next: Next,
 ) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    match limits.check(request.headers(), peer) {
-        Ok(()) => next.run(request).await,
+    match check_request(&limits, request) {
+        Ok(request) => next.run(request).await,
         Err(error) => error.into_response(),
     }
+}
+
+/// [`RateLimits::check`] on a whole request, which it gives back when within the limits.
+fn check_request(limits: &RateLimits, request: Request) -> Result<Request, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    limits.check(&parts.headers, &mut parts.extensions, peer)?;
+    Ok(Request::from_parts(parts, body))
 }
 
 /// Puts the rate-limit middleware in front of every route of `router`.
@@ -274,12 +288,8 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
-        match self.limits.check(request.headers(), peer) {
-            Ok(()) => futures_util::future::Either::Right(self.inner.call(request)),
+        match check_request(&self.limits, request) {
+            Ok(request) => futures_util::future::Either::Right(self.inner.call(request)),
             Err(error) => {
                 futures_util::future::Either::Left(std::future::ready(Ok(error.into_response())))
             }
@@ -393,9 +403,13 @@ mod tests {
         let clock = Arc::new(ManualClock::new(START_MS));
         let limits = RateLimits::new(config, clock.clone(), None);
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
-        assert!(limits.check(&HeaderMap::new(), ip).is_ok());
+        assert!(limits
+            .check(&HeaderMap::new(), &mut Extensions::new(), ip)
+            .is_ok());
         clock.advance_ms(100);
-        let error = limits.check(&HeaderMap::new(), ip).expect_err("limited");
+        let error = limits
+            .check(&HeaderMap::new(), &mut Extensions::new(), ip)
+            .expect_err("limited");
         assert!(
             matches!(
                 error,
@@ -478,14 +492,22 @@ mod tests {
         let limits = RateLimits::new(config, clock.clone(), None);
         for n in 0..20u8 {
             assert!(limits
-                .check(&HeaderMap::new(), Some(IpAddr::from([10, 0, 1, n])))
+                .check(
+                    &HeaderMap::new(),
+                    &mut Extensions::new(),
+                    Some(IpAddr::from([10, 0, 1, n]))
+                )
                 .is_ok());
         }
         assert_eq!(limits.tracked_keys().0, 20);
         // Buckets refill after burst/rate = 2 s; the next request past the interval sweeps.
         clock.advance_ms(2_000);
         assert!(limits
-            .check(&HeaderMap::new(), Some(IpAddr::from([10, 0, 2, 1])))
+            .check(
+                &HeaderMap::new(),
+                &mut Extensions::new(),
+                Some(IpAddr::from([10, 0, 2, 1]))
+            )
             .is_ok());
         assert_eq!(limits.tracked_keys().0, 1);
     }

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use boxoffice_api::payments::sandbox::SandboxConfig;
 use boxoffice_api::payments::{sandbox_routes, Sandbox, WebhookWorker};
+use boxoffice_api::ratelimit::{
+    PER_IP_BURST, PER_IP_PER_SECOND, PER_USER_BURST, PER_USER_PER_SECOND,
+};
 use boxoffice_api::{Api, ApiConfig, ApiDeps, Auth, Clock, RateLimitConfig, SystemClock};
 use boxoffice_raft::transport::{TcpConnector, Transport};
 use boxoffice_raft::InventoryClient;
@@ -16,18 +19,19 @@ use boxoffice_raft::InventoryClient;
 /// How long shutdown waits for open connections before closing them.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
 
-/// Rate limits, shared by `api` and `dev`.
+/// Rate limits, shared by `api` and `dev`; the defaults are the API crate's named
+/// constants (`boxoffice_api::ratelimit`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct LimitArgs {
     /// Sustained requests per second per client IP.
-    #[arg(long, env = "BOXOFFICE_RATE_IP_PER_SECOND", default_value_t = 50)]
+    #[arg(long, env = "BOXOFFICE_RATE_IP_PER_SECOND", default_value_t = PER_IP_PER_SECOND.get())]
     pub rate_ip_per_second: u32,
-    #[arg(long, env = "BOXOFFICE_RATE_IP_BURST", default_value_t = 100)]
+    #[arg(long, env = "BOXOFFICE_RATE_IP_BURST", default_value_t = PER_IP_BURST.get())]
     pub rate_ip_burst: u32,
     /// Sustained requests per second per user (bearer token).
-    #[arg(long, env = "BOXOFFICE_RATE_USER_PER_SECOND", default_value_t = 10)]
+    #[arg(long, env = "BOXOFFICE_RATE_USER_PER_SECOND", default_value_t = PER_USER_PER_SECOND.get())]
     pub rate_user_per_second: u32,
-    #[arg(long, env = "BOXOFFICE_RATE_USER_BURST", default_value_t = 20)]
+    #[arg(long, env = "BOXOFFICE_RATE_USER_BURST", default_value_t = PER_USER_BURST.get())]
     pub rate_user_burst: u32,
     /// Take client IPs from X-Forwarded-For (only behind a trusted proxy).
     #[arg(long, env = "BOXOFFICE_TRUST_FORWARDED_FOR")]
@@ -36,12 +40,13 @@ pub struct LimitArgs {
 
 impl Default for LimitArgs {
     fn default() -> Self {
+        let config = RateLimitConfig::default();
         LimitArgs {
-            rate_ip_per_second: 50,
-            rate_ip_burst: 100,
-            rate_user_per_second: 10,
-            rate_user_burst: 20,
-            trust_forwarded_for: false,
+            rate_ip_per_second: config.per_ip_per_second.get(),
+            rate_ip_burst: config.per_ip_burst.get(),
+            rate_user_per_second: config.per_user_per_second.get(),
+            rate_user_burst: config.per_user_burst.get(),
+            trust_forwarded_for: config.trust_forwarded_for,
         }
     }
 }

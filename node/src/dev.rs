@@ -73,10 +73,7 @@ fn load_or_create(dir: &Path) -> anyhow::Result<DevFile> {
         return serde_json::from_slice(&bytes)
             .with_context(|| format!("reading {}", path.display()));
     }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now_ms = boxoffice_api::Clock::now_ms(&boxoffice_api::SystemClock);
     let file = DevFile {
         jwt_secret: boxoffice_api::ids::random_hex(32),
         webhook_secret: boxoffice_api::ids::random_hex(32),

@@ -1,5 +1,6 @@
-//! REST test support: a `boxoffice dev` process on free loopback ports (no demo catalog,
-//! rate limits raised), and a small JSON client for its public API.
+//! REST test support: a `boxoffice dev` process on free loopback ports (rate limits
+//! raised; the demo catalog only when asked for), and a small JSON client for its public
+//! API.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -38,15 +39,27 @@ fn free_port_run() -> u16 {
 }
 
 impl DevServer {
-    /// Starts `boxoffice dev` and waits until `/readyz` answers 200.
+    /// Starts `boxoffice dev` without the demo catalog and waits until `/readyz` answers 200.
     pub async fn start() -> DevServer {
+        DevServer::launch(false).await
+    }
+
+    /// Starts `boxoffice dev` exactly as the README's quick start does, demo catalog
+    /// included, and waits until it is seeded and `/readyz` answers 200.
+    pub async fn start_with_demo() -> DevServer {
+        DevServer::launch(true).await
+    }
+
+    async fn launch(demo: bool) -> DevServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("dev");
         let addr = free_addr();
         let raft_port = free_port_run();
         let log = std::fs::File::create(tmp.path().join("dev.log")).expect("log file");
         let child = Command::new(binary())
-            .args(["dev", "--no-demo", "--data-dir"])
+            .arg("dev")
+            .args(if demo { &[][..] } else { &["--no-demo"][..] })
+            .arg("--data-dir")
             .arg(&data_dir)
             .args(["--raft-port", &raft_port.to_string(), "--listen", &addr])
             .args([
@@ -71,7 +84,9 @@ impl DevServer {
             _tmp: tmp,
         };
         let client = reqwest::Client::new();
-        let ready = eventually(Duration::from_secs(60), || {
+        // Seeding the demo takes about a minute in a debug build on a busy machine.
+        let patience = Duration::from_secs(if demo { 300 } else { 60 });
+        let ready = eventually(patience, || {
             let client = client.clone();
             let url = format!("{}/readyz", server.base);
             async move {
@@ -473,24 +488,11 @@ pub fn unique() -> String {
 
 /// Seconds since the epoch as RFC 3339 UTC.
 pub fn rfc3339(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let secs = i64::try_from(secs).expect("a time the tests use");
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .expect("a time the tests use")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time RFC 3339 can write")
 }
 
 /// `Boxoffice-Signature` for `body` at `timestamp_secs` under `secret`.

@@ -1,20 +1,16 @@
-//! The sandbox's checkout page: `GET /sandbox/checkout/{intent_id}` shows the amount and a
-//! card field; the form posts to the same URL, which confirms the intent (as
-//! `POST …/confirm` does) and shows the outcome. Plain HTML with no script, so it works
+//! The sandbox's checkout page, rendered from a [`PaymentIntent`] alone:
+//! `GET /sandbox/checkout/{intent_id}` shows the amount and a card field; the form posts to
+//! the same URL, which confirms the intent (as `POST …/confirm` does) and shows the
+//! outcome (the handlers are in [`super::sandbox_routes`]). Plain HTML with no script, so it works
 //! in any browser and in `curl`. These pages answer HTML, errors included: they are for
 //! people, not for API clients.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::Form;
-use serde::Deserialize;
 
-use crate::problem::{ApiError, ApiPath};
+use crate::problem::ApiError;
 
-use super::sandbox::{Sandbox, CARD_DECLINED, CARD_SUCCEEDS};
-use super::{IntentStatus, PaymentIntent};
+use super::{IntentStatus, PaymentIntent, CARD_DECLINED, CARD_SUCCEEDS};
 
 /// Currencies whose amounts have no minor unit (Stripe's list).
 const ZERO_DECIMAL_CURRENCIES: [&str; 16] = [
@@ -22,54 +18,12 @@ const ZERO_DECIMAL_CURRENCIES: [&str; 16] = [
     "XAF", "XOF", "XPF",
 ];
 
-/// The form the page posts.
-#[derive(Debug, Deserialize)]
-pub struct CheckoutForm {
-    pub card_number: String,
-}
-
-pub(crate) async fn page_handler(
-    State(sandbox): State<Sandbox>,
-    ApiPath(intent_id): ApiPath<String>,
-) -> Response {
-    match sandbox.get_intent(&intent_id) {
-        Ok(intent) => page(StatusCode::OK, &intent, None),
-        Err(error) => error_page(error),
-    }
-}
-
-pub(crate) async fn pay_handler(
-    State(sandbox): State<Sandbox>,
-    ApiPath(intent_id): ApiPath<String>,
-    form: Result<Form<CheckoutForm>, FormRejection>,
-) -> Response {
-    let intent = match sandbox.get_intent(&intent_id) {
-        Ok(intent) => intent,
-        Err(error) => return error_page(error),
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => {
-            return page(
-                rejection.status(),
-                &intent,
-                Some("Please type a card number."),
-            );
-        }
-    };
-    match sandbox.confirm(&intent_id, &form.card_number) {
-        Ok(intent) => page(StatusCode::OK, &intent, None),
-        Err(ApiError::InvalidRequest { .. }) => page(
-            StatusCode::BAD_REQUEST,
-            &intent,
-            Some("That is not a test card. Use one of the cards listed below."),
-        ),
-        Err(error) => error_page(error),
-    }
-}
-
 /// The page for `intent`: the form while it can be paid, else its outcome.
-fn page(status: StatusCode, intent: &PaymentIntent, form_error: Option<&str>) -> Response {
+pub(crate) fn page(
+    status: StatusCode,
+    intent: &PaymentIntent,
+    form_error: Option<&str>,
+) -> Response {
     let amount = escape(&format_amount(intent.amount, &intent.currency));
     let booking = escape(&intent.booking_id);
     let intent_id = escape(&intent.intent_id);
@@ -108,7 +62,7 @@ fn page(status: StatusCode, intent: &PaymentIntent, form_error: Option<&str>) ->
     )
 }
 
-fn error_page(error: ApiError) -> Response {
+pub(crate) fn error_page(error: ApiError) -> Response {
     let status = error.into_response().status();
     let message = match status {
         StatusCode::NOT_FOUND => "There is no such payment.",

@@ -3,18 +3,23 @@
 //! receiving route needs: verify the signature, then parse.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::problem::{parse_json, ApiError};
+use crate::extract::parse_json;
+use crate::problem::ApiError;
 
 use super::signature::{verify_signature, SIGNATURE_TOLERANCE_SECS};
 
 /// One webhook delivery. The same `id` may arrive more than once (retries) and events of
 /// one intent may arrive out of order: receivers must be idempotent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentEvent {
     /// `evt_…`, unique per event and stable across its retries.
     pub id: String,
+    /// `payment_intent.succeeded`, `payment_intent.payment_failed`, `charge.refunded`;
+    /// others are acknowledged and ignored.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "payment_intent.succeeded")]
     pub kind: PaymentEventKind,
     pub data: PaymentEventData,
 }
@@ -37,11 +42,12 @@ pub enum PaymentEventKind {
 }
 
 /// What the event is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentEventData {
     pub intent_id: String,
     pub booking_id: String,
     /// Minor units of `currency`.
+    #[schema(minimum = 0)]
     pub amount: u64,
     /// ISO 4217; an addition to the contract's `data`, empty if a sender leaves it out.
     #[serde(default)]

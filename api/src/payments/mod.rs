@@ -6,13 +6,16 @@
 //!   `"{t}.{body}"`, Stripe style).
 //! * [`event`]: the webhook body as a typed [`PaymentEvent`].
 //! * [`webhook`]: the owned task that delivers signed events with exponential backoff.
-//! * [`sandbox`]: the Stripe-shaped in-memory processor, its HTTP routes and the
-//!   [`SandboxProcessor`] adapter.
-//! * [`checkout`]: the sandbox's HTML checkout page for people.
+//! * [`sandbox`]: the Stripe-shaped in-memory processor and the [`SandboxProcessor`]
+//!   adapter.
+//! * [`sandbox_routes`]: its HTTP routes (JSON API and the checkout page's handlers).
+//! * [`checkout`]: the sandbox's HTML checkout page for people, rendered from a
+//!   [`PaymentIntent`] alone.
 
 pub mod checkout;
 pub mod event;
 pub mod sandbox;
+pub mod sandbox_routes;
 pub mod signature;
 pub mod webhook;
 
@@ -23,8 +26,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::problem::ApiError;
 
+/// The sandbox's test card that always succeeds.
+pub const CARD_SUCCEEDS: &str = "4242424242424242";
+/// The sandbox's test card that is always declined.
+pub const CARD_DECLINED: &str = "4000000000000002";
+
 pub use event::{PaymentEvent, PaymentEventData, PaymentEventKind};
-pub use sandbox::{sandbox_routes, Sandbox, SandboxConfig, SandboxProcessor};
+pub use sandbox::{Sandbox, SandboxConfig, SandboxProcessor};
+pub use sandbox_routes::sandbox_routes;
 pub use signature::{signature_header, verify_signature, SignatureError};
 pub use webhook::{WebhookRetryConfig, WebhookWorker};
 

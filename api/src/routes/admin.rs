@@ -18,9 +18,10 @@ use crate::catalog::{
     Event, EventPatch, NewEvent, NewPerformer, NewVenue, Performer, Venue, KIND_EVENT,
     KIND_PERFORMER, KIND_VENUE,
 };
+use crate::extract::{ApiJson, ApiPath};
 use crate::ids::{derived_catalog_id, digest, new_catalog_id, optional_idempotency_key, IdKind};
 use crate::inventory::{rejection, Doing};
-use crate::problem::{ApiError, ApiJson, ApiPath};
+use crate::problem::ApiError;
 
 /// Stores a catalog document in the meta group.
 pub(crate) async fn put_doc<T: Serialize>(
@@ -220,7 +221,7 @@ pub async fn create_performer(
     request_body = NewEvent,
     responses(
         (status = 201, description = "Created", body = Event),
-        (status = 422, description = "The venue or a performer does not exist", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The venue or a performer does not exist", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_event(

@@ -14,11 +14,12 @@ use crate::app::AppState;
 use crate::auth::{Role, User};
 use crate::catalog::Money;
 use crate::clock::rfc3339_from_ms;
+use crate::extract::{ApiJson, ApiPath};
 use crate::ids::{derived_event_scoped_id, digest, event_of, idempotency_key, request_id, IdKind};
 use crate::inventory::{rejection, Doing};
 use crate::metrics::BOOKINGS;
 use crate::payments::{IntentStatus, NewIntent, PaymentIntent};
-use crate::problem::{ApiError, ApiJson, ApiPath};
+use crate::problem::ApiError;
 
 use super::holds::read_hold;
 
@@ -167,8 +168,8 @@ fn booking_view(
     request_body = BookingRequest,
     responses(
         (status = 201, description = "Booked, awaiting payment", body = BookingView),
-        (status = 409, description = "The hold is not yours, was released or confirmed, or already has a booking", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 410, description = "The hold has expired", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The hold is not yours, was released or confirmed, or already has a booking", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The hold has expired", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(

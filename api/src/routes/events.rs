@@ -17,8 +17,9 @@ use futures_util::Stream;
 use tokio::sync::broadcast;
 
 use crate::app::AppState;
+use crate::extract::ApiPath;
 use crate::metrics::{SSE_STREAMS, VIEW_CACHE};
-use crate::problem::{ApiError, ApiPath};
+use crate::problem::ApiError;
 use crate::seats::SeatCache;
 use crate::views::{event_view, Rendered};
 

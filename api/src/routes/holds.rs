@@ -14,13 +14,14 @@ use crate::app::AppState;
 use crate::auth::{Role, User};
 use crate::catalog::Money;
 use crate::clock::rfc3339_from_ms;
+use crate::extract::{ApiJson, ApiPath};
 use crate::ids::{
     derived_event_scoped_id, digest, event_of, idempotency_key, optional_idempotency_key,
     request_id, IdKind, MAX_ID_BYTES,
 };
 use crate::inventory::{rejection, Doing};
 use crate::metrics::HOLDS;
-use crate::problem::{ApiError, ApiJson, ApiPath};
+use crate::problem::ApiError;
 
 /// Most seat ids one request may name (the inventory's own, smaller, limit applies after).
 pub const MAX_SEAT_IDS_PER_REQUEST: usize = 100;
@@ -115,7 +116,7 @@ fn check_seat_ids(seat_ids: &[String]) -> Result<(), ApiError> {
     request_body = HoldRequest,
     responses(
         (status = 201, description = "Held", body = HoldView, headers(("Location" = String, description = "The hold's URL"))),
-        (status = 409, description = "Some seats are not available (`unavailable_seats`), or the key was used for another request", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Some seats are not available (`unavailable_seats`), or the key was used for another request", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
@@ -246,7 +247,7 @@ pub async fn get(
     ),
     responses(
         (status = 204, description = "Released"),
-        (status = 409, description = "The hold expired, was confirmed, or is not yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The hold expired, was confirmed, or is not yours", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn release(

@@ -9,7 +9,8 @@
 //! | bookings, `GET /v1/me/bookings` | [`bookings`] |
 //! | payment webhooks | [`webhooks`] |
 //! | admin catalog | [`admin`] |
-//! | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | [`ops`] |
+//! | `/healthz`, `/readyz`, `/metrics` | [`ops`] |
+//! | `/openapi.json` | [`crate::openapi::serve`] |
 
 pub mod admin;
 pub mod bookings;
@@ -72,7 +73,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+        .route("/openapi.json", get(crate::openapi::serve))
         .layer(from_fn_with_state(timeout_ms, timeout));
     let mut app = limited.merge(open);
     if let Some(extra) = extra {

@@ -1,7 +1,6 @@
 //! Operations endpoints: `/healthz` (the process is up), `/readyz` (caches loaded, every
-//! readiness gate set), `/metrics` (Prometheus text) and `/openapi.json`.
-
-use std::sync::OnceLock;
+//! readiness gate set) and `/metrics` (Prometheus text). `/openapi.json` is served by
+//! [`crate::openapi`].
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -11,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::problem::{ApiError, ApiJson};
+use crate::extract::ApiJson;
+use crate::problem::ApiError;
 
 /// Seconds a load balancer should wait before asking `/readyz` again.
 const NOT_READY_RETRY_AFTER_SECS: u64 = 1;
@@ -53,7 +53,7 @@ pub async fn healthz() -> ApiJson<Health> {
 /// gate (e.g. dev's demo catalog) is set.
 #[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Ready", body = Ready),
-    (status = 503, description = "Not ready; `detail` says what it waits for", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    (status = 503, description = "Not ready; `detail` says what it waits for", body = crate::problem::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Ready>, ApiError> {
     let mut waiting = Vec::new();
@@ -116,17 +116,5 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
-    response
-}
-
-/// This document.
-#[utoipa::path(get, operation_id = "openapi", path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI document", body = Object)))]
-pub async fn openapi() -> Response {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let text = DOC.get_or_init(|| crate::openapi::document().to_string());
-    let mut response = text.clone().into_response();
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

@@ -15,11 +15,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::app::AppState;
+use crate::extract::{ApiBytes, ApiJson};
 use crate::ids::{event_of, request_id, IdKind};
 use crate::metrics::CONFIRMS;
 use crate::payments::signature::SIGNATURE_HEADER;
 use crate::payments::{PaymentEvent, PaymentEventKind};
-use crate::problem::{ApiBytes, ApiError, ApiJson};
+use crate::problem::ApiError;
 
 /// What the webhook did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -60,10 +61,10 @@ fn ack(event: &PaymentEvent, result: WebhookResult) -> ApiJson<WebhookAck> {
 #[utoipa::path(
     post, operation_id = "receivePaymentEvent", path = "/v1/webhooks/payments", tag = "payments",
     params(("Boxoffice-Signature" = String, Header, description = "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"t.body\">`")),
-    request_body(content = crate::openapi::PaymentEventDoc, description = "The processor's event"),
+    request_body(content = crate::payments::event::PaymentEvent, description = "The processor's event"),
     responses(
         (status = 200, description = "Applied (or ignored: unknown type, not our booking)", body = WebhookAck),
-        (status = 400, description = "Bad signature or body; nothing changed", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad signature or body; nothing changed", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn receive(
