@@ -2,10 +2,11 @@
 //! card field; the form posts to the same URL, which confirms the intent (as
 //! `POST …/confirm` does) and shows the outcome. Plain HTML with no script, so it works
 //! in any browser and in `curl`. These pages answer HTML, errors included: they are for
-//! people, not for API clients.
+//! people, not for API clients. An optional `?return_to=/path` (a path on this origin, as
+//! the fan's booking page passes) adds a link back to it.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::State;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
@@ -22,6 +23,26 @@ const ZERO_DECIMAL_CURRENCIES: [&str; 16] = [
     "XAF", "XOF", "XPF",
 ];
 
+/// Longest `return_to` path accepted.
+const MAX_RETURN_TO_BYTES: usize = 512;
+
+/// The page's query: where its back link goes.
+#[derive(Debug, Deserialize)]
+pub struct ReturnTo {
+    return_to: Option<String>,
+}
+
+/// A path on this origin to link back to; anything else (another origin, `//host`,
+/// `/\host`) is dropped rather than becoming an open redirect.
+fn back_link(query: Result<Query<ReturnTo>, QueryRejection>) -> Option<String> {
+    let path = query.ok()?.0.return_to?;
+    let on_this_origin = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && path.len() <= MAX_RETURN_TO_BYTES;
+    on_this_origin.then_some(path)
+}
+
 /// The form the page posts.
 #[derive(Debug, Deserialize)]
 pub struct CheckoutForm {
@@ -31,9 +52,11 @@ pub struct CheckoutForm {
 pub(crate) async fn page_handler(
     State(sandbox): State<Sandbox>,
     ApiPath(intent_id): ApiPath<String>,
+    query: Result<Query<ReturnTo>, QueryRejection>,
 ) -> Response {
+    let back = back_link(query);
     match sandbox.get_intent(&intent_id) {
-        Ok(intent) => page(StatusCode::OK, &intent, None),
+        Ok(intent) => page(StatusCode::OK, &intent, None, back.as_deref()),
         Err(error) => error_page(error),
     }
 }
@@ -41,8 +64,11 @@ pub(crate) async fn page_handler(
 pub(crate) async fn pay_handler(
     State(sandbox): State<Sandbox>,
     ApiPath(intent_id): ApiPath<String>,
+    query: Result<Query<ReturnTo>, QueryRejection>,
     form: Result<Form<CheckoutForm>, FormRejection>,
 ) -> Response {
+    let back = back_link(query);
+    let back = back.as_deref();
     let intent = match sandbox.get_intent(&intent_id) {
         Ok(intent) => intent,
         Err(error) => return error_page(error),
@@ -54,22 +80,29 @@ pub(crate) async fn pay_handler(
                 rejection.status(),
                 &intent,
                 Some("Please type a card number."),
+                back,
             );
         }
     };
     match sandbox.confirm(&intent_id, &form.card_number) {
-        Ok(intent) => page(StatusCode::OK, &intent, None),
+        Ok(intent) => page(StatusCode::OK, &intent, None, back),
         Err(ApiError::InvalidRequest { .. }) => page(
             StatusCode::BAD_REQUEST,
             &intent,
             Some("That is not a test card. Use one of the cards listed below."),
+            back,
         ),
         Err(error) => error_page(error),
     }
 }
 
 /// The page for `intent`: the form while it can be paid, else its outcome.
-fn page(status: StatusCode, intent: &PaymentIntent, form_error: Option<&str>) -> Response {
+fn page(
+    status: StatusCode,
+    intent: &PaymentIntent,
+    form_error: Option<&str>,
+    back: Option<&str>,
+) -> Response {
     let amount = escape(&format_amount(intent.amount, &intent.currency));
     let booking = escape(&intent.booking_id);
     let intent_id = escape(&intent.intent_id);
@@ -102,9 +135,17 @@ fn page(status: StatusCode, intent: &PaymentIntent, form_error: Option<&str>) ->
             "<h1>Payment refunded</h1><p>{amount} for booking <code>{booking}</code> was given back.</p>"
         ),
     };
+    let back = back
+        .map(|path| {
+            format!(
+                "<p><a id=\"return\" href=\"{}\">Back to your booking</a></p>",
+                escape(path)
+            )
+        })
+        .unwrap_or_default();
     html(
         status,
-        &format!("{body}<p class=\"hint\">Payment <code>{intent_id}</code></p>"),
+        &format!("{body}{back}<p class=\"hint\">Payment <code>{intent_id}</code></p>"),
     )
 }
 
@@ -168,6 +209,20 @@ mod tests {
         assert_eq!(format_amount(12_950, "USD"), "129.50 USD");
         assert_eq!(format_amount(5, "EUR"), "0.05 EUR");
         assert_eq!(format_amount(500, "JPY"), "500 JPY");
+    }
+
+    #[test]
+    fn back_links_stay_on_this_origin() {
+        let back = |path: &str| {
+            back_link(Ok(Query(ReturnTo {
+                return_to: Some(path.to_owned()),
+            })))
+        };
+        assert_eq!(back("/bookings/bk_1").as_deref(), Some("/bookings/bk_1"));
+        assert_eq!(back("//evil.example/x"), None);
+        assert_eq!(back("/\\evil.example/x"), None);
+        assert_eq!(back("https://evil.example/"), None);
+        assert_eq!(back("javascript:alert(1)"), None);
     }
 
     #[test]
