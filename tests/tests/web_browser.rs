@@ -62,6 +62,9 @@ const SEAT_STATUSES: &str = "return arguments[0].map(id => { \
      const el = document.querySelector(`[data-seat-id=\"${id}\"]`); \
      return el ? el.getAttribute('data-status') : 'missing'; });";
 
+/// Seconds left on the hold's countdown, as the page shows them.
+const COUNTDOWN_SECONDS: &str = "return document.querySelector('#countdown').dataset.seconds;";
+
 async fn seat_statuses(browser: &Browser, seats: &[&str]) -> Value {
     browser.eval(SEAT_STATUSES, vec![json!(seats)]).await
 }
@@ -93,6 +96,13 @@ async fn text_of(browser: &Browser, css: &str) -> String {
         .to_owned()
 }
 
+/// Waits up to 10 s for `script` to return something truthy; returns it.
+async fn until(browser: &Browser, what: &str, script: &str) -> Value {
+    browser
+        .wait_until(what, Duration::from_secs(10), script, vec![])
+        .await
+}
+
 /// Signs in by name on the development sign-in page, starting from `next`.
 async fn sign_in(browser: &Browser, base: &str, user: &str, next: &str) {
     browser
@@ -102,14 +112,12 @@ async fn sign_in(browser: &Browser, base: &str, user: &str, next: &str) {
     assert!(note.contains("Development sign-in"), "{note}");
     browser.type_into("#user", user).await;
     browser.click("form button[type=submit]").await;
-    browser
-        .wait_until(
-            &format!("{user} signed in"),
-            Duration::from_secs(10),
-            "return document.querySelector('#who .signed-in')?.textContent;",
-            vec![],
-        )
-        .await;
+    until(
+        browser,
+        &format!("{user} signed in"),
+        "return document.querySelector('#who .signed-in')?.textContent;",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,12 +165,18 @@ async fn search_a_misspelled_performer_and_open_the_event() {
             )
             .await;
         assert!(
-            offered.as_str().unwrap_or_default().contains("Marguerite Delacroix"),
+            offered
+                .as_str()
+                .unwrap_or_default()
+                .contains("Marguerite Delacroix"),
             "{offered}"
         );
         assert_eq!(
-            b.eval("return document.querySelector('#q').getAttribute('aria-expanded');", vec![])
-                .await,
+            b.eval(
+                "return document.querySelector('#q').getAttribute('aria-expanded');",
+                vec![]
+            )
+            .await,
             "true"
         );
 
@@ -177,32 +191,39 @@ async fn search_a_misspelled_performer_and_open_the_event() {
             vec![json!(link)],
         )
         .await;
-        assert!(b.url().await.contains("q=margerite+delacroix"), "{}", b.url().await);
+        assert!(
+            b.url().await.contains("q=margerite+delacroix"),
+            "{}",
+            b.url().await
+        );
         let card = text_of(&b, &format!("#results li[data-event-id=\"{event_id}\"]")).await;
         assert!(card.contains("Marguerite Delacroix"), "{card}");
         assert!(card.contains("24 of 24 seats available"), "{card}");
 
         // Opening it shows the event page with its whole seat map, live.
         b.click(&link).await;
-        b.wait_until(
+        until(
+            &b,
             "the event page",
-            Duration::from_secs(10),
             "return document.querySelector('h1')?.textContent === 'Delacroix Sings the Night' \
              && document.querySelectorAll('svg.seatmap [data-seat-id]').length;",
-            vec![],
         )
         .await;
         assert!(b.url().await.ends_with(&format!("/events/{event_id}")));
         let n_seats = b
-            .eval("return document.querySelectorAll('svg.seatmap [data-seat-id][data-status=available]').length;", vec![])
+            .eval(
+                "return document.querySelectorAll('svg.seatmap [data-status=available]').length;",
+                vec![],
+            )
             .await;
         assert_eq!(n_seats, json!(seat_ids.len()));
-        assert!(text_of(&b, ".performers").await.contains("Marguerite Delacroix"));
-        b.wait_until(
+        assert!(text_of(&b, ".performers")
+            .await
+            .contains("Marguerite Delacroix"));
+        until(
+            &b,
             "the live seat stream",
-            Duration::from_secs(10),
             "return document.querySelector('#live')?.dataset.state === 'live';",
-            vec![],
         )
         .await;
     })
@@ -225,15 +246,13 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
         sign_in(&a, &base, "alice", &page).await;
         sign_in(&b, &base, "bob", &page).await;
         for browser in [&a, &b] {
-            browser
-                .wait_until(
-                    "the event page, live",
-                    Duration::from_secs(10),
-                    "return document.querySelector('h1')?.textContent === 'Lanterns Live' \
-                     && document.querySelector('#live')?.dataset.state === 'live';",
-                    vec![],
-                )
-                .await;
+            until(
+                browser,
+                "the event page, live",
+                "return document.querySelector('h1')?.textContent === 'Lanterns Live' \
+                 && document.querySelector('#live')?.dataset.state === 'live';",
+            )
+            .await;
         }
         let pair = [seat_ids[2].as_str(), seat_ids[3].as_str()];
         let seat = |id: &str| format!("[data-seat-id=\"{id}\"]");
@@ -244,12 +263,11 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
         let selected = text_of(&a, "#selection").await;
         assert!(selected.contains("Hold 2 seats"), "{selected}");
         a.click("#hold-button").await;
-        a.wait_until(
+        until(
+            &a,
             "alice's hold",
-            Duration::from_secs(10),
             "return !document.querySelector('#hold').hidden \
              && document.querySelector('#countdown')?.dataset.seconds;",
-            vec![],
         )
         .await;
         let held_at = Instant::now();
@@ -258,15 +276,19 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
         wait_for_seats(&b, &pair, "held", Duration::from_secs(1)).await;
         assert!(held_at.elapsed() <= Duration::from_secs(1));
         assert_eq!(
-            b.eval("return performance.getEntriesByType('navigation').length;", vec![])
-                .await,
+            b.eval(
+                "return performance.getEntriesByType('navigation').length;",
+                vec![]
+            )
+            .await,
             json!(1),
             "bob's page must not have reloaded"
         );
         // Alice sees them as hers; Bob cannot select them.
         let mine = a
             .eval(
-                "return arguments[0].every(id => document.querySelector(`[data-seat-id=\"${id}\"]`).classList.contains('mine'));",
+                "return arguments[0].every(id => \
+                 document.querySelector(`[data-seat-id=\"${id}\"]`).classList.contains('mine'));",
                 vec![json!(pair)],
             )
             .await;
@@ -283,10 +305,10 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
 
         // The countdown runs.
         let seconds = |v: Value| v.as_str().and_then(|s| s.parse::<i64>().ok()).unwrap_or(-1);
-        let first = seconds(a.eval("return document.querySelector('#countdown').dataset.seconds;", vec![]).await);
+        let first = seconds(a.eval(COUNTDOWN_SECONDS, vec![]).await);
         assert!((290..=300).contains(&first), "countdown starts at {first}");
         tokio::time::sleep(Duration::from_millis(2_200)).await;
-        let later = seconds(a.eval("return document.querySelector('#countdown').dataset.seconds;", vec![]).await);
+        let later = seconds(a.eval(COUNTDOWN_SECONDS, vec![]).await);
         assert!(
             later < first && later >= first - 4,
             "countdown went from {first} to {later} in 2.2 s"
@@ -296,11 +318,10 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
 
         // Releasing turns them back for Bob.
         a.click("#release-button").await;
-        a.wait_until(
+        until(
+            &a,
             "the release",
-            Duration::from_secs(10),
             "return document.querySelector('#event-message')?.textContent.includes('Released');",
-            vec![],
         )
         .await;
         wait_for_seats(&b, &pair, "available", Duration::from_secs(2)).await;
@@ -309,29 +330,27 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
         a.click(&seat(pair[0])).await;
         a.click(&seat(pair[1])).await;
         a.click("#hold-button").await;
-        a.wait_until(
+        until(
+            &a,
             "alice's second hold",
-            Duration::from_secs(10),
             "return document.querySelector('#book-button');",
-            vec![],
         )
         .await;
         wait_for_seats(&b, &pair, "held", Duration::from_secs(2)).await;
         a.click("#book-button").await;
-        a.wait_until(
+        until(
+            &a,
             "the sandbox checkout page",
-            Duration::from_secs(10),
-            "return location.pathname.startsWith('/sandbox/checkout/') && document.querySelector('#card_number');",
-            vec![],
+            "return location.pathname.startsWith('/sandbox/checkout/') \
+             && document.querySelector('#card_number');",
         )
         .await;
         a.type_into("#card_number", "4242 4242 4242 4242").await;
         a.click("button[type=submit]").await;
-        a.wait_until(
+        until(
+            &a,
             "the payment to succeed",
-            Duration::from_secs(10),
             "return document.querySelector('h1')?.textContent === 'Payment succeeded';",
-            vec![],
         )
         .await;
         a.click("#return").await;
@@ -344,7 +363,10 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
                 vec![],
             )
             .await;
-        assert!(status.as_str().unwrap_or_default().contains("Confirmed"), "{status}");
+        assert!(
+            status.as_str().unwrap_or_default().contains("Confirmed"),
+            "{status}"
+        );
         assert!(a.url().await.contains("/bookings/"), "{}", a.url().await);
         let seats_listed = text_of(&a, ".details").await;
         assert!(seats_listed.contains("Floor, row 1"), "{seats_listed}");
@@ -352,8 +374,11 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
         // Bob sees them sold, still without a reload.
         wait_for_seats(&b, &pair, "sold", Duration::from_secs(5)).await;
         assert_eq!(
-            b.eval("return performance.getEntriesByType('navigation').length;", vec![])
-                .await,
+            b.eval(
+                "return performance.getEntriesByType('navigation').length;",
+                vec![]
+            )
+            .await,
             json!(1)
         );
         let others = seat_statuses(&b, &[seat_ids[0].as_str(), seat_ids[4].as_str()]).await;
@@ -361,16 +386,17 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
 
         // My bookings lists it for Alice.
         a.click("nav a[href='/bookings']").await;
-        let listed = a
-            .wait_until(
-                "alice's bookings",
-                Duration::from_secs(10),
-                "const l = document.querySelectorAll('#my-bookings li'); \
-                 return l.length && l[0].textContent;",
-                vec![],
-            )
-            .await;
-        assert!(listed.as_str().unwrap_or_default().contains("Confirmed"), "{listed}");
+        let listed = until(
+            &a,
+            "alice's bookings",
+            "const l = document.querySelectorAll('#my-bookings li'); \
+             return l.length && l[0].textContent;",
+        )
+        .await;
+        assert!(
+            listed.as_str().unwrap_or_default().contains("Confirmed"),
+            "{listed}"
+        );
     })
     .await;
     alice.close().await;
