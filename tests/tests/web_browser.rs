@@ -1,8 +1,9 @@
 //! The fan's web page in a real headless Chromium (Debian's `chromium`, driven through
 //! `chromedriver` over WebDriver) against `boxoffice dev`: search with a misspelled
 //! performer and open the event; two signed-in browsers on one event see each other's
-//! hold, release and sale on the live seat map, the hold counts down, and a payment
-//! through the sandbox page confirms the booking. A failing test saves a screenshot of
+//! hold, release and sale on the live seat map, the hold counts down, a payment
+//! through the sandbox page confirms the booking, and a selected seat someone else takes
+//! leaves the selection with a sentence saying so. A failing test saves a screenshot of
 //! every browser and prints the paths.
 
 use std::time::{Duration, Instant};
@@ -240,6 +241,7 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
     let alice = driver.browser("alice").await;
     let bob = driver.browser("bob").await;
     let base = server.base.clone();
+    let carol = server.client();
     let (a, b) = (alice.clone(), bob.clone());
     with_screenshots("two-fans", &[alice.clone(), bob.clone()], async move {
         let page = format!("/events/{event_id}");
@@ -397,6 +399,29 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
             listed.as_str().unwrap_or_default().contains("Confirmed"),
             "{listed}"
         );
+
+        // A seat Bob has selected but not yet held is taken by someone else: his page
+        // drops it from his selection and says why.
+        b.click(&seat(&seat_ids[5])).await;
+        assert!(text_of(&b, "#selection").await.contains("Hold 1 seat"));
+        let carol = carol.as_user("carol", "user").await;
+        let taken = carol.hold(&event_id, &[seat_ids[5].as_str()]).await;
+        assert_eq!(taken.status, StatusCode::CREATED, "{}", taken.text);
+        let said = until(
+            &b,
+            "bob told his seat was taken",
+            "return document.querySelector('#event-message')?.textContent;",
+        )
+        .await;
+        assert!(
+            said.as_str()
+                .unwrap_or_default()
+                .contains("Someone else just took"),
+            "{said}"
+        );
+        assert!(text_of(&b, "#selection")
+            .await
+            .contains("No seats selected"));
     })
     .await;
     alice.close().await;
