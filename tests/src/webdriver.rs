@@ -179,7 +179,7 @@ async fn command(
     }
 }
 
-/// One browser session. Cheap to clone; closed by [`Browser::close`] or with the driver.
+/// One browser session. Cheap to clone; [`with_screenshots`] closes it.
 #[derive(Clone)]
 pub struct Browser {
     pub name: String,
@@ -338,13 +338,17 @@ pub fn screenshot_dir() -> PathBuf {
         .join("web-screenshots")
 }
 
-/// Runs `body`; if it panics, saves `<test>-<browser>.png` of every browser and fails with
-/// the original message followed by the screenshot paths.
+/// Runs `body`, then closes every browser; if it panicked, first saves
+/// `<test>-<browser>.png` of every browser and fails with the original message followed by
+/// the screenshot paths. (Closing matters: Chromium outlives a killed chromedriver.)
 pub async fn with_screenshots<F>(test: &str, browsers: &[Browser], body: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
     let Err(error) = tokio::spawn(body).await else {
+        for browser in browsers {
+            browser.close().await;
+        }
         return;
     };
     let message = if error.is_panic() {
@@ -364,6 +368,7 @@ where
             Ok(()) => shots.push(format!("  {}: {}", browser.name, path.display())),
             Err(e) => shots.push(format!("  {}: no screenshot ({e})", browser.name)),
         }
+        browser.close().await;
     }
     panic!("{message}\nscreenshots:\n{}", shots.join("\n"));
 }

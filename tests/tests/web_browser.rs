@@ -229,7 +229,6 @@ async fn search_a_misspelled_performer_and_open_the_event() {
         .await;
     })
     .await;
-    fan.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,6 +423,4 @@ async fn two_fans_see_a_hold_its_release_and_a_sale_live() {
             .contains("No seats selected"));
     })
     .await;
-    alice.close().await;
-    bob.close().await;
 }
