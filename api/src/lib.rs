@@ -34,6 +34,7 @@
 //! * [`demo`]: the deterministic demo catalog `boxoffice dev` seeds.
 //! * [`metrics`]: the Prometheus recorder and the request-metrics middleware.
 //! * [`openapi`]: the OpenAPI document, generated from the handlers (utoipa).
+//! * [`web`]: the fan's web pages at `/` (embedded HTML, CSS and a script over this API).
 //!
 //! Data flows: reads are answered from [`cache`] and [`seats`] (never a Raft round trip
 //! per request); writes go through [`boxoffice_raft::InventoryClient`] to the owning
@@ -58,6 +59,7 @@ pub mod routes;
 pub mod search;
 pub mod seats;
 pub mod views;
+pub mod web;
 
 pub use app::{Api, ApiConfig, ApiDeps, AppState, ReadyGate};
 pub use auth::{auth_routes, Admin, Auth, Claims, Role, User};

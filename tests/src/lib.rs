@@ -2,6 +2,7 @@
 //! processes on loopback, killed with SIGKILL and restarted from their data dirs.
 
 pub mod rest;
+pub mod webdriver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,10 @@
 //! The sandbox's checkout page, rendered from a [`PaymentIntent`] alone:
 //! `GET /sandbox/checkout/{intent_id}` shows the amount and a card field; the form posts to
 //! the same URL, which confirms the intent (as `POST …/confirm` does) and shows the
-//! outcome (the handlers are in [`super::sandbox_routes`]). Plain HTML with no script, so it works
-//! in any browser and in `curl`. These pages answer HTML, errors included: they are for
-//! people, not for API clients.
+//! outcome (the handlers are in [`super::sandbox_routes`]). Plain HTML with no script, so
+//! it works in any browser and in `curl`. These pages answer HTML, errors included: they are for
+//! people, not for API clients. An optional `?return_to=/path` (a path on this origin, as
+//! the fan's booking page passes) adds a link back to it.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -18,11 +19,27 @@ const ZERO_DECIMAL_CURRENCIES: [&str; 16] = [
     "XAF", "XOF", "XPF",
 ];
 
-/// The page for `intent`: the form while it can be paid, else its outcome.
+/// Longest `return_to` path accepted.
+const MAX_RETURN_TO_BYTES: usize = 512;
+
+/// A path on this origin to link back to; anything else (another origin, `//host`,
+/// `/\host`) is dropped rather than becoming an open redirect.
+pub(crate) fn back_link(return_to: Option<String>) -> Option<String> {
+    let path = return_to?;
+    let on_this_origin = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && path.len() <= MAX_RETURN_TO_BYTES;
+    on_this_origin.then_some(path)
+}
+
+/// The page for `intent`: the form while it can be paid, else its outcome; `back` is a
+/// link back to where the payer came from.
 pub(crate) fn page(
     status: StatusCode,
     intent: &PaymentIntent,
     form_error: Option<&str>,
+    back: Option<&str>,
 ) -> Response {
     let amount = escape(&format_amount(intent.amount, &intent.currency));
     let booking = escape(&intent.booking_id);
@@ -56,9 +73,17 @@ pub(crate) fn page(
             "<h1>Payment refunded</h1><p>{amount} for booking <code>{booking}</code> was given back.</p>"
         ),
     };
+    let back = back
+        .map(|path| {
+            format!(
+                "<p><a id=\"return\" href=\"{}\">Back to your booking</a></p>",
+                escape(path)
+            )
+        })
+        .unwrap_or_default();
     html(
         status,
-        &format!("{body}<p class=\"hint\">Payment <code>{intent_id}</code></p>"),
+        &format!("{body}{back}<p class=\"hint\">Payment <code>{intent_id}</code></p>"),
     )
 }
 
@@ -122,6 +147,16 @@ mod tests {
         assert_eq!(format_amount(12_950, "USD"), "129.50 USD");
         assert_eq!(format_amount(5, "EUR"), "0.05 EUR");
         assert_eq!(format_amount(500, "JPY"), "500 JPY");
+    }
+
+    #[test]
+    fn back_links_stay_on_this_origin() {
+        let back = |path: &str| back_link(Some(path.to_owned()));
+        assert_eq!(back("/bookings/bk_1").as_deref(), Some("/bookings/bk_1"));
+        assert_eq!(back("//evil.example/x"), None);
+        assert_eq!(back("/\\evil.example/x"), None);
+        assert_eq!(back("https://evil.example/"), None);
+        assert_eq!(back("javascript:alert(1)"), None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! checkout page's two handlers ([`super::checkout`] renders it), as [`sandbox_routes`],
 //! ready to merge into any router. The tests drive the sandbox through these routes.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::State;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::extract::{parse_json, ApiBytes, ApiJson, ApiPath};
 use crate::problem::ApiError;
 
-use super::checkout::{error_page, page};
+use super::checkout::{back_link, error_page, page};
 use super::sandbox::Sandbox;
 use super::PaymentIntent;
 
@@ -106,6 +106,17 @@ pub fn sandbox_routes<S>(sandbox: Sandbox) -> Router<S> {
         .with_state(sandbox)
 }
 
+/// The checkout page's query: where its back link goes.
+#[derive(Debug, Deserialize)]
+pub struct ReturnTo {
+    return_to: Option<String>,
+}
+
+/// The back link a page query asks for, if it is a path on this origin.
+fn back_from(query: Result<Query<ReturnTo>, QueryRejection>) -> Option<String> {
+    back_link(query.ok()?.0.return_to)
+}
+
 /// The form the page posts.
 #[derive(Debug, Deserialize)]
 pub struct CheckoutForm {
@@ -115,9 +126,11 @@ pub struct CheckoutForm {
 async fn page_handler(
     State(sandbox): State<Sandbox>,
     ApiPath(intent_id): ApiPath<String>,
+    query: Result<Query<ReturnTo>, QueryRejection>,
 ) -> Response {
+    let back = back_from(query);
     match sandbox.get_intent(&intent_id) {
-        Ok(intent) => page(StatusCode::OK, &intent, None),
+        Ok(intent) => page(StatusCode::OK, &intent, None, back.as_deref()),
         Err(error) => error_page(error),
     }
 }
@@ -125,8 +138,11 @@ async fn page_handler(
 async fn pay_handler(
     State(sandbox): State<Sandbox>,
     ApiPath(intent_id): ApiPath<String>,
+    query: Result<Query<ReturnTo>, QueryRejection>,
     form: Result<Form<CheckoutForm>, FormRejection>,
 ) -> Response {
+    let back = back_from(query);
+    let back = back.as_deref();
     let intent = match sandbox.get_intent(&intent_id) {
         Ok(intent) => intent,
         Err(error) => return error_page(error),
@@ -138,15 +154,17 @@ async fn pay_handler(
                 rejection.status(),
                 &intent,
                 Some("Please type a card number."),
+                back,
             );
         }
     };
     match sandbox.confirm(&intent_id, &form.card_number) {
-        Ok(intent) => page(StatusCode::OK, &intent, None),
+        Ok(intent) => page(StatusCode::OK, &intent, None, back),
         Err(ApiError::InvalidRequest { .. }) => page(
             StatusCode::BAD_REQUEST,
             &intent,
             Some("That is not a test card. Use one of the cards listed below."),
+            back,
         ),
         Err(error) => error_page(error),
     }

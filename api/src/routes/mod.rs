@@ -75,7 +75,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(crate::openapi::serve))
         .layer(from_fn_with_state(timeout_ms, timeout));
-    let mut app = limited.merge(open);
+    let mut app = limited.merge(open).merge(crate::web::router());
     if let Some(extra) = extra {
         app = app.merge(extra);
     }
