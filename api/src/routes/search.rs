@@ -50,51 +50,51 @@ pub const DEFAULT_FROM_STEP_MS: u64 = 60_000;
 const INDEX_NOT_READY_RETRY_AFTER_SECS: u64 = 1;
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// Query parameters of `GET /v1/events` (documentation; parsed by [`search_query`]).
+/// Query parameters of `GET /v1/events` as the OpenAPI document lists them;
+/// [`search_query`] reads them one by one so that each bad one is a 400 naming it.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct SearchParams {
     /// Words to find, typo-tolerant (one edit in words of 4–7 letters, two beyond), the last
     /// word also as a prefix. Matches performers and event names first, then category, venue,
     /// city, country, description. At most 256 characters and 8 words. Absent or blank: list
     /// by date.
     #[param(max_length = 256, example = "tayler swfit")]
-    q: Option<String>,
+    pub q: Option<String>,
     /// Exact city, case- and accent-insensitive.
     #[param(max_length = 128, example = "Chicago")]
-    city: Option<String>,
+    pub city: Option<String>,
     /// Exact category, case-insensitive.
     #[param(max_length = 128, example = "concert")]
-    category: Option<String>,
+    pub category: Option<String>,
     /// A performer id.
     #[param(max_length = 128)]
-    performer: Option<String>,
+    pub performer: Option<String>,
     /// Earliest start time (inclusive), RFC 3339. Default: now (past events are hidden).
     #[param(value_type = Option<String>, format = DateTime, example = "2027-01-01T00:00:00Z")]
-    from: Option<String>,
+    pub from: Option<String>,
     /// Latest start time (exclusive), RFC 3339; not before `from`.
     #[param(value_type = Option<String>, format = DateTime)]
-    to: Option<String>,
+    pub to: Option<String>,
     /// Page size, 1..=100 (default 20).
     #[param(minimum = 1, maximum = 100)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// `next_cursor` of the previous page of the same query.
     #[param(max_length = 320)]
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
-/// Query parameters of `GET /v1/suggest` (documentation; parsed by [`suggest`]).
+/// Query parameters of `GET /v1/suggest` as the OpenAPI document lists them; [`suggest`]
+/// reads them one by one so that each bad one is a 400 naming it.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct SuggestParams {
     /// What the user typed so far; the last word is a prefix. At most 256 characters.
     #[param(max_length = 256, example = "tayl")]
-    q: String,
+    pub q: String,
     /// Most suggestions, 1..=20 (default 8).
     #[param(minimum = 1, maximum = 20)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
 }
 
 /// Where an event takes place, as a result card shows it.
