@@ -7,7 +7,9 @@
 //! per query and recall (the intended performer in the top 20).
 //!
 //! Misspellings are derived from the real names: one edit per word of 4+ letters (drop,
-//! swap or replace a letter, never the first). Wall-clock figures include whatever else
+//! swap or replace a letter, never the first); and, per class, the slips people really make
+//! (`search_bench/classes.rs`: joins, splits, phonetic rewrites, two slips in a 5–7 letter
+//! word, a slip in a short word, a misspelled name beside a word that also names venues). Wall-clock figures include whatever else
 //! the machine runs: the load average and the CPU time per query are printed beside them.
 //!
 //! ```text
@@ -31,6 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boxoffice_search::{EventDoc, IndexOptions, SearchIndex, SearchQuery};
+
+#[path = "search_bench/classes.rs"]
+mod classes;
 
 /// Default number of synthetic events.
 const DEFAULT_EVENTS: usize = 1_000_000;
@@ -317,6 +322,8 @@ struct QuerySets<'a> {
     exact: Vec<(String, &'a str)>,
     /// All words of the name but the last, then the first 3 letters of the last.
     prefixes: Vec<String>,
+    /// The classes of `classes.rs` (joins, splits, phonetic, …), each with its queries.
+    classes: Vec<(&'static str, Vec<(String, &'a str)>)>,
 }
 
 fn query_sets<'a>(
@@ -324,6 +331,7 @@ fn query_sets<'a>(
     n_queries: usize,
     performers: &'a [Performer],
     counts: &[u32],
+    vocab: &Vocabulary,
 ) -> QuerySets<'a> {
     let targets: Vec<&Performer> = {
         let with_events: Vec<usize> = (0..performers.len()).filter(|&i| counts[i] > 0).collect();
@@ -353,11 +361,33 @@ fn query_sets<'a>(
             format!("{head}{last}")
         })
         .collect();
+    // The classes draw from more performers: some names offer no place for a class's slip.
+    let class_targets: Vec<&Performer> = {
+        let with_events: Vec<usize> = (0..performers.len()).filter(|&i| counts[i] > 0).collect();
+        let mut crng = Rng(seed ^ 0xc1a55e5);
+        (0..n_queries * 20)
+            .map(|_| &performers[with_events[crng.below(with_events.len())]])
+            .collect()
+    };
+    let vocabulary: HashSet<String> = [&vocab.first, &vocab.last, &vocab.adjectives, &vocab.nouns]
+        .into_iter()
+        .flat_map(|words| words.iter().map(|w| w.to_lowercase()))
+        .collect();
+    let places = classes::PlaceWords::new(&vocab.last, &vocab.cities);
+    let classes = classes::class_sets(
+        seed,
+        n_queries,
+        &class_targets,
+        performers,
+        &places,
+        &vocabulary,
+    );
     QuerySets {
         targets,
         misspelled,
         exact,
         prefixes,
+        classes,
     }
 }
 
@@ -366,7 +396,8 @@ fn query_sets<'a>(
 ///
 /// `events.tsv`: event_id, name, performers (array), performer_ids (array), venue_name,
 /// city, country, category, description, starts_at_ms, min_price_minor, max_price_minor,
-/// available, total. `queries.tsv`: kind (`misspelled`, `exact`, `prefix`), query number
+/// available, total. `queries.tsv`: kind (`misspelled`, `exact`, `prefix`, then the classes
+/// of `classes.rs`: `join`, `split`, `phonetic`, `two-slips`, `short`, `venue-word`), query number
 /// within its kind (from 1), the query text, the intended performer id.
 struct Export {
     dir: std::path::PathBuf,
@@ -414,11 +445,13 @@ impl Export {
             .zip(&sets.targets)
             .map(|(q, p)| (q.clone(), p.id.as_str()))
             .collect();
-        for (kind, set) in [
+        let fixed = [
             ("misspelled", &sets.misspelled),
             ("exact", &sets.exact),
             ("prefix", &prefixes),
-        ] {
+        ];
+        let classes = sets.classes.iter().map(|(kind, set)| (*kind, set));
+        for (kind, set) in fixed.into_iter().chain(classes) {
             for (n, (q, id)) in set.iter().enumerate() {
                 writeln!(
                     out,
@@ -625,7 +658,7 @@ fn main() {
             let doc = event(&mut rng, &vocab, &performers, &mut counts, i);
             export_event(&mut export, &doc);
         }
-        let sets = query_sets(seed, n_queries, &performers, &counts);
+        let sets = query_sets(seed, n_queries, &performers, &counts, &vocab);
         if let Some(export) = export {
             export.finish(&sets).expect("export queries");
         }
@@ -699,7 +732,7 @@ fn main() {
         memory()
     );
 
-    let sets = query_sets(seed, n_queries, &performers, &counts);
+    let sets = query_sets(seed, n_queries, &performers, &counts, &vocab);
     if let Some(export) = export.take() {
         export.finish(&sets).expect("export queries");
     }
@@ -708,6 +741,7 @@ fn main() {
         misspelled,
         exact,
         prefixes,
+        classes,
     } = sets;
     println!("sample misspellings:");
     for (q, id) in misspelled.iter().take(6) {
@@ -795,6 +829,14 @@ fn main() {
         .map(|(q, p)| (q.clone(), p.id.as_str()))
         .collect();
     recall(&typed, "type-ahead");
+    for (class, set) in &classes {
+        println!(
+            "sample {class}: {:?}",
+            set.iter().take(4).map(|(q, _)| q).collect::<Vec<_>>()
+        );
+        recall(set, class);
+    }
+    let all_classes: Vec<&(String, &str)> = classes.iter().flat_map(|(_, set)| set).collect();
 
     let (lat, el) = timed(1, phase, &misspelled, |(q, _)| {
         search(q);
@@ -804,6 +846,10 @@ fn main() {
         search(q);
     });
     lat.report("misspelled, 2 threads", el);
+    let (lat, el) = timed(1, phase, &all_classes, |(q, _)| {
+        search(q);
+    });
+    lat.report("new classes, 1 thread ", el);
     let (lat, el) = timed(1, phase, &exact, |(q, _)| {
         search(q);
     });

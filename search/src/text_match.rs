@@ -1,6 +1,15 @@
 //! [`TextQuery`]: the words of `q` as one tantivy query. Each word has alternatives (exact
-//! term, prefix, typo — in each text field), each worth a constant score; a document must
-//! match every word, and scores the sum over words of its best alternative.
+//! term, prefix, typo, sound key, joined words — in each text field), each worth a constant
+//! score; a document must match every word, and scores the sum over words of its best
+//! alternative. A query may have several *readings* (the words as typed, or two adjacent
+//! words merged back into one, for a name split apart): a document matches when one reading
+//! matches, and scores its best reading.
+//!
+//! **The typo budget.** An alternative is *inexact* when it is neither the word nor a
+//! prefix of it, and *extra* when it spends more than the word's own typo allowance (a slip
+//! in a word of three letters or fewer, a second slip in one of five to seven). A document
+//! may use one extra alternative only when every other word of the reading matches exactly
+//! (see `Budget`).
 //!
 //! Per segment the query is evaluated eagerly, rarest word first: the postings of each of
 //! its alternatives are written, best alternative first, into one byte per document (which
@@ -36,6 +45,8 @@ pub(crate) struct LazyAutomaton {
     word: String,
     distance: u8,
     prefix: bool,
+    /// Accepted terms shorter than this many bytes are ignored.
+    min_term_bytes: usize,
     built: OnceLock<Result<DfaWrapper, String>>,
 }
 
@@ -47,8 +58,16 @@ impl LazyAutomaton {
             word: word.to_owned(),
             distance,
             prefix,
+            min_term_bytes: 0,
             built: OnceLock::new(),
         }
+    }
+
+    /// Ignores accepted terms shorter than `min_term_bytes`: two edits of a 5-letter word
+    /// reach every 3-letter word inside it ("anthe" → "the"), which is not a slip.
+    pub fn with_min_term_bytes(mut self, min_term_bytes: usize) -> Self {
+        self.min_term_bytes = min_term_bytes;
+        self
     }
 
     fn get(&self) -> tantivy::Result<&DfaWrapper> {
@@ -73,6 +92,10 @@ pub(crate) struct Alternative {
     pub field: Field,
     pub matcher: Matcher,
     pub score: Score,
+    /// Neither the word nor a prefix of it (a typo, a sound-alike, a join or a split).
+    pub inexact: bool,
+    /// Beyond the word's own typo allowance: allowed once, when all else is exact.
+    pub extra: bool,
 }
 
 /// The ways one word can match, best first. At most `u8::MAX` alternatives.
@@ -81,25 +104,42 @@ pub(crate) struct WordMatch {
 }
 
 impl WordMatch {
-    /// Sorts the alternatives best first (ties keep their order) and caps their number.
+    /// Sorts the alternatives best first — within the word's allowance before beyond it,
+    /// then by score; ties keep their order — and caps their number.
     pub fn new(mut alternatives: Vec<Alternative>) -> Self {
-        alternatives.sort_by(|a, b| b.score.total_cmp(&a.score));
+        alternatives.sort_by(|a, b| a.extra.cmp(&b.extra).then(b.score.total_cmp(&a.score)));
         alternatives.truncate(usize::from(u8::MAX));
         WordMatch { alternatives }
     }
 }
 
-/// Documents matching every word; see the module documentation.
+/// Most readings of one query (the words as typed plus one per merged pair).
+pub(crate) const MAX_READINGS: usize = 8;
+
+/// Documents matching every word of one of the readings; see the module documentation.
 #[derive(Clone)]
 pub(crate) struct TextQuery {
     words: Arc<Vec<WordMatch>>,
+    /// Each reading lists indexes into `words`; the first is the words as typed.
+    readings: Arc<Vec<Vec<usize>>>,
     seek_ratio: u64,
 }
 
 impl TextQuery {
+    /// One reading: every word of `words`.
     pub fn new(words: Vec<WordMatch>) -> Self {
+        let reading = (0..words.len()).collect();
+        Self::with_readings(words, vec![reading])
+    }
+
+    /// Several readings over `words` (at most [`MAX_READINGS`]; indexes out of range and
+    /// empty readings are dropped).
+    pub fn with_readings(words: Vec<WordMatch>, mut readings: Vec<Vec<usize>>) -> Self {
+        readings.retain(|r| !r.is_empty() && r.iter().all(|&i| i < words.len()));
+        readings.truncate(MAX_READINGS);
         TextQuery {
             words: Arc::new(words),
+            readings: Arc::new(readings),
             seek_ratio: SEEK_RATIO,
         }
     }
@@ -116,6 +156,7 @@ impl std::fmt::Debug for TextQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TextQuery")
             .field("n_words", &self.words.len())
+            .field("n_readings", &self.readings.len())
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +165,7 @@ impl Query for TextQuery {
     fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
         Ok(Box::new(TextWeight {
             words: Arc::clone(&self.words),
+            readings: Arc::clone(&self.readings),
             seek_ratio: self.seek_ratio,
         }))
     }
@@ -131,7 +173,32 @@ impl Query for TextQuery {
 
 struct TextWeight {
     words: Arc<Vec<WordMatch>>,
+    readings: Arc<Vec<Vec<usize>>>,
     seek_ratio: u64,
+}
+
+/// The typo budget of one candidate document: how many of its words matched inexactly, and
+/// how many beyond their own allowance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Budget {
+    n_inexact: u8,
+    n_extra: u8,
+}
+
+impl Budget {
+    /// The budget after one more word matched by `alternative`.
+    fn spend(self, alternative: Option<&Alternative>) -> Budget {
+        let (inexact, extra) = alternative.map_or((false, false), |a| (a.inexact, a.extra));
+        Budget {
+            n_inexact: self.n_inexact.saturating_add(u8::from(inexact)),
+            n_extra: self.n_extra.saturating_add(u8::from(extra)),
+        }
+    }
+
+    /// At most one word beyond its allowance, and only when it is the one inexact word.
+    fn allows(self) -> bool {
+        self.n_extra == 0 || (self.n_extra == 1 && self.n_inexact == 1)
+    }
 }
 
 /// A common word is checked against the candidates by seeking its posting lists, rather
@@ -159,11 +226,12 @@ struct ResolvedWord<'a> {
 }
 
 impl ResolvedWord<'_> {
+    fn alternative(&self, tag: u8) -> Option<&Alternative> {
+        self.word.alternatives.get(usize::from(tag).wrapping_sub(1))
+    }
+
     fn score(&self, tag: u8) -> Score {
-        self.word
-            .alternatives
-            .get(usize::from(tag).wrapping_sub(1))
-            .map_or(0.0, |a| a.score)
+        self.alternative(tag).map_or(0.0, |a| a.score)
     }
 
     /// Writes into `level[doc]` (where still 0) `1 +` the best alternative matching `doc`.
@@ -218,53 +286,93 @@ impl ResolvedWord<'_> {
 }
 
 impl TextWeight {
-    /// The matching documents of one segment, in doc id order, with their scores.
-    fn matches(&self, reader: &SegmentReader) -> tantivy::Result<(Vec<DocId>, Vec<Score>)> {
-        let mut resolved = Vec::with_capacity(self.words.len());
-        for word in self.words.iter() {
-            let mut terms = Vec::new();
-            let mut n_postings = 0u64;
-            for (i, alternative) in word.alternatives.iter().enumerate() {
-                let inverted_index = reader.inverted_index(alternative.field)?;
-                let mut found: Vec<TermInfo> = Vec::new();
-                match &alternative.matcher {
-                    Matcher::Exact(term) => found.extend(inverted_index.get_term_info(term)?),
-                    Matcher::Automaton(automaton) => {
-                        let mut stream = inverted_index
-                            .terms()
-                            .search(automaton.get()?)
-                            .into_stream()?;
-                        while stream.advance() {
+    /// The posting lists of `word`'s alternatives in one segment.
+    fn resolve<'a>(
+        word: &'a WordMatch,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<ResolvedWord<'a>> {
+        let mut terms = Vec::new();
+        let mut n_postings = 0u64;
+        for (i, alternative) in word.alternatives.iter().enumerate() {
+            let inverted_index = reader.inverted_index(alternative.field)?;
+            let mut found: Vec<TermInfo> = Vec::new();
+            match &alternative.matcher {
+                Matcher::Exact(term) => found.extend(inverted_index.get_term_info(term)?),
+                Matcher::Automaton(automaton) => {
+                    let mut stream = inverted_index
+                        .terms()
+                        .search(automaton.get()?)
+                        .into_stream()?;
+                    while stream.advance() {
+                        if stream.key().len() >= automaton.min_term_bytes {
                             found.push(stream.value().clone());
                         }
                     }
                 }
-                for term_info in found {
-                    n_postings += u64::from(term_info.doc_freq);
-                    terms.push((i, Arc::clone(&inverted_index), term_info));
+            }
+            for term_info in found {
+                n_postings += u64::from(term_info.doc_freq);
+                terms.push((i, Arc::clone(&inverted_index), term_info));
+            }
+        }
+        Ok(ResolvedWord {
+            word,
+            terms,
+            n_postings,
+        })
+    }
+
+    /// The matching documents of one segment, in doc id order, with their scores: the
+    /// union of the readings', each document with its best reading's score.
+    fn matches(&self, reader: &SegmentReader) -> tantivy::Result<(Vec<DocId>, Vec<Score>)> {
+        // Each word is resolved once, when a reading first needs it.
+        let mut resolved: Vec<Option<ResolvedWord>> = self.words.iter().map(|_| None).collect();
+        // Padded to whole blocks, so that the scan reads whole blocks only.
+        let n_bytes = (reader.max_doc() as usize).next_multiple_of(SCAN_BLOCK_BYTES);
+        let mut level: Vec<u8> = Vec::new();
+        let mut best: Option<(Vec<DocId>, Vec<Score>)> = None;
+        'readings: for reading in self.readings.iter() {
+            for &idx in reading {
+                if resolved[idx].is_none() {
+                    resolved[idx] = Some(Self::resolve(&self.words[idx], reader)?);
+                }
+                if resolved[idx].as_ref().is_none_or(|w| w.n_postings == 0) {
+                    continue 'readings;
                 }
             }
-            if n_postings == 0 {
-                return Ok((Vec::new(), Vec::new()));
+            let words: Vec<&ResolvedWord> = reading
+                .iter()
+                .filter_map(|&idx| resolved[idx].as_ref())
+                .collect();
+            if level.len() != n_bytes {
+                level = vec![0u8; n_bytes];
             }
-            resolved.push(ResolvedWord {
-                word,
-                terms,
-                n_postings,
+            let found = self.reading_matches(words, &mut level)?;
+            best = Some(match best {
+                None => found,
+                Some(previous) => union_best(previous, found),
             });
         }
+        Ok(best.unwrap_or_default())
+    }
+
+    /// The documents matching every word of one reading within the typo budget. `level`
+    /// is scratch space of one byte per document (plus padding), left dirty.
+    fn reading_matches(
+        &self,
+        mut words: Vec<&ResolvedWord>,
+        level: &mut [u8],
+    ) -> tantivy::Result<(Vec<DocId>, Vec<Score>)> {
         // Rarest word first: it selects the candidates, the others only filter them.
-        resolved.sort_by_key(|w| w.n_postings);
-        let Some((first, rest)) = resolved.split_first() else {
+        words.sort_by_key(|w| w.n_postings);
+        let Some((first, rest)) = words.split_first() else {
             return Ok((Vec::new(), Vec::new()));
         };
-
-        // Padded to whole blocks, so that the scan below reads whole blocks only.
-        let n_bytes = (reader.max_doc() as usize).next_multiple_of(SCAN_BLOCK_BYTES);
-        let mut level = vec![0u8; n_bytes];
-        first.fill(&mut level)?;
+        level.fill(0);
+        first.fill(level)?;
         let mut docs: Vec<DocId> = Vec::new();
         let mut scores: Vec<Score> = Vec::new();
+        let mut budgets: Vec<Budget> = Vec::new();
         // A block of 64 bytes at a time (their OR is a few vector instructions), then, in
         // the blocks with a byte set, eight bytes at a time, visiting only the set bytes.
         for (block_idx, block) in level.chunks(SCAN_BLOCK_BYTES).enumerate() {
@@ -281,6 +389,7 @@ impl TextWeight {
                     let byte = (set.trailing_zeros() / 8) as usize;
                     docs.push((block_base + chunk_idx * 8 + byte) as DocId);
                     scores.push(first.score(bytes[byte]));
+                    budgets.push(Budget::default().spend(first.alternative(bytes[byte])));
                     set &= set - 1;
                 }
             }
@@ -299,7 +408,7 @@ impl TextWeight {
                 word.seek(&docs)?
             } else {
                 level.fill(0);
-                word.fill(&mut level)?;
+                word.fill(level)?;
                 docs.iter()
                     .map(|&doc| level.get(doc as usize).copied().unwrap_or(0))
                     .collect()
@@ -307,17 +416,59 @@ impl TextWeight {
             let mut kept = 0;
             for i in 0..docs.len() {
                 let tag = tags.get(i).copied().unwrap_or(0);
-                if tag != 0 {
-                    docs[kept] = docs[i];
-                    scores[kept] = scores[i] + word.score(tag);
-                    kept += 1;
+                if tag == 0 {
+                    continue;
                 }
+                let budget = budgets[i].spend(word.alternative(tag));
+                if !budget.allows() {
+                    continue;
+                }
+                docs[kept] = docs[i];
+                scores[kept] = scores[i] + word.score(tag);
+                budgets[kept] = budget;
+                kept += 1;
             }
             docs.truncate(kept);
             scores.truncate(kept);
+            budgets.truncate(kept);
         }
         Ok((docs, scores))
     }
+}
+
+/// The union of two doc-sorted match lists, each document with the higher of its scores.
+fn union_best(
+    (a_docs, a_scores): (Vec<DocId>, Vec<Score>),
+    (b_docs, b_scores): (Vec<DocId>, Vec<Score>),
+) -> (Vec<DocId>, Vec<Score>) {
+    if b_docs.is_empty() {
+        return (a_docs, a_scores);
+    }
+    if a_docs.is_empty() {
+        return (b_docs, b_scores);
+    }
+    let mut docs = Vec::with_capacity(a_docs.len() + b_docs.len());
+    let mut scores = Vec::with_capacity(docs.capacity());
+    let (mut i, mut j) = (0, 0);
+    while i < a_docs.len() || j < b_docs.len() {
+        let a = a_docs.get(i).copied().unwrap_or(TERMINATED);
+        let b = b_docs.get(j).copied().unwrap_or(TERMINATED);
+        if a < b {
+            docs.push(a);
+            scores.push(a_scores[i]);
+            i += 1;
+        } else if b < a {
+            docs.push(b);
+            scores.push(b_scores[j]);
+            j += 1;
+        } else {
+            docs.push(a);
+            scores.push(a_scores[i].max(b_scores[j]));
+            i += 1;
+            j += 1;
+        }
+    }
+    (docs, scores)
 }
 
 impl Weight for TextWeight {
@@ -426,6 +577,8 @@ mod tests {
             field,
             matcher: Matcher::Exact(Term::from_field_text(field, "x")),
             score,
+            inexact: false,
+            extra: false,
         };
         let word = WordMatch::new(vec![alternative(1.0), alternative(25.0), alternative(15.0)]);
         let scores: Vec<Score> = word.alternatives.iter().map(|a| a.score).collect();
