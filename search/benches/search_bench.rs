@@ -19,7 +19,10 @@
 //!
 //! Environment: `BENCH_EVENTS` (default 1,000,000), `BENCH_SECONDS` per timed phase
 //! (default 3), `BENCH_QUERIES` misspelled queries (default 1,000), `BENCH_SEED`,
-//! `BENCH_INDEX_DIR` (keep the built index there and reuse it on the next run).
+//! `BENCH_INDEX_DIR` (keep the built index there and reuse it on the next run),
+//! `BENCH_SHOW_MISSES` (how many missed queries each recall pass lists, default 5),
+//! `BENCH_RECALL_ONLY=1` (stop after the recall passes, for tuning), `BENCH_EXPLAIN="q1|q2"`
+//! (print the best hits of these queries and stop).
 //!
 //! `BENCH_EXPORT_DIR=dir` also writes the catalog exactly as indexed (`events.tsv`) and the
 //! query sets exactly as run (`queries.tsv`), in PostgreSQL's `COPY` text format, for the
@@ -758,6 +761,20 @@ fn main() {
             })
             .expect("search")
     };
+    if let Ok(explain) = std::env::var("BENCH_EXPLAIN") {
+        for q in explain.split('|') {
+            let page = search(q);
+            println!("{q:?}: {} hits", page.total_estimate);
+            for hit in page.hits.iter().take(8) {
+                println!(
+                    "  {:5.1} {:?} {:?} at {:?}, {}",
+                    hit.score, hit.performers, hit.name, hit.venue_name, hit.city
+                );
+            }
+        }
+        return;
+    }
+    let show_misses: usize = env_or("BENCH_SHOW_MISSES", 5);
     let recall = |set: &[(String, &str)], label: &str| {
         let start = Instant::now();
         let mut latencies = Vec::with_capacity(set.len());
@@ -779,7 +796,7 @@ fn main() {
                 .any(|h| h.performer_ids.iter().any(|p| p == id))
             {
                 found += 1;
-            } else if missed.len() < 5 {
+            } else if missed.len() < show_misses {
                 let intended = id
                     .strip_prefix('p')
                     .and_then(|n| n.parse::<usize>().ok())
@@ -837,6 +854,9 @@ fn main() {
         recall(set, class);
     }
     let all_classes: Vec<&(String, &str)> = classes.iter().flat_map(|(_, set)| set).collect();
+    if env_or("BENCH_RECALL_ONLY", 0u8) == 1 {
+        return;
+    }
 
     let (lat, el) = timed(1, phase, &misspelled, |(q, _)| {
         search(q);

@@ -18,8 +18,10 @@
 //!   its typo allowance) to adjacent words of a performer name with the space left out
 //!   ("jasonmendoza");
 //! - **beyond its allowance**, in performers and event names, under the query's typo budget:
-//!   one edit in a word of 2–3 letters, two in a word of 5–7, allowed for one word when
-//!   every other word of the reading matches exactly or as a prefix.
+//!   one edit in a word of 2–3 letters; two in a word of 4–7; one in the sound key of a
+//!   word of 4–8;
+//!   never a term more than one letter shorter; allowed for one word when every other word
+//!   of the reading matches exactly or as a prefix.
 //!
 //! # Scoring
 //!
@@ -30,14 +32,17 @@
 //! beyond-allowance. Across fields, performer and event-name evidence of any kind beats
 //! venue, city, category, country and description evidence of any kind (15 > 10 + 3): a
 //! misspelled performer outranks an unrelated event whose venue has the word right. A word
-//! run together or a merged pair counts for the two words it stands for (twice its score).
+//! run together or a merged pair counts for the two words it stands for (twice its score);
+//! two adjacent words found side by side in one performer name (as the name run together)
+//! add [`PHRASE_BONUS`] (8), so "javon mnedoza" ranks Jason Mendoza's events above events
+//! where each word matches elsewhere.
 //! A hit's score is the sum over its words, the best reading's. Scores are sums of small
 //! integers: ties are real, and the earlier start time breaks them (see `cursor::SortKey`).
 //!
-//! Example: "taylor swift" scores 50 on an event by Taylor Swift (two exact performer
-//! words, 2 × (10 + 15)), 48 on "Tribute to Taylor Swift" by someone else (name), 22 on an
-//! event that only mentions her in its description; "tayler swfit" scores 36 (2 × (3 + 15))
-//! on her events.
+//! Example: "taylor swift" scores 58 on an event by Taylor Swift (two exact performer
+//! words side by side, 2 × (10 + 15) + 8), 48 on "Tribute to Taylor Swift" by someone else
+//! (name), 22 on an event that only mentions her in its description; "tayler swfit" scores
+//! 44 (2 × (3 + 15) + 8) on her events.
 
 use std::fmt::Write as _;
 
@@ -80,13 +85,22 @@ pub const PREFIX_BONUS: f32 = 6.0;
 pub const SOUND_BONUS: f32 = 4.0;
 /// Score bonus of a match within the word's typo allowance.
 pub const TYPO_BONUS: f32 = 3.0;
+/// Score bonus of two query words found side by side in one performer name.
+pub const PHRASE_BONUS: f32 = 8.0;
 /// Shortest word looked up among performer names run together.
 pub const MIN_JOINED_CHARS: usize = 6;
+/// Shortest sound key looked up with one edit, and shortest key it may find (shorter keys
+/// are one edit from too many).
+pub const MIN_FUZZY_KEY_BYTES: usize = 3;
+/// Words of this many characters may match a performer word's sound key with one edit,
+/// beyond their allowance: a name of 5–7 letters typed with a letter more or less.
+pub const FUZZY_KEY_CHARS: std::ops::RangeInclusive<usize> = 4..=8;
 /// Shortest word that may take one edit beyond its allowance (a word of 1 letter would
 /// match every short word).
 pub const MIN_EXTRA_TYPO_CHARS: usize = 2;
-/// Words of this many characters may take a second edit beyond their allowance.
-pub const TWO_SLIPS_CHARS: std::ops::RangeInclusive<usize> = 5..=7;
+/// Words of this many characters (a name of 5–7 letters typed with one letter less) may
+/// take a second edit beyond their allowance.
+pub const TWO_SLIPS_CHARS: std::ops::RangeInclusive<usize> = 4..=7;
 
 /// A search request. `from_ms` is inclusive, `to_ms` exclusive. A `q` with no searchable
 /// word (blank, punctuation only) is treated as absent: the filters list events by date.
@@ -380,21 +394,10 @@ pub(crate) fn forgiving_word_match(word: &str, is_last: bool, fields: &Fields) -
         extra: distance == 0,
     });
     if n_chars >= MIN_JOINED_CHARS {
-        let joins = fields.performer_joins;
-        alternatives.push(Alternative {
-            field: joins,
-            matcher: Matcher::Exact(Term::from_field_text(joins, word)),
-            score: 2.0 * (EXACT_BONUS + performers),
-            inexact: true,
-            extra: false,
-        });
-        alternatives.push(Alternative {
-            field: joins,
-            matcher: Matcher::Automaton(Arc::new(LazyAutomaton::new(word, distance, false))),
-            score: 2.0 * (TYPO_BONUS + performers),
-            inexact: true,
-            extra: false,
-        });
+        // One edit fewer than the word's own allowance: two edits of "danielle" reach
+        // "danielthe" (Daniel & the …), which is not this word run together.
+        let distance = distance.saturating_sub(1);
+        alternatives.extend(joined_alternatives(word, distance, fields));
     }
     let extra_distance = if (MIN_EXTRA_TYPO_CHARS..=EXACT_MAX_CHARS).contains(&n_chars) {
         1
@@ -423,13 +426,66 @@ pub(crate) fn forgiving_word_match(word: &str, is_last: bool, fields: &Fields) -
             });
         }
     }
+    if FUZZY_KEY_CHARS.contains(&n_chars) && key.len() >= MIN_FUZZY_KEY_BYTES {
+        // A sound-alike spelling with one more slip ("mruphie": "murphie" for "Murphy",
+        // with two letters swapped; "brrie" for "Berry") is one edit from the name's key.
+        let fuzzy_key = LazyAutomaton::new(&key, 1, false)
+            .with_min_term_bytes(key.len().saturating_sub(1).max(MIN_FUZZY_KEY_BYTES));
+        alternatives.push(Alternative {
+            field: fields.performer_sounds,
+            matcher: Matcher::Automaton(Arc::new(fuzzy_key)),
+            score: performers,
+            inexact: true,
+            extra: true,
+        });
+    }
     WordMatch::new(std::mem::take(alternatives))
+}
+
+/// `word` as adjacent words of a performer name run together: exactly, or within
+/// `distance` edits. Worth the two performer words it stands for — both exact, one exact
+/// and one misspelled (one edit), both misspelled (two) — plus [`PHRASE_BONUS`] for
+/// finding them side by side in one name.
+fn joined_alternatives(word: &str, distance: u8, fields: &Fields) -> Vec<Alternative> {
+    let joins = fields.performer_joins;
+    let performers = schema::PERFORMER_WEIGHT;
+    let alternative = |matcher, bonuses: f32| Alternative {
+        field: joins,
+        matcher,
+        score: bonuses + 2.0 * performers + PHRASE_BONUS,
+        inexact: true,
+        extra: false,
+    };
+    let mut out = vec![alternative(
+        Matcher::Exact(Term::from_field_text(joins, word)),
+        2.0 * EXACT_BONUS,
+    )];
+    for (d, bonuses) in [(1, EXACT_BONUS + TYPO_BONUS), (2, 2.0 * TYPO_BONUS)] {
+        if d <= distance {
+            let automaton = LazyAutomaton::new(word, d, false);
+            out.push(alternative(
+                Matcher::Automaton(Arc::new(automaton)),
+                bonuses,
+            ));
+        }
+    }
+    out
 }
 
 /// Two adjacent query words merged back into the one word they may have been split from:
 /// matched in performers and event names (exactly, as a prefix when last, within the typo
-/// allowance of the merged word, by sound in performers), worth the two words it replaces.
-pub(crate) fn merged_word_match(merged: &str, is_last: bool, fields: &Fields) -> WordMatch {
+/// allowance of the merged word, by sound in performers), worth the two words it replaces;
+/// and the two words as typed, side by side in a performer name (the merged word among the
+/// names run together, see [`joined_alternatives`]), which outranks the same two words
+/// found apart.
+pub(crate) fn merged_word_match(
+    first: &str,
+    second: &str,
+    is_last: bool,
+    fields: &Fields,
+) -> WordMatch {
+    let merged = format!("{first}{second}");
+    let merged = merged.as_str();
     let performers = WeightedField {
         field: fields.performers,
         weight: schema::PERFORMER_WEIGHT,
@@ -455,6 +511,25 @@ pub(crate) fn merged_word_match(merged: &str, is_last: bool, fields: &Fields) ->
         alternative.score *= 2.0;
         alternative.inexact = true;
     }
+    // Side by side, each word keeps its own allowance: "jordan trn" is not "Jordan the".
+    let allowance = |w: &str| typo_distance(w.chars().count());
+    let join_distance =
+        typo_distance(merged.chars().count()).min(allowance(first) + allowance(second));
+    word_match
+        .alternatives
+        .extend(joined_alternatives(merged, join_distance, fields));
+    if is_last {
+        // Type-ahead: "larry ric" is Larry Rice or Larry Richardson side by side, the
+        // second word still being typed.
+        let joins = fields.performer_joins;
+        word_match.alternatives.push(Alternative {
+            field: joins,
+            matcher: Matcher::Automaton(Arc::new(LazyAutomaton::new(merged, 0, true))),
+            score: EXACT_BONUS + PREFIX_BONUS + 2.0 * schema::PERFORMER_WEIGHT + PHRASE_BONUS,
+            inexact: true,
+            extra: false,
+        });
+    }
     WordMatch::new(std::mem::take(&mut word_match.alternatives))
 }
 
@@ -472,11 +547,15 @@ pub(crate) fn forgiving_text_query(words: &[String], fields: &Fields) -> TextQue
         if readings.len() >= MAX_READINGS {
             break;
         }
-        let merged = format!("{}{}", words[i], words[i + 1]);
-        if merged.len() > MAX_TOKEN_BYTES {
+        if words[i].len() + words[i + 1].len() > MAX_TOKEN_BYTES {
             continue;
         }
-        matches.push(merged_word_match(&merged, i + 2 == n, fields));
+        matches.push(merged_word_match(
+            &words[i],
+            &words[i + 1],
+            i + 2 == n,
+            fields,
+        ));
         let mut reading: Vec<usize> = (0..i).chain(i + 2..n).collect();
         reading.push(matches.len() - 1);
         readings.push(reading);

@@ -309,6 +309,22 @@ mod tests {
     }
 
     #[test]
+    fn names_are_run_together_by_pairs_and_whole() {
+        let forms = |name: &str| joined_forms(&words(name));
+        assert_eq!(forms("Jason Mendoza"), ["jasonmendoza"]);
+        assert_eq!(
+            forms("Kayla & the Arrows"),
+            ["kaylathe", "thearrows", "kaylathearrows"]
+        );
+        assert_eq!(forms("Adele"), Vec::<String>::new());
+        assert_eq!(
+            forms("A B C D E"),
+            ["ab", "bc", "cd", "de"],
+            "too long to run whole"
+        );
+    }
+
+    #[test]
     fn overlong_words_are_dropped() {
         let long = "a".repeat(MAX_TOKEN_BYTES + 1);
         assert_eq!(words(&format!("short {long}")), ["short"]);

@@ -571,6 +571,46 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_allows_one_extra_slip_only_when_all_else_is_exact() {
+        let field = Field::from_field_id(0);
+        let alternative = |inexact, extra| Alternative {
+            field,
+            matcher: Matcher::Exact(Term::from_field_text(field, "x")),
+            score: 1.0,
+            inexact,
+            extra,
+        };
+        let (exact, typo, beyond) = (
+            alternative(false, false),
+            alternative(true, false),
+            alternative(true, true),
+        );
+        let spend = |alternatives: &[&Alternative]| {
+            alternatives
+                .iter()
+                .fold(Budget::default(), |b, a| b.spend(Some(a)))
+        };
+        assert!(spend(&[&typo, &typo, &typo]).allows());
+        assert!(spend(&[&beyond]).allows());
+        assert!(spend(&[&exact, &beyond, &exact]).allows());
+        assert!(!spend(&[&typo, &beyond]).allows());
+        assert!(!spend(&[&beyond, &beyond]).allows());
+    }
+
+    #[test]
+    fn readings_are_united_with_each_document_s_best_score() {
+        let united = union_best(
+            (vec![1, 4, 9], vec![10.0, 20.0, 30.0]),
+            (vec![2, 4, 12], vec![5.0, 25.0, 1.0]),
+        );
+        assert_eq!(united.0, [1, 2, 4, 9, 12]);
+        assert_eq!(united.1, [10.0, 5.0, 25.0, 30.0, 1.0]);
+        let one = (vec![3], vec![1.0]);
+        assert_eq!(union_best(one.clone(), (vec![], vec![])), one);
+        assert_eq!(union_best((vec![], vec![]), one.clone()), one);
+    }
+
+    #[test]
     fn alternatives_are_sorted_best_first() {
         let field = Field::from_field_id(0);
         let alternative = |score| Alternative {
@@ -583,5 +623,14 @@ mod tests {
         let word = WordMatch::new(vec![alternative(1.0), alternative(25.0), alternative(15.0)]);
         let scores: Vec<Score> = word.alternatives.iter().map(|a| a.score).collect();
         assert_eq!(scores, [25.0, 15.0, 1.0]);
+        // Beyond the allowance comes last, whatever its score.
+        let beyond = Alternative {
+            extra: true,
+            inexact: true,
+            ..alternative(40.0)
+        };
+        let word = WordMatch::new(vec![beyond, alternative(1.0)]);
+        let scores: Vec<Score> = word.alternatives.iter().map(|a| a.score).collect();
+        assert_eq!(scores, [1.0, 40.0]);
     }
 }

@@ -2,9 +2,9 @@
 //! performer names the way people really mistype them (issue 14): words run together
 //! (`join`), a word split apart (`split`), one phonetic rewrite (`phonetic`: ph/f, -ie/-y,
 //! c/k, th/t, a doubled or dropped letter), two slips in one word of 5–7 letters with the
-//! other words right (`two-slips`), a slip in a word of three letters or fewer with the
-//! other words right (`short`), and a misspelled name whose other word is spelled exactly
-//! and also names venues or cities (`venue-word`).
+//! other words right, at most one letter fewer (`two-slips`), a slip in a word of three
+//! letters or fewer with the other words right (`short`), and a misspelled name whose other
+//! word is spelled exactly and also names venues or cities (`venue-word`).
 //!
 //! Every query aims at one performer; a performer whose name offers no place for the
 //! class's slip is skipped, so a class may hold fewer queries than asked for.
@@ -251,13 +251,30 @@ fn make(
                 return None;
             }
             let i = *rng.pick(&candidates);
+            let n_letters = words[i].chars().count();
             let mut word = words[i].clone();
             for _ in 0..2 {
-                let rewrites = phonetic_rewrites(&word);
+                // At most one letter fewer in all: two drops make a skeleton ("dvd" for
+                // "david"), not two slips.
+                let rewrites: Vec<String> = phonetic_rewrites(&word)
+                    .into_iter()
+                    .filter(|r| r.chars().count() + 1 >= n_letters)
+                    .collect();
                 word = if !rewrites.is_empty() && rng.chance(70) {
                     rng.pick(&rewrites).clone()
                 } else {
-                    one_edit(rng, &word)
+                    let edited = one_edit(rng, &word);
+                    if edited.chars().count() + 1 >= n_letters {
+                        edited
+                    } else {
+                        // A drop would be the second: swap instead.
+                        let mut c: Vec<char> = word.chars().collect();
+                        let pos = 1 + rng.below(c.len().saturating_sub(2).max(1));
+                        if pos + 1 < c.len() {
+                            c.swap(pos, pos + 1);
+                        }
+                        c.into_iter().collect()
+                    }
                 };
             }
             with(i, &word)

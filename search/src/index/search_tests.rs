@@ -42,14 +42,14 @@ fn day(n: i64) -> i64 {
 #[test]
 fn performer_beats_name_beats_description_and_ties_go_by_date() {
     let index = loaded_index();
-    // 50 = two exact performer words (10 + 15 each); 48 = two exact name words (10 + 14);
-    // 22 = two exact description words (10 + 1).
+    // 58 = two exact performer words (10 + 15 each) side by side (8); 48 = two exact name
+    // words (10 + 14); 22 = two exact description words (10 + 1).
     assert_eq!(
         scored(&index, &text("taylor swift")),
         [
-            ("e01".into(), 50.0),
-            ("e02".into(), 50.0),
-            ("e03".into(), 50.0),
+            ("e01".into(), 58.0),
+            ("e02".into(), 58.0),
+            ("e03".into(), 58.0),
             ("e18".into(), 48.0),
             ("e27".into(), 22.0),
         ]
@@ -63,9 +63,9 @@ fn misspelled_words_still_find_the_performer() {
     assert_eq!(
         scored(&index, &text("tayler swfit")),
         [
-            ("e01".into(), 36.0), // two performer typos, 2 × (3 + 15)
-            ("e02".into(), 36.0),
-            ("e03".into(), 36.0),
+            ("e01".into(), 44.0), // two performer typos side by side, 2 × (3 + 15) + 8
+            ("e02".into(), 44.0),
+            ("e03".into(), 44.0),
             ("e18".into(), 35.0), // "taylor" in the name (3 + 14) + "swifties" (3 + 15)
         ]
     );

@@ -152,6 +152,15 @@ fn performer_evidence_beats_an_exact_venue_word() {
 }
 
 #[test]
+fn words_side_by_side_in_a_name_outrank_words_found_apart() {
+    let index = index();
+    // t02 has "jason" in its performer and "mendoza" in its venue; t01 has both, together.
+    assert_eq!(ids(&index, "jasn mendosa"), ["t01", "t02"]);
+    assert_eq!(ids(&index, "jason mend"), ["t01", "t02"]);
+    assert_eq!(ids(&index, "mendoza jason"), ["t01", "t02"]);
+}
+
+#[test]
 fn exact_and_prefix_queries_rank_as_before() {
     let index = index();
     assert_eq!(
