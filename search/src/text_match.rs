@@ -205,6 +205,31 @@ impl Budget {
 /// than read in full, when it has more than this many postings per candidate and term.
 const SEEK_RATIO: u64 = 16;
 
+/// The rarest word's postings are sorted rather than spread over a byte per document when
+/// there are at most one per this many documents.
+const SPARSE_RATIO: u64 = 256;
+
+/// One byte per document (plus padding), allocated when first needed and cleared only
+/// when dirty.
+struct Scratch {
+    level: Vec<u8>,
+    n_bytes: usize,
+    dirty: bool,
+}
+
+impl Scratch {
+    /// The array, all zero, marked dirty for the next caller.
+    fn clean(&mut self) -> &mut [u8] {
+        if self.level.len() != self.n_bytes {
+            self.level = vec![0u8; self.n_bytes];
+        } else if self.dirty {
+            self.level.fill(0);
+        }
+        self.dirty = true;
+        &mut self.level
+    }
+}
+
 /// Bytes of the per-document array tested at once for "any match here".
 const SCAN_BLOCK_BYTES: usize = 64;
 
@@ -256,6 +281,34 @@ impl ResolvedWord<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Every document matching one of the alternatives, in order, with `1 +` the best.
+    fn sorted_tags(&self) -> tantivy::Result<Vec<(DocId, u8)>> {
+        let mut keys: Vec<u64> = Vec::with_capacity(self.n_postings as usize);
+        for (alternative, inverted_index, term_info) in &self.terms {
+            let tag = u8::try_from(alternative + 1).unwrap_or(u8::MAX);
+            let mut postings = inverted_index
+                .read_block_postings_from_terminfo(term_info, IndexRecordOption::Basic)?;
+            loop {
+                let docs = postings.docs();
+                if docs.is_empty() {
+                    break;
+                }
+                keys.extend(
+                    docs.iter()
+                        .map(|&doc| (u64::from(doc) << 8) | u64::from(tag)),
+                );
+                postings.advance();
+            }
+        }
+        // By document, then best tag first; keep each document's first.
+        keys.sort_unstable();
+        keys.dedup_by_key(|key| *key >> 8);
+        Ok(keys
+            .into_iter()
+            .map(|key| ((key >> 8) as DocId, (key & 0xff) as u8))
+            .collect())
     }
 
     /// For each of the sorted `docs`, `1 +` the best alternative matching it, or 0.
@@ -329,7 +382,11 @@ impl TextWeight {
         let mut resolved: Vec<Option<ResolvedWord>> = self.words.iter().map(|_| None).collect();
         // Padded to whole blocks, so that the scan reads whole blocks only.
         let n_bytes = (reader.max_doc() as usize).next_multiple_of(SCAN_BLOCK_BYTES);
-        let mut level: Vec<u8> = Vec::new();
+        let mut scratch = Scratch {
+            level: Vec::new(),
+            n_bytes,
+            dirty: false,
+        };
         let mut best: Option<(Vec<DocId>, Vec<Score>)> = None;
         'readings: for reading in self.readings.iter() {
             for &idx in reading {
@@ -344,10 +401,7 @@ impl TextWeight {
                 .iter()
                 .filter_map(|&idx| resolved[idx].as_ref())
                 .collect();
-            if level.len() != n_bytes {
-                level = vec![0u8; n_bytes];
-            }
-            let found = self.reading_matches(words, &mut level)?;
+            let found = self.reading_matches(words, &mut scratch)?;
             best = Some(match best {
                 None => found,
                 Some(previous) => union_best(previous, found),
@@ -356,45 +410,33 @@ impl TextWeight {
         Ok(best.unwrap_or_default())
     }
 
-    /// The documents matching every word of one reading within the typo budget. `level`
-    /// is scratch space of one byte per document (plus padding), left dirty.
+    /// The documents matching every word of one reading within the typo budget.
     fn reading_matches(
         &self,
         mut words: Vec<&ResolvedWord>,
-        level: &mut [u8],
+        scratch: &mut Scratch,
     ) -> tantivy::Result<(Vec<DocId>, Vec<Score>)> {
         // Rarest word first: it selects the candidates, the others only filter them.
         words.sort_by_key(|w| w.n_postings);
         let Some((first, rest)) = words.split_first() else {
             return Ok((Vec::new(), Vec::new()));
         };
-        level.fill(0);
-        first.fill(level)?;
         let mut docs: Vec<DocId> = Vec::new();
         let mut scores: Vec<Score> = Vec::new();
         let mut budgets: Vec<Budget> = Vec::new();
-        // A block of 64 bytes at a time (their OR is a few vector instructions), then, in
-        // the blocks with a byte set, eight bytes at a time, visiting only the set bytes.
-        for (block_idx, block) in level.chunks(SCAN_BLOCK_BYTES).enumerate() {
-            if block.iter().fold(0u8, |acc, &b| acc | b) == 0 {
-                continue;
+        if first.n_postings.saturating_mul(SPARSE_RATIO) <= scratch.n_bytes as u64 {
+            // Few postings (a rare name, a merged pair): sorting them beats clearing and
+            // scanning a byte per document.
+            for (doc, tag) in first.sorted_tags()? {
+                docs.push(doc);
+                scores.push(first.score(tag));
+                budgets.push(Budget::default().spend(first.alternative(tag)));
             }
-            let block_base = block_idx * SCAN_BLOCK_BYTES;
-            for (chunk_idx, chunk) in block.chunks_exact(8).enumerate() {
-                let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-                    continue;
-                };
-                let mut set = nonzero_byte_marks(u64::from_le_bytes(bytes));
-                while set != 0 {
-                    let byte = (set.trailing_zeros() / 8) as usize;
-                    docs.push((block_base + chunk_idx * 8 + byte) as DocId);
-                    scores.push(first.score(bytes[byte]));
-                    budgets.push(Budget::default().spend(first.alternative(bytes[byte])));
-                    set &= set - 1;
-                }
-            }
+        } else {
+            let level = scratch.clean();
+            first.fill(level)?;
+            Self::scan(first, level, &mut docs, &mut scores, &mut budgets);
         }
-
         for word in rest {
             if docs.is_empty() {
                 break;
@@ -407,7 +449,7 @@ impl TextWeight {
             let tags = if word.n_postings > seek_cost {
                 word.seek(&docs)?
             } else {
-                level.fill(0);
+                let level = scratch.clean();
                 word.fill(level)?;
                 docs.iter()
                     .map(|&doc| level.get(doc as usize).copied().unwrap_or(0))
@@ -433,6 +475,37 @@ impl TextWeight {
             budgets.truncate(kept);
         }
         Ok((docs, scores))
+    }
+
+    /// The documents with a tag in `level`, in order, with the score and budget of `first`.
+    fn scan(
+        first: &ResolvedWord,
+        level: &[u8],
+        docs: &mut Vec<DocId>,
+        scores: &mut Vec<Score>,
+        budgets: &mut Vec<Budget>,
+    ) {
+        // A block of 64 bytes at a time (their OR is a few vector instructions), then, in
+        // the blocks with a byte set, eight bytes at a time, visiting only the set bytes.
+        for (block_idx, block) in level.chunks(SCAN_BLOCK_BYTES).enumerate() {
+            if block.iter().fold(0u8, |acc, &b| acc | b) == 0 {
+                continue;
+            }
+            let block_base = block_idx * SCAN_BLOCK_BYTES;
+            for (chunk_idx, chunk) in block.chunks_exact(8).enumerate() {
+                let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+                    continue;
+                };
+                let mut set = nonzero_byte_marks(u64::from_le_bytes(bytes));
+                while set != 0 {
+                    let byte = (set.trailing_zeros() / 8) as usize;
+                    docs.push((block_base + chunk_idx * 8 + byte) as DocId);
+                    scores.push(first.score(bytes[byte]));
+                    budgets.push(Budget::default().spend(first.alternative(bytes[byte])));
+                    set &= set - 1;
+                }
+            }
+        }
     }
 }
 
