@@ -4,7 +4,9 @@
 //! time, size and memory; runs the misspelled queries once on the index as built (several
 //! segments), compacts it, then runs misspelled, exact, type-ahead, filter-only, suggest and
 //! adversarial workloads, reporting latency percentiles, throughput (1 and 2 threads), CPU
-//! per query and recall (the intended performer in the top 20).
+//! per query and recall (the intended performer in the top 20). (Over 600 lines: one
+//! self-contained program — generator, phases, export; the query classes of real typing
+//! live in `search_bench/classes.rs`.)
 //!
 //! Misspellings are derived from the real names: one edit per word of 4+ letters (drop,
 //! swap or replace a letter, never the first); and, per class, the slips people really make

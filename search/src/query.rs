@@ -2,6 +2,9 @@
 //! canonical cache key, and the translation of the words of `q` into a tantivy query with
 //! typo tolerance, type-ahead prefixes and field weights.
 //!
+//! (Over 600 lines on purpose: every matching rule and score is defined here, next to the
+//! documentation that explains how they rank against each other.)
+//!
 //! # Matching
 //!
 //! Every word of `q` must match somewhere (AND across words, OR across fields and ways of

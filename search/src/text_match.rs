@@ -19,6 +19,9 @@
 //! The cost is about the postings of the rare words plus one byte per document. (A union
 //! of twenty lazily merged posting lists per word, intersected across words, cost several
 //! times more on a million events.)
+//!
+//! (Over 600 lines on purpose: readings, the budget, and the sparse and dense candidate
+//! paths are one algorithm sharing private types; its unit tests follow it.)
 
 use std::sync::{Arc, OnceLock};
 

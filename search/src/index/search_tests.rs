@@ -1,5 +1,6 @@
 //! Specification of search behaviour on the fixed test catalog (`testdata.rs`): each test
-//! states a query and the exact ordered list of events it must return.
+//! states a query and the exact ordered list of events it must return. (Over 600 lines: one
+//! catalog, many short specifications; the classes of real typing are in `typo_tests.rs`.)
 
 use super::*;
 use crate::query::{MAX_LIMIT, MAX_QUERY_CHARS, MAX_QUERY_TERMS};
