@@ -2,7 +2,8 @@
 //! `GET /v1/events` on `boxoffice dev`: one query of each class — a name run together, a
 //! name split apart, a sound-alike spelling, two slips in a mid-length name, a slip in a
 //! short word, a misspelled performer beside a word that also names a venue — each finds
-//! the event of the performer meant, first.
+//! the event of the performer meant, first. (The limits of the typo budget are unit tests:
+//! `search/src/index/typo_tests.rs`.)
 
 use std::time::Duration;
 
@@ -111,9 +112,4 @@ async fn every_class_of_real_typing_finds_the_performer_meant() {
         [meant.clone(), trap.clone()],
         "performer evidence first"
     );
-
-    // The budget has a limit: a slip in the short word and another elsewhere is too far.
-    let answer = anon.get("/v1/events?q=zad%20kowalcyk").await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    assert_eq!(answer.body["events"], json!([]), "{}", answer.text);
 }
