@@ -20,7 +20,10 @@
 # search at, default "0.3 0.6": 0.3 for the recall closest to tantivy's, 0.6 is
 # PostgreSQL's default), PG_TRGM_RECALL_QUERIES (recall of the trigram search on the first
 # N queries of each set only, default all: at 1M events a query can take seconds),
-# PG_SHARED_BUFFERS (default 4GB), PG_WORK_MEM (default 64MB).
+# PG_SHARED_BUFFERS (default 4GB), PG_WORK_MEM (default 64MB), PG_CLASSES (the query classes
+# of search_bench/classes.rs measured beside the three original sets: recall of every
+# method, and one-client throughput of the trigram and trigram-corrected searches; default
+# all six, "" for none).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,6 +35,7 @@ shared_buffers=${PG_SHARED_BUFFERS:-4GB}
 work_mem=${PG_WORK_MEM:-64MB}
 export_dir=${EXPORT_DIR:-/tmp/boxoffice-search-export-$events-${BENCH_SEED:-default}-${BENCH_QUERIES:-default}}
 trgm_recall_queries=${PG_TRGM_RECALL_QUERIES:-1000000000}
+classes=${PG_CLASSES-join split phonetic two-slips short venue-word}
 
 say() { printf '%s\n' "$*"; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
@@ -172,7 +176,8 @@ SELECT * FROM search_$1(:q, :kind = 'prefix');
 SCRIPT
     before=$(load)
     out=$(cd "$logs" && pgbench -n -M extended -T "$seconds" -c "$3" -j "$3" -r -l \
-        -D kind="$2" -D n_queries="$n_queries" -f script.pgbench 2>&1) || {
+        -D kind="$2" -D n_queries="$(awk -F'\t' -v k="$2" '$1 == k' "$export_dir/queries.tsv" | wc -l)" \
+        -f script.pgbench 2>&1) || {
         printf '%s\n' "$out"
         return 1
     }
@@ -194,7 +199,8 @@ SCRIPT
 for threshold in $thresholds; do
     export PGOPTIONS="-c pg_trgm.word_similarity_threshold=$threshold"
     say "pg_trgm.word_similarity_threshold = $threshold"
-    for kind in misspelled exact prefix; do recall trgm "$kind" "$trgm_recall_queries"; done
+    for kind in misspelled exact prefix $classes; do recall trgm "$kind" "$trgm_recall_queries"; done
+    for kind in $classes; do bench trgm "$kind" 1; done
     bench trgm misspelled 1
     bench trgm misspelled 2
     bench trgm exact 1
@@ -202,13 +208,14 @@ for threshold in $thresholds; do
 done
 unset PGOPTIONS
 # Full text, exact words (the last as a prefix for type-ahead): no typo tolerance.
-for kind in misspelled exact prefix; do recall tsv "$kind"; done
+for kind in misspelled exact prefix $classes; do recall tsv "$kind"; done
 bench tsv misspelled 1
 bench tsv exact 1
 bench tsv exact 2
 bench tsv prefix 1
 # Full text with trigram-corrected words (pg_trgm.similarity_threshold at its default, 0.3).
-for kind in misspelled exact prefix; do recall fuzzy "$kind"; done
+for kind in misspelled exact prefix $classes; do recall fuzzy "$kind"; done
+for kind in $classes; do bench fuzzy "$kind" 1; done
 bench fuzzy misspelled 1
 bench fuzzy misspelled 2
 bench fuzzy exact 1

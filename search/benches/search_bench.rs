@@ -4,10 +4,14 @@
 //! time, size and memory; runs the misspelled queries once on the index as built (several
 //! segments), compacts it, then runs misspelled, exact, type-ahead, filter-only, suggest and
 //! adversarial workloads, reporting latency percentiles, throughput (1 and 2 threads), CPU
-//! per query and recall (the intended performer in the top 20).
+//! per query and recall (the intended performer in the top 20). (Over 600 lines: one
+//! self-contained program — generator, phases, export; the query classes of real typing
+//! live in `search_bench/classes.rs`.)
 //!
 //! Misspellings are derived from the real names: one edit per word of 4+ letters (drop,
-//! swap or replace a letter, never the first). Wall-clock figures include whatever else
+//! swap or replace a letter, never the first); and, per class, the slips people really make
+//! (`search_bench/classes.rs`: joins, splits, phonetic rewrites, two slips in a 5–7 letter
+//! word, a slip in a short word, a misspelled name beside a word that also names venues). Wall-clock figures include whatever else
 //! the machine runs: the load average and the CPU time per query are printed beside them.
 //!
 //! ```text
@@ -17,7 +21,10 @@
 //!
 //! Environment: `BENCH_EVENTS` (default 1,000,000), `BENCH_SECONDS` per timed phase
 //! (default 3), `BENCH_QUERIES` misspelled queries (default 1,000), `BENCH_SEED`,
-//! `BENCH_INDEX_DIR` (keep the built index there and reuse it on the next run).
+//! `BENCH_INDEX_DIR` (keep the built index there and reuse it on the next run),
+//! `BENCH_SHOW_MISSES` (how many missed queries each recall pass lists, default 5),
+//! `BENCH_RECALL_ONLY=1` (stop after the recall passes, for tuning), `BENCH_EXPLAIN="q1|q2"`
+//! (print the best hits of these queries and stop).
 //!
 //! `BENCH_EXPORT_DIR=dir` also writes the catalog exactly as indexed (`events.tsv`) and the
 //! query sets exactly as run (`queries.tsv`), in PostgreSQL's `COPY` text format, for the
@@ -31,6 +38,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boxoffice_search::{EventDoc, IndexOptions, SearchIndex, SearchQuery};
+
+#[path = "search_bench/classes.rs"]
+mod classes;
 
 /// Default number of synthetic events.
 const DEFAULT_EVENTS: usize = 1_000_000;
@@ -317,6 +327,8 @@ struct QuerySets<'a> {
     exact: Vec<(String, &'a str)>,
     /// All words of the name but the last, then the first 3 letters of the last.
     prefixes: Vec<String>,
+    /// The classes of `classes.rs` (joins, splits, phonetic, …), each with its queries.
+    classes: Vec<(&'static str, Vec<(String, &'a str)>)>,
 }
 
 fn query_sets<'a>(
@@ -324,6 +336,7 @@ fn query_sets<'a>(
     n_queries: usize,
     performers: &'a [Performer],
     counts: &[u32],
+    vocab: &Vocabulary,
 ) -> QuerySets<'a> {
     let targets: Vec<&Performer> = {
         let with_events: Vec<usize> = (0..performers.len()).filter(|&i| counts[i] > 0).collect();
@@ -353,11 +366,33 @@ fn query_sets<'a>(
             format!("{head}{last}")
         })
         .collect();
+    // The classes draw from more performers: some names offer no place for a class's slip.
+    let class_targets: Vec<&Performer> = {
+        let with_events: Vec<usize> = (0..performers.len()).filter(|&i| counts[i] > 0).collect();
+        let mut crng = Rng(seed ^ 0xc1a55e5);
+        (0..n_queries * 20)
+            .map(|_| &performers[with_events[crng.below(with_events.len())]])
+            .collect()
+    };
+    let vocabulary: HashSet<String> = [&vocab.first, &vocab.last, &vocab.adjectives, &vocab.nouns]
+        .into_iter()
+        .flat_map(|words| words.iter().map(|w| w.to_lowercase()))
+        .collect();
+    let places = classes::PlaceWords::new(&vocab.last, &vocab.cities);
+    let classes = classes::class_sets(
+        seed,
+        n_queries,
+        &class_targets,
+        performers,
+        &places,
+        &vocabulary,
+    );
     QuerySets {
         targets,
         misspelled,
         exact,
         prefixes,
+        classes,
     }
 }
 
@@ -366,7 +401,8 @@ fn query_sets<'a>(
 ///
 /// `events.tsv`: event_id, name, performers (array), performer_ids (array), venue_name,
 /// city, country, category, description, starts_at_ms, min_price_minor, max_price_minor,
-/// available, total. `queries.tsv`: kind (`misspelled`, `exact`, `prefix`), query number
+/// available, total. `queries.tsv`: kind (`misspelled`, `exact`, `prefix`, then the classes
+/// of `classes.rs`: `join`, `split`, `phonetic`, `two-slips`, `short`, `venue-word`), query number
 /// within its kind (from 1), the query text, the intended performer id.
 struct Export {
     dir: std::path::PathBuf,
@@ -414,11 +450,13 @@ impl Export {
             .zip(&sets.targets)
             .map(|(q, p)| (q.clone(), p.id.as_str()))
             .collect();
-        for (kind, set) in [
+        let fixed = [
             ("misspelled", &sets.misspelled),
             ("exact", &sets.exact),
             ("prefix", &prefixes),
-        ] {
+        ];
+        let classes = sets.classes.iter().map(|(kind, set)| (*kind, set));
+        for (kind, set) in fixed.into_iter().chain(classes) {
             for (n, (q, id)) in set.iter().enumerate() {
                 writeln!(
                     out,
@@ -625,7 +663,7 @@ fn main() {
             let doc = event(&mut rng, &vocab, &performers, &mut counts, i);
             export_event(&mut export, &doc);
         }
-        let sets = query_sets(seed, n_queries, &performers, &counts);
+        let sets = query_sets(seed, n_queries, &performers, &counts, &vocab);
         if let Some(export) = export {
             export.finish(&sets).expect("export queries");
         }
@@ -699,7 +737,7 @@ fn main() {
         memory()
     );
 
-    let sets = query_sets(seed, n_queries, &performers, &counts);
+    let sets = query_sets(seed, n_queries, &performers, &counts, &vocab);
     if let Some(export) = export.take() {
         export.finish(&sets).expect("export queries");
     }
@@ -708,6 +746,7 @@ fn main() {
         misspelled,
         exact,
         prefixes,
+        classes,
     } = sets;
     println!("sample misspellings:");
     for (q, id) in misspelled.iter().take(6) {
@@ -724,6 +763,20 @@ fn main() {
             })
             .expect("search")
     };
+    if let Ok(explain) = std::env::var("BENCH_EXPLAIN") {
+        for q in explain.split('|') {
+            let page = search(q);
+            println!("{q:?}: {} hits", page.total_estimate);
+            for hit in page.hits.iter().take(8) {
+                println!(
+                    "  {:5.1} {:?} {:?} at {:?}, {}",
+                    hit.score, hit.performers, hit.name, hit.venue_name, hit.city
+                );
+            }
+        }
+        return;
+    }
+    let show_misses: usize = env_or("BENCH_SHOW_MISSES", 5);
     let recall = |set: &[(String, &str)], label: &str| {
         let start = Instant::now();
         let mut latencies = Vec::with_capacity(set.len());
@@ -745,7 +798,7 @@ fn main() {
                 .any(|h| h.performer_ids.iter().any(|p| p == id))
             {
                 found += 1;
-            } else if missed.len() < 5 {
+            } else if missed.len() < show_misses {
                 let intended = id
                     .strip_prefix('p')
                     .and_then(|n| n.parse::<usize>().ok())
@@ -795,6 +848,17 @@ fn main() {
         .map(|(q, p)| (q.clone(), p.id.as_str()))
         .collect();
     recall(&typed, "type-ahead");
+    for (class, set) in &classes {
+        println!(
+            "sample {class}: {:?}",
+            set.iter().take(4).map(|(q, _)| q).collect::<Vec<_>>()
+        );
+        recall(set, class);
+    }
+    let all_classes: Vec<&(String, &str)> = classes.iter().flat_map(|(_, set)| set).collect();
+    if env_or("BENCH_RECALL_ONLY", 0u8) == 1 {
+        return;
+    }
 
     let (lat, el) = timed(1, phase, &misspelled, |(q, _)| {
         search(q);
@@ -804,6 +868,10 @@ fn main() {
         search(q);
     });
     lat.report("misspelled, 2 threads", el);
+    let (lat, el) = timed(1, phase, &all_classes, |(q, _)| {
+        search(q);
+    });
+    lat.report("new classes, 1 thread ", el);
     let (lat, el) = timed(1, phase, &exact, |(q, _)| {
         search(q);
     });

@@ -350,6 +350,8 @@ fn parse_payload(payload: Option<&str>) -> Result<Option<u64>, SearchError> {
 
 #[cfg(test)]
 mod search_tests;
+#[cfg(test)]
+mod typo_tests;
 
 #[cfg(test)]
 mod tests {

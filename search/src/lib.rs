@@ -18,8 +18,11 @@
 //!   ([`SearchQuery::normalized_key`]), and the translation of words into a tantivy query
 //!   (typo distance by word length, last word as prefix, field weights — its module
 //!   documentation explains the scores).
-//! * `text_match` — the evaluation of the words of `q`: per segment, the best alternative
-//!   of each word for each document, then the documents every word matched.
+//! * `text_match` — the evaluation of the words of `q`: per segment and per reading (the
+//!   words as typed, or a split pair merged), the best alternative of each word for each
+//!   document, the documents every word matched within the query's typo budget.
+//! * `phonetic` — the sound key of a word ("murfie" and "Murphy" share one), indexed for
+//!   every performer word.
 //! * `collect` — the collector: date range, cursor, top hits in rank order.
 //! * `cursor` — the rank order (score, then start time, then event id) and the opaque
 //!   cursor that encodes the last hit's rank, so pages neither repeat nor skip.
@@ -44,6 +47,7 @@ pub mod suggest;
 
 mod collect;
 mod cursor;
+mod phonetic;
 mod schema;
 #[cfg(test)]
 mod testdata;

@@ -2,25 +2,50 @@
 //! canonical cache key, and the translation of the words of `q` into a tantivy query with
 //! typo tolerance, type-ahead prefixes and field weights.
 //!
+//! (Over 600 lines on purpose: every matching rule and score is defined here, next to the
+//! documentation that explains how they rank against each other.)
+//!
+//! # Matching
+//!
+//! Every word of `q` must match somewhere (AND across words, OR across fields and ways of
+//! matching), in one of the query's *readings*: the words as typed, or the words with one
+//! adjacent pair merged back into one word ("men doza" read as "mendoza", for a name split
+//! apart; performers and event names only). A word matches
+//! - **exactly**, or as a **prefix** when it is the last word and has [`MIN_PREFIX_CHARS`];
+//! - with **typos** within its allowance ([`typo_distance`]: none up to 3 letters, one edit
+//!   up to 7, two beyond; a transposition is one edit; not in the description, where typo
+//!   matches are mostly noise);
+//! - by **sound** in performers: its sound key (`phonetic::sound_key`) equals a performer
+//!   word's ("murfie" for "Murphy", "stefen" for "Stephen"), however many edits apart;
+//! - **run together** in performers: a word of [`MIN_JOINED_CHARS`]+ letters equal (or within
+//!   its typo allowance) to adjacent words of a performer name with the space left out
+//!   ("jasonmendoza");
+//! - **beyond its allowance**, in performers and event names, under the query's typo budget:
+//!   one edit in a word of 2–3 letters; two in a word of 4–7; one in the sound key of a
+//!   word of 4–8;
+//!   never a term more than one letter shorter; allowed for one word when every other word
+//!   of the reading matches exactly or as a prefix.
+//!
 //! # Scoring
 //!
-//! Every word of `q` must match somewhere (AND across words, OR across fields). A word's
-//! score is its best match over all fields, `bonus + field weight`, where the bonus is
-//! [`EXACT_BONUS`] for the exact word, [`PREFIX_BONUS`] for the last word as a prefix of an
-//! indexed word, and 0 for a match within the allowed edit distance ([`typo_distance`]:
-//! none up to 3 letters, one edit up to 7, two beyond; a transposition is one edit; not in
-//! the description, where typo matches are mostly noise). The last word counts as a prefix
-//! from [`MIN_PREFIX_CHARS`] letters. Field weights — performers 5, event name 4, category
-//! 3, venue 2, city 2, country 1, description 1 — are smaller than the gaps between
-//! bonuses, so an exact match anywhere outranks a prefix match anywhere, which outranks a
-//! typo match anywhere; among matches of one kind, performer and name beat the rest.
-//! A hit's score is the sum over its distinct words. Scores are sums of small integers:
-//! ties are real, and the earlier start time breaks them (see `cursor::SortKey`).
+//! A word's score is its best match, `kind bonus + field weight`: bonuses [`EXACT_BONUS`]
+//! (10), [`PREFIX_BONUS`] (6), [`SOUND_BONUS`] (4), [`TYPO_BONUS`] (3), 0 beyond the
+//! allowance; field weights performers 15, event name 14, category 3, venue 2, city 2,
+//! country 1, description 1. Within a field, exact beats prefix beats sound beats typo beats
+//! beyond-allowance. Across fields, performer and event-name evidence of any kind beats
+//! venue, city, category, country and description evidence of any kind (15 > 10 + 3): a
+//! misspelled performer outranks an unrelated event whose venue has the word right. A word
+//! run together or a merged pair counts for the two words it stands for (twice its score);
+//! two adjacent words found side by side in one performer name (as the name run together)
+//! add [`PHRASE_BONUS`] (8), so "javon mnedoza" ranks Jason Mendoza's events above events
+//! where each word matches elsewhere.
+//! A hit's score is the sum over its words, the best reading's. Scores are sums of small
+//! integers: ties are real, and the earlier start time breaks them (see `cursor::SortKey`).
 //!
-//! Example: "taylor swift" scores 50 on an event by Taylor Swift (two exact performer
-//! words, 2 × (20 + 5)), 48 on "Tribute to Taylor Swift" by someone else (name), 42 on an
-//! event that only mentions her in its description; "tayler swfit" scores 10 (2 × 5) on
-//! her events.
+//! Example: "taylor swift" scores 58 on an event by Taylor Swift (two exact performer
+//! words side by side, 2 × (10 + 15) + 8), 48 on "Tribute to Taylor Swift" by someone else
+//! (name), 22 on an event that only mentions her in its description; "tayler swfit" scores
+//! 44 (2 × (3 + 15) + 8) on her events.
 
 use std::fmt::Write as _;
 
@@ -34,8 +59,9 @@ use tantivy::Term;
 use crate::cursor::{self, SortKey};
 use crate::doc::EventHit;
 use crate::error::SearchError;
-use crate::schema::{self, Fields, WeightedField};
-use crate::text_match::{Alternative, LazyAutomaton, Matcher, TextQuery, WordMatch};
+use crate::phonetic::sound_key;
+use crate::schema::{self, Fields, WeightedField, MAX_TOKEN_BYTES};
+use crate::text_match::{Alternative, LazyAutomaton, Matcher, TextQuery, WordMatch, MAX_READINGS};
 
 /// Longest accepted `q`, in characters.
 pub const MAX_QUERY_CHARS: usize = 256;
@@ -55,9 +81,29 @@ pub const ONE_TYPO_MAX_CHARS: usize = 7;
 pub const MIN_PREFIX_CHARS: usize = 2;
 
 /// Score bonus of an exact word match.
-pub const EXACT_BONUS: f32 = 20.0;
+pub const EXACT_BONUS: f32 = 10.0;
 /// Score bonus of the last word matching as an exact prefix.
-pub const PREFIX_BONUS: f32 = 10.0;
+pub const PREFIX_BONUS: f32 = 6.0;
+/// Score bonus of a word whose sound key matches a performer word's.
+pub const SOUND_BONUS: f32 = 4.0;
+/// Score bonus of a match within the word's typo allowance.
+pub const TYPO_BONUS: f32 = 3.0;
+/// Score bonus of two query words found side by side in one performer name.
+pub const PHRASE_BONUS: f32 = 8.0;
+/// Shortest word looked up among performer names run together.
+pub const MIN_JOINED_CHARS: usize = 6;
+/// Shortest sound key looked up with one edit, and shortest key it may find (shorter keys
+/// are one edit from too many).
+pub const MIN_FUZZY_KEY_BYTES: usize = 3;
+/// Words of this many characters may match a performer word's sound key with one edit,
+/// beyond their allowance: a name of 5–7 letters typed with a letter more or less.
+pub const FUZZY_KEY_CHARS: std::ops::RangeInclusive<usize> = 4..=8;
+/// Shortest word that may take one edit beyond its allowance (a word of 1 letter would
+/// match every short word).
+pub const MIN_EXTRA_TYPO_CHARS: usize = 2;
+/// Words of this many characters (a name of 5–7 letters typed with one letter less) may
+/// take a second edit beyond their allowance.
+pub const TWO_SLIPS_CHARS: std::ops::RangeInclusive<usize> = 4..=7;
 
 /// A search request. `from_ms` is inclusive, `to_ms` exclusive. A `q` with no searchable
 /// word (blank, punctuation only) is treated as absent: the filters list events by date.
@@ -308,23 +354,216 @@ pub(crate) fn word_match(word: &str, is_last: bool, fields: &[WeightedField]) ->
             field: wf.field,
             matcher: Matcher::Exact(Term::from_field_text(wf.field, word)),
             score: EXACT_BONUS + wf.weight,
+            inexact: false,
+            extra: false,
         });
         if let Some(prefix) = &prefix {
             alternatives.push(Alternative {
                 field: wf.field,
                 matcher: Matcher::Automaton(Arc::clone(prefix)),
                 score: PREFIX_BONUS + wf.weight,
+                inexact: false,
+                extra: false,
             });
         }
         if let (Some(typo), true) = (&typo, wf.typos) {
             alternatives.push(Alternative {
                 field: wf.field,
                 matcher: Matcher::Automaton(Arc::clone(typo)),
-                score: wf.weight,
+                score: TYPO_BONUS + wf.weight,
+                inexact: true,
+                extra: false,
             });
         }
     }
     WordMatch::new(alternatives)
+}
+
+/// [`word_match`] over every text field of `fields`, plus the matches that forgive how
+/// people type names (see the module documentation): by sound and run together in
+/// performers, and beyond the word's allowance in performers and event names.
+pub(crate) fn forgiving_word_match(word: &str, is_last: bool, fields: &Fields) -> WordMatch {
+    let mut word_match = word_match(word, is_last, &fields.text_fields());
+    let alternatives = &mut word_match.alternatives;
+    let n_chars = word.chars().count();
+    let distance = typo_distance(n_chars);
+    let performers = schema::PERFORMER_WEIGHT;
+    let key = sound_key(word);
+    alternatives.push(Alternative {
+        field: fields.performer_sounds,
+        matcher: Matcher::Exact(Term::from_field_text(fields.performer_sounds, &key)),
+        score: SOUND_BONUS + performers,
+        inexact: true,
+        extra: distance == 0,
+    });
+    if n_chars >= MIN_JOINED_CHARS {
+        // One edit fewer than the word's own allowance: two edits of "danielle" reach
+        // "danielthe" (Daniel & the …), which is not this word run together.
+        let distance = distance.saturating_sub(1);
+        alternatives.extend(joined_alternatives(word, distance, fields));
+    }
+    let extra_distance = if (MIN_EXTRA_TYPO_CHARS..=EXACT_MAX_CHARS).contains(&n_chars) {
+        1
+    } else if TWO_SLIPS_CHARS.contains(&n_chars) {
+        2
+    } else {
+        0
+    };
+    if extra_distance > 0 {
+        // At most one letter shorter than the word: an edit beyond the allowance is a
+        // slip, not a shorter word inside this one.
+        let min_term_bytes = word.len().saturating_sub(1).max(MIN_EXTRA_TYPO_CHARS);
+        let extra = Arc::new(
+            LazyAutomaton::new(word, extra_distance, false).with_min_term_bytes(min_term_bytes),
+        );
+        for (field, weight) in [
+            (fields.performers, performers),
+            (fields.name, schema::NAME_WEIGHT),
+        ] {
+            alternatives.push(Alternative {
+                field,
+                matcher: Matcher::Automaton(Arc::clone(&extra)),
+                score: weight,
+                inexact: true,
+                extra: true,
+            });
+        }
+    }
+    if FUZZY_KEY_CHARS.contains(&n_chars) && key.len() >= MIN_FUZZY_KEY_BYTES {
+        // A sound-alike spelling with one more slip ("mruphie": "murphie" for "Murphy",
+        // with two letters swapped; "brrie" for "Berry") is one edit from the name's key.
+        let fuzzy_key = LazyAutomaton::new(&key, 1, false)
+            .with_min_term_bytes(key.len().saturating_sub(1).max(MIN_FUZZY_KEY_BYTES));
+        alternatives.push(Alternative {
+            field: fields.performer_sounds,
+            matcher: Matcher::Automaton(Arc::new(fuzzy_key)),
+            score: performers,
+            inexact: true,
+            extra: true,
+        });
+    }
+    WordMatch::new(std::mem::take(alternatives))
+}
+
+/// `word` as adjacent words of a performer name run together: exactly, or within
+/// `distance` edits. Worth the two performer words it stands for — both exact, one exact
+/// and one misspelled (one edit), both misspelled (two) — plus [`PHRASE_BONUS`] for
+/// finding them side by side in one name.
+fn joined_alternatives(word: &str, distance: u8, fields: &Fields) -> Vec<Alternative> {
+    let joins = fields.performer_joins;
+    let performers = schema::PERFORMER_WEIGHT;
+    let alternative = |matcher, bonuses: f32| Alternative {
+        field: joins,
+        matcher,
+        score: bonuses + 2.0 * performers + PHRASE_BONUS,
+        inexact: true,
+        extra: false,
+    };
+    let mut out = vec![alternative(
+        Matcher::Exact(Term::from_field_text(joins, word)),
+        2.0 * EXACT_BONUS,
+    )];
+    for (d, bonuses) in [(1, EXACT_BONUS + TYPO_BONUS), (2, 2.0 * TYPO_BONUS)] {
+        if d <= distance {
+            let automaton = LazyAutomaton::new(word, d, false);
+            out.push(alternative(
+                Matcher::Automaton(Arc::new(automaton)),
+                bonuses,
+            ));
+        }
+    }
+    out
+}
+
+/// Two adjacent query words merged back into the one word they may have been split from:
+/// matched in performers and event names (exactly, as a prefix when last, within the typo
+/// allowance of the merged word, by sound in performers), worth the two words it replaces;
+/// and the two words as typed, side by side in a performer name (the merged word among the
+/// names run together, see [`joined_alternatives`]), which outranks the same two words
+/// found apart.
+pub(crate) fn merged_word_match(
+    first: &str,
+    second: &str,
+    is_last: bool,
+    fields: &Fields,
+) -> WordMatch {
+    let merged = format!("{first}{second}");
+    let merged = merged.as_str();
+    let performers = WeightedField {
+        field: fields.performers,
+        weight: schema::PERFORMER_WEIGHT,
+        typos: true,
+    };
+    let name = WeightedField {
+        field: fields.name,
+        weight: schema::NAME_WEIGHT,
+        typos: true,
+    };
+    let mut word_match = word_match(merged, is_last, &[performers, name]);
+    word_match.alternatives.push(Alternative {
+        field: fields.performer_sounds,
+        matcher: Matcher::Exact(Term::from_field_text(
+            fields.performer_sounds,
+            &sound_key(merged),
+        )),
+        score: SOUND_BONUS + schema::PERFORMER_WEIGHT,
+        inexact: true,
+        extra: false,
+    });
+    for alternative in &mut word_match.alternatives {
+        alternative.score *= 2.0;
+        alternative.inexact = true;
+    }
+    // Side by side, each word keeps its own allowance: "jordan trn" is not "Jordan the".
+    let allowance = |w: &str| typo_distance(w.chars().count());
+    let join_distance =
+        typo_distance(merged.chars().count()).min(allowance(first) + allowance(second));
+    word_match
+        .alternatives
+        .extend(joined_alternatives(merged, join_distance, fields));
+    if is_last {
+        // Type-ahead: "larry ric" is Larry Rice or Larry Richardson side by side, the
+        // second word still being typed.
+        let joins = fields.performer_joins;
+        word_match.alternatives.push(Alternative {
+            field: joins,
+            matcher: Matcher::Automaton(Arc::new(LazyAutomaton::new(merged, 0, true))),
+            score: EXACT_BONUS + PREFIX_BONUS + 2.0 * schema::PERFORMER_WEIGHT + PHRASE_BONUS,
+            inexact: true,
+            extra: false,
+        });
+    }
+    WordMatch::new(std::mem::take(&mut word_match.alternatives))
+}
+
+/// The query of a search: every word with [`forgiving_word_match`], read as typed and with
+/// each adjacent pair merged (at most [`MAX_READINGS`] readings in all).
+pub(crate) fn forgiving_text_query(words: &[String], fields: &Fields) -> TextQuery {
+    let n = words.len();
+    let mut matches: Vec<WordMatch> = words
+        .iter()
+        .enumerate()
+        .map(|(i, word)| forgiving_word_match(word, i + 1 == n, fields))
+        .collect();
+    let mut readings = vec![(0..n).collect::<Vec<usize>>()];
+    for i in 0..n.saturating_sub(1) {
+        if readings.len() >= MAX_READINGS {
+            break;
+        }
+        if words[i].len() + words[i + 1].len() > MAX_TOKEN_BYTES {
+            continue;
+        }
+        matches.push(merged_word_match(
+            &words[i],
+            &words[i + 1],
+            i + 2 == n,
+            fields,
+        ));
+        let mut reading: Vec<usize> = (0..i).chain(i + 2..n).collect();
+        reading.push(matches.len() - 1);
+        readings.push(reading);
+    }
+    TextQuery::with_readings(matches, readings)
 }
 
 /// All `words` over `fields` (the last one as a prefix) as one query.
@@ -342,7 +581,7 @@ pub(crate) fn text_query(words: &[String], fields: &[WeightedField]) -> TextQuer
 pub(crate) fn build_query(fields: &Fields, query: &ValidQuery) -> Box<dyn Query> {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     if !query.words.is_empty() {
-        let text = text_query(&query.words, &fields.text_fields());
+        let text = forgiving_text_query(&query.words, fields);
         clauses.push((Occur::Must, Box::new(text)));
     }
     let filters = [

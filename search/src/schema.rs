@@ -1,6 +1,7 @@
 //! The tantivy schema of the event catalog, its two analyzers (folded words for text,
 //! folded whole values for filters) and the conversions between [`EventDoc`] / [`EventHit`]
-//! and tantivy documents.
+//! and tantivy documents, including the two derived performer fields that forgive how
+//! people type names: adjacent words run together, and the sound key of every word.
 
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
@@ -12,6 +13,7 @@ use tantivy::tokenizer::{
 use tantivy::{Index, TantivyDocument};
 
 use crate::doc::{EventDoc, EventHit};
+use crate::phonetic::sound_key;
 
 /// Name of the analyzer of text fields: words, lowercased, accents folded to ASCII.
 pub(crate) const TEXT_TOKENIZER: &str = "bo_text";
@@ -35,6 +37,11 @@ pub(crate) struct Fields {
     pub category: Field,
     pub category_key: Field,
     pub performers: Field,
+    /// Every pair of adjacent words of each performer name run together ("jasonmendoza"),
+    /// and the whole name run together when it has three or four words.
+    pub performer_joins: Field,
+    /// The sound key (`phonetic::sound_key`) of every word of each performer name.
+    pub performer_sounds: Field,
     pub performer_ids: Field,
     pub venue_name: Field,
     pub city: Field,
@@ -49,6 +56,13 @@ pub(crate) struct Fields {
     pub on_sale: Field,
 }
 
+/// Field weight of performers: the best evidence of what a query means (see `query.rs`).
+pub(crate) const PERFORMER_WEIGHT: f32 = 15.0;
+/// Field weight of the event name.
+pub(crate) const NAME_WEIGHT: f32 = 14.0;
+/// Longest performer name, in words, whose whole run-together form is indexed.
+pub(crate) const MAX_JOINED_NAME_WORDS: usize = 4;
+
 /// A searchable text field, how much a match in it is worth (see `query.rs`), and whether
 /// misspelled words may match it.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +74,10 @@ pub(crate) struct WeightedField {
 
 impl Fields {
     /// Text fields searched by `q`, best first. Weights are small integers so that sums are
-    /// exact in `f32` and ties are real ties; all stay below `query::PREFIX_BONUS`.
+    /// exact in `f32` and ties are real ties. Performer and event-name weights are larger
+    /// than `query::EXACT_BONUS`, every other weight smaller: a word found in a performer or
+    /// the event name, even misspelled, outranks the same word found exactly in a venue,
+    /// a city or a description.
     ///
     /// The description matches exact words and prefixes but no typos: in free text typo
     /// matches are mostly noise ("hiks" would find "hits"), and its posting lists are the
@@ -72,8 +89,8 @@ impl Fields {
             typos,
         };
         [
-            field(self.performers, 5.0, true),
-            field(self.name, 4.0, true),
+            field(self.performers, PERFORMER_WEIGHT, true),
+            field(self.name, NAME_WEIGHT, true),
             field(self.category, 3.0, true),
             field(self.venue_name, 2.0, true),
             field(self.city, 2.0, true),
@@ -112,13 +129,15 @@ pub(crate) fn build_schema() -> (Schema, Fields) {
                 .set_stored(),
         ),
         name: builder.add_text_field("name", stored_text.clone()),
-        description: builder.add_text_field("description", text),
+        description: builder.add_text_field("description", text.clone()),
         category: builder.add_text_field("category", stored_text.clone()),
         category_key: builder.add_text_field(
             "category_key",
             TextOptions::default().set_indexing_options(keyword.clone()),
         ),
         performers: builder.add_text_field("performers", stored_text.clone()),
+        performer_joins: builder.add_text_field("performer_joins", text.clone()),
+        performer_sounds: builder.add_text_field("performer_sounds", text),
         performer_ids: builder.add_text_field(
             "performer_ids",
             TextOptions::default()
@@ -195,6 +214,17 @@ pub(crate) fn keyword(value: &str) -> Option<String> {
     }
 }
 
+/// The run-together forms of a name's words: each adjacent pair, and all of them when there
+/// are three to [`MAX_JOINED_NAME_WORDS`]. (Forms longer than [`MAX_TOKEN_BYTES`] are
+/// dropped by the analyzer.)
+pub(crate) fn joined_forms(words: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = words.windows(2).map(|pair| pair.concat()).collect();
+    if (3..=MAX_JOINED_NAME_WORDS).contains(&words.len()) {
+        out.push(words.concat());
+    }
+    out
+}
+
 /// Turns a catalog event into a tantivy document.
 pub(crate) fn to_document(fields: &Fields, doc: &EventDoc) -> TantivyDocument {
     let mut out = TantivyDocument::default();
@@ -205,6 +235,10 @@ pub(crate) fn to_document(fields: &Fields, doc: &EventDoc) -> TantivyDocument {
     out.add_text(fields.category_key, doc.category.trim());
     for performer in &doc.performers {
         out.add_text(fields.performers, performer);
+        let words = words(performer);
+        out.add_text(fields.performer_joins, joined_forms(&words).join(" "));
+        let sounds: Vec<String> = words.iter().map(|w| sound_key(w)).collect();
+        out.add_text(fields.performer_sounds, sounds.join(" "));
     }
     for performer_id in &doc.performer_ids {
         out.add_text(fields.performer_ids, performer_id);
@@ -272,6 +306,22 @@ mod tests {
         assert_eq!(words("Zürich, Straße"), ["zurich", "strasse"]);
         assert_eq!(words("AC/DC"), ["ac", "dc"]);
         assert_eq!(words("  !!  "), Vec::<String>::new());
+    }
+
+    #[test]
+    fn names_are_run_together_by_pairs_and_whole() {
+        let forms = |name: &str| joined_forms(&words(name));
+        assert_eq!(forms("Jason Mendoza"), ["jasonmendoza"]);
+        assert_eq!(
+            forms("Kayla & the Arrows"),
+            ["kaylathe", "thearrows", "kaylathearrows"]
+        );
+        assert_eq!(forms("Adele"), Vec::<String>::new());
+        assert_eq!(
+            forms("A B C D E"),
+            ["ab", "bc", "cd", "de"],
+            "too long to run whole"
+        );
     }
 
     #[test]

@@ -255,14 +255,14 @@ mod tests {
         let words = |q: &str| schema::words(q);
         assert_eq!(
             match_score(&words("taylor swift"), "Taylor Swift"),
-            Some(40)
+            Some(20)
         );
-        assert_eq!(match_score(&words("taylor sw"), "Taylor Swift"), Some(30));
+        assert_eq!(match_score(&words("taylor sw"), "Taylor Swift"), Some(16));
         assert_eq!(match_score(&words("tayler swfit"), "Taylor Swift"), Some(0));
         assert_eq!(match_score(&words("beyonse"), "Beyoncé"), Some(0));
         assert_eq!(
             match_score(&words("swift taylor"), "Taylor Swift"),
-            Some(40)
+            Some(20)
         );
         assert_eq!(match_score(&words("taylor drake"), "Taylor Swift"), None);
         assert_eq!(match_score(&words("t"), "Taylor Swift"), None);

@@ -1,6 +1,15 @@
 //! [`TextQuery`]: the words of `q` as one tantivy query. Each word has alternatives (exact
-//! term, prefix, typo — in each text field), each worth a constant score; a document must
-//! match every word, and scores the sum over words of its best alternative.
+//! term, prefix, typo, sound key, joined words — in each text field), each worth a constant
+//! score; a document must match every word, and scores the sum over words of its best
+//! alternative. A query may have several *readings* (the words as typed, or two adjacent
+//! words merged back into one, for a name split apart): a document matches when one reading
+//! matches, and scores its best reading.
+//!
+//! **The typo budget.** An alternative is *inexact* when it is neither the word nor a
+//! prefix of it, and *extra* when it spends more than the word's own typo allowance (a slip
+//! in a word of three letters or fewer, a second slip in one of five to seven). A document
+//! may use one extra alternative only when every other word of the reading matches exactly
+//! (see `Budget`).
 //!
 //! Per segment the query is evaluated eagerly, rarest word first: the postings of each of
 //! its alternatives are written, best alternative first, into one byte per document (which
@@ -10,6 +19,9 @@
 //! The cost is about the postings of the rare words plus one byte per document. (A union
 //! of twenty lazily merged posting lists per word, intersected across words, cost several
 //! times more on a million events.)
+//!
+//! (Over 600 lines on purpose: readings, the budget, and the sparse and dense candidate
+//! paths are one algorithm sharing private types; its unit tests follow it.)
 
 use std::sync::{Arc, OnceLock};
 
@@ -36,6 +48,8 @@ pub(crate) struct LazyAutomaton {
     word: String,
     distance: u8,
     prefix: bool,
+    /// Accepted terms shorter than this many bytes are ignored.
+    min_term_bytes: usize,
     built: OnceLock<Result<DfaWrapper, String>>,
 }
 
@@ -47,8 +61,16 @@ impl LazyAutomaton {
             word: word.to_owned(),
             distance,
             prefix,
+            min_term_bytes: 0,
             built: OnceLock::new(),
         }
+    }
+
+    /// Ignores accepted terms shorter than `min_term_bytes`: two edits of a 5-letter word
+    /// reach every 3-letter word inside it ("anthe" → "the"), which is not a slip.
+    pub fn with_min_term_bytes(mut self, min_term_bytes: usize) -> Self {
+        self.min_term_bytes = min_term_bytes;
+        self
     }
 
     fn get(&self) -> tantivy::Result<&DfaWrapper> {
@@ -73,6 +95,10 @@ pub(crate) struct Alternative {
     pub field: Field,
     pub matcher: Matcher,
     pub score: Score,
+    /// Neither the word nor a prefix of it (a typo, a sound-alike, a join or a split).
+    pub inexact: bool,
+    /// Beyond the word's own typo allowance: allowed once, when all else is exact.
+    pub extra: bool,
 }
 
 /// The ways one word can match, best first. At most `u8::MAX` alternatives.
@@ -81,25 +107,45 @@ pub(crate) struct WordMatch {
 }
 
 impl WordMatch {
-    /// Sorts the alternatives best first (ties keep their order) and caps their number.
+    /// Sorts the alternatives best first — within the word's allowance before beyond it,
+    /// then by score; ties keep their order — and caps their number.
     pub fn new(mut alternatives: Vec<Alternative>) -> Self {
-        alternatives.sort_by(|a, b| b.score.total_cmp(&a.score));
+        alternatives.sort_by(|a, b| a.extra.cmp(&b.extra).then(b.score.total_cmp(&a.score)));
         alternatives.truncate(usize::from(u8::MAX));
         WordMatch { alternatives }
     }
 }
 
-/// Documents matching every word; see the module documentation.
+/// Most readings of one query: the words as typed plus one per merged pair, for the first
+/// four pairs (a name of four words with one split apart makes five words; each reading
+/// costs a pass over the candidates, and eight common words made seven readings cost 3.6×
+/// the old query).
+pub(crate) const MAX_READINGS: usize = 5;
+
+/// Documents matching every word of one of the readings; see the module documentation.
 #[derive(Clone)]
 pub(crate) struct TextQuery {
     words: Arc<Vec<WordMatch>>,
+    /// Each reading lists indexes into `words`; the first is the words as typed.
+    readings: Arc<Vec<Vec<usize>>>,
     seek_ratio: u64,
 }
 
 impl TextQuery {
+    /// One reading: every word of `words`.
     pub fn new(words: Vec<WordMatch>) -> Self {
+        let reading = (0..words.len()).collect();
+        Self::with_readings(words, vec![reading])
+    }
+
+    /// Several readings over `words` (at most [`MAX_READINGS`]; indexes out of range and
+    /// empty readings are dropped).
+    pub fn with_readings(words: Vec<WordMatch>, mut readings: Vec<Vec<usize>>) -> Self {
+        readings.retain(|r| !r.is_empty() && r.iter().all(|&i| i < words.len()));
+        readings.truncate(MAX_READINGS);
         TextQuery {
             words: Arc::new(words),
+            readings: Arc::new(readings),
             seek_ratio: SEEK_RATIO,
         }
     }
@@ -116,6 +162,7 @@ impl std::fmt::Debug for TextQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TextQuery")
             .field("n_words", &self.words.len())
+            .field("n_readings", &self.readings.len())
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +171,7 @@ impl Query for TextQuery {
     fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
         Ok(Box::new(TextWeight {
             words: Arc::clone(&self.words),
+            readings: Arc::clone(&self.readings),
             seek_ratio: self.seek_ratio,
         }))
     }
@@ -131,12 +179,62 @@ impl Query for TextQuery {
 
 struct TextWeight {
     words: Arc<Vec<WordMatch>>,
+    readings: Arc<Vec<Vec<usize>>>,
     seek_ratio: u64,
+}
+
+/// The typo budget of one candidate document: how many of its words matched inexactly, and
+/// how many beyond their own allowance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Budget {
+    n_inexact: u8,
+    n_extra: u8,
+}
+
+impl Budget {
+    /// The budget after one more word matched by `alternative`.
+    fn spend(self, alternative: Option<&Alternative>) -> Budget {
+        let (inexact, extra) = alternative.map_or((false, false), |a| (a.inexact, a.extra));
+        Budget {
+            n_inexact: self.n_inexact.saturating_add(u8::from(inexact)),
+            n_extra: self.n_extra.saturating_add(u8::from(extra)),
+        }
+    }
+
+    /// At most one word beyond its allowance, and only when it is the one inexact word.
+    fn allows(self) -> bool {
+        self.n_extra == 0 || (self.n_extra == 1 && self.n_inexact == 1)
+    }
 }
 
 /// A common word is checked against the candidates by seeking its posting lists, rather
 /// than read in full, when it has more than this many postings per candidate and term.
 const SEEK_RATIO: u64 = 16;
+
+/// The rarest word's postings are sorted rather than spread over a byte per document when
+/// there are at most one per this many documents.
+const SPARSE_RATIO: u64 = 256;
+
+/// One byte per document (plus padding), allocated when first needed and cleared only
+/// when dirty.
+struct Scratch {
+    level: Vec<u8>,
+    n_bytes: usize,
+    dirty: bool,
+}
+
+impl Scratch {
+    /// The array, all zero, marked dirty for the next caller.
+    fn clean(&mut self) -> &mut [u8] {
+        if self.level.len() != self.n_bytes {
+            self.level = vec![0u8; self.n_bytes];
+        } else if self.dirty {
+            self.level.fill(0);
+        }
+        self.dirty = true;
+        &mut self.level
+    }
+}
 
 /// Bytes of the per-document array tested at once for "any match here".
 const SCAN_BLOCK_BYTES: usize = 64;
@@ -159,11 +257,12 @@ struct ResolvedWord<'a> {
 }
 
 impl ResolvedWord<'_> {
+    fn alternative(&self, tag: u8) -> Option<&Alternative> {
+        self.word.alternatives.get(usize::from(tag).wrapping_sub(1))
+    }
+
     fn score(&self, tag: u8) -> Score {
-        self.word
-            .alternatives
-            .get(usize::from(tag).wrapping_sub(1))
-            .map_or(0.0, |a| a.score)
+        self.alternative(tag).map_or(0.0, |a| a.score)
     }
 
     /// Writes into `level[doc]` (where still 0) `1 +` the best alternative matching `doc`.
@@ -188,6 +287,34 @@ impl ResolvedWord<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Every document matching one of the alternatives, in order, with `1 +` the best.
+    fn sorted_tags(&self) -> tantivy::Result<Vec<(DocId, u8)>> {
+        let mut keys: Vec<u64> = Vec::with_capacity(self.n_postings as usize);
+        for (alternative, inverted_index, term_info) in &self.terms {
+            let tag = u8::try_from(alternative + 1).unwrap_or(u8::MAX);
+            let mut postings = inverted_index
+                .read_block_postings_from_terminfo(term_info, IndexRecordOption::Basic)?;
+            loop {
+                let docs = postings.docs();
+                if docs.is_empty() {
+                    break;
+                }
+                keys.extend(
+                    docs.iter()
+                        .map(|&doc| (u64::from(doc) << 8) | u64::from(tag)),
+                );
+                postings.advance();
+            }
+        }
+        // By document, then best tag first; keep each document's first.
+        keys.sort_unstable();
+        keys.dedup_by_key(|key| *key >> 8);
+        Ok(keys
+            .into_iter()
+            .map(|key| ((key >> 8) as DocId, (key & 0xff) as u8))
+            .collect())
     }
 
     /// For each of the sorted `docs`, `1 +` the best alternative matching it, or 0.
@@ -218,53 +345,152 @@ impl ResolvedWord<'_> {
 }
 
 impl TextWeight {
-    /// The matching documents of one segment, in doc id order, with their scores.
-    fn matches(&self, reader: &SegmentReader) -> tantivy::Result<(Vec<DocId>, Vec<Score>)> {
-        let mut resolved = Vec::with_capacity(self.words.len());
-        for word in self.words.iter() {
-            let mut terms = Vec::new();
-            let mut n_postings = 0u64;
-            for (i, alternative) in word.alternatives.iter().enumerate() {
-                let inverted_index = reader.inverted_index(alternative.field)?;
-                let mut found: Vec<TermInfo> = Vec::new();
-                match &alternative.matcher {
-                    Matcher::Exact(term) => found.extend(inverted_index.get_term_info(term)?),
-                    Matcher::Automaton(automaton) => {
-                        let mut stream = inverted_index
-                            .terms()
-                            .search(automaton.get()?)
-                            .into_stream()?;
-                        while stream.advance() {
+    /// The posting lists of `word`'s alternatives in one segment.
+    fn resolve<'a>(
+        word: &'a WordMatch,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<ResolvedWord<'a>> {
+        let mut terms = Vec::new();
+        let mut n_postings = 0u64;
+        for (i, alternative) in word.alternatives.iter().enumerate() {
+            let inverted_index = reader.inverted_index(alternative.field)?;
+            let mut found: Vec<TermInfo> = Vec::new();
+            match &alternative.matcher {
+                Matcher::Exact(term) => found.extend(inverted_index.get_term_info(term)?),
+                Matcher::Automaton(automaton) => {
+                    let mut stream = inverted_index
+                        .terms()
+                        .search(automaton.get()?)
+                        .into_stream()?;
+                    while stream.advance() {
+                        if stream.key().len() >= automaton.min_term_bytes {
                             found.push(stream.value().clone());
                         }
                     }
                 }
-                for term_info in found {
-                    n_postings += u64::from(term_info.doc_freq);
-                    terms.push((i, Arc::clone(&inverted_index), term_info));
+            }
+            for term_info in found {
+                n_postings += u64::from(term_info.doc_freq);
+                terms.push((i, Arc::clone(&inverted_index), term_info));
+            }
+        }
+        Ok(ResolvedWord {
+            word,
+            terms,
+            n_postings,
+        })
+    }
+
+    /// The matching documents of one segment, in doc id order, with their scores: the
+    /// union of the readings', each document with its best reading's score.
+    fn matches(&self, reader: &SegmentReader) -> tantivy::Result<(Vec<DocId>, Vec<Score>)> {
+        // Each word is resolved once, when a reading first needs it.
+        let mut resolved: Vec<Option<ResolvedWord>> = self.words.iter().map(|_| None).collect();
+        // Padded to whole blocks, so that the scan reads whole blocks only.
+        let n_bytes = (reader.max_doc() as usize).next_multiple_of(SCAN_BLOCK_BYTES);
+        let mut scratch = Scratch {
+            level: Vec::new(),
+            n_bytes,
+            dirty: false,
+        };
+        let mut best: Option<(Vec<DocId>, Vec<Score>)> = None;
+        'readings: for reading in self.readings.iter() {
+            for &idx in reading {
+                if resolved[idx].is_none() {
+                    resolved[idx] = Some(Self::resolve(&self.words[idx], reader)?);
+                }
+                if resolved[idx].as_ref().is_none_or(|w| w.n_postings == 0) {
+                    continue 'readings;
                 }
             }
-            if n_postings == 0 {
-                return Ok((Vec::new(), Vec::new()));
-            }
-            resolved.push(ResolvedWord {
-                word,
-                terms,
-                n_postings,
+            let words: Vec<&ResolvedWord> = reading
+                .iter()
+                .filter_map(|&idx| resolved[idx].as_ref())
+                .collect();
+            let found = self.reading_matches(words, &mut scratch)?;
+            best = Some(match best {
+                None => found,
+                Some(previous) => union_best(previous, found),
             });
         }
+        Ok(best.unwrap_or_default())
+    }
+
+    /// The documents matching every word of one reading within the typo budget.
+    fn reading_matches(
+        &self,
+        mut words: Vec<&ResolvedWord>,
+        scratch: &mut Scratch,
+    ) -> tantivy::Result<(Vec<DocId>, Vec<Score>)> {
         // Rarest word first: it selects the candidates, the others only filter them.
-        resolved.sort_by_key(|w| w.n_postings);
-        let Some((first, rest)) = resolved.split_first() else {
+        words.sort_by_key(|w| w.n_postings);
+        let Some((first, rest)) = words.split_first() else {
             return Ok((Vec::new(), Vec::new()));
         };
-
-        // Padded to whole blocks, so that the scan below reads whole blocks only.
-        let n_bytes = (reader.max_doc() as usize).next_multiple_of(SCAN_BLOCK_BYTES);
-        let mut level = vec![0u8; n_bytes];
-        first.fill(&mut level)?;
         let mut docs: Vec<DocId> = Vec::new();
         let mut scores: Vec<Score> = Vec::new();
+        let mut budgets: Vec<Budget> = Vec::new();
+        if first.n_postings.saturating_mul(SPARSE_RATIO) <= scratch.n_bytes as u64 {
+            // Few postings (a rare name, a merged pair): sorting them beats clearing and
+            // scanning a byte per document.
+            for (doc, tag) in first.sorted_tags()? {
+                docs.push(doc);
+                scores.push(first.score(tag));
+                budgets.push(Budget::default().spend(first.alternative(tag)));
+            }
+        } else {
+            let level = scratch.clean();
+            first.fill(level)?;
+            Self::scan(first, level, &mut docs, &mut scores, &mut budgets);
+        }
+        for word in rest {
+            if docs.is_empty() {
+                break;
+            }
+            let n_terms = word.terms.len() as u64;
+            let seek_cost = self
+                .seek_ratio
+                .saturating_mul(docs.len() as u64)
+                .saturating_mul(n_terms);
+            let tags = if word.n_postings > seek_cost {
+                word.seek(&docs)?
+            } else {
+                let level = scratch.clean();
+                word.fill(level)?;
+                docs.iter()
+                    .map(|&doc| level.get(doc as usize).copied().unwrap_or(0))
+                    .collect()
+            };
+            let mut kept = 0;
+            for i in 0..docs.len() {
+                let tag = tags.get(i).copied().unwrap_or(0);
+                if tag == 0 {
+                    continue;
+                }
+                let budget = budgets[i].spend(word.alternative(tag));
+                if !budget.allows() {
+                    continue;
+                }
+                docs[kept] = docs[i];
+                scores[kept] = scores[i] + word.score(tag);
+                budgets[kept] = budget;
+                kept += 1;
+            }
+            docs.truncate(kept);
+            scores.truncate(kept);
+            budgets.truncate(kept);
+        }
+        Ok((docs, scores))
+    }
+
+    /// The documents with a tag in `level`, in order, with the score and budget of `first`.
+    fn scan(
+        first: &ResolvedWord,
+        level: &[u8],
+        docs: &mut Vec<DocId>,
+        scores: &mut Vec<Score>,
+        budgets: &mut Vec<Budget>,
+    ) {
         // A block of 64 bytes at a time (their OR is a few vector instructions), then, in
         // the blocks with a byte set, eight bytes at a time, visiting only the set bytes.
         for (block_idx, block) in level.chunks(SCAN_BLOCK_BYTES).enumerate() {
@@ -281,43 +507,47 @@ impl TextWeight {
                     let byte = (set.trailing_zeros() / 8) as usize;
                     docs.push((block_base + chunk_idx * 8 + byte) as DocId);
                     scores.push(first.score(bytes[byte]));
+                    budgets.push(Budget::default().spend(first.alternative(bytes[byte])));
                     set &= set - 1;
                 }
             }
         }
-
-        for word in rest {
-            if docs.is_empty() {
-                break;
-            }
-            let n_terms = word.terms.len() as u64;
-            let seek_cost = self
-                .seek_ratio
-                .saturating_mul(docs.len() as u64)
-                .saturating_mul(n_terms);
-            let tags = if word.n_postings > seek_cost {
-                word.seek(&docs)?
-            } else {
-                level.fill(0);
-                word.fill(&mut level)?;
-                docs.iter()
-                    .map(|&doc| level.get(doc as usize).copied().unwrap_or(0))
-                    .collect()
-            };
-            let mut kept = 0;
-            for i in 0..docs.len() {
-                let tag = tags.get(i).copied().unwrap_or(0);
-                if tag != 0 {
-                    docs[kept] = docs[i];
-                    scores[kept] = scores[i] + word.score(tag);
-                    kept += 1;
-                }
-            }
-            docs.truncate(kept);
-            scores.truncate(kept);
-        }
-        Ok((docs, scores))
     }
+}
+
+/// The union of two doc-sorted match lists, each document with the higher of its scores.
+fn union_best(
+    (a_docs, a_scores): (Vec<DocId>, Vec<Score>),
+    (b_docs, b_scores): (Vec<DocId>, Vec<Score>),
+) -> (Vec<DocId>, Vec<Score>) {
+    if b_docs.is_empty() {
+        return (a_docs, a_scores);
+    }
+    if a_docs.is_empty() {
+        return (b_docs, b_scores);
+    }
+    let mut docs = Vec::with_capacity(a_docs.len() + b_docs.len());
+    let mut scores = Vec::with_capacity(docs.capacity());
+    let (mut i, mut j) = (0, 0);
+    while i < a_docs.len() || j < b_docs.len() {
+        let a = a_docs.get(i).copied().unwrap_or(TERMINATED);
+        let b = b_docs.get(j).copied().unwrap_or(TERMINATED);
+        if a < b {
+            docs.push(a);
+            scores.push(a_scores[i]);
+            i += 1;
+        } else if b < a {
+            docs.push(b);
+            scores.push(b_scores[j]);
+            j += 1;
+        } else {
+            docs.push(a);
+            scores.push(a_scores[i].max(b_scores[j]));
+            i += 1;
+            j += 1;
+        }
+    }
+    (docs, scores)
 }
 
 impl Weight for TextWeight {
@@ -420,15 +650,66 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_allows_one_extra_slip_only_when_all_else_is_exact() {
+        let field = Field::from_field_id(0);
+        let alternative = |inexact, extra| Alternative {
+            field,
+            matcher: Matcher::Exact(Term::from_field_text(field, "x")),
+            score: 1.0,
+            inexact,
+            extra,
+        };
+        let (exact, typo, beyond) = (
+            alternative(false, false),
+            alternative(true, false),
+            alternative(true, true),
+        );
+        let spend = |alternatives: &[&Alternative]| {
+            alternatives
+                .iter()
+                .fold(Budget::default(), |b, a| b.spend(Some(a)))
+        };
+        assert!(spend(&[&typo, &typo, &typo]).allows());
+        assert!(spend(&[&beyond]).allows());
+        assert!(spend(&[&exact, &beyond, &exact]).allows());
+        assert!(!spend(&[&typo, &beyond]).allows());
+        assert!(!spend(&[&beyond, &beyond]).allows());
+    }
+
+    #[test]
+    fn readings_are_united_with_each_document_s_best_score() {
+        let united = union_best(
+            (vec![1, 4, 9], vec![10.0, 20.0, 30.0]),
+            (vec![2, 4, 12], vec![5.0, 25.0, 1.0]),
+        );
+        assert_eq!(united.0, [1, 2, 4, 9, 12]);
+        assert_eq!(united.1, [10.0, 5.0, 25.0, 30.0, 1.0]);
+        let one = (vec![3], vec![1.0]);
+        assert_eq!(union_best(one.clone(), (vec![], vec![])), one);
+        assert_eq!(union_best((vec![], vec![]), one.clone()), one);
+    }
+
+    #[test]
     fn alternatives_are_sorted_best_first() {
         let field = Field::from_field_id(0);
         let alternative = |score| Alternative {
             field,
             matcher: Matcher::Exact(Term::from_field_text(field, "x")),
             score,
+            inexact: false,
+            extra: false,
         };
         let word = WordMatch::new(vec![alternative(1.0), alternative(25.0), alternative(15.0)]);
         let scores: Vec<Score> = word.alternatives.iter().map(|a| a.score).collect();
         assert_eq!(scores, [25.0, 15.0, 1.0]);
+        // Beyond the allowance comes last, whatever its score.
+        let beyond = Alternative {
+            extra: true,
+            inexact: true,
+            ..alternative(40.0)
+        };
+        let word = WordMatch::new(vec![beyond, alternative(1.0)]);
+        let scores: Vec<Score> = word.alternatives.iter().map(|a| a.score).collect();
+        assert_eq!(scores, [1.0, 40.0]);
     }
 }

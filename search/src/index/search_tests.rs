@@ -1,5 +1,6 @@
 //! Specification of search behaviour on the fixed test catalog (`testdata.rs`): each test
-//! states a query and the exact ordered list of events it must return.
+//! states a query and the exact ordered list of events it must return. (Over 600 lines: one
+//! catalog, many short specifications; the classes of real typing are in `typo_tests.rs`.)
 
 use super::*;
 use crate::query::{MAX_LIMIT, MAX_QUERY_CHARS, MAX_QUERY_TERMS};
@@ -42,16 +43,16 @@ fn day(n: i64) -> i64 {
 #[test]
 fn performer_beats_name_beats_description_and_ties_go_by_date() {
     let index = loaded_index();
-    // 50 = two exact performer words (20 + 5 each); 48 = two exact name words (20 + 4);
-    // 42 = two exact description words (20 + 1).
+    // 58 = two exact performer words (10 + 15 each) side by side (8); 48 = two exact name
+    // words (10 + 14); 22 = two exact description words (10 + 1).
     assert_eq!(
         scored(&index, &text("taylor swift")),
         [
-            ("e01".into(), 50.0),
-            ("e02".into(), 50.0),
-            ("e03".into(), 50.0),
+            ("e01".into(), 58.0),
+            ("e02".into(), 58.0),
+            ("e03".into(), 58.0),
             ("e18".into(), 48.0),
-            ("e27".into(), 42.0),
+            ("e27".into(), 22.0),
         ]
     );
 }
@@ -63,10 +64,10 @@ fn misspelled_words_still_find_the_performer() {
     assert_eq!(
         scored(&index, &text("tayler swfit")),
         [
-            ("e01".into(), 10.0),
-            ("e02".into(), 10.0),
-            ("e03".into(), 10.0),
-            ("e18".into(), 9.0), // "taylor" in the name (4) + "swifties" performer (5)
+            ("e01".into(), 44.0), // two performer typos side by side, 2 × (3 + 15) + 8
+            ("e02".into(), 44.0),
+            ("e03".into(), 44.0),
+            ("e18".into(), 35.0), // "taylor" in the name (3 + 14) + "swifties" (3 + 15)
         ]
     );
     // e27 mentions both only in its description, where typos do not match.
@@ -81,14 +82,14 @@ fn the_last_word_matches_as_a_prefix() {
         ids(&index, &text("tay")),
         ["e01", "e02", "e03", "e18", "e27"]
     );
-    // "weeknd" as an exact prefix (10 + 5) beats "weekend" one edit away (0 + 4).
+    // "weeknd" as an exact prefix (6 + 15) beats "weekend" one edit away (3 + 14).
     assert_eq!(
         scored(&index, &text("weekn")),
         [
-            ("e06".into(), 15.0),
-            ("e07".into(), 15.0),
-            ("e19".into(), 15.0),
-            ("e30".into(), 4.0),
+            ("e06".into(), 21.0),
+            ("e07".into(), 21.0),
+            ("e19".into(), 21.0),
+            ("e30".into(), 17.0),
         ]
     );
     // Only the last word is a prefix: "tay" alone is not a word.
@@ -100,10 +101,13 @@ fn the_last_word_matches_as_a_prefix() {
 }
 
 #[test]
-fn short_words_need_exact_matches() {
+fn short_words_slip_only_in_performers_and_names_when_the_rest_is_exact() {
     let index = loaded_index();
     assert_eq!(ids(&index, &text("sza")), ["e29"]);
-    assert_eq!(ids(&index, &text("sze")), Vec::<String>::new());
+    // One edit beyond a 3-letter word's allowance: allowed when nothing else slips.
+    assert_eq!(scored(&index, &text("sze")), [("e29".into(), 15.0)]);
+    assert_eq!(ids(&index, &text("kendrick sze")), ["e29"]);
+    assert_eq!(ids(&index, &text("kendrik sze")), Vec::<String>::new());
     assert_eq!(ids(&index, &text("the weeknd")), ["e06", "e07", "e19"]);
 }
 
@@ -115,33 +119,34 @@ fn accents_and_case_are_ignored() {
         assert_eq!(ids(&index, &text(q)), expected, "{q}");
     }
     assert_eq!(ids(&index, &text("rosalia")), ["e15"]);
-    // Performer "Zürich Jazz Trio" (25) before the city (2 + 20) of two other events.
+    // Performer "Zürich Jazz Trio" (10 + 15) before the city (10 + 2) of two other events.
     assert_eq!(ids(&index, &text("zurich")), ["e30", "e28", "e16"]);
 }
 
 #[test]
-fn an_exact_match_anywhere_beats_a_typo_match() {
+fn a_performer_typo_beats_an_exact_description_word_but_not_an_exact_performer() {
     let index = loaded_index();
-    // e28 "Adela" is one edit from "adele" and earlier, but only a typo match.
+    // e28 "Adela" is one edit from "adele" and earlier: below the exact performer, above
+    // the karaoke night that only names her in its description.
     assert_eq!(
         scored(&index, &text("adele")),
         [
             ("e08".into(), 25.0),
-            ("e27".into(), 21.0),
-            ("e28".into(), 5.0)
+            ("e28".into(), 18.0),
+            ("e27".into(), 11.0)
         ]
     );
     assert_eq!(
         scored(&index, &text("adela")),
-        [("e28".into(), 25.0), ("e08".into(), 5.0)]
+        [("e28".into(), 25.0), ("e08".into(), 18.0)]
     );
 }
 
 #[test]
 fn descriptions_match_words_and_prefixes_but_not_typos() {
     let index = loaded_index();
-    assert_eq!(scored(&index, &text("anthems")), [("e27".into(), 21.0)]);
-    assert_eq!(scored(&index, &text("anthe")), [("e27".into(), 11.0)]);
+    assert_eq!(scored(&index, &text("anthems")), [("e27".into(), 11.0)]);
+    assert_eq!(scored(&index, &text("anthe")), [("e27".into(), 7.0)]);
     assert_eq!(ids(&index, &text("anthens")), Vec::<String>::new());
 }
 
@@ -627,12 +632,12 @@ fn ties_across_segments_are_ordered_by_event_id() {
 #[test]
 fn seeking_common_words_finds_what_reading_them_finds() {
     use crate::collect::TopEvents;
-    use crate::query::text_query;
+    use crate::query::forgiving_text_query;
     let index = loaded_index();
     let searcher = index.reader.searcher();
-    let fields = index.fields.text_fields();
     let run = |q: &str, seek_ratio: u64| -> Vec<(u32, tantivy::DocAddress)> {
-        let query = text_query(&crate::schema::words(q), &fields).with_seek_ratio(seek_ratio);
+        let words = crate::schema::words(q);
+        let query = forgiving_text_query(&words, &index.fields).with_seek_ratio(seek_ratio);
         let collector = TopEvents {
             limit: MAX_LIMIT,
             after: None,
@@ -653,6 +658,8 @@ fn seeking_common_words_finds_what_reading_them_finds() {
         "taylor the",
         "stadium the",
         "concert paris tour",
+        "sze kendrick lamar",
+        "tay lor swift",
     ] {
         let read = run(q, u64::MAX);
         assert!(!read.is_empty(), "{q}");
