@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use boxoffice_raft::types::{Command, Outcome};
+use boxoffice_raft::types::{Command, ConfirmCmd, CreateBookingCmd, HoldCmd, Outcome};
 use futures_util::stream::{self, StreamExt};
 
 use crate::app::AppState;
@@ -598,23 +598,23 @@ async fn sell(state: &AppState, event: &Event, percent: usize) -> Result<(), Api
         let hold_id = format!("ho_{n:016x}.{}", event.event_id);
         let booking_id = format!("bk_{n:016x}.{}", event.event_id);
         let steps = [
-            Command::Hold {
+            Command::Hold(HoldCmd {
                 event_id: event.event_id.clone(),
                 hold_id: hold_id.clone(),
                 owner: fan.clone(),
                 seat_ids,
                 ttl_ms: Some(600_000),
-            },
-            Command::CreateBooking {
+            }),
+            Command::CreateBooking(CreateBookingCmd {
                 booking_id: booking_id.clone(),
                 hold_id,
                 owner: fan,
                 payment_ref: "demo-seed".into(),
-            },
-            Command::Confirm {
+            }),
+            Command::Confirm(ConfirmCmd {
                 booking_id: booking_id.clone(),
                 payment_event_id: "demo-seed".into(),
-            },
+            }),
         ];
         for (step, command) in steps.into_iter().enumerate() {
             let request = format!("demo/{booking_id}/{step}");
