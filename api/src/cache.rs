@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use boxoffice_raft::feed::FeedPage;
 use boxoffice_raft::types::{Change, META_GROUP};
+use boxoffice_raft::wire::FeedPage;
 use boxoffice_raft::InventoryClient;
 use serde::de::DeserializeOwned;
 

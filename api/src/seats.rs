@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use boxoffice_raft::feed::FeedPage;
 use boxoffice_raft::types::{Change, GroupId, SeatSpec, SeatStatus};
+use boxoffice_raft::wire::FeedPage;
 use boxoffice_raft::InventoryClient;
 use bytes::Bytes;
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! What the typed client and a node's internal server say to each other beyond commands:
-//! linearizable reads ([`Query`] → [`ReadReply`]) and why a node could not serve a call
-//! ([`ServeError`]). Plain serde data, encoded with [`crate::codec`].
+//! linearizable reads ([`Query`] → [`ReadReply`]), change-feed pages ([`FeedPage`]) and why a
+//! node could not serve a call ([`ServeError`]). Plain serde data, encoded with [`crate::codec`].
 
 use serde::{Deserialize, Serialize};
 
@@ -63,4 +63,29 @@ pub enum QueryResult {
 pub struct ReadReply {
     pub at_ms: u64,
     pub result: QueryResult,
+}
+
+/// One page of a group's feed, as sent over the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeedPage {
+    Changes {
+        group: GroupId,
+        changes: Vec<(u64, Change)>,
+        upto: u64,
+    },
+    /// Start again from this state, which is current as of log index `applied`.
+    Reset {
+        group: GroupId,
+        applied: u64,
+        snapshot: FeedSnapshot,
+    },
+}
+
+/// The state a feed reader rebuilds from after a reset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedSnapshot {
+    pub events: Vec<(EventId, Vec<(SeatSpec, SeatStatus)>)>,
+    pub catalog: Vec<(String, String, Vec<u8>)>,
+    pub placement: Vec<(EventId, GroupId)>,
+    pub at_ms: u64,
 }
