@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use boxoffice_raft::host::{Query, QueryResult};
-use boxoffice_raft::types::META_GROUP;
 use boxoffice_raft::InventoryClient;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
@@ -162,21 +160,7 @@ impl AppState {
         kind: &str,
         id: &str,
     ) -> Result<Option<T>, ApiError> {
-        let reply = self
-            .inventory
-            .read(
-                META_GROUP,
-                Query::Catalog {
-                    kind: kind.to_owned(),
-                    id: id.to_owned(),
-                },
-            )
-            .await?;
-        let QueryResult::Catalog(doc) = reply.result else {
-            return Err(ApiError::Internal(
-                "the meta group answered a catalog read with something else".into(),
-            ));
-        };
+        let doc = self.inventory.catalog_doc(kind, id).await?;
         if let Some(bytes) = &doc {
             self.catalog.put(kind, id, Some(bytes));
         }
@@ -235,15 +219,9 @@ impl AppState {
             return Ok(seats);
         }
         let group = self.inventory.group_of(event_id).await?;
-        let reply = self
-            .inventory
-            .read(group, Query::EventSeats(event_id.to_owned()))
-            .await?;
-        match reply.result {
-            QueryResult::Seats(Some(seats)) => {
-                Ok(Arc::new(EventSeats::detached(event_id, group, seats, 0)))
-            }
-            _ => Err(ApiError::not_found(format!(
+        match self.inventory.event_seats(group, event_id).await? {
+            Some(seats) => Ok(Arc::new(EventSeats::detached(event_id, group, seats, 0))),
+            None => Err(ApiError::not_found(format!(
                 "no seats registered for event {event_id}"
             ))),
         }

@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use boxoffice_raft::feed::FeedPage;
-use boxoffice_raft::host::{Query, QueryResult};
 use boxoffice_raft::types::{Change, META_GROUP};
+use boxoffice_raft::wire::FeedPage;
 use boxoffice_raft::InventoryClient;
 use serde::de::DeserializeOwned;
 
@@ -236,20 +235,8 @@ pub async fn run_catalog_feed(
                 }
                 let mut ok = true;
                 for (kind, id) in touched {
-                    match inventory
-                        .read(
-                            META_GROUP,
-                            Query::Catalog {
-                                kind: kind.clone(),
-                                id: id.clone(),
-                            },
-                        )
-                        .await
-                    {
-                        Ok(reply) => {
-                            let QueryResult::Catalog(doc) = reply.result else {
-                                continue;
-                            };
+                    match inventory.catalog_doc(&kind, &id).await {
+                        Ok(doc) => {
                             if let Some(change) = cache.put(&kind, &id, doc.as_deref()) {
                                 on_change(&change);
                             }

@@ -1,6 +1,7 @@
 //! How the inventory's answers become API errors: [`InventoryError`]s (no leader, outcome
-//! unknown) and replicated [`Rejection`]s. The status codes themselves are chosen in one
-//! place only, [`crate::problem`]; this module picks the [`ApiError`] variant.
+//! unknown, seats taken) and replicated [`Rejection`]s, which depend on what the request was
+//! doing ([`refused`]). The status codes themselves are chosen in one place only,
+//! [`crate::problem`]; this module picks the [`ApiError`] variant.
 
 use boxoffice_raft::types::{HoldStatus, Rejection};
 use boxoffice_raft::InventoryError;
@@ -24,7 +25,18 @@ impl From<InventoryError> for ApiError {
             InventoryError::UnknownEvent(event_id) => ApiError::not_found(format!("no event {event_id}")),
             InventoryError::Invalid(detail) => ApiError::InvalidRequest { detail, field: None },
             InventoryError::Protocol(detail) => ApiError::Internal(format!("inventory protocol: {detail}")),
+            InventoryError::SeatsTaken { seat_ids } => ApiError::SeatUnavailable { unavailable_seats: seat_ids },
+            InventoryError::Rejected(r) => rejection(r, Doing::Other),
         }
+    }
+}
+
+/// The API error for a failed inventory call made while `doing` something: a replicated
+/// rejection is read in that light, every other error as [`From`] reads it.
+pub fn refused(error: InventoryError, doing: Doing) -> ApiError {
+    match error {
+        InventoryError::Rejected(r) => rejection(r, doing),
+        other => other.into(),
     }
 }
 
@@ -36,6 +48,8 @@ pub enum Doing {
     Book,
     Settle,
     Catalog,
+    /// Nothing that changes how a rejection reads.
+    Other,
 }
 
 fn hold_status_word(status: HoldStatus) -> &'static str {

@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use boxoffice_raft::feed::FeedPage;
 use boxoffice_raft::types::META_GROUP;
+use boxoffice_raft::wire::FeedPage;
 use boxoffice_raft::InventoryClient;
 use boxoffice_search::{
     CatalogChange as IndexChange, CommitReport, EventDoc, Indexer, SearchError, SearchIndex,

@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use boxoffice_raft::feed::FeedPage;
-use boxoffice_raft::host::{Query, QueryResult};
 use boxoffice_raft::types::{Change, GroupId, SeatSpec, SeatStatus};
+use boxoffice_raft::wire::FeedPage;
 use boxoffice_raft::InventoryClient;
 use bytes::Bytes;
 use serde::Serialize;
@@ -624,12 +623,9 @@ async fn follow_group(
                 let registered = cache.apply_changes(&changes);
                 let mut ok = true;
                 for event_id in registered {
-                    match inventory
-                        .read(group, Query::EventSeats(event_id.clone()))
-                        .await
-                    {
-                        Ok(reply) => {
-                            if let QueryResult::Seats(Some(seats)) = reply.result {
+                    match inventory.event_seats(group, &event_id).await {
+                        Ok(seats) => {
+                            if let Some(seats) = seats {
                                 cache.put(&event_id, group, seats, upto);
                             }
                         }

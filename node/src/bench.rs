@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use boxoffice_raft::transport::{TcpConnector, Transport};
-use boxoffice_raft::types::{Command, Outcome, SeatSpec};
+use boxoffice_raft::types::{Command, HoldCmd, Outcome, RegisterEventCmd, SeatSpec};
 use boxoffice_raft::{InventoryClient, RaftSettings};
 
 use crate::storage_node::{bootstrap, start_host};
@@ -47,7 +47,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
 }
 
 async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
-    let mut hosts = Vec::new();
+    let mut nodes = Vec::new();
     let tmp = std::env::temp_dir().join(format!("boxoffice-bench-{}", std::process::id()));
     let seeds = match &args.cluster {
         Some(spec) => spec.split(',').map(str::to_owned).collect::<Vec<_>>(),
@@ -63,11 +63,11 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
                 .collect::<std::io::Result<_>>()?;
             for ((id, addr), listener) in members.iter().zip(listeners) {
                 let dir = tmp.join(format!("n{id}"));
-                hosts.push(
+                nodes.push(
                     start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?,
                 );
             }
-            bootstrap(&hosts[0], &members, args.shards).await?;
+            bootstrap(nodes[0].host(), &members, args.shards).await?;
             members.into_iter().map(|(_, a)| a).collect()
         }
     };
@@ -88,17 +88,17 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             })
             .collect();
         // The client registers big events in chunks (MAX_SEATS_PER_COMMAND per log entry).
-        let (_, reply) = client
-            .register_event(
-                &format!("bench-reg-{event_id}"),
-                &event_id,
-                "USD",
-                600_000,
-                seats,
-            )
-            .await?;
-        if !matches!(reply.outcome, Outcome::Registered { .. }) {
-            bail!("registering {event_id}: {:?}", reply.outcome);
+        let register = RegisterEventCmd {
+            event_id: event_id.clone(),
+            currency: "USD".into(),
+            hold_ttl_ms: 600_000,
+            seats,
+        };
+        if let Err(e) = client
+            .register_event(&format!("bench-reg-{event_id}"), register)
+            .await
+        {
+            bail!("registering {event_id}: {e}");
         }
         events.push(event_id);
     }
@@ -133,13 +133,13 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
                     break;
                 }
                 let event_id = &events[event_idx];
-                let command = Command::Hold {
+                let command = Command::Hold(HoldCmd {
                     event_id: event_id.clone(),
                     hold_id: format!("h{n}"),
                     owner: format!("u{w}-{n}"),
                     seat_ids: vec![format!("s{seat}")],
                     ttl_ms: None,
-                };
+                });
                 let started = Instant::now();
                 match client
                     .execute_for_event(event_id, &format!("r{run_id}-{n}"), command)
@@ -197,8 +197,9 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             latencies.len() as f64 / cpu.max(1e-9)
         );
     }
-    if let Some(host) = hosts.first() {
-        let entries: u64 = host
+    if let Some(node) = nodes.first() {
+        let entries: u64 = node
+            .host()
             .status()
             .groups
             .iter()
@@ -210,8 +211,8 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             latencies.len() as f64 / entries.max(1) as f64
         );
     }
-    for host in &hosts {
-        host.shutdown().await;
+    for node in nodes {
+        node.shutdown().await;
     }
     if args.cluster.is_none() {
         let _ = std::fs::remove_dir_all(&tmp);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use boxoffice_api::demo::{self, DemoSize, SeedProgress};
+use boxoffice_raft::storage::write_file_atomic;
 use boxoffice_raft::RaftSettings;
 use serde::{Deserialize, Serialize};
 
@@ -86,9 +87,7 @@ fn load_or_create(dir: &Path) -> anyhow::Result<DevFile> {
 
 fn save(dir: &Path, file: &DevFile) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{DEV_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(file)?)?;
-    std::fs::rename(&tmp, dir.join(DEV_FILE))?;
+    write_file_atomic(dir, DEV_FILE, &serde_json::to_vec_pretty(file)?)?;
     Ok(())
 }
 
@@ -102,16 +101,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    let mut hosts = Vec::new();
+    let mut nodes = Vec::new();
     for (id, addr) in &members {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
         let dir = args.data_dir.join(format!("n{id}"));
-        hosts.push(start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?);
+        nodes.push(start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?);
     }
     if first_start {
-        bootstrap(&hosts[0], &members, args.shards).await?;
+        bootstrap(nodes[0].host(), &members, args.shards).await?;
     }
     let dev_file = load_or_create(&args.data_dir)?;
     let node = ApiNode::start(ApiSetup {
@@ -129,8 +128,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let node = match node {
         Ok(node) => node,
         Err(error) => {
-            for host in &hosts {
-                host.shutdown().await;
+            for node in nodes {
+                node.shutdown().await;
             }
             return Err(error);
         }
@@ -218,8 +217,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(task) = seeding {
         task.abort();
     }
-    for host in &hosts {
-        host.shutdown().await;
+    for node in nodes {
+        node.shutdown().await;
     }
     Ok(())
 }

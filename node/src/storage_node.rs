@@ -3,15 +3,19 @@
 //! The first start writes `node.json` (id, listen and advertised address, Raft settings) into
 //! the data directory; a restart needs only `--data-dir`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 pub use boxoffice_raft::client::bootstrap;
+use boxoffice_raft::storage::write_file_atomic;
 use boxoffice_raft::transport::TcpConnector;
 use boxoffice_raft::types::NodeId;
 use boxoffice_raft::{Host, HostConfig, RaftSettings, Storage, SystemClock};
 use serde::{Deserialize, Serialize};
+
+use crate::api_node::{shutdown_signal, SHUTDOWN_GRACE_MS};
 
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
@@ -100,16 +104,12 @@ fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
         raft,
     };
     std::fs::create_dir_all(&args.data_dir)?;
-    write_atomic(&path, &serde_json::to_vec_pretty(&file)?)?;
+    write_file_atomic(
+        &args.data_dir,
+        NODE_FILE,
+        &serde_json::to_vec_pretty(&file)?,
+    )?;
     Ok(file)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// Parses `1=addr,2=addr`.
@@ -130,13 +130,22 @@ pub fn parse_members(spec: &str) -> anyhow::Result<Vec<(NodeId, String)>> {
         .collect()
 }
 
+/// A running storage node: its replicas and the task serving its internal router, which it
+/// owns. [`StorageNode::shutdown`] stops serving, drains, then stops the replicas.
+pub struct StorageNode {
+    host: Host,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the replicas in `data_dir` and serves them on `listener` until shut down.
 pub async fn start_host(
     id: NodeId,
     advertise: String,
     raft: RaftSettings,
     data_dir: PathBuf,
     listener: tokio::net::TcpListener,
-) -> anyhow::Result<Host> {
+) -> anyhow::Result<StorageNode> {
     let storage = Storage::open_dir(data_dir)?;
     let cfg = HostConfig {
         node_id: id,
@@ -145,13 +154,57 @@ pub async fn start_host(
         clock: Arc::new(SystemClock),
     };
     let host = Host::open(cfg, storage, TcpConnector).await?;
-    let router = boxoffice_raft::server::router(host.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "node server stopped");
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let server = tokio::spawn(serve(host.clone(), listener, shutdown));
+    Ok(StorageNode { host, stop, server })
+}
+
+/// Serves `host`'s internal router on `listener` until `shutdown` resolves, then lets calls
+/// in flight finish for up to [`SHUTDOWN_GRACE_MS`] (peers keep pooled connections open, so
+/// the wait is bounded) — the mini-redis `run(listener, shutdown)` shape.
+pub async fn serve(
+    host: Host,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let router = boxoffice_raft::server::router(host);
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+    let grace_over = async move {
+        match stopping_rx.await {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS)).await,
+            Err(_) => std::future::pending::<()>().await,
         }
-    });
-    Ok(host)
+    };
+    tokio::select! {
+        served = server => if let Err(e) = served {
+            tracing::error!(error = %e, "node server stopped");
+        },
+        _ = grace_over => tracing::info!("closing the peer connections still open"),
+    }
+}
+
+impl StorageNode {
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Stops accepting calls, waits for those in flight (bounded), then stops every replica
+    /// and flushes the state store.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.server.await {
+            tracing::warn!(error = %e, "node server task");
+        }
+        self.host.shutdown().await;
+    }
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
@@ -160,7 +213,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", file.listen))?;
     tracing::info!(node = file.id, listen = %file.listen, data_dir = %args.data_dir.display(), "storage node starting");
-    let host = start_host(
+    let node = start_host(
         file.id,
         file.advertise.clone(),
         file.raft.clone(),
@@ -173,11 +226,14 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         if !members.iter().any(|(id, _)| *id == file.id) {
             bail!("--init must include this node ({})", file.id);
         }
-        bootstrap(&host, &members, args.shards).await?;
+        if let Err(e) = bootstrap(node.host(), &members, args.shards).await {
+            node.shutdown().await;
+            return Err(e.into());
+        }
     }
     println!("ready node={} addr={}", file.id, file.advertise);
-    tokio::signal::ctrl_c().await?;
+    shutdown_signal().await;
     tracing::info!("shutting down");
-    host.shutdown().await;
+    node.shutdown().await;
     Ok(())
 }

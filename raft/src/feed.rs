@@ -7,9 +7,8 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
-
-use crate::types::{Change, EventId, GroupId, SeatSpec, SeatStatus};
+use crate::types::Change;
+pub use crate::wire::{FeedPage, FeedSnapshot};
 
 /// Most changes kept in memory per group.
 pub const FEED_CAPACITY_CHANGES: usize = 100_000;
@@ -100,31 +99,6 @@ impl Feed {
             upto: upto.max(from),
         }
     }
-}
-
-/// One page of a group's feed, as sent over the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FeedPage {
-    Changes {
-        group: GroupId,
-        changes: Vec<(u64, Change)>,
-        upto: u64,
-    },
-    /// Start again from this state, which is current as of log index `applied`.
-    Reset {
-        group: GroupId,
-        applied: u64,
-        snapshot: FeedSnapshot,
-    },
-}
-
-/// The state a feed reader rebuilds from after a reset.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FeedSnapshot {
-    pub events: Vec<(EventId, Vec<(SeatSpec, SeatStatus)>)>,
-    pub catalog: Vec<(String, String, Vec<u8>)>,
-    pub placement: Vec<(EventId, GroupId)>,
-    pub at_ms: u64,
 }
 
 #[cfg(test)]

@@ -6,18 +6,24 @@
 //! on demand), and reopened from storage on restart. Writes go through a per-group proposer on
 //! the leader that batches concurrent requests into one log entry stamped with the leader's
 //! clock; reads are linearizable (leadership confirmed by a quorum, then the local state).
+//!
+//! Over 600 lines because a replica's lifecycle (open, propose, read, feed, membership,
+//! shutdown) shares one `Group` and its private channels; split it when the write-path rework
+//! gives the proposer a module of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
+use openraft::error::{ForwardToLeader, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy, TryAsRef};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::batch::batch_and_dispatch;
+use crate::clock::Clock;
 use crate::feed::{FeedPage, FeedRead, FeedSnapshot, FEED_PAGE_MAX_CHANGES};
 use crate::network::NetworkFactory;
 use crate::storage::log::{FileLog, LogDisk, LogStore, MemLog};
@@ -25,6 +31,7 @@ use crate::storage::state::{GroupShared, MemState, SledState, StateDisk, StateMa
 use crate::transport::{Connector, Transport};
 use crate::typ::Raft;
 use crate::types::*;
+use crate::wire::{Query, ReadReply, ServeError};
 
 /// Most requests folded into one log entry.
 pub const MAX_BATCH_REQUESTS: usize = 512;
@@ -36,23 +43,6 @@ pub const PROPOSAL_QUEUE_LEN: usize = 16_384;
 pub const SWEEP_INTERVAL_MS: u64 = 1_000;
 /// Longest a feed read waits for new changes.
 pub const MAX_FEED_WAIT_MS: u64 = 30_000;
-
-/// Wall-clock time in milliseconds, injected so the simulator can skew and jump it.
-pub trait Clock: Send + Sync + 'static {
-    fn now_ms(&self) -> u64;
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    }
-}
 
 /// Raft timing and log-compaction settings, the same for every group of a node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,61 +152,6 @@ pub struct HostConfig {
     pub addr: String,
     pub raft: RaftSettings,
     pub clock: Arc<dyn Clock>,
-}
-
-/// Why a write or read could not be served here. Nothing was changed by this node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum ServeError {
-    #[error("not the leader of group {group}; leader: {leader:?}")]
-    NotLeader {
-        group: GroupId,
-        leader: Option<(NodeId, String)>,
-    },
-    #[error("group {0} is not hosted here")]
-    UnknownGroup(GroupId),
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    #[error("group unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// A linearizable read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Query {
-    Hold(HoldId),
-    Booking(BookingId),
-    BookingsOf(UserId),
-    EventSeats(EventId),
-    /// Every seat of the event with the hold or booking it belongs to.
-    SeatOwners(EventId),
-    /// (available, held, sold)
-    EventCounts(EventId),
-    Placement(EventId),
-    Groups,
-    Catalog {
-        kind: String,
-        id: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum QueryResult {
-    Hold(Option<Hold>),
-    Booking(Option<Booking>),
-    Bookings(Vec<Booking>),
-    Seats(Option<Vec<(SeatSpec, SeatStatus)>>),
-    SeatOwners(Option<Vec<(SeatId, SeatOwner)>>),
-    Counts(Option<(u32, u32, u32)>),
-    Placement(Option<GroupId>),
-    Groups(Vec<(GroupId, Vec<(NodeId, String)>)>),
-    Catalog(Option<Vec<u8>>),
-}
-
-/// A read's result and the time it describes (the group's clock, never behind the leader's).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadReply {
-    pub at_ms: u64,
-    pub result: QueryResult,
 }
 
 /// One group's view for operators.
@@ -479,17 +414,10 @@ impl Host {
     /// A linearizable read of `group`'s state through this node, which must be its leader.
     pub async fn read(&self, group: GroupId, query: Query) -> Result<ReadReply, ServeError> {
         let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
-        if let Err(e) = g.raft.ensure_linearizable().await {
-            return Err(match e {
-                RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
-                    ServeError::NotLeader {
-                        group,
-                        leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
-                    }
-                }
-                other => ServeError::Unavailable(other.to_string()),
-            });
-        }
+        g.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| serve_error(group, e))?;
         // A read answers at the group's committed time, the time of the state it reads: a
         // time taken from this node's clock would not be ordered with writes still in flight
         // or with the clock of the next leader. When holds expired (or records aged out)
@@ -503,23 +431,8 @@ impl Host {
         if due {
             g.sweep().await?;
         }
-        let replica = g.shared.read();
-        let m = &replica.machine;
-        let at_ms = m.now_ms();
-        let result = match query {
-            Query::Hold(id) => QueryResult::Hold(m.hold_by_id(&id).cloned()),
-            Query::Booking(id) => QueryResult::Booking(m.booking_by_id(&id).cloned()),
-            Query::BookingsOf(owner) => QueryResult::Bookings(m.bookings_of(&owner)),
-            Query::EventSeats(id) => QueryResult::Seats(m.event_seats(&id, at_ms)),
-            Query::SeatOwners(id) => QueryResult::SeatOwners(m.seat_owners(&id, at_ms)),
-            Query::EventCounts(id) => QueryResult::Counts(m.seat_counts(&id, at_ms)),
-            Query::Placement(id) => QueryResult::Placement(m.placement().get(&id).copied()),
-            Query::Groups => {
-                QueryResult::Groups(m.groups().iter().map(|(g, ms)| (*g, ms.clone())).collect())
-            }
-            Query::Catalog { kind, id } => QueryResult::Catalog(m.catalog_doc(&kind, &id).cloned()),
-        };
-        Ok(ReadReply { at_ms, result })
+        let reply = g.shared.read().machine.answer(query);
+        Ok(reply)
     }
 
     /// Changes of `group` after log index `from`, waiting up to `wait_ms` for some to appear.
@@ -536,35 +449,22 @@ impl Host {
         if *applied.borrow() <= from {
             let _ = tokio::time::timeout(wait, applied.wait_for(|&a| a > from)).await;
         }
-        let replica = g.shared.read();
-        match replica.feed.read(from, FEED_PAGE_MAX_CHANGES) {
-            FeedRead::Changes { changes, upto } => Ok(FeedPage::Changes {
-                group,
-                changes,
-                upto,
-            }),
-            FeedRead::Reset => {
-                let m = &replica.machine;
-                let at_ms = self.inner.cfg.clock.now_ms().max(m.now_ms());
-                let snapshot = FeedSnapshot {
-                    events: m
-                        .event_ids()
-                        .filter_map(|id| m.event_seats(id, at_ms).map(|seats| (id.clone(), seats)))
-                        .collect(),
-                    catalog: m
-                        .catalog()
-                        .map(|((k, i), d)| (k.clone(), i.clone(), d.clone()))
-                        .collect(),
-                    placement: m.placement().iter().map(|(e, g)| (e.clone(), *g)).collect(),
-                    at_ms,
-                };
-                Ok(FeedPage::Reset {
-                    group,
-                    applied: replica.feed.applied(),
-                    snapshot,
-                })
+        let reset = {
+            let replica = g.shared.read();
+            match replica.feed.read(from, FEED_PAGE_MAX_CHANGES) {
+                FeedRead::Changes { changes, upto } => {
+                    return Ok(FeedPage::Changes {
+                        group,
+                        changes,
+                        upto,
+                    })
+                }
+                FeedRead::Reset => ResetCapture::take(&replica, self.inner.cfg.clock.now_ms()),
             }
-        }
+        };
+        // The copy of seats and documents happens here, with the replica lock released, so
+        // an API node resetting never stalls apply.
+        Ok(reset.into_page(group))
     }
 
     /// Adds `node` as a learner of `group`, waits for it to catch up, then makes the voters
@@ -576,23 +476,14 @@ impl Host {
         voters: BTreeSet<NodeId>,
     ) -> Result<(), ServeError> {
         let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
-        let unavailable = |e: &dyn std::fmt::Display| ServeError::Unavailable(e.to_string());
         g.raft
             .add_learner(node.0, BasicNode { addr: node.1 }, true)
             .await
-            .map_err(|e| match e {
-                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                    ServeError::NotLeader {
-                        group,
-                        leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
-                    }
-                }
-                other => unavailable(&other),
-            })?;
+            .map_err(|e| serve_error(group, e))?;
         g.raft
             .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| serve_error(group, e))?;
         Ok(())
     }
 
@@ -653,72 +544,127 @@ impl Host {
     }
 }
 
+/// openraft's "forward to leader" (in any API error that can carry one) as
+/// [`ServeError::NotLeader`] with the leader's address; any other Raft error as
+/// [`ServeError::Unavailable`]. The one place this mapping is written.
+fn serve_error<E>(group: GroupId, error: RaftError<NodeId, E>) -> ServeError
+where
+    E: TryAsRef<ForwardToLeader<NodeId, BasicNode>> + std::error::Error,
+{
+    match error.forward_to_leader() {
+        Some(f) => ServeError::NotLeader {
+            group,
+            leader: f
+                .leader_id
+                .zip(f.leader_node.as_ref())
+                .map(|(id, node)| (id, node.addr.clone())),
+        },
+        None => ServeError::Unavailable(error.to_string()),
+    }
+}
+
+/// A catalog document's (kind, id).
+type CatalogKey = (String, String);
+
+/// What a feed reset takes under the replica's read lock: shared seat layouts with compact
+/// statuses, shared catalog documents, the placement table. Cheap to take; rendered into a
+/// [`FeedPage::Reset`] after the lock is released.
+struct ResetCapture {
+    applied: u64,
+    at_ms: u64,
+    events: Vec<(EventId, Arc<[SeatSpec]>, Vec<SeatStatus>)>,
+    catalog: Vec<(CatalogKey, Arc<Vec<u8>>)>,
+    placement: Vec<(EventId, GroupId)>,
+}
+
+impl ResetCapture {
+    fn take(replica: &crate::storage::state::Replica, clock_ms: u64) -> ResetCapture {
+        let m = &replica.machine;
+        let at_ms = clock_ms.max(m.now_ms());
+        ResetCapture {
+            applied: replica.feed.applied(),
+            at_ms,
+            events: m
+                .event_ids()
+                .filter_map(|id| {
+                    let (layout, statuses) = m.seat_statuses(id, at_ms)?;
+                    Some((id.clone(), layout, statuses))
+                })
+                .collect(),
+            catalog: m.catalog().map(|(k, d)| (k.clone(), d.clone())).collect(),
+            placement: m.placement().iter().map(|(e, g)| (e.clone(), *g)).collect(),
+        }
+    }
+
+    fn into_page(self, group: GroupId) -> FeedPage {
+        let snapshot = FeedSnapshot {
+            events: self
+                .events
+                .into_iter()
+                .map(|(id, layout, statuses)| (id, layout.iter().cloned().zip(statuses).collect()))
+                .collect(),
+            catalog: self
+                .catalog
+                .into_iter()
+                .map(|((kind, id), doc)| (kind, id, doc.to_vec()))
+                .collect(),
+            placement: self.placement,
+            at_ms: self.at_ms,
+        };
+        FeedPage::Reset {
+            group,
+            applied: self.applied,
+            snapshot,
+        }
+    }
+}
+
 /// Batches queued requests into proposals stamped with the leader's clock (never lower than
 /// the last stamp it gave) and keeps up to [`MAX_INFLIGHT_PROPOSALS`] of them in flight.
 async fn proposer_loop(
     group: GroupId,
     raft: Raft,
     clock: Arc<dyn Clock>,
-    mut rx: mpsc::Receiver<Pending>,
+    rx: mpsc::Receiver<Pending>,
 ) {
     let mut last_stamp_ms = 0u64;
-    let permits = Arc::new(Semaphore::new(MAX_INFLIGHT_PROPOSALS));
-    let mut inflight = JoinSet::new();
-    loop {
-        let first = tokio::select! {
-            pending = rx.recv() => match pending { Some(p) => p, None => break },
-            Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
-        };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        let mut batch = vec![first];
-        let mut n_requests = batch[0].requests.len();
-        while n_requests < MAX_BATCH_REQUESTS {
-            match rx.try_recv() {
-                Ok(p) => {
-                    n_requests += p.requests.len();
-                    batch.push(p);
-                }
-                Err(_) => break,
+    let weight = |p: &Pending| p.requests.len();
+    batch_and_dispatch(
+        rx,
+        MAX_INFLIGHT_PROPOSALS,
+        MAX_BATCH_REQUESTS,
+        weight,
+        |batch| {
+            last_stamp_ms = clock.now_ms().max(last_stamp_ms);
+            propose(group, raft.clone(), last_stamp_ms, batch)
+        },
+    )
+    .await;
+}
+
+/// Proposes one batch as one log entry and hands each caller its share of the replies.
+async fn propose(group: GroupId, raft: Raft, now_ms: u64, batch: Vec<Pending>) {
+    let mut counts = Vec::with_capacity(batch.len());
+    let mut requests = Vec::new();
+    let mut senders = Vec::with_capacity(batch.len());
+    for p in batch {
+        counts.push(p.requests.len());
+        requests.extend(p.requests);
+        senders.push(p.reply);
+    }
+    match raft.client_write(Proposal { now_ms, requests }).await {
+        Ok(response) => {
+            let mut replies = response.data.into_iter();
+            for (sender, n) in senders.into_iter().zip(counts) {
+                let _ = sender.send(Ok(replies.by_ref().take(n).collect()));
             }
         }
-        last_stamp_ms = clock.now_ms().max(last_stamp_ms);
-        let now_ms = last_stamp_ms;
-        let raft = raft.clone();
-        inflight.spawn(async move {
-            let _permit = permit;
-            let mut counts = Vec::with_capacity(batch.len());
-            let mut requests = Vec::with_capacity(n_requests);
-            let mut senders = Vec::with_capacity(batch.len());
-            for p in batch {
-                counts.push(p.requests.len());
-                requests.extend(p.requests);
-                senders.push(p.reply);
+        Err(e) => {
+            let err = serve_error(group, e);
+            for sender in senders {
+                let _ = sender.send(Err(err.clone()));
             }
-            match raft.client_write(Proposal { now_ms, requests }).await {
-                Ok(response) => {
-                    let mut replies = response.data.into_iter();
-                    for (sender, n) in senders.into_iter().zip(counts) {
-                        let _ = sender.send(Ok(replies.by_ref().take(n).collect()));
-                    }
-                }
-                Err(e) => {
-                    let err = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                            ServeError::NotLeader {
-                                group,
-                                leader: f.leader_id.zip(f.leader_node).map(|(id, n)| (id, n.addr)),
-                            }
-                        }
-                        other => ServeError::Unavailable(other.to_string()),
-                    };
-                    for sender in senders {
-                        let _ = sender.send(Err(err.clone()));
-                    }
-                }
-            }
-        });
+        }
     }
 }
 

@@ -3,6 +3,9 @@
 //! # Layout
 //!
 //! - [`types`]: the vocabulary — ids, [`types::Command`]s, [`types::Outcome`]s, changes, limits.
+//! - [`wire`]: reads and serve errors, what the client and a node's server exchange.
+//! - [`codec`]: the one binary encoding (bincode) and the stable hash.
+//! - [`clock`]: the injected wall clock (the workspace's one `Clock`).
 //! - [`machine`]: the pure state machine, `apply(state, request, now_ms) -> reply`.
 //! - [`feed`]: the per-group change feed (ordered, resumable, reset from a snapshot).
 //! - [`typ`]: openraft's type config and the runtime with an injectable RNG.
@@ -12,13 +15,17 @@
 //! - [`network`]: openraft's network: Raft RPCs routed by group id.
 //! - [`host`]: a storage node hosting replicas of many groups; batching proposer, reads, feeds.
 //! - [`server`]: the node's internal HTTP router (Raft RPCs, inventory, cluster ops).
-//! - [`client`]: the typed client the API tier uses.
+//! - [`client`]: the typed client the API tier uses (typed calls in `client/calls.rs`).
+//! - [`batch`]: the queue shape the client batcher, the proposer and the log writer share.
 //!
 //! Data flows client → [`server`] → [`host`] (leader batches requests into one stamped
 //! proposal) → openraft (log on disk on a majority) → [`storage::state`] applies with
 //! [`machine::Machine`] on every replica → replies and [`feed`] changes.
 
+pub mod batch;
 pub mod client;
+pub mod clock;
+pub mod codec;
 pub mod feed;
 pub mod host;
 pub mod machine;
@@ -28,6 +35,8 @@ pub mod storage;
 pub mod transport;
 pub mod typ;
 pub mod types;
+pub mod wire;
 
 pub use client::{InventoryClient, InventoryError};
-pub use host::{Clock, Host, HostConfig, RaftSettings, Storage, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use host::{Host, HostConfig, RaftSettings, Storage};

@@ -16,7 +16,7 @@ use openraft::{BasicNode, RPCTypes};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::machine::{decode, encode};
+use crate::codec::{decode, encode};
 use crate::transport::{Transport, TransportError};
 use crate::typ::TypeConfig;
 use crate::types::{GroupId, NodeId};

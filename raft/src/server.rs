@@ -15,10 +15,11 @@ use axum::{Json, Router};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Deserialize;
 
-use crate::host::{Group, Host, Query, ServeError};
-use crate::machine::{decode, encode};
+use crate::codec::{decode, encode};
+use crate::host::{Group, Host};
 use crate::typ::TypeConfig;
 use crate::types::{GroupId, NodeId, Request};
+use crate::wire::{Query, ServeError};
 
 /// Largest internal request body (snapshot chunks are the big ones), in bytes.
 pub const MAX_INTERNAL_BODY_BYTES: usize = 64 * 1024 * 1024;

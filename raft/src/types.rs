@@ -30,6 +30,11 @@ pub const MAX_SEATS_PER_COMMAND: usize = 10_000;
 /// Largest catalog document accepted, in bytes.
 pub const MAX_CATALOG_DOC_BYTES: usize = 256 * 1024;
 
+/// The most seats one hold may name: the default replicated
+/// [`Limits::max_seats_per_hold`] and its ceiling ([`Command::SetLimits`] may lower it, never
+/// raise it), so the API refuses a longer list before proposing it.
+pub const MAX_SEATS_PER_HOLD: u32 = 10;
+
 /// Bounds the state machine enforces. Replicated (changed only by a command) so that every
 /// replica applies the same rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +52,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_seats_per_hold: 10,
+            max_seats_per_hold: MAX_SEATS_PER_HOLD,
             max_holds_per_user_per_event: 4,
             min_hold_ttl_ms: 1_000,
             max_hold_ttl_ms: 3_600_000,
@@ -83,78 +88,131 @@ pub struct Proposal {
     pub requests: Vec<Request>,
 }
 
-/// Every state change the inventory knows.
+/// Every state change the inventory knows. Each command carries its own struct, so a handler
+/// takes one argument and a new field changes one type.
+///
+/// The log stores these (bincode): a variant keeps its position, new variants go last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Create an event's seat inventory. Registering the same seats again is a no-op.
-    RegisterEvent {
-        event_id: EventId,
-        currency: String,
-        hold_ttl_ms: u64,
-        seats: Vec<SeatSpec>,
-    },
-    /// Adds more seats to a registered event (for events above [`MAX_SEATS_PER_COMMAND`]).
-    AddSeats {
-        event_id: EventId,
-        seats: Vec<SeatSpec>,
-    },
-    /// All-or-nothing hold of `seat_ids` for `ttl_ms` (event default when `None`).
-    Hold {
-        event_id: EventId,
-        hold_id: HoldId,
-        owner: UserId,
-        seat_ids: Vec<SeatId>,
-        ttl_ms: Option<u64>,
-    },
-    /// The owner gives a live hold's seats back.
-    Release {
-        hold_id: HoldId,
-        owner: UserId,
-    },
-    /// Start paying for a live hold: records a booking in `pending_payment`.
-    CreateBooking {
-        booking_id: BookingId,
-        hold_id: HoldId,
-        owner: UserId,
-        payment_ref: String,
-    },
-    /// Payment succeeded: sell the hold's seats if it is still live, else record the failure.
-    Confirm {
-        booking_id: BookingId,
-        payment_event_id: String,
-    },
-    /// Payment failed (declined card): the booking fails, the hold stays as it is.
-    FailPayment {
-        booking_id: BookingId,
-        payment_event_id: String,
-    },
-    /// The payment of a failed booking was refunded.
-    MarkRefunded {
-        booking_id: BookingId,
-    },
+    RegisterEvent(RegisterEventCmd),
+    AddSeats(AddSeatsCmd),
+    Hold(HoldCmd),
+    Release(ReleaseCmd),
+    CreateBooking(CreateBookingCmd),
+    Confirm(ConfirmCmd),
+    FailPayment(FailPaymentCmd),
+    MarkRefunded(MarkRefundedCmd),
     /// Tidy expired holds and forget old request ids. Never needed for correctness.
     Sweep,
     SetLimits(Limits),
-    /// Meta group: store a catalog document (opaque bytes, JSON by convention).
-    PutCatalog {
-        kind: String,
-        id: String,
-        doc: Vec<u8>,
-    },
-    DeleteCatalog {
-        kind: String,
-        id: String,
-    },
-    /// Meta group: the event's inventory lives in `group`. Keeps the first assignment.
-    AssignEvent {
-        event_id: EventId,
-        group: GroupId,
-    },
-    /// Meta group: record a group's replicas (node id → address).
-    PutGroup {
-        group: GroupId,
-        members: Vec<(NodeId, String)>,
-    },
+    PutCatalog(PutCatalogCmd),
+    DeleteCatalog(DeleteCatalogCmd),
+    AssignEvent(AssignEventCmd),
+    PutGroup(PutGroupCmd),
+    SetHoldTtl(SetHoldTtlCmd),
+}
+
+/// Create an event's seat inventory. Registering the same seats again is a no-op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterEventCmd {
+    pub event_id: EventId,
+    pub currency: String,
+    /// How long a hold of this event lasts, until a [`SetHoldTtlCmd`] changes it.
+    pub hold_ttl_ms: u64,
+    pub seats: Vec<SeatSpec>,
+}
+
+/// Adds more seats to a registered event (for events above [`MAX_SEATS_PER_COMMAND`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddSeatsCmd {
+    pub event_id: EventId,
+    pub seats: Vec<SeatSpec>,
+}
+
+/// All-or-nothing hold of `seat_ids`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldCmd {
+    pub event_id: EventId,
+    pub hold_id: HoldId,
+    pub owner: UserId,
+    pub seat_ids: Vec<SeatId>,
+    /// `None` (what the API sends) holds for the event's registered `hold_ttl_ms`, the one
+    /// home of that rule; a value overrides it for this hold (the simulator and tests use it to
+    /// vary expiries).
+    pub ttl_ms: Option<u64>,
+}
+
+/// The owner gives a live hold's seats back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseCmd {
+    pub hold_id: HoldId,
+    pub owner: UserId,
+}
+
+/// Start paying for a live hold: records a booking in `pending_payment`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateBookingCmd {
+    pub booking_id: BookingId,
+    pub hold_id: HoldId,
+    pub owner: UserId,
+    pub payment_ref: String,
+}
+
+/// Payment succeeded: sell the hold's seats if it is still live, else record the failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmCmd {
+    pub booking_id: BookingId,
+    pub payment_event_id: String,
+}
+
+/// Payment failed (declined card): the booking fails, the hold stays as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailPaymentCmd {
+    pub booking_id: BookingId,
+    pub payment_event_id: String,
+}
+
+/// The payment of a failed booking was refunded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkRefundedCmd {
+    pub booking_id: BookingId,
+}
+
+/// Meta group: store a catalog document (opaque bytes, JSON by convention).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutCatalogCmd {
+    pub kind: String,
+    pub id: String,
+    pub doc: Vec<u8>,
+}
+
+/// Meta group: forget a catalog document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteCatalogCmd {
+    pub kind: String,
+    pub id: String,
+}
+
+/// Meta group: the event's inventory lives in `group`. Keeps the first assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignEventCmd {
+    pub event_id: EventId,
+    pub group: GroupId,
+}
+
+/// Meta group: record a group's replicas (node id → address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutGroupCmd {
+    pub group: GroupId,
+    pub members: Vec<(NodeId, String)>,
+}
+
+/// Changes how long new holds of a registered event last (holds already made keep their
+/// expiry). The admin API's event PATCH proposes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetHoldTtlCmd {
+    pub event_id: EventId,
+    pub hold_ttl_ms: u64,
 }
 
 impl Command {
@@ -362,4 +420,16 @@ pub enum Change {
     Group {
         group: GroupId,
     },
+}
+
+impl From<Rejection> for Outcome {
+    fn from(rejection: Rejection) -> Outcome {
+        Outcome::Rejected(rejection)
+    }
+}
+
+impl From<Rejection> for Box<Outcome> {
+    fn from(rejection: Rejection) -> Box<Outcome> {
+        Box::new(Outcome::Rejected(rejection))
+    }
 }

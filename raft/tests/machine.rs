@@ -87,12 +87,12 @@ impl Harness {
             holds: vec![],
             bookings: vec![],
         };
-        let reg = Command::RegisterEvent {
+        let reg = Command::RegisterEvent(RegisterEventCmd {
             event_id: EVENT.into(),
             currency: "USD".into(),
             hold_ttl_ms: 2_000,
             seats: seats(),
-        };
+        });
         let reply = h.propose(
             0,
             Request {
@@ -151,38 +151,38 @@ fn request_for(h: &Harness, op: &Op, step: usize) -> Option<Request> {
             user,
             seats,
             ttl_ms,
-        } => Command::Hold {
+        } => Command::Hold(HoldCmd {
             event_id: EVENT.into(),
             hold_id: format!("h{step}"),
             owner: format!("u{user}"),
             seat_ids: seats.iter().map(|s| format!("s{s}")).collect(),
             ttl_ms: Some(*ttl_ms),
-        },
-        Op::Release { hold, user } => Command::Release {
+        }),
+        Op::Release { hold, user } => Command::Release(ReleaseCmd {
             hold_id: pick(&h.holds, *hold)?,
             owner: format!("u{user}"),
-        },
+        }),
         Op::Book { hold } => {
             let hold_id = pick(&h.holds, *hold)?;
             let owner = h.machine.hold_by_id(&hold_id).map(|x| x.owner.clone())?;
-            Command::CreateBooking {
+            Command::CreateBooking(CreateBookingCmd {
                 booking_id: format!("b{step}"),
                 hold_id,
                 owner,
                 payment_ref: format!("pi{step}"),
-            }
+            })
         }
-        Op::Confirm { booking } => Command::Confirm {
+        Op::Confirm { booking } => Command::Confirm(ConfirmCmd {
             booking_id: pick(&h.bookings, *booking)?,
             payment_event_id: format!("evt{step}"),
-        },
-        Op::Decline { booking } => Command::FailPayment {
+        }),
+        Op::Decline { booking } => Command::FailPayment(FailPaymentCmd {
             booking_id: pick(&h.bookings, *booking)?,
             payment_event_id: format!("evt{step}"),
-        },
-        Op::Refund { booking } => Command::MarkRefunded {
+        }),
+        Op::Refund { booking } => Command::MarkRefunded(MarkRefundedCmd {
             booking_id: pick(&h.bookings, *booking)?,
-        },
+        }),
         Op::Sweep => {
             return Some(Request {
                 request_id: None,
@@ -300,9 +300,9 @@ fn run(ops: &[(Op, u64)]) -> Result<Harness, TestCaseError> {
         }
         match (&request.command, &reply.outcome) {
             (
-                Command::Hold {
+                Command::Hold(HoldCmd {
                     seat_ids, hold_id, ..
-                },
+                }),
                 Outcome::Held(hold),
             ) => {
                 for s in seat_ids {
@@ -319,7 +319,7 @@ fn run(ops: &[(Op, u64)]) -> Result<Harness, TestCaseError> {
                 );
                 h.holds.push(hold_id.clone());
             }
-            (Command::Hold { seat_ids, .. }, Outcome::Unavailable { seat_ids: taken }) => {
+            (Command::Hold(HoldCmd { seat_ids, .. }), Outcome::Unavailable { seat_ids: taken }) => {
                 prop_assert!(!taken.is_empty());
                 for s in seat_ids {
                     prop_assert_eq!(
@@ -331,10 +331,11 @@ fn run(ops: &[(Op, u64)]) -> Result<Harness, TestCaseError> {
                 // Only the request id is remembered.
                 prop_assert_eq!(domain_records(&h.machine).len(), before.len() + 1);
             }
-            (Command::CreateBooking { booking_id, .. }, Outcome::BookingCreated(_)) => {
-                h.bookings.push(booking_id.clone())
-            }
-            (Command::Confirm { booking_id, .. }, Outcome::Confirmed(b)) => {
+            (
+                Command::CreateBooking(CreateBookingCmd { booking_id, .. }),
+                Outcome::BookingCreated(_),
+            ) => h.bookings.push(booking_id.clone()),
+            (Command::Confirm(ConfirmCmd { booking_id, .. }), Outcome::Confirmed(b)) => {
                 let hold = h.machine.hold_by_id(&b.hold_id).unwrap();
                 // A hold is honoured until its expiry and never after.
                 prop_assert!(
@@ -378,13 +379,13 @@ fn an_expired_hold_is_free_at_its_expiry_and_a_slow_leader_cannot_revive_it() {
     let mut h = Harness::new();
     let hold = |id: &str, user: &str| Request {
         request_id: Some(format!("req-{id}")),
-        command: Command::Hold {
+        command: Command::Hold(HoldCmd {
             event_id: EVENT.into(),
             hold_id: id.into(),
             owner: user.into(),
             seat_ids: vec!["s1".into()],
             ttl_ms: Some(1_000),
-        },
+        }),
     };
     let first = h.propose(10_000, hold("a", "alice"));
     assert!(matches!(first.outcome, Outcome::Held(ref x) if x.expires_at_ms == 11_000));
@@ -405,10 +406,10 @@ fn an_expired_hold_is_free_at_its_expiry_and_a_slow_leader_cannot_revive_it() {
         9_000,
         Request {
             request_id: Some("rel-a".into()),
-            command: Command::Release {
+            command: Command::Release(ReleaseCmd {
                 hold_id: "a".into(),
                 owner: "alice".into(),
-            },
+            }),
         },
     );
     assert_eq!(release.at_ms, 11_000);
@@ -425,13 +426,13 @@ fn confirm_after_expiry_fails_the_booking_and_a_redelivered_payment_changes_noth
         1_000,
         Request {
             request_id: Some("h".into()),
-            command: Command::Hold {
+            command: Command::Hold(HoldCmd {
                 event_id: EVENT.into(),
                 hold_id: "h".into(),
                 owner: "alice".into(),
                 seat_ids: vec!["s0".into(), "s2".into()],
                 ttl_ms: Some(1_000),
-            },
+            }),
         },
     );
     assert!(matches!(held.outcome, Outcome::Held(ref x) if x.total_minor == 1000 + 1002));
@@ -439,21 +440,21 @@ fn confirm_after_expiry_fails_the_booking_and_a_redelivered_payment_changes_noth
         1_500,
         Request {
             request_id: Some("b".into()),
-            command: Command::CreateBooking {
+            command: Command::CreateBooking(CreateBookingCmd {
                 booking_id: "b".into(),
                 hold_id: "h".into(),
                 owner: "alice".into(),
                 payment_ref: "pi_1".into(),
-            },
+            }),
         },
     );
     assert!(matches!(booked.outcome, Outcome::BookingCreated(_)));
     let late = Request {
         request_id: Some("evt_1".into()),
-        command: Command::Confirm {
+        command: Command::Confirm(ConfirmCmd {
             booking_id: "b".into(),
             payment_event_id: "evt_1".into(),
-        },
+        }),
     };
     let failed = h.propose(2_000, late.clone());
     assert!(
@@ -467,10 +468,10 @@ fn confirm_after_expiry_fails_the_booking_and_a_redelivered_payment_changes_noth
         3_000,
         Request {
             request_id: Some("evt_2".into()),
-            command: Command::Confirm {
+            command: Command::Confirm(ConfirmCmd {
                 booking_id: "b".into(),
                 payment_event_id: "evt_2".into(),
-            },
+            }),
         },
     );
     assert!(matches!(other.outcome, Outcome::BookingFailed(_)));
@@ -490,23 +491,23 @@ fn request_id_reused_with_another_command_is_rejected() {
     let mut h = Harness::new();
     let a = Request {
         request_id: Some("same".into()),
-        command: Command::Hold {
+        command: Command::Hold(HoldCmd {
             event_id: EVENT.into(),
             hold_id: "x".into(),
             owner: "u".into(),
             seat_ids: vec!["s0".into()],
             ttl_ms: None,
-        },
+        }),
     };
     let b = Request {
         request_id: Some("same".into()),
-        command: Command::Hold {
+        command: Command::Hold(HoldCmd {
             event_id: EVENT.into(),
             hold_id: "y".into(),
             owner: "u".into(),
             seat_ids: vec!["s1".into()],
             ttl_ms: None,
-        },
+        }),
     };
     assert!(matches!(h.propose(1, a).outcome, Outcome::Held(_)));
     assert_eq!(
@@ -520,13 +521,13 @@ fn limits_are_enforced() {
     let mut h = Harness::new();
     let hold = |n: u32, seats: Vec<&str>, ttl: Option<u64>| Request {
         request_id: Some(format!("l{n}")),
-        command: Command::Hold {
+        command: Command::Hold(HoldCmd {
             event_id: EVENT.into(),
             hold_id: format!("l{n}"),
             owner: "greedy".into(),
             seat_ids: seats.into_iter().map(String::from).collect(),
             ttl_ms: ttl,
-        },
+        }),
     };
     assert_eq!(
         h.propose(1, hold(0, vec!["s0"], Some(999))).outcome,
@@ -571,12 +572,12 @@ fn big_events_register_in_chunks_and_replays_still_match() {
     };
     let register = Request {
         request_id: Some("reg".into()),
-        command: Command::RegisterEvent {
+        command: Command::RegisterEvent(RegisterEventCmd {
             event_id: "big".into(),
             currency: "EUR".into(),
             hold_ttl_ms: 60_000,
             seats: (0..3).map(spec).collect(),
-        },
+        }),
     };
     let mut changes = Vec::new();
     assert!(matches!(
@@ -585,13 +586,13 @@ fn big_events_register_in_chunks_and_replays_still_match() {
     ));
     let hold = Request {
         request_id: Some("h".into()),
-        command: Command::Hold {
+        command: Command::Hold(HoldCmd {
             event_id: "big".into(),
             hold_id: "h".into(),
             owner: "u".into(),
             seat_ids: vec!["x0".into()],
             ttl_ms: None,
-        },
+        }),
     };
     assert!(matches!(
         m.apply(&hold, 2, &mut changes).outcome,
@@ -599,10 +600,10 @@ fn big_events_register_in_chunks_and_replays_still_match() {
     ));
     let add = Request {
         request_id: Some("add".into()),
-        command: Command::AddSeats {
+        command: Command::AddSeats(AddSeatsCmd {
             event_id: "big".into(),
             seats: (3..5).map(spec).collect(),
-        },
+        }),
     };
     assert!(matches!(
         m.apply(&add, 3, &mut changes).outcome,
@@ -612,10 +613,10 @@ fn big_events_register_in_chunks_and_replays_still_match() {
     assert_eq!(m.seat_counts("big", 4), Some((4, 1, 0)));
     let dup = Request {
         request_id: Some("add2".into()),
-        command: Command::AddSeats {
+        command: Command::AddSeats(AddSeatsCmd {
             event_id: "big".into(),
             seats: vec![spec(4)],
-        },
+        }),
     };
     assert_eq!(
         m.apply(&dup, 5, &mut changes).outcome,
@@ -632,15 +633,84 @@ fn big_events_register_in_chunks_and_replays_still_match() {
     ));
     let too_many = Request {
         request_id: None,
-        command: Command::AddSeats {
+        command: Command::AddSeats(AddSeatsCmd {
             event_id: "big".into(),
             seats: (100..100 + MAX_SEATS_PER_COMMAND as u32 + 1)
                 .map(spec)
                 .collect(),
-        },
+        }),
     };
     assert!(matches!(
         m.apply(&too_many, 7, &mut changes).outcome,
         Outcome::Rejected(Rejection::Invalid(_))
     ));
+}
+
+#[test]
+fn the_events_hold_lifetime_is_the_one_holds_use_and_set_hold_ttl_changes_it() {
+    let mut h = Harness::new();
+    let set = |event: &str, hold_ttl_ms| Request {
+        request_id: None,
+        command: Command::SetHoldTtl(SetHoldTtlCmd {
+            event_id: event.into(),
+            hold_ttl_ms,
+        }),
+    };
+    assert_eq!(h.propose(10, set(EVENT, 5_000)).outcome, Outcome::Done);
+    let hold = Request {
+        request_id: Some("h".into()),
+        command: Command::Hold(HoldCmd {
+            event_id: EVENT.into(),
+            hold_id: "h".into(),
+            owner: "u".into(),
+            seat_ids: vec!["s0".into()],
+            ttl_ms: None,
+        }),
+    };
+    let Outcome::Held(held) = h.propose(100, hold).outcome else {
+        panic!("hold refused");
+    };
+    assert_eq!(held.expires_at_ms, 5_100);
+    assert_eq!(
+        h.propose(200, set("nope", 5_000)).outcome,
+        Outcome::Rejected(Rejection::UnknownEvent)
+    );
+    assert!(matches!(
+        h.propose(200, set(EVENT, 0)).outcome,
+        Outcome::Rejected(Rejection::TtlOutOfRange { .. })
+    ));
+    // The lifetime is a setting, not part of the registration: replaying the registration
+    // after a change still matches.
+    let again = Request {
+        request_id: None,
+        command: Command::RegisterEvent(RegisterEventCmd {
+            event_id: EVENT.into(),
+            currency: "USD".into(),
+            hold_ttl_ms: 2_000,
+            seats: seats(),
+        }),
+    };
+    assert!(matches!(
+        h.propose(300, again).outcome,
+        Outcome::Registered { .. }
+    ));
+    h.machine.check_consistency().unwrap();
+}
+
+#[test]
+fn the_seats_per_hold_limit_never_rises_above_its_ceiling() {
+    let mut h = Harness::new();
+    let limits = |max_seats_per_hold| Request {
+        request_id: None,
+        command: Command::SetLimits(Limits {
+            max_seats_per_hold,
+            ..Limits::default()
+        }),
+    };
+    assert_eq!(h.propose(1, limits(2)).outcome, Outcome::Done);
+    assert!(matches!(
+        h.propose(2, limits(MAX_SEATS_PER_HOLD + 1)).outcome,
+        Outcome::Rejected(Rejection::Invalid(_))
+    ));
+    assert_eq!(h.machine.limits().max_seats_per_hold, 2);
 }

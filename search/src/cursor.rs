@@ -146,12 +146,10 @@ fn decode_hex_string(text: &str) -> Option<String> {
 /// FNV-1a, 64 bits: a stable hash (unlike `DefaultHasher`, fixed across Rust releases) that
 /// ties a cursor to its query.
 pub(crate) fn fnv1a(text: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    use std::hash::Hasher;
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(text.as_bytes());
+    hasher.finish()
 }
 
 #[cfg(test)]

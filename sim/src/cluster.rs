@@ -13,9 +13,10 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use boxoffice_raft::host::{MemStorage, Query, QueryResult, ReadReply, ServeError};
-use boxoffice_raft::machine::{decode, encode};
-use boxoffice_raft::types::{Command, GroupId, NodeId, META_GROUP};
+use boxoffice_raft::codec::{decode, encode};
+use boxoffice_raft::host::MemStorage;
+use boxoffice_raft::types::{Command, GroupId, NodeId, PutGroupCmd, META_GROUP};
+use boxoffice_raft::wire::{Query, QueryResult, ReadReply, ServeError};
 use boxoffice_raft::{Clock, Host, HostConfig, InventoryClient, RaftSettings, Storage};
 use tokio::sync::mpsc;
 
@@ -147,7 +148,7 @@ async fn control_loop(
                     .execute(
                         META_GROUP,
                         &request_id,
-                        Command::PutGroup { group, members },
+                        Command::PutGroup(PutGroupCmd { group, members }),
                     )
                     .await
                 {

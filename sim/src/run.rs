@@ -8,7 +8,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use boxoffice_raft::client::stable_hash;
+use boxoffice_raft::codec::stable_hash;
 use boxoffice_raft::machine::Record;
 use boxoffice_raft::types::{GroupId, NodeId, SeatOwner, META_GROUP};
 use openraft::ServerState;
@@ -188,7 +188,9 @@ fn event_ids(n_shards: u64) -> Vec<String> {
     let mut chosen: BTreeMap<u64, String> = BTreeMap::new();
     for i in 0.. {
         let id = format!("ev-{i}");
-        chosen.entry(stable_hash(&id) % n_shards).or_insert(id);
+        chosen
+            .entry(stable_hash(id.as_bytes()) % n_shards)
+            .or_insert(id);
         if chosen.len() as u64 == n_shards {
             break;
         }
@@ -725,7 +727,7 @@ pub fn run_seed(config: RunConfig) -> RunReport {
     );
 
     let ops = shared.recorder.borrow().counts();
-    let digest = stable_hash(&format!("{histories:?}"));
+    let digest = stable_hash(format!("{histories:?}").as_bytes());
     RunReport {
         digest,
         timeline: std::mem::take(&mut driver.timeline),

@@ -8,11 +8,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use boxoffice_raft::host::{Query, QueryResult};
 use boxoffice_raft::transport::Transport;
 use boxoffice_raft::types::{
     self as raft, FailureReason, HoldStatus, Rejection, SeatOwner, SeatSpec,
 };
+use boxoffice_raft::wire::{Query, QueryResult};
 use boxoffice_raft::{InventoryClient, InventoryError};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -92,13 +92,16 @@ pub async fn setup(
                 price_minor: 5_000,
             })
             .collect();
-        let (group, reply) = inventory
-            .register_event(&format!("setup/{event}"), &event, "EUR", 60_000, specs)
+        let register = raft::RegisterEventCmd {
+            event_id: event.clone(),
+            currency: "EUR".into(),
+            hold_ttl_ms: 60_000,
+            seats: specs,
+        };
+        let group = inventory
+            .register_event(&format!("setup/{event}"), register)
             .await
             .map_err(|e| format!("registering {event}: {e}"))?;
-        if !matches!(reply.outcome, raft::Outcome::Registered { .. }) {
-            return Err(format!("registering {event} answered {:?}", reply.outcome).into());
-        }
         catalog.events.push((event, group, seats));
     }
     *shared.catalog.borrow_mut() = catalog;
@@ -288,13 +291,13 @@ async fn hold(
         };
         rec.invoke(event, request, command)
     };
-    let command = raft::Command::Hold {
+    let command = raft::Command::Hold(raft::HoldCmd {
         event_id: event.to_owned(),
         hold_id: hold_id.to_owned(),
         owner: owner.to_owned(),
         seat_ids: seats,
         ttl_ms: Some(ttl_ms),
-    };
+    });
     match inventory.execute_for_event(event, request, command).await {
         Ok(reply) => {
             let mut rec = shared.recorder.borrow_mut();
@@ -346,10 +349,10 @@ async fn release(
         };
         rec.invoke(event, request, command)
     };
-    let command = raft::Command::Release {
+    let command = raft::Command::Release(raft::ReleaseCmd {
         hold_id: hold_id.to_owned(),
         owner: owner.to_owned(),
-    };
+    });
     match inventory.execute_for_event(event, request, command).await {
         Ok(reply) => {
             let outcome = match reply.outcome {
@@ -402,12 +405,12 @@ async fn confirm(
         };
         rec.invoke(event, &format!("r-{tag}"), command)
     };
-    let create = raft::Command::CreateBooking {
+    let create = raft::Command::CreateBooking(raft::CreateBookingCmd {
         booking_id: booking_id.clone(),
         hold_id: hold_id.to_owned(),
         owner: owner.to_owned(),
         payment_ref: format!("pay-{tag}"),
-    };
+    });
     let reply = match inventory
         .execute_for_event(event, &format!("r-{tag}-book"), create)
         .await
@@ -444,10 +447,10 @@ async fn confirm(
     if let Some(outcome) = early {
         return shared.recorder.borrow_mut().complete(&op, outcome);
     }
-    let pay = raft::Command::Confirm {
+    let pay = raft::Command::Confirm(raft::ConfirmCmd {
         booking_id,
         payment_event_id: format!("evt-{tag}"),
-    };
+    });
     match inventory
         .execute_for_event(event, &format!("r-{tag}-pay"), pay)
         .await

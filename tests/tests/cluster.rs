@@ -7,9 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use boxoffice_raft::feed::FeedPage;
-use boxoffice_raft::host::{NodeStatus, Query, QueryResult};
+use boxoffice_raft::host::NodeStatus;
 use boxoffice_raft::transport::{TcpConnector, Transport};
-use boxoffice_raft::types::{Command, GroupId, HoldStatus, Outcome, SeatSpec, SeatStatus};
+use boxoffice_raft::types::{
+    Command, GroupId, HoldCmd, HoldStatus, Outcome, RegisterEventCmd, SeatSpec, SeatStatus,
+};
+use boxoffice_raft::wire::{Query, QueryResult};
 use boxoffice_raft::InventoryClient;
 use boxoffice_tests::{eventually, free_addr, NodeProc};
 
@@ -26,13 +29,13 @@ fn seats(n: u32) -> Vec<SeatSpec> {
 }
 
 fn hold(event: &str, n: u64) -> Command {
-    Command::Hold {
+    Command::Hold(HoldCmd {
         event_id: event.into(),
         hold_id: format!("h{n}"),
         owner: format!("user{n}"),
         seat_ids: vec![format!("s{n}")],
         ttl_ms: Some(3_600_000),
-    }
+    })
 }
 
 async fn status(transport: &Transport, addr: &str) -> Option<NodeStatus> {
@@ -45,14 +48,14 @@ async fn status(transport: &Transport, addr: &str) -> Option<NodeStatus> {
 
 async fn register(client: &InventoryClient, event: &str, n_seats: u32) -> GroupId {
     let registered = eventually(Duration::from_secs(30), || async {
+        let register = RegisterEventCmd {
+            event_id: event.into(),
+            currency: "USD".into(),
+            hold_ttl_ms: 600_000,
+            seats: seats(n_seats),
+        };
         client
-            .register_event(
-                &format!("reg-{event}"),
-                event,
-                "USD",
-                600_000,
-                seats(n_seats),
-            )
+            .register_event_raw(&format!("reg-{event}"), register)
             .await
             .ok()
     })

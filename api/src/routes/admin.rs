@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use boxoffice_raft::types::{Command, Outcome, META_GROUP};
+use boxoffice_raft::types::{PutCatalogCmd, RegisterEventCmd, SetHoldTtlCmd};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ use crate::catalog::{
 };
 use crate::extract::{ApiJson, ApiPath};
 use crate::ids::{derived_catalog_id, digest, new_catalog_id, optional_idempotency_key, IdKind};
-use crate::inventory::{rejection, Doing};
+use crate::inventory::{refused, Doing};
 use crate::problem::ApiError;
 
 /// Stores a catalog document in the meta group.
@@ -36,31 +36,24 @@ pub(crate) async fn put_doc<T: Serialize>(
         "catalog/{}",
         digest(&[kind.as_bytes(), id.as_bytes(), &bytes], 32)
     );
-    let command = Command::PutCatalog {
+    let command = PutCatalogCmd {
         kind: kind.to_owned(),
         id: id.to_owned(),
         doc: bytes.clone(),
     };
-    let reply = state
+    state
         .inventory
-        .execute(META_GROUP, &request, command)
-        .await?;
-    match reply.outcome {
-        Outcome::Done => {
-            // Serve our own write at once; the feed brings it to the other nodes.
-            state.catalog.put(kind, id, Some(&bytes));
-            if kind == KIND_EVENT {
-                state.views.invalidate(id);
-            } else {
-                state.views.invalidate_all();
-            }
-            Ok(())
-        }
-        Outcome::Rejected(r) => Err(rejection(r, Doing::Catalog)),
-        other => Err(ApiError::Internal(format!(
-            "put catalog answered {other:?}"
-        ))),
+        .put_catalog(&request, command)
+        .await
+        .map_err(|e| refused(e, Doing::Catalog))?;
+    // Serve our own write at once; the feed brings it to the other nodes.
+    state.catalog.put(kind, id, Some(&bytes));
+    if kind == KIND_EVENT {
+        state.views.invalidate(id);
+    } else {
+        state.views.invalidate_all();
     }
+    Ok(())
 }
 
 fn created<T: Serialize>(location: String, doc: T) -> Response {
@@ -85,17 +78,7 @@ async fn id_for<T: DeserializeOwned>(
         return Ok((new_catalog_id(kind), None));
     };
     let id = derived_catalog_id(kind, &admin.id, &key);
-    let reply = state
-        .inventory
-        .read(
-            META_GROUP,
-            boxoffice_raft::host::Query::Catalog {
-                kind: kind_name.to_owned(),
-                id: id.clone(),
-            },
-        )
-        .await?;
-    let boxoffice_raft::host::QueryResult::Catalog(Some(bytes)) = reply.result else {
+    let Some(bytes) = state.inventory.catalog_doc(kind_name, &id).await? else {
         return Ok((id, None));
     };
     let existing: T = serde_json::from_slice(&bytes)
@@ -265,21 +248,17 @@ pub async fn create_event_doc(
         })?;
     let event = body.into_event(event_id.clone(), &venue, state.now_ms(), request_digest)?;
     check_performers(state, &event.performer_ids).await?;
-    let (_group, reply) = state
+    let register = RegisterEventCmd {
+        event_id: event_id.clone(),
+        currency: event.currency.clone(),
+        hold_ttl_ms: event.hold_ttl_seconds.saturating_mul(1000),
+        seats: venue.seats(),
+    };
+    state
         .inventory
-        .register_event(
-            &format!("register/{event_id}"),
-            &event_id,
-            &event.currency,
-            event.hold_ttl_seconds.saturating_mul(1000),
-            venue.seats(),
-        )
-        .await?;
-    match reply.outcome {
-        Outcome::Registered { .. } => {}
-        Outcome::Rejected(r) => return Err(rejection(r, Doing::Catalog)),
-        other => return Err(ApiError::Internal(format!("register answered {other:?}"))),
-    }
+        .register_event(&format!("register/{event_id}"), register)
+        .await
+        .map_err(|e| refused(e, Doing::Catalog))?;
     put_doc(state, KIND_EVENT, &event_id, &event).await?;
     Ok(event)
 }
@@ -327,26 +306,30 @@ pub async fn patch_event(
 ) -> Result<ApiJson<Event>, ApiError> {
     // Read the stored document, not the cache, so a patch never undoes a newer one.
     let current = state.event(&event_id).await?;
-    let reply = state
-        .inventory
-        .read(
-            META_GROUP,
-            boxoffice_raft::host::Query::Catalog {
-                kind: KIND_EVENT.to_owned(),
-                id: event_id.clone(),
-            },
-        )
-        .await?;
-    let current: Event = match reply.result {
-        boxoffice_raft::host::QueryResult::Catalog(Some(bytes)) => {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| (*current).clone())
-        }
-        _ => return Err(ApiError::not_found(format!("no event {event_id}"))),
+    let current: Event = match state.inventory.catalog_doc(KIND_EVENT, &event_id).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|_| (*current).clone()),
+        None => return Err(ApiError::not_found(format!("no event {event_id}"))),
     };
     if let Some(ids) = &patch.performer_ids {
         check_performers(&state, ids).await?;
     }
+    let new_ttl = patch.hold_ttl_seconds;
     let mut event = patch.apply(current, state.now_ms())?;
+    if let Some(seconds) = new_ttl {
+        // Holds take their lifetime from the inventory's copy, so that is changed first,
+        // under a request id unique to this version of the document.
+        let doc = serde_json::to_vec(&event).unwrap_or_default();
+        let request = format!("hold-ttl/{}", digest(&[event_id.as_bytes(), &doc], 32));
+        let command = SetHoldTtlCmd {
+            event_id: event_id.clone(),
+            hold_ttl_ms: seconds.saturating_mul(1000),
+        };
+        state
+            .inventory
+            .set_hold_ttl(&request, command)
+            .await
+            .map_err(|e| refused(e, Doing::Catalog))?;
+    }
     put_doc(&state, KIND_EVENT, &event_id, &event).await?;
     event.request_digest.clear();
     Ok(ApiJson(event))

@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use boxoffice_raft::host::{Query, QueryResult};
-use boxoffice_raft::types::{Booking, BookingStatus, Command, FailureReason, HoldStatus, Outcome};
+use boxoffice_raft::types::{
+    Booking, BookingStatus, CreateBookingCmd, FailureReason, HoldStatus, Rejection,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,12 +17,12 @@ use crate::catalog::Money;
 use crate::clock::rfc3339_from_ms;
 use crate::extract::{ApiJson, ApiPath};
 use crate::ids::{derived_event_scoped_id, digest, event_of, idempotency_key, request_id, IdKind};
-use crate::inventory::{rejection, Doing};
+use crate::inventory::{refused, rejection, Doing};
 use crate::metrics::BOOKINGS;
 use crate::payments::{IntentStatus, NewIntent, PaymentIntent};
 use crate::problem::ApiError;
 
-use super::holds::read_hold;
+use super::holds::{may_see, read_hold};
 
 /// Most bookings `GET /v1/me/bookings` lists (newest first).
 pub const MAX_BOOKINGS_LISTED: usize = 200;
@@ -201,12 +202,7 @@ pub async fn create(
                     detail: "the hold has expired".into(),
                 })
             }
-            other => {
-                return Err(rejection(
-                    boxoffice_raft::types::Rejection::HoldNotActive(other),
-                    Doing::Book,
-                ))
-            }
+            other => return Err(rejection(Rejection::HoldNotActive(other), Doing::Book)),
         }
     }
     let event = state.event(&event_id).await?;
@@ -219,36 +215,29 @@ pub async fn create(
             idempotency_key: booking_id.clone(),
         })
         .await?;
-    let command = Command::CreateBooking {
+    let command = CreateBookingCmd {
         booking_id,
         hold_id: hold.hold_id.clone(),
         owner: user.id.clone(),
         payment_ref: intent.intent_id.clone(),
     };
-    let reply = state
+    let booking = state
         .inventory
-        .execute_for_event(&event_id, &request_id("booking", &user.id, &key), command)
-        .await?;
-    match reply.outcome {
-        Outcome::BookingCreated(booking) => {
-            metrics::counter!(BOOKINGS, "outcome" => "created").increment(1);
-            let view = booking_view(&state, &booking, Some(&intent));
-            let mut response = (StatusCode::CREATED, ApiJson(view)).into_response();
-            if let Ok(location) =
-                HeaderValue::from_str(&format!("/v1/bookings/{}", booking.booking_id))
-            {
-                response.headers_mut().insert(LOCATION, location);
+        .create_booking(&event_id, &request_id("booking", &user.id, &key), command)
+        .await
+        .map_err(|e| {
+            if matches!(e, boxoffice_raft::InventoryError::Rejected(_)) {
+                metrics::counter!(BOOKINGS, "outcome" => "rejected").increment(1);
             }
-            Ok(response)
-        }
-        Outcome::Rejected(r) => {
-            metrics::counter!(BOOKINGS, "outcome" => "rejected").increment(1);
-            Err(rejection(r, Doing::Book))
-        }
-        other => Err(ApiError::Internal(format!(
-            "create booking answered {other:?}"
-        ))),
+            refused(e, Doing::Book)
+        })?;
+    metrics::counter!(BOOKINGS, "outcome" => "created").increment(1);
+    let view = booking_view(&state, &booking, Some(&intent));
+    let mut response = (StatusCode::CREATED, ApiJson(view)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/bookings/{}", booking.booking_id)) {
+        response.headers_mut().insert(LOCATION, location);
     }
+    Ok(response)
 }
 
 /// Reads a booking the caller may see (its owner or an admin); 404 otherwise.
@@ -258,22 +247,9 @@ pub(crate) async fn read_booking(
     booking_id: &str,
 ) -> Result<Booking, ApiError> {
     let event_id = event_of(IdKind::Booking, booking_id)?;
-    let not_found = || ApiError::not_found(format!("no booking {booking_id}"));
-    let group = match state.inventory.group_of(event_id).await {
-        Ok(group) => group,
-        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => return Err(not_found()),
-        Err(error) => return Err(error.into()),
-    };
-    let reply = state
-        .inventory
-        .read(group, Query::Booking(booking_id.to_owned()))
-        .await?;
-    match reply.result {
-        QueryResult::Booking(Some(b)) if b.owner == user.id || user.role == Role::Admin => Ok(b),
-        QueryResult::Booking(_) => Err(not_found()),
-        _ => Err(ApiError::Internal(
-            "a booking read answered something else".into(),
-        )),
+    match state.inventory.get_booking(event_id, booking_id).await? {
+        Some(booking) if may_see(user, &booking.owner) => Ok(booking),
+        _ => Err(ApiError::not_found(format!("no booking {booking_id}"))),
     }
 }
 
@@ -316,13 +292,11 @@ pub async fn mine(
     let reads = groups.into_iter().map(|group| {
         let inventory = state.inventory.clone();
         let owner = user.id.clone();
-        async move { inventory.read(group, Query::BookingsOf(owner)).await }
+        async move { inventory.bookings_of(group, &owner).await }
     });
     let mut bookings = Vec::new();
-    for reply in futures_util::future::join_all(reads).await {
-        if let QueryResult::Bookings(found) = reply?.result {
-            bookings.extend(found);
-        }
+    for found in futures_util::future::join_all(reads).await {
+        bookings.extend(found?);
     }
     bookings
         .sort_by(|a, b| (b.created_at_ms, &b.booking_id).cmp(&(a.created_at_ms, &a.booking_id)));

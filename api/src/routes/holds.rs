@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use boxoffice_raft::host::{Query, QueryResult};
-use boxoffice_raft::types::{Command, Hold, HoldStatus, Outcome};
+use boxoffice_raft::types::{Hold, HoldCmd, HoldStatus, Rejection, ReleaseCmd, MAX_SEATS_PER_HOLD};
+use boxoffice_raft::InventoryError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,12 +19,13 @@ use crate::ids::{
     derived_event_scoped_id, digest, event_of, idempotency_key, optional_idempotency_key,
     request_id, IdKind, MAX_ID_BYTES,
 };
-use crate::inventory::{rejection, Doing};
+use crate::inventory::{refused, Doing};
 use crate::metrics::HOLDS;
 use crate::problem::ApiError;
 
-/// Most seat ids one request may name (the inventory's own, smaller, limit applies after).
-pub const MAX_SEAT_IDS_PER_REQUEST: usize = 100;
+/// Most seat ids one request may name: the inventory's replicated ceiling, refused here
+/// before anything is proposed (the replicated limit, never higher, applies after).
+pub const MAX_SEAT_IDS_PER_REQUEST: usize = MAX_SEATS_PER_HOLD as usize;
 
 /// `POST /v1/holds`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -33,7 +34,7 @@ pub const MAX_SEAT_IDS_PER_REQUEST: usize = 100;
 pub struct HoldRequest {
     pub event_id: String,
     /// Seat ids from `GET /v1/events/{event_id}/seats`; all are held or none.
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(min_items = 1, max_items = 10)]
     pub seat_ids: Vec<String>,
 }
 
@@ -144,50 +145,38 @@ pub async fn create(
     parts.extend(seat_bytes);
     state.check_key(&user.id, &key, &digest(&parts, 32))?;
     let hold_id = derived_event_scoped_id(IdKind::Hold, &user.id, &key, &event.event_id);
-    let command = Command::Hold {
+    // No TTL: the inventory holds for the event's registered hold lifetime, the one home of
+    // that rule (an event PATCH changes it through the log).
+    let command = HoldCmd {
         event_id: event.event_id.clone(),
         hold_id,
         owner: user.id.clone(),
         seat_ids: body.seat_ids,
-        ttl_ms: Some(event.hold_ttl_seconds.saturating_mul(1000)),
+        ttl_ms: None,
     };
-    let reply = match state
+    let held = state
         .inventory
-        .execute_for_event(
-            &event.event_id,
-            &request_id("hold", &user.id, &key),
-            command,
-        )
-        .await
-    {
-        Ok(reply) => reply,
-        Err(error) => {
-            metrics::counter!(HOLDS, "outcome" => "error").increment(1);
-            return Err(error.into());
-        }
+        .hold(&request_id("hold", &user.id, &key), command)
+        .await;
+    let outcome = match &held {
+        Ok(_) => "held",
+        Err(InventoryError::SeatsTaken { .. }) => "unavailable",
+        Err(InventoryError::Rejected(_)) => "rejected",
+        Err(_) => "error",
     };
-    match reply.outcome {
-        Outcome::Held(hold) => {
-            metrics::counter!(HOLDS, "outcome" => "held").increment(1);
-            let view = hold_view(&hold, &event.currency, reply.at_ms);
-            let mut response = (StatusCode::CREATED, ApiJson(view)).into_response();
-            if let Ok(location) = HeaderValue::from_str(&format!("/v1/holds/{}", hold.hold_id)) {
-                response.headers_mut().insert(LOCATION, location);
-            }
-            Ok(response)
-        }
-        Outcome::Unavailable { seat_ids } => {
-            metrics::counter!(HOLDS, "outcome" => "unavailable").increment(1);
-            Err(ApiError::SeatUnavailable {
-                unavailable_seats: seat_ids,
-            })
-        }
-        Outcome::Rejected(r) => {
-            metrics::counter!(HOLDS, "outcome" => "rejected").increment(1);
-            Err(rejection(r, Doing::Hold))
-        }
-        other => Err(ApiError::Internal(format!("hold answered {other:?}"))),
+    metrics::counter!(HOLDS, "outcome" => outcome).increment(1);
+    let hold = held.map_err(|e| refused(e, Doing::Hold))?;
+    let view = hold_view(&hold.value, &event.currency, hold.at_ms);
+    let mut response = (StatusCode::CREATED, ApiJson(view)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/holds/{}", hold.value.hold_id)) {
+        response.headers_mut().insert(LOCATION, location);
     }
+    Ok(response)
+}
+
+/// Whether `user` may see what `owner` holds or booked: its owner or an admin.
+pub(crate) fn may_see(user: &User, owner: &str) -> bool {
+    owner == user.id || user.role == Role::Admin
 }
 
 /// Reads a hold the caller may see (its owner or an admin); 404 otherwise.
@@ -197,24 +186,9 @@ pub(crate) async fn read_hold(
     hold_id: &str,
 ) -> Result<(Hold, u64), ApiError> {
     let event_id = event_of(IdKind::Hold, hold_id)?;
-    let not_found = || ApiError::not_found(format!("no hold {hold_id}"));
-    let group = match state.inventory.group_of(event_id).await {
-        Ok(group) => group,
-        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => return Err(not_found()),
-        Err(error) => return Err(error.into()),
-    };
-    let reply = state
-        .inventory
-        .read(group, Query::Hold(hold_id.to_owned()))
-        .await?;
-    match reply.result {
-        QueryResult::Hold(Some(hold)) if hold.owner == user.id || user.role == Role::Admin => {
-            Ok((hold, reply.at_ms))
-        }
-        QueryResult::Hold(_) => Err(not_found()),
-        _ => Err(ApiError::Internal(
-            "a hold read answered something else".into(),
-        )),
+    match state.inventory.get_hold(event_id, hold_id).await? {
+        Some(hold) if may_see(user, &hold.value.owner) => Ok((hold.value, hold.at_ms)),
+        _ => Err(ApiError::not_found(format!("no hold {hold_id}"))),
     }
 }
 
@@ -262,31 +236,18 @@ pub async fn release(
         Some(key) => request_id("release", &user.id, key),
         None => request_id("release", &user.id, &hold_id),
     };
-    let command = Command::Release {
+    let command = ReleaseCmd {
         hold_id: hold_id.clone(),
         owner: user.id.clone(),
     };
-    let reply = match state
-        .inventory
-        .execute_for_event(event_id, &request, command)
-        .await
-    {
-        Ok(reply) => reply,
-        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => {
-            return Err(ApiError::not_found(format!("no hold {hold_id}")))
+    match state.inventory.release(event_id, &request, command).await {
+        Ok(()) | Err(InventoryError::Rejected(Rejection::HoldNotActive(HoldStatus::Released))) => {
+            Ok(StatusCode::NO_CONTENT)
         }
-        Err(error) => return Err(error.into()),
-    };
-    match reply.outcome {
-        Outcome::Released
-        | Outcome::Rejected(boxoffice_raft::types::Rejection::HoldNotActive(
-            HoldStatus::Released,
-        )) => Ok(StatusCode::NO_CONTENT),
-        Outcome::Rejected(boxoffice_raft::types::Rejection::UnknownHold) => {
+        Err(InventoryError::UnknownEvent(_) | InventoryError::Rejected(Rejection::UnknownHold)) => {
             Err(ApiError::not_found(format!("no hold {hold_id}")))
         }
-        Outcome::Rejected(r) => Err(rejection(r, Doing::Release)),
-        other => Err(ApiError::Internal(format!("release answered {other:?}"))),
+        Err(error) => Err(refused(error, Doing::Release)),
     }
 }
 

@@ -10,7 +10,12 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use boxoffice_raft::types::{Booking, BookingStatus, Command, GroupId, Outcome, Rejection};
+use boxoffice_raft::client::Settlement;
+use boxoffice_raft::types::{
+    Booking, BookingStatus, ConfirmCmd, FailPaymentCmd, FailureReason, GroupId, MarkRefundedCmd,
+    Rejection,
+};
+use boxoffice_raft::InventoryError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -91,32 +96,39 @@ pub async fn receive(
     };
     let group = match state.inventory.group_of(event_id).await {
         Ok(group) => group,
-        Err(boxoffice_raft::InventoryError::UnknownEvent(_)) => {
-            return Ok(ack(&event, WebhookResult::Ignored))
-        }
+        Err(InventoryError::UnknownEvent(_)) => return Ok(ack(&event, WebhookResult::Ignored)),
         Err(error) => return Err(unavailable(error.into())),
     };
-    let command = match event.kind {
-        PaymentEventKind::Succeeded => Command::Confirm {
-            booking_id: booking_id.clone(),
-            payment_event_id: event.id.clone(),
-        },
-        PaymentEventKind::PaymentFailed => Command::FailPayment {
-            booking_id: booking_id.clone(),
-            payment_event_id: event.id.clone(),
-        },
-        PaymentEventKind::Refunded => Command::MarkRefunded {
-            booking_id: booking_id.clone(),
-        },
+    let request = request_id("payment-event", "", &event.id);
+    let inventory = &state.inventory;
+    let settled = match event.kind {
+        PaymentEventKind::Succeeded => {
+            let cmd = ConfirmCmd {
+                booking_id: booking_id.clone(),
+                payment_event_id: event.id.clone(),
+            };
+            inventory.confirm(group, &request, cmd).await
+        }
+        PaymentEventKind::PaymentFailed => {
+            let cmd = FailPaymentCmd {
+                booking_id: booking_id.clone(),
+                payment_event_id: event.id.clone(),
+            };
+            inventory.fail_payment(group, &request, cmd).await
+        }
+        PaymentEventKind::Refunded => {
+            let cmd = MarkRefundedCmd {
+                booking_id: booking_id.clone(),
+            };
+            inventory
+                .mark_refunded(group, &request, cmd)
+                .await
+                .map(Settlement::Refunded)
+        }
         PaymentEventKind::Unknown => return Ok(ack(&event, WebhookResult::Ignored)),
     };
-    let reply = state
-        .inventory
-        .execute(group, &request_id("payment-event", "", &event.id), command)
-        .await
-        .map_err(|e| unavailable(e.into()))?;
-    let result = match reply.outcome {
-        Outcome::Confirmed(booking) => {
+    let result = match settled {
+        Ok(Settlement::Confirmed(booking)) => {
             if booking.total_minor != event.data.amount {
                 tracing::error!(
                     booking_id,
@@ -131,30 +143,25 @@ pub async fn receive(
                 WebhookResult::Ignored
             }
         }
-        Outcome::BookingFailed(booking) if event.kind == PaymentEventKind::Succeeded => {
+        Ok(Settlement::Failed(booking)) if event.kind == PaymentEventKind::Succeeded => {
             refund(&state, group, &booking).await?;
             WebhookResult::Refunded
         }
-        Outcome::BookingFailed(_) => WebhookResult::Failed,
-        Outcome::Refunded(_) => WebhookResult::Refunded,
-        Outcome::Rejected(Rejection::UnknownBooking) => {
+        Ok(Settlement::Failed(_)) => WebhookResult::Failed,
+        Ok(Settlement::Refunded(_)) => WebhookResult::Refunded,
+        Err(InventoryError::Rejected(Rejection::UnknownBooking)) => {
             tracing::warn!(booking_id, event_id = %event.id, "payment event for an unknown booking");
             WebhookResult::Ignored
         }
         // A refund notice for a booking that is not failed (e.g. confirmed) changes nothing.
-        Outcome::Rejected(Rejection::BookingState(_)) => WebhookResult::Ignored,
-        Outcome::Rejected(other) => {
+        Err(InventoryError::Rejected(Rejection::BookingState(_))) => WebhookResult::Ignored,
+        Err(InventoryError::Rejected(other)) => {
             return Err(ApiError::Internal(format!(
                 "payment event {} rejected: {other:?}",
                 event.id
             )))
         }
-        other => {
-            return Err(ApiError::Internal(format!(
-                "payment event {} answered {other:?}",
-                event.id
-            )))
-        }
+        Err(error) => return Err(unavailable(error.into())),
     };
     Ok(ack(&event, result))
 }
@@ -165,7 +172,7 @@ async fn refund(state: &AppState, group: GroupId, booking: &Booking) -> Result<(
         return Ok(());
     }
     let reason = match booking.failure {
-        Some(boxoffice_raft::types::FailureReason::HoldReleased) => "hold released before payment",
+        Some(FailureReason::HoldReleased) => "hold released before payment",
         _ => "hold expired before payment",
     };
     state
@@ -173,27 +180,24 @@ async fn refund(state: &AppState, group: GroupId, booking: &Booking) -> Result<(
         .refund(&booking.payment_ref, reason)
         .await
         .map_err(unavailable)?;
-    let command = Command::MarkRefunded {
+    let command = MarkRefundedCmd {
         booking_id: booking.booking_id.clone(),
     };
-    let reply = state
+    let request = request_id("refund", "", &booking.booking_id);
+    match state
         .inventory
-        .execute(
-            group,
-            &request_id("refund", "", &booking.booking_id),
-            command,
-        )
+        .mark_refunded(group, &request, command)
         .await
-        .map_err(|e| unavailable(e.into()))?;
-    match reply.outcome {
-        Outcome::Refunded(_) => {
+    {
+        Ok(_) => {
             tracing::info!(booking_id = %booking.booking_id, reason, "payment refunded");
             Ok(())
         }
-        other => Err(ApiError::Internal(format!(
-            "marking {} refunded answered {other:?}",
+        Err(InventoryError::Rejected(r)) => Err(ApiError::Internal(format!(
+            "marking {} refunded was refused: {r:?}",
             booking.booking_id
         ))),
+        Err(error) => Err(unavailable(error.into())),
     }
 }
 

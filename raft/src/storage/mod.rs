@@ -3,3 +3,21 @@
 
 pub mod log;
 pub mod state;
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Writes `bytes` to `dir/name` atomically and durably: a temporary file written and
+/// fsync'd, renamed over the name, then the directory fsync'd so the rename survives a power
+/// loss. The one such function in the workspace (votes, snapshots, `node.json`, `dev.json`).
+pub fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
+}

@@ -2,8 +2,11 @@
 //! `RaftStateMachine` over the shared in-memory [`Machine`].
 //!
 //! After applying a batch of entries the touched records and the applied log id go to sled in
-//! one atomic batch (sled's own crash recovery keeps batches whole). sled is not fsync'd per
-//! batch: the Raft log is, and on restart openraft re-applies whatever sled lost. Snapshots are
+//! one atomic batch (sled's own crash recovery keeps batches whole). The batch is taken under
+//! the replica's write lock and written after releasing it, on a blocking thread; apply
+//! returns (and openraft answers clients, and starts the next apply) only once it is written,
+//! so batches reach sled in log order. sled is not fsync'd per batch: the Raft log is, and on
+//! restart openraft re-applies whatever sled lost. Snapshots are
 //! written durably (atomic file replace) before the log is purged, and a restart takes
 //! whichever of sled and the snapshot is newer, so a purged prefix is never needed again.
 
@@ -15,9 +18,10 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{decode, encode};
 use crate::feed::{Feed, FEED_CAPACITY_CHANGES};
-use crate::machine::{decode, encode, is_layout_key, Machine, Record};
-use crate::storage::log::write_file_atomic;
+use crate::machine::{is_layout_key, Machine, Record};
+use crate::storage::write_file_atomic;
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::types::Reply;
 
@@ -62,19 +66,20 @@ pub trait StateDisk: Send + Sync + 'static {
     fn blocks(&self) -> bool;
 }
 
-/// Runs a disk call off the async threads when the disk blocks.
+/// Runs a disk call off the async threads when the disk blocks; `err` says what failed.
 async fn off_thread<T: Send + 'static>(
     disk: &Arc<dyn StateDisk>,
+    err: fn(io::Error) -> StorageError,
     f: impl FnOnce(&dyn StateDisk) -> io::Result<T> + Send + 'static,
 ) -> Result<T, StorageError> {
     if !disk.blocks() {
-        return f(disk.as_ref()).map_err(snapshot_err);
+        return f(disk.as_ref()).map_err(err);
     }
     let disk = disk.clone();
     tokio::task::spawn_blocking(move || f(disk.as_ref()))
         .await
-        .map_err(|e| snapshot_err(io::Error::other(e.to_string())))?
-        .map_err(snapshot_err)
+        .map_err(|e| err(io::Error::other(e.to_string())))?
+        .map_err(err)
 }
 
 fn invalid(e: impl ToString) -> io::Error {
@@ -317,11 +322,11 @@ impl GroupShared {
     }
 }
 
-fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
+fn sm_err(e: io::Error) -> StorageError {
     StorageIOError::write_state_machine(&e).into()
 }
 
-fn snapshot_err(e: impl std::error::Error + 'static) -> StorageError {
+fn snapshot_err(e: io::Error) -> StorageError {
     StorageIOError::write_snapshot(None, &e).into()
 }
 
@@ -396,7 +401,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         let (meta_w, data_w) = (meta.clone(), data.clone());
-        off_thread(&self.disk, move |disk| disk.save_snapshot(&meta_w, &data_w)).await?;
+        off_thread(&self.disk, snapshot_err, move |disk| {
+            disk.save_snapshot(&meta_w, &data_w)
+        })
+        .await?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
@@ -419,7 +427,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
-        let applied_index = {
+        // Apply under the write lock; take what changed; write it after releasing the lock.
+        let (dirty, applied, membership) = {
             let mut replica = self.shared.write();
             for entry in entries {
                 replica.applied = Some(entry.log_id);
@@ -436,13 +445,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 replica.feed.push(entry.log_id.index, changes);
             }
-            let dirty = replica.machine.take_dirty();
-            self.disk
-                .write(dirty, replica.applied, &replica.membership)
-                .map_err(sm_err)?;
-            replica.applied.map(|l| l.index).unwrap_or(0)
+            (
+                replica.machine.take_dirty(),
+                replica.applied,
+                replica.membership.clone(),
+            )
         };
-        self.shared.applied_tx.send_replace(applied_index);
+        off_thread(&self.disk, sm_err, move |disk| {
+            disk.write(dirty, applied, &membership)
+        })
+        .await?;
+        self.shared
+            .applied_tx
+            .send_replace(applied.map(|l| l.index).unwrap_or(0));
         Ok(replies)
     }
 
@@ -464,14 +479,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let records: Vec<Record> = decode(&data).map_err(|e| snapshot_err(invalid(e)))?;
-        let machine = Machine::from_records(records.clone()).map_err(snapshot_err)?;
+        let machine =
+            Machine::from_records(records.clone()).map_err(|e| snapshot_err(invalid(e)))?;
         let persisted = Persisted {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             records,
         };
         let meta_w = meta.clone();
-        off_thread(&self.disk, move |disk| {
+        off_thread(&self.disk, snapshot_err, move |disk| {
             disk.save_snapshot(&meta_w, &data)
                 .and_then(|_| disk.replace(&persisted))
         })
@@ -490,7 +506,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let loaded = off_thread(&self.disk, |disk| disk.load_snapshot()).await?;
+        let loaded = off_thread(&self.disk, snapshot_err, |disk| disk.load_snapshot()).await?;
         Ok(loaded.map(|(meta, data)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -335,7 +335,7 @@ pub fn class_sets<'a>(
         .iter()
         .enumerate()
         .map(|(k, class)| {
-            let mut rng = Rng(seed ^ 0xc1a55 ^ ((k as u64 + 1) << 32));
+            let mut rng = Rng::new(seed ^ 0xc1a55 ^ ((k as u64 + 1) << 32));
             let set = targets
                 .iter()
                 .filter_map(|p| {

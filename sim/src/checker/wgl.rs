@@ -395,14 +395,12 @@ impl Bits {
             zobrist: 0,
         }
     }
-    /// A fixed pseudo-random key per position (SplitMix64 of it).
+    /// A fixed pseudo-random key per position: the `i + 1`-th SplitMix64 output of seed 0
+    /// (the generator's state after `i` steps is `i` times its increment).
     fn key(i: usize) -> u64 {
-        let mut z = (i as u64)
-            .wrapping_add(1)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+        const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+        rand_xoshiro::SplitMix64::seed_from_u64((i as u64).wrapping_mul(GOLDEN_GAMMA)).next_u64()
     }
     fn set(&mut self, i: usize) {
         self.words[i / 64] |= 1 << (i % 64);

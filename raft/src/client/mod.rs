@@ -6,6 +6,12 @@
 //! leader can be reached before the deadline the error says so distinctly
 //! ([`InventoryError::NoLeader`] when nothing was delivered, [`InventoryError::OutcomeUnknown`]
 //! when an attempt may have been).
+//!
+//! The API tier calls the typed methods ([`InventoryClient::hold`], [`InventoryClient::release`],
+//! [`InventoryClient::get_booking`], …): each answers the one thing it asks for, with a
+//! replicated refusal as [`InventoryError::Rejected`] or [`InventoryError::SeatsTaken`], so no
+//! caller matches outcomes its command cannot have. The raw [`InventoryClient::execute`] and
+//! [`InventoryClient::read`] stay for the simulator and benchmarks, which record every outcome.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,14 +19,20 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot};
 
+mod calls;
+
+use calls::{refusal, unexpected_read};
+pub use calls::{Settlement, Timed};
+
+use crate::batch::batch_and_dispatch;
+use crate::codec::{decode, encode, stable_hash};
 use crate::feed::FeedPage;
-use crate::host::{Host, Query, QueryResult, ReadReply, ServeError};
-use crate::machine::{decode, encode};
+use crate::host::Host;
 use crate::transport::{Transport, TransportError};
 use crate::types::*;
+use crate::wire::{Query, QueryResult, ReadReply, ServeError};
 
 /// Time for one call to one node.
 pub const CALL_TIMEOUT_MS: u64 = 3_000;
@@ -54,6 +66,12 @@ pub enum InventoryError {
     Invalid(String),
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// The inventory applied the request and refused it; nothing changed.
+    #[error("refused: {0:?}")]
+    Rejected(Rejection),
+    /// A hold found these seats taken; nothing changed.
+    #[error("seats not available: {seat_ids:?}")]
+    SeatsTaken { seat_ids: Vec<SeatId> },
 }
 
 #[derive(Default)]
@@ -290,9 +308,10 @@ impl InventoryClient {
         &self,
     ) -> Result<Vec<(GroupId, Vec<(NodeId, String)>)>, InventoryError> {
         let reply = self.read(META_GROUP, Query::Groups).await?;
-        let QueryResult::Groups(groups) = reply.result else {
-            return Err(InventoryError::Protocol("expected groups".into()));
-        };
+        let groups = match reply.result {
+            QueryResult::Groups(groups) => Ok(groups),
+            other => Err(unexpected_read("groups", other)),
+        }?;
         let mut routes = self.routes_mut();
         for (g, members) in &groups {
             routes.members.insert(*g, members.clone());
@@ -353,28 +372,45 @@ impl InventoryClient {
         let reply = self
             .read(META_GROUP, Query::Placement(event_id.to_owned()))
             .await?;
-        match reply.result {
-            QueryResult::Placement(Some(g)) => {
-                self.routes_mut().placement.insert(event_id.to_owned(), g);
-                Ok(g)
-            }
-            QueryResult::Placement(None) => Err(InventoryError::UnknownEvent(event_id.to_owned())),
-            other => Err(InventoryError::Protocol(format!(
-                "expected placement, got {other:?}"
-            ))),
-        }
+        let placed = match reply.result {
+            QueryResult::Placement(placed) => Ok(placed),
+            other => Err(unexpected_read("placement", other)),
+        }?;
+        let group = placed.ok_or_else(|| InventoryError::UnknownEvent(event_id.to_owned()))?;
+        self.routes_mut()
+            .placement
+            .insert(event_id.to_owned(), group);
+        Ok(group)
     }
 
     /// Places the event in a shard (chosen by a stable hash of its id over the inventory
-    /// groups) and registers its seats there. Idempotent under the same `request_id`.
+    /// groups) and registers its seats there (in chunks of [`MAX_SEATS_PER_COMMAND`]).
+    /// Idempotent under the same `request_id`; answers the event's group.
     pub async fn register_event(
         &self,
         request_id: &str,
-        event_id: &str,
-        currency: &str,
-        hold_ttl_ms: u64,
-        seats: Vec<SeatSpec>,
+        event: RegisterEventCmd,
+    ) -> Result<GroupId, InventoryError> {
+        let (group, reply) = self.register_event_raw(request_id, event).await?;
+        match reply.outcome {
+            Outcome::Registered { .. } => Ok(group),
+            other => Err(refusal("register event", other)),
+        }
+    }
+
+    /// [`Self::register_event`] with the last registration command's raw reply.
+    pub async fn register_event_raw(
+        &self,
+        request_id: &str,
+        event: RegisterEventCmd,
     ) -> Result<(GroupId, Reply), InventoryError> {
+        let RegisterEventCmd {
+            event_id,
+            currency,
+            hold_ttl_ms,
+            seats,
+        } = event;
+        let event_id = event_id.as_str();
         let groups = self.refresh_groups().await?;
         let shards: Vec<GroupId> = groups
             .iter()
@@ -386,32 +422,28 @@ impl InventoryClient {
                 "the cluster has no inventory groups".into(),
             ));
         }
-        let chosen = shards[(stable_hash(event_id) % shards.len() as u64) as usize];
-        let assign = Command::AssignEvent {
+        let chosen = shards[(stable_hash(event_id.as_bytes()) % shards.len() as u64) as usize];
+        let assign = Command::AssignEvent(AssignEventCmd {
             event_id: event_id.to_owned(),
             group: chosen,
-        };
+        });
         let reply = self
             .execute(META_GROUP, &format!("{request_id}/assign"), assign)
             .await?;
         let group = match reply.outcome {
-            Outcome::Assigned { group } => group,
-            other => {
-                return Err(InventoryError::Protocol(format!(
-                    "assign answered {other:?}"
-                )))
-            }
-        };
+            Outcome::Assigned { group } => Ok(group),
+            other => Err(refusal("assign event", other)),
+        }?;
         self.routes_mut()
             .placement
             .insert(event_id.to_owned(), group);
         let mut chunks = seats.chunks(MAX_SEATS_PER_COMMAND);
-        let register = Command::RegisterEvent {
+        let register = Command::RegisterEvent(RegisterEventCmd {
             event_id: event_id.to_owned(),
-            currency: currency.to_owned(),
+            currency,
             hold_ttl_ms,
             seats: chunks.next().unwrap_or_default().to_vec(),
-        };
+        });
         let mut reply = self
             .execute(group, &format!("{request_id}/register"), register)
             .await?;
@@ -419,10 +451,10 @@ impl InventoryClient {
             if !matches!(reply.outcome, Outcome::Registered { .. }) {
                 break;
             }
-            let more = Command::AddSeats {
+            let more = Command::AddSeats(AddSeatsCmd {
                 event_id: event_id.to_owned(),
                 seats: chunk.to_vec(),
-            };
+            });
             reply = self
                 .execute(group, &format!("{request_id}/seats/{i}"), more)
                 .await?;
@@ -476,43 +508,33 @@ impl InventoryClient {
 }
 
 /// Sends queued single requests for one group, batched, with a bounded number in flight.
-async fn batch_loop(client: InventoryClient, group: GroupId, mut rx: mpsc::Receiver<Queued>) {
-    let permits = Arc::new(Semaphore::new(CLIENT_INFLIGHT_WRITES_PER_GROUP));
-    let mut inflight = JoinSet::new();
-    loop {
-        let first = tokio::select! {
-            queued = rx.recv() => match queued { Some(q) => q, None => break },
-            Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
-        };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        let mut batch = vec![first];
-        while batch.len() < CLIENT_MAX_BATCH_REQUESTS {
-            match rx.try_recv() {
-                Ok(q) => batch.push(q),
-                Err(_) => break,
-            }
-        }
-        let client = client.clone();
-        inflight.spawn(async move {
-            let _permit = permit;
-            let (requests, senders): (Vec<Request>, Vec<_>) = batch.into_iter().unzip();
-            match client.write(group, requests).await {
-                Ok(replies) => {
-                    for (sender, reply) in senders.into_iter().zip(replies) {
-                        let _ = sender.send(Ok(reply));
+async fn batch_loop(client: InventoryClient, group: GroupId, rx: mpsc::Receiver<Queued>) {
+    let max_inflight = CLIENT_INFLIGHT_WRITES_PER_GROUP;
+    batch_and_dispatch(
+        rx,
+        max_inflight,
+        CLIENT_MAX_BATCH_REQUESTS,
+        |_| 1,
+        |batch| {
+            let client = client.clone();
+            async move {
+                let (requests, senders): (Vec<Request>, Vec<_>) = batch.into_iter().unzip();
+                match client.write(group, requests).await {
+                    Ok(replies) => {
+                        for (sender, reply) in senders.into_iter().zip(replies) {
+                            let _ = sender.send(Ok(reply));
+                        }
                     }
-                }
-                Err(e) => {
-                    for sender in senders {
-                        let _ = sender.send(Err(e.clone()));
+                    Err(e) => {
+                        for sender in senders {
+                            let _ = sender.send(Err(e.clone()));
+                        }
                     }
                 }
             }
-        });
-    }
-    while inflight.join_next().await.is_some() {}
+        },
+    )
+    .await;
 }
 
 /// Initializes every group (0 = meta, 1..=`shards` inventory) with `members` as voters
@@ -531,10 +553,10 @@ pub async fn bootstrap(
         members.iter().map(|(_, a)| a.clone()).collect(),
     );
     for group in 0..=shards as GroupId {
-        let command = Command::PutGroup {
+        let command = Command::PutGroup(PutGroupCmd {
             group,
             members: members.to_vec(),
-        };
+        });
         let mut attempts = 0;
         loop {
             match client
@@ -557,14 +579,4 @@ pub async fn bootstrap(
     }
     tracing::info!(shards, "cluster bootstrapped");
     Ok(())
-}
-
-/// FNV-1a: stable across processes and versions (unlike std's hasher).
-pub fn stable_hash(s: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in s.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }

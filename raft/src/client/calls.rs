@@ -1,0 +1,269 @@
+//! The client's typed calls, what the API tier uses: each asks for one thing and answers it,
+//! with a replicated refusal as [`InventoryError::Rejected`], taken seats as
+//! [`InventoryError::SeatsTaken`], and an outcome its command cannot have as a protocol error
+//! named here once, so no caller matches impossible variants.
+
+use super::{InventoryClient, InventoryError};
+use crate::types::*;
+use crate::wire::{Query, QueryResult};
+
+/// An answer and the group time it describes (see [`Reply::at_ms`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timed<T> {
+    pub value: T,
+    pub at_ms: u64,
+}
+
+/// How a payment event left a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Sold (also the answer to a late or replayed event for a sold booking).
+    Confirmed(Booking),
+    /// Failed, or already failed or refunded; a paid one should be refunded.
+    Failed(Booking),
+    /// A failed booking's refund recorded ([`InventoryClient::mark_refunded`]).
+    Refunded(Booking),
+}
+
+/// A typed call's answer other than the one it asked for: a replicated refusal, taken seats,
+/// or (an outcome its command cannot have) a protocol error naming the command.
+pub(super) fn refusal(what: &str, outcome: Outcome) -> InventoryError {
+    match outcome {
+        Outcome::Rejected(rejection) => InventoryError::Rejected(rejection),
+        Outcome::Unavailable { seat_ids } => InventoryError::SeatsTaken { seat_ids },
+        other => InventoryError::Protocol(format!("{what} answered {other:?}")),
+    }
+}
+
+/// A read answered with another variant than its query's.
+pub(super) fn unexpected_read(what: &str, result: QueryResult) -> InventoryError {
+    InventoryError::Protocol(format!("{what} read answered {result:?}"))
+}
+
+impl InventoryClient {
+    /// Holds seats, all or none, for the event's hold lifetime (or `cmd.ttl_ms`).
+    pub async fn hold(
+        &self,
+        request_id: &str,
+        cmd: HoldCmd,
+    ) -> Result<Timed<Hold>, InventoryError> {
+        let event_id = cmd.event_id.clone();
+        let reply = self
+            .execute_for_event(&event_id, request_id, Command::Hold(cmd))
+            .await?;
+        let at_ms = reply.at_ms;
+        match reply.outcome {
+            Outcome::Held(hold) => Ok(Timed { value: hold, at_ms }),
+            other => Err(refusal("hold", other)),
+        }
+    }
+
+    /// Gives a live hold's seats back; `event_id` is the hold's event.
+    pub async fn release(
+        &self,
+        event_id: &str,
+        request_id: &str,
+        cmd: ReleaseCmd,
+    ) -> Result<(), InventoryError> {
+        let reply = self
+            .execute_for_event(event_id, request_id, Command::Release(cmd))
+            .await?;
+        match reply.outcome {
+            Outcome::Released => Ok(()),
+            other => Err(refusal("release", other)),
+        }
+    }
+
+    /// Records a booking awaiting payment for a live hold of `event_id`.
+    pub async fn create_booking(
+        &self,
+        event_id: &str,
+        request_id: &str,
+        cmd: CreateBookingCmd,
+    ) -> Result<Booking, InventoryError> {
+        let reply = self
+            .execute_for_event(event_id, request_id, Command::CreateBooking(cmd))
+            .await?;
+        match reply.outcome {
+            Outcome::BookingCreated(booking) => Ok(booking),
+            other => Err(refusal("create booking", other)),
+        }
+    }
+
+    /// The payment succeeded: sells the hold's seats if it is still live, else fails.
+    pub async fn confirm(
+        &self,
+        group: GroupId,
+        request_id: &str,
+        cmd: ConfirmCmd,
+    ) -> Result<Settlement, InventoryError> {
+        self.settle(group, request_id, "confirm", Command::Confirm(cmd))
+            .await
+    }
+
+    /// The payment failed: the booking fails (a settled one answers as it stands).
+    pub async fn fail_payment(
+        &self,
+        group: GroupId,
+        request_id: &str,
+        cmd: FailPaymentCmd,
+    ) -> Result<Settlement, InventoryError> {
+        self.settle(group, request_id, "fail payment", Command::FailPayment(cmd))
+            .await
+    }
+
+    /// A failed booking's payment was refunded: answers the refunded booking.
+    pub async fn mark_refunded(
+        &self,
+        group: GroupId,
+        request_id: &str,
+        cmd: MarkRefundedCmd,
+    ) -> Result<Booking, InventoryError> {
+        let reply = self
+            .execute(group, request_id, Command::MarkRefunded(cmd))
+            .await?;
+        match reply.outcome {
+            Outcome::Refunded(booking) => Ok(booking),
+            other => Err(refusal("mark refunded", other)),
+        }
+    }
+
+    async fn settle(
+        &self,
+        group: GroupId,
+        request_id: &str,
+        what: &str,
+        command: Command,
+    ) -> Result<Settlement, InventoryError> {
+        let reply = self.execute(group, request_id, command).await?;
+        match reply.outcome {
+            Outcome::Confirmed(booking) => Ok(Settlement::Confirmed(booking)),
+            Outcome::BookingFailed(booking) => Ok(Settlement::Failed(booking)),
+            other => Err(refusal(what, other)),
+        }
+    }
+
+    /// Changes how long new holds of the event last (the inventory's per-event value is the
+    /// one the holds use).
+    pub async fn set_hold_ttl(
+        &self,
+        request_id: &str,
+        cmd: SetHoldTtlCmd,
+    ) -> Result<(), InventoryError> {
+        let event_id = cmd.event_id.clone();
+        let reply = self
+            .execute_for_event(&event_id, request_id, Command::SetHoldTtl(cmd))
+            .await?;
+        match reply.outcome {
+            Outcome::Done => Ok(()),
+            other => Err(refusal("set hold ttl", other)),
+        }
+    }
+
+    /// Stores a catalog document in the meta group.
+    pub async fn put_catalog(
+        &self,
+        request_id: &str,
+        cmd: PutCatalogCmd,
+    ) -> Result<(), InventoryError> {
+        let reply = self
+            .execute(META_GROUP, request_id, Command::PutCatalog(cmd))
+            .await?;
+        match reply.outcome {
+            Outcome::Done => Ok(()),
+            other => Err(refusal("put catalog", other)),
+        }
+    }
+
+    /// A hold of `event_id` (linearizable), or `None` when the event or the hold is unknown.
+    pub async fn get_hold(
+        &self,
+        event_id: &str,
+        hold_id: &str,
+    ) -> Result<Option<Timed<Hold>>, InventoryError> {
+        let Some(group) = self.group_of_known(event_id).await? else {
+            return Ok(None);
+        };
+        let reply = self.read(group, Query::Hold(hold_id.to_owned())).await?;
+        let at_ms = reply.at_ms;
+        match reply.result {
+            QueryResult::Hold(hold) => Ok(hold.map(|value| Timed { value, at_ms })),
+            other => Err(unexpected_read("hold", other)),
+        }
+    }
+
+    /// A booking of `event_id` (linearizable), or `None` when the event or the booking is
+    /// unknown.
+    pub async fn get_booking(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+    ) -> Result<Option<Booking>, InventoryError> {
+        let Some(group) = self.group_of_known(event_id).await? else {
+            return Ok(None);
+        };
+        let reply = self
+            .read(group, Query::Booking(booking_id.to_owned()))
+            .await?;
+        match reply.result {
+            QueryResult::Booking(booking) => Ok(booking),
+            other => Err(unexpected_read("booking", other)),
+        }
+    }
+
+    /// Every booking of `owner` in `group`.
+    pub async fn bookings_of(
+        &self,
+        group: GroupId,
+        owner: &str,
+    ) -> Result<Vec<Booking>, InventoryError> {
+        let reply = self
+            .read(group, Query::BookingsOf(owner.to_owned()))
+            .await?;
+        match reply.result {
+            QueryResult::Bookings(bookings) => Ok(bookings),
+            other => Err(unexpected_read("bookings", other)),
+        }
+    }
+
+    /// An event's seats with their status, from `group`; `None` when it has no such event.
+    pub async fn event_seats(
+        &self,
+        group: GroupId,
+        event_id: &str,
+    ) -> Result<Option<Vec<(SeatSpec, SeatStatus)>>, InventoryError> {
+        let reply = self
+            .read(group, Query::EventSeats(event_id.to_owned()))
+            .await?;
+        match reply.result {
+            QueryResult::Seats(seats) => Ok(seats),
+            other => Err(unexpected_read("event seats", other)),
+        }
+    }
+
+    /// A catalog document from the meta group.
+    pub async fn catalog_doc(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>, InventoryError> {
+        let query = Query::Catalog {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+        };
+        let reply = self.read(META_GROUP, query).await?;
+        match reply.result {
+            QueryResult::Catalog(doc) => Ok(doc),
+            other => Err(unexpected_read("catalog", other)),
+        }
+    }
+
+    /// The event's group, or `None` when the event is placed nowhere.
+    async fn group_of_known(&self, event_id: &str) -> Result<Option<GroupId>, InventoryError> {
+        match self.group_of(event_id).await {
+            Ok(group) => Ok(Some(group)),
+            Err(InventoryError::UnknownEvent(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! The inventory state machine: `apply(state, request, now_ms) -> reply`, pure.
+//!
+//! No clock, no randomness, no I/O, no hash-map iteration: every replica fed the same log ends
+//! in the same state, byte for byte ([`Machine::records`]).
+//!
+//! # Layout
+//!
+//! - this file: the [`Machine`], request ids (replays), the group clock, the dispatch of a
+//!   command to its handler, and the consistency check debug builds run after every apply;
+//! - [`inventory`]: events, holds, releases and the sweep;
+//! - [`bookings`]: bookings and their payment (confirm, fail, refund);
+//! - [`meta`]: the meta group's catalog, placement and group table, and the limits;
+//! - [`records`]: the persisted form (records and their keys), dirty tracking, rebuild on load;
+//! - [`reads`]: what readers and the host ask of the state.
+//!
+//! Every handler is **check-then-mutate**: `check_*` takes `&self` and returns either a plan or
+//! the answer that changes nothing (a [`Rejection`], or an outcome such as
+//! [`Outcome::Unavailable`]); the mutating step takes the plan and cannot fail. So a command
+//! either changes nothing or does all it says.
+
+mod bookings;
+mod inventory;
+mod meta;
+mod reads;
+mod records;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+pub use records::{is_layout_key, CorruptRecord, Record};
+use records::{EventMeta, Globals, Key, RequestRecord};
+
+use crate::codec::{encode, stable_hash};
+use crate::types::*;
+
+/// What a check answers when the command changes nothing: a rejection or a no-change outcome
+/// (boxed: the rare answer should not make every check's result as large as an outcome).
+type Checked<T> = Result<T, Box<Outcome>>;
+
+/// Who occupies a seat, as last written (a `Held` slot whose hold is no longer live is free).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slot {
+    Free,
+    Held(HoldId),
+    Sold(BookingId),
+}
+
+/// An event's inventory: the stored registration plus indexes derived from holds and bookings.
+#[derive(Debug, Clone)]
+struct EventState {
+    meta: EventMeta,
+    seat_idx: BTreeMap<SeatId, usize>,
+    slots: Vec<Slot>,
+    /// Holds per owner that may still be live (pruned when they finish).
+    holds_by_owner: BTreeMap<UserId, BTreeSet<HoldId>>,
+}
+
+/// The replicated state of one Raft group.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    globals: Globals,
+    events: BTreeMap<EventId, EventState>,
+    holds: BTreeMap<HoldId, Hold>,
+    bookings: BTreeMap<BookingId, Booking>,
+    requests: BTreeMap<RequestId, RequestRecord>,
+    /// Documents are shared so a feed reset copies none of them under the replica lock.
+    catalog: BTreeMap<(String, String), Arc<Vec<u8>>>,
+    placement: BTreeMap<EventId, GroupId>,
+    groups: BTreeMap<GroupId, Vec<(NodeId, String)>>,
+    // Derived indexes (rebuilt on load, never stored).
+    bookings_by_owner: BTreeMap<UserId, BTreeSet<BookingId>>,
+    /// Active holds by expiry, for sweeps.
+    expiring: BTreeSet<(u64, HoldId)>,
+    /// Finished holds by finish time, for retention.
+    finished: BTreeSet<(u64, HoldId)>,
+    /// Request ids by reply time, for retention.
+    request_times: BTreeSet<(u64, RequestId)>,
+    /// Records touched since the last [`Machine::take_dirty`].
+    dirty: BTreeSet<Key>,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Machine::new()
+    }
+}
+
+impl PartialEq for Machine {
+    fn eq(&self, other: &Self) -> bool {
+        self.records() == other.records()
+    }
+}
+
+/// The request's command fingerprint for idempotency checks (FNV-1a of its encoding).
+fn fingerprint(command: &Command) -> u64 {
+    stable_hash(&encode(command))
+}
+
+impl Machine {
+    pub fn new() -> Self {
+        Machine {
+            globals: Globals {
+                last_now_ms: 0,
+                limits: Limits::default(),
+            },
+            events: BTreeMap::new(),
+            holds: BTreeMap::new(),
+            bookings: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            catalog: BTreeMap::new(),
+            placement: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            bookings_by_owner: BTreeMap::new(),
+            expiring: BTreeSet::new(),
+            finished: BTreeSet::new(),
+            request_times: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Applies a leader-stamped proposal: every request in order, at one effective time.
+    pub fn apply_proposal(&mut self, proposal: &Proposal, changes: &mut Vec<Change>) -> Vec<Reply> {
+        let now_ms = self.advance_clock(proposal.now_ms);
+        proposal
+            .requests
+            .iter()
+            .map(|r| self.apply(r, now_ms, changes))
+            .collect()
+    }
+
+    /// Moves the group's clock to `max(stamped, last)`, so a slow new leader cannot turn time
+    /// back and resurrect an expired hold. Returns the effective time.
+    pub fn advance_clock(&mut self, stamped_ms: u64) -> u64 {
+        if stamped_ms > self.globals.last_now_ms {
+            self.globals.last_now_ms = stamped_ms;
+            self.dirty.insert(Key::Globals);
+        }
+        self.globals.last_now_ms
+    }
+
+    /// The group's effective time: the latest stamped time applied.
+    pub fn now_ms(&self) -> u64 {
+        self.globals.last_now_ms
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.globals.limits
+    }
+
+    /// Applies one request at `now_ms` (callers pass a time no lower than [`Machine::now_ms`]).
+    pub fn apply(&mut self, request: &Request, now_ms: u64, changes: &mut Vec<Change>) -> Reply {
+        let now_ms = now_ms.max(self.globals.last_now_ms);
+        #[cfg(debug_assertions)]
+        let first_change = changes.len();
+        let reply = self.apply_request(request, now_ms, changes);
+        #[cfg(debug_assertions)]
+        self.assert_consistent(&request.command, &changes[first_change..], now_ms);
+        reply
+    }
+
+    fn apply_request(
+        &mut self,
+        request: &Request,
+        now_ms: u64,
+        changes: &mut Vec<Change>,
+    ) -> Reply {
+        let at = |outcome| Reply {
+            at_ms: now_ms,
+            outcome,
+        };
+        let Some(request_id) = &request.request_id else {
+            return at(self.execute(&request.command, now_ms, changes));
+        };
+        if request_id.is_empty() || request_id.len() > MAX_ID_BYTES {
+            return at(Rejection::Invalid("request id must be 1..=128 bytes".into()).into());
+        }
+        let fp = fingerprint(&request.command);
+        if let Some(record) = self.requests.get(request_id) {
+            if record.fingerprint == fp {
+                return record.reply.clone();
+            }
+            return at(Rejection::RequestIdReused.into());
+        }
+        let reply = at(self.execute(&request.command, now_ms, changes));
+        self.requests.insert(
+            request_id.clone(),
+            RequestRecord {
+                fingerprint: fp,
+                reply: reply.clone(),
+            },
+        );
+        self.request_times.insert((now_ms, request_id.clone()));
+        self.dirty.insert(Key::Request(request_id.clone()));
+        reply
+    }
+
+    /// Checks the command, then (when the check passes) applies it in a step that cannot fail.
+    fn execute(&mut self, command: &Command, now_ms: u64, changes: &mut Vec<Change>) -> Outcome {
+        let result = match command {
+            Command::RegisterEvent(cmd) => self
+                .check_register_event(cmd)
+                .map(|state| self.put_event(state, changes)),
+            Command::AddSeats(cmd) => self
+                .check_add_seats(cmd)
+                .map(|state| self.put_event(state, changes)),
+            Command::SetHoldTtl(cmd) => self
+                .check_set_hold_ttl(cmd)
+                .map(|()| self.set_hold_ttl(cmd)),
+            Command::Hold(cmd) => self
+                .check_hold(cmd, now_ms)
+                .map(|plan| self.hold(cmd, plan, now_ms, changes)),
+            Command::Release(cmd) => self
+                .check_release(cmd, now_ms)
+                .map(|()| self.release(cmd, now_ms, changes)),
+            Command::CreateBooking(cmd) => self
+                .check_create_booking(cmd, now_ms)
+                .map(|booking| self.create_booking(booking, changes)),
+            Command::Confirm(cmd) => self
+                .check_confirm(cmd, now_ms)
+                .map(|plan| self.confirm(cmd, plan, now_ms, changes)),
+            Command::FailPayment(cmd) => self
+                .check_fail_payment(cmd)
+                .map(|()| self.fail_payment(cmd, now_ms, changes)),
+            Command::MarkRefunded(cmd) => self
+                .check_mark_refunded(cmd)
+                .map(|()| self.mark_refunded(cmd, now_ms, changes)),
+            Command::Sweep => Ok(self.sweep(now_ms, changes)),
+            Command::SetLimits(limits) => {
+                self.check_limits(limits).map(|()| self.set_limits(limits))
+            }
+            Command::PutCatalog(cmd) => self
+                .check_put_catalog(cmd)
+                .map(|()| self.put_catalog(cmd, changes)),
+            Command::DeleteCatalog(cmd) => self
+                .check_delete_catalog(cmd)
+                .map(|()| self.delete_catalog(cmd, changes)),
+            Command::AssignEvent(cmd) => self
+                .check_assign_event(cmd)
+                .map(|()| self.assign_event(cmd, changes)),
+            Command::PutGroup(cmd) => self
+                .check_put_group(cmd)
+                .map(|members| self.put_group(cmd.group, members, changes)),
+        };
+        result.unwrap_or_else(|unchanged| *unchanged)
+    }
+
+    /// Debug builds: after each apply, the records the command touched agree with each other
+    /// and with the seat slots (checked incrementally, so a stadium event stays cheap).
+    #[cfg(debug_assertions)]
+    fn assert_consistent(&self, command: &Command, changes: &[Change], now_ms: u64) {
+        if let Err(broken) = self.check_touched(command, changes, now_ms) {
+            panic!("state machine inconsistent after {command:?}: {broken}");
+        }
+    }
+
+    /// Whether every hold, booking and seat the command touched agrees with the rest of the
+    /// state: `Err` names the first disagreement.
+    #[cfg(debug_assertions)]
+    fn check_touched(
+        &self,
+        command: &Command,
+        changes: &[Change],
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let mut holds: BTreeSet<&str> = BTreeSet::new();
+        let mut bookings: BTreeSet<&str> = BTreeSet::new();
+        for change in changes {
+            match change {
+                Change::Hold { hold_id, .. } => {
+                    holds.insert(hold_id);
+                }
+                Change::Booking { booking_id, .. } => {
+                    bookings.insert(booking_id);
+                }
+                Change::Seat {
+                    event_id, seat_id, ..
+                } => self.check_seat(event_id, seat_id)?,
+                _ => {}
+            }
+        }
+        if let Command::Hold(cmd) = command {
+            holds.insert(&cmd.hold_id);
+        }
+        for hold_id in holds {
+            self.check_hold_record(hold_id, now_ms)?;
+        }
+        for booking_id in bookings {
+            self.check_booking_record(booking_id)?;
+        }
+        Ok(())
+    }
+
+    /// A seat's slot names a hold that is active and holds it, or a confirmed booking of it.
+    fn check_seat(&self, event_id: &str, seat_id: &str) -> Result<(), String> {
+        let event = self
+            .events
+            .get(event_id)
+            .ok_or("seat of an unknown event")?;
+        let idx = *event.seat_idx.get(seat_id).ok_or("unknown seat")?;
+        match &event.slots[idx] {
+            Slot::Free => Ok(()),
+            Slot::Held(hold_id) => match self.holds.get(hold_id) {
+                Some(h)
+                    if h.status == HoldStatus::Active
+                        && h.event_id == event_id
+                        && h.seat_ids.iter().any(|s| s == seat_id) =>
+                {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "seat {seat_id} held by {hold_id}, which does not hold it"
+                )),
+            },
+            Slot::Sold(booking_id) => match self.bookings.get(booking_id) {
+                Some(b)
+                    if b.status == BookingStatus::Confirmed
+                        && b.event_id == event_id
+                        && b.seat_ids.iter().any(|s| s == seat_id) =>
+                {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "seat {seat_id} sold to {booking_id}, which did not buy it"
+                )),
+            },
+        }
+    }
+
+    /// A live hold occupies all its seats; a finished one none (a confirmed one sold them);
+    /// the expiry, retention and per-owner indexes list it exactly when they should.
+    fn check_hold_record(&self, hold_id: &str, now_ms: u64) -> Result<(), String> {
+        let Some(hold) = self.holds.get(hold_id) else {
+            // Forgotten by a sweep after it finished: its seats were freed or sold then.
+            return Ok(());
+        };
+        let active = hold.status == HoldStatus::Active;
+        if self
+            .expiring
+            .contains(&(hold.expires_at_ms, hold_id.to_owned()))
+            != active
+        {
+            return Err(format!("hold {hold_id}: expiry index disagrees"));
+        }
+        if let Some(at_ms) = hold.finished_at_ms {
+            if active || !self.finished.contains(&(at_ms, hold_id.to_owned())) {
+                return Err(format!("hold {hold_id}: retention index disagrees"));
+            }
+        }
+        let event = self
+            .events
+            .get(&hold.event_id)
+            .ok_or_else(|| format!("hold {hold_id} of an unknown event"))?;
+        let owned = event
+            .holds_by_owner
+            .get(&hold.owner)
+            .is_some_and(|ids| ids.contains(hold_id));
+        if owned != active {
+            return Err(format!("hold {hold_id}: owner index disagrees"));
+        }
+        for seat_id in &hold.seat_ids {
+            let slot = event
+                .seat_idx
+                .get(seat_id)
+                .map(|&idx| &event.slots[idx])
+                .ok_or_else(|| format!("hold {hold_id} names unknown seat {seat_id}"))?;
+            let held_here = *slot == Slot::Held(hold_id.to_owned());
+            let fine = match hold.status {
+                HoldStatus::Active if hold.is_live(now_ms) => held_here,
+                HoldStatus::Active => true,
+                HoldStatus::Confirmed => {
+                    matches!(slot, Slot::Sold(b) if hold.booking_id.as_ref() == Some(b))
+                }
+                HoldStatus::Released | HoldStatus::Expired => !held_here,
+            };
+            if !fine {
+                return Err(format!(
+                    "hold {hold_id} ({:?}) and seat {seat_id} ({slot:?}) disagree",
+                    hold.status
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A confirmed booking's seats are sold to it; every booking is listed for its owner.
+    fn check_booking_record(&self, booking_id: &str) -> Result<(), String> {
+        let Some(booking) = self.bookings.get(booking_id) else {
+            return Err(format!("booking {booking_id} changed but missing"));
+        };
+        let listed = self
+            .bookings_by_owner
+            .get(&booking.owner)
+            .is_some_and(|ids| ids.contains(booking_id));
+        if !listed {
+            return Err(format!("booking {booking_id}: owner index disagrees"));
+        }
+        if booking.status == BookingStatus::Confirmed {
+            let event = self
+                .events
+                .get(&booking.event_id)
+                .ok_or_else(|| format!("booking {booking_id} of an unknown event"))?;
+            for seat_id in &booking.seat_ids {
+                let sold = event
+                    .seat_idx
+                    .get(seat_id)
+                    .is_some_and(|&idx| event.slots[idx] == Slot::Sold(booking_id.to_owned()));
+                if !sold {
+                    return Err(format!(
+                        "confirmed booking {booking_id}: {seat_id} not sold"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the whole state as [`Machine::apply`] checks what one command touched: every
+    /// hold, booking and seat. For tests; `Err` names the first disagreement.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        let now_ms = self.now_ms();
+        for hold_id in self.holds.keys() {
+            self.check_hold_record(hold_id, now_ms)?;
+        }
+        for booking_id in self.bookings.keys() {
+            self.check_booking_record(booking_id)?;
+        }
+        for (event_id, event) in &self.events {
+            for seat in event.meta.seats.iter() {
+                self.check_seat(event_id, &seat.id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EventState {
+    fn new(meta: EventMeta) -> Result<EventState, Rejection> {
+        let mut seat_idx = BTreeMap::new();
+        let mut duplicates = BTreeSet::new();
+        for (idx, seat) in meta.seats.iter().enumerate() {
+            if seat_idx.insert(seat.id.clone(), idx).is_some() {
+                duplicates.insert(seat.id.clone());
+            }
+        }
+        if !duplicates.is_empty() {
+            return Err(Rejection::DuplicateSeats(duplicates.into_iter().collect()));
+        }
+        let slots = vec![Slot::Free; meta.seats.len()];
+        Ok(EventState {
+            meta,
+            seat_idx,
+            slots,
+            holds_by_owner: BTreeMap::new(),
+        })
+    }
+}
+
+/// An id the inventory accepts: 1..=[`MAX_ID_BYTES`] bytes, no control characters.
+fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(Rejection::Invalid(format!(
+            "{what} must be 1..={MAX_ID_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! The machine's persisted form: records (globals, event registrations, holds, bookings,
+//! request ids, catalog documents, placement, group table) under ordered byte keys.
+//!
+//! Seat slots and the other indexes are not stored; they are derived from the records on
+//! load. Each apply marks the records it touched dirty so storage writes exactly those,
+//! atomically with the applied log id; [`Machine::records`] is the snapshot format and the
+//! replica-equality check.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{EventState, Machine, Slot};
+use crate::codec::{decode, encode};
+use crate::types::*;
+
+/// Bytes of a record key and its encoded value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// Values that apply itself keeps track of besides the domain records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Globals {
+    /// The effective time of the last applied proposal; time never goes back.
+    pub(super) last_now_ms: u64,
+    pub(super) limits: Limits,
+}
+
+/// An event's registration, stored once per registration chunk (and per hold TTL change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct EventMeta {
+    pub(super) event_id: EventId,
+    pub(super) currency: String,
+    /// How long a hold of this event lasts: the one home of that rule.
+    pub(super) hold_ttl_ms: u64,
+    /// Shared, so readers take the layout without copying it (encoded like a `Vec`).
+    pub(super) seats: Arc<[SeatSpec]>,
+}
+
+/// A remembered request: its command fingerprint and its first reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct RequestRecord {
+    pub(super) fingerprint: u64,
+    pub(super) reply: Reply,
+}
+
+/// Record keys; their byte encoding orders like this enum.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Key {
+    Globals,
+    Event(EventId),
+    Hold(HoldId),
+    Booking(BookingId),
+    Request(RequestId),
+    Catalog(String, String),
+    Placement(EventId),
+    Group(GroupId),
+}
+
+impl Key {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Key::Globals => out.push(b'g'),
+            Key::Event(id) => tagged(&mut out, b'e', id),
+            Key::Hold(id) => tagged(&mut out, b'h', id),
+            Key::Booking(id) => tagged(&mut out, b'b', id),
+            Key::Request(id) => tagged(&mut out, b'r', id),
+            Key::Catalog(kind, id) => {
+                tagged(&mut out, b'c', kind);
+                out.push(0);
+                out.extend_from_slice(id.as_bytes());
+            }
+            Key::Placement(id) => tagged(&mut out, b'p', id),
+            Key::Group(g) => {
+                out.push(b'n');
+                out.extend_from_slice(&g.to_be_bytes());
+            }
+        }
+        out
+    }
+}
+
+/// Whether a record key is an event's seat layout (large, written once per registration
+/// chunk; storage may keep these apart from the hot records).
+pub fn is_layout_key(key: &[u8]) -> bool {
+    key.first() == Some(&b'e')
+}
+
+fn tagged(out: &mut Vec<u8>, tag: u8, id: &str) {
+    out.push(tag);
+    out.extend_from_slice(id.as_bytes());
+}
+
+/// A record that could not be decoded: the stored state is corrupt.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt state record {key:?}: {reason}")]
+pub struct CorruptRecord {
+    pub key: Vec<u8>,
+    pub reason: String,
+}
+
+impl Machine {
+    /// Records changed since the last call: `(key, Some(value))` to write, `(key, None)` to
+    /// delete. Storage writes them in one atomic batch with the applied log id.
+    pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|key| (key.encode(), self.value_of(&key)))
+            .collect()
+    }
+
+    fn value_of(&self, key: &Key) -> Option<Vec<u8>> {
+        match key {
+            Key::Globals => Some(encode(&self.globals)),
+            Key::Event(id) => self.events.get(id).map(|e| encode(&e.meta)),
+            Key::Hold(id) => self.holds.get(id).map(encode),
+            Key::Booking(id) => self.bookings.get(id).map(encode),
+            Key::Request(id) => self.requests.get(id).map(encode),
+            Key::Catalog(kind, id) => self
+                .catalog
+                .get(&(kind.clone(), id.clone()))
+                .map(|doc| doc.to_vec()),
+            Key::Placement(id) => self.placement.get(id).map(encode),
+            Key::Group(g) => self.groups.get(g).map(encode),
+        }
+    }
+
+    /// The whole state as sorted records: the snapshot format and the replica-equality check.
+    pub fn records(&self) -> Vec<Record> {
+        let mut keys = vec![Key::Globals];
+        keys.extend(self.events.keys().map(|k| Key::Event(k.clone())));
+        keys.extend(self.holds.keys().map(|k| Key::Hold(k.clone())));
+        keys.extend(self.bookings.keys().map(|k| Key::Booking(k.clone())));
+        keys.extend(self.requests.keys().map(|k| Key::Request(k.clone())));
+        keys.extend(
+            self.catalog
+                .keys()
+                .map(|(kind, id)| Key::Catalog(kind.clone(), id.clone())),
+        );
+        keys.extend(self.placement.keys().map(|k| Key::Placement(k.clone())));
+        keys.extend(self.groups.keys().map(|g| Key::Group(*g)));
+        let mut records: Vec<Record> = keys
+            .iter()
+            .filter_map(|k| self.value_of(k).map(|v| (k.encode(), v)))
+            .collect();
+        records.sort();
+        records
+    }
+
+    /// Rebuilds a machine (and every derived index) from records.
+    pub fn from_records<I: IntoIterator<Item = Record>>(
+        records: I,
+    ) -> Result<Machine, CorruptRecord> {
+        let mut m = Machine::new();
+        for (key, value) in records {
+            let corrupt = |reason: String| CorruptRecord {
+                key: key.clone(),
+                reason,
+            };
+            let Some((&tag, rest)) = key.split_first() else {
+                return Err(corrupt("empty key".into()));
+            };
+            let text = || String::from_utf8(rest.to_vec()).map_err(|e| corrupt(e.to_string()));
+            match tag {
+                b'g' => m.globals = decode(&value).map_err(corrupt)?,
+                b'e' => {
+                    let meta: EventMeta = decode(&value).map_err(corrupt)?;
+                    let state = EventState::new(meta).map_err(|r| corrupt(format!("{r:?}")))?;
+                    m.events.insert(text()?, state);
+                }
+                b'h' => {
+                    let hold: Hold = decode(&value).map_err(corrupt)?;
+                    m.holds.insert(text()?, hold);
+                }
+                b'b' => {
+                    let booking: Booking = decode(&value).map_err(corrupt)?;
+                    m.bookings.insert(text()?, booking);
+                }
+                b'r' => {
+                    let record: RequestRecord = decode(&value).map_err(corrupt)?;
+                    m.request_times.insert((record.reply.at_ms, text()?));
+                    m.requests.insert(text()?, record);
+                }
+                b'c' => {
+                    let text = text()?;
+                    let (kind, id) = text
+                        .split_once('\0')
+                        .ok_or_else(|| corrupt("catalog key without id".into()))?;
+                    m.catalog
+                        .insert((kind.to_owned(), id.to_owned()), Arc::new(value));
+                }
+                b'p' => {
+                    let group: GroupId = decode(&value).map_err(corrupt)?;
+                    m.placement.insert(text()?, group);
+                }
+                b'n' => {
+                    let bytes: [u8; 8] = rest
+                        .try_into()
+                        .map_err(|_| corrupt("group key length".into()))?;
+                    m.groups
+                        .insert(u64::from_be_bytes(bytes), decode(&value).map_err(corrupt)?);
+                }
+                other => return Err(corrupt(format!("unknown record tag {other}"))),
+            }
+        }
+        m.rebuild_indexes();
+        Ok(m)
+    }
+
+    fn rebuild_indexes(&mut self) {
+        for hold in self.holds.values() {
+            match (hold.status, hold.finished_at_ms) {
+                (HoldStatus::Active, _) => {
+                    self.expiring
+                        .insert((hold.expires_at_ms, hold.hold_id.clone()));
+                    if let Some(event) = self.events.get_mut(&hold.event_id) {
+                        event
+                            .holds_by_owner
+                            .entry(hold.owner.clone())
+                            .or_default()
+                            .insert(hold.hold_id.clone());
+                    }
+                }
+                (_, Some(at_ms)) => {
+                    self.finished.insert((at_ms, hold.hold_id.clone()));
+                }
+                (_, None) => {}
+            }
+        }
+        // Slots: a hold written later always supersedes an earlier one on the same seat, and
+        // only the latest hold of a seat can be active; sold seats override holds.
+        let mut by_creation: Vec<&Hold> = self
+            .holds
+            .values()
+            .filter(|h| h.status == HoldStatus::Active)
+            .collect();
+        by_creation
+            .sort_by(|a, b| (a.created_at_ms, &a.hold_id).cmp(&(b.created_at_ms, &b.hold_id)));
+        for hold in by_creation {
+            if let Some(event) = self.events.get_mut(&hold.event_id) {
+                for seat_id in &hold.seat_ids {
+                    if let Some(&idx) = event.seat_idx.get(seat_id) {
+                        event.slots[idx] = Slot::Held(hold.hold_id.clone());
+                    }
+                }
+            }
+        }
+        for booking in self.bookings.values() {
+            self.bookings_by_owner
+                .entry(booking.owner.clone())
+                .or_default()
+                .insert(booking.booking_id.clone());
+            if booking.status == BookingStatus::Confirmed {
+                if let Some(event) = self.events.get_mut(&booking.event_id) {
+                    for seat_id in &booking.seat_ids {
+                        if let Some(&idx) = event.seat_idx.get(seat_id) {
+                            event.slots[idx] = Slot::Sold(booking.booking_id.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
