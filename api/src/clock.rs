@@ -2,47 +2,12 @@
 //! timestamps read a [`Clock`] (the workspace's one, from `boxoffice-raft`), so tests can
 //! set the time with [`ManualClock`]; and the RFC 3339 form every time in the API takes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// The one clock abstraction of the workspace is the replicated inventory's: the API tier
 /// reads the same [`Clock`] the storage nodes stamp holds with.
-pub use boxoffice_raft::{Clock, SystemClock};
-
-/// A clock that moves only when told to; for tests and simulations.
-#[derive(Debug, Default)]
-pub struct ManualClock {
-    now_ms: AtomicU64,
-}
-
-impl ManualClock {
-    pub fn new(now_ms: u64) -> Self {
-        Self {
-            now_ms: AtomicU64::new(now_ms),
-        }
-    }
-
-    pub fn set_ms(&self, now_ms: u64) {
-        self.now_ms.store(now_ms, Ordering::SeqCst);
-    }
-
-    pub fn advance_ms(&self, delta_ms: u64) {
-        // fetch_update never fails with a closure that always returns Some.
-        let _ = self
-            .now_ms
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
-                Some(now.saturating_add(delta_ms))
-            });
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.now_ms.load(Ordering::SeqCst)
-    }
-}
+pub use boxoffice_raft::{Clock, ManualClock, SystemClock};
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with second precision,
 /// e.g. `2027-06-01T19:00:00Z`, the form every time in the REST API takes. Times past
@@ -69,24 +34,6 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn manual_clock_moves_only_when_told() {
-        let clock = ManualClock::new(1_000);
-        assert_eq!(clock.now_ms(), 1_000);
-        clock.advance_ms(500);
-        assert_eq!(clock.now_ms(), 1_500);
-        clock.set_ms(42);
-        assert_eq!(clock.now_ms(), 42);
-        clock.set_ms(u64::MAX);
-        clock.advance_ms(1);
-        assert_eq!(clock.now_ms(), u64::MAX);
-    }
-
-    #[test]
-    fn system_clock_is_after_2020() {
-        assert!(SystemClock.now_ms() > 1_577_836_800_000);
-    }
 
     #[test]
     fn formats_rfc3339() {

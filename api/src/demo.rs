@@ -10,7 +10,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use boxoffice_raft::types::{Command, ConfirmCmd, CreateBookingCmd, HoldCmd, Outcome};
+use boxoffice_raft::types::{ConfirmCmd, CreateBookingCmd, HoldCmd};
+use boxoffice_raft::InventoryError;
 use futures_util::stream::{self, StreamExt};
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::SplitMix64;
@@ -616,50 +617,52 @@ async fn sell(state: &AppState, event: &Event, percent: usize) -> Result<(), Api
         .chunks(SEATS_PER_DEMO_HOLD)
         .map(|c| c.iter().map(|s| s.id.clone()).collect())
         .collect();
+    let group = state.inventory.group_of(&event.event_id).await?;
     for (n, seat_ids) in chunks.into_iter().enumerate() {
         let fan = format!("demo-fan-{n}");
         let hold_id = format!("ho_{n:016x}.{}", event.event_id);
         let booking_id = format!("bk_{n:016x}.{}", event.event_id);
-        let steps = [
-            Command::Hold(HoldCmd {
-                event_id: event.event_id.clone(),
-                hold_id: hold_id.clone(),
-                owner: fan.clone(),
-                seat_ids,
-                ttl_ms: Some(600_000),
-            }),
-            Command::CreateBooking(CreateBookingCmd {
-                booking_id: booking_id.clone(),
-                hold_id,
-                owner: fan,
-                payment_ref: "demo-seed".into(),
-            }),
-            Command::Confirm(ConfirmCmd {
-                booking_id: booking_id.clone(),
-                payment_event_id: "demo-seed".into(),
-            }),
-        ];
-        for (step, command) in steps.into_iter().enumerate() {
-            let request = format!("demo/{booking_id}/{step}");
-            let reply = state
-                .inventory
-                .execute_for_event(&event.event_id, &request, command)
-                .await?;
-            match reply.outcome {
-                Outcome::Held(_) | Outcome::BookingCreated(_) | Outcome::Confirmed(_) => {}
-                // Somebody took these seats first (a rerun after real sales): skip the chunk.
-                Outcome::Unavailable { .. } | Outcome::Rejected(_) | Outcome::BookingFailed(_) => {
-                    break
-                }
-                other => {
-                    return Err(ApiError::Internal(format!(
-                        "seeding a sale answered {other:?}"
-                    )))
-                }
-            }
+        let request = |step: usize| format!("demo/{booking_id}/{step}");
+        let hold = HoldCmd {
+            event_id: event.event_id.clone(),
+            hold_id: hold_id.clone(),
+            owner: fan.clone(),
+            seat_ids,
+            ttl_ms: Some(600_000),
+        };
+        if !went_through(state.inventory.hold(&request(0), hold).await)? {
+            continue;
         }
+        let booking = CreateBookingCmd {
+            booking_id: booking_id.clone(),
+            hold_id,
+            owner: fan,
+            payment_ref: "demo-seed".into(),
+        };
+        let created = state
+            .inventory
+            .create_booking(&event.event_id, &request(1), booking)
+            .await;
+        if !went_through(created)? {
+            continue;
+        }
+        let confirm = ConfirmCmd {
+            booking_id: booking_id.clone(),
+            payment_event_id: "demo-seed".into(),
+        };
+        went_through(state.inventory.confirm(group, &request(2), confirm).await)?;
     }
     Ok(())
+}
+
+/// Whether a step of a demo sale went through: `Ok(false)` when somebody took the seats
+/// first (a rerun after real sales), so the chunk is skipped.
+fn went_through<T>(result: Result<T, InventoryError>) -> Result<bool, ApiError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(InventoryError::SeatsTaken { .. } | InventoryError::Rejected(_)) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
 }
 
 #[cfg(test)]

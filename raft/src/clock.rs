@@ -68,6 +68,9 @@ mod tests {
         assert_eq!(clock.now_ms(), 15);
         clock.set_ms(1);
         assert_eq!(clock.now_ms(), 1);
+        clock.set_ms(u64::MAX);
+        clock.advance_ms(1);
+        assert_eq!(clock.now_ms(), u64::MAX, "saturates instead of wrapping");
         assert!(SystemClock.now_ms() > 1_600_000_000_000);
     }
 }
