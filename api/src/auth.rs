@@ -5,6 +5,8 @@
 //! Expiry is checked here, not by `jsonwebtoken` (whose check reads the system clock), so
 //! simulated time governs tokens too. `iat` and `exp` are JWT NumericDates (seconds); a
 //! token is expired from the first millisecond of its `exp` second on.
+//!
+//! Over 600 lines, half of them the tests of every way a token can be refused.
 
 use std::sync::Arc;
 

@@ -5,6 +5,9 @@
 //!
 //! Validation is pure and happens here, before anything is proposed, so a bad request is a
 //! 400 naming the field and never half a catalog.
+//!
+//! Near 750 lines: about 600 of request shapes, stored documents and their field-naming
+//! validation, then the tests of each refusal.
 
 use boxoffice_raft::types::SeatSpec;
 use serde::{Deserialize, Serialize};
