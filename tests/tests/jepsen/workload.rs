@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 use sim::checker::FailReason;
 
 /// How long one HTTP attempt may take before it counts as unanswered.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a logical request is retried (same key) before its outcome is unknown.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(12);
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a checkout waits for the payment webhook's verdict after paying.
 const VERDICT_DEADLINE: Duration = Duration::from_secs(15);
 /// Pause between retries of one request.
@@ -249,7 +249,7 @@ pub async fn client(
                     release(&shared, &api, &user, &token, &other, stop).await;
                 }
                 release(&shared, &api, &user, &token, &hold_id, stop).await;
-            } else if roll < 0.8 {
+            } else if roll < 0.85 {
                 release(&shared, &api, &user, &token, &hold_id, stop).await;
             } else {
                 let done = checkout(
