@@ -62,16 +62,7 @@ impl DevServer {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--raft-port", &raft_port.to_string(), "--listen", &addr])
-            .args([
-                "--rate-ip-per-second",
-                "100000",
-                "--rate-ip-burst",
-                "100000",
-                "--rate-user-per-second",
-                "100000",
-                "--rate-user-burst",
-                "100000",
-            ])
+            .args(NO_RATE_LIMITS)
             .env("BOXOFFICE_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -156,6 +147,18 @@ pub struct ApiProc {
 pub const TEST_JWT_SECRET: &str = "test-jwt-secret-of-at-least-thirty-two-bytes";
 pub const TEST_WEBHOOK_SECRET: &str = "test-webhook-secret";
 
+/// Rate limits far above anything a test sends, as `boxoffice dev`/`api` flags.
+pub const NO_RATE_LIMITS: [&str; 8] = [
+    "--rate-ip-per-second",
+    "100000",
+    "--rate-ip-burst",
+    "100000",
+    "--rate-user-per-second",
+    "100000",
+    "--rate-user-burst",
+    "100000",
+];
+
 impl ApiProc {
     /// Starts an API node against `cluster` (`host:port,…`) logging to `log`, and waits
     /// until it is ready.
@@ -184,16 +187,7 @@ impl ApiProc {
                 "--webhook-secret",
                 TEST_WEBHOOK_SECRET,
             ])
-            .args([
-                "--rate-ip-per-second",
-                "100000",
-                "--rate-ip-burst",
-                "100000",
-                "--rate-user-per-second",
-                "100000",
-                "--rate-user-burst",
-                "100000",
-            ])
+            .args(NO_RATE_LIMITS)
             .args(extra)
             .env("BOXOFFICE_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
