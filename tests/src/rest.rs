@@ -74,24 +74,9 @@ impl DevServer {
             child: Some(child),
             _tmp: tmp,
         };
-        let client = reqwest::Client::new();
         // Seeding the demo takes about a minute in a debug build on a busy machine.
         let patience = Duration::from_secs(if demo { 300 } else { 60 });
-        let ready = eventually(patience, || {
-            let client = client.clone();
-            let url = format!("{}/readyz", server.base);
-            async move {
-                client
-                    .get(&url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == StatusCode::OK)
-                    .map(|_| ())
-            }
-        })
-        .await;
-        if ready.is_none() {
+        if !wait_ready(&server.base, patience).await {
             let log = std::fs::read_to_string(server.log_path()).unwrap_or_default();
             panic!(
                 "boxoffice dev did not become ready; log:\n{}",
@@ -198,23 +183,9 @@ impl ApiProc {
             base: format!("http://{addr}"),
             child: Some(child),
         };
-        let client = reqwest::Client::new();
-        let ready = eventually(Duration::from_secs(60), || {
-            let client = client.clone();
-            let url = format!("{}/readyz", node.base);
-            async move {
-                client
-                    .get(&url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == StatusCode::OK)
-                    .map(|_| ())
-            }
-        })
-        .await;
+        let ready = wait_ready(&node.base, Duration::from_secs(60)).await;
         assert!(
-            ready.is_some(),
+            ready,
             "boxoffice api did not become ready: {}",
             std::fs::read_to_string(log).unwrap_or_default()
         );
@@ -467,6 +438,27 @@ impl Rest {
             .unwrap_or("missing")
             .to_owned()
     }
+}
+
+/// Whether `base`'s `/readyz` answers 200 within `patience`.
+async fn wait_ready(base: &str, patience: Duration) -> bool {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/readyz");
+    eventually(patience, || {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .get(&url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == StatusCode::OK)
+                .map(|_| ())
+        }
+    })
+    .await
+    .is_some()
 }
 
 /// A process-unique string for idempotency keys.
