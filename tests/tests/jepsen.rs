@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use boxoffice_tests::eventually;
 use boxoffice_tests::rest::Rest;
@@ -43,7 +43,7 @@ const N_CLIENTS: usize = 6;
 const HOLD_TTL_SECONDS: u64 = 3_600;
 const ROWS: u32 = 30;
 const SEATS_PER_ROW: u32 = 25;
-/// Seconds of load in the CI run (the whole test takes about three minutes).
+/// Seconds of load in the bounded run (the whole test takes about three minutes).
 const DEFAULT_LOAD_SECS: u64 = 150;
 /// Seconds of load in the broken variant: the wipe comes half way.
 const BROKEN_LOAD_SECS: u64 = 60;
@@ -57,10 +57,7 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    boxoffice_raft::Clock::now_ms(&boxoffice_raft::SystemClock)
 }
 
 /// Joins the nemesis thread when dropped, so a panic anywhere still heals and tears down.
