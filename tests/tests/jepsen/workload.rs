@@ -392,6 +392,14 @@ async fn checkout_outcome(
         stop,
     )
     .await?;
+    if booked.status != StatusCode::CREATED {
+        // Kept in the output: a refused booking of an acknowledged hold is what a violation
+        // report starts from, and the problem's detail says which check refused it.
+        println!(
+            "booking of hold {hold_id} via {api} answered {}: {}",
+            booked.status, booked.body
+        );
+    }
     match booked.status.as_u16() {
         201 => {}
         404 => return Some(RawOutcome::Failed(FailReason::NotFound)),
