@@ -44,6 +44,13 @@ pub struct NodeArgs {
     keep_entries: Option<u64>,
     #[arg(long, env = "BOXOFFICE_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
+    /// Checkpoint the state machine to sled every this many applied entries (a restart
+    /// re-applies the log after the last checkpoint).
+    #[arg(long, env = "BOXOFFICE_CHECKPOINT_EVERY")]
+    checkpoint_every: Option<u64>,
+    /// … and at least this often while anything is unsaved.
+    #[arg(long, env = "BOXOFFICE_CHECKPOINT_EVERY_MS")]
+    checkpoint_every_ms: Option<u64>,
 }
 
 /// What a node remembers about itself across restarts.
@@ -91,6 +98,12 @@ fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
     }
     if let Some(n) = args.keep_entries {
         raft.keep_entries = n;
+    }
+    if let Some(n) = args.checkpoint_every {
+        raft.checkpoint_every_entries = n;
+    }
+    if let Some(ms) = args.checkpoint_every_ms {
+        raft.checkpoint_every_ms = ms;
     }
     if let Some(ms) = args.heartbeat_ms {
         raft.heartbeat_ms = ms;

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -27,7 +28,9 @@ use crate::clock::Clock;
 use crate::feed::{FeedPage, FeedRead, FeedSnapshot, FEED_PAGE_MAX_CHANGES};
 use crate::network::NetworkFactory;
 use crate::storage::log::{FileLog, LogDisk, LogStore, MemLog};
-use crate::storage::state::{GroupShared, MemState, SledState, StateDisk, StateMachineStore};
+use crate::storage::state::{
+    CheckpointPolicy, GroupShared, MemState, SledState, StateDisk, StateMachineStore,
+};
 use crate::transport::{Connector, Transport};
 use crate::typ::Raft;
 use crate::types::*;
@@ -54,6 +57,21 @@ pub struct RaftSettings {
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind the last snapshot (for slightly lagging followers).
     pub keep_entries: u64,
+    /// Checkpoint the state machine to its store after this many applied entries; a restart
+    /// re-applies the log after the last checkpoint.
+    #[serde(default = "default_checkpoint_every_entries")]
+    pub checkpoint_every_entries: u64,
+    /// On disk, also checkpoint at least this often while anything is unsaved.
+    #[serde(default = "default_checkpoint_every_ms")]
+    pub checkpoint_every_ms: u64,
+}
+
+fn default_checkpoint_every_entries() -> u64 {
+    1_024
+}
+
+fn default_checkpoint_every_ms() -> u64 {
+    200
 }
 
 impl Default for RaftSettings {
@@ -66,6 +84,8 @@ impl Default for RaftSettings {
             election_max_ms: 3_000,
             snapshot_every_entries: 20_000,
             keep_entries: 2_000,
+            checkpoint_every_entries: default_checkpoint_every_entries(),
+            checkpoint_every_ms: default_checkpoint_every_ms(),
         }
     }
 }
@@ -169,6 +189,15 @@ pub struct GroupStatus {
     pub learners: Vec<NodeId>,
 }
 
+/// One replica's whole state in a number: equal digests at equal applied indexes mean
+/// byte-identical replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaDigest {
+    pub applied_index: Option<u64>,
+    /// FNV-1a of the encoded records ([`crate::machine::Machine::records`]).
+    pub digest: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub node_id: NodeId,
@@ -188,6 +217,8 @@ pub struct Group {
     pub shared: Arc<GroupShared>,
     proposals: mpsc::Sender<Pending>,
     tasks: Mutex<JoinSet<()>>,
+    /// An entry was committed through this replica since it opened (see [`Host::read`]).
+    read_barrier_passed: AtomicBool,
 }
 
 impl Group {
@@ -309,7 +340,11 @@ impl Host {
         let cfg = &self.inner.cfg;
         let (log_disk, state_disk) = self.inner.storage.open_group(group)?;
         let log = LogStore::open(log_disk, &format!("{}-{group}", cfg.node_id))?;
-        let (sm, shared) = StateMachineStore::open(state_disk)?;
+        let policy = CheckpointPolicy {
+            every_entries: cfg.raft.checkpoint_every_entries,
+            every_ms: cfg.raft.checkpoint_every_ms,
+        };
+        let (sm, shared) = StateMachineStore::open(state_disk, policy)?;
         let settings = &cfg.raft;
         let config = Config {
             cluster_name: format!("boxoffice-g{group}"),
@@ -342,6 +377,7 @@ impl Host {
             shared,
             proposals: tx,
             tasks: Mutex::new(tasks),
+            read_barrier_passed: AtomicBool::new(false),
         });
         g.tasks
             .lock()
@@ -411,8 +447,41 @@ impl Host {
             .map_err(|_| ServeError::Unavailable("proposal dropped".into()))?
     }
 
+    /// This replica's digest of `group` (its own state, leader or not: for comparing replicas).
+    pub fn digest(&self, group: GroupId) -> Result<ReplicaDigest, ServeError> {
+        let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
+        let replica = g.shared.read();
+        Ok(ReplicaDigest {
+            applied_index: replica.applied.map(|l| l.index),
+            digest: crate::codec::stable_hash(&crate::codec::encode(&replica.machine.records())),
+        })
+    }
+
     /// A linearizable read of `group`'s state through this node, which must be its leader.
     pub async fn read(&self, group: GroupId, query: Query) -> Result<ReadReply, ServeError> {
+        let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
+        // A node restarted while it led its group resumes as leader of the same term, with no
+        // new no-op entry, and openraft starts it with `committed` = what its state machine
+        // had applied, which trails what it committed (and answered clients for) before the
+        // crash: its read index would then serve a state without acknowledged writes. So the
+        // first read through a replica since it opened waits for one entry committed through
+        // it (a sweep): every earlier entry is then committed and applied here. A leader
+        // elected later has a new term and openraft's own no-op does the same.
+        if !g.read_barrier_passed.load(Ordering::Acquire) {
+            g.sweep().await?;
+            g.read_barrier_passed.store(true, Ordering::Release);
+        }
+        self.read_past_barrier(group, query).await
+    }
+
+    /// [`Host::read`] without the first-read barrier. Only the simulator's deliberately
+    /// broken variant calls it directly, to show the barrier is needed.
+    #[doc(hidden)]
+    pub async fn read_past_barrier(
+        &self,
+        group: GroupId,
+        query: Query,
+    ) -> Result<ReadReply, ServeError> {
         let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
         g.raft
             .ensure_linearizable()

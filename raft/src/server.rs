@@ -32,6 +32,7 @@ pub fn router(host: Host) -> Router {
         .route("/inventory/{group}/write", post(write))
         .route("/inventory/{group}/read", post(read))
         .route("/inventory/{group}/feed", get(feed))
+        .route("/inventory/{group}/digest", get(digest))
         .route("/cluster/status", get(status))
         .route("/cluster/init", post(init))
         .route("/cluster/groups/{group}/members", post(members))
@@ -140,6 +141,10 @@ async fn feed(
     UrlQuery(p): UrlQuery<FeedParams>,
 ) -> Response {
     bincode_ok(&host.feed(group, p.from, p.wait_ms).await)
+}
+
+async fn digest(State(host): State<Host>, Path(group): Path<GroupId>) -> Response {
+    bincode_ok(&host.digest(group))
 }
 
 async fn status(State(host): State<Host>) -> Response {

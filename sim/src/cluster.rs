@@ -43,6 +43,9 @@ pub enum Variant {
     /// A node that believes it leads answers reads from its local state without confirming
     /// its leadership with a quorum (the read path minus `ensure_linearizable`).
     StaleLeaderReads,
+    /// Reads skip the first-read barrier, so a node restarted as the leader of its old term
+    /// answers from a state machine that has not re-applied what it committed before.
+    RestartedLeaderReads,
 }
 
 /// An operator command for one node (run inside that node's simulated runtime).
@@ -88,11 +91,13 @@ impl NodeDurable {
 }
 
 /// Raft timing for the simulation: production's, with snapshots frequent enough that
-/// lagging and restarted replicas catch up by snapshot install within a run.
+/// lagging and restarted replicas catch up by snapshot install within a run, and checkpoints
+/// rare enough that a crash loses state a restart must re-apply from the log.
 pub fn sim_raft_settings() -> RaftSettings {
     RaftSettings {
         snapshot_every_entries: 200,
         keep_entries: 50,
+        checkpoint_every_entries: 16,
         ..RaftSettings::default()
     }
 }
@@ -112,6 +117,12 @@ pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::R
         router = router.layer(axum::middleware::from_fn_with_state(
             host.clone(),
             stale_leader_read,
+        ));
+    }
+    if variant == Variant::RestartedLeaderReads {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            host.clone(),
+            read_without_barrier,
         ));
     }
     let (tx, rx) = mpsc::unbounded_channel();
@@ -166,16 +177,20 @@ async fn control_loop(
     }
 }
 
-/// The broken variant's read path: a node that thinks it is the leader answers from local
-/// state at once. Everything else passes through to the production router.
-async fn stale_leader_read(State(host): State<Host>, request: Request, next: Next) -> Response {
-    let group: Option<GroupId> = request
+/// The group of an `/inventory/{group}/read` request.
+fn read_group(request: &Request) -> Option<GroupId> {
+    request
         .uri()
         .path()
         .strip_prefix("/inventory/")
         .and_then(|rest| rest.strip_suffix("/read"))
-        .and_then(|g| g.parse().ok());
-    let Some(group) = group else {
+        .and_then(|g| g.parse().ok())
+}
+
+/// The broken variant's read path: a node that thinks it is the leader answers from local
+/// state at once. Everything else passes through to the production router.
+async fn stale_leader_read(State(host): State<Host>, request: Request, next: Next) -> Response {
+    let Some(group) = read_group(&request) else {
         return next.run(request).await;
     };
     let Ok(body) = axum::body::to_bytes(request.into_body(), usize::MAX).await else {
@@ -216,6 +231,22 @@ async fn stale_leader_read(State(host): State<Host>, request: Request, next: Nex
                 }
             }
         }
+    };
+    (StatusCode::OK, Body::from(encode(&answer))).into_response()
+}
+
+/// The restarted-leader variant's read path: the production read minus its first-read
+/// barrier. Everything else passes through to the production router.
+async fn read_without_barrier(State(host): State<Host>, request: Request, next: Next) -> Response {
+    let Some(group) = read_group(&request) else {
+        return next.run(request).await;
+    };
+    let Ok(body) = axum::body::to_bytes(request.into_body(), usize::MAX).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let answer = match decode::<Query>(&body) {
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        Ok(query) => host.read_past_barrier(group, query).await,
     };
     (StatusCode::OK, Body::from(encode(&answer))).into_response()
 }

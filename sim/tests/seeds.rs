@@ -22,7 +22,14 @@ const CI_SEEDS: u64 = 4 * CHUNK;
 ///
 /// Fixed in raft/src/host.rs: reads answer at the group's committed time, committing a
 /// sweep first when holds expired since.
-const REGRESSION_SEEDS: &[u64] = &[3, 4, 37];
+/// - 65, 68, 70: a leader crashed and restarted before anyone else campaigned, so openraft
+///   restored it as leader of its old term, with `committed` = its last checkpoint; its
+///   first reads answered from before writes it had acknowledged (`TimeWentBackwards`).
+///   Fixed in raft/src/host.rs: the first read through a replica waits for an entry
+///   committed through it.
+const REGRESSION_SEEDS: &[u64] = &[3, 4, 37, 65, 68, 70];
+/// Seeds that caught the restarted-leader variant when its barrier was found missing.
+const RESTARTED_LEADER_SEEDS: &[u64] = &[65, 68, 70];
 
 fn run(seed: u64, variant: Variant) -> RunReport {
     let mut config = RunConfig::for_seed(seed);
@@ -95,4 +102,21 @@ fn a_stale_leader_read_variant_is_caught() {
         "no seed in 0..{CI_SEEDS} caught stale leader reads"
     );
     eprintln!("stale leader reads caught by seeds {caught:?}");
+}
+
+/// The simulation must catch a cluster whose restarted leader serves reads before it has
+/// re-applied what it committed before its crash (the read path minus its first-read
+/// barrier).
+#[test]
+fn a_restarted_leader_read_variant_is_caught() {
+    let caught: Vec<u64> = RESTARTED_LEADER_SEEDS
+        .iter()
+        .copied()
+        .filter(|&seed| !run(seed, Variant::RestartedLeaderReads).ok())
+        .collect();
+    assert!(
+        !caught.is_empty(),
+        "no seed of {RESTARTED_LEADER_SEEDS:?} caught restarted-leader reads"
+    );
+    eprintln!("restarted-leader reads caught by seeds {caught:?}");
 }

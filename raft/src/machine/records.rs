@@ -110,6 +110,11 @@ impl Machine {
             .collect()
     }
 
+    /// Forgets what changed (the caller writes the whole state instead).
+    pub fn take_dirty_keys(&mut self) {
+        self.dirty.clear();
+    }
+
     fn value_of(&self, key: &Key) -> Option<Vec<u8>> {
         match key {
             Key::Globals => Some(encode(&self.globals)),

@@ -1,18 +1,22 @@
 //! The state machine's storage: records in sled (or memory), snapshots, and openraft's
 //! `RaftStateMachine` over the shared in-memory [`Machine`].
 //!
-//! After applying a batch of entries the touched records and the applied log id go to sled in
-//! one atomic batch (sled's own crash recovery keeps batches whole). The batch is taken under
-//! the replica's write lock and written after releasing it, on a blocking thread; apply
-//! returns (and openraft answers clients, and starts the next apply) only once it is written,
-//! so batches reach sled in log order. sled is not fsync'd per batch: the Raft log is, and on
-//! restart openraft re-applies whatever sled lost. Snapshots are
-//! written durably (atomic file replace) before the log is purged, and a restart takes
-//! whichever of sled and the snapshot is newer, so a purged prefix is never needed again.
+//! The machine lives in memory; applying an entry touches no disk. Its changed records are
+//! **checkpointed** with the applied log id in one atomic batch ([`CheckpointPolicy`]): for
+//! sled, by a background thread per group every `every_ms` or every `every_entries` applied
+//! entries, whichever comes first; for the in-memory store (the simulator), inline and by
+//! count alone, so a seed replays the same. The Raft log is the durable truth: a restart
+//! loads the last checkpoint (or the snapshot, whichever is newer) and openraft re-applies
+//! the log after it. Snapshots are written durably (atomic file replace) before the log is
+//! purged, and the purge keeps everything after the snapshot, so the entries after any
+//! checkpoint older than the snapshot are never needed: the snapshot replaces it on load.
+//! Checkpoints and snapshot installs go to the disk under one lock, so sled sees them in
+//! order.
 
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -28,6 +32,15 @@ use crate::types::Reply;
 const APPLIED_KEY: &[u8] = b"\xffapplied";
 const MEMBERSHIP_KEY: &[u8] = b"\xffmembership";
 const SNAPSHOT_FILE: &str = "snapshot";
+
+/// When the state machine is checkpointed to its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// After this many applied entries.
+    pub every_entries: u64,
+    /// On a blocking disk, also at least this often while anything is unsaved.
+    pub every_ms: u64,
+}
 
 /// A record write (`Some`) or delete (`None`).
 pub type RecordChange = (Vec<u8>, Option<Vec<u8>>);
@@ -304,6 +317,8 @@ pub struct Replica {
     pub applied: Option<LogId>,
     pub membership: StoredMembership,
     pub feed: Feed,
+    /// Entries were applied since the last checkpoint.
+    unsaved: bool,
 }
 
 /// State shared between openraft's state machine task and readers on the same node.
@@ -334,11 +349,139 @@ fn snapshot_err(e: io::Error) -> StorageError {
 pub struct StateMachineStore {
     shared: Arc<GroupShared>,
     disk: Arc<dyn StateDisk>,
+    checkpoints: Checkpoints,
+}
+
+/// What the disk has seen of the machine, guarded by the one lock every disk write takes.
+#[derive(Default)]
+struct DiskState {
+    /// A checkpoint failed: its changes are lost to the disk, so the next one rewrites all.
+    rewrite_all: bool,
+}
+
+/// Writes the machine's changed records to the disk, in log order.
+#[derive(Clone)]
+struct Writer {
+    shared: Arc<GroupShared>,
+    disk: Arc<dyn StateDisk>,
+    lock: Arc<Mutex<DiskState>>,
+}
+
+impl Writer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DiskState> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes what changed since the last checkpoint, with the applied log id, in one batch.
+    fn checkpoint(&self) -> io::Result<()> {
+        let mut on_disk = self.lock();
+        if on_disk.rewrite_all {
+            let persisted = {
+                let mut replica = self.shared.write();
+                replica.machine.take_dirty_keys();
+                replica.unsaved = false;
+                Persisted {
+                    applied: replica.applied,
+                    membership: replica.membership.clone(),
+                    records: replica.machine.records(),
+                }
+            };
+            self.disk.replace(&persisted)?;
+            on_disk.rewrite_all = false;
+            return Ok(());
+        }
+        let (changes, applied, membership) = {
+            if !self.shared.read().unsaved {
+                return Ok(());
+            }
+            let mut replica = self.shared.write();
+            replica.unsaved = false;
+            (
+                replica.machine.take_dirty(),
+                replica.applied,
+                replica.membership.clone(),
+            )
+        };
+        let written = self.disk.write(changes, applied, &membership);
+        if written.is_err() {
+            on_disk.rewrite_all = true;
+        }
+        written
+    }
+}
+
+/// When checkpoints happen: a background thread for a blocking disk, inline for memory.
+struct Checkpoints {
+    writer: Writer,
+    every_entries: u64,
+    unsaved_entries: u64,
+    /// Wakes the background thread (`None`: checkpoints run inline). The thread writes a last
+    /// checkpoint and exits when this is dropped.
+    wake: Option<mpsc::SyncSender<()>>,
+}
+
+impl Checkpoints {
+    fn new(writer: Writer, policy: CheckpointPolicy) -> io::Result<Checkpoints> {
+        let wake = if writer.disk.blocks() {
+            let (tx, rx) = mpsc::sync_channel::<()>(1);
+            let background = writer.clone();
+            let every = Duration::from_millis(policy.every_ms.max(1));
+            std::thread::Builder::new()
+                .name("sm-checkpoint".into())
+                .spawn(move || checkpoint_loop(background, rx, every))?;
+            Some(tx)
+        } else {
+            None
+        };
+        Ok(Checkpoints {
+            writer,
+            every_entries: policy.every_entries.max(1),
+            unsaved_entries: 0,
+            wake,
+        })
+    }
+
+    /// Counts applied entries; a checkpoint is due every `every_entries`.
+    fn applied(&mut self, n_entries: u64) -> io::Result<()> {
+        self.unsaved_entries += n_entries;
+        if self.unsaved_entries < self.every_entries {
+            return Ok(());
+        }
+        self.unsaved_entries = 0;
+        match &self.wake {
+            // Full means a wake-up is already pending: that checkpoint will take these too.
+            Some(wake) => {
+                let _ = wake.try_send(());
+                Ok(())
+            }
+            None => self.writer.checkpoint(),
+        }
+    }
+}
+
+fn checkpoint_loop(writer: Writer, wake: mpsc::Receiver<()>, every: Duration) {
+    loop {
+        let last = match wake.recv_timeout(every) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        };
+        if let Err(e) = writer.checkpoint() {
+            // Not fatal: the log still has every entry since the last good checkpoint, and
+            // the next checkpoint rewrites the whole state.
+            tracing::error!(error = %e, "state machine checkpoint failed");
+        }
+        if last {
+            return;
+        }
+    }
 }
 
 impl StateMachineStore {
-    /// Loads the newest of the persisted state and the snapshot.
-    pub fn open(disk: Arc<dyn StateDisk>) -> io::Result<(StateMachineStore, Arc<GroupShared>)> {
+    /// Loads the newest of the persisted state and the snapshot, and checkpoints by `policy`.
+    pub fn open(
+        disk: Arc<dyn StateDisk>,
+        policy: CheckpointPolicy,
+    ) -> io::Result<(StateMachineStore, Arc<GroupShared>)> {
         let mut persisted = disk.load()?;
         if let Some((meta, data)) = disk.load_snapshot()? {
             if meta.last_log_id > persisted.applied {
@@ -358,16 +501,23 @@ impl StateMachineStore {
             applied: persisted.applied,
             membership: persisted.membership,
             feed: Feed::new(applied_index, FEED_CAPACITY_CHANGES),
+            unsaved: false,
         };
         let (applied_tx, _) = tokio::sync::watch::channel(applied_index);
         let shared = Arc::new(GroupShared {
             replica: RwLock::new(replica),
             applied_tx,
         });
+        let writer = Writer {
+            shared: shared.clone(),
+            disk: disk.clone(),
+            lock: Arc::default(),
+        };
         Ok((
             StateMachineStore {
                 shared: shared.clone(),
                 disk,
+                checkpoints: Checkpoints::new(writer, policy)?,
             },
             shared,
         ))
@@ -427,10 +577,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
-        // Apply under the write lock; take what changed; write it after releasing the lock.
-        let (dirty, applied, membership) = {
+        let mut n_entries = 0;
+        let applied = {
             let mut replica = self.shared.write();
             for entry in entries {
+                n_entries += 1;
                 replica.applied = Some(entry.log_id);
                 let mut changes = Vec::new();
                 match &entry.payload {
@@ -445,16 +596,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 replica.feed.push(entry.log_id.index, changes);
             }
-            (
-                replica.machine.take_dirty(),
-                replica.applied,
-                replica.membership.clone(),
-            )
+            replica.unsaved = true;
+            replica.applied
         };
-        off_thread(&self.disk, sm_err, move |disk| {
-            disk.write(dirty, applied, &membership)
-        })
-        .await?;
+        self.checkpoints.applied(n_entries).map_err(sm_err)?;
         self.shared
             .applied_tx
             .send_replace(applied.map(|l| l.index).unwrap_or(0));
@@ -487,19 +632,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             records,
         };
         let meta_w = meta.clone();
+        let writer = self.checkpoints.writer.clone();
+        let applied_index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        // Disk and memory change under the writer's lock, so no checkpoint of the old
+        // machine can land on the disk after the new state.
         off_thread(&self.disk, snapshot_err, move |disk| {
-            disk.save_snapshot(&meta_w, &data)
-                .and_then(|_| disk.replace(&persisted))
+            let mut on_disk = writer.lock();
+            disk.save_snapshot(&meta_w, &data)?;
+            disk.replace(&persisted)?;
+            on_disk.rewrite_all = false;
+            let mut replica = writer.shared.write();
+            replica.machine = machine;
+            replica.applied = meta_w.last_log_id;
+            replica.membership = meta_w.last_membership.clone();
+            replica.unsaved = false;
+            replica.feed.reset(applied_index);
+            Ok(())
         })
         .await?;
-        let applied_index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
-        {
-            let mut replica = self.shared.write();
-            replica.machine = machine;
-            replica.applied = meta.last_log_id;
-            replica.membership = meta.last_membership.clone();
-            replica.feed.reset(applied_index);
-        }
         self.shared.applied_tx.send_replace(applied_index);
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
