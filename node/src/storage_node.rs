@@ -12,10 +12,11 @@ pub use boxoffice_raft::client::bootstrap;
 use boxoffice_raft::storage::write_file_atomic;
 use boxoffice_raft::transport::TcpConnector;
 use boxoffice_raft::types::NodeId;
-use boxoffice_raft::{Host, HostConfig, RaftSettings, Storage, SystemClock};
+use boxoffice_raft::{ClusterKey, Host, HostConfig, RaftSettings, Storage, SystemClock};
 use serde::{Deserialize, Serialize};
 
 use crate::api_node::{shutdown_signal, SHUTDOWN_GRACE_MS};
+use crate::cluster_key::KeyArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
@@ -44,6 +45,8 @@ pub struct NodeArgs {
     keep_entries: Option<u64>,
     #[arg(long, env = "BOXOFFICE_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 /// What a node remembers about itself across restarts.
@@ -138,13 +141,15 @@ pub struct StorageNode {
     server: tokio::task::JoinHandle<()>,
 }
 
-/// Opens the replicas in `data_dir` and serves them on `listener` until shut down.
+/// Opens the replicas in `data_dir` and serves them on `listener` until shut down; calls are
+/// signed and checked with `cluster_key` (`None`: `--insecure`).
 pub async fn start_host(
     id: NodeId,
     advertise: String,
     raft: RaftSettings,
     data_dir: PathBuf,
     listener: tokio::net::TcpListener,
+    cluster_key: Option<ClusterKey>,
 ) -> anyhow::Result<StorageNode> {
     let storage = Storage::open_dir(data_dir)?;
     let cfg = HostConfig {
@@ -152,6 +157,7 @@ pub async fn start_host(
         addr: advertise,
         raft,
         clock: Arc::new(SystemClock),
+        cluster_key,
     };
     let host = Host::open(cfg, storage, TcpConnector).await?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -160,6 +166,27 @@ pub async fn start_host(
     };
     let server = tokio::spawn(serve(host.clone(), listener, shutdown));
     Ok(StorageNode { host, stop, server })
+}
+
+/// A node of a cluster run inside this process (`dev`, `bench`): default Raft settings, its
+/// data in `base_dir/n{id}`.
+pub async fn start_in_process(
+    id: NodeId,
+    listener: tokio::net::TcpListener,
+    base_dir: &std::path::Path,
+    cluster_key: Option<ClusterKey>,
+) -> anyhow::Result<StorageNode> {
+    let addr = listener.local_addr()?.to_string();
+    let dir = base_dir.join(format!("n{id}"));
+    start_host(
+        id,
+        addr,
+        RaftSettings::default(),
+        dir,
+        listener,
+        cluster_key,
+    )
+    .await
 }
 
 /// Serves `host`'s internal router on `listener` until `shutdown` resolves, then lets calls
@@ -208,6 +235,10 @@ impl StorageNode {
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let cluster_key = args.key.resolve()?;
+    if cluster_key.is_none() {
+        tracing::warn!("--insecure: internal calls are neither signed nor checked");
+    }
     let file = load_or_create(&args)?;
     let listener = tokio::net::TcpListener::bind(&file.listen)
         .await
@@ -219,6 +250,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         file.raft.clone(),
         args.data_dir.clone(),
         listener,
+        cluster_key,
     )
     .await?;
     if let Some(spec) = &args.init {

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::auth::{ClusterAuth, ClusterKey};
 use crate::batch::batch_and_dispatch;
 use crate::clock::Clock;
 use crate::feed::{FeedPage, FeedRead, FeedSnapshot, FEED_PAGE_MAX_CHANGES};
@@ -152,6 +153,9 @@ pub struct HostConfig {
     pub addr: String,
     pub raft: RaftSettings,
     pub clock: Arc<dyn Clock>,
+    /// Signs this node's calls and checks the calls it serves; `None` is `--insecure`
+    /// (nothing signed, nothing checked).
+    pub cluster_key: Option<ClusterKey>,
 }
 
 /// One group's view for operators.
@@ -233,6 +237,7 @@ impl Group {
 struct HostInner {
     cfg: HostConfig,
     storage: Storage,
+    auth: ClusterAuth,
     transport: Arc<Transport>,
     groups: RwLock<BTreeMap<GroupId, Arc<Group>>>,
     creating: tokio::sync::Mutex<()>,
@@ -251,11 +256,13 @@ impl Host {
         storage: Storage,
         connector: impl Connector,
     ) -> std::io::Result<Host> {
+        let auth = ClusterAuth::from_key(cfg.cluster_key.clone(), cfg.clock.clone());
         let host = Host {
             inner: Arc::new(HostInner {
                 cfg,
                 storage,
-                transport: Arc::new(Transport::new(connector)),
+                transport: Arc::new(Transport::new(connector, auth.clone())),
+                auth,
                 groups: RwLock::new(BTreeMap::new()),
                 creating: tokio::sync::Mutex::new(()),
             }),
@@ -272,6 +279,11 @@ impl Host {
 
     pub fn addr(&self) -> &str {
         &self.inner.cfg.addr
+    }
+
+    /// How this node signs its calls and checks the ones it serves.
+    pub fn auth(&self) -> &ClusterAuth {
+        &self.inner.auth
     }
 
     pub fn transport(&self) -> Arc<Transport> {

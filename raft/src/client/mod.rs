@@ -72,6 +72,10 @@ pub enum InventoryError {
     /// A hold found these seats taken; nothing changed.
     #[error("seats not available: {seat_ids:?}")]
     SeatsTaken { seat_ids: Vec<SeatId> },
+    /// A storage node refused this client's cluster credential (a wrong or missing key, or
+    /// a clock too far off); nothing changed.
+    #[error("storage node refused the cluster credential: {0}")]
+    Unauthorized(String),
 }
 
 #[derive(Default)]
@@ -206,6 +210,11 @@ impl InventoryClient {
                         status: 400, body, ..
                     }) => {
                         return Err(InventoryError::Invalid(body));
+                    }
+                    Err(TransportError::Status {
+                        status: 401, body, ..
+                    }) => {
+                        return Err(InventoryError::Unauthorized(body));
                     }
                     Err(e) => {
                         maybe_delivered = Some(e.to_string());
