@@ -151,6 +151,8 @@ pub async fn start_host(
     listener: tokio::net::TcpListener,
     cluster_key: Option<ClusterKey>,
 ) -> anyhow::Result<StorageNode> {
+    // Install the Prometheus recorder before any replica registers its metrics.
+    let _ = boxoffice_api::metrics::prometheus();
     let storage = Storage::open_dir(data_dir)?;
     let cfg = HostConfig {
         node_id: id,
@@ -202,7 +204,13 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(());
     };
-    let router = boxoffice_raft::server::router(host);
+    // `/metrics` sits outside the credential check: a Prometheus scraper holds no cluster
+    // key, and the figures change nothing.
+    let router = boxoffice_raft::server::router(host.clone()).merge(
+        axum::Router::new()
+            .route("/metrics", axum::routing::get(node_metrics))
+            .with_state(host),
+    );
     let server = axum::serve(listener, router).with_graceful_shutdown(signal);
     let grace_over = async move {
         match stopping_rx.await {
@@ -216,6 +224,28 @@ pub async fn serve(
         },
         _ = grace_over => tracing::info!("closing the peer connections still open"),
     }
+}
+
+/// `GET /metrics`: the node's replicas' gauges set from openraft, then the process's
+/// Prometheus text (in `dev`, which runs three replicas and the API in one process, every
+/// node's series, told apart by their `node` label, and the API's).
+async fn node_metrics(
+    axum::extract::State(host): axum::extract::State<Host>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    host.record_gauges();
+    let text = match boxoffice_api::metrics::prometheus() {
+        Some(handle) => handle.render(),
+        None => "# another metrics recorder was installed first\n".to_owned(),
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 impl StorageNode {

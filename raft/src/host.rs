@@ -29,6 +29,7 @@ use crate::feed::{FeedPage, FeedRead, FeedSnapshot, FEED_PAGE_MAX_CHANGES};
 use crate::network::NetworkFactory;
 use crate::storage::log::{FileLog, LogDisk, LogStore, MemLog};
 use crate::storage::state::{GroupShared, MemState, SledState, StateDisk, StateMachineStore};
+use crate::telemetry::{self, GroupMetrics};
 use crate::transport::{Connector, Transport};
 use crate::typ::Raft;
 use crate::types::*;
@@ -281,6 +282,23 @@ impl Host {
         &self.inner.cfg.addr
     }
 
+    /// Sets every hosted replica's Prometheus gauges (role, term, indexes) from openraft's
+    /// metrics; `/metrics` calls it before rendering.
+    pub fn record_gauges(&self) {
+        let groups: Vec<Arc<Group>> = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for g in groups {
+            let metrics = g.raft.metrics().borrow().clone();
+            telemetry::record_gauges(self.node_id(), g.id, &metrics);
+        }
+    }
+
     /// How this node signs its calls and checks the ones it serves.
     pub fn auth(&self) -> &ClusterAuth {
         &self.inner.auth
@@ -320,8 +338,13 @@ impl Host {
         }
         let cfg = &self.inner.cfg;
         let (log_disk, state_disk) = self.inner.storage.open_group(group)?;
-        let log = LogStore::open(log_disk, &format!("{}-{group}", cfg.node_id))?;
-        let (sm, shared) = StateMachineStore::open(state_disk)?;
+        let metrics = GroupMetrics::new(cfg.node_id, group);
+        let log = LogStore::open(
+            log_disk,
+            &format!("{}-{group}", cfg.node_id),
+            metrics.log_fsync_seconds.clone(),
+        )?;
+        let (sm, shared) = StateMachineStore::open(state_disk, metrics.clone())?;
         let settings = &cfg.raft;
         let config = Config {
             cluster_name: format!("boxoffice-g{group}"),
@@ -347,7 +370,14 @@ impl Host {
             .map_err(std::io::Error::other)?;
         let (tx, rx) = mpsc::channel(PROPOSAL_QUEUE_LEN);
         let mut tasks = JoinSet::new();
-        tasks.spawn(proposer_loop(group, raft.clone(), cfg.clock.clone(), rx));
+        tasks.spawn(proposer_loop(
+            group,
+            raft.clone(),
+            cfg.clock.clone(),
+            rx,
+            metrics.clone(),
+        ));
+        tasks.spawn(count_leader_changes(raft.clone(), metrics.leader_changes));
         let g = Arc::new(Group {
             id: group,
             raft,
@@ -638,6 +668,7 @@ async fn proposer_loop(
     raft: Raft,
     clock: Arc<dyn Clock>,
     rx: mpsc::Receiver<Pending>,
+    metrics: GroupMetrics,
 ) {
     let mut last_stamp_ms = 0u64;
     let weight = |p: &Pending| p.requests.len();
@@ -648,6 +679,10 @@ async fn proposer_loop(
         weight,
         |batch| {
             last_stamp_ms = clock.now_ms().max(last_stamp_ms);
+            let n_requests: usize = batch.iter().map(|p| p.requests.len()).sum();
+            metrics.proposals.increment(1);
+            metrics.proposed_requests.increment(n_requests as u64);
+            metrics.batch_requests.record(n_requests as f64);
             propose(group, raft.clone(), last_stamp_ms, batch)
         },
     )
@@ -676,6 +711,19 @@ async fn propose(group: GroupId, raft: Raft, now_ms: u64, batch: Vec<Pending>) {
             for sender in senders {
                 let _ = sender.send(Err(err.clone()));
             }
+        }
+    }
+}
+
+/// Counts every change of the leader this replica knows of.
+async fn count_leader_changes(raft: Raft, leader_changes: metrics::Counter) {
+    let mut rx = raft.metrics();
+    let mut leader = rx.borrow().current_leader;
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().current_leader;
+        if now != leader {
+            leader = now;
+            leader_changes.increment(1);
         }
     }
 }

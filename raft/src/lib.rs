@@ -16,6 +16,7 @@
 //! - [`network`]: openraft's network: Raft RPCs routed by group id.
 //! - [`host`]: a storage node hosting replicas of many groups; batching proposer, reads, feeds.
 //! - [`server`]: the node's internal HTTP router (Raft RPCs, inventory, cluster ops).
+//! - [`telemetry`]: a storage node's Prometheus metrics (per node and group).
 //! - [`client`]: the typed client the API tier uses (typed calls in `client/calls.rs`).
 //! - [`batch`]: the queue shape the client batcher, the proposer and the log writer share.
 //!
@@ -34,6 +35,7 @@ pub mod machine;
 pub mod network;
 pub mod server;
 pub mod storage;
+pub mod telemetry;
 pub mod transport;
 pub mod typ;
 pub mod types;

@@ -12,6 +12,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use boxoffice_raft::transport::{TcpConnector, Transport};
+use boxoffice_raft::types::{GroupId, RegisterEventCmd, SeatSpec};
+use boxoffice_raft::InventoryClient;
 use boxoffice_raft::{ClusterAuth, ClusterKey, SystemClock};
 
 /// The cluster key of every node and API process the tests start.
@@ -157,6 +159,11 @@ fn spawn(args: &[String], data_dir: &Path) -> Child {
 /// first bootstrapping the cluster with `shards` inventory groups; and their addresses as
 /// `--cluster` takes them.
 pub fn start_cluster(dir: &Path, shards: u32) -> (Vec<NodeProc>, String) {
+    start_cluster_with(dir, shards, &[])
+}
+
+/// [`start_cluster`] with `extra` flags for every node (e.g. `--snapshot-every`).
+pub fn start_cluster_with(dir: &Path, shards: u32, extra: &[&str]) -> (Vec<NodeProc>, String) {
     let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
     let init = addrs
         .iter()
@@ -167,19 +174,49 @@ pub fn start_cluster(dir: &Path, shards: u32) -> (Vec<NodeProc>, String) {
     let shards = shards.to_string();
     let nodes = (0..3)
         .map(|i| {
-            let mut extra = vec!["--shards", shards.as_str()];
+            let mut flags = vec!["--shards", shards.as_str()];
+            flags.extend(extra);
             if i == 0 {
-                extra.extend(["--init", init.as_str()]);
+                flags.extend(["--init", init.as_str()]);
             }
             NodeProc::start(
                 i as u64 + 1,
                 &addrs[i],
                 &dir.join(format!("n{}", i + 1)),
-                &extra,
+                &flags,
             )
         })
         .collect();
     (nodes, addrs.join(","))
+}
+
+/// Registers `event_id` with seats `s0..s{n_seats}` (one row, 100 minor units each)
+/// through `client`, retrying while the cluster elects leaders; returns its group.
+pub async fn register_event(client: &InventoryClient, event_id: &str, n_seats: u32) -> GroupId {
+    let register = RegisterEventCmd {
+        event_id: event_id.into(),
+        currency: "USD".into(),
+        hold_ttl_ms: 600_000,
+        seats: (0..n_seats)
+            .map(|i| SeatSpec {
+                id: format!("s{i}"),
+                section: "Floor".into(),
+                row: "1".into(),
+                number: i,
+                price_minor: 100,
+            })
+            .collect(),
+    };
+    let request_id = format!("register-{event_id}");
+    let (group, _) = eventually(Duration::from_secs(30), || async {
+        client
+            .register_event_raw(&request_id, register.clone())
+            .await
+            .ok()
+    })
+    .await
+    .expect("event registered");
+    group
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

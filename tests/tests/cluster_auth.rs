@@ -11,12 +11,11 @@ use std::time::Duration;
 use boxoffice_raft::codec::encode;
 use boxoffice_raft::transport::{TcpConnector, Transport, TransportError};
 use boxoffice_raft::types::{
-    BookingStatus, Command, ConfirmCmd, CreateBookingCmd, GroupId, HoldCmd, RegisterEventCmd,
-    Request, SeatSpec,
+    BookingStatus, Command, ConfirmCmd, CreateBookingCmd, GroupId, HoldCmd, Request,
 };
 use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient, ManualClock, SystemClock};
 use boxoffice_tests::{
-    binary, cluster_get_json, cluster_transport, eventually, free_addr, start_cluster,
+    binary, cluster_get_json, cluster_transport, free_addr, register_event, start_cluster,
     TEST_CLUSTER_KEY,
 };
 use reqwest::StatusCode;
@@ -36,28 +35,7 @@ fn confirm() -> Vec<Request> {
 
 /// A booking waiting for its payment: event, hold, booking through a signed client.
 async fn pending_booking(client: &InventoryClient) -> GroupId {
-    let register = RegisterEventCmd {
-        event_id: EVENT.into(),
-        currency: "USD".into(),
-        hold_ttl_ms: 600_000,
-        seats: (0..4)
-            .map(|i| SeatSpec {
-                id: format!("s{i}"),
-                section: "Floor".into(),
-                row: "1".into(),
-                number: i,
-                price_minor: 9_900,
-            })
-            .collect(),
-    };
-    let (group, _) = eventually(Duration::from_secs(30), || async {
-        client
-            .register_event_raw("reg", register.clone())
-            .await
-            .ok()
-    })
-    .await
-    .expect("event registered");
+    let group = register_event(client, EVENT, 4).await;
     let hold = HoldCmd {
         event_id: EVENT.into(),
         hold_id: "h1".into(),

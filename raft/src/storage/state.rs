@@ -22,6 +22,7 @@ use crate::codec::{decode, encode};
 use crate::feed::{Feed, FEED_CAPACITY_CHANGES};
 use crate::machine::{is_layout_key, Machine, Record};
 use crate::storage::write_file_atomic;
+use crate::telemetry::GroupMetrics;
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::types::Reply;
 
@@ -334,11 +335,16 @@ fn snapshot_err(e: io::Error) -> StorageError {
 pub struct StateMachineStore {
     shared: Arc<GroupShared>,
     disk: Arc<dyn StateDisk>,
+    metrics: GroupMetrics,
 }
 
 impl StateMachineStore {
-    /// Loads the newest of the persisted state and the snapshot.
-    pub fn open(disk: Arc<dyn StateDisk>) -> io::Result<(StateMachineStore, Arc<GroupShared>)> {
+    /// Loads the newest of the persisted state and the snapshot; counts applied entries and
+    /// snapshots in `metrics`.
+    pub fn open(
+        disk: Arc<dyn StateDisk>,
+        metrics: GroupMetrics,
+    ) -> io::Result<(StateMachineStore, Arc<GroupShared>)> {
         let mut persisted = disk.load()?;
         if let Some((meta, data)) = disk.load_snapshot()? {
             if meta.last_log_id > persisted.applied {
@@ -368,6 +374,7 @@ impl StateMachineStore {
             StateMachineStore {
                 shared: shared.clone(),
                 disk,
+                metrics,
             },
             shared,
         ))
@@ -378,6 +385,7 @@ impl StateMachineStore {
 pub struct SnapshotBuilder {
     shared: Arc<GroupShared>,
     disk: Arc<dyn StateDisk>,
+    built: metrics::Counter,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -405,6 +413,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             disk.save_snapshot(&meta_w, &data_w)
         })
         .await?;
+        self.built.increment(1);
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
@@ -431,6 +440,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let (dirty, applied, membership) = {
             let mut replica = self.shared.write();
             for entry in entries {
+                self.metrics.entries_applied.increment(1);
                 replica.applied = Some(entry.log_id);
                 let mut changes = Vec::new();
                 match &entry.payload {
@@ -465,6 +475,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             shared: self.shared.clone(),
             disk: self.disk.clone(),
+            built: self.metrics.snapshots_built.clone(),
         }
     }
 
@@ -501,6 +512,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             replica.feed.reset(applied_index);
         }
         self.shared.applied_tx.send_replace(applied_index);
+        self.metrics.snapshots_installed.increment(1);
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }
