@@ -22,6 +22,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 mod calls;
+mod cluster;
+
+pub use cluster::{ClusterStatus, NODE_STATUS_TIMEOUT_MS};
 
 use calls::{refusal, unexpected_read};
 pub use calls::{Settlement, Timed};
