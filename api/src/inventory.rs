@@ -27,6 +27,9 @@ impl From<InventoryError> for ApiError {
             InventoryError::Protocol(detail) => ApiError::Internal(format!("inventory protocol: {detail}")),
             InventoryError::SeatsTaken { seat_ids } => ApiError::SeatUnavailable { unavailable_seats: seat_ids },
             InventoryError::Rejected(r) => rejection(r, Doing::Other),
+            InventoryError::Unauthorized(detail) => ApiError::Internal(format!(
+                "the storage nodes refused this API node's cluster credential (check BOXOFFICE_CLUSTER_KEY): {detail}"
+            )),
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   operations) and the middleware in front of them.
 //! * [`catalog`]: venue, performer and event documents as admins send them and as the meta
 //!   group stores them; validation; a venue's seat layout.
+//! * [`cluster_view`]: `GET /admin/v1/cluster` assembled from the group table, the storage
+//!   nodes' own statuses and the seat feeds.
 //! * [`cache`]: the in-memory catalog, fed by the meta group's change feed.
 //! * [`seats`]: every event's seat map, fed by the shards' change feeds, and the coalesced
 //!   fan-out of live seat changes (SSE).
@@ -46,6 +48,7 @@ pub mod auth;
 pub mod cache;
 pub mod catalog;
 pub mod clock;
+pub mod cluster_view;
 pub mod demo;
 pub mod extract;
 pub mod ids;

@@ -14,6 +14,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
+use boxoffice_raft::telemetry;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -38,14 +39,26 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The process's Prometheus recorder, installed on first use. `None` if another recorder
+/// The process's Prometheus recorder (API and storage-node metrics alike), installed on
+/// first use. `None` if another recorder
 /// was installed first (metrics then go there and `/metrics` says so).
 pub fn prometheus() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
+            // Storage nodes record through the same recorder (`boxoffice_raft::telemetry`).
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), &DURATION_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(telemetry::LOG_FSYNC_SECONDS.to_owned()),
+                    &telemetry::LOG_FSYNC_BUCKETS_SECONDS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(telemetry::BATCH_REQUESTS.to_owned()),
+                    &telemetry::BATCH_REQUESTS_BUCKETS,
+                )
                 .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

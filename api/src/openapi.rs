@@ -16,7 +16,7 @@ use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::Problem;
-use crate::routes::{admin, bookings, events, holds, ops, search, webhooks};
+use crate::routes::{admin, bookings, cluster, events, holds, ops, search, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use crate::routes::{admin, bookings, events, holds, ops, search, webhooks};
         bookings::create, bookings::get, bookings::mine,
         webhooks::receive,
         admin::create_venue, admin::get_venue, admin::create_performer, admin::create_event, admin::get_event, admin::patch_event,
+        cluster::view,
         ops::healthz, ops::readyz, ops::metrics, serve,
         crate::auth::issue_dev_token,
     ),
@@ -39,6 +40,7 @@ use crate::routes::{admin, bookings, events, holds, ops, search, webhooks};
         (name = "bookings", description = "Pay for a hold"),
         (name = "payments", description = "The payment processor's webhooks"),
         (name = "admin", description = "The catalog (role admin)"),
+        (name = "cluster", description = "Operating the storage cluster (role admin)"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

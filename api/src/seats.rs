@@ -422,6 +422,20 @@ impl SeatCache {
         self.events.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// How many events each group holds, as far as this node's feeds have brought them.
+    pub fn events_per_group(&self) -> BTreeMap<GroupId, usize> {
+        let mut counts = BTreeMap::new();
+        for event in self
+            .events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            *counts.entry(event.group).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// The groups followed so far.
     pub fn groups(&self) -> Vec<GroupId> {
         self.groups

@@ -14,7 +14,9 @@ use boxoffice_api::ratelimit::{
 };
 use boxoffice_api::{Api, ApiConfig, ApiDeps, Auth, Clock, RateLimitConfig, SystemClock};
 use boxoffice_raft::transport::{TcpConnector, Transport};
-use boxoffice_raft::InventoryClient;
+use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient};
+
+use crate::cluster_key::KeyArgs;
 
 /// How long shutdown waits for open connections before closing them.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
@@ -92,6 +94,8 @@ pub struct ApiArgs {
     pub search_dir: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// Everything one API node needs to serve.
@@ -106,6 +110,8 @@ pub struct ApiSetup {
     pub seeds: Vec<String>,
     /// The search index's directory (`None`: in RAM).
     pub search_dir: Option<PathBuf>,
+    /// Signs the calls to storage nodes (`None`: `--insecure`).
+    pub cluster_key: Option<ClusterKey>,
 }
 
 /// A started API node: its state (for dev's seeding), its bound listener, and what must
@@ -133,8 +139,11 @@ impl ApiNode {
         let auth = Arc::new(
             Auth::new(&setup.jwt_secret, clock.clone()).map_err(|e| anyhow::anyhow!("{e}"))?,
         );
-        let inventory =
-            InventoryClient::new(Arc::new(Transport::new(TcpConnector)), setup.seeds.clone());
+        let cluster_auth = ClusterAuth::from_key(setup.cluster_key, clock.clone());
+        let inventory = InventoryClient::new(
+            Arc::new(Transport::new(TcpConnector, cluster_auth)),
+            setup.seeds.clone(),
+        );
         let sandbox_config = SandboxConfig::new(
             public_url.clone(),
             format!("{}/v1/webhooks/payments", public_url.trim_end_matches('/')),
@@ -231,6 +240,10 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     if seeds.is_empty() {
         bail!("--cluster needs at least one storage node address");
     }
+    let cluster_key = args.key.resolve()?;
+    if cluster_key.is_none() {
+        tracing::warn!("--insecure: calls to storage nodes are not signed");
+    }
     let (jwt_secret, webhook_secret) = match (args.jwt_secret, args.webhook_secret, args.dev_tokens)
     {
         (Some(j), Some(w), _) => (j.into_bytes(), w.into_bytes()),
@@ -254,6 +267,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         limits: args.limits.config()?,
         seeds,
         search_dir: args.search_dir,
+        cluster_key,
     };
     let node = ApiNode::start(setup).await?;
     println!("ready api={}", node.addr);

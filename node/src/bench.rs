@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use boxoffice_raft::transport::{TcpConnector, Transport};
 use boxoffice_raft::types::{Command, HoldCmd, Outcome, RegisterEventCmd, SeatSpec};
-use boxoffice_raft::{InventoryClient, RaftSettings};
+use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient, SystemClock};
 
-use crate::storage_node::{bootstrap, start_host};
+use crate::cluster_key::KeyArgs;
+use crate::storage_node::{bootstrap, start_in_process};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCmd {
@@ -38,6 +39,9 @@ pub struct HoldsArgs {
     /// Seats per event (the run stops early if every seat is held).
     #[arg(long, default_value_t = 200_000)]
     seats: u32,
+    /// The key of the cluster given by `--cluster` (a started cluster gets a fresh one).
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
@@ -48,6 +52,10 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
 
 async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
+    let cluster_key = match &args.cluster {
+        Some(_) => args.key.resolve()?,
+        None => Some(ClusterKey::new(ClusterKey::generate_text().as_bytes())?),
+    };
     let tmp = std::env::temp_dir().join(format!("boxoffice-bench-{}", std::process::id()));
     let seeds = match &args.cluster {
         Some(spec) => spec.split(',').map(str::to_owned).collect::<Vec<_>>(),
@@ -61,17 +69,15 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
                 .enumerate()
                 .map(|(i, l)| Ok((i as u64 + 1, l.local_addr()?.to_string())))
                 .collect::<std::io::Result<_>>()?;
-            for ((id, addr), listener) in members.iter().zip(listeners) {
-                let dir = tmp.join(format!("n{id}"));
-                nodes.push(
-                    start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?,
-                );
+            for ((id, _), listener) in members.iter().zip(listeners) {
+                nodes.push(start_in_process(*id, listener, &tmp, cluster_key.clone()).await?);
             }
             bootstrap(nodes[0].host(), &members, args.shards).await?;
             members.into_iter().map(|(_, a)| a).collect()
         }
     };
-    let client = InventoryClient::new(Arc::new(Transport::new(TcpConnector)), seeds);
+    let auth = ClusterAuth::from_key(cluster_key, Arc::new(SystemClock));
+    let client = InventoryClient::new(Arc::new(Transport::new(TcpConnector, auth)), seeds);
     let groups = client.refresh_groups().await?;
     let n_events = groups.iter().filter(|(g, _)| *g != 0).count().max(1);
     let run_id = std::process::id();

@@ -1,7 +1,8 @@
 //! `boxoffice dev`: the embedded default — three storage replicas on loopback sharing one
 //! data directory (bootstrapped on first start, reopened after), one API node (its search
 //! index in `<data dir>/search`), the payment sandbox, and the demo catalog, seeded in the
-//! background on first start while `/readyz` says so.
+//! background on first start while `/readyz` says so. The cluster key signing the replicas'
+//! calls is generated on first start and kept in `<data dir>/cluster.key`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,11 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use boxoffice_api::demo::{self, DemoSize, SeedProgress};
 use boxoffice_raft::storage::write_file_atomic;
-use boxoffice_raft::RaftSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::api_node::{shutdown_signal, ApiNode, ApiSetup, LimitArgs};
-use crate::storage_node::{bootstrap, start_host};
+use crate::cluster_key::dev_key;
+use crate::storage_node::{bootstrap, start_in_process};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DevArgs {
@@ -101,13 +102,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
+    let cluster_key = dev_key(&args.data_dir)?;
     let mut nodes = Vec::new();
     for (id, addr) in &members {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        let dir = args.data_dir.join(format!("n{id}"));
-        nodes.push(start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?);
+        nodes.push(
+            start_in_process(*id, listener, &args.data_dir, Some(cluster_key.clone())).await?,
+        );
     }
     if first_start {
         bootstrap(nodes[0].host(), &members, args.shards).await?;
@@ -123,6 +126,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         seeds: members.iter().map(|(_, a)| a.clone()).collect(),
         // Beside the replicas, so a restart resumes the index rather than rebuilding it.
         search_dir: Some(args.data_dir.join("search")),
+        cluster_key: Some(cluster_key),
     })
     .await;
     let node = match node {

@@ -6,6 +6,7 @@
 
 mod api_node;
 mod bench;
+mod cluster_key;
 mod dev;
 mod storage_node;
 

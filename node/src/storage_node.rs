@@ -12,10 +12,11 @@ pub use boxoffice_raft::client::bootstrap;
 use boxoffice_raft::storage::write_file_atomic;
 use boxoffice_raft::transport::TcpConnector;
 use boxoffice_raft::types::NodeId;
-use boxoffice_raft::{Host, HostConfig, RaftSettings, Storage, SystemClock};
+use boxoffice_raft::{ClusterKey, Host, HostConfig, RaftSettings, Storage, SystemClock};
 use serde::{Deserialize, Serialize};
 
 use crate::api_node::{shutdown_signal, SHUTDOWN_GRACE_MS};
+use crate::cluster_key::KeyArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
@@ -51,6 +52,8 @@ pub struct NodeArgs {
     /// … and at least this often while anything is unsaved.
     #[arg(long, env = "BOXOFFICE_CHECKPOINT_EVERY_MS")]
     checkpoint_every_ms: Option<u64>,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 /// What a node remembers about itself across restarts.
@@ -151,20 +154,25 @@ pub struct StorageNode {
     server: tokio::task::JoinHandle<()>,
 }
 
-/// Opens the replicas in `data_dir` and serves them on `listener` until shut down.
+/// Opens the replicas in `data_dir` and serves them on `listener` until shut down; calls are
+/// signed and checked with `cluster_key` (`None`: `--insecure`).
 pub async fn start_host(
     id: NodeId,
     advertise: String,
     raft: RaftSettings,
     data_dir: PathBuf,
     listener: tokio::net::TcpListener,
+    cluster_key: Option<ClusterKey>,
 ) -> anyhow::Result<StorageNode> {
+    // Install the Prometheus recorder before any replica registers its metrics.
+    let _ = boxoffice_api::metrics::prometheus();
     let storage = Storage::open_dir(data_dir)?;
     let cfg = HostConfig {
         node_id: id,
         addr: advertise,
         raft,
         clock: Arc::new(SystemClock),
+        cluster_key,
     };
     let host = Host::open(cfg, storage, TcpConnector).await?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -173,6 +181,27 @@ pub async fn start_host(
     };
     let server = tokio::spawn(serve(host.clone(), listener, shutdown));
     Ok(StorageNode { host, stop, server })
+}
+
+/// A node of a cluster run inside this process (`dev`, `bench`): default Raft settings, its
+/// data in `base_dir/n{id}`.
+pub async fn start_in_process(
+    id: NodeId,
+    listener: tokio::net::TcpListener,
+    base_dir: &std::path::Path,
+    cluster_key: Option<ClusterKey>,
+) -> anyhow::Result<StorageNode> {
+    let addr = listener.local_addr()?.to_string();
+    let dir = base_dir.join(format!("n{id}"));
+    start_host(
+        id,
+        addr,
+        RaftSettings::default(),
+        dir,
+        listener,
+        cluster_key,
+    )
+    .await
 }
 
 /// Serves `host`'s internal router on `listener` until `shutdown` resolves, then lets calls
@@ -188,7 +217,13 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(());
     };
-    let router = boxoffice_raft::server::router(host);
+    // `/metrics` sits outside the credential check: a Prometheus scraper holds no cluster
+    // key, and the figures change nothing.
+    let router = boxoffice_raft::server::router(host.clone()).merge(
+        axum::Router::new()
+            .route("/metrics", axum::routing::get(node_metrics))
+            .with_state(host),
+    );
     let server = axum::serve(listener, router).with_graceful_shutdown(signal);
     let grace_over = async move {
         match stopping_rx.await {
@@ -202,6 +237,28 @@ pub async fn serve(
         },
         _ = grace_over => tracing::info!("closing the peer connections still open"),
     }
+}
+
+/// `GET /metrics`: the node's replicas' gauges set from openraft, then the process's
+/// Prometheus text (in `dev`, which runs three replicas and the API in one process, every
+/// node's series, told apart by their `node` label, and the API's).
+async fn node_metrics(
+    axum::extract::State(host): axum::extract::State<Host>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    host.record_gauges();
+    let text = match boxoffice_api::metrics::prometheus() {
+        Some(handle) => handle.render(),
+        None => "# another metrics recorder was installed first\n".to_owned(),
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 impl StorageNode {
@@ -221,6 +278,10 @@ impl StorageNode {
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let cluster_key = args.key.resolve()?;
+    if cluster_key.is_none() {
+        tracing::warn!("--insecure: internal calls are neither signed nor checked");
+    }
     let file = load_or_create(&args)?;
     let listener = tokio::net::TcpListener::bind(&file.listen)
         .await
@@ -232,6 +293,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         file.raft.clone(),
         args.data_dir.clone(),
         listener,
+        cluster_key,
     )
     .await?;
     if let Some(spec) = &args.init {

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::auth::{ClusterAuth, ClusterKey};
 use crate::batch::batch_and_dispatch;
 use crate::clock::Clock;
 use crate::feed::{FeedPage, FeedRead, FeedSnapshot, FEED_PAGE_MAX_CHANGES};
@@ -31,6 +32,7 @@ use crate::storage::log::{FileLog, LogDisk, LogStore, MemLog};
 use crate::storage::state::{
     CheckpointPolicy, GroupShared, MemState, SledState, StateDisk, StateMachineStore,
 };
+use crate::telemetry::{self, GroupMetrics};
 use crate::transport::{Connector, Transport};
 use crate::typ::Raft;
 use crate::types::*;
@@ -172,6 +174,9 @@ pub struct HostConfig {
     pub addr: String,
     pub raft: RaftSettings,
     pub clock: Arc<dyn Clock>,
+    /// Signs this node's calls and checks the calls it serves; `None` is `--insecure`
+    /// (nothing signed, nothing checked).
+    pub cluster_key: Option<ClusterKey>,
 }
 
 /// One group's view for operators.
@@ -264,6 +269,7 @@ impl Group {
 struct HostInner {
     cfg: HostConfig,
     storage: Storage,
+    auth: ClusterAuth,
     transport: Arc<Transport>,
     groups: RwLock<BTreeMap<GroupId, Arc<Group>>>,
     creating: tokio::sync::Mutex<()>,
@@ -282,11 +288,13 @@ impl Host {
         storage: Storage,
         connector: impl Connector,
     ) -> std::io::Result<Host> {
+        let auth = ClusterAuth::from_key(cfg.cluster_key.clone(), cfg.clock.clone());
         let host = Host {
             inner: Arc::new(HostInner {
                 cfg,
                 storage,
-                transport: Arc::new(Transport::new(connector)),
+                transport: Arc::new(Transport::new(connector, auth.clone())),
+                auth,
                 groups: RwLock::new(BTreeMap::new()),
                 creating: tokio::sync::Mutex::new(()),
             }),
@@ -303,6 +311,28 @@ impl Host {
 
     pub fn addr(&self) -> &str {
         &self.inner.cfg.addr
+    }
+
+    /// Sets every hosted replica's Prometheus gauges (role, term, indexes) from openraft's
+    /// metrics; `/metrics` calls it before rendering.
+    pub fn record_gauges(&self) {
+        let groups: Vec<Arc<Group>> = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for g in groups {
+            let metrics = g.raft.metrics().borrow().clone();
+            telemetry::record_gauges(self.node_id(), g.id, &metrics);
+        }
+    }
+
+    /// How this node signs its calls and checks the ones it serves.
+    pub fn auth(&self) -> &ClusterAuth {
+        &self.inner.auth
     }
 
     pub fn transport(&self) -> Arc<Transport> {
@@ -339,12 +369,17 @@ impl Host {
         }
         let cfg = &self.inner.cfg;
         let (log_disk, state_disk) = self.inner.storage.open_group(group)?;
-        let log = LogStore::open(log_disk, &format!("{}-{group}", cfg.node_id))?;
+        let metrics = GroupMetrics::new(cfg.node_id, group);
+        let log = LogStore::open(
+            log_disk,
+            &format!("{}-{group}", cfg.node_id),
+            metrics.log_fsync_seconds.clone(),
+        )?;
         let policy = CheckpointPolicy {
             every_entries: cfg.raft.checkpoint_every_entries,
             every_ms: cfg.raft.checkpoint_every_ms,
         };
-        let (sm, shared) = StateMachineStore::open(state_disk, policy)?;
+        let (sm, shared) = StateMachineStore::open(state_disk, policy, metrics.clone())?;
         let settings = &cfg.raft;
         let config = Config {
             cluster_name: format!("boxoffice-g{group}"),
@@ -370,7 +405,14 @@ impl Host {
             .map_err(std::io::Error::other)?;
         let (tx, rx) = mpsc::channel(PROPOSAL_QUEUE_LEN);
         let mut tasks = JoinSet::new();
-        tasks.spawn(proposer_loop(group, raft.clone(), cfg.clock.clone(), rx));
+        tasks.spawn(proposer_loop(
+            group,
+            raft.clone(),
+            cfg.clock.clone(),
+            rx,
+            metrics.clone(),
+        ));
+        tasks.spawn(count_leader_changes(raft.clone(), metrics.leader_changes));
         let g = Arc::new(Group {
             id: group,
             raft,
@@ -695,6 +737,7 @@ async fn proposer_loop(
     raft: Raft,
     clock: Arc<dyn Clock>,
     rx: mpsc::Receiver<Pending>,
+    metrics: GroupMetrics,
 ) {
     let mut last_stamp_ms = 0u64;
     let weight = |p: &Pending| p.requests.len();
@@ -705,6 +748,10 @@ async fn proposer_loop(
         weight,
         |batch| {
             last_stamp_ms = clock.now_ms().max(last_stamp_ms);
+            let n_requests: usize = batch.iter().map(|p| p.requests.len()).sum();
+            metrics.proposals.increment(1);
+            metrics.proposed_requests.increment(n_requests as u64);
+            metrics.batch_requests.record(n_requests as f64);
             propose(group, raft.clone(), last_stamp_ms, batch)
         },
     )
@@ -733,6 +780,19 @@ async fn propose(group: GroupId, raft: Raft, now_ms: u64, batch: Vec<Pending>) {
             for sender in senders {
                 let _ = sender.send(Err(err.clone()));
             }
+        }
+    }
+}
+
+/// Counts every change of the leader this replica knows of.
+async fn count_leader_changes(raft: Raft, leader_changes: metrics::Counter) {
+    let mut rx = raft.metrics();
+    let mut leader = rx.borrow().current_leader;
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().current_leader;
+        if now != leader {
+            leader = now;
+            leader_changes.increment(1);
         }
     }
 }

@@ -11,10 +11,12 @@
 //! - [`typ`]: openraft's type config and the runtime with an injectable RNG.
 //! - [`storage`]: the durable Raft log ([`storage::log`], our own fdatasync'd file) and the
 //!   state machine store ([`storage::state`], records in sled plus snapshots).
+//! - [`auth`]: the cluster credential every internal call carries (HMAC under the cluster key).
 //! - [`transport`]: HTTP/1 between nodes over a swappable connector (TCP or simulated).
 //! - [`network`]: openraft's network: Raft RPCs routed by group id.
 //! - [`host`]: a storage node hosting replicas of many groups; batching proposer, reads, feeds.
 //! - [`server`]: the node's internal HTTP router (Raft RPCs, inventory, cluster ops).
+//! - [`telemetry`]: a storage node's Prometheus metrics (per node and group).
 //! - [`client`]: the typed client the API tier uses (typed calls in `client/calls.rs`).
 //! - [`batch`]: the queue shape the client batcher, the proposer and the log writer share.
 //!
@@ -22,6 +24,7 @@
 //! proposal) → openraft (log on disk on a majority) → [`storage::state`] applies with
 //! [`machine::Machine`] on every replica → replies and [`feed`] changes.
 
+pub mod auth;
 pub mod batch;
 pub mod client;
 pub mod clock;
@@ -32,11 +35,13 @@ pub mod machine;
 pub mod network;
 pub mod server;
 pub mod storage;
+pub mod telemetry;
 pub mod transport;
 pub mod typ;
 pub mod types;
 pub mod wire;
 
+pub use auth::{ClusterAuth, ClusterKey};
 pub use client::{InventoryClient, InventoryError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use host::{Host, HostConfig, RaftSettings, Storage};

@@ -1,5 +1,6 @@
 //! The node's internal HTTP surface: Raft RPCs, inventory writes/reads/feeds and cluster
-//! operations, bincode bodies (JSON for operator endpoints). Not the public API.
+//! operations, bincode bodies (JSON for operator endpoints). Not the public API: every call
+//! must carry the cluster credential ([`crate::auth`]) or it is refused with 401.
 //!
 //! Library code builds the `axum::Router`; `node/` (or the simulator) binds the listener.
 
@@ -24,7 +25,9 @@ use crate::wire::{Query, ServeError};
 /// Largest internal request body (snapshot chunks are the big ones), in bytes.
 pub const MAX_INTERNAL_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// Every route checks the cluster credential first ([`crate::auth::require_credential`]).
 pub fn router(host: Host) -> Router {
+    let auth = host.auth().clone();
     Router::new()
         .route("/raft/{group}/append", post(raft_append))
         .route("/raft/{group}/vote", post(raft_vote))
@@ -38,6 +41,10 @@ pub fn router(host: Host) -> Router {
         .route("/cluster/groups/{group}/members", post(members))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES))
         .with_state(host)
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::require_credential,
+        ))
 }
 
 fn bad_request(e: impl std::fmt::Display) -> Response {

@@ -4,7 +4,8 @@
 //! Production connects with Tokio TCP; the simulator plugs in turmoil's streams (reqwest does
 //! real DNS and cannot run there). Errors say whether the request certainly never left
 //! ([`TransportError::Connect`]) or may have been delivered (everything else), which is what
-//! decides whether a caller may retry a non-idempotent call.
+//! decides whether a caller may retry a non-idempotent call. Every call carries the
+//! cluster credential ([`crate::auth`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +20,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::auth::{ClusterAuth, CREDENTIAL_HEADER};
 
 /// Idle connections kept per peer address.
 pub const MAX_IDLE_CONNS_PER_PEER: usize = 32;
@@ -86,13 +89,16 @@ impl TransportError {
 /// A pooled HTTP/1 client shared by every group on a node.
 pub struct Transport {
     connector: Box<dyn Connector>,
+    auth: ClusterAuth,
     idle: Mutex<HashMap<String, Vec<SendRequest<Full<Bytes>>>>>,
 }
 
 impl Transport {
-    pub fn new(connector: impl Connector) -> Transport {
+    /// A transport that signs every call with `auth`.
+    pub fn new(connector: impl Connector, auth: ClusterAuth) -> Transport {
         Transport {
             connector: Box::new(connector),
+            auth,
             idle: Mutex::new(HashMap::new()),
         }
     }
@@ -162,6 +168,7 @@ impl Transport {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, TransportError> {
+        let credential = self.auth.credential(method.as_str(), path, &body);
         let work = async {
             // A pooled connection the peer closed while idle fails before the request is
             // processed; try a fresh connection once in that case.
@@ -181,16 +188,21 @@ impl Transport {
                     }
                     return Err(broken(e));
                 }
-                let request = Request::builder()
+                let mut request = Request::builder()
                     .method(method.clone())
                     .uri(path)
                     .header(hyper::header::HOST, addr)
-                    .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(Full::new(body.clone()))
-                    .map_err(|e| TransportError::Broken {
-                        addr: addr.to_owned(),
-                        reason: e.to_string(),
-                    })?;
+                    .header(hyper::header::CONTENT_TYPE, "application/octet-stream");
+                if let Some(credential) = &credential {
+                    request = request.header(CREDENTIAL_HEADER, credential.as_str());
+                }
+                let request =
+                    request
+                        .body(Full::new(body.clone()))
+                        .map_err(|e| TransportError::Broken {
+                            addr: addr.to_owned(),
+                            reason: e.to_string(),
+                        })?;
                 let response = match conn.send_request(request).await {
                     Ok(r) => r,
                     Err(e) if reused && (e.is_canceled() || e.is_closed()) => continue,

@@ -17,7 +17,7 @@ use boxoffice_raft::codec::{decode, encode};
 use boxoffice_raft::host::MemStorage;
 use boxoffice_raft::types::{Command, GroupId, NodeId, PutGroupCmd, META_GROUP};
 use boxoffice_raft::wire::{Query, QueryResult, ReadReply, ServeError};
-use boxoffice_raft::{Clock, Host, HostConfig, InventoryClient, RaftSettings, Storage};
+use boxoffice_raft::{Clock, ClusterKey, Host, HostConfig, InventoryClient, RaftSettings, Storage};
 use tokio::sync::mpsc;
 
 use crate::clock::SkewedClock;
@@ -25,6 +25,16 @@ use crate::net::{SimConnector, SimListener};
 
 /// The port every simulated storage node listens on.
 pub const NODE_PORT: u16 = 7000;
+
+/// The cluster key every simulated node and client signs internal calls with, so the
+/// simulation runs production's credential check on every call.
+pub const SIM_CLUSTER_KEY: &[u8] = b"simulated-cluster-key-0123456789";
+
+pub fn sim_cluster_key() -> ClusterKey {
+    // The constant is longer than the minimum, so this cannot fail.
+    #[allow(clippy::expect_used)]
+    ClusterKey::new(SIM_CLUSTER_KEY).expect("the simulation's key is long enough")
+}
 
 /// The simulated node `id`'s host name (ids start at 1).
 pub fn node_name(id: NodeId) -> String {
@@ -109,6 +119,7 @@ pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::R
         addr: node_addr(durable.id),
         raft: sim_raft_settings(),
         clock: durable.clock.clone() as Arc<dyn Clock>,
+        cluster_key: Some(sim_cluster_key()),
     };
     let host = Host::open(cfg, Storage::Memory(durable.storage.clone()), SimConnector).await?;
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", NODE_PORT)).await?;

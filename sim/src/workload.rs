@@ -13,13 +13,14 @@ use boxoffice_raft::types::{
     self as raft, FailureReason, HoldStatus, Rejection, SeatOwner, SeatSpec,
 };
 use boxoffice_raft::wire::{Query, QueryResult};
-use boxoffice_raft::{InventoryClient, InventoryError};
+use boxoffice_raft::{ClusterAuth, InventoryClient, InventoryError};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::checker::{Command, FailReason, Outcome, SeatView};
-use crate::clock::sim_ms;
+use crate::clock::{sim_ms, SkewedClock};
+use crate::cluster::sim_cluster_key;
 use crate::net::SimConnector;
 use crate::recorder::{OpRef, Recorder};
 
@@ -58,8 +59,13 @@ pub struct Shared {
 }
 
 fn client(shared: &Shared) -> InventoryClient {
-    InventoryClient::new(Arc::new(Transport::new(SimConnector)), shared.seeds.clone())
-        .with_deadline(Duration::from_millis(CLIENT_DEADLINE_MS))
+    // Clients' clocks are unskewed simulated time (node clocks carry the skews).
+    let auth = ClusterAuth::new(sim_cluster_key(), Arc::new(SkewedClock::default()));
+    InventoryClient::new(
+        Arc::new(Transport::new(SimConnector, auth)),
+        shared.seeds.clone(),
+    )
+    .with_deadline(Duration::from_millis(CLIENT_DEADLINE_MS))
 }
 
 /// Registers the run's events (each in a different group when there are several), then

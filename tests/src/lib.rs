@@ -1,5 +1,6 @@
 //! End-to-end test support: builds the `boxoffice` binary once and runs real storage-node
-//! processes on loopback, killed with SIGKILL and restarted from their data dirs.
+//! processes on loopback, killed with SIGKILL and restarted from their data dirs. Every
+//! process started here gets [`TEST_CLUSTER_KEY`], and [`cluster_transport`] signs with it.
 
 pub mod rest;
 pub mod webdriver;
@@ -7,8 +8,44 @@ pub mod webdriver;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use boxoffice_raft::transport::{TcpConnector, Transport};
+use boxoffice_raft::types::{GroupId, RegisterEventCmd, SeatSpec};
+use boxoffice_raft::InventoryClient;
+use boxoffice_raft::{ClusterAuth, ClusterKey, SystemClock};
+
+/// The cluster key of every node and API process the tests start.
+pub const TEST_CLUSTER_KEY: &str = "test-cluster-key-of-at-least-thirty-two-bytes";
+
+/// How the tests sign internal calls: with [`TEST_CLUSTER_KEY`] at the real time.
+pub fn test_cluster_auth() -> ClusterAuth {
+    let key = ClusterKey::new(TEST_CLUSTER_KEY.as_bytes()).expect("the test key is long enough");
+    ClusterAuth::new(key, Arc::new(SystemClock))
+}
+
+/// A transport to the test cluster's storage nodes, signing every call.
+pub fn cluster_transport() -> Transport {
+    Transport::new(TcpConnector, test_cluster_auth())
+}
+
+/// `GET addr path` on a storage node's internal port, signed, parsed as JSON; `None` when
+/// the node does not answer within `timeout` or answers something else.
+pub async fn cluster_get_json_within(
+    addr: &str,
+    path: &str,
+    timeout: Duration,
+) -> Option<serde_json::Value> {
+    // A transport per call: its pooled connections belong to the caller's runtime.
+    let bytes = cluster_transport().get(addr, path, timeout).await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// [`cluster_get_json_within`] two seconds.
+pub async fn cluster_get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+    cluster_get_json_within(addr, path, Duration::from_secs(2)).await
+}
 
 /// The built binary: `$BOXOFFICE_BIN`, or `target/debug/boxoffice` built on first use.
 pub fn binary() -> PathBuf {
@@ -111,6 +148,7 @@ fn spawn(args: &[String], data_dir: &Path) -> Child {
     Command::new(binary())
         .args(args)
         .env("BOXOFFICE_LOG", "info,openraft=warn")
+        .env("BOXOFFICE_CLUSTER_KEY", TEST_CLUSTER_KEY)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -121,6 +159,11 @@ fn spawn(args: &[String], data_dir: &Path) -> Child {
 /// first bootstrapping the cluster with `shards` inventory groups; and their addresses as
 /// `--cluster` takes them.
 pub fn start_cluster(dir: &Path, shards: u32) -> (Vec<NodeProc>, String) {
+    start_cluster_with(dir, shards, &[])
+}
+
+/// [`start_cluster`] with `extra` flags for every node (e.g. `--snapshot-every`).
+pub fn start_cluster_with(dir: &Path, shards: u32, extra: &[&str]) -> (Vec<NodeProc>, String) {
     let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
     let init = addrs
         .iter()
@@ -131,19 +174,49 @@ pub fn start_cluster(dir: &Path, shards: u32) -> (Vec<NodeProc>, String) {
     let shards = shards.to_string();
     let nodes = (0..3)
         .map(|i| {
-            let mut extra = vec!["--shards", shards.as_str()];
+            let mut flags = vec!["--shards", shards.as_str()];
+            flags.extend(extra);
             if i == 0 {
-                extra.extend(["--init", init.as_str()]);
+                flags.extend(["--init", init.as_str()]);
             }
             NodeProc::start(
                 i as u64 + 1,
                 &addrs[i],
                 &dir.join(format!("n{}", i + 1)),
-                &extra,
+                &flags,
             )
         })
         .collect();
     (nodes, addrs.join(","))
+}
+
+/// Registers `event_id` with seats `s0..s{n_seats}` (one row, 100 minor units each)
+/// through `client`, retrying while the cluster elects leaders; returns its group.
+pub async fn register_event(client: &InventoryClient, event_id: &str, n_seats: u32) -> GroupId {
+    let register = RegisterEventCmd {
+        event_id: event_id.into(),
+        currency: "USD".into(),
+        hold_ttl_ms: 600_000,
+        seats: (0..n_seats)
+            .map(|i| SeatSpec {
+                id: format!("s{i}"),
+                section: "Floor".into(),
+                row: "1".into(),
+                number: i,
+                price_minor: 100,
+            })
+            .collect(),
+    };
+    let request_id = format!("register-{event_id}");
+    let (group, _) = eventually(Duration::from_secs(30), || async {
+        client
+            .register_event_raw(&request_id, register.clone())
+            .await
+            .ok()
+    })
+    .await
+    .expect("event registered");
+    group
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

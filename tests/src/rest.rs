@@ -111,6 +111,14 @@ impl DevServer {
             token: None,
         }
     }
+
+    /// The cluster key dev generated and keeps in its data dir.
+    pub fn cluster_key(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("cluster.key"))
+            .expect("dev keeps its cluster key in cluster.key")
+            .trim()
+            .to_owned()
+    }
 }
 
 impl Drop for DevServer {
@@ -175,6 +183,7 @@ impl ApiProc {
             .args(NO_RATE_LIMITS)
             .args(extra)
             .env("BOXOFFICE_LOG", "info,openraft=warn")
+            .env("BOXOFFICE_CLUSTER_KEY", crate::TEST_CLUSTER_KEY)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

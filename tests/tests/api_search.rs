@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use boxoffice_tests::rest::{now_secs, rfc3339, ApiProc, DevServer, Rest};
-use boxoffice_tests::{eventually, start_cluster, NodeProc};
+use boxoffice_tests::{cluster_get_json, eventually, start_cluster, NodeProc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -301,26 +301,15 @@ async fn listed_cursor(anon: &Rest) -> String {
 /// that an API node that then fails to become ready is the API node's fault; panics with
 /// the nodes' logs otherwise.
 async fn cluster_serving(nodes: &[NodeProc]) {
-    let http = reqwest::Client::new();
-    let serving = eventually(Duration::from_secs(60), || {
-        let http = http.clone();
-        async move {
-            for node in nodes {
-                let status: Value = http
-                    .get(format!("http://{}/cluster/status", node.addr))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                let groups = status["groups"].as_array()?;
-                if groups.len() < 2 || groups.iter().any(|g| g["leader"].is_null()) {
-                    return None;
-                }
+    let serving = eventually(Duration::from_secs(60), || async move {
+        for node in nodes {
+            let status: Value = cluster_get_json(&node.addr, "/cluster/status").await?;
+            let groups = status["groups"].as_array()?;
+            if groups.len() < 2 || groups.iter().any(|g| g["leader"].is_null()) {
+                return None;
             }
-            Some(())
         }
+        Some(())
     })
     .await;
     if serving.is_none() {

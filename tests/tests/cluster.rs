@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use boxoffice_raft::codec::decode;
 use boxoffice_raft::feed::FeedPage;
 use boxoffice_raft::host::{NodeStatus, ReplicaDigest};
-use boxoffice_raft::transport::{TcpConnector, Transport};
+use boxoffice_raft::transport::Transport;
 use boxoffice_raft::types::{
     Command, GroupId, HoldCmd, HoldStatus, Outcome, RegisterEventCmd, SeatSpec, SeatStatus,
 };
 use boxoffice_raft::wire::{Query, QueryResult, ServeError};
 use boxoffice_raft::InventoryClient;
-use boxoffice_tests::{eventually, free_addr, NodeProc};
+use boxoffice_tests::{cluster_transport, eventually, free_addr, NodeProc};
 
 fn seats(n: u32) -> Vec<SeatSpec> {
     (0..n)
@@ -116,7 +116,7 @@ async fn acknowledged_holds_survive_sigkill_mid_load() {
         &dir.path().join("n1"),
         &["--init", &init, "--shards", "1"],
     );
-    let transport = Arc::new(Transport::new(TcpConnector));
+    let transport = Arc::new(cluster_transport());
     let client = InventoryClient::new(transport.clone(), vec![addr.clone()])
         .with_deadline(Duration::from_secs(2));
     let group = register(&client, "crash", 20_000).await;
@@ -216,7 +216,7 @@ async fn leader_failover_keeps_every_hold_and_the_old_leader_catches_up_by_snaps
             )
         })
         .collect();
-    let transport = Arc::new(Transport::new(TcpConnector));
+    let transport = Arc::new(cluster_transport());
     let client = InventoryClient::new(transport.clone(), addrs.clone())
         .with_deadline(Duration::from_secs(20));
     let group = register(&client, "tour", 2_000).await;
@@ -381,7 +381,7 @@ async fn crash_everyone_mid_load(flags: &[&str]) {
             )
         })
         .collect();
-    let transport = Arc::new(Transport::new(TcpConnector));
+    let transport = Arc::new(cluster_transport());
     let client = InventoryClient::new(transport.clone(), addrs.clone())
         .with_deadline(Duration::from_secs(2));
     let group = register(&client, "checkpoints", 5_000).await;

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 /// Every request the README shows, as written there after `$B`.
-const EXAMPLES: [&str; 9] = [
+const EXAMPLES: [&str; 10] = [
     "/v1/auth/token",
     "/v1/events/ev_demo_00001",
     "/v1/events/ev_demo_00001/seats",
@@ -20,6 +20,7 @@ const EXAMPLES: [&str; 9] = [
     "/v1/events?q=tayler%20swfit&city=Chicago&limit=5",
     "/v1/events?category=concert&from=2027-01-01T00:00:00Z",
     "/v1/suggest?q=tayl",
+    "/admin/v1/cluster",
 ];
 
 /// The paths the README's shell examples request (`$B/…` up to the end of the word).
@@ -171,4 +172,20 @@ async fn the_readme_examples_answer_what_the_readme_promises() {
         texts.iter().any(|t| t.starts_with("Taylor Swift")),
         "tayl completes to the performer: {suggest}"
     );
+
+    // ADMIN=…; … /admin/v1/cluster … | jq '.nodes[] | {node_id, replicas, leaders}'
+    let admin = anon.as_user("ops", "admin").await;
+    let cluster = admin.get(EXAMPLES[9]).await;
+    assert_eq!(cluster.status, StatusCode::OK, "{}", cluster.text);
+    let nodes = cluster.body["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(nodes.len(), 3, "dev's three replicas: {}", cluster.text);
+    for node in &nodes {
+        assert_eq!(node["replicas"], 5, "meta + four inventory groups: {node}");
+        assert_eq!(node["reachable"], true, "{node}");
+    }
+    let leaders: u64 = nodes.iter().filter_map(|n| n["leaders"].as_u64()).sum();
+    assert_eq!(leaders, 5, "one leader per group: {}", cluster.text);
 }

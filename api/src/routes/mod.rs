@@ -9,11 +9,13 @@
 //! | bookings, `GET /v1/me/bookings` | [`bookings`] |
 //! | payment webhooks | [`webhooks`] |
 //! | admin catalog | [`admin`] |
+//! | operating the cluster (`/admin/v1/cluster`) | [`cluster`] |
 //! | `/healthz`, `/readyz`, `/metrics` | [`ops`] |
 //! | `/openapi.json` | [`crate::openapi::serve`] |
 
 pub mod admin;
 pub mod bookings;
+pub mod cluster;
 pub mod events;
 pub mod holds;
 pub mod ops;
@@ -59,6 +61,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/admin/v1/venues/{venue_id}", get(admin::get_venue))
         .route("/admin/v1/performers", post(admin::create_performer))
         .route("/admin/v1/events", post(admin::create_event))
+        .route("/admin/v1/cluster", get(cluster::view))
         .route(
             "/admin/v1/events/{event_id}",
             get(admin::get_event).patch(admin::patch_event),

@@ -488,7 +488,7 @@ mod tests {
         use axum::body::Body;
         use axum::http::{Request, StatusCode};
         use boxoffice_raft::transport::{TcpConnector, Transport};
-        use boxoffice_raft::InventoryClient;
+        use boxoffice_raft::{ClusterAuth, InventoryClient};
         use boxoffice_search::{EventDoc, SearchIndex};
         use http_body_util::BodyExt;
         use serde_json::Value;
@@ -509,8 +509,11 @@ mod tests {
                 b"secret".to_vec(),
             );
             let (sandbox, _worker) = Sandbox::start(config, clock.clone()).expect("sandbox");
-            let inventory =
-                InventoryClient::new(Arc::new(Transport::new(TcpConnector)), Vec::new());
+            // No cluster to reach, so nothing to sign.
+            let inventory = InventoryClient::new(
+                Arc::new(Transport::new(TcpConnector, ClusterAuth::insecure())),
+                Vec::new(),
+            );
             let deps = ApiDeps {
                 inventory,
                 clock,

@@ -22,6 +22,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 mod calls;
+mod cluster;
+
+pub use cluster::{ClusterStatus, NODE_STATUS_TIMEOUT_MS};
 
 use calls::{refusal, unexpected_read};
 pub use calls::{Settlement, Timed};
@@ -72,6 +75,10 @@ pub enum InventoryError {
     /// A hold found these seats taken; nothing changed.
     #[error("seats not available: {seat_ids:?}")]
     SeatsTaken { seat_ids: Vec<SeatId> },
+    /// A storage node refused this client's cluster credential (a wrong or missing key, or
+    /// a clock too far off); nothing changed.
+    #[error("storage node refused the cluster credential: {0}")]
+    Unauthorized(String),
 }
 
 #[derive(Default)]
@@ -206,6 +213,11 @@ impl InventoryClient {
                         status: 400, body, ..
                     }) => {
                         return Err(InventoryError::Invalid(body));
+                    }
+                    Err(TransportError::Status {
+                        status: 401, body, ..
+                    }) => {
+                        return Err(InventoryError::Unauthorized(body));
                     }
                     Err(e) => {
                         maybe_delivered = Some(e.to_string());

@@ -299,7 +299,7 @@ enum Job {
 }
 
 enum LogIo {
-    Inline(Box<dyn LogDisk>),
+    Inline(Box<dyn LogDisk>, metrics::Histogram),
     /// The writer thread's queue; the thread exits when this sender drops.
     Thread(mpsc::Sender<Job>),
 }
@@ -320,7 +320,12 @@ fn copy_err(e: &io::Error) -> io::Error {
 
 impl LogStore {
     /// Loads the log from `disk` and starts its writer (a thread when the disk blocks).
-    pub fn open(mut disk: Box<dyn LogDisk>, name: &str) -> io::Result<LogStore> {
+    /// Each fsync's duration goes to `fsync_seconds`.
+    pub fn open(
+        mut disk: Box<dyn LogDisk>,
+        name: &str,
+        fsync_seconds: metrics::Histogram,
+    ) -> io::Result<LogStore> {
         let loaded = disk.load()?;
         let cache = LogCache {
             vote: loaded.vote,
@@ -335,10 +340,10 @@ impl LogStore {
             let (tx, rx) = mpsc::channel();
             std::thread::Builder::new()
                 .name(format!("log-{name}"))
-                .spawn(move || writer_loop(disk, rx))?;
+                .spawn(move || writer_loop(disk, rx, fsync_seconds))?;
             LogIo::Thread(tx)
         } else {
-            LogIo::Inline(disk)
+            LogIo::Inline(disk, fsync_seconds)
         };
         Ok(LogStore {
             cache: Arc::new(Mutex::new(cache)),
@@ -364,8 +369,9 @@ impl LogStore {
     fn submit(&self, job: Job) {
         let mut io = self.io.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *io {
-            LogIo::Inline(disk) => {
-                let result = run_job(disk.as_mut(), &job).and_then(|_| disk.sync());
+            LogIo::Inline(disk, fsync_seconds) => {
+                let result = run_job(disk.as_mut(), &job)
+                    .and_then(|_| timed_sync(disk.as_mut(), fsync_seconds));
                 complete(job, &result);
             }
             LogIo::Thread(tx) => {
@@ -396,8 +402,19 @@ fn complete(job: Job, result: &io::Result<()>) {
     }
 }
 
+fn timed_sync(disk: &mut dyn LogDisk, fsync_seconds: &metrics::Histogram) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    let result = disk.sync();
+    fsync_seconds.record(started.elapsed().as_secs_f64());
+    result
+}
+
 /// Applies queued jobs in order and syncs once per drained batch before acknowledging any.
-fn writer_loop(mut disk: Box<dyn LogDisk>, rx: mpsc::Receiver<Job>) {
+fn writer_loop(
+    mut disk: Box<dyn LogDisk>,
+    rx: mpsc::Receiver<Job>,
+    fsync_seconds: metrics::Histogram,
+) {
     while let Ok(first) = rx.recv() {
         let jobs = drain_ready(first, MAX_JOBS_PER_SYNC, |_| 1, || rx.try_recv().ok());
         let mut result = Ok(());
@@ -408,7 +425,7 @@ fn writer_loop(mut disk: Box<dyn LogDisk>, rx: mpsc::Receiver<Job>) {
             }
         }
         if result.is_ok() {
-            result = disk.sync();
+            result = timed_sync(disk.as_mut(), &fsync_seconds);
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, "raft log write failed");

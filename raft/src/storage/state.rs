@@ -26,6 +26,7 @@ use crate::codec::{decode, encode};
 use crate::feed::{Feed, FEED_CAPACITY_CHANGES};
 use crate::machine::{is_layout_key, Machine, Record};
 use crate::storage::write_file_atomic;
+use crate::telemetry::GroupMetrics;
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::types::Reply;
 
@@ -350,6 +351,7 @@ pub struct StateMachineStore {
     shared: Arc<GroupShared>,
     disk: Arc<dyn StateDisk>,
     checkpoints: Checkpoints,
+    metrics: GroupMetrics,
 }
 
 /// What the disk has seen of the machine, guarded by the one lock every disk write takes.
@@ -477,10 +479,12 @@ fn checkpoint_loop(writer: Writer, wake: mpsc::Receiver<()>, every: Duration) {
 }
 
 impl StateMachineStore {
-    /// Loads the newest of the persisted state and the snapshot, and checkpoints by `policy`.
+    /// Loads the newest of the persisted state and the snapshot, checkpoints by `policy`, and
+    /// counts applied entries and snapshots in `metrics`.
     pub fn open(
         disk: Arc<dyn StateDisk>,
         policy: CheckpointPolicy,
+        metrics: GroupMetrics,
     ) -> io::Result<(StateMachineStore, Arc<GroupShared>)> {
         let mut persisted = disk.load()?;
         if let Some((meta, data)) = disk.load_snapshot()? {
@@ -518,6 +522,7 @@ impl StateMachineStore {
                 shared: shared.clone(),
                 disk,
                 checkpoints: Checkpoints::new(writer, policy)?,
+                metrics,
             },
             shared,
         ))
@@ -528,6 +533,7 @@ impl StateMachineStore {
 pub struct SnapshotBuilder {
     shared: Arc<GroupShared>,
     disk: Arc<dyn StateDisk>,
+    built: metrics::Counter,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -555,6 +561,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             disk.save_snapshot(&meta_w, &data_w)
         })
         .await?;
+        self.built.increment(1);
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
@@ -582,6 +589,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut replica = self.shared.write();
             for entry in entries {
                 n_entries += 1;
+                self.metrics.entries_applied.increment(1);
                 replica.applied = Some(entry.log_id);
                 let mut changes = Vec::new();
                 match &entry.payload {
@@ -610,6 +618,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             shared: self.shared.clone(),
             disk: self.disk.clone(),
+            built: self.metrics.snapshots_built.clone(),
         }
     }
 
@@ -651,6 +660,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         })
         .await?;
         self.shared.applied_tx.send_replace(applied_index);
+        self.metrics.snapshots_installed.increment(1);
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }

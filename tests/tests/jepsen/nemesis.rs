@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use boxoffice_tests::cluster_get_json_within;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -151,18 +152,16 @@ impl Cluster {
             .enable_all()
             .build()
             .ok()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(800))
-            .build()
-            .ok()?;
         let mut best: Option<(u64, usize)> = None;
         for (i, node) in self.nodes.iter().enumerate() {
             if node.stopped || !node.is_running() {
                 continue;
             }
-            let url = format!("http://{}/cluster/status", node.addr);
-            let status: Option<serde_json::Value> =
-                runtime.block_on(async { http.get(&url).send().await.ok()?.json().await.ok() });
+            let status = runtime.block_on(cluster_get_json_within(
+                &node.addr,
+                "/cluster/status",
+                Duration::from_millis(800),
+            ));
             let Some(groups) = status.as_ref().and_then(|s| s["groups"].as_array()) else {
                 continue;
             };

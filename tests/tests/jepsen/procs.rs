@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use boxoffice_tests::binary;
 use boxoffice_tests::rest::{NO_RATE_LIMITS, TEST_JWT_SECRET, TEST_WEBHOOK_SECRET};
+use boxoffice_tests::{binary, TEST_CLUSTER_KEY};
 
 /// The port every storage node listens on (inside its own namespace).
 pub const NODE_PORT: u16 = 7000;
@@ -122,6 +122,7 @@ impl Proc {
             .arg(binary())
             .args(args)
             .env("BOXOFFICE_LOG", "info,openraft=warn")
+            .env("BOXOFFICE_CLUSTER_KEY", TEST_CLUSTER_KEY)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

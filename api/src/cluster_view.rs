@@ -1,0 +1,260 @@
+//! `GET /admin/v1/cluster`: the cluster as an operator sees it, assembled from the meta
+//! group's table, every storage node's own status and this node's seat feeds. Pure: the
+//! handler gathers, [`assemble`] decides.
+//!
+//! A group's voters, learners, leader and applied index come from the replica that leads it
+//! (the one reporting itself leader with the highest term), or, while it has none, from the
+//! replica with the highest term. Lag is how many entries each replica's log is behind the
+//! leader's, for the replicas that answered.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use boxoffice_raft::client::ClusterStatus;
+use boxoffice_raft::host::GroupStatus;
+use boxoffice_raft::types::{GroupId, NodeId};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// What a storage node is doing in the cluster. Draining and removal arrive with
+/// `DELETE /admin/v1/nodes/{id}`; until then every node is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Active,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct NodeView {
+    pub node_id: NodeId,
+    pub addr: String,
+    pub state: NodeState,
+    /// Whether the node answered its status within the timeout.
+    pub reachable: bool,
+    /// Groups with a replica (voter or learner) on this node.
+    pub replicas: usize,
+    /// Groups this node leads.
+    pub leaders: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct GroupView {
+    pub group_id: GroupId,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// The leader's (or best-informed replica's) applied log index.
+    pub applied_index: Option<u64>,
+    /// Entries each answering replica's log is behind the leader's (node id → entries).
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub lag: BTreeMap<NodeId, u64>,
+    /// Events placed in the group (0 for the meta group).
+    pub events: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ClusterView {
+    pub nodes: Vec<NodeView>,
+    pub groups: Vec<GroupView>,
+}
+
+/// The replica whose view of `group` counts: the leader with the highest term, else the
+/// highest term.
+fn best_view<'a>(replicas: &[(NodeId, &'a GroupStatus)]) -> Option<&'a GroupStatus> {
+    let rank = |s: &GroupStatus| (s.state == "Leader", s.term);
+    replicas
+        .iter()
+        .map(|(_, s)| *s)
+        .max_by(|a, b| rank(a).cmp(&rank(b)))
+}
+
+pub fn assemble(
+    status: &ClusterStatus,
+    events_per_group: &BTreeMap<GroupId, usize>,
+) -> ClusterView {
+    // Every replica's report, by group.
+    let mut reports: BTreeMap<GroupId, Vec<(NodeId, &GroupStatus)>> = BTreeMap::new();
+    let mut addrs: BTreeMap<NodeId, String> = BTreeMap::new();
+    let mut reachable: BTreeSet<NodeId> = BTreeSet::new();
+    for (_, node) in &status.nodes {
+        let Some(node) = node else { continue };
+        reachable.insert(node.node_id);
+        addrs.insert(node.node_id, node.addr.clone());
+        for g in &node.groups {
+            reports.entry(g.group).or_default().push((node.node_id, g));
+        }
+    }
+    for (group, members) in &status.table {
+        reports.entry(*group).or_default();
+        for (id, addr) in members {
+            addrs.entry(*id).or_insert_with(|| addr.clone());
+        }
+    }
+    let mut groups = Vec::new();
+    for (group, replicas) in &reports {
+        let table_members = || -> Vec<NodeId> {
+            status
+                .table
+                .iter()
+                .find(|(g, _)| g == group)
+                .map(|(_, m)| m.iter().map(|(id, _)| *id).collect())
+                .unwrap_or_default()
+        };
+        let view = best_view(replicas);
+        let (voters, learners) = match view {
+            Some(v) => (v.voters.clone(), v.learners.clone()),
+            None => (table_members(), Vec::new()),
+        };
+        let leader = view.and_then(|v| v.leader);
+        let leader_last = leader.and_then(|l| {
+            replicas
+                .iter()
+                .find(|(id, _)| *id == l)
+                .and_then(|(_, s)| s.last_log_index)
+        });
+        let lag = match leader_last {
+            Some(last) => replicas
+                .iter()
+                .filter(|(id, _)| voters.contains(id) || learners.contains(id))
+                .map(|(id, s)| (*id, last.saturating_sub(s.last_log_index.unwrap_or(0))))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        groups.push(GroupView {
+            group_id: *group,
+            voters,
+            learners,
+            leader,
+            term: view.map(|v| v.term).unwrap_or(0),
+            applied_index: view.and_then(|v| v.applied_index),
+            lag,
+            events: events_per_group.get(group).copied().unwrap_or(0),
+        });
+    }
+    for g in &groups {
+        for id in g.voters.iter().chain(&g.learners) {
+            addrs.entry(*id).or_default();
+        }
+    }
+    let nodes = addrs
+        .into_iter()
+        .map(|(node_id, addr)| NodeView {
+            node_id,
+            addr,
+            state: NodeState::Active,
+            reachable: reachable.contains(&node_id),
+            replicas: groups
+                .iter()
+                .filter(|g| g.voters.contains(&node_id) || g.learners.contains(&node_id))
+                .count(),
+            leaders: groups.iter().filter(|g| g.leader == Some(node_id)).count(),
+        })
+        .collect();
+    ClusterView { nodes, groups }
+}
+
+#[cfg(test)]
+mod tests {
+    use boxoffice_raft::host::NodeStatus;
+
+    use super::*;
+
+    fn replica(
+        group: GroupId,
+        state: &str,
+        term: u64,
+        leader: Option<NodeId>,
+        last: u64,
+    ) -> GroupStatus {
+        GroupStatus {
+            group,
+            state: state.into(),
+            term,
+            leader,
+            last_log_index: Some(last),
+            applied_index: Some(last),
+            snapshot_index: None,
+            purged_index: None,
+            voters: vec![1, 2, 3],
+            learners: vec![],
+        }
+    }
+
+    fn node(id: NodeId, groups: Vec<GroupStatus>) -> (String, Option<NodeStatus>) {
+        let addr = format!("10.0.0.{id}:7000");
+        (
+            addr.clone(),
+            Some(NodeStatus {
+                node_id: id,
+                addr,
+                groups,
+            }),
+        )
+    }
+
+    #[test]
+    fn the_leaders_view_counts_and_lag_is_measured_against_its_log() {
+        let members: Vec<(NodeId, String)> = (1..=3)
+            .map(|id| (id, format!("10.0.0.{id}:7000")))
+            .collect();
+        let status = ClusterStatus {
+            table: vec![(0, members.clone()), (1, members)],
+            nodes: vec![
+                node(
+                    1,
+                    vec![
+                        replica(0, "Leader", 2, Some(1), 40),
+                        replica(1, "Follower", 3, Some(2), 90),
+                    ],
+                ),
+                node(
+                    2,
+                    vec![
+                        replica(0, "Follower", 2, Some(1), 40),
+                        replica(1, "Leader", 3, Some(2), 100),
+                    ],
+                ),
+                // Node 3 is down: it is listed, unreachable, and has no lag entry.
+                ("10.0.0.3:7000".into(), None),
+            ],
+        };
+        let view = assemble(&status, &BTreeMap::from([(1, 7)]));
+        assert_eq!(view.groups.len(), 2);
+        let g1 = &view.groups[1];
+        assert_eq!(
+            (g1.leader, g1.term, g1.applied_index),
+            (Some(2), 3, Some(100))
+        );
+        assert_eq!(g1.lag, BTreeMap::from([(1, 10), (2, 0)]));
+        assert_eq!(g1.events, 7);
+        assert_eq!(view.groups[0].events, 0);
+        let nodes: Vec<(NodeId, bool, usize, usize)> = view
+            .nodes
+            .iter()
+            .map(|n| (n.node_id, n.reachable, n.replicas, n.leaders))
+            .collect();
+        assert_eq!(
+            nodes,
+            vec![(1, true, 2, 1), (2, true, 2, 1), (3, false, 2, 0)]
+        );
+        assert_eq!(
+            view.nodes[2].addr, "10.0.0.3:7000",
+            "an unreachable node's address comes from the table"
+        );
+    }
+
+    #[test]
+    fn without_a_leader_the_highest_term_speaks_and_there_is_no_lag() {
+        let status = ClusterStatus {
+            table: vec![],
+            nodes: vec![
+                node(1, vec![replica(1, "Candidate", 5, None, 10)]),
+                node(2, vec![replica(1, "Follower", 4, Some(1), 12)]),
+            ],
+        };
+        let view = assemble(&status, &BTreeMap::new());
+        assert_eq!((view.groups[0].leader, view.groups[0].term), (None, 5));
+        assert!(view.groups[0].lag.is_empty());
+        assert!(view.nodes.iter().all(|n| n.leaders == 0));
+    }
+}
