@@ -7,6 +7,7 @@
 mod api_node;
 mod bench;
 mod dev;
+mod flash_sale;
 mod storage_node;
 
 use clap::{Parser, Subcommand};
