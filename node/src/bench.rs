@@ -21,6 +21,8 @@ use crate::storage_node::{bootstrap, start_in_process};
 pub enum BenchCmd {
     /// Concurrent holds on distinct seats through the Raft leaders.
     Holds(HoldsArgs),
+    /// A sold-out rush through the waiting room over real HTTP (see `flash_sale`).
+    FlashSale(crate::flash_sale::FlashSaleArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -47,6 +49,7 @@ pub struct HoldsArgs {
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Holds(args) => holds(args).await,
+        BenchCmd::FlashSale(args) => crate::flash_sale::flash_sale(args).await,
     }
 }
 

@@ -8,6 +8,7 @@ mod api_node;
 mod bench;
 mod cluster_key;
 mod dev;
+mod flash_sale;
 mod storage_node;
 
 use clap::{Parser, Subcommand};
