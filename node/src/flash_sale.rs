@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use boxoffice_api::auth::Role;
 use boxoffice_api::{Auth, Clock, RateLimitConfig, SystemClock};
-use boxoffice_raft::RaftSettings;
+use boxoffice_raft::ClusterKey;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::api_node::{ApiNode, ApiSetup};
-use crate::storage_node::{bootstrap, start_host};
+use crate::storage_node::{bootstrap, start_in_process};
 
 #[derive(clap::Args, Debug)]
 pub struct FlashSaleArgs {
@@ -207,10 +207,11 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, l)| Ok((i as u64 + 1, l.local_addr()?.to_string())))
         .collect::<std::io::Result<_>>()?;
+    // A fresh key signs the internal calls, as in production.
+    let cluster_key = Some(ClusterKey::new(ClusterKey::generate_text().as_bytes())?);
     let mut nodes = Vec::new();
-    for ((id, addr), listener) in members.iter().zip(listeners) {
-        let dir = tmp.join(format!("n{id}"));
-        nodes.push(start_host(*id, addr.clone(), RaftSettings::default(), dir, listener).await?);
+    for ((id, _), listener) in members.iter().zip(listeners) {
+        nodes.push(start_in_process(*id, listener, &tmp, cluster_key.clone()).await?);
     }
     bootstrap(nodes[0].host(), &members, 1).await?;
     let jwt_secret = boxoffice_api::ids::random_hex(32).into_bytes();
@@ -231,6 +232,7 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
         },
         seeds: members.iter().map(|(_, a)| a.clone()).collect(),
         search_dir: None,
+        cluster_key,
     })
     .await?;
     let base = format!("http://{}", api.addr);
