@@ -50,53 +50,13 @@ if [[ ! -s $export_dir/events.tsv || ! -s $export_dir/queries.tsv ]]; then
 fi
 n_queries=$(awk -F'\t' '$1 == "misspelled"' "$export_dir/queries.tsv" | wc -l)
 
-# --- PostgreSQL: installed if missing ------------------------------------------------------
-pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
-if [[ -z $(pg_bin) || ! -x $(pg_bin)/pg_ctl ]] || ! command -v pgbench >/dev/null; then
-    say "installing PostgreSQL (Debian's postgresql package)"
-    [[ $(id -u) == 0 ]] || { say "not root: install postgresql first"; exit 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql postgresql-contrib
-    # The package may start its default cluster; this benchmark runs its own.
-    if command -v pg_lsclusters >/dev/null; then
-        pg_lsclusters --no-header | while read -r version cluster _port status _; do
-            [[ $status == online ]] && pg_ctlcluster "$version" "$cluster" stop || true
-        done
-    fi
-fi
-bin=$(pg_bin)
-say "PostgreSQL: $("$bin/postgres" --version)"
-
-# The server refuses to run as root: as root, run it as the `postgres` user.
-if [[ $(id -u) == 0 ]]; then
-    id postgres >/dev/null 2>&1 || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postgres
-    as_server() { runuser -u postgres -- "$@"; }
-else
-    as_server() { "$@"; }
-fi
-
-port=54320
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-data=$(mktemp -d /tmp/boxoffice-pg.XXXXXX)
-chmod 755 "$data"
-[[ $(id -u) == 0 ]] && chown postgres: "$data"
-stop() {
-    as_server "$bin/pg_ctl" -D "$data/db" -m fast -w stop >/dev/null 2>&1 || true
-    rm -rf "$data"
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
-
-as_server "$bin/initdb" -D "$data/db" -U postgres --auth=trust --encoding=UTF8 \
-    --locale=C.UTF-8 >/dev/null
+# --- PostgreSQL: installed if missing, a throwaway server (node/bench/pg_server.sh) -----------
+# shellcheck source=../../node/bench/pg_server.sh
+source "$repo/node/bench/pg_server.sh"
 # Reads only after a bulk load: everything in memory, no JIT (its compile time is pure
 # overhead on millisecond queries), durability relaxed for the load (the queries are
 # read-only, so it changes no query figure).
-cat >>"$data/db/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$data'
-shared_buffers = $shared_buffers
+pg_server_start "shared_buffers = $shared_buffers
 work_mem = $work_mem
 maintenance_work_mem = 1GB
 effective_cache_size = 8GB
@@ -106,12 +66,12 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 max_wal_size = 8GB
-autovacuum = off
-CONF
-as_server "$bin/pg_ctl" -D "$data/db" -l "$data/server.log" -w start >/dev/null
-export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+autovacuum = off"
+bin=$pg_bin
+data=$pg_data
+say "PostgreSQL: $("$bin/postgres" --version)"
 sql() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
-say "server: $data/db on 127.0.0.1:$port, shared_buffers $shared_buffers, work_mem $work_mem"
+say "server: $data/db on 127.0.0.1:$PGPORT, shared_buffers $shared_buffers, work_mem $work_mem"
 
 # --- load and index -------------------------------------------------------------------------
 say "load average at start: $(load)"

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Holds per second, boxoffice beside one PostgreSQL node, in one run on one machine.
+#
+# PostgreSQL (Debian's package, installed if missing, a throwaway server on loopback): one
+# node, no replica, every commit fsync'd (fsync = on, synchronous_commit = on). A hold is the
+# conditional UPDATE of a free seat, one statement, one round trip, prepared:
+#   UPDATE seats SET holder = …, expires_at = now() + 10 min
+#    WHERE id = <the next seat> AND (holder IS NULL OR expires_at < now())
+# driven by pgbench at 8, 16, 64 and 256 clients. Each transaction takes the next seat of a
+# sequence (as `boxoffice bench holds` takes the next seat), so every hold is a real write;
+# the run prints how many seats were really taken.
+#
+# boxoffice: `boxoffice bench holds` (release build) at 64, 256 and 1,024 clients: three
+# replicas in one process on loopback, every log append fdatasync'd before it counts.
+#
+# Prints each figure, the best of each side, and their ratio; asserts nothing.
+#
+#   node/bench/holds_vs_postgres.sh
+#   SECONDS_PER_RUN=10 PG_CLIENTS="16 64" BOX_CLIENTS="256" node/bench/holds_vs_postgres.sh
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+secs=${SECONDS_PER_RUN:-20}
+pg_clients=${PG_CLIENTS:-8 16 64 256}
+box_clients=${BOX_CLIENTS:-64 256 1024}
+# Enough seats that no run finds the sequence exhausted, even at 50,000 holds/s.
+n_seats=${PG_SEATS:-$((50000 * secs * $(wc -w <<<"$pg_clients") + 100000))}
+
+say() { printf '%s\n' "$*"; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# shellcheck source=pg_server.sh
+source "$here/pg_server.sh"
+
+say "== holds: boxoffice beside one PostgreSQL node, $secs s per run =="
+say "machine: $(nproc) cores, load average at start: $(load)"
+
+say "building boxoffice (release)"
+(cd "$repo" && cargo build -q --release -p boxoffice-node)
+boxoffice=${CARGO_TARGET_DIR:-$repo/target}/release/boxoffice
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+pg_server_start "shared_buffers = 1GB
+max_connections = 300
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+autovacuum = off
+jit = off"
+say "PostgreSQL: $("$pg_bin/postgres" --version); fsync on, synchronous_commit on"
+sql() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+sql <<SQL
+CREATE TABLE seats (id bigint PRIMARY KEY, holder text, expires_at timestamptz);
+INSERT INTO seats (id) SELECT generate_series(1, $n_seats);
+CREATE SEQUENCE seat_seq;
+VACUUM ANALYZE seats;
+CHECKPOINT;
+SQL
+cat >"$pg_data/hold.sql" <<'SQL'
+WITH next AS (SELECT nextval('seat_seq') AS id)
+UPDATE seats SET holder = 'c' || :client_id, expires_at = now() + interval '10 minutes'
+  FROM next
+ WHERE seats.id = next.id AND (seats.holder IS NULL OR seats.expires_at < now());
+SQL
+chmod 644 "$pg_data/hold.sql"
+say "seats: $n_seats"
+
+pg_best=0
+for c in $pg_clients; do
+    held_before=$(sql -c "SELECT count(*) FROM seats WHERE holder IS NOT NULL")
+    logs="$pg_data/log-$c"
+    mkdir -p "$logs"
+    out=$(cd "$logs" && pgbench -n -M prepared -c "$c" -j "$(( c < 4 ? c : 4 ))" -T "$secs" \
+        -f "$pg_data/hold.sql" --log --log-prefix=tx 2>&1)
+    held_after=$(sql -c "SELECT count(*) FROM seats WHERE holder IS NOT NULL")
+    tps=$(awk '/^tps = / { printf "%.0f", $3 }' <<<"$out")
+    txs=$(awk '/number of transactions actually processed/ { print $NF }' <<<"$out")
+    # pgbench's per-transaction log: the third field is the latency in µs.
+    read -r p50 p99 < <(cat "$logs"/tx* | awk '{ print $3 }' | sort -n | awk '
+        { v[NR] = $1 } END { if (NR) printf "%.2f %.2f\n", v[int(NR*0.50)+1]/1000, v[int(NR*0.99)+1]/1000; else print "- -" }')
+    say "postgres  clients $(printf %5s "$c"): $(printf %7s "$tps") holds/s  p50 $p50 ms  p99 $p99 ms  (seats taken $((held_after - held_before)) of $txs transactions; load $(load))"
+    (( tps > pg_best )) && pg_best=$tps
+    rm -rf "$logs"
+done
+pg_server_stop
+trap - EXIT
+
+# --- boxoffice --------------------------------------------------------------------------------
+box_best=0
+for c in $box_clients; do
+    out=$("$boxoffice" bench holds --concurrency "$c" --duration-secs "$secs" 2>/dev/null)
+    hps=$(awk '/^holds\/s:/ { print $2 }' <<<"$out")
+    lat=$(awk '/^latency p50:/ { print "p50", $3, "ms  p99", $6, "ms" }' <<<"$out")
+    cpu=$(grep -o '[0-9]* µs CPU per hold' <<<"$out" || true)
+    say "boxoffice clients $(printf %5s "$c"): $(printf %7s "$hps") holds/s  $lat  ($cpu; load $(load))"
+    (( hps > box_best )) && box_best=$hps
+done
+
+say "best: boxoffice $box_best holds/s, PostgreSQL $pg_best holds/s"
+awk -v b="$box_best" -v p="$pg_best" 'BEGIN { if (p > 0) printf "ratio boxoffice / PostgreSQL: %.2f\n", b / p }'
