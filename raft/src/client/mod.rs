@@ -72,6 +72,10 @@ pub enum InventoryError {
     /// A hold found these seats taken; nothing changed.
     #[error("seats not available: {seat_ids:?}")]
     SeatsTaken { seat_ids: Vec<SeatId> },
+    /// A best-available hold found too few seats ([`Outcome::NotEnoughSeats`]); nothing
+    /// changed.
+    #[error("not enough seats: {available} available")]
+    NotEnoughSeats { available: u32 },
 }
 
 #[derive(Default)]
