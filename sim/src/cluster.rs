@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use boxoffice_raft::codec::{decode, encode};
 use boxoffice_raft::host::MemStorage;
+use boxoffice_raft::machine::mutants::Mutant;
 use boxoffice_raft::types::{Command, GroupId, NodeId, PutGroupCmd, META_GROUP};
 use boxoffice_raft::wire::{Query, QueryResult, ReadReply, ServeError};
 use boxoffice_raft::{Clock, Host, HostConfig, InventoryClient, RaftSettings, Storage};
@@ -43,6 +44,23 @@ pub enum Variant {
     /// A node that believes it leads answers reads from its local state without confirming
     /// its leadership with a quorum (the read path minus `ensure_linearizable`).
     StaleLeaderReads,
+    /// The state machine's best-available picker counts seats of live holds as free
+    /// ([`Mutant::PickHeldSeats`]).
+    PickHeldSeats,
+    /// The state machine's confirm sells a hold still marked active after its expiry, before
+    /// a sweep ([`Mutant::ConfirmAfterExpiry`]).
+    ConfirmAfterExpiry,
+}
+
+impl Variant {
+    /// The state machine mutant this variant switches on, if any.
+    pub fn mutant(self) -> Option<Mutant> {
+        match self {
+            Variant::Correct | Variant::StaleLeaderReads => None,
+            Variant::PickHeldSeats => Some(Mutant::PickHeldSeats),
+            Variant::ConfirmAfterExpiry => Some(Mutant::ConfirmAfterExpiry),
+        }
+    }
 }
 
 /// An operator command for one node (run inside that node's simulated runtime).

@@ -14,6 +14,8 @@ use sim::run::{run_seed, RunConfig};
 enum VariantArg {
     Correct,
     StaleLeaderReads,
+    PickHeldSeats,
+    ConfirmAfterExpiry,
 }
 
 #[derive(Parser, Debug)]
@@ -53,6 +55,8 @@ fn main() -> ExitCode {
         config.variant = match args.variant {
             VariantArg::Correct => Variant::Correct,
             VariantArg::StaleLeaderReads => Variant::StaleLeaderReads,
+            VariantArg::PickHeldSeats => Variant::PickHeldSeats,
+            VariantArg::ConfirmAfterExpiry => Variant::ConfirmAfterExpiry,
         };
         config.faults = !args.no_faults;
         let report = run_seed(config);
