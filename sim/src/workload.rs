@@ -1,6 +1,7 @@
 //! The simulated API tier: clients using the production [`InventoryClient`] to hold (named
-//! seats or the best available), release, confirm (create the booking, then pay) and read a
-//! few hot seats with short TTLs, recording every request and answer for the checker.
+//! seats or the best available), release, confirm (create the booking, then pay after a
+//! random delay of up to twice the hold's lifetime, as a payment webhook does) and read a few
+//! hot seats with short TTLs, recording every request and answer for the checker.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -131,6 +132,7 @@ async fn wait_for(mut ready: impl FnMut() -> bool) {
 struct MyHold {
     event: String,
     hold_id: String,
+    ttl_ms: u64,
 }
 
 /// A workload client: random requests on the hot seats until the stop time. Buyers hold,
@@ -189,7 +191,11 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
                     .await
                 };
                 if ok {
-                    held.push(MyHold { event, hold_id });
+                    held.push(MyHold {
+                        event,
+                        hold_id,
+                        ttl_ms,
+                    });
                 }
             } else if roll < 70 {
                 let mine = held.swap_remove(rng.gen_range(0..held.len()));
@@ -204,7 +210,9 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
                 .await;
             } else if roll < 95 {
                 let mine = held.swap_remove(rng.gen_range(0..held.len()));
-                let pay_after = Duration::ZERO;
+                // The payment arrives 0–2 × the hold's lifetime after the booking, as a
+                // payment webhook does: some after the hold expired, often before a sweep.
+                let pay_after = Duration::from_millis(rng.gen_range(0..=2 * mine.ttl_ms));
                 confirm(
                     &shared,
                     &inventory,

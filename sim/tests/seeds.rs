@@ -123,3 +123,17 @@ fn a_picker_that_takes_held_seats_is_caught() {
     );
     eprintln!("a picker taking held seats caught by seeds {caught:?}");
 }
+
+/// The simulation must catch a confirm that sells a hold still marked active after its
+/// expiry (before the sweep tidied it): the workload pays 0–2 × the hold's lifetime after
+/// booking, so some payments arrive in that window, and the seat model sells only live
+/// holds.
+#[test]
+fn a_confirm_after_expiry_variant_is_caught() {
+    let caught = caught_by_checker(Variant::ConfirmAfterExpiry, 3);
+    assert!(
+        !caught.is_empty(),
+        "no seed in 0..{CI_SEEDS} caught a confirm after expiry"
+    );
+    eprintln!("a confirm after expiry caught by seeds {caught:?}");
+}
