@@ -285,6 +285,7 @@ fn check_invariants(h: &Harness, now_ms: u64) -> Result<(), TestCaseError> {
         records == persisted,
         "persisted records differ from the state"
     );
+    m.check_consistency().map_err(TestCaseError::fail)?;
     let rebuilt = Machine::from_records(persisted).unwrap();
     prop_assert!(rebuilt.event_seats(EVENT, now_ms) == m.event_seats(EVENT, now_ms));
     Ok(())
@@ -1007,6 +1008,8 @@ mod best_available {
             &reply.outcome,
             "a rebuilt replica picks the same"
         );
+        m.check_consistency().map_err(TestCaseError::fail)?;
+        replica.check_consistency().map_err(TestCaseError::fail)?;
         let unknown_section = case.section.is_some_and(|s| s >= case.sections.len());
         let blocks = blocks(&rows, &free, n);
         let choices: Vec<BTreeSet<String>> = if case.adjacent {

@@ -446,6 +446,15 @@ impl Machine {
             for seat in event.meta.seats.iter() {
                 self.check_seat(event_id, &seat.id)?;
             }
+            let mut taken = vec![0u32; event.rows.n_rows()];
+            for (idx, slot) in event.slots.iter().enumerate() {
+                if *slot != Slot::Free {
+                    taken[event.rows.row_of(idx)] += 1;
+                }
+            }
+            if taken != event.row_taken {
+                return Err(format!("event {event_id}: per-row taken counts disagree"));
+            }
         }
         Ok(())
     }
