@@ -71,6 +71,7 @@ pub struct BestHoldRequest {
     #[schema(minimum = 1, maximum = 10)]
     pub quantity: u32,
     /// A section's name, as the event view lists it; any section when absent.
+    #[schema(min_length = 1, max_length = 128)]
     pub section: Option<String>,
     /// Same row, consecutive numbers (default `true`); `false` lets the seats be split
     /// when no such block is free.
