@@ -26,6 +26,7 @@ impl From<InventoryError> for ApiError {
             InventoryError::Invalid(detail) => ApiError::InvalidRequest { detail, field: None },
             InventoryError::Protocol(detail) => ApiError::Internal(format!("inventory protocol: {detail}")),
             InventoryError::SeatsTaken { seat_ids } => ApiError::SeatUnavailable { unavailable_seats: seat_ids },
+            InventoryError::NotEnoughSeats { available } => ApiError::NotEnoughSeats { available },
             InventoryError::Rejected(r) => rejection(r, Doing::Other),
             InventoryError::Unauthorized(detail) => ApiError::Internal(format!(
                 "the storage nodes refused this API node's cluster credential (check BOXOFFICE_CLUSTER_KEY): {detail}"
@@ -128,6 +129,10 @@ pub fn rejection(rejection: Rejection, doing: Doing) -> ApiError {
         Rejection::Invalid(detail) => ApiError::InvalidRequest {
             detail,
             field: None,
+        },
+        Rejection::UnknownSection(name) => ApiError::InvalidRequest {
+            detail: format!("the event's venue has no section named {name:?}"),
+            field: Some("section".into()),
         },
     }
 }

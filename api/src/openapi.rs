@@ -373,6 +373,29 @@ mod tests {
         for (.., target, _, _) in LINKS {
             assert!(ids.contains(target), "link to unknown operation {target}");
         }
+        // The hold request's two forms: named seats, or the best ones.
+        let body =
+            &paths["/v1/holds"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        let body = match body["$ref"].as_str() {
+            Some(reference) => {
+                &json["components"]["schemas"][reference.rsplit('/').next().unwrap_or_default()]
+            }
+            None => body,
+        };
+        let forms = body["oneOf"]
+            .as_array()
+            .expect("the hold request is oneOf its forms");
+        let required: Vec<&serde_json::Value> = forms.iter().map(|f| &f["required"]).collect();
+        assert_eq!(
+            required,
+            [
+                &serde_json::json!(["event_id", "seat_ids"]),
+                &serde_json::json!(["event_id", "quantity"])
+            ],
+            "{body}"
+        );
+        assert_eq!(forms[1]["properties"]["quantity"]["minimum"], 1, "{body}");
+        assert_eq!(forms[1]["additionalProperties"], false, "{body}");
         assert_eq!(hold["201"]["links"]["GetHold"]["operationId"], "getHold");
         assert_eq!(
             hold["201"]["links"]["BookHold"]["requestBody"]["hold_id"],

@@ -35,6 +35,10 @@ pub struct Problem {
     /// 409 seat-unavailable: the seats that were taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable_seats: Option<Vec<String>>,
+    /// 409 not-enough-seats: the most seats a best-available hold like this one could get
+    /// now (free seats matching it; with `adjacent`, the longest block of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<u32>,
     /// 429 and 503: how long to wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
@@ -57,6 +61,7 @@ impl Problem {
             detail,
             field: None,
             unavailable_seats: None,
+            available: None,
             retry_after_seconds: None,
             limit_bytes: None,
             line: None,
@@ -98,6 +103,9 @@ pub enum ApiError {
     /// 409: some of the requested seats are held or sold.
     #[error("seats unavailable: {}", unavailable_seats.join(", "))]
     SeatUnavailable { unavailable_seats: Vec<String> },
+    /// 409: a best-available hold found fewer matching seats than it asked for.
+    #[error("not enough seats: {available} available")]
+    NotEnoughSeats { available: u32 },
     /// 409: an `Idempotency-Key` was reused with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
@@ -190,6 +198,15 @@ impl ApiError {
                     "seat-unavailable",
                     "Seat unavailable",
                     format!("seats not available: {}", unavailable_seats.join(", ")),
+                )
+            },
+            ApiError::NotEnoughSeats { available } => Problem {
+                available: Some(available),
+                ..Problem::new(
+                    S::CONFLICT,
+                    "not-enough-seats",
+                    "Not enough seats",
+                    format!("not enough matching seats are free: at most {available} now"),
                 )
             },
             ApiError::IdempotencyKeyReused => Problem::new(
@@ -396,6 +413,7 @@ mod tests {
             "seats" => ApiError::SeatUnavailable {
                 unavailable_seats: vec!["s1".into(), "s2".into()],
             },
+            "not-enough" => ApiError::NotEnoughSeats { available: 2 },
             "rate" => ApiError::RateLimited {
                 retry_after_secs: 3,
             },
@@ -464,6 +482,14 @@ mod tests {
     async fn extension_fields_and_headers() {
         let (_, _, body) = call(app(), get_req("/error/seats")).await;
         assert_eq!(body["unavailable_seats"], json!(["s1", "s2"]));
+
+        let (status, _, body) = call(app(), get_req("/error/not-enough")).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["available"], 2);
+        assert_eq!(
+            body["type"],
+            "https://boxoffice.dev/problems/not-enough-seats"
+        );
 
         let (_, headers, body) = call(app(), get_req("/error/rate")).await;
         assert_eq!(headers[RETRY_AFTER], "3");

@@ -110,6 +110,8 @@ pub enum Command {
     AssignEvent(AssignEventCmd),
     PutGroup(PutGroupCmd),
     SetHoldTtl(SetHoldTtlCmd),
+    /// Hold the best `quantity` free seats; the state machine chooses them.
+    HoldBest(HoldBestCmd),
 }
 
 /// Create an event's seat inventory. Registering the same seats again is a no-op.
@@ -139,6 +141,26 @@ pub struct HoldCmd {
     /// `None` (what the API sends) holds for the event's registered `hold_ttl_ms`, the one
     /// home of that rule; a value overrides it for this hold (the simulator and tests use it to
     /// vary expiries).
+    pub ttl_ms: Option<u64>,
+}
+
+/// Hold the best `quantity` free seats of an event (optionally of one section): the state
+/// machine picks them deterministically (see `machine::picker`): sections in the venue's
+/// order, rows in order, seats nearest the row's middle, never leaving a single seat alone in
+/// a row when another choice exists. The outcome is [`Outcome::Held`] with the seats chosen,
+/// or [`Outcome::NotEnoughSeats`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldBestCmd {
+    pub event_id: EventId,
+    pub hold_id: HoldId,
+    pub owner: UserId,
+    pub quantity: u32,
+    /// A section's name (as registered in [`SeatSpec::section`]); `None` picks in any.
+    pub section: Option<String>,
+    /// Same row, consecutive numbers (the default of the API); `false` may split the seats
+    /// across runs and rows when no such block is free.
+    pub adjacent: bool,
+    /// As [`HoldCmd::ttl_ms`].
     pub ttl_ms: Option<u64>,
 }
 
@@ -329,6 +351,8 @@ pub enum Rejection {
     /// The hold already has a booking that is pending or confirmed.
     HoldAlreadyBooked(BookingId),
     Invalid(String),
+    /// A best-available hold named a section the event does not have.
+    UnknownSection(String),
 }
 
 /// The result of one request.
@@ -360,6 +384,12 @@ pub enum Outcome {
     },
     Done,
     Rejected(Rejection),
+    /// A best-available hold found too few seats; nothing changed. `available` is the most
+    /// seats such a request could get now: free seats in scope, or with `adjacent` the
+    /// longest block of consecutive free seats in one row.
+    NotEnoughSeats {
+        available: u32,
+    },
 }
 
 /// An outcome with the (effective, leader-stamped) time it was decided at.

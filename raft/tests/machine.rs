@@ -34,6 +34,13 @@ enum Op {
         booking: usize,
     },
     Sweep,
+    /// A best-available hold.
+    HoldBest {
+        user: u8,
+        quantity: u32,
+        adjacent: bool,
+        ttl_ms: u64,
+    },
     /// Replays an earlier request with its request id.
     Replay {
         request: usize,
@@ -50,6 +57,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..64).prop_map(|booking| Op::Decline { booking }),
         1 => (0usize..64).prop_map(|booking| Op::Refund { booking }),
         1 => Just(Op::Sweep),
+        3 => (0u8..4, 1u32..4, any::<bool>(), prop_oneof![Just(1_000u64), Just(2_000), Just(5_000)])
+            .prop_map(|(user, quantity, adjacent, ttl_ms)| Op::HoldBest { user, quantity, adjacent, ttl_ms }),
         1 => (0usize..64).prop_map(|request| Op::Replay { request }),
     ]
 }
@@ -158,6 +167,20 @@ fn request_for(h: &Harness, op: &Op, step: usize) -> Option<Request> {
             seat_ids: seats.iter().map(|s| format!("s{s}")).collect(),
             ttl_ms: Some(*ttl_ms),
         }),
+        Op::HoldBest {
+            user,
+            quantity,
+            adjacent,
+            ttl_ms,
+        } => Command::HoldBest(HoldBestCmd {
+            event_id: EVENT.into(),
+            hold_id: format!("h{step}"),
+            owner: format!("u{user}"),
+            quantity: *quantity,
+            section: None,
+            adjacent: *adjacent,
+            ttl_ms: Some(*ttl_ms),
+        }),
         Op::Release { hold, user } => Command::Release(ReleaseCmd {
             hold_id: pick(&h.holds, *hold)?,
             owner: format!("u{user}"),
@@ -262,6 +285,7 @@ fn check_invariants(h: &Harness, now_ms: u64) -> Result<(), TestCaseError> {
         records == persisted,
         "persisted records differ from the state"
     );
+    m.check_consistency().map_err(TestCaseError::fail)?;
     let rebuilt = Machine::from_records(persisted).unwrap();
     prop_assert!(rebuilt.event_seats(EVENT, now_ms) == m.event_seats(EVENT, now_ms));
     Ok(())
@@ -329,6 +353,47 @@ fn run(ops: &[(Op, u64)]) -> Result<Harness, TestCaseError> {
                     );
                 }
                 // Only the request id is remembered.
+                prop_assert_eq!(domain_records(&h.machine).len(), before.len() + 1);
+            }
+            (
+                Command::HoldBest(HoldBestCmd {
+                    hold_id,
+                    quantity,
+                    adjacent,
+                    ..
+                }),
+                Outcome::Held(hold),
+            ) => {
+                prop_assert_eq!(hold.seat_ids.len(), *quantity as usize);
+                for s in &hold.seat_ids {
+                    prop_assert!(!taken_before.contains(s), "best took taken seat {}", s);
+                }
+                if *adjacent {
+                    // Seats here are s0..s5 in one row, numbered 0..5.
+                    let numbers: Vec<u32> = hold
+                        .seat_ids
+                        .iter()
+                        .map(|s| s[1..].parse().unwrap())
+                        .collect();
+                    prop_assert!(
+                        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+                        "{:?}",
+                        numbers
+                    );
+                }
+                h.holds.push(hold_id.clone());
+            }
+            (
+                Command::HoldBest(HoldBestCmd {
+                    quantity, adjacent, ..
+                }),
+                Outcome::NotEnoughSeats { available },
+            ) => {
+                let free = N_SEATS as usize - taken_before.len();
+                prop_assert!((*available as usize) < *quantity as usize);
+                if !*adjacent {
+                    prop_assert_eq!(*available as usize, free);
+                }
                 prop_assert_eq!(domain_records(&h.machine).len(), before.len() + 1);
             }
             (
@@ -713,4 +778,477 @@ fn the_seats_per_hold_limit_never_rises_above_its_ceiling() {
         Outcome::Rejected(Rejection::Invalid(_))
     ));
     assert_eq!(h.machine.limits().max_seats_per_hold, 2);
+}
+
+/// Best-available holds over random layouts, checked against a brute-force reference: the
+/// pick takes only free seats in scope, exactly `quantity` of them or none
+/// (`NotEnoughSeats`, when no choice exists, with the right `available`), adjacent when
+/// asked, never leaves a seat alone when a choice that does not exists, prefers the first
+/// row (sections, then rows, in the venue's order) and the block nearest the row's middle,
+/// and a replica rebuilt from records picks the same seats.
+mod best_available {
+    use super::*;
+
+    /// A row: how many seats, and before which seats the numbering skips one (an aisle).
+    #[derive(Debug, Clone)]
+    struct RowShape {
+        gaps: Vec<bool>,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        sections: Vec<Vec<RowShape>>,
+        /// Holds made first: seat picks (indexes modulo the seat count) and a short TTL flag.
+        holds: Vec<(Vec<usize>, bool)>,
+        sweep: bool,
+        quantity: u32,
+        section: Option<usize>,
+        adjacent: bool,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let row = proptest::collection::vec(proptest::bool::weighted(0.15), 1..=6)
+            .prop_map(|gaps| RowShape { gaps });
+        let section = proptest::collection::vec(row, 1..=2);
+        (
+            proptest::collection::vec(section, 1..=2),
+            proptest::collection::vec(
+                (proptest::collection::vec(0usize..64, 1..=3), any::<bool>()),
+                0..8,
+            ),
+            any::<bool>(),
+            1u32..=4,
+            proptest::option::of(0usize..3),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(sections, holds, sweep, quantity, section, adjacent)| Case {
+                    sections,
+                    holds,
+                    sweep,
+                    quantity,
+                    section,
+                    adjacent,
+                },
+            )
+    }
+
+    fn layout(case: &Case) -> Vec<SeatSpec> {
+        let mut seats = Vec::new();
+        for (s, rows) in case.sections.iter().enumerate() {
+            for (r, row) in rows.iter().enumerate() {
+                let mut number = 0;
+                for gap in &row.gaps {
+                    number += if *gap { 2 } else { 1 };
+                    seats.push(SeatSpec {
+                        id: format!("S{s}-R{r}-{number}"),
+                        section: format!("S{s}"),
+                        row: format!("R{r}"),
+                        number,
+                        price_minor: 100,
+                    });
+                }
+            }
+        }
+        seats
+    }
+
+    fn apply(m: &mut Machine, now_ms: u64, command: Command) -> Reply {
+        let proposal = Proposal {
+            now_ms,
+            requests: vec![Request {
+                request_id: None,
+                command,
+            }],
+        };
+        m.apply_proposal(&proposal, &mut Vec::new()).pop().unwrap()
+    }
+
+    /// Whether taking `chosen` leaves a free seat with no free neighbour that had one.
+    fn orphans(
+        rows: &[Vec<(String, u32)>],
+        free: &BTreeSet<String>,
+        chosen: &BTreeSet<String>,
+    ) -> bool {
+        rows.iter().any(|row| {
+            row.iter().enumerate().any(|(i, (id, number))| {
+                if !free.contains(id) || chosen.contains(id) {
+                    return false;
+                }
+                let neighbours: Vec<&String> = [i.checked_sub(1), Some(i + 1)]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|j| row.get(j))
+                    .filter(|(_, n)| n.abs_diff(*number) == 1)
+                    .map(|(id, _)| id)
+                    .filter(|id| free.contains(*id))
+                    .collect();
+                !neighbours.is_empty() && neighbours.iter().all(|id| chosen.contains(*id))
+            })
+        })
+    }
+
+    /// Every block of `n` free seats with consecutive numbers in one row: (row, ids).
+    fn blocks(
+        rows: &[Vec<(String, u32)>],
+        free: &BTreeSet<String>,
+        n: usize,
+    ) -> Vec<(usize, Vec<String>)> {
+        let mut out = Vec::new();
+        for (r, row) in rows.iter().enumerate() {
+            for w in row.windows(n) {
+                let consecutive = w.windows(2).all(|p| p[1].1 == p[0].1 + 1);
+                if consecutive && w.iter().all(|(id, _)| free.contains(id)) {
+                    out.push((r, w.iter().map(|(id, _)| id.clone()).collect()));
+                }
+            }
+        }
+        out
+    }
+
+    fn subsets(items: &[String], n: usize) -> Vec<BTreeSet<String>> {
+        if n == 0 {
+            return vec![BTreeSet::new()];
+        }
+        if items.len() < n {
+            return vec![];
+        }
+        let mut with: Vec<BTreeSet<String>> = subsets(&items[1..], n - 1)
+            .into_iter()
+            .map(|mut s| {
+                s.insert(items[0].clone());
+                s
+            })
+            .collect();
+        with.extend(subsets(&items[1..], n));
+        with
+    }
+
+    fn check(case: &Case) -> Result<(), TestCaseError> {
+        let seats = layout(case);
+        let mut m = Machine::new();
+        let registered = apply(
+            &mut m,
+            1,
+            Command::RegisterEvent(RegisterEventCmd {
+                event_id: EVENT.into(),
+                currency: "USD".into(),
+                hold_ttl_ms: 60_000,
+                seats: seats.clone(),
+            }),
+        );
+        let is_registered = matches!(registered.outcome, Outcome::Registered { .. });
+        prop_assert!(is_registered, "registration failed");
+        for (i, (picks, short)) in case.holds.iter().enumerate() {
+            let mut ids: Vec<String> = picks
+                .iter()
+                .map(|p| seats[p % seats.len()].id.clone())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            apply(
+                &mut m,
+                10,
+                Command::Hold(HoldCmd {
+                    event_id: EVENT.into(),
+                    hold_id: format!("pre{i}"),
+                    owner: format!("u{}", i % 3),
+                    seat_ids: ids,
+                    ttl_ms: Some(if *short { 1_000 } else { 60_000 }),
+                }),
+            );
+        }
+        let now_ms = 5_000;
+        if case.sweep {
+            apply(&mut m, now_ms, Command::Sweep);
+        }
+        let owners = m.seat_owners(EVENT, now_ms).unwrap();
+        let free: BTreeSet<String> = owners
+            .iter()
+            .filter(|(_, o)| *o == SeatOwner::Free)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let section = case.section.map(|s| format!("S{s}"));
+        // Rows in scope, in the venue's order, seats by number.
+        let mut rows: Vec<Vec<(String, u32)>> = Vec::new();
+        let mut last: Option<(String, String)> = None;
+        for seat in &seats {
+            if section.as_ref().is_some_and(|s| *s != seat.section) {
+                continue;
+            }
+            let key = (seat.section.clone(), seat.row.clone());
+            if last.as_ref() != Some(&key) {
+                rows.push(Vec::new());
+                last = Some(key);
+            }
+            rows.last_mut()
+                .unwrap()
+                .push((seat.id.clone(), seat.number));
+        }
+        let in_scope: Vec<String> = rows
+            .iter()
+            .flatten()
+            .map(|(id, _)| id.clone())
+            .filter(|id| free.contains(id))
+            .collect();
+        let n = case.quantity as usize;
+        let command = Command::HoldBest(HoldBestCmd {
+            event_id: EVENT.into(),
+            hold_id: "best".into(),
+            owner: "buyer".into(),
+            quantity: case.quantity,
+            section: section.clone(),
+            adjacent: case.adjacent,
+            ttl_ms: None,
+        });
+        let mut replica = Machine::from_records(m.records()).unwrap();
+        let reply = apply(&mut m, now_ms, command.clone());
+        prop_assert_eq!(
+            &apply(&mut replica, now_ms, command).outcome,
+            &reply.outcome,
+            "a rebuilt replica picks the same"
+        );
+        m.check_consistency().map_err(TestCaseError::fail)?;
+        replica.check_consistency().map_err(TestCaseError::fail)?;
+        let unknown_section = case.section.is_some_and(|s| s >= case.sections.len());
+        let blocks = blocks(&rows, &free, n);
+        let choices: Vec<BTreeSet<String>> = if case.adjacent {
+            blocks
+                .iter()
+                .map(|(_, ids)| ids.iter().cloned().collect())
+                .collect()
+        } else {
+            subsets(&in_scope, n)
+        };
+        match &reply.outcome {
+            Outcome::Rejected(Rejection::UnknownSection(name)) => {
+                prop_assert!(unknown_section);
+                prop_assert_eq!(Some(name), section.as_ref());
+            }
+            Outcome::Held(hold) => {
+                prop_assert!(!unknown_section);
+                let chosen: BTreeSet<String> = hold.seat_ids.iter().cloned().collect();
+                prop_assert_eq!(chosen.len(), n, "exactly the quantity, no seat twice");
+                for id in &chosen {
+                    prop_assert!(in_scope.contains(id), "{} is not a free seat in scope", id);
+                }
+                prop_assert!(
+                    choices.contains(&chosen),
+                    "{:?} is not a legal choice",
+                    chosen
+                );
+                let clean: Vec<&BTreeSet<String>> = choices
+                    .iter()
+                    .filter(|c| !orphans(&rows, &free, c))
+                    .collect();
+                if !clean.is_empty() {
+                    prop_assert!(
+                        !orphans(&rows, &free, &chosen),
+                        "{:?} leaves a seat alone though {:?} would not",
+                        chosen,
+                        clean[0]
+                    );
+                }
+                if case.adjacent && !clean.is_empty() {
+                    // The first row with a clean block, and the block nearest its middle.
+                    let clean_blocks: Vec<&(usize, Vec<String>)> = blocks
+                        .iter()
+                        .filter(|(_, ids)| !orphans(&rows, &free, &ids.iter().cloned().collect()))
+                        .collect();
+                    let first_row = clean_blocks[0].0;
+                    let row = &rows[first_row];
+                    let middle2 = row[0].1 + row[row.len() - 1].1;
+                    let number = |id: &String| row.iter().find(|(s, _)| s == id).map(|(_, n)| *n);
+                    let distance = |ids: &Vec<String>| -> Option<u32> {
+                        Some((number(&ids[0])? + number(&ids[ids.len() - 1])?).abs_diff(middle2))
+                    };
+                    let best = clean_blocks
+                        .iter()
+                        .filter(|(r, _)| *r == first_row)
+                        .filter_map(|(_, ids)| distance(ids))
+                        .min();
+                    prop_assert_eq!(
+                        distance(&hold.seat_ids),
+                        best,
+                        "nearest the middle of the first row with a clean block"
+                    );
+                }
+            }
+            Outcome::NotEnoughSeats { available } => {
+                prop_assert!(!unknown_section);
+                prop_assert!(
+                    choices.is_empty(),
+                    "a choice existed: {:?}",
+                    choices.first()
+                );
+                let expected = if case.adjacent {
+                    (1..n)
+                        .rev()
+                        .find(|&k| blocks_of(&rows, &free, k))
+                        .unwrap_or(0)
+                } else {
+                    in_scope.len()
+                };
+                prop_assert_eq!(*available as usize, expected);
+            }
+            other => prop_assert!(false, "unexpected outcome {:?}", other),
+        }
+        Ok(())
+    }
+
+    fn blocks_of(rows: &[Vec<(String, u32)>], free: &BTreeSet<String>, k: usize) -> bool {
+        !blocks(rows, free, k).is_empty()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_pick_is_legal_adjacent_orphan_free_and_replicated(case in case()) {
+            check(&case)?;
+        }
+    }
+}
+
+/// The best-available figure for a 50,000-seat event (50 sections × 20 rows × 50 seats):
+/// picks of 1–4 adjacent seats from empty to sold out, timed per tenth of the event. Run
+/// with `cargo test -p boxoffice-raft --release --test machine -- --ignored --nocapture
+/// best_available_figures`.
+#[test]
+#[ignore]
+fn best_available_figures() {
+    use std::time::Instant;
+    let mut seats = Vec::new();
+    for s in 0..50 {
+        for r in 0..20 {
+            for n in 1..=50 {
+                seats.push(SeatSpec {
+                    id: format!("s{s}-{r}-{n}"),
+                    section: format!("Section {s}"),
+                    row: format!("{r}"),
+                    number: n,
+                    price_minor: 100,
+                });
+            }
+        }
+    }
+    let n_seats = seats.len();
+    let mut m = Machine::new();
+    let mut now_ms = 1;
+    let mut propose = |m: &mut Machine, command: Command| {
+        now_ms += 1;
+        let proposal = Proposal {
+            now_ms,
+            requests: vec![Request {
+                request_id: None,
+                command,
+            }],
+        };
+        let reply = m.apply_proposal(&proposal, &mut Vec::new()).pop().unwrap();
+        m.take_dirty();
+        reply
+    };
+    let mut chunks = seats.chunks(MAX_SEATS_PER_COMMAND);
+    propose(
+        &mut m,
+        Command::RegisterEvent(RegisterEventCmd {
+            event_id: EVENT.into(),
+            currency: "USD".into(),
+            hold_ttl_ms: 3_600_000,
+            seats: chunks.next().unwrap().to_vec(),
+        }),
+    );
+    for chunk in chunks {
+        propose(
+            &mut m,
+            Command::AddSeats(AddSeatsCmd {
+                event_id: EVENT.into(),
+                seats: chunk.to_vec(),
+            }),
+        );
+    }
+    let mut held = 0usize;
+    let mut i = 0u32;
+    let mut tenth_started = Instant::now();
+    let mut picks_in_tenth = 0u32;
+    let mut next_tenth = n_seats / 10;
+    loop {
+        i += 1;
+        let quantity = 1 + i % 4;
+        let reply = propose(
+            &mut m,
+            Command::HoldBest(HoldBestCmd {
+                event_id: EVENT.into(),
+                hold_id: format!("h{i}"),
+                owner: format!("u{i}"),
+                quantity,
+                section: None,
+                adjacent: true,
+                ttl_ms: None,
+            }),
+        );
+        picks_in_tenth += 1;
+        match reply.outcome {
+            Outcome::Held(hold) => held += hold.seat_ids.len(),
+            Outcome::NotEnoughSeats { .. } => break,
+            other => panic!("{other:?}"),
+        }
+        if held >= next_tenth {
+            let us = tenth_started.elapsed().as_secs_f64() * 1e6 / f64::from(picks_in_tenth);
+            eprintln!(
+                "{:>3}% held: {us:.1} µs per adjacent pick (apply included)",
+                held * 100 / n_seats
+            );
+            next_tenth += n_seats / 10;
+            tenth_started = Instant::now();
+            picks_in_tenth = 0;
+        }
+    }
+    eprintln!("held {held} of {n_seats} seats in {i} picks");
+    m.check_consistency().unwrap();
+    // For scale: named holds of the same sizes on a second event with the same layout.
+    let named_event = "named";
+    let mut chunks = seats.chunks(MAX_SEATS_PER_COMMAND);
+    propose(
+        &mut m,
+        Command::RegisterEvent(RegisterEventCmd {
+            event_id: named_event.into(),
+            currency: "USD".into(),
+            hold_ttl_ms: 3_600_000,
+            seats: chunks.next().unwrap().to_vec(),
+        }),
+    );
+    for chunk in chunks {
+        propose(
+            &mut m,
+            Command::AddSeats(AddSeatsCmd {
+                event_id: named_event.into(),
+                seats: chunk.to_vec(),
+            }),
+        );
+    }
+    let started = Instant::now();
+    let mut next = 0usize;
+    let mut n_holds = 0u32;
+    while next + 4 <= n_seats {
+        n_holds += 1;
+        let quantity = 1 + n_holds as usize % 4;
+        let reply = propose(
+            &mut m,
+            Command::Hold(HoldCmd {
+                event_id: named_event.into(),
+                hold_id: format!("n{n_holds}"),
+                owner: format!("u{n_holds}"),
+                seat_ids: seats[next..next + quantity]
+                    .iter()
+                    .map(|s| s.id.clone())
+                    .collect(),
+                ttl_ms: None,
+            }),
+        );
+        assert!(matches!(reply.outcome, Outcome::Held(_)), "{reply:?}");
+        next += quantity;
+    }
+    let us = started.elapsed().as_secs_f64() * 1e6 / f64::from(n_holds);
+    eprintln!("named holds of the same sizes: {us:.1} µs per hold (apply included)");
 }

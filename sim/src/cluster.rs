@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use boxoffice_raft::codec::{decode, encode};
 use boxoffice_raft::host::MemStorage;
+use boxoffice_raft::machine::mutants::Mutant;
 use boxoffice_raft::types::{Command, GroupId, NodeId, PutGroupCmd, META_GROUP};
 use boxoffice_raft::wire::{Query, QueryResult, ReadReply, ServeError};
 use boxoffice_raft::{Clock, ClusterKey, Host, HostConfig, InventoryClient, RaftSettings, Storage};
@@ -56,6 +57,23 @@ pub enum Variant {
     /// Reads skip the first-read barrier, so a node restarted as the leader of its old term
     /// answers from a state machine that has not re-applied what it committed before.
     RestartedLeaderReads,
+    /// The state machine's best-available picker counts seats of live holds as free
+    /// ([`Mutant::PickHeldSeats`]).
+    PickHeldSeats,
+    /// The state machine's confirm sells a hold still marked active after its expiry, before
+    /// a sweep ([`Mutant::ConfirmAfterExpiry`]).
+    ConfirmAfterExpiry,
+}
+
+impl Variant {
+    /// The state machine mutant this variant switches on, if any.
+    pub fn mutant(self) -> Option<Mutant> {
+        match self {
+            Variant::Correct | Variant::StaleLeaderReads | Variant::RestartedLeaderReads => None,
+            Variant::PickHeldSeats => Some(Mutant::PickHeldSeats),
+            Variant::ConfirmAfterExpiry => Some(Mutant::ConfirmAfterExpiry),
+        }
+    }
 }
 
 /// An operator command for one node (run inside that node's simulated runtime).

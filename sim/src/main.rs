@@ -15,6 +15,8 @@ enum VariantArg {
     Correct,
     StaleLeaderReads,
     RestartedLeaderReads,
+    PickHeldSeats,
+    ConfirmAfterExpiry,
 }
 
 #[derive(Parser, Debug)]
@@ -55,6 +57,8 @@ fn main() -> ExitCode {
             VariantArg::Correct => Variant::Correct,
             VariantArg::StaleLeaderReads => Variant::StaleLeaderReads,
             VariantArg::RestartedLeaderReads => Variant::RestartedLeaderReads,
+            VariantArg::PickHeldSeats => Variant::PickHeldSeats,
+            VariantArg::ConfirmAfterExpiry => Variant::ConfirmAfterExpiry,
         };
         config.faults = !args.no_faults;
         let report = run_seed(config);

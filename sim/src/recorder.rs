@@ -38,6 +38,9 @@ pub struct Recorder {
     owners: Names,
     bookings: Names,
     requests: Names,
+    /// Best-available holds not answered yet, per event: (op index, hold id). Recorded as
+    /// holds of no seats until the seats they chose are known.
+    pending_best: BTreeMap<String, BTreeMap<usize, String>>,
     /// Answers no correct cluster gives (a protocol error, an unknown event...).
     pub anomalies: Vec<String>,
 }
@@ -82,6 +85,72 @@ impl Recorder {
             responded_ns: sim_ns(),
             outcome,
         });
+    }
+
+    /// Records a best-available hold: for the checker, a hold of the seats it will be known
+    /// to have chosen ([`Recorder::held_best`], [`Recorder::resolve_best`]).
+    pub fn invoke_best(
+        &mut self,
+        event: &str,
+        request: &str,
+        hold_id: &str,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> OpRef {
+        let command = Command::Hold {
+            hold_id: self.hold(hold_id),
+            owner: self.owner(owner),
+            seats: Vec::new(),
+            ttl_ms,
+        };
+        let op = self.invoke(event, request, command);
+        self.pending_best
+            .entry(event.to_owned())
+            .or_default()
+            .insert(op.index, hold_id.to_owned());
+        op
+    }
+
+    /// A best-available hold was answered `outcome`, holding `seats`.
+    pub fn held_best(&mut self, op: &OpRef, seats: &[String], outcome: Outcome) {
+        self.choose_seats(&op.event, op.index, seats);
+        self.complete(op, outcome);
+    }
+
+    /// A best-available hold certainly changed nothing (too few seats, or refused): it is
+    /// left out of the history, as it touched no seat.
+    pub fn unchanged_best(&mut self, op: &OpRef) {
+        if let Some(pending) = self.pending_best.get_mut(&op.event) {
+            pending.remove(&op.index);
+        }
+        self.drop_op(op);
+    }
+
+    /// Settles the best-available holds of `event` whose answer was lost: `chosen` tells
+    /// the seats a hold id holds in the final state, or `None` when no such hold exists (it
+    /// never took effect).
+    pub fn resolve_best(&mut self, event: &str, chosen: impl Fn(&str) -> Option<Vec<String>>) {
+        let pending = self.pending_best.remove(event).unwrap_or_default();
+        for (index, hold_id) in pending {
+            match chosen(&hold_id) {
+                Some(seats) => self.choose_seats(event, index, &seats),
+                None => self.drop_op(&OpRef {
+                    event: event.to_owned(),
+                    index,
+                }),
+            }
+        }
+    }
+
+    fn choose_seats(&mut self, event: &str, index: usize, seats: &[String]) {
+        if let Some(pending) = self.pending_best.get_mut(event) {
+            pending.remove(&index);
+        }
+        let ids: Vec<SeatId> = seats.iter().map(|s| self.seat(event, s)).collect();
+        let history = self.shards.get_mut(event).expect("recorded shard");
+        if let Command::Hold { seats, .. } = &mut history.ops[index].command {
+            *seats = ids;
+        }
     }
 
     /// `op` certainly had no effect (nothing was delivered to a leader).

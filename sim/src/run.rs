@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use boxoffice_raft::codec::stable_hash;
-use boxoffice_raft::machine::Record;
+use boxoffice_raft::machine::{mutants, Record};
 use boxoffice_raft::types::{GroupId, NodeId, SeatOwner, META_GROUP};
 use openraft::ServerState;
 use rand::rngs::StdRng;
@@ -456,8 +456,16 @@ pub const TCP_BACKLOG: usize = 4_096;
 /// Default upper bound on message latency between hosts.
 pub const BASE_MAX_LATENCY_MS: u64 = 5;
 
-/// Runs one seed's configuration to a report.
+/// Runs one seed's configuration to a report. A variant's state machine mutant is switched
+/// on for this thread (every simulated node runs on it) for the run only.
 pub fn run_seed(config: RunConfig) -> RunReport {
+    let previous = mutants::set(config.variant.mutant());
+    let report = run_with_mutant_set(config);
+    mutants::set(previous);
+    report
+}
+
+fn run_with_mutant_set(config: RunConfig) -> RunReport {
     let started = Instant::now();
     boxoffice_raft::typ::seed_thread_rng(config.seed);
     let mut sim = turmoil::Builder::new()
@@ -680,8 +688,23 @@ pub fn run_seed(config: RunConfig) -> RunReport {
         }
     }
 
-    let histories = shared.recorder.borrow().histories();
     let catalog = shared.catalog.borrow().events.clone();
+    // Best-available holds whose answer was lost: the seats they chose, from a replica's
+    // final state (holds are kept far longer than a run), or no effect when it has no such
+    // hold.
+    for (event, group, _) in &catalog {
+        let voter = converged.get(group).and_then(|v| v.first().copied());
+        shared.recorder.borrow_mut().resolve_best(event, |hold_id| {
+            let slot = driver.node(voter?).slot.borrow();
+            let g = slot.host.as_ref()?.group(*group)?;
+            let replica = g.shared.read();
+            replica
+                .machine
+                .hold_by_id(hold_id)
+                .map(|h| h.seat_ids.clone())
+        });
+    }
+    let histories = shared.recorder.borrow().histories();
     let mut shards = BTreeMap::new();
     for (event, group, _) in &catalog {
         let finals = match converged.get(group) {

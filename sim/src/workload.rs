@@ -1,6 +1,7 @@
-//! The simulated API tier: clients using the production [`InventoryClient`] to hold,
-//! release, confirm (create booking, then pay) and read a few hot seats with short TTLs,
-//! recording every request and answer for the checker.
+//! The simulated API tier: clients using the production [`InventoryClient`] to hold (named
+//! seats or the best available), release, confirm (create the booking, then pay after a
+//! random delay of up to twice the hold's lifetime, as a payment webhook does) and read a few
+//! hot seats with short TTLs, recording every request and answer for the checker.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -33,8 +34,14 @@ pub const MAX_THINK_MS: u64 = 300;
 /// Share of reads among a seat-map watcher's requests, and among a buyer's.
 pub const READER_READ_PERCENT: u32 = 85;
 pub const BUYER_READ_PERCENT: u32 = 20;
-/// The seat the liveness probe holds (no workload client touches it).
+/// The seat the liveness probe holds (no workload client touches it: it has a section of
+/// its own, and best-available holds ask for [`HOT_SECTION`]).
 pub const PROBE_SEAT: &str = "P1";
+/// The section of the hot seats (one row), and the probe's.
+pub const HOT_SECTION: &str = "Floor";
+pub const PROBE_SECTION: &str = "Probe";
+/// Share of a buyer's holds that ask for the best available seats instead of naming them.
+pub const BEST_HOLD_PERCENT: u32 = 35;
 
 /// The events the run sells and where they live; filled in by the setup client.
 #[derive(Debug, Default)]
@@ -88,15 +95,21 @@ pub async fn setup(
     for (event, seats) in events {
         let specs = seats
             .iter()
-            .chain(std::iter::once(&PROBE_SEAT.to_owned()))
             .enumerate()
             .map(|(i, id)| SeatSpec {
                 id: id.clone(),
-                section: "Floor".into(),
+                section: HOT_SECTION.into(),
                 row: "A".into(),
                 number: i as u32 + 1,
                 price_minor: 5_000,
             })
+            .chain(std::iter::once(SeatSpec {
+                id: PROBE_SEAT.into(),
+                section: PROBE_SECTION.into(),
+                row: "P".into(),
+                number: 1,
+                price_minor: 5_000,
+            }))
             .collect();
         let register = raft::RegisterEventCmd {
             event_id: event.clone(),
@@ -125,6 +138,7 @@ async fn wait_for(mut ready: impl FnMut() -> bool) {
 struct MyHold {
     event: String,
     hold_id: String,
+    ttl_ms: u64,
 }
 
 /// A workload client: random requests on the hot seats until the stop time. Buyers hold,
@@ -159,22 +173,35 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
             let roll = rng.gen_range(0..100);
             if roll < 50 || held.is_empty() {
                 let k = rng.gen_range(1..=2.min(seats.len()));
-                let chosen: Vec<String> = seats.choose_multiple(&mut rng, k).cloned().collect();
                 let ttl_ms = rng.gen_range(TTL_MS);
                 let hold_id = format!("h-{tag}");
-                if hold(
-                    &shared,
-                    &inventory,
-                    &event,
-                    &format!("r-{tag}"),
-                    &hold_id,
-                    &owner,
-                    chosen,
-                    ttl_ms,
-                )
-                .await
-                {
-                    held.push(MyHold { event, hold_id });
+                let request = format!("r-{tag}");
+                let ok = if rng.gen_range(0..100) < BEST_HOLD_PERCENT {
+                    let best = BestHold {
+                        quantity: k as u32,
+                        adjacent: rng.gen_bool(0.5),
+                        ttl_ms,
+                    };
+                    let me = Holder {
+                        event: &event,
+                        request: &request,
+                        hold_id: &hold_id,
+                        owner: &owner,
+                    };
+                    hold_best(&shared, &inventory, me, best, &seats).await
+                } else {
+                    let chosen: Vec<String> = seats.choose_multiple(&mut rng, k).cloned().collect();
+                    hold(
+                        &shared, &inventory, &event, &request, &hold_id, &owner, chosen, ttl_ms,
+                    )
+                    .await
+                };
+                if ok {
+                    held.push(MyHold {
+                        event,
+                        hold_id,
+                        ttl_ms,
+                    });
                 }
             } else if roll < 70 {
                 let mine = held.swap_remove(rng.gen_range(0..held.len()));
@@ -189,6 +216,9 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
                 .await;
             } else if roll < 95 {
                 let mine = held.swap_remove(rng.gen_range(0..held.len()));
+                // The payment arrives 0–2 × the hold's lifetime after the booking, as a
+                // payment webhook does: some after the hold expired, often before a sweep.
+                let pay_after = Duration::from_millis(rng.gen_range(0..=2 * mine.ttl_ms));
                 confirm(
                     &shared,
                     &inventory,
@@ -196,6 +226,7 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
                     &tag,
                     &mine.hold_id,
                     &owner,
+                    pay_after,
                 )
                 .await;
             } else {
@@ -339,6 +370,94 @@ async fn hold(
     }
 }
 
+/// Who asks for a hold: the event, the request id, the hold id and its owner.
+#[derive(Clone, Copy)]
+struct Holder<'a> {
+    event: &'a str,
+    request: &'a str,
+    hold_id: &'a str,
+    owner: &'a str,
+}
+
+/// What a best-available hold asks for.
+struct BestHold {
+    quantity: u32,
+    adjacent: bool,
+    ttl_ms: u64,
+}
+
+/// A best-available hold in the hot section. For the checker it is a hold of the seats it
+/// chose; the choice must be `quantity` distinct hot seats (the seat model checks they were
+/// free). Answers whether it held.
+async fn hold_best(
+    shared: &Shared,
+    inventory: &InventoryClient,
+    me: Holder<'_>,
+    best: BestHold,
+    hot: &[String],
+) -> bool {
+    let op = shared.recorder.borrow_mut().invoke_best(
+        me.event,
+        me.request,
+        me.hold_id,
+        me.owner,
+        best.ttl_ms,
+    );
+    let command = raft::Command::HoldBest(raft::HoldBestCmd {
+        event_id: me.event.to_owned(),
+        hold_id: me.hold_id.to_owned(),
+        owner: me.owner.to_owned(),
+        quantity: best.quantity,
+        section: Some(HOT_SECTION.into()),
+        adjacent: best.adjacent,
+        ttl_ms: Some(best.ttl_ms),
+    });
+    let reply = match inventory
+        .execute_for_event(me.event, me.request, command)
+        .await
+    {
+        Ok(reply) => reply,
+        Err(e) => {
+            record_error(shared, &op, &e);
+            return false;
+        }
+    };
+    let mut rec = shared.recorder.borrow_mut();
+    match reply.outcome {
+        raft::Outcome::Held(h) => {
+            let mut distinct = h.seat_ids.clone();
+            distinct.sort();
+            distinct.dedup();
+            let legal = distinct.len() == best.quantity as usize
+                && h.seat_ids.len() == distinct.len()
+                && h.seat_ids.iter().all(|s| hot.contains(s));
+            if !legal {
+                rec.anomalies.push(format!(
+                    "{}: a best-available hold of {} chose {:?}",
+                    me.request, best.quantity, h.seat_ids
+                ));
+            }
+            let outcome = Outcome::Held {
+                expires_at_ms: h.expires_at_ms,
+                at_ms: reply.at_ms,
+            };
+            rec.held_best(&op, &h.seat_ids, outcome);
+            true
+        }
+        raft::Outcome::NotEnoughSeats { .. } | raft::Outcome::Rejected(_) => {
+            rec.unchanged_best(&op);
+            false
+        }
+        other => {
+            rec.anomalies.push(format!(
+                "{}: a best-available hold answered {other:?}",
+                me.request
+            ));
+            false
+        }
+    }
+}
+
 async fn release(
     shared: &Shared,
     inventory: &InventoryClient,
@@ -391,9 +510,9 @@ fn fail_reason(status: HoldStatus) -> Option<FailReason> {
     }
 }
 
-/// A checkout: create the booking (hold must be live), then the payment succeeds (sells the
-/// seats if the hold is still live). One op for the checker, spanning both requests: only
-/// the second changes seats.
+/// A checkout: create the booking (hold must be live), then, `pay_after` later, the payment
+/// succeeds (sells the seats if the hold is still live). One op for the checker, spanning
+/// both requests: only the second changes seats.
 async fn confirm(
     shared: &Shared,
     inventory: &InventoryClient,
@@ -401,6 +520,7 @@ async fn confirm(
     tag: &str,
     hold_id: &str,
     owner: &str,
+    pay_after: Duration,
 ) {
     let booking_id = format!("b-{tag}");
     let op = {
@@ -453,6 +573,7 @@ async fn confirm(
     if let Some(outcome) = early {
         return shared.recorder.borrow_mut().complete(&op, outcome);
     }
+    tokio::time::sleep(pay_after).await;
     let pay = raft::Command::Confirm(raft::ConfirmCmd {
         booking_id,
         payment_event_id: format!("evt-{tag}"),

@@ -120,3 +120,44 @@ fn a_restarted_leader_read_variant_is_caught() {
     );
     eprintln!("restarted-leader reads caught by seeds {caught:?}");
 }
+
+/// Seeds whose checker (not just the run) reports a violation under `variant`.
+fn caught_by_checker(variant: Variant, want: usize) -> Vec<u64> {
+    (0..CI_SEEDS)
+        .filter(|&seed| {
+            let report = run(seed, variant);
+            report
+                .shards
+                .values()
+                .any(|r| r.verdict() == sim::checker::Verdict::Violated)
+        })
+        .take(want)
+        .collect()
+}
+
+/// The simulation must catch a best-available picker that may choose a seat someone holds:
+/// the checker treats a best-available hold as a hold of the seats it chose, so a seat
+/// taken from a live hold is a hold no order of the history explains.
+#[test]
+fn a_picker_that_takes_held_seats_is_caught() {
+    let caught = caught_by_checker(Variant::PickHeldSeats, 3);
+    assert!(
+        !caught.is_empty(),
+        "no seed in 0..{CI_SEEDS} caught a picker taking held seats"
+    );
+    eprintln!("a picker taking held seats caught by seeds {caught:?}");
+}
+
+/// The simulation must catch a confirm that sells a hold still marked active after its
+/// expiry (before the sweep tidied it): the workload pays 0–2 × the hold's lifetime after
+/// booking, so some payments arrive in that window, and the seat model sells only live
+/// holds.
+#[test]
+fn a_confirm_after_expiry_variant_is_caught() {
+    let caught = caught_by_checker(Variant::ConfirmAfterExpiry, 3);
+    assert!(
+        !caught.is_empty(),
+        "no seed in 0..{CI_SEEDS} caught a confirm after expiry"
+    );
+    eprintln!("a confirm after expiry caught by seeds {caught:?}");
+}

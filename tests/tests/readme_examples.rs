@@ -117,6 +117,37 @@ async fn the_readme_examples_answer_what_the_readme_promises() {
     let hold_id = hold.str("/hold_id");
     assert!(!hold_id.is_empty(), "{}", hold.text);
 
+    // … /v1/holds … '{"event_id":"ev_demo_00001","quantity":2}' | jq .seat_ids
+    let best = alice
+        .call(
+            Method::POST,
+            EXAMPLES[4],
+            Some(json!({"event_id": "ev_demo_00001", "quantity": 2})),
+            &[("idempotency-key", "my-best-hold")],
+        )
+        .await;
+    assert_eq!(best.status, StatusCode::CREATED, "{}", best.text);
+    let chosen: Vec<&str> = best.body["seat_ids"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(|id| id.as_str()).collect())
+        .unwrap_or_default();
+    // Two seats side by side: one row (`s{section}-{row}-`), consecutive numbers.
+    let split = |id: &str| {
+        id.rsplit_once('-')
+            .map(|(row, n)| (row.to_owned(), n.parse::<u32>().unwrap_or(0)))
+    };
+    let seats: Vec<(String, u32)> = chosen.iter().filter_map(|id| split(id)).collect();
+    assert!(
+        seats.len() == 2 && seats[0].0 == seats[1].0 && seats[1].1 == seats[0].1 + 1,
+        "the best two together: {}",
+        best.text
+    );
+    assert!(
+        !chosen.contains(&"s1-A-1") && !chosen.contains(&"s1-A-2"),
+        "{}",
+        best.text
+    );
+
     // … /v1/bookings … "{\"hold_id\":\"$HOLD\"}" | jq .payment
     let booking = alice
         .call(

@@ -1,11 +1,14 @@
-//! Holds: `POST /v1/holds` (all-or-nothing, idempotent under `Idempotency-Key`),
+//! Holds: `POST /v1/holds` (named seats or the best ones, all-or-nothing, idempotent under
+//! `Idempotency-Key`),
 //! `GET /v1/holds/{id}`, `DELETE /v1/holds/{id}` (release).
 
 use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use boxoffice_raft::types::{Hold, HoldCmd, HoldStatus, Rejection, ReleaseCmd, MAX_SEATS_PER_HOLD};
+use boxoffice_raft::types::{
+    Hold, HoldBestCmd, HoldCmd, HoldStatus, Rejection, ReleaseCmd, MAX_SEATS_PER_HOLD,
+};
 use boxoffice_raft::InventoryError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -27,16 +30,123 @@ use crate::problem::ApiError;
 /// before anything is proposed (the replicated limit, never higher, applies after).
 pub const MAX_SEAT_IDS_PER_REQUEST: usize = MAX_SEATS_PER_HOLD as usize;
 
-/// `POST /v1/holds`.
+/// `POST /v1/holds`: named seats (`seat_ids`) or the best ones (`quantity`, with optional
+/// `section` and `adjacent`). Read as one shape so that every mistake (both forms, neither,
+/// a best-available option beside seat ids) is a 400 naming the field; documented as the
+/// two forms it accepts ([`NamedHoldRequest`], [`BestHoldRequest`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub event_id: String,
+    #[serde(default)]
+    pub seat_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub quantity: Option<u32>,
+    #[serde(default)]
+    pub section: Option<String>,
+    #[serde(default)]
+    pub adjacent: Option<bool>,
+}
+
+/// Hold these seats, all or none.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"event_id": "ev_demo_00001", "seat_ids": ["s1-A-3", "s1-A-4"]}))]
-pub struct HoldRequest {
+pub struct NamedHoldRequest {
     pub event_id: String,
     /// Seat ids from `GET /v1/events/{event_id}/seats`; all are held or none.
     #[schema(min_items = 1, max_items = 10)]
     pub seat_ids: Vec<String>,
 }
+
+/// Hold the best `quantity` seats free: sections in the venue's order, rows in order, seats
+/// nearest the row's middle, never leaving a single seat alone in a row when another choice
+/// exists. The choice is the inventory's (replicated, deterministic).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event_id": "ev_demo_00001", "quantity": 2, "section": "Floor A"}))]
+pub struct BestHoldRequest {
+    pub event_id: String,
+    /// How many seats, 1..=the seats-per-hold limit (10 unless lowered).
+    #[schema(minimum = 1, maximum = 10)]
+    pub quantity: u32,
+    /// A section's name, as the event view lists it; any section when absent.
+    #[schema(min_length = 1, max_length = 128)]
+    pub section: Option<String>,
+    /// Same row, consecutive numbers (default `true`); `false` lets the seats be split
+    /// when no such block is free.
+    pub adjacent: Option<bool>,
+}
+
+/// The two forms of a hold request, as the handler uses them.
+#[derive(Debug, Clone)]
+pub enum HoldForm {
+    Named(NamedHoldRequest),
+    Best(BestHoldRequest),
+}
+
+impl HoldRequest {
+    /// Which form the body is, or a 400 naming the field that makes it neither.
+    pub fn form(self) -> Result<HoldForm, ApiError> {
+        let best_option = if self.section.is_some() {
+            Some("section")
+        } else if self.adjacent.is_some() {
+            Some("adjacent")
+        } else {
+            None
+        };
+        match (self.seat_ids, self.quantity) {
+            (Some(_), Some(_)) => Err(ApiError::invalid_field(
+                "quantity",
+                "name seats (seat_ids) or ask for a quantity, not both",
+            )),
+            (None, None) => Err(ApiError::invalid_field(
+                "seat_ids",
+                "name seats (seat_ids) or ask for the best ones (quantity)",
+            )),
+            (Some(_), None) if best_option.is_some() => Err(ApiError::invalid_field(
+                best_option.unwrap_or_default(),
+                "only a best-available hold (quantity) takes this",
+            )),
+            (Some(seat_ids), None) => {
+                check_seat_ids(&seat_ids)?;
+                Ok(HoldForm::Named(NamedHoldRequest {
+                    event_id: self.event_id,
+                    seat_ids,
+                }))
+            }
+            (None, Some(quantity)) => {
+                check_quantity(quantity)?;
+                if let Some(section) = &self.section {
+                    if section.is_empty() || section.len() > MAX_ID_BYTES {
+                        return Err(ApiError::invalid_field(
+                            "section",
+                            format!("a section name is 1..={MAX_ID_BYTES} bytes"),
+                        ));
+                    }
+                }
+                Ok(HoldForm::Best(BestHoldRequest {
+                    event_id: self.event_id,
+                    quantity,
+                    section: self.section,
+                    adjacent: self.adjacent,
+                }))
+            }
+        }
+    }
+}
+
+impl utoipa::PartialSchema for HoldRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(NamedHoldRequest::schema())
+            .item(BestHoldRequest::schema())
+            .description(Some("Named seats, or the best ones"))
+            .into()
+    }
+}
+
+impl ToSchema for HoldRequest {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -86,6 +196,16 @@ fn hold_view(hold: &Hold, currency: &str, now_ms: u64) -> HoldView {
     }
 }
 
+fn check_quantity(quantity: u32) -> Result<(), ApiError> {
+    if quantity == 0 || quantity as usize > MAX_SEAT_IDS_PER_REQUEST {
+        return Err(ApiError::invalid_field(
+            "quantity",
+            format!("ask for 1..={MAX_SEAT_IDS_PER_REQUEST} seats"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_seat_ids(seat_ids: &[String]) -> Result<(), ApiError> {
     if seat_ids.is_empty() {
         return Err(ApiError::invalid_field(
@@ -110,14 +230,15 @@ fn check_seat_ids(seat_ids: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Holds seats for the caller, all or none, until the event's hold lifetime passes.
+/// Holds seats for the caller, all or none, until the event's hold lifetime passes: the
+/// seats named, or the best ones the inventory finds.
 #[utoipa::path(
     post, operation_id = "createHold", path = "/v1/holds", tag = "holds", security(("bearer" = [])),
     params(("Idempotency-Key" = String, Header, description = "Unique per hold attempt; resend it to retry safely")),
     request_body = HoldRequest,
     responses(
         (status = 201, description = "Held", body = HoldView, headers(("Location" = String, description = "The hold's URL"))),
-        (status = 409, description = "Some seats are not available (`unavailable_seats`), or the key was used for another request", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Some named seats are not available (`unavailable_seats`), not enough seats match a best-available request (`available`), or the key was used for another request", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
@@ -127,8 +248,13 @@ pub async fn create(
     ApiJson(body): ApiJson<HoldRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    check_seat_ids(&body.seat_ids)?;
-    let event = state.event(&body.event_id).await?;
+    let form = body.form()?;
+    let best = matches!(form, HoldForm::Best(_));
+    let event_id = match &form {
+        HoldForm::Named(named) => &named.event_id,
+        HoldForm::Best(best) => &best.event_id,
+    };
+    let event = state.event(event_id).await?;
     let now_ms = state.now_ms();
     if !event.on_sale {
         return Err(ApiError::Conflict {
@@ -140,32 +266,66 @@ pub async fn create(
             detail: "this event has already started".into(),
         });
     }
-    let seat_bytes: Vec<&[u8]> = body.seat_ids.iter().map(|s| s.as_bytes()).collect();
-    let mut parts: Vec<&[u8]> = vec![b"hold", body.event_id.as_bytes()];
-    parts.extend(seat_bytes);
-    state.check_key(&user.id, &key, &digest(&parts, 32))?;
     let hold_id = derived_event_scoped_id(IdKind::Hold, &user.id, &key, &event.event_id);
+    let request = request_id("hold", &user.id, &key);
     // No TTL: the inventory holds for the event's registered hold lifetime, the one home of
     // that rule (an event PATCH changes it through the log).
-    let command = HoldCmd {
-        event_id: event.event_id.clone(),
-        hold_id,
-        owner: user.id.clone(),
-        seat_ids: body.seat_ids,
-        ttl_ms: None,
+    let held = match form {
+        HoldForm::Named(named) => {
+            let mut parts: Vec<&[u8]> = vec![b"hold", named.event_id.as_bytes()];
+            parts.extend(named.seat_ids.iter().map(|s| s.as_bytes()));
+            state.check_key(&user.id, &key, &digest(&parts, 32))?;
+            let command = HoldCmd {
+                event_id: event.event_id.clone(),
+                hold_id,
+                owner: user.id.clone(),
+                seat_ids: named.seat_ids,
+                ttl_ms: None,
+            };
+            state.inventory.hold(&request, command).await
+        }
+        HoldForm::Best(best) => {
+            let adjacent = best.adjacent.unwrap_or(true);
+            let quantity = best.quantity.to_string();
+            let mut parts: Vec<&[u8]> = vec![
+                b"hold-best",
+                best.event_id.as_bytes(),
+                quantity.as_bytes(),
+                if adjacent { b"adjacent" } else { b"split" },
+            ];
+            if let Some(section) = &best.section {
+                parts.extend([b"section".as_slice(), section.as_bytes()]);
+            }
+            state.check_key(&user.id, &key, &digest(&parts, 32))?;
+            let command = HoldBestCmd {
+                event_id: event.event_id.clone(),
+                hold_id,
+                owner: user.id.clone(),
+                quantity: best.quantity,
+                section: best.section,
+                adjacent,
+                ttl_ms: None,
+            };
+            state.inventory.hold_best(&request, command).await
+        }
     };
-    let held = state
-        .inventory
-        .hold(&request_id("hold", &user.id, &key), command)
-        .await;
     let outcome = match &held {
         Ok(_) => "held",
-        Err(InventoryError::SeatsTaken { .. }) => "unavailable",
+        Err(InventoryError::SeatsTaken { .. } | InventoryError::NotEnoughSeats { .. }) => {
+            "unavailable"
+        }
         Err(InventoryError::Rejected(_)) => "rejected",
         Err(_) => "error",
     };
     metrics::counter!(HOLDS, "outcome" => outcome).increment(1);
-    let hold = held.map_err(|e| refused(e, Doing::Hold))?;
+    let hold = held.map_err(|e| match e {
+        // The replicated limit may be below the API's ceiling; for a best-available hold the
+        // field at fault is the quantity.
+        InventoryError::Rejected(Rejection::TooManySeats { max }) if best => {
+            ApiError::invalid_field("quantity", format!("ask for 1..={max} seats"))
+        }
+        other => refused(other, Doing::Hold),
+    })?;
     let view = hold_view(&hold.value, &event.currency, hold.at_ms);
     let mut response = (StatusCode::CREATED, ApiJson(view)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/holds/{}", hold.value.hold_id)) {

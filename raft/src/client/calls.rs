@@ -31,6 +31,7 @@ pub(super) fn refusal(what: &str, outcome: Outcome) -> InventoryError {
     match outcome {
         Outcome::Rejected(rejection) => InventoryError::Rejected(rejection),
         Outcome::Unavailable { seat_ids } => InventoryError::SeatsTaken { seat_ids },
+        Outcome::NotEnoughSeats { available } => InventoryError::NotEnoughSeats { available },
         other => InventoryError::Protocol(format!("{what} answered {other:?}")),
     }
 }
@@ -48,13 +49,38 @@ impl InventoryClient {
         cmd: HoldCmd,
     ) -> Result<Timed<Hold>, InventoryError> {
         let event_id = cmd.event_id.clone();
+        self.hold_command(&event_id, request_id, "hold", Command::Hold(cmd))
+            .await
+    }
+
+    /// Holds the best `cmd.quantity` free seats the state machine finds (all or none); the
+    /// hold names the seats chosen. Too few answers [`InventoryError::NotEnoughSeats`].
+    pub async fn hold_best(
+        &self,
+        request_id: &str,
+        cmd: HoldBestCmd,
+    ) -> Result<Timed<Hold>, InventoryError> {
+        let event_id = cmd.event_id.clone();
+        let command = Command::HoldBest(cmd);
+        self.hold_command(&event_id, request_id, "best-available hold", command)
+            .await
+    }
+
+    /// Proposes a command whose success is [`Outcome::Held`].
+    async fn hold_command(
+        &self,
+        event_id: &str,
+        request_id: &str,
+        what: &str,
+        command: Command,
+    ) -> Result<Timed<Hold>, InventoryError> {
         let reply = self
-            .execute_for_event(&event_id, request_id, Command::Hold(cmd))
+            .execute_for_event(event_id, request_id, command)
             .await?;
         let at_ms = reply.at_ms;
         match reply.outcome {
             Outcome::Held(hold) => Ok(Timed { value: hold, at_ms }),
-            other => Err(refusal("hold", other)),
+            other => Err(refusal(what, other)),
         }
     }
 

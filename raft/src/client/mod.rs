@@ -79,6 +79,10 @@ pub enum InventoryError {
     /// a clock too far off); nothing changed.
     #[error("storage node refused the cluster credential: {0}")]
     Unauthorized(String),
+    /// A best-available hold found too few seats ([`Outcome::NotEnoughSeats`]); nothing
+    /// changed.
+    #[error("not enough seats: {available} available")]
+    NotEnoughSeats { available: u32 },
 }
 
 #[derive(Default)]

@@ -4,6 +4,7 @@
 //! Payment events are idempotent on the booking: a settled booking answers a replayed or late
 //! event with its settled outcome and changes nothing.
 
+use super::mutants::{active, Mutant};
 use super::records::Key;
 use super::{check_id, Checked, Machine, Slot};
 use crate::types::*;
@@ -104,7 +105,8 @@ impl Machine {
         }
         let hold = self.holds.get(&booking.hold_id);
         let live_hold = hold.filter(|h| {
-            h.is_live(now_ms)
+            (h.is_live(now_ms)
+                || (h.status == HoldStatus::Active && active(Mutant::ConfirmAfterExpiry)))
                 && h.owner == booking.owner
                 && h.booking_id.as_deref() == Some(cmd.booking_id.as_str())
         });
@@ -147,7 +149,7 @@ impl Machine {
         if let Some(event) = self.events.get_mut(&hold.event_id) {
             for seat_id in &hold.seat_ids {
                 if let Some(&idx) = event.seat_idx.get(seat_id) {
-                    event.slots[idx] = Slot::Sold(cmd.booking_id.clone());
+                    event.set_slot(idx, Slot::Sold(cmd.booking_id.clone()));
                     changes.push(Change::Seat {
                         event_id: hold.event_id.clone(),
                         seat_id: seat_id.clone(),

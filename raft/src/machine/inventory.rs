@@ -17,6 +17,17 @@ pub(super) struct HoldPlan {
     expires_at_ms: u64,
 }
 
+impl HoldPlan {
+    /// The plan to hold the seats at `idxs` of `event` from `now_ms` for `ttl_ms`.
+    pub(super) fn new(event: &EventState, idxs: Vec<usize>, now_ms: u64, ttl_ms: u64) -> HoldPlan {
+        HoldPlan {
+            total_minor: idxs.iter().map(|&i| event.meta.seats[i].price_minor).sum(),
+            idxs,
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
+        }
+    }
+}
+
 impl Machine {
     pub(super) fn check_register_event(&self, cmd: &RegisterEventCmd) -> Checked<EventState> {
         check_id("event id", &cmd.event_id)?;
@@ -79,7 +90,9 @@ impl Machine {
         meta.seats = seats.into();
         let mut state = EventState::new(meta)?;
         // Keep the derived slots of the seats already there (they may be held or sold).
-        state.slots[..event.slots.len()].clone_from_slice(&event.slots);
+        for (idx, slot) in event.slots.iter().enumerate() {
+            state.set_slot(idx, slot.clone());
+        }
         state.holds_by_owner = event.holds_by_owner.clone();
         Ok(state)
     }
@@ -116,19 +129,8 @@ impl Machine {
     /// Everything a hold needs to be true, in the order the answers are given; seats not
     /// free answer [`Outcome::Unavailable`] and change nothing.
     pub(super) fn check_hold(&self, cmd: &HoldCmd, now_ms: u64) -> Checked<HoldPlan> {
-        check_id("hold id", &cmd.hold_id)?;
-        check_id("owner", &cmd.owner)?;
-        let limits = &self.globals.limits;
         let seat_ids = &cmd.seat_ids;
-        if seat_ids.is_empty() {
-            return Err(Rejection::NoSeats.into());
-        }
-        if seat_ids.len() > limits.max_seats_per_hold as usize {
-            return Err(Rejection::TooManySeats {
-                max: limits.max_seats_per_hold,
-            }
-            .into());
-        }
+        self.check_hold_size(&cmd.hold_id, &cmd.owner, seat_ids.len())?;
         let mut seen = BTreeSet::new();
         let duplicates: BTreeSet<SeatId> = seat_ids
             .iter()
@@ -138,30 +140,8 @@ impl Machine {
         if !duplicates.is_empty() {
             return Err(Rejection::DuplicateSeats(duplicates.into_iter().collect()).into());
         }
-        let event = self
-            .events
-            .get(&cmd.event_id)
-            .ok_or(Rejection::UnknownEvent)?;
-        if self.holds.contains_key(&cmd.hold_id) {
-            return Err(Rejection::IdInUse.into());
-        }
-        let ttl_ms = cmd.ttl_ms.unwrap_or(event.meta.hold_ttl_ms);
-        self.check_ttl(ttl_ms)?;
-        let n_live = event
-            .holds_by_owner
-            .get(&cmd.owner)
-            .map(|ids| {
-                ids.iter()
-                    .filter(|id| self.holds.get(*id).is_some_and(|h| h.is_live(now_ms)))
-                    .count()
-            })
-            .unwrap_or(0);
-        if n_live >= limits.max_holds_per_user_per_event as usize {
-            return Err(Rejection::TooManyHolds {
-                max: limits.max_holds_per_user_per_event,
-            }
-            .into());
-        }
+        let (event, ttl_ms) =
+            self.check_hold_event(&cmd.event_id, &cmd.hold_id, &cmd.owner, cmd.ttl_ms, now_ms)?;
         let mut idxs = Vec::with_capacity(seat_ids.len());
         let mut unknown = Vec::new();
         for seat_id in seat_ids {
@@ -182,11 +162,64 @@ impl Machine {
         if !taken.is_empty() {
             return Err(Box::new(Outcome::Unavailable { seat_ids: taken }));
         }
-        Ok(HoldPlan {
-            total_minor: idxs.iter().map(|&i| event.meta.seats[i].price_minor).sum(),
-            idxs,
-            expires_at_ms: now_ms.saturating_add(ttl_ms),
-        })
+        Ok(HoldPlan::new(event, idxs, now_ms, ttl_ms))
+    }
+
+    /// The checks of a hold's ids and size, named seats or best available.
+    pub(super) fn check_hold_size(
+        &self,
+        hold_id: &str,
+        owner: &str,
+        n_seats: usize,
+    ) -> Checked<()> {
+        check_id("hold id", hold_id)?;
+        check_id("owner", owner)?;
+        let limits = &self.globals.limits;
+        if n_seats == 0 {
+            return Err(Rejection::NoSeats.into());
+        }
+        if n_seats > limits.max_seats_per_hold as usize {
+            return Err(Rejection::TooManySeats {
+                max: limits.max_seats_per_hold,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The checks of a hold against its event: registered, the hold id unused, the lifetime
+    /// in range, the owner under the per-event hold limit. Answers the event and the ttl.
+    pub(super) fn check_hold_event(
+        &self,
+        event_id: &str,
+        hold_id: &str,
+        owner: &str,
+        ttl_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Checked<(&EventState, u64)> {
+        let limits = &self.globals.limits;
+        let event = self.events.get(event_id).ok_or(Rejection::UnknownEvent)?;
+        if self.holds.contains_key(hold_id) {
+            return Err(Rejection::IdInUse.into());
+        }
+        let ttl_ms = ttl_ms.unwrap_or(event.meta.hold_ttl_ms);
+        self.check_ttl(ttl_ms)?;
+        let n_live = event
+            .holds_by_owner
+            .get(owner)
+            .map(|ids| {
+                ids.iter()
+                    .filter(|id| self.holds.get(*id).is_some_and(|h| h.is_live(now_ms)))
+                    .count()
+            })
+            .unwrap_or(0);
+        if n_live >= limits.max_holds_per_user_per_event as usize {
+            return Err(Rejection::TooManyHolds {
+                max: limits.max_holds_per_user_per_event,
+            }
+            .into());
+        }
+        Ok((event, ttl_ms))
     }
 
     pub(super) fn hold(
@@ -215,7 +248,7 @@ impl Machine {
         };
         if let Some(event) = self.events.get_mut(&cmd.event_id) {
             for (&idx, seat_id) in idxs.iter().zip(&cmd.seat_ids) {
-                event.slots[idx] = Slot::Held(cmd.hold_id.clone());
+                event.set_slot(idx, Slot::Held(cmd.hold_id.clone()));
                 changes.push(Change::Seat {
                     event_id: cmd.event_id.clone(),
                     seat_id: seat_id.clone(),
@@ -280,7 +313,7 @@ impl Machine {
                         continue;
                     };
                     if event.slots[idx] == Slot::Held(hold_id.to_owned()) {
-                        event.slots[idx] = Slot::Free;
+                        event.set_slot(idx, Slot::Free);
                         changes.push(Change::Seat {
                             event_id: hold.event_id.clone(),
                             seat_id: seat_id.clone(),

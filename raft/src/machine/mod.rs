@@ -10,6 +10,8 @@
 //! - [`inventory`]: events, holds, releases and the sweep;
 //! - [`bookings`]: bookings and their payment (confirm, fail, refund);
 //! - [`meta`]: the meta group's catalog, placement and group table, and the limits;
+//! - [`picker`]: best-available holds: the per-row index and the choice of seats;
+//! - [`mutants`]: deliberately broken rules the simulator must catch (feature `mutants`);
 //! - [`records`]: the persisted form (records and their keys), dirty tracking, rebuild on load;
 //! - [`reads`]: what readers and the host ask of the state.
 //!
@@ -21,6 +23,8 @@
 mod bookings;
 mod inventory;
 mod meta;
+pub mod mutants;
+mod picker;
 mod reads;
 mod records;
 
@@ -51,6 +55,11 @@ struct EventState {
     meta: EventMeta,
     seat_idx: BTreeMap<SeatId, usize>,
     slots: Vec<Slot>,
+    /// Sections and rows in the venue's order (derived from the layout; shared).
+    rows: Arc<picker::RowIndex>,
+    /// Per row of `rows`: how many of its slots are not [`Slot::Free`] (kept by
+    /// [`EventState::set_slot`], the one writer of slots).
+    row_taken: Vec<u32>,
     /// Holds per owner that may still be live (pruned when they finish).
     holds_by_owner: BTreeMap<UserId, BTreeSet<HoldId>>,
 }
@@ -209,6 +218,9 @@ impl Machine {
             Command::Hold(cmd) => self
                 .check_hold(cmd, now_ms)
                 .map(|plan| self.hold(cmd, plan, now_ms, changes)),
+            Command::HoldBest(cmd) => self
+                .check_hold_best(cmd, now_ms)
+                .map(|(hold, plan)| self.hold(&hold, plan, now_ms, changes)),
             Command::Release(cmd) => self
                 .check_release(cmd, now_ms)
                 .map(|()| self.release(cmd, now_ms, changes)),
@@ -278,8 +290,14 @@ impl Machine {
                 _ => {}
             }
         }
-        if let Command::Hold(cmd) = command {
-            holds.insert(&cmd.hold_id);
+        match command {
+            Command::Hold(cmd) => {
+                holds.insert(&cmd.hold_id);
+            }
+            Command::HoldBest(cmd) => {
+                holds.insert(&cmd.hold_id);
+            }
+            _ => {}
         }
         for hold_id in holds {
             self.check_hold_record(hold_id, now_ms)?;
@@ -428,6 +446,15 @@ impl Machine {
             for seat in event.meta.seats.iter() {
                 self.check_seat(event_id, &seat.id)?;
             }
+            let mut taken = vec![0u32; event.rows.n_rows()];
+            for (idx, slot) in event.slots.iter().enumerate() {
+                if *slot != Slot::Free {
+                    taken[event.rows.row_of(idx)] += 1;
+                }
+            }
+            if taken != event.row_taken {
+                return Err(format!("event {event_id}: per-row taken counts disagree"));
+            }
         }
         Ok(())
     }
@@ -446,12 +473,30 @@ impl EventState {
             return Err(Rejection::DuplicateSeats(duplicates.into_iter().collect()));
         }
         let slots = vec![Slot::Free; meta.seats.len()];
+        let rows = Arc::new(picker::RowIndex::new(&meta.seats));
+        let row_taken = vec![0; rows.n_rows()];
         Ok(EventState {
             meta,
             seat_idx,
             slots,
+            rows,
+            row_taken,
             holds_by_owner: BTreeMap::new(),
         })
+    }
+
+    /// Writes a seat's slot, keeping the per-row count of taken slots: every slot write goes
+    /// through here.
+    fn set_slot(&mut self, idx: usize, slot: Slot) {
+        let was_taken = self.slots[idx] != Slot::Free;
+        let is_taken = slot != Slot::Free;
+        let row = self.rows.row_of(idx);
+        match (was_taken, is_taken) {
+            (false, true) => self.row_taken[row] += 1,
+            (true, false) => self.row_taken[row] -= 1,
+            _ => {}
+        }
+        self.slots[idx] = slot;
     }
 }
 

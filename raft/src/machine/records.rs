@@ -246,7 +246,7 @@ impl Machine {
             if let Some(event) = self.events.get_mut(&hold.event_id) {
                 for seat_id in &hold.seat_ids {
                     if let Some(&idx) = event.seat_idx.get(seat_id) {
-                        event.slots[idx] = Slot::Held(hold.hold_id.clone());
+                        event.set_slot(idx, Slot::Held(hold.hold_id.clone()));
                     }
                 }
             }
@@ -260,7 +260,7 @@ impl Machine {
                 if let Some(event) = self.events.get_mut(&booking.event_id) {
                     for seat_id in &booking.seat_ids {
                         if let Some(&idx) = event.seat_idx.get(seat_id) {
-                            event.slots[idx] = Slot::Sold(booking.booking_id.clone());
+                            event.set_slot(idx, Slot::Sold(booking.booking_id.clone()));
                         }
                     }
                 }

@@ -1,0 +1,40 @@
+//! Deliberately broken state machines, for the simulator to prove its checker catches them.
+//!
+//! Without the `mutants` cargo feature (production builds) no mutant can be switched on:
+//! [`active`] is `false`. With it, [`set`] switches one on for the calling thread only (a
+//! turmoil simulation runs every node on the thread that steps it), so parallel tests and
+//! other simulations stay correct. Nothing here is replicated or stored.
+
+/// A deliberately broken rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutant {
+    /// The best-available picker counts seats held by live holds as free.
+    PickHeldSeats,
+    /// A payment sells a hold still marked active whose `expires_at_ms` has passed (the
+    /// sweep has not run yet).
+    ConfirmAfterExpiry,
+}
+
+#[cfg(feature = "mutants")]
+thread_local! {
+    static ACTIVE: std::cell::Cell<Option<Mutant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Switches `mutant` on (or all off with `None`) for this thread; answers the previous one.
+#[cfg(feature = "mutants")]
+pub fn set(mutant: Option<Mutant>) -> Option<Mutant> {
+    ACTIVE.with(|active| active.replace(mutant))
+}
+
+/// Whether `mutant` is switched on for this thread.
+pub(super) fn active(mutant: Mutant) -> bool {
+    #[cfg(feature = "mutants")]
+    {
+        ACTIVE.with(|active| active.get() == Some(mutant))
+    }
+    #[cfg(not(feature = "mutants"))]
+    {
+        let _ = mutant;
+        false
+    }
+}
