@@ -126,6 +126,15 @@ pub fn rejection(rejection: Rejection, doing: Doing) -> ApiError {
             detail,
             field: None,
         },
+        Rejection::NoWaitingRoom => ApiError::Conflict {
+            detail: "this event has no waiting room".into(),
+        },
+        Rejection::RoomFull => ApiError::Conflict {
+            detail: "the waiting room is full".into(),
+        },
+        Rejection::UnknownPlace => {
+            ApiError::not_found("no such place of yours in the waiting room")
+        }
     }
 }
 

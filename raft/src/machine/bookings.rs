@@ -148,6 +148,7 @@ impl Machine {
             for seat_id in &hold.seat_ids {
                 if let Some(&idx) = event.seat_idx.get(seat_id) {
                     event.slots[idx] = Slot::Sold(cmd.booking_id.clone());
+                    event.n_sold += 1;
                     changes.push(Change::Seat {
                         event_id: hold.event_id.clone(),
                         seat_id: seat_id.clone(),
@@ -164,6 +165,7 @@ impl Machine {
             now_ms,
             changes,
         );
+        self.note_purchase(&hold.event_id, &booking.owner, now_ms);
         Outcome::Confirmed(booking)
     }
 

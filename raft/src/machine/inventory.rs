@@ -80,6 +80,7 @@ impl Machine {
         let mut state = EventState::new(meta)?;
         // Keep the derived slots of the seats already there (they may be held or sold).
         state.slots[..event.slots.len()].clone_from_slice(&event.slots);
+        state.n_sold = event.n_sold;
         state.holds_by_owner = event.holds_by_owner.clone();
         Ok(state)
     }

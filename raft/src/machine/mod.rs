@@ -10,6 +10,7 @@
 //! - [`inventory`]: events, holds, releases and the sweep;
 //! - [`bookings`]: bookings and their payment (confirm, fail, refund);
 //! - [`meta`]: the meta group's catalog, placement and group table, and the limits;
+//! - [`queue`]: waiting rooms (join, keep-alive, leave, the leader's admission step);
 //! - [`records`]: the persisted form (records and their keys), dirty tracking, rebuild on load;
 //! - [`reads`]: what readers and the host ask of the state.
 //!
@@ -21,12 +22,14 @@
 mod bookings;
 mod inventory;
 mod meta;
+mod queue;
 mod reads;
 mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+pub use queue::{presale_order, RATE_WINDOW_MS};
 pub use records::{is_layout_key, CorruptRecord, Record};
 use records::{EventMeta, Globals, Key, RequestRecord};
 
@@ -51,6 +54,8 @@ struct EventState {
     meta: EventMeta,
     seat_idx: BTreeMap<SeatId, usize>,
     slots: Vec<Slot>,
+    /// How many slots are `Sold` (the waiting room admits no more buyers than seats unsold).
+    n_sold: usize,
     /// Holds per owner that may still be live (pruned when they finish).
     holds_by_owner: BTreeMap<UserId, BTreeSet<HoldId>>,
 }
@@ -67,6 +72,8 @@ pub struct Machine {
     catalog: BTreeMap<(String, String), Arc<Vec<u8>>>,
     placement: BTreeMap<EventId, GroupId>,
     groups: BTreeMap<GroupId, Vec<(NodeId, String)>>,
+    /// Waiting rooms of this group's events.
+    rooms: BTreeMap<EventId, queue::Room>,
     // Derived indexes (rebuilt on load, never stored).
     bookings_by_owner: BTreeMap<UserId, BTreeSet<BookingId>>,
     /// Active holds by expiry, for sweeps.
@@ -110,6 +117,7 @@ impl Machine {
             catalog: BTreeMap::new(),
             placement: BTreeMap::new(),
             groups: BTreeMap::new(),
+            rooms: BTreeMap::new(),
             bookings_by_owner: BTreeMap::new(),
             expiring: BTreeSet::new(),
             finished: BTreeSet::new(),
@@ -171,6 +179,10 @@ impl Machine {
         let Some(request_id) = &request.request_id else {
             return at(self.execute(&request.command, now_ms, changes));
         };
+        if request.command.is_idempotent() {
+            // Doing it again is the same as replaying it: nothing to remember per request.
+            return at(self.execute(&request.command, now_ms, changes));
+        }
         if request_id.is_empty() || request_id.len() > MAX_ID_BYTES {
             return at(Rejection::Invalid("request id must be 1..=128 bytes".into()).into());
         }
@@ -240,6 +252,17 @@ impl Machine {
             Command::PutGroup(cmd) => self
                 .check_put_group(cmd)
                 .map(|members| self.put_group(cmd.group, members, changes)),
+            Command::SetQueue(cmd) => self
+                .check_set_queue(cmd)
+                .map(|()| self.set_queue(cmd, now_ms)),
+            Command::JoinQueue(cmd) => self
+                .check_join(cmd)
+                .map(|plan| self.join(cmd, plan, now_ms)),
+            Command::TouchQueue(cmd) => self.check_touch(cmd).map(|()| self.touch(cmd, now_ms)),
+            Command::LeaveQueue(cmd) => self
+                .check_leave(cmd, now_ms)
+                .map(|plan| self.leave(cmd, plan)),
+            Command::AdmitQueues => Ok(self.step_queues(now_ms)),
         };
         result.unwrap_or_else(|unchanged| *unchanged)
     }
@@ -428,6 +451,17 @@ impl Machine {
             for seat in event.meta.seats.iter() {
                 self.check_seat(event_id, &seat.id)?;
             }
+            let n_sold = event
+                .slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Sold(_)))
+                .count();
+            if n_sold != event.n_sold {
+                return Err(format!("event {event_id}: sold count disagrees"));
+            }
+        }
+        for room in self.rooms.values() {
+            room.check()?;
         }
         Ok(())
     }
@@ -450,6 +484,7 @@ impl EventState {
             meta,
             seat_idx,
             slots,
+            n_sold: 0,
             holds_by_owner: BTreeMap::new(),
         })
     }
