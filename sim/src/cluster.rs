@@ -43,6 +43,9 @@ pub enum Variant {
     /// A node that believes it leads answers reads from its local state without confirming
     /// its leadership with a quorum (the read path minus `ensure_linearizable`).
     StaleLeaderReads,
+    /// Every replica's admission step admits from the tail of the waiting room's line
+    /// instead of its head (`boxoffice_raft::machine::mutant`).
+    AdmitOutOfOrder,
 }
 
 /// An operator command for one node (run inside that node's simulated runtime).

@@ -14,6 +14,7 @@ use sim::run::{run_seed, RunConfig};
 enum VariantArg {
     Correct,
     StaleLeaderReads,
+    AdmitOutOfOrder,
 }
 
 #[derive(Parser, Debug)]
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         config.variant = match args.variant {
             VariantArg::Correct => Variant::Correct,
             VariantArg::StaleLeaderReads => Variant::StaleLeaderReads,
+            VariantArg::AdmitOutOfOrder => Variant::AdmitOutOfOrder,
         };
         config.faults = !args.no_faults;
         let report = run_seed(config);

@@ -1,6 +1,9 @@
 //! The simulated API tier: clients using the production [`InventoryClient`] to hold,
 //! release, confirm (create booking, then pay) and read a few hot seats with short TTLs,
-//! recording every request and answer for the checker.
+//! recording every request and answer for the checker. The first event has a waiting room:
+//! clients also join it, keep their places alive, leave, and buy once admitted; the room is
+//! judged from its audit after the run (`checker::queue`), and a re-join right after a read
+//! that said *waiting* must answer the same place.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -34,12 +37,22 @@ pub const READER_READ_PERCENT: u32 = 85;
 pub const BUYER_READ_PERCENT: u32 = 20;
 /// The seat the liveness probe holds (no workload client touches it).
 pub const PROBE_SEAT: &str = "P1";
+/// Share of a client's requests that go to the waiting room.
+pub const QUEUE_PERCENT: u32 = 25;
+/// The waiting room's settings: slow admission, so the line is long enough to judge.
+pub const QUEUE_ADMIT_PER_SECOND: u32 = 1;
+pub const QUEUE_ADMISSION_TTL_MS: u64 = 3_000;
+pub const QUEUE_ABANDON_AFTER_MS: u64 = 3_000;
+/// The room opens this long after setup (places taken before are shuffled).
+pub const QUEUE_OPENS_AFTER_MS: u64 = 1_500;
 
 /// The events the run sells and where they live; filled in by the setup client.
 #[derive(Debug, Default)]
 pub struct Catalog {
     /// (event id, its group, its hot seats)
     pub events: Vec<(String, raft::GroupId, Vec<String>)>,
+    /// The event with a waiting room (the first).
+    pub queue_event: Option<String>,
 }
 
 /// What every simulated client shares with the driver.
@@ -102,6 +115,24 @@ pub async fn setup(
             .register_event(&format!("setup/{event}"), register)
             .await
             .map_err(|e| format!("registering {event}: {e}"))?;
+        if catalog.queue_event.is_none() {
+            let opens_at_ms = crate::clock::EPOCH_MS + sim_ms() + QUEUE_OPENS_AFTER_MS;
+            let set = raft::SetQueueCmd {
+                event_id: event.clone(),
+                settings: raft::QueueSettings {
+                    enabled: true,
+                    admit_per_second: QUEUE_ADMIT_PER_SECOND,
+                    opens_at_ms: Some(opens_at_ms),
+                    admission_ttl_ms: QUEUE_ADMISSION_TTL_MS,
+                    abandon_after_ms: QUEUE_ABANDON_AFTER_MS,
+                },
+            };
+            inventory
+                .set_queue(&format!("setup/{event}/queue"), set)
+                .await
+                .map_err(|e| format!("opening the waiting room of {event}: {e}"))?;
+            catalog.queue_event = Some(event.clone());
+        }
         catalog.events.push((event, group, seats));
     }
     *shared.catalog.borrow_mut() = catalog;
@@ -130,6 +161,7 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
     let inventory = client(&shared);
     let owner = format!("u{id}");
     let mut held: Vec<MyHold> = Vec::new();
+    let mut place: Option<raft::PlaceView> = None;
     let mut n = 0u64;
     // Every third client mostly watches the seat map, as most visitors do.
     let read_percent = if id.is_multiple_of(3) {
@@ -147,7 +179,20 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
             .choose(&mut rng)
             .cloned()
             .expect("events registered");
-        if rng.gen_range(0..100) < read_percent {
+        let queue_event = shared.catalog.borrow().queue_event.clone();
+        if let (Some(queue_event), true) = (queue_event, rng.gen_range(0..100) < QUEUE_PERCENT) {
+            let leave = rng.gen_range(0..100) < 10;
+            place = queue_step(
+                &shared,
+                &inventory,
+                &queue_event,
+                &owner,
+                place,
+                leave,
+                &tag,
+            )
+            .await;
+        } else if rng.gen_range(0..100) < read_percent {
             read(&shared, &inventory, &event, &format!("r-{tag}")).await;
         } else {
             let roll = rng.gen_range(0..100);
@@ -209,6 +254,72 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=MAX_THINK_MS))).await;
     }
     Ok(())
+}
+
+/// One waiting-room request: join when the client has no live place, else leave (when
+/// `leave`) or read it (a keep-alive); a read that says *waiting* is followed by a re-join,
+/// which must answer the same place. Returns the place as last seen.
+async fn queue_step(
+    shared: &Shared,
+    inventory: &InventoryClient,
+    event: &str,
+    owner: &str,
+    place: Option<raft::PlaceView>,
+    leave: bool,
+    tag: &str,
+) -> Option<raft::PlaceView> {
+    let join = |request: String| async move {
+        let cmd = raft::JoinQueueCmd {
+            event_id: event.to_owned(),
+            user: owner.to_owned(),
+        };
+        inventory
+            .join_queue(&request, cmd)
+            .await
+            .ok()
+            .map(|t| t.value)
+    };
+    let live = place.filter(|p| {
+        matches!(
+            p.state,
+            raft::PlaceState::Waiting | raft::PlaceState::Admitted { .. }
+        )
+    });
+    let Some(live) = live else {
+        return join(format!("q-{tag}")).await;
+    };
+    if leave {
+        let cmd = raft::LeaveQueueCmd {
+            event_id: event.to_owned(),
+            user: owner.to_owned(),
+            ticket: live.ticket,
+        };
+        return match inventory.leave_queue(&format!("q-{tag}"), cmd).await {
+            Ok(()) => None,
+            Err(_) => Some(live),
+        };
+    }
+    let cmd = raft::TouchQueueCmd {
+        event_id: event.to_owned(),
+        places: vec![(owner.to_owned(), live.ticket)],
+    };
+    let seen = match inventory.touch_queue(&format!("q-{tag}"), cmd).await {
+        Ok(views) => views.value.into_iter().next().flatten(),
+        Err(_) => return Some(live),
+    };
+    if seen.as_ref().map(|p| p.state) != Some(raft::PlaceState::Waiting) {
+        return seen;
+    }
+    let again = join(format!("q-{tag}-again")).await;
+    if let Some(again) = &again {
+        if again.ticket != live.ticket {
+            shared.recorder.borrow_mut().anomalies.push(format!(
+                "one place per user: {owner} joined again while waiting with ticket {} and got ticket {}",
+                live.ticket, again.ticket
+            ));
+        }
+    }
+    again.or(seen)
 }
 
 /// After the heal, holds and releases the probe seat of every event until each group has

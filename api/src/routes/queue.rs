@@ -15,8 +15,9 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use boxoffice_raft::types::{
-    JoinQueueCmd, LeaveQueueCmd, PlaceState, PlaceView, RoomFigures, TouchQueueCmd,
+    JoinQueueCmd, LeaveQueueCmd, PlaceState, PlaceView, Rejection, RoomFigures, TouchQueueCmd,
 };
+use boxoffice_raft::InventoryError;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -219,7 +220,7 @@ pub async fn get(
         .inventory
         .touch_queue(&request_id, cmd)
         .await
-        .map_err(|e| refused(e, Doing::Other))?;
+        .map_err(place_refused)?;
     match views.value.first() {
         Some(Some(view)) => Ok(ApiJson(place_json(&state, view))),
         _ => Err(not_yours()),
@@ -228,6 +229,14 @@ pub async fn get(
 
 fn not_yours() -> ApiError {
     ApiError::not_found("no such place of yours in the waiting room")
+}
+
+/// A place looked up in an event without a waiting room is a place that does not exist.
+fn place_refused(error: InventoryError) -> ApiError {
+    match error {
+        InventoryError::Rejected(Rejection::NoWaitingRoom | Rejection::UnknownPlace) => not_yours(),
+        other => refused(other, Doing::Other),
+    }
 }
 
 /// Leaves the waiting room (a place already over stays as it is).
@@ -259,7 +268,7 @@ pub async fn leave(
         .inventory
         .leave_queue(&request_id, cmd)
         .await
-        .map_err(|e| refused(e, Doing::Other))?;
+        .map_err(place_refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -29,7 +29,7 @@ mod records;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-pub use queue::{presale_order, RATE_WINDOW_MS};
+pub use queue::{mutant, presale_order, PlaceAudit, RoomAudit, RATE_WINDOW_MS};
 pub use records::{is_layout_key, CorruptRecord, Record};
 use records::{EventMeta, Globals, Key, RequestRecord};
 
@@ -261,7 +261,7 @@ impl Machine {
             Command::TouchQueue(cmd) => self.check_touch(cmd).map(|()| self.touch(cmd, now_ms)),
             Command::LeaveQueue(cmd) => self
                 .check_leave(cmd, now_ms)
-                .map(|plan| self.leave(cmd, plan)),
+                .map(|plan| self.leave(cmd, plan, now_ms)),
             Command::AdmitQueues => Ok(self.step_queues(now_ms)),
         };
         result.unwrap_or_else(|unchanged| *unchanged)

@@ -23,6 +23,52 @@ pub const RATE_WINDOW_MS: u64 = 10_000;
 /// Shortest admission and abandonment windows, in ms.
 pub const MIN_QUEUE_WINDOW_MS: u64 = 1_000;
 
+/// A deliberately broken admission rule, for the simulator to prove its checker catches it
+/// (`sim`'s `Variant::AdmitOutOfOrder`). Off unless a thread turns it on for itself: the
+/// simulator runs a whole cluster on one thread, so concurrent tests are not affected.
+pub mod mutant {
+    use std::cell::Cell;
+
+    thread_local! {
+        static ADMIT_FROM_TAIL: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Makes admission steps applied on this thread admit from the tail of the line.
+    pub fn set_admits_from_tail(on: bool) {
+        ADMIT_FROM_TAIL.with(|c| c.set(on));
+    }
+
+    pub(super) fn admits_from_tail() -> bool {
+        ADMIT_FROM_TAIL.with(Cell::get)
+    }
+}
+
+/// One place as an auditor sees it (see [`Machine::room_audit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceAudit {
+    pub user: UserId,
+    pub ticket: u64,
+    /// Rank in the line: admission must follow it.
+    pub order: Option<u64>,
+    pub state: PlaceState,
+    pub joined_at_ms: u64,
+    pub left_line_at_ms: Option<u64>,
+    pub admitted_at_ms: Option<u64>,
+    pub admission_ended_at_ms: Option<u64>,
+}
+
+/// A room's places with the facts its rules are judged by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomAudit {
+    pub n_seats: u64,
+    /// `(confirmed at, seats)` of each sale of the event.
+    pub sales: Vec<(u64, u64)>,
+    pub closed: bool,
+    pub places: Vec<PlaceAudit>,
+    /// The group's time when the audit was taken.
+    pub now_ms: u64,
+}
+
 /// The stored part of a room (its places are records of their own).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct RoomRecord {
@@ -65,6 +111,11 @@ pub(super) struct Place {
     pub(super) joined_at_ms: u64,
     pub(super) last_seen_ms: u64,
     pub(super) state: PlaceState,
+    /// The audit trail the simulator's checker reads: when the place stopped waiting (for
+    /// any reason), was admitted, and when its admission ended (bought, left, expired).
+    pub(super) left_line_at_ms: Option<u64>,
+    pub(super) admitted_at_ms: Option<u64>,
+    pub(super) admission_ended_at_ms: Option<u64>,
 }
 
 /// A room: its record, its places, and the indexes derived from them (rebuilt on load).
@@ -215,6 +266,27 @@ impl Room {
             }
             _ => {}
         }
+    }
+
+    /// Moves the user's place to `state` at `now_ms`, recording when it left the line, was
+    /// admitted, or its admission ended.
+    fn set_state(&mut self, user: &str, state: PlaceState, now_ms: u64) {
+        self.update(user, |p| {
+            if p.state == PlaceState::Waiting && state != PlaceState::Waiting {
+                p.left_line_at_ms = Some(now_ms);
+            }
+            if let PlaceState::Admitted { expires_at_ms, .. } = p.state {
+                // An expired admission ended when it expired, whenever the step noticed.
+                p.admission_ended_at_ms = Some(match state {
+                    PlaceState::Expired => expires_at_ms.min(now_ms),
+                    _ => now_ms,
+                });
+            }
+            if let PlaceState::Admitted { at_ms, .. } = state {
+                p.admitted_at_ms = Some(at_ms);
+            }
+            p.state = state;
+        });
     }
 
     /// Changes the user's place (which exists) with `f`, keeping the indexes in step.
@@ -466,6 +538,9 @@ impl Machine {
                     joined_at_ms: now_ms,
                     last_seen_ms: now_ms,
                     state,
+                    left_line_at_ms: (state == PlaceState::Closed).then_some(now_ms),
+                    admitted_at_ms: None,
+                    admission_ended_at_ms: None,
                 });
                 self.dirty.insert(Key::Room(cmd.event_id.clone()));
             }
@@ -522,9 +597,9 @@ impl Machine {
         }
     }
 
-    pub(super) fn leave(&mut self, cmd: &LeaveQueueCmd, _plan: LeavePlan) -> Outcome {
+    pub(super) fn leave(&mut self, cmd: &LeaveQueueCmd, _plan: LeavePlan, now_ms: u64) -> Outcome {
         if let Some(room) = self.rooms.get_mut(&cmd.event_id) {
-            room.update(&cmd.user, |p| p.state = PlaceState::Left);
+            room.set_state(&cmd.user, PlaceState::Left, now_ms);
             room.record.counts.left += 1;
             self.dirty.insert(Key::Room(cmd.event_id.clone()));
             self.dirty
@@ -543,7 +618,7 @@ impl Machine {
             matches!(p.state, PlaceState::Admitted { expires_at_ms, .. } if now_ms < expires_at_ms)
         });
         if admitted {
-            room.update(owner, |p| p.state = PlaceState::Bought);
+            room.set_state(owner, PlaceState::Bought, now_ms);
             room.record.counts.bought += 1;
             self.dirty.insert(Key::Room(event_id.to_owned()));
             self.dirty
@@ -588,7 +663,7 @@ impl Machine {
             .map(|(_, u)| u.clone())
             .collect();
         for user in expired {
-            room.update(&user, |p| p.state = PlaceState::Expired);
+            room.set_state(&user, PlaceState::Expired, now_ms);
             room.record.counts.expired += 1;
             touched.push(user);
         }
@@ -603,7 +678,7 @@ impl Machine {
             None => Vec::new(),
         };
         for user in abandoned {
-            room.update(&user, |p| p.state = PlaceState::Abandoned);
+            room.set_state(&user, PlaceState::Abandoned, now_ms);
             room.record.counts.abandoned += 1;
             touched.push(user);
         }
@@ -617,7 +692,7 @@ impl Machine {
                 .cloned()
                 .collect();
             for user in waiting {
-                room.update(&user, |p| p.state = PlaceState::Closed);
+                room.set_state(&user, PlaceState::Closed, now_ms);
                 room.record.counts.closed += 1;
                 n_closed += 1;
                 touched.push(user);
@@ -638,16 +713,22 @@ impl Machine {
                 .min(room.line.len() as u64);
             let expires_at_ms = now_ms.saturating_add(room.record.settings.admission_ttl_ms);
             for _ in 0..n {
-                let Some((_, user)) = room.line.first_key_value() else {
+                let next = match mutant::admits_from_tail() {
+                    true => room.line.last_key_value(),
+                    false => room.line.first_key_value(),
+                };
+                let Some((_, user)) = next else {
                     break;
                 };
                 let user = user.clone();
-                room.update(&user, |p| {
-                    p.state = PlaceState::Admitted {
+                room.set_state(
+                    &user,
+                    PlaceState::Admitted {
                         at_ms: now_ms,
                         expires_at_ms,
-                    }
-                });
+                    },
+                    now_ms,
+                );
                 touched.push(user);
                 n_admitted += 1;
             }
@@ -721,6 +802,40 @@ impl Machine {
                 })
                 .collect(),
         )
+    }
+
+    /// Every place of the room and the sales of its event, for an auditor (the simulator's
+    /// checker): enough to judge admission order and the inventory gate afterwards.
+    pub fn room_audit(&self, event_id: &str) -> Option<RoomAudit> {
+        let room = self.rooms.get(event_id)?;
+        let event = self.events.get(event_id)?;
+        let sales = self
+            .bookings
+            .values()
+            .filter(|b| b.event_id == event_id && b.status == BookingStatus::Confirmed)
+            .map(|b| (b.updated_at_ms, b.seat_ids.len() as u64))
+            .collect();
+        let places = room
+            .places
+            .values()
+            .map(|p| PlaceAudit {
+                user: p.user.clone(),
+                ticket: p.ticket,
+                order: p.order,
+                state: p.state,
+                joined_at_ms: p.joined_at_ms,
+                left_line_at_ms: p.left_line_at_ms,
+                admitted_at_ms: p.admitted_at_ms,
+                admission_ended_at_ms: p.admission_ended_at_ms,
+            })
+            .collect();
+        Some(RoomAudit {
+            n_seats: event.slots.len() as u64,
+            sales,
+            closed: room.record.closed,
+            places,
+            now_ms: self.now_ms(),
+        })
     }
 
     /// Every place of the room in line order (waiting ones; for tests and the simulator's
