@@ -110,6 +110,13 @@ fn parse_ticket(ticket: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::invalid_field("ticket", "a ticket looks like tk_17"))
 }
 
+/// The ticket number in a place's path, once the event is known to exist.
+async fn ticket_of(state: &AppState, event_id: &str, ticket: &str) -> Result<u64, ApiError> {
+    let ticket = parse_ticket(ticket)?;
+    state.event(event_id).await?;
+    Ok(ticket)
+}
+
 fn queue_state(state: PlaceState) -> QueueState {
     match state {
         PlaceState::Waiting => QueueState::Waiting,
@@ -209,8 +216,7 @@ pub async fn get(
     user: User,
     ApiPath((event_id, ticket)): ApiPath<(String, String)>,
 ) -> Result<ApiJson<QueuePlace>, ApiError> {
-    let ticket = parse_ticket(&ticket)?;
-    state.event(&event_id).await?;
+    let ticket = ticket_of(&state, &event_id, &ticket).await?;
     let cmd = TouchQueueCmd {
         event_id,
         places: vec![(user.id, ticket)],
@@ -256,8 +262,7 @@ pub async fn leave(
     user: User,
     ApiPath((event_id, ticket)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ticket = parse_ticket(&ticket)?;
-    state.event(&event_id).await?;
+    let ticket = ticket_of(&state, &event_id, &ticket).await?;
     let cmd = LeaveQueueCmd {
         event_id,
         user: user.id,
@@ -314,8 +319,7 @@ pub async fn stream(
     user: User,
     ApiPath((event_id, ticket)): ApiPath<(String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let ticket = parse_ticket(&ticket)?;
-    state.event(&event_id).await?;
+    let ticket = ticket_of(&state, &event_id, &ticket).await?;
     let key = (user.id.clone(), ticket);
     // Watch before the first read, so no push falls between the two.
     let watch = state
