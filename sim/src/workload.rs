@@ -1,9 +1,10 @@
 //! The simulated API tier: clients using the production [`InventoryClient`] to hold,
 //! release, confirm (create booking, then pay) and read a few hot seats with short TTLs,
 //! recording every request and answer for the checker. The first event has a waiting room:
-//! clients also join it, keep their places alive, leave, and buy once admitted; the room is
-//! judged from its audit after the run (`checker::queue`), and a re-join right after a read
-//! that said *waiting* must answer the same place.
+//! clients also join it, keep their places alive, leave, and once admitted hold one of its
+//! seats and check out (which marks the place bought); the room is judged from its audit
+//! after the run (`checker::queue`), and a re-join right after a read that said *waiting*
+//! must answer the same place.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -192,6 +193,37 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
                 &tag,
             )
             .await;
+            // Admitted: hold one of the room's seats and check out, as a buyer let in would.
+            if let Some(raft::PlaceState::Admitted { .. }) = place.as_ref().map(|p| p.state) {
+                let seats = shared
+                    .catalog
+                    .borrow()
+                    .events
+                    .iter()
+                    .find(|(e, _, _)| *e == queue_event)
+                    .map(|(_, _, s)| s.clone())
+                    .unwrap_or_default();
+                if let Some(seat) = seats.choose(&mut rng).cloned() {
+                    let hold_id = format!("h-{tag}-admitted");
+                    let request = format!("r-{tag}-admitted-hold");
+                    let ttl_ms = rng.gen_range(TTL_MS);
+                    let held = hold(
+                        &shared,
+                        &inventory,
+                        &queue_event,
+                        &request,
+                        &hold_id,
+                        &owner,
+                        vec![seat],
+                        ttl_ms,
+                    )
+                    .await;
+                    if held {
+                        let tag = format!("{tag}-admitted");
+                        confirm(&shared, &inventory, &queue_event, &tag, &hold_id, &owner).await;
+                    }
+                }
+            }
         } else if rng.gen_range(0..100) < read_percent {
             read(&shared, &inventory, &event, &format!("r-{tag}")).await;
         } else {
@@ -258,7 +290,8 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
 
 /// One waiting-room request: join when the client has no live place, else leave (when
 /// `leave`) or read it (a keep-alive); a read that says *waiting* is followed by a re-join,
-/// which must answer the same place. Returns the place as last seen.
+/// which must answer the same place when it lands within the abandonment window of the
+/// read. Returns the place as last seen.
 async fn queue_step(
     shared: &Shared,
     inventory: &InventoryClient,
@@ -273,11 +306,7 @@ async fn queue_step(
             event_id: event.to_owned(),
             user: owner.to_owned(),
         };
-        inventory
-            .join_queue(&request, cmd)
-            .await
-            .ok()
-            .map(|t| t.value)
+        inventory.join_queue(&request, cmd).await.ok()
     };
     let live = place.filter(|p| {
         matches!(
@@ -286,7 +315,7 @@ async fn queue_step(
         )
     });
     let Some(live) = live else {
-        return join(format!("q-{tag}")).await;
+        return join(format!("q-{tag}")).await.map(|t| t.value);
     };
     if leave {
         let cmd = raft::LeaveQueueCmd {
@@ -303,23 +332,27 @@ async fn queue_step(
         event_id: event.to_owned(),
         places: vec![(owner.to_owned(), live.ticket)],
     };
-    let seen = match inventory.touch_queue(&format!("q-{tag}"), cmd).await {
-        Ok(views) => views.value.into_iter().next().flatten(),
+    let (seen, seen_at_ms) = match inventory.touch_queue(&format!("q-{tag}"), cmd).await {
+        Ok(views) => (views.value.into_iter().next().flatten(), views.at_ms),
         Err(_) => return Some(live),
     };
     if seen.as_ref().map(|p| p.state) != Some(raft::PlaceState::Waiting) {
         return seen;
     }
-    let again = join(format!("q-{tag}-again")).await;
-    if let Some(again) = &again {
-        if again.ticket != live.ticket {
-            shared.recorder.borrow_mut().anomalies.push(format!(
-                "one place per user: {owner} joined again while waiting with ticket {} and got ticket {}",
-                live.ticket, again.ticket
-            ));
-        }
+    let Some(again) = join(format!("q-{tag}-again")).await else {
+        return seen;
+    };
+    // Within this window (group time) of the read, the place can have been neither dropped
+    // nor admitted and expired: joining must answer it. A join the faults delayed longer may
+    // rightly answer a new place.
+    let window_ms = QUEUE_ABANDON_AFTER_MS.min(QUEUE_ADMISSION_TTL_MS);
+    if again.value.ticket != live.ticket && again.at_ms < seen_at_ms + window_ms {
+        shared.recorder.borrow_mut().anomalies.push(format!(
+            "one place per user: {owner} read ticket {} waiting at {seen_at_ms} ms, joined again at {} ms and got ticket {}",
+            live.ticket, again.at_ms, again.value.ticket
+        ));
     }
-    again.or(seen)
+    Some(again.value)
 }
 
 /// After the heal, holds and releases the probe seat of every event until each group has
