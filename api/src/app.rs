@@ -17,6 +17,7 @@ use boxoffice_raft::InventoryClient;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
+use crate::admission::AdmissionKey;
 use crate::auth::Auth;
 use crate::cache::{run_catalog_feed, CatalogCache, CatalogChange};
 use crate::catalog::{Event, Performer, Venue, KIND_EVENT, KIND_PERFORMER, KIND_VENUE};
@@ -24,6 +25,7 @@ use crate::clock::Clock;
 use crate::ids::is_valid_id;
 use crate::payments::PaymentProcessor;
 use crate::problem::ApiError;
+use crate::queue::{run_queue_pushes, QueueHub};
 use crate::ratelimit::{RateLimitConfig, RateLimits};
 use crate::search::{run_search_indexer, SearchState};
 use crate::seats::{run_seat_feeds, EventSeats, SeatCache};
@@ -79,6 +81,8 @@ pub struct ApiDeps {
     pub payments: Arc<dyn PaymentProcessor>,
     /// Verifies `Boxoffice-Signature` on payment webhooks.
     pub webhook_secret: Vec<u8>,
+    /// Signs and verifies waiting-room admission tokens (the same secret on every API node).
+    pub admission: AdmissionKey,
 }
 
 /// Named conditions `/readyz` waits for besides the caches (e.g. dev's demo catalog).
@@ -126,6 +130,9 @@ pub struct Shared {
     pub search: Arc<SearchState>,
     pub payments: Arc<dyn PaymentProcessor>,
     pub webhook_secret: Vec<u8>,
+    pub admission: AdmissionKey,
+    /// Waiting-room streams of this node.
+    pub queues: Arc<QueueHub>,
     /// `user/key` → digest of the request first sent with it (this node only; the state
     /// machine's request-id check covers the rest).
     pub keys: moka::sync::Cache<String, String>,
@@ -266,6 +273,8 @@ impl Api {
             search: Arc::new(SearchState::new()),
             payments: deps.payments,
             webhook_secret: deps.webhook_secret,
+            admission: deps.admission,
+            queues: Arc::new(QueueHub::default()),
             keys: moka::sync::Cache::builder()
                 .max_capacity(MAX_REMEMBERED_KEYS)
                 .time_to_live(Duration::from_secs(KEY_MEMORY_SECS))
@@ -302,6 +311,7 @@ impl Api {
             state.clock.clone(),
             state.config.search_dir.clone(),
         ));
+        tasks.spawn(run_queue_pushes(state.clone()));
         if let Some(handle) = crate::metrics::prometheus() {
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(METRICS_UPKEEP_MS));

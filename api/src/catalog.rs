@@ -44,6 +44,10 @@ pub const DEFAULT_HOLD_TTL_SECONDS: u64 = 600;
 /// Waiting-room admission rate bounds and default.
 pub const DEFAULT_ADMIT_PER_SECOND: u32 = 50;
 pub const MAX_ADMIT_PER_SECOND: u32 = 100_000;
+/// Admission lifetime and abandonment bounds and defaults, in seconds.
+pub const DEFAULT_ADMISSION_TTL_SECONDS: u64 = 600;
+pub const DEFAULT_ABANDON_AFTER_SECONDS: u64 = 120;
+pub const MAX_QUEUE_WINDOW_SECONDS: u64 = 86_400;
 
 /// An amount of money: integer minor units of an ISO 4217 currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -101,18 +105,40 @@ pub struct NewPerformer {
     pub description: String,
 }
 
-/// Waiting-room settings of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Waiting-room settings of an event. A PATCH replaces all of them (omitted ones take their
+/// defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
     pub enabled: bool,
     #[serde(default = "default_admit_per_second")]
     #[schema(minimum = 1, maximum = 100000)]
     pub admit_per_second: u32,
+    /// RFC 3339: places taken before this time are shuffled once when it passes (drawn from
+    /// the log, reproducible); `null`: the room is open at once.
+    #[serde(default)]
+    #[schema(example = "2027-05-01T10:00:00Z")]
+    pub opens_at: Option<String>,
+    /// How long an admission (and its token) lasts.
+    #[serde(default = "default_admission_ttl")]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub admission_ttl_seconds: u64,
+    /// A waiting place not read or streamed for this long is dropped.
+    #[serde(default = "default_abandon_after")]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub abandon_after_seconds: u64,
 }
 
 fn default_admit_per_second() -> u32 {
     DEFAULT_ADMIT_PER_SECOND
+}
+
+fn default_admission_ttl() -> u64 {
+    DEFAULT_ADMISSION_TTL_SECONDS
+}
+
+fn default_abandon_after() -> u64 {
+    DEFAULT_ABANDON_AFTER_SECONDS
 }
 
 impl Default for QueueSettings {
@@ -120,6 +146,22 @@ impl Default for QueueSettings {
         QueueSettings {
             enabled: false,
             admit_per_second: DEFAULT_ADMIT_PER_SECOND,
+            opens_at: None,
+            admission_ttl_seconds: DEFAULT_ADMISSION_TTL_SECONDS,
+            abandon_after_seconds: DEFAULT_ABANDON_AFTER_SECONDS,
+        }
+    }
+}
+
+impl QueueSettings {
+    /// The settings as the inventory's state machine applies them (validated first).
+    pub fn to_inventory(&self) -> boxoffice_raft::types::QueueSettings {
+        boxoffice_raft::types::QueueSettings {
+            enabled: self.enabled,
+            admit_per_second: self.admit_per_second,
+            opens_at_ms: self.opens_at.as_deref().and_then(parse_rfc3339_ms),
+            admission_ttl_ms: self.admission_ttl_seconds.saturating_mul(1000),
+            abandon_after_ms: self.abandon_after_seconds.saturating_mul(1000),
         }
     }
 }
@@ -310,6 +352,25 @@ fn queue(field: &str, settings: &QueueSettings) -> Result<(), ApiError> {
             format!("{field}.admit_per_second"),
             format!("admit_per_second must be 1..={MAX_ADMIT_PER_SECOND}"),
         ));
+    }
+    for (name, seconds) in [
+        ("admission_ttl_seconds", settings.admission_ttl_seconds),
+        ("abandon_after_seconds", settings.abandon_after_seconds),
+    ] {
+        if !(1..=MAX_QUEUE_WINDOW_SECONDS).contains(&seconds) {
+            return Err(ApiError::invalid_field(
+                format!("{field}.{name}"),
+                format!("{name} must be 1..={MAX_QUEUE_WINDOW_SECONDS}"),
+            ));
+        }
+    }
+    if let Some(opens_at) = &settings.opens_at {
+        if parse_rfc3339_ms(opens_at).is_none() {
+            return Err(ApiError::invalid_field(
+                format!("{field}.opens_at"),
+                "opens_at must be an RFC 3339 time such as 2027-05-01T10:00:00Z",
+            ));
+        }
     }
     Ok(())
 }

@@ -528,6 +528,7 @@ pub fn event(i: usize, size: DemoSize, day0_ms: u64) -> NewEvent {
         queue: QueueSettings {
             enabled: state == SaleState::HotSale,
             admit_per_second: 50,
+            ..QueueSettings::default()
         },
     }
 }

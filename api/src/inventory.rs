@@ -134,6 +134,15 @@ pub fn rejection(rejection: Rejection, doing: Doing) -> ApiError {
             detail: format!("the event's venue has no section named {name:?}"),
             field: Some("section".into()),
         },
+        Rejection::NoWaitingRoom => ApiError::Conflict {
+            detail: "this event has no waiting room".into(),
+        },
+        Rejection::RoomFull => ApiError::Conflict {
+            detail: "the waiting room is full".into(),
+        },
+        Rejection::UnknownPlace => {
+            ApiError::not_found("no such place of yours in the waiting room")
+        }
     }
 }
 

@@ -15,6 +15,9 @@
 //!   fan-out of live seat changes (SSE).
 //! * [`search`]: the tantivy catalog index of this node (`boxoffice-search`), fed by the
 //!   meta group's change feed and the shards' availability, and its result cache.
+//! * [`queue`]: the waiting rooms' live fan-out (one read per event per second, one
+//!   broadcast shared by every stream of the event); [`admission`]: the signed admission
+//!   tokens `POST /v1/holds` of a queue-enabled event requires.
 //! * [`views`]: the read models the public endpoints answer and the rendered-view cache.
 //! * [`ids`]: hold/booking ids that carry their event; ids and request ids derived from
 //!   `Idempotency-Key`s.
@@ -43,6 +46,7 @@
 //! shard's leader. Routers are built here and served by `node/`: nothing in this crate
 //! binds a socket outside tests.
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod cache;
@@ -57,6 +61,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod payments;
 pub mod problem;
+pub mod queue;
 pub mod ratelimit;
 pub mod routes;
 pub mod search;

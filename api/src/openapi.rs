@@ -16,7 +16,7 @@ use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::Problem;
-use crate::routes::{admin, bookings, cluster, events, holds, ops, search, webhooks};
+use crate::routes::{admin, bookings, cluster, events, holds, ops, queue, search, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use crate::routes::{admin, bookings, cluster, events, holds, ops, search, webhoo
     paths(
         search::search, search::suggest,
         events::view, events::seats, events::stream,
+        queue::join, queue::get, queue::leave, queue::stream, queue::figures,
         holds::create, holds::get, holds::release,
         bookings::create, bookings::get, bookings::mine,
         webhooks::receive,
@@ -36,6 +37,7 @@ use crate::routes::{admin, bookings, cluster, events, holds, ops, search, webhoo
     modifiers(&Security, &ProblemAnswers, &Links),
     tags(
         (name = "events", description = "Search, type-ahead, event views and seat maps (no token needed)"),
+        (name = "queue", description = "The waiting room of a queue-enabled event: join, watch your place, get admitted"),
         (name = "holds", description = "Put seats on hold during checkout"),
         (name = "bookings", description = "Pay for a hold"),
         (name = "payments", description = "The payment processor's webhooks"),

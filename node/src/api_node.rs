@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use boxoffice_api::admission::AdmissionKey;
 use boxoffice_api::payments::sandbox::SandboxConfig;
 use boxoffice_api::payments::{sandbox_routes, Sandbox, WebhookWorker};
 use boxoffice_api::ratelimit::{
@@ -85,6 +86,10 @@ pub struct ApiArgs {
     /// Secret that verifies the payment processor's webhook signatures.
     #[arg(long, env = "BOXOFFICE_WEBHOOK_SECRET")]
     pub webhook_secret: Option<String>,
+    /// Secret (at least 32 bytes, the same on every API node) that signs and verifies
+    /// waiting-room admission tokens.
+    #[arg(long, env = "BOXOFFICE_ADMISSION_SECRET")]
+    pub admission_secret: Option<String>,
     /// Serve `POST /v1/auth/token`, which issues tokens to anyone. Never in production.
     #[arg(long, env = "BOXOFFICE_DEV_TOKENS")]
     pub dev_tokens: bool,
@@ -105,6 +110,7 @@ pub struct ApiSetup {
     pub public_url: String,
     pub jwt_secret: Vec<u8>,
     pub webhook_secret: Vec<u8>,
+    pub admission_secret: Vec<u8>,
     pub dev_mode: bool,
     pub limits: RateLimitConfig,
     pub seeds: Vec<String>,
@@ -163,6 +169,7 @@ impl ApiNode {
             auth,
             payments: Arc::new(sandbox.processor()),
             webhook_secret: setup.webhook_secret,
+            admission: AdmissionKey::new(&setup.admission_secret).context("--admission-secret")?,
         };
         let api = Api::start(config, deps);
         let router = api.router_with(sandbox_routes(sandbox));
@@ -255,6 +262,11 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         ),
         _ => bail!("set --jwt-secret and --webhook-secret (or --dev-tokens for a throwaway node)"),
     };
+    let admission_secret = match (args.admission_secret, args.dev_tokens) {
+        (Some(secret), _) => secret.into_bytes(),
+        (None, true) => boxoffice_api::ids::random_hex(32).into_bytes(),
+        (None, false) => bail!("set --admission-secret (or --dev-tokens for a throwaway node)"),
+    };
     let public_url = args
         .public_url
         .unwrap_or_else(|| format!("http://{}", args.listen));
@@ -263,6 +275,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         public_url,
         jwt_secret,
         webhook_secret,
+        admission_secret,
         dev_mode: args.dev_tokens,
         limits: args.limits.config()?,
         seeds,

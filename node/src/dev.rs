@@ -61,6 +61,9 @@ impl Default for DevArgs {
 struct DevFile {
     jwt_secret: String,
     webhook_secret: String,
+    /// Signs waiting-room admission tokens (added later: a dev.json without it gets one).
+    #[serde(default)]
+    admission_secret: String,
     /// The UTC midnight demo event dates count from.
     demo_day0_ms: u64,
     #[serde(default)]
@@ -72,13 +75,19 @@ const DEV_FILE: &str = "dev.json";
 fn load_or_create(dir: &Path) -> anyhow::Result<DevFile> {
     let path = dir.join(DEV_FILE);
     if let Ok(bytes) = std::fs::read(&path) {
-        return serde_json::from_slice(&bytes)
-            .with_context(|| format!("reading {}", path.display()));
+        let mut file: DevFile = serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if file.admission_secret.is_empty() {
+            file.admission_secret = boxoffice_api::ids::random_hex(32);
+            save(dir, &file)?;
+        }
+        return Ok(file);
     }
     let now_ms = boxoffice_api::Clock::now_ms(&boxoffice_api::SystemClock);
     let file = DevFile {
         jwt_secret: boxoffice_api::ids::random_hex(32),
         webhook_secret: boxoffice_api::ids::random_hex(32),
+        admission_secret: boxoffice_api::ids::random_hex(32),
         demo_day0_ms: now_ms - now_ms % 86_400_000,
         demo_seeded: false,
     };
@@ -121,6 +130,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         public_url: String::new(),
         jwt_secret: dev_file.jwt_secret.clone().into_bytes(),
         webhook_secret: dev_file.webhook_secret.clone().into_bytes(),
+        admission_secret: dev_file.admission_secret.clone().into_bytes(),
         dev_mode: true,
         limits: args.limits.config()?,
         seeds: members.iter().map(|(_, a)| a.clone()).collect(),

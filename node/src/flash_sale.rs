@@ -221,6 +221,7 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
         public_url: String::new(),
         jwt_secret: jwt_secret.clone(),
         webhook_secret: boxoffice_api::ids::random_hex(32).into_bytes(),
+        admission_secret: boxoffice_api::ids::random_hex(32).into_bytes(),
         dev_mode: true,
         // The fans all come from one address: the per-IP limit would measure itself.
         limits: RateLimitConfig {

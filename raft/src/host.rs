@@ -27,6 +27,7 @@ use crate::auth::{ClusterAuth, ClusterKey};
 use crate::batch::batch_and_dispatch;
 use crate::clock::Clock;
 use crate::feed::{FeedPage, FeedRead, FeedSnapshot, FEED_PAGE_MAX_CHANGES};
+use crate::machine::Machine;
 use crate::network::NetworkFactory;
 use crate::storage::log::{FileLog, LogDisk, LogStore, MemLog};
 use crate::storage::state::{
@@ -46,6 +47,8 @@ pub const MAX_INFLIGHT_PROPOSALS: usize = 8;
 pub const PROPOSAL_QUEUE_LEN: usize = 16_384;
 /// How often a leader checks whether a sweep is due.
 pub const SWEEP_INTERVAL_MS: u64 = 1_000;
+/// How often a leader steps its waiting rooms (admissions, expiries, abandonment, closing).
+pub const ADMIT_INTERVAL_MS: u64 = 200;
 /// Longest a feed read waits for new changes.
 pub const MAX_FEED_WAIT_MS: u64 = 30_000;
 
@@ -245,13 +248,21 @@ impl Group {
     /// Commits a sweep through the proposer (which stamps it with the leader's clock, moving
     /// the group's time forward); resolves once it is applied here. Holds no `Arc<Group>`.
     fn sweep(&self) -> impl std::future::Future<Output = Result<(), ServeError>> + Send + 'static {
+        self.housekeeping(Command::Sweep)
+    }
+
+    /// Commits a housekeeping command (a sweep, an admission step) through the proposer.
+    fn housekeeping(
+        &self,
+        command: Command,
+    ) -> impl std::future::Future<Output = Result<(), ServeError>> + Send + 'static {
         let proposals = self.proposals.clone();
         async move {
             let (tx, rx) = oneshot::channel();
             let pending = Pending {
                 requests: vec![Request {
                     request_id: None,
-                    command: Command::Sweep,
+                    command,
                 }],
                 reply: tx,
             };
@@ -421,10 +432,27 @@ impl Host {
             tasks: Mutex::new(tasks),
             read_barrier_passed: AtomicBool::new(false),
         });
-        g.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .spawn(sweeper_loop(Arc::downgrade(&g), cfg.clock.clone()));
+        let housekeeping: [(u64, WorkDue, Command); 2] = [
+            (SWEEP_INTERVAL_MS, Machine::sweep_due, Command::Sweep),
+            (
+                ADMIT_INTERVAL_MS,
+                Machine::queue_step_due,
+                Command::AdmitQueues,
+            ),
+        ];
+        for (interval_ms, due, command) in housekeeping {
+            let task = housekeeping_loop(
+                Arc::downgrade(&g),
+                cfg.clock.clone(),
+                interval_ms,
+                due,
+                command,
+            );
+            g.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .spawn(task);
+        }
         self.inner
             .groups
             .write()
@@ -797,20 +825,32 @@ async fn count_leader_changes(raft: Raft, leader_changes: metrics::Counter) {
     }
 }
 
-/// On the leader, proposes a sweep when expired holds or old request ids wait to be tidied.
-async fn sweeper_loop(group: std::sync::Weak<Group>, clock: Arc<dyn Clock>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(SWEEP_INTERVAL_MS));
+/// Whether a housekeeping command has work at the given time.
+type WorkDue = fn(&Machine, u64) -> bool;
+
+/// On the leader, every `interval_ms`, proposes `command` when `due(machine, now)` says it
+/// has work: the sweep (expired holds, old request ids) and the waiting rooms' admission step
+/// (places waiting or admitted, a sale to open). Each carries the leader's stamped time, so
+/// every replica does the same.
+async fn housekeeping_loop(
+    group: std::sync::Weak<Group>,
+    clock: Arc<dyn Clock>,
+    interval_ms: u64,
+    due: WorkDue,
+    command: Command,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(g) = group.upgrade() else { return };
-        if !g.is_leader() || !g.shared.read().machine.sweep_due(clock.now_ms()) {
+        if !g.is_leader() || !due(&g.shared.read().machine, clock.now_ms()) {
             continue;
         }
-        let sweep = g.sweep();
+        let proposal = g.housekeeping(command.clone());
         drop(g);
-        if let Err(ServeError::Unavailable(reason)) = sweep.await {
-            tracing::debug!(reason, "sweep not committed");
+        if let Err(ServeError::Unavailable(reason)) = proposal.await {
+            tracing::debug!(reason, ?command, "housekeeping not committed");
         }
     }
 }

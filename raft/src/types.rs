@@ -112,6 +112,18 @@ pub enum Command {
     SetHoldTtl(SetHoldTtlCmd),
     /// Hold the best `quantity` free seats; the state machine chooses them.
     HoldBest(HoldBestCmd),
+    /// Sets (or turns off) an event's waiting room.
+    SetQueue(SetQueueCmd),
+    /// Takes a place in an event's waiting room (one place per user per event).
+    JoinQueue(JoinQueueCmd),
+    /// Keeps places alive (a read or a stream of them) and answers where they stand.
+    TouchQueue(TouchQueueCmd),
+    /// The owner gives up a place.
+    LeaveQueue(LeaveQueueCmd),
+    /// The leader's periodic step of every waiting room: opens rooms whose sale opened
+    /// (shuffling the places taken before), expires admissions, drops abandoned places,
+    /// admits from the head, closes sold-out rooms. Proposed by the leader only.
+    AdmitQueues,
 }
 
 /// Create an event's seat inventory. Registering the same seats again is a no-op.
@@ -237,10 +249,134 @@ pub struct SetHoldTtlCmd {
     pub hold_ttl_ms: u64,
 }
 
+/// Most places one waiting room keeps (one per user who ever joined; a user who left and
+/// joins again reuses theirs): bounds a room's memory.
+pub const MAX_PLACES_PER_ROOM: usize = 250_000;
+/// Most places one [`TouchQueueCmd`] names.
+pub const MAX_PLACES_PER_TOUCH: usize = 10_000;
+/// Highest admission rate a room accepts, in admissions per second.
+pub const MAX_ADMIT_PER_SECOND: u32 = 100_000;
+/// Longest admission and abandonment windows, in milliseconds.
+pub const MAX_QUEUE_WINDOW_MS: u64 = 24 * 3_600_000;
+
+/// An event's waiting-room settings, as the state machine applies them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSettings {
+    /// Off: joins are refused and nobody is admitted (places already taken stay readable).
+    pub enabled: bool,
+    pub admit_per_second: u32,
+    /// Places taken before this time are shuffled once when it passes; `None`: open now.
+    pub opens_at_ms: Option<u64>,
+    /// How long an admission lasts (the admission token's lifetime).
+    pub admission_ttl_ms: u64,
+    /// A waiting place not read or streamed for this long is dropped.
+    pub abandon_after_ms: u64,
+}
+
+/// Sets an event's waiting room (registered events only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetQueueCmd {
+    pub event_id: EventId,
+    pub settings: QueueSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinQueueCmd {
+    pub event_id: EventId,
+    pub user: UserId,
+}
+
+/// Each `(user, ticket)` names the user's place; a pair that names no place of that user
+/// answers `None` and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TouchQueueCmd {
+    pub event_id: EventId,
+    pub places: Vec<(UserId, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveQueueCmd {
+    pub event_id: EventId,
+    pub user: UserId,
+    pub ticket: u64,
+}
+
+/// Where a place stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlaceState {
+    Waiting,
+    /// May hold seats until `expires_at_ms`.
+    Admitted {
+        at_ms: u64,
+        expires_at_ms: u64,
+    },
+    /// Admitted, then bought (a booking of the event confirmed).
+    Bought,
+    /// Admitted, and the admission ran out before a purchase.
+    Expired,
+    Left,
+    Abandoned,
+    /// The event sold out while the place waited.
+    Closed,
+}
+
+/// A place as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceView {
+    pub event_id: EventId,
+    pub user: UserId,
+    pub ticket: u64,
+    pub state: PlaceState,
+    /// 1 for the head of the line; `None` when not waiting, or before the sale opens (the
+    /// places taken before then are shuffled at opening).
+    pub position: Option<u64>,
+    /// `position` divided by the admission rate measured over the last seconds (the
+    /// configured rate before any admission); `None` when no estimate can be made.
+    pub estimated_wait_ms: Option<u64>,
+}
+
+/// A waiting room's figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomFigures {
+    pub event_id: EventId,
+    pub settings: QueueSettings,
+    pub opened: bool,
+    /// The event sold out and the room closed.
+    pub closed: bool,
+    pub waiting: u64,
+    /// Admitted and not yet bought (admission not expired).
+    pub admitted: u64,
+    pub admitted_total: u64,
+    pub bought: u64,
+    pub expired: u64,
+    pub left: u64,
+    pub abandoned: u64,
+    pub closed_places: u64,
+    /// Seats not sold: the admission gate keeps `admitted <= unsold`.
+    pub unsold: u64,
+    /// Admissions per second measured over the last seconds (milli-admissions per second).
+    pub admit_rate_milli: u64,
+    /// The seed the places taken before opening were shuffled with (`None` until opened, or
+    /// when nobody joined early).
+    pub shuffle_seed: Option<u64>,
+}
+
 impl Command {
-    /// Whether the command only tidies and may be proposed by the leader itself.
+    /// Whether the command only tidies or steps time-driven rules, and may be proposed by the
+    /// leader itself.
     pub fn is_housekeeping(&self) -> bool {
-        matches!(self, Command::Sweep)
+        matches!(self, Command::Sweep | Command::AdmitQueues)
+    }
+
+    /// Whether applying the command twice leaves the state as applying it once and answers
+    /// alike, so its request id need not be remembered (a million keep-alives leave no
+    /// request records): joining again answers the same place, a keep-alive or a leave again
+    /// changes nothing more.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self,
+            Command::JoinQueue(_) | Command::TouchQueue(_) | Command::LeaveQueue(_)
+        )
     }
 }
 
@@ -353,6 +489,12 @@ pub enum Rejection {
     Invalid(String),
     /// A best-available hold named a section the event does not have.
     UnknownSection(String),
+    /// The event has no waiting room (or it is turned off).
+    NoWaitingRoom,
+    /// The waiting room holds [`MAX_PLACES_PER_ROOM`] places.
+    RoomFull,
+    /// No such place of this user.
+    UnknownPlace,
 }
 
 /// The result of one request.
@@ -389,6 +531,15 @@ pub enum Outcome {
     /// longest block of consecutive free seats in one row.
     NotEnoughSeats {
         available: u32,
+    },
+    /// A waiting-room place (a join, or a join again answering the same place).
+    Place(PlaceView),
+    /// A keep-alive's places, one per pair asked for.
+    Places(Vec<Option<PlaceView>>),
+    /// What an admission step did.
+    QueuesStepped {
+        n_admitted: u32,
+        n_closed: u32,
     },
 }
 

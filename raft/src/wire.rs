@@ -41,6 +41,13 @@ pub enum Query {
     },
     /// The replicated limits the group enforces.
     Limits,
+    /// An event's waiting-room figures.
+    Room(EventId),
+    /// Where the named places of an event's waiting room stand (no keep-alive).
+    Places {
+        event_id: EventId,
+        places: Vec<(UserId, u64)>,
+    },
 }
 
 /// The answer to a [`Query`], variant for variant.
@@ -56,6 +63,8 @@ pub enum QueryResult {
     Groups(Vec<(GroupId, Vec<(NodeId, String)>)>),
     Catalog(Option<Vec<u8>>),
     Limits(Limits),
+    Room(Option<RoomFigures>),
+    Places(Option<Vec<Option<PlaceView>>>),
 }
 
 /// A read's result and the time it describes (the group's clock, never behind the leader's).

@@ -63,6 +63,9 @@ pub enum Variant {
     /// The state machine's confirm sells a hold still marked active after its expiry, before
     /// a sweep ([`Mutant::ConfirmAfterExpiry`]).
     ConfirmAfterExpiry,
+    /// Every replica's admission step admits from the tail of the waiting room's line
+    /// instead of its head ([`Mutant::AdmitOutOfOrder`]).
+    AdmitOutOfOrder,
 }
 
 impl Variant {
@@ -72,6 +75,7 @@ impl Variant {
             Variant::Correct | Variant::StaleLeaderReads | Variant::RestartedLeaderReads => None,
             Variant::PickHeldSeats => Some(Mutant::PickHeldSeats),
             Variant::ConfirmAfterExpiry => Some(Mutant::ConfirmAfterExpiry),
+            Variant::AdmitOutOfOrder => Some(Mutant::AdmitOutOfOrder),
         }
     }
 }

@@ -17,6 +17,7 @@ enum VariantArg {
     RestartedLeaderReads,
     PickHeldSeats,
     ConfirmAfterExpiry,
+    AdmitOutOfOrder,
 }
 
 #[derive(Parser, Debug)]
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
             VariantArg::RestartedLeaderReads => Variant::RestartedLeaderReads,
             VariantArg::PickHeldSeats => Variant::PickHeldSeats,
             VariantArg::ConfirmAfterExpiry => Variant::ConfirmAfterExpiry,
+            VariantArg::AdmitOutOfOrder => Variant::AdmitOutOfOrder,
         };
         config.faults = !args.no_faults;
         let report = run_seed(config);

@@ -15,6 +15,7 @@ use openraft::ServerState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::checker::queue::check_room;
 use crate::checker::{check_shard, CheckLimits, FinalSeat, ReplicaSeats, ShardReport};
 use crate::cluster::{node_addr, node_name, node_software, Control, NodeDurable, Variant};
 use crate::faults::{schedule, Fault, FaultSpace, Scheduled, Target};
@@ -87,6 +88,8 @@ pub enum RunFailure {
     NotConverged { group: GroupId, detail: String },
     /// Replicas of a group applied the same log but hold different state.
     Diverged { group: GroupId, detail: String },
+    /// The waiting room broke one of its rules (`checker::queue`).
+    Queue { event: String, detail: String },
 }
 
 impl fmt::Display for RunFailure {
@@ -102,6 +105,9 @@ impl fmt::Display for RunFailure {
             }
             RunFailure::Diverged { group, detail } => {
                 write!(f, "group {group} replicas diverged: {detail}")
+            }
+            RunFailure::Queue { event, detail } => {
+                write!(f, "waiting room of {event}: {detail}")
             }
         }
     }
@@ -739,6 +745,32 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
             }
         }
     }
+    if let Some(event) = catalog_queue_event(&shared) {
+        let group = catalog
+            .iter()
+            .find(|(e, _, _)| *e == event)
+            .map(|(_, g, _)| *g);
+        if let Some(voter) = group
+            .and_then(|g| converged.get(&g))
+            .and_then(|v| v.first())
+        {
+            let slot = driver.node(*voter).slot.borrow();
+            let audit = group
+                .and_then(|g| slot.host.as_ref().and_then(|h| h.group(g)))
+                .and_then(|g| g.shared.read().machine.room_audit(&event));
+            match audit {
+                Some(audit) => {
+                    if let Err(detail) = check_room(&audit) {
+                        failures.push(RunFailure::Queue { event, detail });
+                    }
+                }
+                None => failures.push(RunFailure::Queue {
+                    event,
+                    detail: "the waiting room is missing".into(),
+                }),
+            }
+        }
+    }
     failures.extend(
         shared
             .recorder
@@ -763,6 +795,10 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         sim_ms: sim.elapsed().as_millis() as u64,
         wall: started.elapsed(),
     }
+}
+
+fn catalog_queue_event(shared: &Shared) -> Option<String> {
+    shared.catalog.borrow().queue_event.clone()
 }
 
 /// Every voter's state records must be byte-identical.

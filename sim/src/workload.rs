@@ -2,6 +2,10 @@
 //! seats or the best available), release, confirm (create the booking, then pay after a
 //! random delay of up to twice the hold's lifetime, as a payment webhook does) and read a few
 //! hot seats with short TTLs, recording every request and answer for the checker.
+//! The first event has a waiting room: clients also join it, keep their places alive, leave,
+//! and once admitted hold one of its seats and check out (which marks the place bought); the
+//! room is judged from its audit after the run (`checker::queue`), and a re-join right after
+//! a read that said *waiting* must answer the same place.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -42,12 +46,22 @@ pub const HOT_SECTION: &str = "Floor";
 pub const PROBE_SECTION: &str = "Probe";
 /// Share of a buyer's holds that ask for the best available seats instead of naming them.
 pub const BEST_HOLD_PERCENT: u32 = 35;
+/// Share of a client's requests that go to the waiting room.
+pub const QUEUE_PERCENT: u32 = 25;
+/// The waiting room's settings: slow admission, so the line is long enough to judge.
+pub const QUEUE_ADMIT_PER_SECOND: u32 = 1;
+pub const QUEUE_ADMISSION_TTL_MS: u64 = 3_000;
+pub const QUEUE_ABANDON_AFTER_MS: u64 = 3_000;
+/// The room opens this long after setup (places taken before are shuffled).
+pub const QUEUE_OPENS_AFTER_MS: u64 = 1_500;
 
 /// The events the run sells and where they live; filled in by the setup client.
 #[derive(Debug, Default)]
 pub struct Catalog {
     /// (event id, its group, its hot seats)
     pub events: Vec<(String, raft::GroupId, Vec<String>)>,
+    /// The event with a waiting room (the first).
+    pub queue_event: Option<String>,
 }
 
 /// What every simulated client shares with the driver.
@@ -121,6 +135,24 @@ pub async fn setup(
             .register_event(&format!("setup/{event}"), register)
             .await
             .map_err(|e| format!("registering {event}: {e}"))?;
+        if catalog.queue_event.is_none() {
+            let opens_at_ms = crate::clock::EPOCH_MS + sim_ms() + QUEUE_OPENS_AFTER_MS;
+            let set = raft::SetQueueCmd {
+                event_id: event.clone(),
+                settings: raft::QueueSettings {
+                    enabled: true,
+                    admit_per_second: QUEUE_ADMIT_PER_SECOND,
+                    opens_at_ms: Some(opens_at_ms),
+                    admission_ttl_ms: QUEUE_ADMISSION_TTL_MS,
+                    abandon_after_ms: QUEUE_ABANDON_AFTER_MS,
+                },
+            };
+            inventory
+                .set_queue(&format!("setup/{event}/queue"), set)
+                .await
+                .map_err(|e| format!("opening the waiting room of {event}: {e}"))?;
+            catalog.queue_event = Some(event.clone());
+        }
         catalog.events.push((event, group, seats));
     }
     *shared.catalog.borrow_mut() = catalog;
@@ -150,6 +182,7 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
     let inventory = client(&shared);
     let owner = format!("u{id}");
     let mut held: Vec<MyHold> = Vec::new();
+    let mut place: Option<raft::PlaceView> = None;
     let mut n = 0u64;
     // Every third client mostly watches the seat map, as most visitors do.
     let read_percent = if id.is_multiple_of(3) {
@@ -167,7 +200,62 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
             .choose(&mut rng)
             .cloned()
             .expect("events registered");
-        if rng.gen_range(0..100) < read_percent {
+        let queue_event = shared.catalog.borrow().queue_event.clone();
+        if let (Some(queue_event), true) = (queue_event, rng.gen_range(0..100) < QUEUE_PERCENT) {
+            let leave = rng.gen_range(0..100) < 10;
+            place = queue_step(
+                &shared,
+                &inventory,
+                &queue_event,
+                &owner,
+                place,
+                leave,
+                &tag,
+            )
+            .await;
+            // Admitted: hold one of the room's seats and check out, as a buyer let in would.
+            if let Some(raft::PlaceState::Admitted { .. }) = place.as_ref().map(|p| p.state) {
+                let seats = shared
+                    .catalog
+                    .borrow()
+                    .events
+                    .iter()
+                    .find(|(e, _, _)| *e == queue_event)
+                    .map(|(_, _, s)| s.clone())
+                    .unwrap_or_default();
+                if let Some(seat) = seats.choose(&mut rng).cloned() {
+                    let hold_id = format!("h-{tag}-admitted");
+                    let request = format!("r-{tag}-admitted-hold");
+                    let ttl_ms = rng.gen_range(TTL_MS);
+                    let held = hold(
+                        &shared,
+                        &inventory,
+                        &queue_event,
+                        &request,
+                        &hold_id,
+                        &owner,
+                        vec![seat],
+                        ttl_ms,
+                    )
+                    .await;
+                    if held {
+                        let tag = format!("{tag}-admitted");
+                        // Paid like any checkout: 0–2 × the hold's lifetime later.
+                        let pay_after = Duration::from_millis(rng.gen_range(0..=2 * ttl_ms));
+                        confirm(
+                            &shared,
+                            &inventory,
+                            &queue_event,
+                            &tag,
+                            &hold_id,
+                            &owner,
+                            pay_after,
+                        )
+                        .await;
+                    }
+                }
+            }
+        } else if rng.gen_range(0..100) < read_percent {
             read(&shared, &inventory, &event, &format!("r-{tag}")).await;
         } else {
             let roll = rng.gen_range(0..100);
@@ -246,6 +334,73 @@ pub async fn workload_client(shared: Rc<Shared>, id: usize, seed: u64) -> turmoi
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=MAX_THINK_MS))).await;
     }
     Ok(())
+}
+
+/// One waiting-room request: join when the client has no live place, else leave (when
+/// `leave`) or read it (a keep-alive); a read that says *waiting* is followed by a re-join,
+/// which must answer the same place when it lands within the abandonment window of the
+/// read. Returns the place as last seen.
+async fn queue_step(
+    shared: &Shared,
+    inventory: &InventoryClient,
+    event: &str,
+    owner: &str,
+    place: Option<raft::PlaceView>,
+    leave: bool,
+    tag: &str,
+) -> Option<raft::PlaceView> {
+    let join = |request: String| async move {
+        let cmd = raft::JoinQueueCmd {
+            event_id: event.to_owned(),
+            user: owner.to_owned(),
+        };
+        inventory.join_queue(&request, cmd).await.ok()
+    };
+    let live = place.filter(|p| {
+        matches!(
+            p.state,
+            raft::PlaceState::Waiting | raft::PlaceState::Admitted { .. }
+        )
+    });
+    let Some(live) = live else {
+        return join(format!("q-{tag}")).await.map(|t| t.value);
+    };
+    if leave {
+        let cmd = raft::LeaveQueueCmd {
+            event_id: event.to_owned(),
+            user: owner.to_owned(),
+            ticket: live.ticket,
+        };
+        return match inventory.leave_queue(&format!("q-{tag}"), cmd).await {
+            Ok(()) => None,
+            Err(_) => Some(live),
+        };
+    }
+    let cmd = raft::TouchQueueCmd {
+        event_id: event.to_owned(),
+        places: vec![(owner.to_owned(), live.ticket)],
+    };
+    let (seen, seen_at_ms) = match inventory.touch_queue(&format!("q-{tag}"), cmd).await {
+        Ok(views) => (views.value.into_iter().next().flatten(), views.at_ms),
+        Err(_) => return Some(live),
+    };
+    if seen.as_ref().map(|p| p.state) != Some(raft::PlaceState::Waiting) {
+        return seen;
+    }
+    let Some(again) = join(format!("q-{tag}-again")).await else {
+        return seen;
+    };
+    // Within this window (group time) of the read, the place can have been neither dropped
+    // nor admitted and expired: joining must answer it. A join the faults delayed longer may
+    // rightly answer a new place.
+    let window_ms = QUEUE_ABANDON_AFTER_MS.min(QUEUE_ADMISSION_TTL_MS);
+    if again.value.ticket != live.ticket && again.at_ms < seen_at_ms + window_ms {
+        shared.recorder.borrow_mut().anomalies.push(format!(
+            "one place per user: {owner} read ticket {} waiting at {seen_at_ms} ms, joined again at {} ms and got ticket {}",
+            live.ticket, again.at_ms, again.value.ticket
+        ));
+    }
+    Some(again.value)
 }
 
 /// After the heal, holds and releases the probe seat of every event until each group has

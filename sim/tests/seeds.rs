@@ -161,3 +161,23 @@ fn a_confirm_after_expiry_variant_is_caught() {
     );
     eprintln!("a confirm after expiry caught by seeds {caught:?}");
 }
+
+/// The simulation must catch a cluster whose admission steps take the tail of the waiting
+/// room's line instead of its head.
+#[test]
+fn an_out_of_order_admission_variant_is_caught() {
+    let caught: Vec<u64> = (0..CI_SEEDS)
+        .filter(|&seed| {
+            let report = run(seed, Variant::AdmitOutOfOrder);
+            report.failures.iter().any(|f| {
+                matches!(f, sim::run::RunFailure::Queue { detail, .. } if detail.starts_with("admission order"))
+            })
+        })
+        .take(3)
+        .collect();
+    assert!(
+        !caught.is_empty(),
+        "no seed in 0..{CI_SEEDS} caught out-of-order admission"
+    );
+    eprintln!("out-of-order admission caught by seeds {caught:?}");
+}

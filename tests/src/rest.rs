@@ -95,13 +95,18 @@ impl DevServer {
 
     /// The webhook secret dev generated (to sign events as the processor would).
     pub fn webhook_secret(&self) -> Vec<u8> {
+        self.dev_secret("webhook_secret")
+    }
+
+    /// The admission secret dev generated (to sign tokens as an API node would).
+    pub fn admission_secret(&self) -> Vec<u8> {
+        self.dev_secret("admission_secret")
+    }
+
+    fn dev_secret(&self, name: &str) -> Vec<u8> {
         let text = std::fs::read_to_string(self.data_dir.join("dev.json")).expect("dev.json");
         let file: Value = serde_json::from_str(&text).expect("dev.json parses");
-        file["webhook_secret"]
-            .as_str()
-            .expect("webhook_secret")
-            .as_bytes()
-            .to_vec()
+        file[name].as_str().expect(name).as_bytes().to_vec()
     }
 
     pub fn client(&self) -> Rest {
@@ -139,6 +144,8 @@ pub struct ApiProc {
 /// The secrets every test API node shares, as a fleet behind one load balancer would.
 pub const TEST_JWT_SECRET: &str = "test-jwt-secret-of-at-least-thirty-two-bytes";
 pub const TEST_WEBHOOK_SECRET: &str = "test-webhook-secret";
+/// Every API node of a test signs admission tokens with this, so any of them verifies them.
+pub const TEST_ADMISSION_SECRET: &str = "test-admission-secret-of-at-least-32-bytes";
 
 /// Rate limits far above anything a test sends, as `boxoffice dev`/`api` flags.
 pub const NO_RATE_LIMITS: [&str; 8] = [
@@ -179,6 +186,8 @@ impl ApiProc {
                 TEST_JWT_SECRET,
                 "--webhook-secret",
                 TEST_WEBHOOK_SECRET,
+                "--admission-secret",
+                TEST_ADMISSION_SECRET,
             ])
             .args(NO_RATE_LIMITS)
             .args(extra)
@@ -435,6 +444,34 @@ impl Rest {
             json!({"event_id": event_id, "seat_ids": seat_ids}),
         )
         .await
+    }
+
+    /// Books a hold under a fresh key (asserting `201 pending_payment`); returns the answer.
+    pub async fn book(&self, hold_id: &str) -> Answer {
+        let booking = self
+            .post_keyed(
+                "/v1/bookings",
+                &format!("book-{}", unique()),
+                json!({"hold_id": hold_id}),
+            )
+            .await;
+        assert_eq!(booking.status, StatusCode::CREATED, "{}", booking.text);
+        assert_eq!(booking.body["status"], "pending_payment");
+        booking
+    }
+
+    /// Pays a payment intent with `card` at the sandbox (asserting 200).
+    pub async fn pay(&self, intent_id: &str, card: &str) -> Answer {
+        let paid = self
+            .call(
+                Method::POST,
+                &format!("/sandbox/v1/payment_intents/{intent_id}/confirm"),
+                Some(json!({"card_number": card})),
+                &[],
+            )
+            .await;
+        assert_eq!(paid.status, StatusCode::OK, "{}", paid.text);
+        paid
     }
 
     /// The status of one seat in the seat map.

@@ -52,29 +52,7 @@ async fn bookings_and_payments() {
 async fn book(user: &Rest, event: &str, seats: &[&str]) -> Answer {
     let held = user.hold(event, seats).await;
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
-    let booking = user
-        .post_keyed(
-            "/v1/bookings",
-            &format!("book-{}", unique()),
-            json!({"hold_id": held.str("/hold_id")}),
-        )
-        .await;
-    assert_eq!(booking.status, StatusCode::CREATED, "{}", booking.text);
-    assert_eq!(booking.body["status"], "pending_payment");
-    booking
-}
-
-async fn pay(user: &Rest, intent_id: &str, card: &str) -> Answer {
-    let paid = user
-        .call(
-            Method::POST,
-            &format!("/sandbox/v1/payment_intents/{intent_id}/confirm"),
-            Some(json!({"card_number": card})),
-            &[],
-        )
-        .await;
-    assert_eq!(paid.status, StatusCode::OK, "{}", paid.text);
-    paid
+    user.book(&held.str("/hold_id")).await
 }
 
 /// Polls the booking until `status`.
@@ -110,7 +88,9 @@ async fn paid_booking_is_confirmed_and_sold(alice: &Rest, event: &str) {
     let page = alice.get(&checkout.replace(&alice.base, "")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("card"), "{}", page.text);
-    pay(alice, &booking.str("/payment/intent_id"), GOOD_CARD).await;
+    alice
+        .pay(&booking.str("/payment/intent_id"), GOOD_CARD)
+        .await;
     let confirmed = wait_for_status(alice, &booking.str("/booking_id"), "confirmed").await;
     assert_eq!(confirmed["payment"]["status"], "succeeded");
     assert!(
@@ -128,7 +108,9 @@ async fn paid_booking_is_confirmed_and_sold(alice: &Rest, event: &str) {
 
 async fn declined_card_fails(alice: &Rest, event: &str) {
     let booking = book(alice, event, &["s1-1-3"]).await;
-    pay(alice, &booking.str("/payment/intent_id"), DECLINED_CARD).await;
+    alice
+        .pay(&booking.str("/payment/intent_id"), DECLINED_CARD)
+        .await;
     let failed = wait_for_status(alice, &booking.str("/booking_id"), "failed").await;
     assert_eq!(failed["failure_reason"], "payment_declined");
     assert_ne!(alice.seat_status(event, "s1-1-3").await, "sold");
@@ -231,7 +213,7 @@ async fn payment_after_expiry_is_refunded(alice: &Rest, short_event: &str) {
     let booking = book(alice, short_event, &["s1-2-1"]).await;
     let intent_id = booking.str("/payment/intent_id");
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    pay(alice, &intent_id, GOOD_CARD).await;
+    alice.pay(&intent_id, GOOD_CARD).await;
     let refunded = wait_for_status(alice, &booking.str("/booking_id"), "refunded").await;
     assert_eq!(refunded["failure_reason"], "hold_expired");
     let intent = alice

@@ -4,13 +4,15 @@
 //! not check, so a new example cannot go untested.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
-use boxoffice_tests::rest::DevServer;
+use boxoffice_tests::eventually;
+use boxoffice_tests::rest::{DevServer, Rest};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 /// Every request the README shows, as written there after `$B`.
-const EXAMPLES: [&str; 10] = [
+const EXAMPLES: [&str; 14] = [
     "/v1/auth/token",
     "/v1/events/ev_demo_00001",
     "/v1/events/ev_demo_00001/seats",
@@ -21,6 +23,10 @@ const EXAMPLES: [&str; 10] = [
     "/v1/events?category=concert&from=2027-01-01T00:00:00Z",
     "/v1/suggest?q=tayl",
     "/admin/v1/cluster",
+    "/v1/events/ev_demo_00011/queue",
+    "/v1/events/ev_demo_00011/queue/$TICKET",
+    "/v1/events/ev_demo_00011/seats",
+    "/v1/events/ev_demo_00011/queue/$TICKET/stream",
 ];
 
 /// The paths the README's shell examples request (`$B/…` up to the end of the word).
@@ -219,4 +225,69 @@ async fn the_readme_examples_answer_what_the_readme_promises() {
     }
     let leaders: u64 = nodes.iter().filter_map(|n| n["leaders"].as_u64()).sum();
     assert_eq!(leaders, 5, "one leader per group: {}", cluster.text);
+    waiting_room(&server, &alice).await;
+}
+
+/// The waiting-room examples: join the hot sale's room, read the place until admitted, hold
+/// a free seat with the admission token (and not without it), open the place's stream.
+async fn waiting_room(server: &DevServer, alice: &Rest) {
+    let joined = alice.call(Method::POST, EXAMPLES[10], None, &[]).await;
+    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.text);
+    let ticket = joined.str("/ticket");
+    assert!(!ticket.is_empty(), "{}", joined.text);
+    let place_path = EXAMPLES[11].replace("$TICKET", &ticket);
+    let admitted = eventually(Duration::from_secs(10), || {
+        let alice = alice.clone();
+        let path = place_path.clone();
+        async move {
+            let place = alice.get(&path).await;
+            Some(place.str("/admission_token")).filter(|t| !t.is_empty())
+        }
+    })
+    .await;
+    let token = admitted.expect("admitted within seconds at 50 a second");
+
+    let seats = alice.get(EXAMPLES[12]).await;
+    let seat = seats.body["seats"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["status"] == "available"))
+        .and_then(|s| s["id"].as_str())
+        .expect("the hot sale has seats left")
+        .to_owned();
+    let body = json!({"event_id": "ev_demo_00011", "seat_ids": [seat]});
+    let refused = alice
+        .call(
+            Method::POST,
+            EXAMPLES[4],
+            Some(body.clone()),
+            &[("idempotency-key", "my-queued-hold")],
+        )
+        .await;
+    refused.assert_problem(403, "forbidden");
+    let held = alice
+        .call(
+            Method::POST,
+            EXAMPLES[4],
+            Some(body),
+            &[
+                ("idempotency-key", "my-queued-hold"),
+                ("admission-token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
+    assert_eq!(held.body["status"], "active");
+
+    let stream = alice
+        .http
+        .get(format!(
+            "{}{}",
+            server.base,
+            EXAMPLES[13].replace("$TICKET", &ticket)
+        ))
+        .bearer_auth(alice.token.clone().unwrap_or_default())
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), StatusCode::OK);
 }

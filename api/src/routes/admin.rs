@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use boxoffice_raft::types::{PutCatalogCmd, RegisterEventCmd, SetHoldTtlCmd};
+use boxoffice_raft::types::{PutCatalogCmd, RegisterEventCmd, SetHoldTtlCmd, SetQueueCmd};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -259,8 +259,27 @@ pub async fn create_event_doc(
         .register_event(&format!("register/{event_id}"), register)
         .await
         .map_err(|e| refused(e, Doing::Catalog))?;
+    if event.queue.enabled {
+        set_queue(state, &event).await?;
+    }
     put_doc(state, KIND_EVENT, &event_id, &event).await?;
     Ok(event)
+}
+
+/// Gives the event's waiting-room settings to its shard (the state machine runs the room),
+/// under a request id unique to this version of the document.
+async fn set_queue(state: &AppState, event: &Event) -> Result<(), ApiError> {
+    let doc = serde_json::to_vec(event).unwrap_or_default();
+    let request = format!("queue/{}", digest(&[event.event_id.as_bytes(), &doc], 32));
+    let command = SetQueueCmd {
+        event_id: event.event_id.clone(),
+        settings: event.queue.to_inventory(),
+    };
+    state
+        .inventory
+        .set_queue(&request, command)
+        .await
+        .map_err(|e| refused(e, Doing::Catalog))
 }
 
 async fn check_performers(state: &AppState, ids: &[String]) -> Result<(), ApiError> {
@@ -314,6 +333,7 @@ pub async fn patch_event(
         check_performers(&state, ids).await?;
     }
     let new_ttl = patch.hold_ttl_seconds;
+    let queue_patched = patch.queue.is_some();
     let mut event = patch.apply(current, state.now_ms())?;
     if let Some(seconds) = new_ttl {
         // Holds take their lifetime from the inventory's copy, so that is changed first,
@@ -329,6 +349,9 @@ pub async fn patch_event(
             .set_hold_ttl(&request, command)
             .await
             .map_err(|e| refused(e, Doing::Catalog))?;
+    }
+    if queue_patched {
+        set_queue(&state, &event).await?;
     }
     put_doc(&state, KIND_EVENT, &event_id, &event).await?;
     event.request_digest.clear();

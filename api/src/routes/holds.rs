@@ -234,10 +234,14 @@ fn check_seat_ids(seat_ids: &[String]) -> Result<(), ApiError> {
 /// seats named, or the best ones the inventory finds.
 #[utoipa::path(
     post, operation_id = "createHold", path = "/v1/holds", tag = "holds", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "Unique per hold attempt; resend it to retry safely")),
+    params(
+        ("Idempotency-Key" = String, Header, description = "Unique per hold attempt; resend it to retry safely"),
+        ("Admission-Token" = Option<String>, Header, description = "Required for a queue-enabled event: the token its waiting room gave you when it admitted you"),
+    ),
     request_body = HoldRequest,
     responses(
         (status = 201, description = "Held", body = HoldView, headers(("Location" = String, description = "The hold's URL"))),
+        (status = 403, description = "A queue-enabled event, and no admission token, another user's, another event's, a tampered or an expired one; nothing held", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Some named seats are not available (`unavailable_seats`), not enough seats match a best-available request (`available`), or the key was used for another request", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -265,6 +269,10 @@ pub async fn create(
         return Err(ApiError::Conflict {
             detail: "this event has already started".into(),
         });
+    }
+    if event.queue.enabled {
+        // Verified here, with no round trip: the token is signed by the API tier's key.
+        (state.admission).require(&headers, &user.id, &event.event_id, now_ms)?;
     }
     let hold_id = derived_event_scoped_id(IdKind::Hold, &user.id, &key, &event.event_id);
     let request = request_id("hold", &user.id, &key);

@@ -7,6 +7,7 @@
 //! | search and type-ahead (`/v1/events?q=`, `/v1/suggest`) | [`search`] |
 //! | holds | [`holds`] |
 //! | bookings, `GET /v1/me/bookings` | [`bookings`] |
+//! | waiting rooms (join, place, leave, stream; admin figures) | [`queue`] |
 //! | payment webhooks | [`webhooks`] |
 //! | admin catalog | [`admin`] |
 //! | operating the cluster (`/admin/v1/cluster`) | [`cluster`] |
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod events;
 pub mod holds;
 pub mod ops;
+pub mod queue;
 pub mod search;
 pub mod webhooks;
 
@@ -47,13 +49,23 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/v1/suggest", get(search::suggest))
         .route("/v1/events/{event_id}", get(events::view))
         .route("/v1/events/{event_id}/seats", get(events::seats))
-        .route("/v1/events/{event_id}/seats/stream", get(events::stream));
+        .route("/v1/events/{event_id}/seats/stream", get(events::stream))
+        .route(
+            "/v1/events/{event_id}/queue/{ticket}/stream",
+            get(queue::stream),
+        );
     let timed = Router::new()
         .route("/v1/holds", post(holds::create))
         .route(
             "/v1/holds/{hold_id}",
             get(holds::get).delete(holds::release),
         )
+        .route("/v1/events/{event_id}/queue", post(queue::join))
+        .route(
+            "/v1/events/{event_id}/queue/{ticket}",
+            get(queue::get).delete(queue::leave),
+        )
+        .route("/admin/v1/events/{event_id}/queue", get(queue::figures))
         .route("/v1/bookings", post(bookings::create))
         .route("/v1/bookings/{booking_id}", get(bookings::get))
         .route("/v1/me/bookings", get(bookings::mine))

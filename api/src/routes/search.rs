@@ -520,6 +520,7 @@ mod tests {
                 auth,
                 payments: Arc::new(sandbox.processor()),
                 webhook_secret: b"secret".to_vec(),
+                admission: crate::admission::AdmissionKey::new(&[1; 32]).expect("32 bytes"),
             };
             let api = Api::start(ApiConfig::default(), deps);
             let index = api

@@ -186,6 +186,113 @@ impl InventoryClient {
         }
     }
 
+    /// Sets the event's waiting room (on, off, rate, opening, windows).
+    pub async fn set_queue(
+        &self,
+        request_id: &str,
+        cmd: SetQueueCmd,
+    ) -> Result<(), InventoryError> {
+        let event_id = cmd.event_id.clone();
+        let reply = self
+            .execute_for_event(&event_id, request_id, Command::SetQueue(cmd))
+            .await?;
+        match reply.outcome {
+            Outcome::Done => Ok(()),
+            other => Err(refusal("set queue", other)),
+        }
+    }
+
+    /// Takes (or answers again) the user's place in the event's waiting room. Joins are
+    /// idempotent in the machine, so `request_id` only names this call.
+    pub async fn join_queue(
+        &self,
+        request_id: &str,
+        cmd: JoinQueueCmd,
+    ) -> Result<Timed<PlaceView>, InventoryError> {
+        let event_id = cmd.event_id.clone();
+        let reply = self
+            .execute_for_event(&event_id, request_id, Command::JoinQueue(cmd))
+            .await?;
+        let at_ms = reply.at_ms;
+        match reply.outcome {
+            Outcome::Place(value) => Ok(Timed { value, at_ms }),
+            other => Err(refusal("join queue", other)),
+        }
+    }
+
+    /// Keeps places alive and answers where they stand, one answer per pair (`None`: no such
+    /// place of that user).
+    pub async fn touch_queue(
+        &self,
+        request_id: &str,
+        cmd: TouchQueueCmd,
+    ) -> Result<Timed<Vec<Option<PlaceView>>>, InventoryError> {
+        let event_id = cmd.event_id.clone();
+        let reply = self
+            .execute_for_event(&event_id, request_id, Command::TouchQueue(cmd))
+            .await?;
+        let at_ms = reply.at_ms;
+        match reply.outcome {
+            Outcome::Places(value) => Ok(Timed { value, at_ms }),
+            other => Err(refusal("touch queue", other)),
+        }
+    }
+
+    /// Gives a place up (leaving a place that is already over changes nothing).
+    pub async fn leave_queue(
+        &self,
+        request_id: &str,
+        cmd: LeaveQueueCmd,
+    ) -> Result<(), InventoryError> {
+        let event_id = cmd.event_id.clone();
+        let reply = self
+            .execute_for_event(&event_id, request_id, Command::LeaveQueue(cmd))
+            .await?;
+        match reply.outcome {
+            Outcome::Done => Ok(()),
+            other => Err(refusal("leave queue", other)),
+        }
+    }
+
+    /// The event's waiting-room figures (linearizable), `None` without a room.
+    pub async fn room_figures(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<RoomFigures>, InventoryError> {
+        let Some(group) = self.group_of_known(event_id).await? else {
+            return Ok(None);
+        };
+        match self
+            .read(group, Query::Room(event_id.to_owned()))
+            .await?
+            .result
+        {
+            QueryResult::Room(figures) => Ok(figures),
+            other => Err(unexpected_read("room", other)),
+        }
+    }
+
+    /// Where the named places stand (linearizable, no keep-alive); `None` without a room.
+    pub async fn queue_places(
+        &self,
+        event_id: &str,
+        places: Vec<(UserId, u64)>,
+    ) -> Result<Option<Timed<Vec<Option<PlaceView>>>>, InventoryError> {
+        let Some(group) = self.group_of_known(event_id).await? else {
+            return Ok(None);
+        };
+        let query = Query::Places {
+            event_id: event_id.to_owned(),
+            places,
+        };
+        let reply = self.read(group, query).await?;
+        let at_ms = reply.at_ms;
+        match reply.result {
+            QueryResult::Places(places) => Ok(places.map(|value| Timed { value, at_ms })),
+            other => Err(unexpected_read("places", other)),
+        }
+    }
+
     /// Stores a catalog document in the meta group.
     pub async fn put_catalog(
         &self,

@@ -166,6 +166,7 @@ impl Machine {
             now_ms,
             changes,
         );
+        self.note_purchase(&hold.event_id, &booking.owner, now_ms);
         Outcome::Confirmed(booking)
     }
 

@@ -12,6 +12,7 @@
 //! - [`meta`]: the meta group's catalog, placement and group table, and the limits;
 //! - [`picker`]: best-available holds: the per-row index and the choice of seats;
 //! - [`mutants`]: deliberately broken rules the simulator must catch (feature `mutants`);
+//! - [`queue`]: waiting rooms (join, keep-alive, leave, the leader's admission step);
 //! - [`records`]: the persisted form (records and their keys), dirty tracking, rebuild on load;
 //! - [`reads`]: what readers and the host ask of the state.
 //!
@@ -25,12 +26,14 @@ mod inventory;
 mod meta;
 pub mod mutants;
 mod picker;
+mod queue;
 mod reads;
 mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+pub use queue::{presale_order, PlaceAudit, RoomAudit, RATE_WINDOW_MS};
 pub use records::{is_layout_key, CorruptRecord, Record};
 use records::{EventMeta, Globals, Key, RequestRecord};
 
@@ -60,6 +63,9 @@ struct EventState {
     /// Per row of `rows`: how many of its slots are not [`Slot::Free`] (kept by
     /// [`EventState::set_slot`], the one writer of slots).
     row_taken: Vec<u32>,
+    /// How many slots are `Sold` (the waiting room admits no more buyers than seats unsold;
+    /// kept by [`EventState::set_slot`] too).
+    n_sold: usize,
     /// Holds per owner that may still be live (pruned when they finish).
     holds_by_owner: BTreeMap<UserId, BTreeSet<HoldId>>,
 }
@@ -76,6 +82,8 @@ pub struct Machine {
     catalog: BTreeMap<(String, String), Arc<Vec<u8>>>,
     placement: BTreeMap<EventId, GroupId>,
     groups: BTreeMap<GroupId, Vec<(NodeId, String)>>,
+    /// Waiting rooms of this group's events.
+    rooms: BTreeMap<EventId, queue::Room>,
     // Derived indexes (rebuilt on load, never stored).
     bookings_by_owner: BTreeMap<UserId, BTreeSet<BookingId>>,
     /// Active holds by expiry, for sweeps.
@@ -119,6 +127,7 @@ impl Machine {
             catalog: BTreeMap::new(),
             placement: BTreeMap::new(),
             groups: BTreeMap::new(),
+            rooms: BTreeMap::new(),
             bookings_by_owner: BTreeMap::new(),
             expiring: BTreeSet::new(),
             finished: BTreeSet::new(),
@@ -180,6 +189,10 @@ impl Machine {
         let Some(request_id) = &request.request_id else {
             return at(self.execute(&request.command, now_ms, changes));
         };
+        if request.command.is_idempotent() {
+            // Doing it again is the same as replaying it: nothing to remember per request.
+            return at(self.execute(&request.command, now_ms, changes));
+        }
         if request_id.is_empty() || request_id.len() > MAX_ID_BYTES {
             return at(Rejection::Invalid("request id must be 1..=128 bytes".into()).into());
         }
@@ -252,6 +265,17 @@ impl Machine {
             Command::PutGroup(cmd) => self
                 .check_put_group(cmd)
                 .map(|members| self.put_group(cmd.group, members, changes)),
+            Command::SetQueue(cmd) => self
+                .check_set_queue(cmd)
+                .map(|()| self.set_queue(cmd, now_ms)),
+            Command::JoinQueue(cmd) => self
+                .check_join(cmd)
+                .map(|plan| self.join(cmd, plan, now_ms)),
+            Command::TouchQueue(cmd) => self.check_touch(cmd).map(|()| self.touch(cmd, now_ms)),
+            Command::LeaveQueue(cmd) => self
+                .check_leave(cmd, now_ms)
+                .map(|plan| self.leave(cmd, plan, now_ms)),
+            Command::AdmitQueues => Ok(self.step_queues(now_ms)),
         };
         result.unwrap_or_else(|unchanged| *unchanged)
     }
@@ -455,6 +479,17 @@ impl Machine {
             if taken != event.row_taken {
                 return Err(format!("event {event_id}: per-row taken counts disagree"));
             }
+            let n_sold = event
+                .slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Sold(_)))
+                .count();
+            if n_sold != event.n_sold {
+                return Err(format!("event {event_id}: sold count disagrees"));
+            }
+        }
+        for room in self.rooms.values() {
+            room.check()?;
         }
         Ok(())
     }
@@ -481,12 +516,13 @@ impl EventState {
             slots,
             rows,
             row_taken,
+            n_sold: 0,
             holds_by_owner: BTreeMap::new(),
         })
     }
 
-    /// Writes a seat's slot, keeping the per-row count of taken slots: every slot write goes
-    /// through here.
+    /// Writes a seat's slot, keeping the per-row count of taken slots and the sold count:
+    /// every slot write goes through here.
     fn set_slot(&mut self, idx: usize, slot: Slot) {
         let was_taken = self.slots[idx] != Slot::Free;
         let is_taken = slot != Slot::Free;
@@ -494,6 +530,13 @@ impl EventState {
         match (was_taken, is_taken) {
             (false, true) => self.row_taken[row] += 1,
             (true, false) => self.row_taken[row] -= 1,
+            _ => {}
+        }
+        let was_sold = matches!(self.slots[idx], Slot::Sold(_));
+        let is_sold = matches!(slot, Slot::Sold(_));
+        match (was_sold, is_sold) {
+            (false, true) => self.n_sold += 1,
+            (true, false) => self.n_sold -= 1,
             _ => {}
         }
         self.slots[idx] = slot;

@@ -1,7 +1,8 @@
 //! Deliberately broken state machines, for the simulator to prove its checker catches them.
 //!
-//! Without the `mutants` cargo feature (production builds) no mutant can be switched on:
-//! [`active`] is `false`. With it, [`set`] switches one on for the calling thread only (a
+//! Without the `mutants` cargo feature no mutant can be switched on: [`active`] is `false`.
+//! (When the whole workspace is built at once, cargo's feature unification compiles the
+//! switch into every binary too, where nothing ever sets it.) With it, [`set`] switches one on for the calling thread only (a
 //! turmoil simulation runs every node on the thread that steps it), so parallel tests and
 //! other simulations stay correct. Nothing here is replicated or stored.
 
@@ -13,6 +14,8 @@ pub enum Mutant {
     /// A payment sells a hold still marked active whose `expires_at_ms` has passed (the
     /// sweep has not run yet).
     ConfirmAfterExpiry,
+    /// The waiting room's admission step admits from the tail of the line, not its head.
+    AdmitOutOfOrder,
 }
 
 #[cfg(feature = "mutants")]

@@ -28,6 +28,10 @@ impl Machine {
                 QueryResult::Catalog(self.catalog_doc(&kind, &id).cloned())
             }
             Query::Limits => QueryResult::Limits(self.limits().clone()),
+            Query::Room(id) => QueryResult::Room(self.room_figures(&id, at_ms)),
+            Query::Places { event_id, places } => {
+                QueryResult::Places(self.places(&event_id, &places, at_ms))
+            }
         };
         ReadReply { at_ms, result }
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::queue::{Place, Room, RoomRecord};
 use super::{EventState, Machine, Slot};
 use crate::codec::{decode, encode};
 use crate::types::*;
@@ -54,6 +55,10 @@ pub(super) enum Key {
     Catalog(String, String),
     Placement(EventId),
     Group(GroupId),
+    /// An event's waiting room (settings, counters).
+    Room(EventId),
+    /// One user's place in an event's waiting room.
+    Place(EventId, UserId),
 }
 
 impl Key {
@@ -74,6 +79,13 @@ impl Key {
             Key::Group(g) => {
                 out.push(b'n');
                 out.extend_from_slice(&g.to_be_bytes());
+            }
+            Key::Room(id) => tagged(&mut out, b'q', id),
+            Key::Place(event_id, user) => {
+                // Ids have no control characters, so the NUL separates them.
+                tagged(&mut out, b'w', event_id);
+                out.push(0);
+                out.extend_from_slice(user.as_bytes());
             }
         }
         out
@@ -128,6 +140,12 @@ impl Machine {
                 .map(|doc| doc.to_vec()),
             Key::Placement(id) => self.placement.get(id).map(encode),
             Key::Group(g) => self.groups.get(g).map(encode),
+            Key::Room(id) => self.rooms.get(id).map(|r| encode(&r.record)),
+            Key::Place(event_id, user) => self
+                .rooms
+                .get(event_id)
+                .and_then(|r| r.places.get(user))
+                .map(encode),
         }
     }
 
@@ -145,6 +163,14 @@ impl Machine {
         );
         keys.extend(self.placement.keys().map(|k| Key::Placement(k.clone())));
         keys.extend(self.groups.keys().map(|g| Key::Group(*g)));
+        for (event_id, room) in &self.rooms {
+            keys.push(Key::Room(event_id.clone()));
+            keys.extend(
+                room.places
+                    .keys()
+                    .map(|u| Key::Place(event_id.clone(), u.clone())),
+            );
+        }
         let mut records: Vec<Record> = keys
             .iter()
             .filter_map(|k| self.value_of(k).map(|v| (k.encode(), v)))
@@ -158,6 +184,8 @@ impl Machine {
         records: I,
     ) -> Result<Machine, CorruptRecord> {
         let mut m = Machine::new();
+        // Places load after their room (their key sorts after it, but a caller may not sort).
+        let mut places: Vec<Place> = Vec::new();
         for (key, value) in records {
             let corrupt = |reason: String| CorruptRecord {
                 key: key.clone(),
@@ -206,8 +234,23 @@ impl Machine {
                     m.groups
                         .insert(u64::from_be_bytes(bytes), decode(&value).map_err(corrupt)?);
                 }
+                b'q' => {
+                    let record: RoomRecord = decode(&value).map_err(corrupt)?;
+                    m.rooms.insert(text()?, Room::new(record));
+                }
+                b'w' => places.push(decode(&value).map_err(corrupt)?),
                 other => return Err(corrupt(format!("unknown record tag {other}"))),
             }
+        }
+        for place in places {
+            let room = m
+                .rooms
+                .get_mut(&place.event_id)
+                .ok_or_else(|| CorruptRecord {
+                    key: place.event_id.as_bytes().to_vec(),
+                    reason: format!("place of {} in no room", place.user),
+                })?;
+            room.load(place);
         }
         m.rebuild_indexes();
         Ok(m)

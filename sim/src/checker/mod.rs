@@ -4,11 +4,13 @@
 //! [`check_shard`] is the entry point: it validates the driver's [`ShardHistory`], splits
 //! it per seat ([`split`]), runs the generic Wing–Gong/Lowe search ([`wgl`]) with the seat
 //! model ([`seat`]) on each seat, checks cross-seat time order and the named invariants
-//! ([`invariants`]), and returns a sorted [`ShardReport`]. Pure: no I/O, no clock, no
+//! ([`invariants`]), and returns a sorted [`ShardReport`]. [`queue::check_room`] judges a
+//! waiting room from its audit. Pure: no I/O, no clock, no
 //! randomness, no hash-map iteration in anything it returns.
 
 pub mod history;
 pub mod invariants;
+pub mod queue;
 pub mod reference;
 pub mod report;
 pub mod seat;

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use boxoffice_tests::rest::{NO_RATE_LIMITS, TEST_JWT_SECRET, TEST_WEBHOOK_SECRET};
+use boxoffice_tests::rest::{
+    NO_RATE_LIMITS, TEST_ADMISSION_SECRET, TEST_JWT_SECRET, TEST_WEBHOOK_SECRET,
+};
 use boxoffice_tests::{binary, TEST_CLUSTER_KEY};
 
 /// The port every storage node listens on (inside its own namespace).
@@ -87,6 +89,8 @@ impl Proc {
             TEST_JWT_SECRET,
             "--webhook-secret",
             TEST_WEBHOOK_SECRET,
+            "--admission-secret",
+            TEST_ADMISSION_SECRET,
         ]
         .iter()
         .chain(NO_RATE_LIMITS.iter())
