@@ -28,7 +28,7 @@ use crate::routes::{admin, bookings, cluster, events, holds, ops, search, webhoo
         bookings::create, bookings::get, bookings::mine,
         webhooks::receive,
         admin::create_venue, admin::get_venue, admin::create_performer, admin::create_event, admin::get_event, admin::patch_event,
-        cluster::view,
+        cluster::view, cluster::move_leader,
         ops::healthz, ops::readyz, ops::metrics, serve,
         crate::auth::issue_dev_token,
     ),

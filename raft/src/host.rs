@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -193,10 +194,20 @@ pub struct Group {
     pub shared: Arc<GroupShared>,
     proposals: mpsc::Sender<Pending>,
     tasks: Mutex<JoinSet<()>>,
+    /// A leader move is under way: this leader proposes nothing (`leader_move.rs`).
+    pub(crate) moving: Arc<AtomicBool>,
 }
 
 impl Group {
-    fn leader_hint(&self) -> Option<(NodeId, String)> {
+    /// Runs `task` until the replica shuts down.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spawn(task);
+    }
+
+    pub(crate) fn leader_hint(&self) -> Option<(NodeId, String)> {
         let metrics = self.raft.metrics().borrow().clone();
         let leader = metrics.current_leader?;
         let node = metrics
@@ -280,6 +291,10 @@ impl Host {
 
     pub fn addr(&self) -> &str {
         &self.inner.cfg.addr
+    }
+
+    pub fn raft_settings(&self) -> &RaftSettings {
+        &self.inner.cfg.raft
     }
 
     /// Sets every hosted replica's Prometheus gauges (role, term, indexes) from openraft's
@@ -369,6 +384,7 @@ impl Host {
             .await
             .map_err(std::io::Error::other)?;
         let (tx, rx) = mpsc::channel(PROPOSAL_QUEUE_LEN);
+        let moving = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
         tasks.spawn(proposer_loop(
             group,
@@ -376,6 +392,7 @@ impl Host {
             cfg.clock.clone(),
             rx,
             metrics.clone(),
+            moving.clone(),
         ));
         tasks.spawn(count_leader_changes(raft.clone(), metrics.leader_changes));
         let g = Arc::new(Group {
@@ -384,6 +401,7 @@ impl Host {
             shared,
             proposals: tx,
             tasks: Mutex::new(tasks),
+            moving,
         });
         g.tasks
             .lock()
@@ -435,10 +453,12 @@ impl Host {
                 "send 1..={MAX_BATCH_REQUESTS} requests"
             )));
         }
-        if !g.is_leader() {
+        if !g.is_leader() || g.moving.load(Ordering::SeqCst) {
+            // A leader handing over names no leader: the next one is not elected yet.
+            let moving = g.moving.load(Ordering::SeqCst);
             return Err(ServeError::NotLeader {
                 group,
-                leader: g.leader_hint(),
+                leader: if moving { None } else { g.leader_hint() },
             });
         }
         let (tx, rx) = oneshot::channel();
@@ -669,6 +689,7 @@ async fn proposer_loop(
     clock: Arc<dyn Clock>,
     rx: mpsc::Receiver<Pending>,
     metrics: GroupMetrics,
+    moving: Arc<AtomicBool>,
 ) {
     let mut last_stamp_ms = 0u64;
     let weight = |p: &Pending| p.requests.len();
@@ -683,14 +704,31 @@ async fn proposer_loop(
             metrics.proposals.increment(1);
             metrics.proposed_requests.increment(n_requests as u64);
             metrics.batch_requests.record(n_requests as f64);
-            propose(group, raft.clone(), last_stamp_ms, batch)
+            propose(group, raft.clone(), last_stamp_ms, batch, moving.clone())
         },
     )
     .await;
 }
 
 /// Proposes one batch as one log entry and hands each caller its share of the replies.
-async fn propose(group: GroupId, raft: Raft, now_ms: u64, batch: Vec<Pending>) {
+/// While a leader move is under way nothing is proposed: every caller hears `NotLeader`
+/// with no hint and retries.
+async fn propose(
+    group: GroupId,
+    raft: Raft,
+    now_ms: u64,
+    batch: Vec<Pending>,
+    moving: Arc<AtomicBool>,
+) {
+    if moving.load(Ordering::SeqCst) {
+        for p in batch {
+            let _ = p.reply.send(Err(ServeError::NotLeader {
+                group,
+                leader: None,
+            }));
+        }
+        return;
+    }
     let mut counts = Vec::with_capacity(batch.len());
     let mut requests = Vec::new();
     let mut senders = Vec::with_capacity(batch.len());

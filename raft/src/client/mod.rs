@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 mod calls;
 mod cluster;
 
-pub use cluster::{ClusterStatus, NODE_STATUS_TIMEOUT_MS};
+pub use cluster::{ClusterStatus, MOVE_LEADER_TIMEOUT_MS, NODE_STATUS_TIMEOUT_MS};
 
 use calls::{refusal, unexpected_read};
 pub use calls::{Settlement, Timed};
@@ -79,6 +79,10 @@ pub enum InventoryError {
     /// a clock too far off); nothing changed.
     #[error("storage node refused the cluster credential: {0}")]
     Unauthorized(String),
+    /// An operation on the cluster itself (a leader move) could not be done now; it says
+    /// why, and what it had started is undone or ends by itself.
+    #[error("group {group}: {reason}")]
+    Unavailable { group: GroupId, reason: String },
 }
 
 #[derive(Default)]
