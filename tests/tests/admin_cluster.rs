@@ -129,7 +129,11 @@ const SEATS_PER_ROW: u32 = 500;
 /// same key (as a client must); returns the hold id.
 async fn hold_until_acknowledged(api: &Rest, event: &str, n: u32) -> String {
     let fan = api.as_user(&format!("fan{n}"), "user").await;
-    let seat = format!("s1-{}-{}", (n - 1) / SEATS_PER_ROW + 1, (n - 1) % SEATS_PER_ROW + 1);
+    let seat = format!(
+        "s1-{}-{}",
+        (n - 1) / SEATS_PER_ROW + 1,
+        (n - 1) % SEATS_PER_ROW + 1
+    );
     let body = json!({"event_id": event, "seat_ids": [seat]});
     loop {
         let answer = fan
