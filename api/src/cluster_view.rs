@@ -12,8 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use boxoffice_raft::client::ClusterStatus;
 use boxoffice_raft::host::GroupStatus;
 use boxoffice_raft::types::{GroupId, NodeId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::problem::ApiError;
 
 /// What a storage node is doing in the cluster. Draining and removal arrive with
 /// `DELETE /admin/v1/nodes/{id}`; until then every node is active.
@@ -56,6 +58,56 @@ pub struct GroupView {
 pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     pub groups: Vec<GroupView>,
+}
+
+/// `POST /admin/v1/groups/{group_id}/leader`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderMove {
+    /// The voter of the group that should lead it.
+    pub node_id: NodeId,
+}
+
+/// What a leader move did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LeaderMoved {
+    pub group_id: GroupId,
+    pub leader: NodeId,
+    /// The leader before the move (`null` if the group had none).
+    pub previous_leader: Option<NodeId>,
+    /// How long the move took, in milliseconds (writes to the group wait this long at most).
+    pub took_ms: u64,
+}
+
+/// Checks a leader move against the cluster as it stands: the group exists (404), the node
+/// is in the cluster and a voter of the group (422 naming `node_id`). Answers the group's
+/// current leader.
+pub fn check_leader_move(
+    view: &ClusterView,
+    group_id: GroupId,
+    node_id: NodeId,
+) -> Result<Option<NodeId>, ApiError> {
+    let group = view
+        .groups
+        .iter()
+        .find(|g| g.group_id == group_id)
+        .ok_or_else(|| ApiError::not_found(format!("no group {group_id}")))?;
+    if !view.nodes.iter().any(|n| n.node_id == node_id) {
+        return Err(ApiError::Unprocessable {
+            detail: format!("no node {node_id} in the cluster"),
+            field: Some("node_id".into()),
+        });
+    }
+    if !group.voters.contains(&node_id) {
+        return Err(ApiError::Unprocessable {
+            detail: format!(
+                "node {node_id} is not a voter of group {group_id} (voters {:?}, learners {:?})",
+                group.voters, group.learners
+            ),
+            field: Some("node_id".into()),
+        });
+    }
+    Ok(group.leader)
 }
 
 /// The replica whose view of `group` counts: the leader with the highest term, else the
@@ -240,6 +292,31 @@ mod tests {
         assert_eq!(
             view.nodes[2].addr, "10.0.0.3:7000",
             "an unreachable node's address comes from the table"
+        );
+    }
+
+    #[test]
+    fn a_leader_move_needs_a_known_group_and_a_voter_of_it() {
+        let members: Vec<(NodeId, String)> = (1..=4)
+            .map(|id| (id, format!("10.0.0.{id}:7000")))
+            .collect();
+        let status = ClusterStatus {
+            table: vec![(1, members[..3].to_vec()), (2, members[1..].to_vec())],
+            nodes: vec![node(1, vec![replica(1, "Leader", 2, Some(1), 5)])],
+        };
+        let view = assemble(&status, &BTreeMap::new());
+        assert_eq!(check_leader_move(&view, 1, 2).unwrap(), Some(1));
+        let status_of = |e: ApiError| e.to_problem().0.as_u16();
+        assert_eq!(status_of(check_leader_move(&view, 9, 2).unwrap_err()), 404);
+        assert_eq!(
+            status_of(check_leader_move(&view, 1, 7).unwrap_err()),
+            422,
+            "unknown node"
+        );
+        assert_eq!(
+            status_of(check_leader_move(&view, 1, 4).unwrap_err()),
+            422,
+            "not a voter of 1"
         );
     }
 

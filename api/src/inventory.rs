@@ -28,6 +28,10 @@ impl From<InventoryError> for ApiError {
             InventoryError::SeatsTaken { seat_ids } => ApiError::SeatUnavailable { unavailable_seats: seat_ids },
             InventoryError::NotEnoughSeats { available } => ApiError::NotEnoughSeats { available },
             InventoryError::Rejected(r) => rejection(r, Doing::Other),
+            InventoryError::Unavailable { group, reason } => ApiError::Unavailable {
+                detail: format!("shard {group}: {reason}"),
+                retry_after_secs: NO_LEADER_RETRY_AFTER_SECS,
+            },
             InventoryError::Unauthorized(detail) => ApiError::Internal(format!(
                 "the storage nodes refused this API node's cluster credential (check BOXOFFICE_CLUSTER_KEY): {detail}"
             )),

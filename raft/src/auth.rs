@@ -186,7 +186,12 @@ pub async fn require_credential(
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_SIGNED_BODY_BYTES).await {
         Ok(body) => body,
-        Err(e) => return refuse(&parts, AuthError::Body(e.to_string())),
+        // Over the internal body limit (or cut off): the router would refuse it anyway.
+        Err(e) => {
+            let error = AuthError::Body(e.to_string());
+            tracing::warn!(method = %parts.method, uri = %parts.uri, %error, "internal call refused");
+            return (StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response();
+        }
     };
     let path = parts
         .uri

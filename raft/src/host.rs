@@ -227,10 +227,20 @@ pub struct Group {
     tasks: Mutex<JoinSet<()>>,
     /// An entry was committed through this replica since it opened (see [`Host::read`]).
     read_barrier_passed: AtomicBool,
+    /// A leader move is under way: this leader proposes nothing (`leader_move.rs`).
+    pub(crate) moving: Arc<AtomicBool>,
 }
 
 impl Group {
-    fn leader_hint(&self) -> Option<(NodeId, String)> {
+    /// Runs `task` until the replica shuts down.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spawn(task);
+    }
+
+    pub(crate) fn leader_hint(&self) -> Option<(NodeId, String)> {
         let metrics = self.raft.metrics().borrow().clone();
         let leader = metrics.current_leader?;
         let node = metrics
@@ -324,6 +334,10 @@ impl Host {
         &self.inner.cfg.addr
     }
 
+    pub fn raft_settings(&self) -> &RaftSettings {
+        &self.inner.cfg.raft
+    }
+
     /// Sets every hosted replica's Prometheus gauges (role, term, indexes) from openraft's
     /// metrics; `/metrics` calls it before rendering.
     pub fn record_gauges(&self) {
@@ -415,6 +429,7 @@ impl Host {
             .await
             .map_err(std::io::Error::other)?;
         let (tx, rx) = mpsc::channel(PROPOSAL_QUEUE_LEN);
+        let moving = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
         tasks.spawn(proposer_loop(
             group,
@@ -422,6 +437,7 @@ impl Host {
             cfg.clock.clone(),
             rx,
             metrics.clone(),
+            moving.clone(),
         ));
         tasks.spawn(count_leader_changes(raft.clone(), metrics.leader_changes));
         let g = Arc::new(Group {
@@ -431,6 +447,7 @@ impl Host {
             proposals: tx,
             tasks: Mutex::new(tasks),
             read_barrier_passed: AtomicBool::new(false),
+            moving,
         });
         let housekeeping: [(u64, WorkDue, Command); 2] = [
             (SWEEP_INTERVAL_MS, Machine::sweep_due, Command::Sweep),
@@ -499,10 +516,12 @@ impl Host {
                 "send 1..={MAX_BATCH_REQUESTS} requests"
             )));
         }
-        if !g.is_leader() {
+        if !g.is_leader() || g.moving.load(Ordering::SeqCst) {
+            // A leader handing over names no leader: the next one is not elected yet.
+            let moving = g.moving.load(Ordering::SeqCst);
             return Err(ServeError::NotLeader {
                 group,
-                leader: g.leader_hint(),
+                leader: if moving { None } else { g.leader_hint() },
             });
         }
         let (tx, rx) = oneshot::channel();
@@ -766,6 +785,7 @@ async fn proposer_loop(
     clock: Arc<dyn Clock>,
     rx: mpsc::Receiver<Pending>,
     metrics: GroupMetrics,
+    moving: Arc<AtomicBool>,
 ) {
     let mut last_stamp_ms = 0u64;
     let weight = |p: &Pending| p.requests.len();
@@ -780,14 +800,31 @@ async fn proposer_loop(
             metrics.proposals.increment(1);
             metrics.proposed_requests.increment(n_requests as u64);
             metrics.batch_requests.record(n_requests as f64);
-            propose(group, raft.clone(), last_stamp_ms, batch)
+            propose(group, raft.clone(), last_stamp_ms, batch, moving.clone())
         },
     )
     .await;
 }
 
 /// Proposes one batch as one log entry and hands each caller its share of the replies.
-async fn propose(group: GroupId, raft: Raft, now_ms: u64, batch: Vec<Pending>) {
+/// While a leader move is under way nothing is proposed: every caller hears `NotLeader`
+/// with no hint and retries.
+async fn propose(
+    group: GroupId,
+    raft: Raft,
+    now_ms: u64,
+    batch: Vec<Pending>,
+    moving: Arc<AtomicBool>,
+) {
+    if moving.load(Ordering::SeqCst) {
+        for p in batch {
+            let _ = p.reply.send(Err(ServeError::NotLeader {
+                group,
+                leader: None,
+            }));
+        }
+        return;
+    }
     let mut counts = Vec::with_capacity(batch.len());
     let mut requests = Vec::new();
     let mut senders = Vec::with_capacity(batch.len());

@@ -15,6 +15,8 @@
 //! - [`transport`]: HTTP/1 between nodes over a swappable connector (TCP or simulated).
 //! - [`network`]: openraft's network: Raft RPCs routed by group id.
 //! - [`host`]: a storage node hosting replicas of many groups; batching proposer, reads, feeds.
+//! - [`leader_move`]: moving a group's leadership to a chosen voter (openraft 0.9 has no
+//!   leader transfer).
 //! - [`server`]: the node's internal HTTP router (Raft RPCs, inventory, cluster ops).
 //! - [`telemetry`]: a storage node's Prometheus metrics (per node and group).
 //! - [`client`]: the typed client the API tier uses (typed calls in `client/calls.rs`).
@@ -31,6 +33,7 @@ pub mod clock;
 pub mod codec;
 pub mod feed;
 pub mod host;
+pub mod leader_move;
 pub mod machine;
 pub mod network;
 pub mod server;

@@ -39,6 +39,12 @@ pub fn router(host: Host) -> Router {
         .route("/cluster/status", get(status))
         .route("/cluster/init", post(init))
         .route("/cluster/groups/{group}/members", post(members))
+        .route("/cluster/groups/{group}/leader", post(move_leader))
+        .route(
+            "/cluster/groups/{group}/pause-elections",
+            post(pause_elections),
+        )
+        .route("/cluster/groups/{group}/campaign", post(campaign))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES))
         .with_state(host)
         .layer(axum::middleware::from_fn_with_state(
@@ -187,4 +193,37 @@ async fn members(
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => unavailable(e),
     }
+}
+
+/// Moves the group's leadership (this node must lead it) to the voter in the body (bincode
+/// `NodeId`); answers bincode `Result<NodeId, ServeError>` with the new leader.
+async fn move_leader(
+    State(host): State<Host>,
+    Path(group): Path<GroupId>,
+    body: Bytes,
+) -> Response {
+    let target: NodeId = match decode(&body) {
+        Ok(t) => t,
+        Err(e) => return bad_request(e),
+    };
+    bincode_ok(&host.move_leader(group, target).await)
+}
+
+/// A leader moving its leadership asks this voter not to campaign for a while (bincode
+/// milliseconds).
+async fn pause_elections(
+    State(host): State<Host>,
+    Path(group): Path<GroupId>,
+    body: Bytes,
+) -> Response {
+    let pause_ms: u64 = match decode(&body) {
+        Ok(ms) => ms,
+        Err(e) => return bad_request(e),
+    };
+    bincode_ok(&host.pause_elections(group, pause_ms))
+}
+
+/// A leader moving its leadership here asks this voter to campaign now.
+async fn campaign(State(host): State<Host>, Path(group): Path<GroupId>) -> Response {
+    bincode_ok(&host.campaign(group).await)
 }

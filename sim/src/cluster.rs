@@ -90,6 +90,8 @@ pub enum Control {
         add: NodeId,
         voters: BTreeSet<NodeId>,
     },
+    /// Hand `group`'s leadership (this node must hold it) to `to`.
+    MoveLeader { group: GroupId, to: NodeId },
 }
 
 /// What the driver sees of one node between steps.
@@ -175,7 +177,19 @@ async fn control_loop(
     mut rx: mpsc::UnboundedReceiver<Control>,
 ) {
     while let Some(control) = rx.recv().await {
-        let Control::ChangeMembers { group, add, voters } = control;
+        let (group, add, voters) = match control {
+            Control::ChangeMembers { group, add, voters } => (group, add, voters),
+            Control::MoveLeader { group, to } => {
+                let answer = match host.move_leader(group, to).await {
+                    Ok(leader) => format!("group {group}: leadership moved to n{leader}"),
+                    Err(e) => format!("group {group}: leader move to n{to} failed: {e}"),
+                };
+                slot.borrow_mut()
+                    .control_log
+                    .push((crate::clock::sim_ms(), answer));
+                continue;
+            }
+        };
         let answer = match host
             .change_members(group, (add, node_addr(add)), voters.clone())
             .await

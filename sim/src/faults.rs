@@ -1,6 +1,7 @@
 //! The fault schedule a seed chooses: partitions (symmetric, one-way, an isolated leader, a
 //! split majority), held links, lossy and slow links, crashes and restarts (the leader
-//! among them, often mid-append under load), clock skews and jumps, and membership changes.
+//! among them, often mid-append under load), clock skews and jumps, membership changes and
+//! leader moves.
 //! Generated up front from the seed, so a failing seed prints the schedule it ran.
 
 use std::fmt;
@@ -55,6 +56,9 @@ pub enum Fault {
     Clock { node: NodeId, offset_ms: i64 },
     /// Replace one voter of a group with a node that is not one of its voters.
     ChangeMembers { group: GroupId },
+    /// Ask the group's leader to hand its leadership to `to` (`Host::move_leader`; refused
+    /// when `to` is not a voter, a no-op when it already leads).
+    MoveLeader { group: GroupId, to: NodeId },
     /// Repair every link and stall, and reset latency and loss.
     HealNetwork,
 }
@@ -77,6 +81,7 @@ impl fmt::Display for Fault {
                 write!(f, "clock of n{node} set to {offset_ms:+} ms")
             }
             Fault::ChangeMembers { group } => write!(f, "change the voters of g{group}"),
+            Fault::MoveLeader { group, to } => write!(f, "move g{group}'s leadership to n{to}"),
             Fault::HealNetwork => write!(f, "heal the network"),
         }
     }
@@ -195,6 +200,10 @@ fn draw(rng: &mut StdRng, space: &FaultSpace) -> Fault {
             },
             80..=85 if space.membership_changes => Fault::ChangeMembers { group: group(rng) },
             80..=85 => continue,
+            86..=90 => Fault::MoveLeader {
+                group: group(rng),
+                to: node(rng),
+            },
             _ => Fault::HealNetwork,
         };
         return fault;

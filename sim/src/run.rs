@@ -334,6 +334,24 @@ impl Driver {
                 self.note(now_ms, fault.to_string());
             }
             Fault::ChangeMembers { group } => self.change_members(now_ms, *group),
+            Fault::MoveLeader { group, to } => {
+                let Some(leader) = self.leader_of(*group) else {
+                    return self.note(now_ms, format!("g{group}: no leader to move"));
+                };
+                let sent = self.node(leader).slot.borrow().control.as_ref().map(|tx| {
+                    tx.send(Control::MoveLeader {
+                        group: *group,
+                        to: *to,
+                    })
+                    .is_ok()
+                });
+                self.note(
+                    now_ms,
+                    format!(
+                        "g{group}: asked n{leader} to hand leadership to n{to} (sent: {sent:?})"
+                    ),
+                );
+            }
             Fault::HealNetwork => {
                 self.heal_network(sim);
                 self.note(now_ms, "healed the network");

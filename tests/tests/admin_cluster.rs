@@ -1,14 +1,17 @@
 //! The operator's view of the cluster through an API node, `GET /admin/v1/cluster`, against
 //! real `boxoffice node` processes: every node with its replicas and leaderships, every
 //! group with its voters, leader, applied index, lag and events; a killed node shows as
-//! unreachable. Admin role only.
+//! unreachable. Admin role only. A leader moves on request while holds flow, and a bad
+//! request moves nothing.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use boxoffice_tests::rest::ApiProc;
+use boxoffice_tests::rest::{ApiProc, Rest};
 use boxoffice_tests::{eventually, start_cluster};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn ids(value: &Value) -> Vec<u64> {
     value
@@ -117,4 +120,136 @@ async fn the_cluster_view_shows_nodes_groups_leaders_lag_and_events() {
     user.get("/admin/v1/cluster")
         .await
         .assert_problem(403, "forbidden");
+}
+
+/// Seats per row of the moving test's venue (the most a row may have).
+const SEATS_PER_ROW: u32 = 500;
+
+/// Holds the `n`th seat (from 1) for user `fan{n}` until it is acknowledged, retrying 503s with the
+/// same key (as a client must); returns the hold id.
+async fn hold_until_acknowledged(api: &Rest, event: &str, n: u32) -> String {
+    let fan = api.as_user(&format!("fan{n}"), "user").await;
+    let seat = format!(
+        "s1-{}-{}",
+        (n - 1) / SEATS_PER_ROW + 1,
+        (n - 1) % SEATS_PER_ROW + 1
+    );
+    let body = json!({"event_id": event, "seat_ids": [seat]});
+    loop {
+        let answer = fan
+            .post_keyed("/v1/holds", &format!("move-{n}"), body.clone())
+            .await;
+        match answer.status {
+            StatusCode::CREATED => return answer.str("/hold_id"),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("hold {n}: {other} {}", answer.text),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_moves_on_request_under_load_and_bad_requests_change_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_nodes, cluster) = start_cluster(dir.path(), 1);
+    let api = ApiProc::start(&cluster, &dir.path().join("api.log")).await;
+    let admin = api.client().as_user("ops", "admin").await;
+    let venue = admin.venue(20, SEATS_PER_ROW, 2_500).await;
+    let event = admin.event(&venue, "Moving", 3_600).await;
+    let leader_of_1 = |body: &Value| body["groups"][1]["leader"].as_u64();
+    let before = admin.get("/admin/v1/cluster").await.body;
+    let old = leader_of_1(&before).expect("group 1 has a leader");
+    let target = if old == 3 { 1 } else { old + 1 };
+
+    // Bad requests: precise problems, and the leader stays where it is.
+    let path = "/admin/v1/groups/1/leader";
+    admin
+        .post_keyed(path, "k1", json!({"node_id": 9}))
+        .await
+        .assert_problem(422, "unprocessable");
+    admin
+        .post_keyed("/admin/v1/groups/7/leader", "k2", json!({"node_id": 1}))
+        .await
+        .assert_problem(404, "not-found");
+    admin
+        .post_keyed(path, "k3", json!({"node": 1}))
+        .await
+        .assert_problem(400, "invalid-request");
+    admin
+        .post_keyed("/admin/v1/groups/one/leader", "k4", json!({"node_id": 1}))
+        .await
+        .assert_problem(400, "invalid-request");
+    api.client()
+        .as_user("alice", "user")
+        .await
+        .post_keyed(path, "k5", json!({"node_id": target}))
+        .await
+        .assert_problem(403, "forbidden");
+    assert_eq!(
+        leader_of_1(&admin.get("/admin/v1/cluster").await.body),
+        Some(old)
+    );
+
+    // Holds flow while the leader moves; every acknowledgement is timed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (client, event, stop) = (api.client(), event.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut n = 1;
+            while !stop.load(Ordering::SeqCst) {
+                let hold_id = hold_until_acknowledged(&client, &event, n).await;
+                acked.push((Instant::now(), hold_id));
+                n += 1;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let moved = admin
+        .post_keyed(path, "move", json!({"node_id": target}))
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+    assert_eq!(moved.body["leader"], target);
+    assert_eq!(moved.body["previous_leader"], old);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.await.expect("writer");
+    let gap = acked
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "leader move {old} -> {target}: took {} ms; {} holds acknowledged; longest write gap {} ms",
+        moved.body["took_ms"],
+        acked.len(),
+        gap.as_millis()
+    );
+    assert!(acked.len() >= 10, "holds kept flowing: {}", acked.len());
+    let after = admin.get("/admin/v1/cluster").await.body;
+    assert_eq!(leader_of_1(&after), Some(target), "{after}");
+
+    // Every acknowledged hold is there.
+    let reader = api.client().as_user("ops", "admin").await;
+    for (n, (_, hold_id)) in acked.iter().enumerate() {
+        let fan = reader.as_user(&format!("fan{}", n + 1), "user").await;
+        let hold = fan.get(&format!("/v1/holds/{hold_id}")).await;
+        assert_eq!(hold.status, StatusCode::OK, "hold {hold_id}: {}", hold.text);
+        assert_eq!(hold.body["status"], "active", "{}", hold.text);
+    }
+
+    // Moving to the node that already leads is a no-op that says so.
+    let again = admin
+        .post_keyed(path, "again", json!({"node_id": target}))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(
+        (
+            again.body["leader"].as_u64(),
+            again.body["previous_leader"].as_u64()
+        ),
+        (Some(target), Some(target))
+    );
 }

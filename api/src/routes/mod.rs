@@ -10,7 +10,7 @@
 //! | waiting rooms (join, place, leave, stream; admin figures) | [`queue`] |
 //! | payment webhooks | [`webhooks`] |
 //! | admin catalog | [`admin`] |
-//! | operating the cluster (`/admin/v1/cluster`) | [`cluster`] |
+//! | operating the cluster (`/admin/v1/cluster`, leader moves) | [`cluster`] |
 //! | `/healthz`, `/readyz`, `/metrics` | [`ops`] |
 //! | `/openapi.json` | [`crate::openapi::serve`] |
 
@@ -80,7 +80,18 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         )
         .merge(auth_routes(state.config.dev_mode))
         .layer(from_fn_with_state(timeout_ms, timeout));
-    let limited = with_rate_limits(timed.merge(reads), state.limits.clone());
+    // A leader move waits for a catch-up, a lease and an election: the client's own bound
+    // (with a second to answer) replaces the request timeout.
+    let operating = Router::new()
+        .route(
+            "/admin/v1/groups/{group_id}/leader",
+            post(cluster::move_leader),
+        )
+        .layer(from_fn_with_state(
+            boxoffice_raft::client::MOVE_LEADER_TIMEOUT_MS + 1_000,
+            timeout,
+        ));
+    let limited = with_rate_limits(timed.merge(reads).merge(operating), state.limits.clone());
     // The processor and monitoring are not rate limited per IP: one processor sends every
     // webhook, one Prometheus scrapes every node.
     let open = Router::new()

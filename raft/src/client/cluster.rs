@@ -5,12 +5,18 @@
 use std::time::Duration;
 
 use super::InventoryClient;
+use crate::codec::{decode, encode};
 use crate::host::NodeStatus;
+use crate::transport::TransportError;
 use crate::types::{GroupId, NodeId};
+use crate::wire::ServeError;
 use crate::InventoryError;
 
 /// How long one node's status may take before it counts as unreachable.
 pub const NODE_STATUS_TIMEOUT_MS: u64 = 2_000;
+
+/// Longest one leader move may take, end to end (catch-up, lease, election).
+pub const MOVE_LEADER_TIMEOUT_MS: u64 = 30_000;
 
 /// The group table and each known node's answer.
 #[derive(Debug, Clone)]
@@ -56,5 +62,64 @@ impl InventoryClient {
             }
         }
         Ok(ClusterStatus { table, nodes })
+    }
+}
+
+impl InventoryClient {
+    /// Moves `group`'s leadership to `target` (a voter), asking the current leader to hand
+    /// it over (`Host::move_leader`); answers the new leader. Not retried: a move that
+    /// failed says why, and the operator decides.
+    pub async fn move_leader(
+        &self,
+        group: GroupId,
+        target: NodeId,
+    ) -> Result<NodeId, InventoryError> {
+        self.refresh_groups().await?;
+        let body = encode(&target);
+        let path = format!("/cluster/groups/{group}/leader");
+        let timeout = Duration::from_millis(MOVE_LEADER_TIMEOUT_MS);
+        let mut candidates = self.candidates(group);
+        let max_tries = 2 * candidates.len() + 4;
+        let mut i = 0;
+        while i < candidates.len() && i < max_tries {
+            let addr = candidates[i].clone();
+            i += 1;
+            let answer = match self
+                .transport
+                .post(&addr, &path, body.clone(), timeout)
+                .await
+            {
+                Ok(bytes) => decode::<Result<NodeId, ServeError>>(&bytes)
+                    .map_err(InventoryError::Protocol)?,
+                Err(e) if e.not_sent() => continue,
+                Err(TransportError::Status {
+                    status: 401, body, ..
+                }) => return Err(InventoryError::Unauthorized(body)),
+                Err(e) => {
+                    return Err(InventoryError::OutcomeUnknown {
+                        group,
+                        last_error: e.to_string(),
+                    })
+                }
+            };
+            match answer {
+                Ok(leader) => {
+                    self.routes_mut().leaders.remove(&group);
+                    return Ok(leader);
+                }
+                Err(ServeError::NotLeader {
+                    leader: Some((_, hint)),
+                    ..
+                }) if hint != addr => {
+                    candidates.insert(i, hint);
+                }
+                Err(ServeError::NotLeader { .. }) | Err(ServeError::UnknownGroup(_)) => {}
+                Err(ServeError::Invalid(reason)) => return Err(InventoryError::Invalid(reason)),
+                Err(ServeError::Unavailable(reason)) => {
+                    return Err(InventoryError::Unavailable { group, reason })
+                }
+            }
+        }
+        Err(InventoryError::NoLeader { group })
     }
 }

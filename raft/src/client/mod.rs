@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 mod calls;
 mod cluster;
 
-pub use cluster::{ClusterStatus, NODE_STATUS_TIMEOUT_MS};
+pub use cluster::{ClusterStatus, MOVE_LEADER_TIMEOUT_MS, NODE_STATUS_TIMEOUT_MS};
 
 use calls::{refusal, unexpected_read};
 pub use calls::{Settlement, Timed};
@@ -83,6 +83,10 @@ pub enum InventoryError {
     /// changed.
     #[error("not enough seats: {available} available")]
     NotEnoughSeats { available: u32 },
+    /// An operation on the cluster itself (a leader move) could not be done now; it says
+    /// why, and what it had started is undone or ends by itself.
+    #[error("group {group}: {reason}")]
+    Unavailable { group: GroupId, reason: String },
 }
 
 #[derive(Default)]
