@@ -135,6 +135,14 @@ impl Run {
         self.t0.elapsed().as_millis() as u64
     }
 
+    /// Forgets what setting the sale up (readiness polls, the catalog) measured.
+    fn forget_setup(&self) {
+        self.latencies_us.lock().unwrap().clear();
+        self.statuses.lock().unwrap().clear();
+        self.server_errors.store(0, Ordering::Relaxed);
+        self.transport_errors.store(0, Ordering::Relaxed);
+    }
+
     fn outcome(&self, what: &'static str) {
         *self.outcomes.lock().unwrap().entry(what).or_default() += 1;
     }
@@ -357,8 +365,7 @@ async fn wait_ready(run: &Run) -> anyhow::Result<()> {
             .await
         {
             if status == StatusCode::OK {
-                run.latencies_us.lock().unwrap().clear();
-                run.statuses.lock().unwrap().clear();
+                run.forget_setup();
                 return Ok(());
             }
         }
@@ -445,8 +452,7 @@ async fn create_event(
             .call(Kind::View, Method::GET, &path, None, &[], None)
             .await
         {
-            run.latencies_us.lock().unwrap().clear();
-            run.statuses.lock().unwrap().clear();
+            run.forget_setup();
             return Ok(event_id);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

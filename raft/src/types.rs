@@ -327,6 +327,10 @@ pub struct PlaceView {
     pub user: UserId,
     pub ticket: u64,
     pub state: PlaceState,
+    /// The place's rank in the line (set when it enters the line: at opening for places taken
+    /// before it, after the shuffle). Admission follows it, so two places' ranks audit the
+    /// order; `None` before the opening.
+    pub order: Option<u64>,
     /// 1 for the head of the line; `None` when not waiting, or before the sale opens (the
     /// places taken before then are shuffled at opening).
     pub position: Option<u64>,

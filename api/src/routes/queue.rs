@@ -59,6 +59,10 @@ pub struct QueuePlace {
     /// taken before then are shuffled at opening).
     pub position: Option<u64>,
     pub state: QueueState,
+    /// The place's rank in the line, fixed when it enters the line (at the opening, after
+    /// the shuffle, for places taken before it): admission follows it, so comparing two
+    /// tickets' ranks audits the order. `null` before the opening.
+    pub place: Option<u64>,
     pub admitted: bool,
     /// From the admission rate measured over the last seconds; `null` when unknown.
     pub estimated_wait_seconds: Option<u64>,
@@ -146,6 +150,7 @@ fn place_json(state: &AppState, view: &PlaceView) -> QueuePlace {
         ticket: ticket_name(view.ticket),
         position: view.position,
         state: queue_state(view.state),
+        place: view.order,
         admitted: matches!(view.state, PlaceState::Admitted { .. }),
         estimated_wait_seconds: view.estimated_wait_ms.map(|ms| ms.div_ceil(1000)),
         admission_token,

@@ -335,6 +335,7 @@ impl Room {
             user: place.user.clone(),
             ticket: place.ticket,
             state,
+            order: place.order,
             position,
             estimated_wait_ms,
         }
