@@ -28,8 +28,10 @@ const CI_SEEDS: u64 = 4 * CHUNK;
 ///   Fixed in raft/src/host.rs: the first read through a replica waits for an entry
 ///   committed through it.
 const REGRESSION_SEEDS: &[u64] = &[3, 4, 37, 65, 68, 70];
-/// Seeds that caught the restarted-leader variant when its barrier was found missing.
-const RESTARTED_LEADER_SEEDS: &[u64] = &[65, 68, 70];
+/// Seeds that catch the restarted-leader variant with today's workload (65, 68 and 70 did
+/// when the barrier was found missing; the workload has changed since). Rescan with
+/// `cargo run -p sim --release -- --seeds 100 --variant restarted-leader-reads`.
+const RESTARTED_LEADER_SEEDS: &[u64] = &[29, 80];
 
 fn run(seed: u64, variant: Variant) -> RunReport {
     let mut config = RunConfig::for_seed(seed);
