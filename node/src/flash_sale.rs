@@ -75,6 +75,9 @@ const MAX_READ_PAUSE_MS: u64 = 20_000;
 /// How long a fan waits for its payment's confirmation before giving up on it.
 const CONFIRM_WAIT_MS: u64 = 30_000;
 const CARD_OK: &str = "4242424242424242";
+/// Tries at paying when the processor answers 503, and the pause between them.
+const PAY_ATTEMPTS: u32 = 20;
+const PAY_RETRY_PAUSE_MS: u64 = 1_000;
 /// Percent of fans who leave the line, stop reading, let the admission lapse, and let the
 /// hold lapse (cumulative thresholds of one roll).
 const LEAVE_PCT: u32 = 3;
@@ -630,11 +633,25 @@ async fn buy(run: &Run, token: &str, hold_id: &str, seats: Vec<String>, index: u
     };
     let pay = format!("/sandbox/v1/payment_intents/{intent}/confirm");
     let card = json!({"card_number": CARD_OK});
-    if !matches!(
-        run.call(Kind::Pay, Method::POST, &pay, Some(token), &[], Some(&card))
-            .await,
-        Some((StatusCode::OK, _))
-    ) {
+    let mut paid = false;
+    for _ in 0..PAY_ATTEMPTS {
+        match run
+            .call(Kind::Pay, Method::POST, &pay, Some(token), &[], Some(&card))
+            .await
+        {
+            Some((StatusCode::OK, _)) => {
+                paid = true;
+                break;
+            }
+            // The processor's backpressure (its webhook queue is full): try again later, as
+            // its Retry-After says.
+            Some((StatusCode::SERVICE_UNAVAILABLE, _)) | None => {
+                tokio::time::sleep(Duration::from_millis(PAY_RETRY_PAUSE_MS)).await
+            }
+            Some(_) => break,
+        }
+    }
+    if !paid {
         return run.outcome("payment refused");
     }
     let deadline = Instant::now() + Duration::from_millis(CONFIRM_WAIT_MS);
@@ -778,7 +795,7 @@ async fn report(
         }
     }
     println!(
-        "5xx: {}   requests without an answer: {}",
+        "5xx: {}   requests without an answer: {}   (see the statuses below: the payment sandbox answers 503 as backpressure)",
         run.server_errors.load(Ordering::Relaxed),
         run.transport_errors.load(Ordering::Relaxed)
     );
