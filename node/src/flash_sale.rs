@@ -75,9 +75,11 @@ const MAX_READ_PAUSE_MS: u64 = 20_000;
 /// How long a fan waits for its payment's confirmation before giving up on it.
 const CONFIRM_WAIT_MS: u64 = 30_000;
 const CARD_OK: &str = "4242424242424242";
-/// Tries at paying when the processor answers 503, and the pause between them.
-const PAY_ATTEMPTS: u32 = 20;
+/// Tries at paying when the processor answers 503, and the first and longest pause between
+/// them (doubling, plus jitter).
+const PAY_ATTEMPTS: u32 = 8;
 const PAY_RETRY_PAUSE_MS: u64 = 1_000;
+const PAY_RETRY_MAX_PAUSE_MS: u64 = 16_000;
 /// Percent of fans who leave the line, stop reading, let the admission lapse, and let the
 /// hold lapse (cumulative thresholds of one roll).
 const LEAVE_PCT: u32 = 3;
@@ -634,6 +636,7 @@ async fn buy(run: &Run, token: &str, hold_id: &str, seats: Vec<String>, index: u
     let pay = format!("/sandbox/v1/payment_intents/{intent}/confirm");
     let card = json!({"card_number": CARD_OK});
     let mut paid = false;
+    let mut pause_ms = PAY_RETRY_PAUSE_MS;
     for _ in 0..PAY_ATTEMPTS {
         match run
             .call(Kind::Pay, Method::POST, &pay, Some(token), &[], Some(&card))
@@ -646,7 +649,11 @@ async fn buy(run: &Run, token: &str, hold_id: &str, seats: Vec<String>, index: u
             // The processor's backpressure (its webhook queue is full): try again later, as
             // its Retry-After says.
             Some((StatusCode::SERVICE_UNAVAILABLE, _)) | None => {
-                tokio::time::sleep(Duration::from_millis(PAY_RETRY_PAUSE_MS)).await
+                // Backing off, with jitter: fans retrying every second all together kept
+                // the sandbox's queue full (BENCHMARKS.md, run 2).
+                let jitter = rand::random::<u64>() % pause_ms;
+                tokio::time::sleep(Duration::from_millis(pause_ms + jitter)).await;
+                pause_ms = (pause_ms * 2).min(PAY_RETRY_MAX_PAUSE_MS);
             }
             Some(_) => break,
         }
