@@ -15,7 +15,7 @@ use boxoffice_raft::types::{Command, HoldCmd, Outcome, RegisterEventCmd, SeatSpe
 use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient, SystemClock};
 
 use crate::cluster_key::KeyArgs;
-use crate::storage_node::{bootstrap, start_in_process};
+use crate::storage_node::start_local_cluster;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCmd {
@@ -63,20 +63,10 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
     let seeds = match &args.cluster {
         Some(spec) => spec.split(',').map(str::to_owned).collect::<Vec<_>>(),
         None => {
-            let mut listeners = Vec::new();
-            for _ in 0..3 {
-                listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
-            }
-            let members: Vec<(u64, String)> = listeners
-                .iter()
-                .enumerate()
-                .map(|(i, l)| Ok((i as u64 + 1, l.local_addr()?.to_string())))
-                .collect::<std::io::Result<_>>()?;
-            for ((id, _), listener) in members.iter().zip(listeners) {
-                nodes.push(start_in_process(*id, listener, &tmp, cluster_key.clone()).await?);
-            }
-            bootstrap(nodes[0].host(), &members, args.shards).await?;
-            members.into_iter().map(|(_, a)| a).collect()
+            let (started, seeds) =
+                start_local_cluster(&tmp, cluster_key.clone(), args.shards).await?;
+            nodes = started;
+            seeds
         }
     };
     let auth = ClusterAuth::from_key(cluster_key, Arc::new(SystemClock));

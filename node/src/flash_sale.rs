@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::api_node::{ApiNode, ApiSetup};
-use crate::storage_node::{bootstrap, start_in_process};
+use crate::storage_node::start_local_cluster;
 
 #[derive(clap::Args, Debug)]
 pub struct FlashSaleArgs {
@@ -211,22 +211,9 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
         bail!("--seats, --buyers and --connections must be at least 1");
     }
     let tmp = std::env::temp_dir().join(format!("boxoffice-flash-{}", std::process::id()));
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
-    }
-    let members: Vec<(u64, String)> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| Ok((i as u64 + 1, l.local_addr()?.to_string())))
-        .collect::<std::io::Result<_>>()?;
     // A fresh key signs the internal calls, as in production.
     let cluster_key = Some(ClusterKey::new(ClusterKey::generate_text().as_bytes())?);
-    let mut nodes = Vec::new();
-    for ((id, _), listener) in members.iter().zip(listeners) {
-        nodes.push(start_in_process(*id, listener, &tmp, cluster_key.clone()).await?);
-    }
-    bootstrap(nodes[0].host(), &members, 1).await?;
+    let (nodes, seeds) = start_local_cluster(&tmp, cluster_key.clone(), 1).await?;
     let jwt_secret = boxoffice_api::ids::random_hex(32).into_bytes();
     let unlimited = std::num::NonZeroU32::MAX;
     let api = ApiNode::start(ApiSetup {
@@ -244,7 +231,7 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
             per_user_burst: unlimited,
             ..RateLimitConfig::default()
         },
-        seeds: members.iter().map(|(_, a)| a.clone()).collect(),
+        seeds,
         search_dir: None,
         cluster_key,
     })

@@ -204,6 +204,30 @@ pub async fn start_in_process(
     .await
 }
 
+/// Three storage nodes in this process on loopback ports, bootstrapped with `shards`
+/// inventory groups (the benches' cluster): the nodes and their addresses.
+pub async fn start_local_cluster(
+    base_dir: &std::path::Path,
+    cluster_key: Option<ClusterKey>,
+    shards: u64,
+) -> anyhow::Result<(Vec<StorageNode>, Vec<String>)> {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+    }
+    let members: Vec<(NodeId, String)> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Ok((i as u64 + 1, l.local_addr()?.to_string())))
+        .collect::<std::io::Result<_>>()?;
+    let mut nodes = Vec::new();
+    for ((id, _), listener) in members.iter().zip(listeners) {
+        nodes.push(start_in_process(*id, listener, base_dir, cluster_key.clone()).await?);
+    }
+    bootstrap(nodes[0].host(), &members, shards).await?;
+    Ok((nodes, members.into_iter().map(|(_, a)| a).collect()))
+}
+
 /// Serves `host`'s internal router on `listener` until `shutdown` resolves, then lets calls
 /// in flight finish for up to [`SHUTDOWN_GRACE_MS`] (peers keep pooled connections open, so
 /// the wait is bounded) — the mini-redis `run(listener, shutdown)` shape.

@@ -105,6 +105,43 @@ async fn assert_holds_present(client: &InventoryClient, group: GroupId, acked: &
     }
 }
 
+/// `n_writers` tasks holding seats `s0..s{n_seats}` of `event` one after another as fast as
+/// they can, each acknowledged seat number pushed to `acked`; a writer stops at its first
+/// error (the node was killed under it) or when the seats run out.
+fn spawn_writers(
+    client: &InventoryClient,
+    group: GroupId,
+    event: &'static str,
+    n_writers: usize,
+    n_seats: u64,
+    acked: &Arc<Mutex<Vec<u64>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    (0..n_writers)
+        .map(|_| {
+            let (client, acked, next) = (client.clone(), acked.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= n_seats {
+                        return;
+                    }
+                    match client
+                        .execute(group, &format!("req-{n}"), hold(event, n))
+                        .await
+                    {
+                        Ok(reply) => {
+                            assert!(matches!(reply.outcome, Outcome::Held(_)), "{reply:?}");
+                            acked.lock().unwrap().push(n);
+                        }
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_holds_survive_sigkill_mid_load() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,29 +160,7 @@ async fn acknowledged_holds_survive_sigkill_mid_load() {
 
     // 32 writers hold distinct seats as fast as they can; the node is killed under them.
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut writers = Vec::new();
-    for _ in 0..32 {
-        let (client, acked, next) = (client.clone(), acked.clone(), next.clone());
-        writers.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n >= 20_000 {
-                    return;
-                }
-                match client
-                    .execute(group, &format!("req-{n}"), hold("crash", n))
-                    .await
-                {
-                    Ok(reply) => {
-                        assert!(matches!(reply.outcome, Outcome::Held(_)), "{reply:?}");
-                        acked.lock().unwrap().push(n);
-                    }
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
+    let writers = spawn_writers(&client, group, "crash", 32, 20_000, &acked);
     let load_started = Instant::now();
     eventually(Duration::from_secs(30), || async {
         (acked.lock().unwrap().len() >= 300).then_some(())
@@ -386,29 +401,7 @@ async fn crash_everyone_mid_load(flags: &[&str]) {
         .with_deadline(Duration::from_secs(2));
     let group = register(&client, "checkpoints", 5_000).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut writers = Vec::new();
-    for _ in 0..16 {
-        let (client, acked, next) = (client.clone(), acked.clone(), next.clone());
-        writers.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n >= 5_000 {
-                    return;
-                }
-                match client
-                    .execute(group, &format!("req-{n}"), hold("checkpoints", n))
-                    .await
-                {
-                    Ok(reply) => {
-                        assert!(matches!(reply.outcome, Outcome::Held(_)), "{reply:?}");
-                        acked.lock().unwrap().push(n);
-                    }
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
+    let writers = spawn_writers(&client, group, "checkpoints", 16, 5_000, &acked);
     eventually(Duration::from_secs(30), || async {
         (acked.lock().unwrap().len() >= 500).then_some(())
     })
