@@ -15,6 +15,14 @@ const BRIDGE: &str = "bxjbr0";
 const SUBNET: &str = "198.18.7";
 /// The test process's address on the bridge (clients and the nemesis's status reads).
 const HOST_ADDR: &str = "198.18.7.1";
+/// The metric of the root namespace's `unreachable` route for [`SUBNET`]: above the
+/// bridge's connected route (metric 0), so it only answers when the bridge is gone.
+const GUARD_METRIC: &str = "4000";
+/// Held (an exclusive file lock) by the one run that owns the names above. Two runs at once
+/// share the bridge and namespace names: the second one's [`clean_leftovers`] deleted the
+/// first one's bridge, the first one's clients then reached the machine's default gateway
+/// (which answers any HTTP request with a bare 404) and then the second run's API nodes.
+const RUN_LOCK: &str = "/tmp/boxoffice-jepsen.lock";
 
 /// Runs `ip`/`tc`-style commands; `Err` with stderr when the command fails.
 pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
@@ -58,6 +66,8 @@ pub struct Host {
 /// The namespaces of one run and the faults currently applied to them.
 pub struct Net {
     pub hosts: Vec<Host>,
+    /// The run lock ([`RUN_LOCK`]), released when the file closes after the teardown.
+    _lock: std::fs::File,
     /// (namespace, destination address) with a blackhole route in place.
     blackholes: BTreeSet<(String, String)>,
     /// Namespaces with a netem qdisc on their `eth0`.
@@ -82,10 +92,28 @@ impl Net {
     }
 
     /// Creates a namespace per name (`n1`, `a1`, …) on one bridge; addresses `.11`, `.12`, …
+    /// Waits for any other run on this machine to finish first.
     pub fn create(names: &[&str]) -> Net {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(RUN_LOCK)
+            .unwrap_or_else(|e| panic!("{RUN_LOCK}: {e}"));
+        if lock.try_lock().is_err() {
+            println!("another Jepsen run holds {RUN_LOCK}; waiting for it to finish");
+            lock.lock()
+                .unwrap_or_else(|e| panic!("locking {RUN_LOCK}: {e}"));
+        }
         clean_leftovers();
+        // Nothing this run sends may leave for another address: should the bridge vanish,
+        // the subnet is unreachable rather than routed to the default gateway.
+        if let Err(e) = guard_route("add") {
+            panic!("{e}");
+        }
         must("ip", &["link", "add", BRIDGE, "type", "bridge"]);
         let mut net = Net {
+            _lock: lock,
             hosts: Vec::new(),
             blackholes: BTreeSet::new(),
             netems: BTreeSet::new(),
@@ -217,7 +245,24 @@ impl Drop for Net {
             let _ = run("ip", &["netns", "del", &host.ns]);
         }
         let _ = run("ip", &["link", "del", BRIDGE]);
+        let _ = guard_route("del");
     }
+}
+
+/// Runs `ip route add|del unreachable 198.18.7.0/24 metric …` in the root namespace.
+fn guard_route(verb: &str) -> Result<String, String> {
+    let subnet = format!("{SUBNET}.0/24");
+    run(
+        "ip",
+        &[
+            "route",
+            verb,
+            "unreachable",
+            &subnet,
+            "metric",
+            GUARD_METRIC,
+        ],
+    )
 }
 
 /// SIGCONT then SIGKILL every process inside `ns` (only ours live there).
@@ -231,8 +276,10 @@ fn kill_namespace_processes(ns: &str) {
     }
 }
 
-/// Removes namespaces and links a crashed earlier run of this harness left behind.
+/// Removes namespaces, links and the guard route a crashed earlier run of this harness left
+/// behind (only called with the run lock held, so no live run owns them).
 pub fn clean_leftovers() {
+    let _ = guard_route("del");
     if let Ok(list) = run("ip", &["netns", "list"]) {
         for line in list.lines() {
             let ns = line.split_whitespace().next().unwrap_or_default();

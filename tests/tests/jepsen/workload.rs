@@ -140,10 +140,26 @@ pub async fn attempt(
     }
     let response = request.send().await.ok()?;
     let status = response.status();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned()
+    };
+    let (content_type, server) = (header("content-type"), header("server"));
     let text = response.text().await.ok()?;
     if status.is_server_error() {
         return None;
     }
+    // Every 4xx of the API is problem+json; anything else did not come from our API node
+    // (once: the machine's default gateway, when the test network had been torn down).
+    assert!(
+        !status.is_client_error() || content_type.starts_with("application/problem+json"),
+        "{url} answered {status} as {content_type} (server: {server}), not a boxoffice \
+         problem: is the test network intact? body: {text}"
+    );
     Some(Answer {
         status,
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
