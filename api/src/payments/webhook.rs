@@ -1,11 +1,17 @@
 //! Webhook delivery for the sandbox: one owned task takes signed-to-be events from a
 //! bounded queue and posts each to the webhook URL, retrying with exponential backoff
 //! until a 2xx or the attempt limit. Each attempt is signed afresh (a new `t=`), so a
-//! receiver's tolerance window applies to the attempt, not to the first try. Deliveries
+//! receiver's tolerance window applies to the attempt, not to the first try. Attempts
 //! are concurrent (up to a limit), so events of one intent may arrive out of order.
+//! An event waiting for its next attempt holds no attempt slot (as a real processor's
+//! retry schedule does not): a receiver that refuses for a while delays those events,
+//! never the new ones behind them. Only when [`WEBHOOK_MAX_WAITING`] events wait does the
+//! task stop taking new ones, so the queue fills and the sandbox answers 503.
 //! Dropping or shutting down the [`WebhookWorker`] cancels every pending delivery: the
 //! sandbox is a stand-in processor and keeps nothing durable.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +19,7 @@ use axum::body::Bytes;
 use reqwest::header::CONTENT_TYPE;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::problem::ApiError;
@@ -27,8 +34,10 @@ pub const WEBHOOK_MAX_DELAY_MS: u64 = 5 * 60 * 1000;
 pub const WEBHOOK_MAX_ATTEMPTS: u32 = 16;
 /// Time one attempt may take, connect to last byte.
 pub const WEBHOOK_REQUEST_TIMEOUT_MS: u64 = 10_000;
-/// Events being delivered (or waiting to retry) at once.
+/// Attempts under way at once.
 pub const WEBHOOK_MAX_IN_FLIGHT: usize = 64;
+/// Events waiting for their next attempt; beyond it no new event is taken from the queue.
+pub const WEBHOOK_MAX_WAITING: usize = 100_000;
 /// Events queued for delivery; a full queue makes the sandbox answer 503.
 pub const WEBHOOK_QUEUE_CAPACITY: usize = 1024;
 
@@ -150,72 +159,127 @@ impl Drop for WebhookWorker {
     }
 }
 
+/// An event waiting for attempt number `attempt`, due at `due`; ordered by due time, then
+/// by arrival (`seq`).
+struct Waiting {
+    due: Instant,
+    seq: u64,
+    attempt: u32,
+    outgoing: Outgoing,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+
+impl Eq for Waiting {}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
 async fn run(
     delivery: Arc<Delivery>,
     mut queue: mpsc::Receiver<Outgoing>,
     mut shutdown: oneshot::Receiver<()>,
 ) {
-    // Dropping the set at the end aborts whatever is still being delivered.
-    let mut in_flight = JoinSet::new();
+    let retry = delivery.retry;
+    // Dropping the set at the end aborts whatever attempt is still under way.
+    let mut in_flight: JoinSet<Option<(u32, Outgoing)>> = JoinSet::new();
+    let mut waiting: BinaryHeap<Reverse<Waiting>> = BinaryHeap::new();
+    let mut seq = 0u64;
     let mut queue_open = true;
-    // Once every sender is gone, finish what is under way, then stop.
-    while queue_open || !in_flight.is_empty() {
+    // Once every sender is gone, finish what is under way or waiting, then stop.
+    while queue_open || !in_flight.is_empty() || !waiting.is_empty() {
+        // Due retries go first: they are older than anything in the queue.
+        let now = Instant::now();
+        while in_flight.len() < retry.max_in_flight
+            && waiting.peek().is_some_and(|Reverse(w)| w.due <= now)
+        {
+            let Some(Reverse(w)) = waiting.pop() else {
+                break;
+            };
+            in_flight.spawn(attempt(delivery.clone(), w.outgoing, w.attempt));
+        }
+        let next_due = waiting.peek().map(|Reverse(w)| w.due);
+        let can_start = in_flight.len() < retry.max_in_flight;
         tokio::select! {
             _ = &mut shutdown => break,
-            outgoing = queue.recv(), if queue_open && in_flight.len() < delivery.retry.max_in_flight => {
+            outgoing = queue.recv(), if queue_open && can_start && waiting.len() < WEBHOOK_MAX_WAITING => {
                 match outgoing {
                     Some(outgoing) => {
-                        in_flight.spawn(deliver(delivery.clone(), outgoing));
+                        in_flight.spawn(attempt(delivery.clone(), outgoing, 1));
                     }
                     None => queue_open = false,
                 }
             }
             Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Err(error) = finished {
-                    if error.is_panic() {
-                        tracing::error!(%error, "webhook delivery panicked");
+                match finished {
+                    Ok(Some((done, outgoing))) if done < retry.max_attempts => {
+                        seq += 1;
+                        waiting.push(Reverse(Waiting {
+                            due: Instant::now() + Duration::from_millis(retry.delay_after_ms(done)),
+                            seq,
+                            attempt: done + 1,
+                            outgoing,
+                        }));
+                    }
+                    Ok(Some((done, outgoing))) => {
+                        tracing::error!(event_id = %outgoing.event_id, attempts = done, "webhook given up");
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        if error.is_panic() {
+                            tracing::error!(%error, "webhook delivery panicked");
+                        }
                     }
                 }
             }
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if can_start && next_due.is_some() => {}
         }
     }
 }
 
-/// Posts one event until a 2xx or the attempt limit.
-async fn deliver(delivery: Arc<Delivery>, outgoing: Outgoing) {
-    let retry = delivery.retry;
-    for attempt in 1..=retry.max_attempts {
-        let timestamp_secs = delivery.clock.now_ms() / 1000;
-        let signature = signature_header(&delivery.secret, timestamp_secs, &outgoing.body);
-        let result = delivery
-            .client
-            .post(delivery.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .body(outgoing.body.clone())
-            .send()
-            .await;
-        match result {
-            Ok(response) if response.status().is_success() => {
-                tracing::debug!(event_id = %outgoing.event_id, attempt, "webhook delivered");
-                return;
-            }
-            Ok(response) => {
-                tracing::warn!(event_id = %outgoing.event_id, attempt, status = %response.status(), "webhook refused");
-            }
-            Err(error) => {
-                tracing::warn!(event_id = %outgoing.event_id, attempt, %error, "webhook not delivered");
-            }
+/// Posts one event once; `None` when it was delivered, else the event back with the number
+/// of the attempt that failed.
+async fn attempt(
+    delivery: Arc<Delivery>,
+    outgoing: Outgoing,
+    attempt: u32,
+) -> Option<(u32, Outgoing)> {
+    let timestamp_secs = delivery.clock.now_ms() / 1000;
+    let signature = signature_header(&delivery.secret, timestamp_secs, &outgoing.body);
+    let result = delivery
+        .client
+        .post(delivery.url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signature)
+        .body(outgoing.body.clone())
+        .send()
+        .await;
+    match result {
+        Ok(response) if response.status().is_success() => {
+            tracing::debug!(event_id = %outgoing.event_id, attempt, "webhook delivered");
+            return None;
         }
-        if attempt < retry.max_attempts {
-            tokio::time::sleep(Duration::from_millis(retry.delay_after_ms(attempt))).await;
+        Ok(response) => {
+            tracing::warn!(event_id = %outgoing.event_id, attempt, status = %response.status(), "webhook refused");
+        }
+        Err(error) => {
+            tracing::warn!(event_id = %outgoing.event_id, attempt, %error, "webhook not delivered");
         }
     }
-    tracing::error!(
-        event_id = %outgoing.event_id,
-        attempts = retry.max_attempts,
-        "webhook given up"
-    );
+    Some((attempt, outgoing))
 }
 
 #[cfg(test)]

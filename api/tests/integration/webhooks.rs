@@ -322,3 +322,33 @@ async fn sandbox_routes_serve_over_a_socket() {
     sandbox_server.abort();
     server.abort();
 }
+
+#[tokio::test]
+async fn an_event_waiting_to_retry_does_not_hold_up_the_next_one() {
+    let (url, mut deliveries, server) = spawn_receiver(1).await;
+    // One attempt at a time, and a refused event waits a minute for its retry.
+    let one_slot = WebhookRetryConfig {
+        initial_delay_ms: 60_000,
+        max_delay_ms: 60_000,
+        max_in_flight: 1,
+        ..fast_retry(5)
+    };
+    let (sandbox, worker) = start_sandbox(&url, one_slot);
+    let first = open_intent(&sandbox, "b_first");
+    sandbox.confirm(&first, CARD_SUCCEEDS).expect("confirm");
+    let refused = next_delivery(&mut deliveries).await;
+    assert_eq!(refused.answered, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(verified_event(&refused).data.booking_id, "b_first");
+
+    // The first event's minute of back-off must not keep the only slot.
+    let second = open_intent(&sandbox, "b_second");
+    sandbox.confirm(&second, CARD_SUCCEEDS).expect("confirm");
+    let delivered = next_delivery(&mut deliveries).await;
+    assert_eq!(delivered.answered, StatusCode::NO_CONTENT);
+    assert_eq!(verified_event(&delivered).data.booking_id, "b_second");
+
+    tokio::time::timeout(Duration::from_secs(2), worker.shutdown())
+        .await
+        .expect("shutdown is prompt");
+    server.abort();
+}
