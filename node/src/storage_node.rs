@@ -87,6 +87,8 @@ fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
         if let Some(advertise) = &args.advertise {
             file.advertise = advertise.clone();
         }
+        // Flags given at a restart override what the data dir remembers (for this run).
+        override_raft_settings(&mut file.raft, args);
         return Ok(file);
     }
     let (Some(id), Some(listen)) = (args.id, args.listen.clone()) else {
@@ -96,6 +98,24 @@ fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
         bail!("node ids start at 1");
     }
     let mut raft = RaftSettings::default();
+    override_raft_settings(&mut raft, args);
+    let file = NodeFile {
+        id,
+        advertise: args.advertise.clone().unwrap_or_else(|| listen.clone()),
+        listen,
+        raft,
+    };
+    std::fs::create_dir_all(&args.data_dir)?;
+    write_file_atomic(
+        &args.data_dir,
+        NODE_FILE,
+        &serde_json::to_vec_pretty(&file)?,
+    )?;
+    Ok(file)
+}
+
+/// The Raft settings given as flags, over `raft`.
+fn override_raft_settings(raft: &mut RaftSettings, args: &NodeArgs) {
     if let Some(n) = args.snapshot_every {
         raft.snapshot_every_entries = n;
     }
@@ -113,19 +133,6 @@ fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
         raft.election_min_ms = raft.election_min_ms.max(ms * 4);
         raft.election_max_ms = raft.election_max_ms.max(ms * 8);
     }
-    let file = NodeFile {
-        id,
-        advertise: args.advertise.clone().unwrap_or_else(|| listen.clone()),
-        listen,
-        raft,
-    };
-    std::fs::create_dir_all(&args.data_dir)?;
-    write_file_atomic(
-        &args.data_dir,
-        NODE_FILE,
-        &serde_json::to_vec_pretty(&file)?,
-    )?;
-    Ok(file)
 }
 
 /// Parses `1=addr,2=addr`.

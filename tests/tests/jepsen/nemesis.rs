@@ -28,16 +28,24 @@ pub enum FaultKind {
     Netem,
     PauseNode,
     KillNode,
+    /// SIGKILL of the leader the moment its purged index moves (a snapshot was built and
+    /// the log behind it is being purged).
+    KillAtPurge,
+    /// A follower killed until the leader's log is purged past it, restarted (so it must
+    /// install a snapshot) and killed again a drawn moment into that catch-up.
+    KillDuringInstall,
 }
 
 impl FaultKind {
-    const ALL: [FaultKind; 6] = [
+    const ALL: [FaultKind; 8] = [
         FaultKind::PartitionLeader,
         FaultKind::SplitHalves,
         FaultKind::IsolateApi,
         FaultKind::Netem,
         FaultKind::PauseNode,
         FaultKind::KillNode,
+        FaultKind::KillAtPurge,
+        FaultKind::KillDuringInstall,
     ];
 }
 
@@ -50,6 +58,8 @@ impl fmt::Display for FaultKind {
             FaultKind::Netem => "netem",
             FaultKind::PauseNode => "sigstop",
             FaultKind::KillNode => "sigkill-restart",
+            FaultKind::KillAtPurge => "sigkill-at-purge",
+            FaultKind::KillDuringInstall => "sigkill-snapshot-install",
         };
         f.write_str(name)
     }
@@ -148,33 +158,107 @@ impl Cluster {
 
     /// The node that reports itself leader of `group` with the highest term, if any answers.
     pub fn leader(&self, group: u64) -> Option<usize> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
         let mut best: Option<(u64, usize)> = None;
-        for (i, node) in self.nodes.iter().enumerate() {
-            if node.stopped || !node.is_running() {
-                continue;
-            }
-            let status = runtime.block_on(cluster_get_json_within(
-                &node.addr,
-                "/cluster/status",
-                Duration::from_millis(800),
-            ));
-            let Some(groups) = status.as_ref().and_then(|s| s["groups"].as_array()) else {
+        for i in 0..self.nodes.len() {
+            let Some(g) = self.group_status(i, group) else {
                 continue;
             };
-            for g in groups {
-                if g["group"].as_u64() == Some(group) && g["state"].as_str() == Some("Leader") {
-                    let term = g["term"].as_u64().unwrap_or(0);
-                    if best.is_none_or(|(t, _)| term > t) {
-                        best = Some((term, i));
-                    }
+            if g["state"].as_str() == Some("Leader") {
+                let term = g["term"].as_u64().unwrap_or(0);
+                if best.is_none_or(|(t, _)| term > t) {
+                    best = Some((term, i));
                 }
             }
         }
         best.map(|(_, i)| i)
+    }
+
+    /// Node `i`'s own status of `group` (`/cluster/status`), if it is up and answers.
+    fn group_status(&self, i: usize, group: u64) -> Option<serde_json::Value> {
+        let node = &self.nodes[i];
+        if node.stopped || !node.is_running() {
+            return None;
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let status = runtime.block_on(cluster_get_json_within(
+            &node.addr,
+            "/cluster/status",
+            Duration::from_millis(800),
+        ))?;
+        status["groups"]
+            .as_array()?
+            .iter()
+            .find(|g| g["group"].as_u64() == Some(group))
+            .cloned()
+    }
+
+    /// One index (`purged_index`, `snapshot_index`, …) of node `i`'s replica of the shard.
+    fn shard_index(&self, i: usize, field: &str) -> Option<u64> {
+        self.group_status(i, SHARD_GROUP)?[field].as_u64()
+    }
+
+    /// Polls `done` every 20 ms until it holds or `within` passes; whether it held.
+    fn wait_for(&self, within: Duration, mut done: impl FnMut(&Cluster) -> bool) -> bool {
+        let until = Instant::now() + within;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// [`FaultKind::KillAtPurge`] on node `l`: SIGKILL as soon as its purged index moves
+    /// (or at the end of `within` if it never does, said in the target).
+    fn kill_at_purge(&mut self, l: usize, within: Duration) -> String {
+        let name = self.nodes[l].name.clone();
+        let before = self.shard_index(l, "purged_index");
+        let mut after = before;
+        let moved = self.wait_for(within, |c| {
+            after = c.shard_index(l, "purged_index").or(after);
+            after != before
+        });
+        self.nodes[l].kill();
+        let show = |i: Option<u64>| i.map_or("none".to_owned(), |i| i.to_string());
+        if moved {
+            format!("{name}, purged {} → {}", show(before), show(after))
+        } else {
+            format!("{name}, no purge seen (purged {})", show(before))
+        }
+    }
+
+    /// [`FaultKind::KillDuringInstall`] on follower `f` with leader `l`: down until the
+    /// leader purged past what `f` had (at most `within`), up, then down again after
+    /// `second_kill_ms`.
+    fn kill_during_install(
+        &mut self,
+        f: usize,
+        l: usize,
+        within: Duration,
+        second_kill_ms: u64,
+    ) -> String {
+        let name = self.nodes[f].name.clone();
+        let had = self.shard_index(f, "last_log_index").unwrap_or(0);
+        self.nodes[f].kill();
+        let purged_past = self.wait_for(within, |c| {
+            c.shard_index(l, "purged_index").unwrap_or(0) > had
+        });
+        self.nodes[f].restart();
+        std::thread::sleep(Duration::from_millis(second_kill_ms));
+        let snapshot = self.shard_index(f, "snapshot_index");
+        self.nodes[f].kill();
+        format!(
+            "{name} (had log to {had}; leader {} purged past it: {purged_past}; killed again \
+             {second_kill_ms} ms after restart, its snapshot index then {})",
+            self.nodes[l].name,
+            snapshot.map_or("unknown".to_owned(), |i| i.to_string())
+        )
     }
 }
 
@@ -274,6 +358,27 @@ pub fn run(
                 cluster.nodes[node].kill();
                 leader_tag(&cluster.nodes[node], leader == Some(node))
             }
+            FaultKind::KillAtPurge => {
+                let l = leader.unwrap_or(node);
+                let within = Duration::from_millis(step.duration_ms);
+                let how = if leader.is_some() { "leader" } else { "node" };
+                format!("{how} {}", cluster.kill_at_purge(l, within))
+            }
+            FaultKind::KillDuringInstall => match leader {
+                Some(l) => {
+                    let f = (l + 1 + (step.pick / 2) as usize % (n_nodes - 1)) % n_nodes;
+                    let within = Duration::from_millis(step.duration_ms);
+                    let second_kill_ms = step.delay_ms * 3;
+                    cluster.kill_during_install(f, l, within, second_kill_ms)
+                }
+                None => {
+                    cluster.nodes[node].kill();
+                    format!(
+                        "no leader found; plain kill of {}",
+                        cluster.nodes[node].name
+                    )
+                }
+            },
         };
         println!(
             "nemesis t={:>6} ms  {} {}",

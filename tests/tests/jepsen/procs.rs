@@ -17,6 +17,10 @@ pub const NODE_PORT: u16 = 7000;
 pub const API_PORT: u16 = 8080;
 /// The storage nodes' Raft heartbeat; elections time out after 4–8 heartbeats.
 pub const HEARTBEAT_MS: u64 = 250;
+/// Snapshots every this many entries, the log purged to [`KEEP_ENTRIES`] behind them: a
+/// run builds dozens, and a follower down for a few seconds comes back to a snapshot.
+const SNAPSHOT_EVERY: u64 = 64;
+const KEEP_ENTRIES: u64 = 16;
 
 /// One `boxoffice` process in a namespace.
 pub struct Proc {
@@ -45,6 +49,10 @@ impl Proc {
             &shards.to_string(),
             "--heartbeat-ms",
             &HEARTBEAT_MS.to_string(),
+            "--snapshot-every",
+            &SNAPSHOT_EVERY.to_string(),
+            "--keep-entries",
+            &KEEP_ENTRIES.to_string(),
             "--data-dir",
         ]
         .iter()
