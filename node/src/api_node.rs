@@ -286,3 +286,59 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     println!("ready api={}", node.addr);
     node.serve(shutdown_signal()).await
 }
+
+/// An API node serving in this process for the benchmarks (`bench holds --http`,
+/// `bench flash-sale`): dev tokens, no rate limits (every simulated client comes from one
+/// address, so a per-IP limit would measure itself), fresh secrets.
+pub struct BenchApi {
+    pub base: String,
+    pub jwt_secret: Vec<u8>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl BenchApi {
+    pub async fn start(
+        seeds: Vec<String>,
+        cluster_key: Option<ClusterKey>,
+    ) -> anyhow::Result<BenchApi> {
+        let jwt_secret = boxoffice_api::ids::random_hex(32).into_bytes();
+        let unlimited = std::num::NonZeroU32::MAX;
+        let api = ApiNode::start(ApiSetup {
+            listen: "127.0.0.1:0".into(),
+            public_url: String::new(),
+            jwt_secret: jwt_secret.clone(),
+            webhook_secret: boxoffice_api::ids::random_hex(32).into_bytes(),
+            admission_secret: boxoffice_api::ids::random_hex(32).into_bytes(),
+            dev_mode: true,
+            limits: RateLimitConfig {
+                per_ip_per_second: unlimited,
+                per_ip_burst: unlimited,
+                per_user_per_second: unlimited,
+                per_user_burst: unlimited,
+                ..RateLimitConfig::default()
+            },
+            seeds,
+            search_dir: None,
+            cluster_key,
+        })
+        .await?;
+        let base = format!("http://{}", api.addr);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(api.serve(async move {
+            let _ = stop_rx.await;
+        }));
+        Ok(BenchApi {
+            base,
+            jwt_secret,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops serving and waits for the server's tasks to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}

@@ -2,18 +2,25 @@
 //!
 //! Without `--cluster` it starts three storage nodes in this process on loopback (real
 //! sockets, real fdatasync'd logs in a temporary directory), bootstraps them, registers one
-//! event per shard, and drives concurrent single-seat holds through the typed client. Figures
-//! are printed, never asserted.
+//! event per shard, and drives concurrent single-seat holds through the typed client. With
+//! `--http` it also starts an API node in this process and drives the same holds as
+//! `POST /v1/holds` over HTTP (one signed-in user per hold), so the REST tier's share shows
+//! beside the typed figure. Figures are printed, never asserted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use boxoffice_api::auth::Role;
+use boxoffice_api::{Auth, Clock};
 use boxoffice_raft::transport::{TcpConnector, Transport};
 use boxoffice_raft::types::{Command, HoldCmd, Outcome, RegisterEventCmd, SeatSpec};
 use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient, SystemClock};
+use reqwest::StatusCode;
+use serde_json::json;
 
+use crate::api_node::BenchApi;
 use crate::cluster_key::KeyArgs;
 use crate::storage_node::start_local_cluster;
 
@@ -41,6 +48,14 @@ pub struct HoldsArgs {
     /// Seats per event (the run stops early if every seat is held).
     #[arg(long, default_value_t = 200_000)]
     seats: u32,
+    /// Events to spread the holds over (default: one per inventory group). `--events 1`
+    /// is the hot event: every client on one event, so one group's leader does all writes.
+    #[arg(long)]
+    events: Option<usize>,
+    /// Hold through an API node's `POST /v1/holds` (started in this process) instead of
+    /// the typed client.
+    #[arg(long)]
+    http: bool,
     /// The key of the cluster given by `--cluster` (a started cluster gets a fresh one).
     #[command(flatten)]
     key: KeyArgs,
@@ -69,40 +84,26 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             seeds
         }
     };
-    let auth = ClusterAuth::from_key(cluster_key, Arc::new(SystemClock));
-    let client = InventoryClient::new(Arc::new(Transport::new(TcpConnector, auth)), seeds);
+    let auth = ClusterAuth::from_key(cluster_key.clone(), Arc::new(SystemClock));
+    let client = InventoryClient::new(Arc::new(Transport::new(TcpConnector, auth)), seeds.clone());
     let groups = client.refresh_groups().await?;
-    let n_events = groups.iter().filter(|(g, _)| *g != 0).count().max(1);
-    let run_id = std::process::id();
-    let mut events = Vec::new();
-    for e in 0..n_events {
-        let event_id = format!("bench-{run_id}-{e}");
-        let seats: Vec<SeatSpec> = (0..args.seats)
-            .map(|i| SeatSpec {
-                id: format!("s{i}"),
-                section: "Floor".into(),
-                row: (i / 50).to_string(),
-                number: i % 50,
-                price_minor: 5000,
-            })
-            .collect();
-        // The client registers big events in chunks (MAX_SEATS_PER_COMMAND per log entry).
-        let register = RegisterEventCmd {
-            event_id: event_id.clone(),
-            currency: "USD".into(),
-            hold_ttl_ms: 600_000,
-            seats,
-        };
-        if let Err(e) = client
-            .register_event(&format!("bench-reg-{event_id}"), register)
-            .await
-        {
-            bail!("registering {event_id}: {e}");
-        }
-        events.push(event_id);
+    let n_groups = groups.iter().filter(|(g, _)| *g != 0).count().max(1);
+    let n_events = args.events.unwrap_or(n_groups);
+    if n_events == 0 {
+        bail!("--events must be at least 1");
     }
+    let run_id = std::process::id();
+    let (driver, events) = if args.http {
+        let api = BenchApi::start(seeds, cluster_key).await?;
+        let events = http_events(&api, &args, n_events).await?;
+        (Driver::http(api, args.concurrency)?, events)
+    } else {
+        let events = typed_events(&client, &args, n_events, run_id).await?;
+        (Driver::Typed(client), events)
+    };
+    let driver = Arc::new(driver);
     println!(
-        "bench holds: {} storage nodes, {} events x {} seats, {} clients, {} s",
+        "bench holds: {} storage nodes, {n_groups} inventory groups, {} events x {} seats, {} clients, {} s, {}",
         if args.cluster.is_some() {
             "external".to_owned()
         } else {
@@ -111,13 +112,18 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         events.len(),
         args.seats,
         args.concurrency,
-        args.duration_secs
+        args.duration_secs,
+        if args.http {
+            "POST /v1/holds through an in-process API node"
+        } else {
+            "typed client"
+        }
     );
     let next_seat = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..args.concurrency {
-        let client = client.clone();
+        let driver = driver.clone();
         let events = events.clone();
         let next_seat = next_seat.clone();
         let seats = u64::from(args.seats);
@@ -131,23 +137,11 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
                 if seat >= seats {
                     break;
                 }
-                let event_id = &events[event_idx];
-                let command = Command::Hold(HoldCmd {
-                    event_id: event_id.clone(),
-                    hold_id: format!("h{n}"),
-                    owner: format!("u{w}-{n}"),
-                    seat_ids: vec![format!("s{seat}")],
-                    ttl_ms: None,
-                });
                 let started = Instant::now();
-                match client
-                    .execute_for_event(event_id, &format!("r{run_id}-{n}"), command)
-                    .await
-                {
-                    Ok(reply) if matches!(reply.outcome, Outcome::Held(_)) => {
-                        latencies_us.push(started.elapsed().as_micros() as u64)
-                    }
-                    _ => failures += 1,
+                if driver.hold(&events[event_idx], seat, n, w, run_id).await {
+                    latencies_us.push(started.elapsed().as_micros() as u64);
+                } else {
+                    failures += 1;
                 }
             }
             (latencies_us, failures)
@@ -210,6 +204,9 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             latencies.len() as f64 / entries.max(1) as f64
         );
     }
+    if let Ok(Driver::Http(driver)) = Arc::try_unwrap(driver) {
+        driver.api.stop().await;
+    }
     for node in nodes {
         node.shutdown().await;
     }
@@ -217,6 +214,210 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     Ok(())
+}
+
+/// How the holds are sent: the typed client straight to the leaders, or HTTP through an
+/// API node.
+enum Driver {
+    Typed(InventoryClient),
+    Http(Box<HttpDriver>),
+}
+
+struct HttpDriver {
+    api: BenchApi,
+    http: reqwest::Client,
+    auth: Auth,
+}
+
+impl Driver {
+    fn http(api: BenchApi, connections: usize) -> anyhow::Result<Driver> {
+        let auth = Auth::new(&api.jwt_secret, Arc::new(SystemClock))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(connections)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Driver::Http(Box::new(HttpDriver { api, http, auth })))
+    }
+
+    /// Holds seat number `seat` of `event` for a user of its own (a per-user hold limit
+    /// applies); whether it was held.
+    async fn hold(&self, event: &str, seat: u64, n: u64, w: usize, run_id: u32) -> bool {
+        match self {
+            Driver::Typed(client) => {
+                let command = Command::Hold(HoldCmd {
+                    event_id: event.to_owned(),
+                    hold_id: format!("h{n}"),
+                    owner: format!("u{w}-{n}"),
+                    seat_ids: vec![format!("s{seat}")],
+                    ttl_ms: None,
+                });
+                let reply = client
+                    .execute_for_event(event, &format!("r{run_id}-{n}"), command)
+                    .await;
+                matches!(reply, Ok(reply) if matches!(reply.outcome, Outcome::Held(_)))
+            }
+            Driver::Http(driver) => {
+                let HttpDriver { api, http, auth } = driver.as_ref();
+                let Ok(token) = auth.issue(&format!("u{w}-{n}"), Role::User) else {
+                    return false;
+                };
+                let answer = http
+                    .post(format!("{}/v1/holds", api.base))
+                    .bearer_auth(token.token)
+                    .header("Idempotency-Key", format!("r{run_id}-{n}"))
+                    .json(&json!({"event_id": event, "seat_ids": [http_seat_id(seat)]}))
+                    .send()
+                    .await;
+                matches!(answer, Ok(a) if a.status() == StatusCode::CREATED)
+            }
+        }
+    }
+}
+
+/// Seats per row and rows per section of the `--http` venue.
+const HTTP_SEATS_PER_ROW: u64 = 100;
+const HTTP_ROWS_PER_SECTION: u64 = 50;
+
+/// The catalog's id of seat number `seat` (0-based) of the `--http` venue.
+fn http_seat_id(seat: u64) -> String {
+    let per_section = HTTP_SEATS_PER_ROW * HTTP_ROWS_PER_SECTION;
+    let (section, in_section) = (seat / per_section, seat % per_section);
+    format!(
+        "s{}-{}-{}",
+        section + 1,
+        in_section / HTTP_SEATS_PER_ROW + 1,
+        in_section % HTTP_SEATS_PER_ROW + 1
+    )
+}
+
+/// `n_events` events registered straight in the inventory (seat ids `s0`, `s1`, …).
+async fn typed_events(
+    client: &InventoryClient,
+    args: &HoldsArgs,
+    n_events: usize,
+    run_id: u32,
+) -> anyhow::Result<Vec<String>> {
+    let mut events = Vec::new();
+    for e in 0..n_events {
+        let event_id = format!("bench-{run_id}-{e}");
+        let seats: Vec<SeatSpec> = (0..args.seats)
+            .map(|i| SeatSpec {
+                id: format!("s{i}"),
+                section: "Floor".into(),
+                row: (i / 50).to_string(),
+                number: i % 50,
+                price_minor: 5000,
+            })
+            .collect();
+        // The client registers big events in chunks (MAX_SEATS_PER_COMMAND per log entry).
+        let register = RegisterEventCmd {
+            event_id: event_id.clone(),
+            currency: "USD".into(),
+            hold_ttl_ms: 600_000,
+            seats,
+        };
+        if let Err(e) = client
+            .register_event(&format!("bench-reg-{event_id}"), register)
+            .await
+        {
+            bail!("registering {event_id}: {e}");
+        }
+        events.push(event_id);
+    }
+    Ok(events)
+}
+
+/// A venue of `--seats` seats and `n_events` events on sale in it, created through the API
+/// node's admin endpoints as an organizer would; answers once every event's view is served.
+async fn http_events(
+    api: &BenchApi,
+    args: &HoldsArgs,
+    n_events: usize,
+) -> anyhow::Result<Vec<String>> {
+    let auth =
+        Auth::new(&api.jwt_secret, Arc::new(SystemClock)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin = auth
+        .issue("bench-admin", Role::Admin)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .token;
+    let http = reqwest::Client::new();
+    let ready = format!("{}/readyz", api.base);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(http.get(&ready).send().await, Ok(r) if r.status() == StatusCode::OK) {
+        if Instant::now() > deadline {
+            bail!("the API node never became ready");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let post = |path: &'static str, body: serde_json::Value| {
+        let (http, admin, url) = (http.clone(), admin.clone(), format!("{}{path}", api.base));
+        async move {
+            let answer = http
+                .post(&url)
+                .bearer_auth(admin)
+                .json(&body)
+                .send()
+                .await?;
+            let status = answer.status();
+            let body: serde_json::Value = answer.json().await.unwrap_or_default();
+            if status != StatusCode::CREATED {
+                bail!("POST {path} answered {status}: {body}");
+            }
+            Ok::<_, anyhow::Error>(body)
+        }
+    };
+    let seats = u64::from(args.seats);
+    let per_section = HTTP_SEATS_PER_ROW * HTTP_ROWS_PER_SECTION;
+    let sections: Vec<serde_json::Value> = (0..seats.div_ceil(per_section))
+        .map(|s| {
+            let in_section = (seats - s * per_section).min(per_section);
+            let rows: Vec<serde_json::Value> = (0..in_section.div_ceil(HTTP_SEATS_PER_ROW))
+                .map(|r| {
+                    let n = (in_section - r * HTTP_SEATS_PER_ROW).min(HTTP_SEATS_PER_ROW);
+                    json!({"name": (r + 1).to_string(), "seats": n})
+                })
+                .collect();
+            json!({"name": format!("Section {}", s + 1),
+                   "price": {"amount": 5_000, "currency": "USD"}, "rows": rows})
+        })
+        .collect();
+    let venue = post(
+        "/admin/v1/venues",
+        json!({"name": "Bench Hall", "city": "Chicago", "country": "US",
+               "address": "1 Bench Way", "sections": sections}),
+    )
+    .await?;
+    let performer = post(
+        "/admin/v1/performers",
+        json!({"name": "The Benchmarks", "description": "holds per second"}),
+    )
+    .await?;
+    let starts_at = boxoffice_api::clock::rfc3339_from_ms(SystemClock.now_ms() + 30 * 86_400_000);
+    let mut events = Vec::new();
+    for e in 0..n_events {
+        let event = post(
+            "/admin/v1/events",
+            json!({"name": format!("Bench night {e}"), "description": "holds per second",
+                   "category": "concert", "venue_id": venue["venue_id"],
+                   "performer_ids": [performer["performer_id"]], "starts_at": starts_at,
+                   "on_sale": true, "hold_ttl_seconds": 600}),
+        )
+        .await?;
+        let id = event["event_id"]
+            .as_str()
+            .context("the event has no id")?
+            .to_owned();
+        let view = format!("{}/v1/events/{id}", api.base);
+        while !matches!(http.get(&view).send().await, Ok(r) if r.status() == StatusCode::OK) {
+            if Instant::now() > deadline + Duration::from_secs(60) {
+                bail!("event {id} never served");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        events.push(id);
+    }
+    Ok(events)
 }
 
 /// User + system CPU seconds of this process so far (Linux `/proc/self/stat`).

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use boxoffice_api::auth::Role;
-use boxoffice_api::{Auth, Clock, RateLimitConfig, SystemClock};
+use boxoffice_api::{Auth, Clock, SystemClock};
 use boxoffice_raft::ClusterKey;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -32,7 +32,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::api_node::{ApiNode, ApiSetup};
+use crate::api_node::BenchApi;
 use crate::storage_node::start_local_cluster;
 
 #[derive(clap::Args, Debug)]
@@ -214,36 +214,9 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
     // A fresh key signs the internal calls, as in production.
     let cluster_key = Some(ClusterKey::new(ClusterKey::generate_text().as_bytes())?);
     let (nodes, seeds) = start_local_cluster(&tmp, cluster_key.clone(), 1).await?;
-    let jwt_secret = boxoffice_api::ids::random_hex(32).into_bytes();
-    let unlimited = std::num::NonZeroU32::MAX;
-    let api = ApiNode::start(ApiSetup {
-        listen: "127.0.0.1:0".into(),
-        public_url: String::new(),
-        jwt_secret: jwt_secret.clone(),
-        webhook_secret: boxoffice_api::ids::random_hex(32).into_bytes(),
-        admission_secret: boxoffice_api::ids::random_hex(32).into_bytes(),
-        dev_mode: true,
-        // The fans all come from one address: the per-IP limit would measure itself.
-        limits: RateLimitConfig {
-            per_ip_per_second: unlimited,
-            per_ip_burst: unlimited,
-            per_user_per_second: unlimited,
-            per_user_burst: unlimited,
-            ..RateLimitConfig::default()
-        },
-        seeds,
-        search_dir: None,
-        cluster_key,
-    })
-    .await?;
-    let base = format!("http://{}", api.addr);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api.serve(async move {
-        let _ = stop_rx.await;
-    }));
-    let result = drive(&args, &base, &jwt_secret).await;
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    let api = BenchApi::start(seeds, cluster_key).await?;
+    let result = drive(&args, &api.base, &api.jwt_secret).await;
+    api.stop().await;
     for node in nodes {
         node.shutdown().await;
     }
