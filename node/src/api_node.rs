@@ -342,3 +342,43 @@ impl BenchApi {
         let _ = self.server.await;
     }
 }
+
+/// Seats per row and rows per section of [`bench_venue`].
+const BENCH_SEATS_PER_ROW: u64 = 100;
+const BENCH_ROWS_PER_SECTION: u64 = 50;
+
+/// The `POST /admin/v1/venues` body of a benchmark venue of `seats` seats: sections of 50
+/// rows of 100 seats, the front sections dearer.
+pub fn bench_venue(name: &str, seats: u64) -> serde_json::Value {
+    let per_section = BENCH_SEATS_PER_ROW * BENCH_ROWS_PER_SECTION;
+    let sections: Vec<serde_json::Value> = (0..seats.div_ceil(per_section))
+        .map(|s| {
+            let in_section = (seats - s * per_section).min(per_section);
+            let rows: Vec<serde_json::Value> = (0..in_section.div_ceil(BENCH_SEATS_PER_ROW))
+                .map(|r| {
+                    let n = (in_section - r * BENCH_SEATS_PER_ROW).min(BENCH_SEATS_PER_ROW);
+                    serde_json::json!({"name": (r + 1).to_string(), "seats": n})
+                })
+                .collect();
+            serde_json::json!({
+                "name": format!("Section {}", s + 1),
+                "price": {"amount": 20_000 - 1_000 * (s % 10), "currency": "USD"},
+                "rows": rows,
+            })
+        })
+        .collect();
+    serde_json::json!({"name": name, "city": "Chicago", "country": "US",
+                       "address": "1 Bench Way", "sections": sections})
+}
+
+/// The catalog's id of seat number `seat` (0-based) of a [`bench_venue`].
+pub fn bench_seat_id(seat: u64) -> String {
+    let per_section = BENCH_SEATS_PER_ROW * BENCH_ROWS_PER_SECTION;
+    let (section, in_section) = (seat / per_section, seat % per_section);
+    format!(
+        "s{}-{}-{}",
+        section + 1,
+        in_section / BENCH_SEATS_PER_ROW + 1,
+        in_section % BENCH_SEATS_PER_ROW + 1
+    )
+}

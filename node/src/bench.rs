@@ -20,7 +20,7 @@ use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient, SystemClock};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::api_node::BenchApi;
+use crate::api_node::{bench_seat_id, bench_venue, BenchApi};
 use crate::cluster_key::KeyArgs;
 use crate::storage_node::start_local_cluster;
 
@@ -266,29 +266,13 @@ impl Driver {
                     .post(format!("{}/v1/holds", api.base))
                     .bearer_auth(token.token)
                     .header("Idempotency-Key", format!("r{run_id}-{n}"))
-                    .json(&json!({"event_id": event, "seat_ids": [http_seat_id(seat)]}))
+                    .json(&json!({"event_id": event, "seat_ids": [bench_seat_id(seat)]}))
                     .send()
                     .await;
                 matches!(answer, Ok(a) if a.status() == StatusCode::CREATED)
             }
         }
     }
-}
-
-/// Seats per row and rows per section of the `--http` venue.
-const HTTP_SEATS_PER_ROW: u64 = 100;
-const HTTP_ROWS_PER_SECTION: u64 = 50;
-
-/// The catalog's id of seat number `seat` (0-based) of the `--http` venue.
-fn http_seat_id(seat: u64) -> String {
-    let per_section = HTTP_SEATS_PER_ROW * HTTP_ROWS_PER_SECTION;
-    let (section, in_section) = (seat / per_section, seat % per_section);
-    format!(
-        "s{}-{}-{}",
-        section + 1,
-        in_section / HTTP_SEATS_PER_ROW + 1,
-        in_section % HTTP_SEATS_PER_ROW + 1
-    )
 }
 
 /// `n_events` events registered straight in the inventory (seat ids `s0`, `s1`, …).
@@ -367,25 +351,9 @@ async fn http_events(
             Ok::<_, anyhow::Error>(body)
         }
     };
-    let seats = u64::from(args.seats);
-    let per_section = HTTP_SEATS_PER_ROW * HTTP_ROWS_PER_SECTION;
-    let sections: Vec<serde_json::Value> = (0..seats.div_ceil(per_section))
-        .map(|s| {
-            let in_section = (seats - s * per_section).min(per_section);
-            let rows: Vec<serde_json::Value> = (0..in_section.div_ceil(HTTP_SEATS_PER_ROW))
-                .map(|r| {
-                    let n = (in_section - r * HTTP_SEATS_PER_ROW).min(HTTP_SEATS_PER_ROW);
-                    json!({"name": (r + 1).to_string(), "seats": n})
-                })
-                .collect();
-            json!({"name": format!("Section {}", s + 1),
-                   "price": {"amount": 5_000, "currency": "USD"}, "rows": rows})
-        })
-        .collect();
     let venue = post(
         "/admin/v1/venues",
-        json!({"name": "Bench Hall", "city": "Chicago", "country": "US",
-               "address": "1 Bench Way", "sections": sections}),
+        bench_venue("Bench Hall", u64::from(args.seats)),
     )
     .await?;
     let performer = post(

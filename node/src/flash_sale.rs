@@ -32,7 +32,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::api_node::BenchApi;
+use crate::api_node::{bench_venue, BenchApi};
 use crate::storage_node::start_local_cluster;
 
 #[derive(clap::Args, Debug)]
@@ -64,9 +64,6 @@ pub struct FlashSaleArgs {
     seed: u64,
 }
 
-/// Seats per row and rows per section of the benchmark venue.
-const SEATS_PER_ROW: u32 = 100;
-const ROWS_PER_SECTION: u32 = 50;
 /// Browsers reading the event view during the sale.
 const N_BROWSERS: usize = 8;
 /// Bounds of a waiting fan's pause between reads of its place.
@@ -347,24 +344,6 @@ async fn create_event(
     args: &FlashSaleArgs,
     opens_at_ms: u64,
 ) -> anyhow::Result<String> {
-    let per_section = SEATS_PER_ROW * ROWS_PER_SECTION;
-    let n_sections = args.seats.div_ceil(per_section);
-    let sections: Vec<Value> = (0..n_sections)
-        .map(|s| {
-            let in_section = (args.seats - s * per_section).min(per_section);
-            let rows: Vec<Value> = (0..in_section.div_ceil(SEATS_PER_ROW))
-                .map(|r| {
-                    let n = (in_section - r * SEATS_PER_ROW).min(SEATS_PER_ROW);
-                    json!({"name": (r + 1).to_string(), "seats": n})
-                })
-                .collect();
-            json!({
-                "name": format!("Section {}", s + 1),
-                "price": {"amount": 20_000 - 1_000 * (s as i64 % 10), "currency": "USD"},
-                "rows": rows,
-            })
-        })
-        .collect();
     let admin_post = |path: &'static str, body: Value| async move {
         match run
             .call(
@@ -383,8 +362,7 @@ async fn create_event(
     };
     let venue = admin_post(
         "/admin/v1/venues",
-        json!({"name": "Flash Arena", "city": "Chicago", "country": "US",
-               "address": "1 Bench Way", "sections": sections}),
+        bench_venue("Flash Arena", u64::from(args.seats)),
     )
     .await?;
     let performer = admin_post(
