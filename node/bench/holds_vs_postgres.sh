@@ -13,6 +13,10 @@
 # boxoffice: `boxoffice bench holds` (release build) at 64, 256 and 1,024 clients: three
 # replicas in one process on loopback, every log append fdatasync'd before it counts.
 #
+# Then, beside them (not in the ratio): the same holds as `POST /v1/holds` through an API
+# node (`--http`, the REST tier's share) and the hot event (`--events 1`: one 50,000-seat
+# event, so one group's leader takes every write), both at 256 clients.
+#
 # Prints each figure, the best of each side, and their ratio; asserts nothing.
 #
 #   node/bench/holds_vs_postgres.sh
@@ -90,14 +94,23 @@ trap - EXIT
 
 # --- boxoffice --------------------------------------------------------------------------------
 box_best=0
-for c in $box_clients; do
-    out=$("$boxoffice" bench holds --concurrency "$c" --duration-secs "$secs" 2>/dev/null)
+# One `bench holds` run; prints its line and sets $hps.
+box_run() {
+    local label=$1
+    shift
+    local out lat cpu
+    out=$("$boxoffice" bench holds "$@" --duration-secs "$secs" 2>/dev/null)
     hps=$(awk '/^holds\/s:/ { print $2 }' <<<"$out")
     lat=$(awk '/^latency p50:/ { print "p50", $3, "ms  p99", $6, "ms" }' <<<"$out")
     cpu=$(grep -o '[0-9]* µs CPU per hold' <<<"$out" || true)
-    say "boxoffice clients $(printf %5s "$c"): $(printf %7s "$hps") holds/s  $lat  ($cpu; load $(load))"
+    say "boxoffice $label: $(printf %7s "$hps") holds/s  $lat  ($cpu; load $(load))"
+}
+for c in $box_clients; do
+    box_run "clients $(printf %5s "$c")" --concurrency "$c"
     (( hps > box_best )) && box_best=$hps
 done
+box_run "REST tier, --http, 256 clients" --http --concurrency 256
+box_run "hot event, --events 1 --seats 50000, 256 clients" --events 1 --seats 50000 --concurrency 256
 
 say "best: boxoffice $box_best holds/s, PostgreSQL $pg_best holds/s"
 awk -v b="$box_best" -v p="$pg_best" 'BEGIN { if (p > 0) printf "ratio boxoffice / PostgreSQL: %.2f\n", b / p }'
