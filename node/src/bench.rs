@@ -30,6 +30,8 @@ pub enum BenchCmd {
     Holds(HoldsArgs),
     /// A sold-out rush through the waiting room over real HTTP (see `flash_sale`).
     FlashSale(crate::flash_sale::FlashSaleArgs),
+    /// Write unavailability when the leader is SIGKILLed (three node processes).
+    Failover(crate::bench_failover::FailoverArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,6 +67,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Holds(args) => holds(args).await,
         BenchCmd::FlashSale(args) => crate::flash_sale::flash_sale(args).await,
+        BenchCmd::Failover(args) => crate::bench_failover::failover(args).await,
     }
 }
 
@@ -285,31 +288,39 @@ async fn typed_events(
     let mut events = Vec::new();
     for e in 0..n_events {
         let event_id = format!("bench-{run_id}-{e}");
-        let seats: Vec<SeatSpec> = (0..args.seats)
-            .map(|i| SeatSpec {
-                id: format!("s{i}"),
-                section: "Floor".into(),
-                row: (i / 50).to_string(),
-                number: i % 50,
-                price_minor: 5000,
-            })
-            .collect();
-        // The client registers big events in chunks (MAX_SEATS_PER_COMMAND per log entry).
-        let register = RegisterEventCmd {
-            event_id: event_id.clone(),
-            currency: "USD".into(),
-            hold_ttl_ms: 600_000,
-            seats,
-        };
-        if let Err(e) = client
-            .register_event(&format!("bench-reg-{event_id}"), register)
-            .await
-        {
-            bail!("registering {event_id}: {e}");
-        }
+        register_bench_event(client, &event_id, args.seats).await?;
         events.push(event_id);
     }
     Ok(events)
+}
+
+/// Registers `event_id` straight in the inventory with seats `s0` … `s{seats-1}` (the client
+/// sends big events in chunks of MAX_SEATS_PER_COMMAND per log entry).
+pub(crate) async fn register_bench_event(
+    client: &InventoryClient,
+    event_id: &str,
+    seats: u32,
+) -> anyhow::Result<()> {
+    let seats = (0..seats)
+        .map(|i| SeatSpec {
+            id: format!("s{i}"),
+            section: "Floor".into(),
+            row: (i / 50).to_string(),
+            number: i % 50,
+            price_minor: 5000,
+        })
+        .collect();
+    let register = RegisterEventCmd {
+        event_id: event_id.to_owned(),
+        currency: "USD".into(),
+        hold_ttl_ms: 600_000,
+        seats,
+    };
+    client
+        .register_event(&format!("bench-reg-{event_id}"), register)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering {event_id}: {e}"))?;
+    Ok(())
 }
 
 /// A venue of `--seats` seats and `n_events` events on sale in it, created through the API

@@ -6,6 +6,7 @@
 
 mod api_node;
 mod bench;
+mod bench_failover;
 mod cluster_key;
 mod dev;
 mod flash_sale;

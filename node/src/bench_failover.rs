@@ -1,0 +1,350 @@
+//! `boxoffice bench failover`: write unavailability when the leader dies.
+//!
+//! Starts three `boxoffice node` processes (this binary) on loopback with one inventory
+//! group, keeps `--concurrency` clients holding seats through the typed client, and
+//! `--kills` times SIGKILLs the group's leader, leaves it down for `--down-secs`, restarts it
+//! from its data dir and lets the cluster settle. For each kill it prints the longest time
+//! between two acknowledged holds around it (the write gap) and who leads afterwards; then
+//! the median and the worst, and how far the group's term moved beside the number of kills
+//! (every term beyond one per kill is an election nobody asked for). Figures are printed,
+//! never asserted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use boxoffice_raft::transport::{TcpConnector, Transport};
+use boxoffice_raft::types::{Command as RaftCommand, HoldCmd, Outcome};
+use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient, SystemClock};
+
+use crate::bench::register_bench_event;
+use crate::cluster_key::CLUSTER_KEY_ENV;
+
+#[derive(clap::Args, Debug)]
+pub struct FailoverArgs {
+    /// Leaders to SIGKILL, one after another.
+    #[arg(long, default_value_t = 10)]
+    kills: u32,
+    /// Clients holding seats throughout.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds a killed leader stays down before it is restarted: longer than an election,
+    /// or the restarted node takes its old term back (openraft 0.9 restores a leader whose
+    /// vote was committed) and the gap measures the restart instead of the failover.
+    #[arg(long, default_value_t = 10)]
+    down_secs: u64,
+    /// Seconds between a restart and the next kill (the restarted node catches up).
+    #[arg(long, default_value_t = 5)]
+    settle_secs: u64,
+    /// The nodes' Raft heartbeat in ms (elections time out after 4–8 of them); default:
+    /// the node's own.
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
+}
+
+/// The inventory group the benchmark's event lives in (the only one).
+const GROUP: u64 = 1;
+const SEATS: u32 = 200_000;
+
+/// One `boxoffice node` child process.
+struct NodeProc {
+    id: u64,
+    addr: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    fn spawn(&mut self, key: &str) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(&self.args)
+            .env(CLUSTER_KEY_ENV, key)
+            .env("BOXOFFICE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting boxoffice node")?;
+        self.child = Some(child);
+        // A restart never bootstraps again.
+        if let Some(i) = self.args.iter().position(|a| a == "--init") {
+            self.args.drain(i..i + 2);
+        }
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback address nobody listens on right now.
+fn free_addr() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
+pub async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
+    if args.kills == 0 || args.concurrency == 0 {
+        bail!("--kills and --concurrency must be at least 1");
+    }
+    let tmp = std::env::temp_dir().join(format!("boxoffice-failover-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let result = run(&args, &tmp).await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
+    let key_text = ClusterKey::generate_text();
+    let key = ClusterKey::new(key_text.as_bytes())?;
+    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect::<anyhow::Result<_>>()?;
+    let init = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let mut node_args: Vec<String> = vec![
+            "node".into(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            addr.clone(),
+            "--shards".into(),
+            "1".into(),
+            "--data-dir".into(),
+            tmp.join(format!("n{id}")).display().to_string(),
+        ];
+        if let Some(ms) = args.heartbeat_ms {
+            node_args.extend(["--heartbeat-ms".into(), ms.to_string()]);
+        }
+        if id == 1 {
+            node_args.extend(["--init".into(), init.clone()]);
+        }
+        let mut node = NodeProc {
+            id,
+            addr: addr.clone(),
+            args: node_args,
+            log: tmp.join(format!("n{id}.log")),
+            child: None,
+        };
+        node.spawn(&key_text)?;
+        nodes.push(node);
+    }
+    let transport = Arc::new(Transport::new(
+        TcpConnector,
+        ClusterAuth::from_key(Some(key), Arc::new(SystemClock)),
+    ));
+    let client = InventoryClient::new(transport.clone(), addrs.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.refresh_groups().await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the cluster never formed (logs in {})", tmp.display());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let event_id = "failover-bench".to_owned();
+    register_bench_event(&client, &event_id, SEATS).await?;
+    println!(
+        "bench failover: 3 node processes, heartbeat {}, {} clients, {} kills of the leader ({} s down, {} s to settle)",
+        args.heartbeat_ms
+            .map_or("default".to_owned(), |ms| format!("{ms} ms")),
+        args.concurrency,
+        args.kills,
+        args.down_secs,
+        args.settle_secs
+    );
+
+    // Clients: every acknowledged hold's completion time, ms after t0.
+    let t0 = Instant::now();
+    let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..args.concurrency {
+        let (client, acked, stop, next) =
+            (client.clone(), acked.clone(), stop.clone(), next.clone());
+        let event_id = event_id.clone();
+        workers.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= u64::from(SEATS) {
+                    break;
+                }
+                let command = RaftCommand::Hold(HoldCmd {
+                    event_id: event_id.clone(),
+                    hold_id: format!("h{n}"),
+                    owner: format!("u{w}-{n}"),
+                    seat_ids: vec![format!("s{n}")],
+                    ttl_ms: None,
+                });
+                match client
+                    .execute_for_event(&event_id, &format!("f{n}"), command)
+                    .await
+                {
+                    Ok(reply) if matches!(reply.outcome, Outcome::Held(_)) => {
+                        acked.lock().unwrap().push(t0.elapsed().as_millis() as u64);
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        });
+    }
+
+    let first_term = group_term(&transport, &addrs).await;
+    let mut kills = Vec::new();
+    for k in 0..args.kills {
+        tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+        let Some(leader) = leader_of(&transport, &nodes).await else {
+            println!("kill {k}: no leader found; skipped");
+            continue;
+        };
+        let at_ms = t0.elapsed().as_millis() as u64;
+        nodes[leader].kill();
+        tokio::time::sleep(Duration::from_secs(args.down_secs)).await;
+        let after = leader_of(&transport, &nodes).await;
+        nodes[leader].spawn(&key_text)?;
+        kills.push((at_ms, nodes[leader].id, after.map(|i| nodes[i].id)));
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    while workers.join_next().await.is_some() {}
+    let last_term = group_term(&transport, &addrs).await;
+
+    let mut acked = std::mem::take(&mut *acked.lock().unwrap());
+    acked.sort_unstable();
+    let window_ms = (args.down_secs + args.settle_secs) * 1000;
+    let mut gaps = Vec::new();
+    for (k, (at_ms, killed, next_leader)) in kills.iter().enumerate() {
+        let gap = longest_gap(&acked, *at_ms, at_ms + window_ms);
+        println!(
+            "kill {k}: leader n{killed} at {:.1} s; longest write gap {gap} ms; then led by {}",
+            *at_ms as f64 / 1000.0,
+            next_leader.map_or("nobody yet".to_owned(), |id| format!("n{id}"))
+        );
+        gaps.push(gap);
+    }
+    gaps.sort_unstable();
+    if let (Some(median), Some(worst)) = (gaps.get(gaps.len() / 2), gaps.last()) {
+        println!(
+            "write gap after a leader SIGKILL: median {median} ms, worst {worst} ms, over {} kills; {} holds acknowledged",
+            gaps.len(),
+            acked.len()
+        );
+    }
+    if let (Some(first), Some(last)) = (first_term, last_term) {
+        println!(
+            "group term {first} → {last}: {} elections for {} kills",
+            last - first,
+            kills.len()
+        );
+    }
+    Ok(())
+}
+
+/// The longest time between two consecutive acknowledgements with the later one inside
+/// `[from_ms, to_ms]`; the whole wait from the last one before when none came back in it.
+fn longest_gap(sorted_ms: &[u64], from_ms: u64, to_ms: u64) -> u64 {
+    let start = sorted_ms.partition_point(|&t| t < from_ms);
+    let mut previous = if start > 0 {
+        sorted_ms[start - 1]
+    } else {
+        from_ms
+    };
+    let mut longest = None;
+    for &t in &sorted_ms[start..] {
+        if t > to_ms {
+            break;
+        }
+        longest = longest.max(Some(t - previous));
+        previous = t;
+    }
+    longest.unwrap_or(to_ms - previous)
+}
+
+/// Node `addr`'s own view of the group (`/cluster/status`).
+async fn group_status(transport: &Transport, addr: &str) -> Option<serde_json::Value> {
+    let bytes = transport
+        .get(addr, "/cluster/status", Duration::from_millis(500))
+        .await
+        .ok()?;
+    let status: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    status["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["group"].as_u64() == Some(GROUP))
+        .cloned()
+}
+
+/// The running node that says it leads the group (highest term), if any.
+async fn leader_of(transport: &Transport, nodes: &[NodeProc]) -> Option<usize> {
+    let mut best: Option<(u64, usize)> = None;
+    for (i, node) in nodes.iter().enumerate() {
+        if node.child.is_none() {
+            continue;
+        }
+        let Some(g) = group_status(transport, &node.addr).await else {
+            continue;
+        };
+        if g["state"].as_str() == Some("Leader") {
+            let term = g["term"].as_u64().unwrap_or(0);
+            if best.is_none_or(|(t, _)| term > t) {
+                best = Some((term, i));
+            }
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// The highest term any node reports for the group.
+async fn group_term(transport: &Transport, addrs: &[String]) -> Option<u64> {
+    let mut best = None;
+    for addr in addrs {
+        if let Some(term) = group_status(transport, addr)
+            .await
+            .and_then(|g| g["term"].as_u64())
+        {
+            best = best.max(Some(term));
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_gap;
+
+    #[test]
+    fn the_gap_spans_the_kill() {
+        // Acks every 10 ms, none from 100 to 700: the gap is 600 ms, measured from the last
+        // ack before the kill at 150.
+        let acks: Vec<u64> = (0..=10)
+            .map(|i| i * 10)
+            .chain((70..100).map(|i| i * 10))
+            .collect();
+        assert_eq!(longest_gap(&acks, 150, 2_000), 600);
+        // No ack after the kill: the whole wait from the last one.
+        assert_eq!(longest_gap(&acks[..11], 150, 2_000), 1_900);
+    }
+}
