@@ -539,8 +539,13 @@ async fn hold(
                               "quantity": available.min(u64::from(quantity)),
                               "adjacent": false});
             }
-            Some((StatusCode::FORBIDDEN, _)) => {
-                run.outcome("hold refused (admission)");
+            Some((StatusCode::FORBIDDEN, refused)) => {
+                let detail = refused["detail"].as_str().unwrap_or_default();
+                run.outcome(if detail.contains("expired") {
+                    "hold refused (admission expired)"
+                } else {
+                    "hold refused (admission)"
+                });
                 return None;
             }
             _ => {}

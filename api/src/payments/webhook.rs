@@ -35,11 +35,13 @@ pub const WEBHOOK_MAX_ATTEMPTS: u32 = 16;
 /// Time one attempt may take, connect to last byte.
 pub const WEBHOOK_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Attempts under way at once.
-pub const WEBHOOK_MAX_IN_FLIGHT: usize = 64;
+pub const WEBHOOK_MAX_IN_FLIGHT: usize = 128;
 /// Events waiting for their next attempt; beyond it no new event is taken from the queue.
 pub const WEBHOOK_MAX_WAITING: usize = 100_000;
-/// Events queued for delivery; a full queue makes the sandbox answer 503.
-pub const WEBHOOK_QUEUE_CAPACITY: usize = 1024;
+/// Events queued for delivery; a full queue makes the sandbox answer 503. A processor takes
+/// payments while its deliveries lag (a flash sale's first minute sends tens of thousands),
+/// so this bounds memory (about half a KiB an event), not the rate of payments.
+pub const WEBHOOK_QUEUE_CAPACITY: usize = 65_536;
 
 /// How deliveries are retried; [`Default`] gives the named constants above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
