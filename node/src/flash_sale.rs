@@ -123,6 +123,11 @@ struct Run {
     places: Mutex<Vec<FanTrace>>,
     confirmed: Mutex<Vec<(String, Vec<String>)>>,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
+    /// Per request: µs spent waiting for one of the shared connections (not in the latencies).
+    gate_wait_us: Mutex<Vec<u64>>,
+    /// Per admitted fan: ms of admission left (by its token's expiry, wall clock) when the
+    /// fan first read `admitted`; negative when it was over already.
+    admission_left_ms: Mutex<Vec<i64>>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -159,7 +164,12 @@ impl Run {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Option<(StatusCode, Value)> {
+        let waiting = Instant::now();
         let _permit = self.gate.acquire().await.ok()?;
+        self.gate_wait_us
+            .lock()
+            .unwrap()
+            .push(waiting.elapsed().as_micros() as u64);
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -242,6 +252,8 @@ async fn drive(args: &FlashSaleArgs, base: &str, jwt_secret: &[u8]) -> anyhow::R
         places: Mutex::new(vec![FanTrace::default(); args.buyers as usize]),
         confirmed: Mutex::default(),
         outcomes: Mutex::default(),
+        gate_wait_us: Mutex::default(),
+        admission_left_ms: Mutex::default(),
     });
     let admin = auth
         .issue("flash-admin", Role::Admin)
@@ -468,7 +480,18 @@ async fn fan(
             Some("admitted") => {
                 run.places.lock().unwrap()[index].admitted_seen_ms = Some(run.ms());
                 match view["admission_token"].as_str() {
-                    Some(t) => break t.to_owned(),
+                    Some(t) => {
+                        // `adm1.<expiry, unix seconds>.…`
+                        if let Some(secs) = t.split('.').nth(1).and_then(|s| s.parse::<i64>().ok())
+                        {
+                            let now_ms = SystemClock.now_ms() as i64;
+                            run.admission_left_ms
+                                .lock()
+                                .unwrap()
+                                .push(secs * 1000 - now_ms);
+                        }
+                        break t.to_owned();
+                    }
                     None => return run.outcome("admitted without a token"),
                 }
             }
@@ -771,6 +794,26 @@ async fn report(
         println!(
             "  {:<12} {status} {n:>8}",
             format!("{kind:?}").to_lowercase()
+        );
+    }
+    let mut waits = run.gate_wait_us.lock().unwrap().clone();
+    waits.sort_unstable();
+    println!(
+        "waits for a shared connection (not in the latencies): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile_ms(&waits, 0.50),
+        percentile_ms(&waits, 0.99),
+        waits.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+    let mut left = run.admission_left_ms.lock().unwrap().clone();
+    left.sort_unstable();
+    if !left.is_empty() {
+        let at = |p: f64| left[((left.len() as f64 * p) as usize).min(left.len() - 1)];
+        println!(
+            "admission left when a fan first read `admitted`: p1 {} ms, p50 {} ms; {} of {} already over",
+            at(0.01),
+            at(0.50),
+            left.iter().filter(|&&ms| ms <= 0).count(),
+            left.len()
         );
     }
     if let Some(mib) = peak_rss_mib() {

@@ -43,7 +43,11 @@ const N_NODES: usize = 5;
 const N_CLIENTS: usize = 6;
 /// The longest hold lifetime the state machine allows: no hold expires inside a run.
 const HOLD_TTL_SECONDS: u64 = 3_600;
-const ROWS: u32 = 30;
+/// Rows of the event's venue: 30, or more for a longer run, so that the seats last the
+/// whole load (about three are sold per second) and the faults never meet an idle cluster.
+fn rows_for(load: Duration) -> u32 {
+    30u32.max((load.as_secs() / 5) as u32)
+}
 const SEATS_PER_ROW: u32 = 25;
 /// Seconds of load in the bounded run (the whole test takes about three minutes).
 const DEFAULT_LOAD_SECS: u64 = 150;
@@ -69,7 +73,9 @@ struct NemesisThread {
 }
 
 impl NemesisThread {
+    /// Stops the schedule where it is (the load is over), heals, and hands the cluster back.
     fn finish(mut self) -> (Cluster, Vec<Fired>) {
+        self.stop.store(true, Ordering::Relaxed);
         let handle = self.handle.take().expect("joined once");
         match handle.join() {
             Ok(done) => done,
@@ -204,7 +210,8 @@ async fn run(broken: Option<&str>, default_load_secs: u64) -> usize {
         token: None,
     };
     let admin = anon.as_user("ops", "admin").await;
-    let venue = admin.venue(ROWS, SEATS_PER_ROW, 2_500).await;
+    let rows = rows_for(load);
+    let venue = admin.venue(rows, SEATS_PER_ROW, 2_500).await;
     let event_id = admin.event(&venue, "Jepsen night", HOLD_TTL_SECONDS).await;
     // The liveness probes hold seats of their own event (same shard: there is one), so the
     // workload's sales can never leave them nothing to hold.
@@ -216,7 +223,7 @@ async fn run(broken: Option<&str>, default_load_secs: u64) -> usize {
     })
     .await;
     assert!(on_b.is_some(), "the second API node serves the event");
-    let seats: Vec<String> = (1..=ROWS)
+    let seats: Vec<String> = (1..=rows)
         .flat_map(|r| (1..=SEATS_PER_ROW).map(move |n| format!("s1-{r}-{n}")))
         .collect();
     let mut users = Vec::new();

@@ -127,7 +127,13 @@ pub fn schedule(seed: u64, total: Duration) -> Vec<Step> {
             loss_pct: rng.gen_range(5..=30),
             rate_kbit: rng.gen_range(64..=512),
         };
-        at_ms += step.gap_ms + step.duration_ms;
+        // The kinds that wait for a purge first can hold up to twice their duration.
+        at_ms += step.gap_ms
+            + match kind {
+                FaultKind::KillAtPurge => 2 * step.duration_ms,
+                FaultKind::KillDuringInstall => 2 * step.duration_ms + 3 * step.delay_ms,
+                _ => step.duration_ms,
+            };
         if at_ms > total.as_millis() as u64 {
             break;
         }
