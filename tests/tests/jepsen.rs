@@ -43,12 +43,13 @@ const N_NODES: usize = 5;
 const N_CLIENTS: usize = 6;
 /// The longest hold lifetime the state machine allows: no hold expires inside a run.
 const HOLD_TTL_SECONDS: u64 = 3_600;
-/// Rows of the event's venue: 30, or more for a longer run, so that the seats last the
-/// whole load (about three are sold per second) and the faults never meet an idle cluster.
-fn rows_for(load: Duration) -> u32 {
-    30u32.max((load.as_secs() / 5) as u32)
+/// Rows of the event's venue (one section).
+const ROWS: u32 = 30;
+/// Seats per row: 25, or more for a longer run, so that the seats last the whole load
+/// (about three are sold per second) and the faults never meet an idle cluster.
+fn seats_per_row(load: Duration) -> u32 {
+    25u32.max((load.as_secs() * 5).div_ceil(u64::from(ROWS)) as u32)
 }
-const SEATS_PER_ROW: u32 = 25;
 /// Seconds of load in the bounded run (the whole test takes about three minutes).
 const DEFAULT_LOAD_SECS: u64 = 150;
 /// Seconds of load in the broken variant: the wipe comes half way.
@@ -210,8 +211,8 @@ async fn run(broken: Option<&str>, default_load_secs: u64) -> usize {
         token: None,
     };
     let admin = anon.as_user("ops", "admin").await;
-    let rows = rows_for(load);
-    let venue = admin.venue(rows, SEATS_PER_ROW, 2_500).await;
+    let per_row = seats_per_row(load);
+    let venue = admin.venue(ROWS, per_row, 2_500).await;
     let event_id = admin.event(&venue, "Jepsen night", HOLD_TTL_SECONDS).await;
     // The liveness probes hold seats of their own event (same shard: there is one), so the
     // workload's sales can never leave them nothing to hold.
@@ -223,8 +224,8 @@ async fn run(broken: Option<&str>, default_load_secs: u64) -> usize {
     })
     .await;
     assert!(on_b.is_some(), "the second API node serves the event");
-    let seats: Vec<String> = (1..=rows)
-        .flat_map(|r| (1..=SEATS_PER_ROW).map(move |n| format!("s1-{r}-{n}")))
+    let seats: Vec<String> = (1..=ROWS)
+        .flat_map(|r| (1..=per_row).map(move |n| format!("s1-{r}-{n}")))
         .collect();
     let mut users = Vec::new();
     for i in 0..N_CLIENTS {
