@@ -510,6 +510,7 @@ async fn fan(
                 }
             }
             Some("closed") => return run.outcome("closed (sold out)"),
+            Some("expired") => return run.outcome("admission over before the fan read it"),
             Some("abandoned") => return run.outcome("dropped as abandoned"),
             _ => return run.outcome("unreadable place"),
         }
