@@ -36,6 +36,7 @@ pub mod host;
 pub mod leader_move;
 pub mod machine;
 pub mod network;
+pub mod replica_move;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

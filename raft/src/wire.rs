@@ -35,6 +35,8 @@ pub enum Query {
     EventCounts(EventId),
     Placement(EventId),
     Groups,
+    /// The meta group's node table.
+    Nodes,
     Catalog {
         kind: String,
         id: String,
@@ -61,6 +63,7 @@ pub enum QueryResult {
     Counts(Option<(u32, u32, u32)>),
     Placement(Option<GroupId>),
     Groups(Vec<(GroupId, Vec<(NodeId, String)>)>),
+    Nodes(Vec<NodeRecord>),
     Catalog(Option<Vec<u8>>),
     Limits(Limits),
     Room(Option<RoomFigures>),

@@ -2,6 +2,7 @@
 //! processes on loopback, killed with SIGKILL and restarted from their data dirs. Every
 //! process started here gets [`TEST_CLUSTER_KEY`], and [`cluster_transport`] signs with it.
 
+pub mod load;
 pub mod rest;
 pub mod webdriver;
 

@@ -24,7 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 mod calls;
 mod cluster;
 
-pub use cluster::{ClusterStatus, MOVE_LEADER_TIMEOUT_MS, NODE_STATUS_TIMEOUT_MS};
+pub use cluster::{
+    ClusterStatus, ReplicaMoveReport, MOVE_LEADER_TIMEOUT_MS, MOVE_REPLICA_TIMEOUT_MS,
+    NODE_STATUS_TIMEOUT_MS,
+};
 
 use calls::{refusal, unexpected_read};
 pub use calls::{Settlement, Timed};

@@ -1,5 +1,5 @@
 //! The meta group's state — catalog documents, placement (event → group), the group table
-//! (group → replicas) — and the replicated [`Limits`] every group enforces.
+//! (group → replicas), the node table (node → address, state) — and the replicated [`Limits`] every group enforces.
 
 use std::sync::Arc;
 
@@ -147,6 +147,31 @@ impl Machine {
         self.groups.insert(group, members);
         self.dirty.insert(Key::Group(group));
         changes.push(Change::Group { group });
+        Outcome::Done
+    }
+
+    /// A node needs an address; a removed node is never recorded again (its id is spent).
+    pub(super) fn check_put_node(&self, cmd: &PutNodeCmd) -> Checked<()> {
+        let node = &cmd.node;
+        if node.addr.is_empty() || node.addr.len() > MAX_ID_BYTES {
+            return Err(Rejection::Invalid("a node needs an address".into()).into());
+        }
+        match self.nodes.get(&node.node_id) {
+            Some(known) if *known == *node => Err(Box::new(Outcome::Done)),
+            Some(known) if known.state == NodeState::Removed => Err(Rejection::Invalid(format!(
+                "node {} was removed; a removed node id is not reused",
+                node.node_id
+            ))
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn put_node(&mut self, cmd: &PutNodeCmd, changes: &mut Vec<Change>) -> Outcome {
+        let node_id = cmd.node.node_id;
+        self.nodes.insert(node_id, cmd.node.clone());
+        self.dirty.insert(Key::Node(node_id));
+        changes.push(Change::Node { node_id });
         Outcome::Done
     }
 }
