@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use boxoffice_tests::load::{assert_holds_present, longest_gap, HoldWriter, SEATS_PER_ROW};
 use boxoffice_tests::rest::{ApiProc, Rest};
 use boxoffice_tests::{cluster_get_json, eventually, free_addr, start_cluster_with, NodeProc};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 fn ids(value: &Value) -> Vec<u64> {
@@ -48,6 +48,19 @@ async fn hosted(addr: &str) -> Vec<u64> {
             .map(|g| g["group"].clone())
             .collect(),
     ))
+}
+
+/// A new hold on the event (its last seat, which the writer never reaches) succeeds.
+async fn assert_takes_a_hold(api: &Rest, event: &str) {
+    let late = api.as_user("late", "user").await;
+    let hold = late
+        .post_keyed(
+            "/v1/holds",
+            "late",
+            json!({"event_id": event, "seat_ids": ["s1-20-500"]}),
+        )
+        .await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.text);
 }
 
 /// Moves `group_id`'s replica `from` → `to`, checks the answer, and returns when it ended.
@@ -293,14 +306,122 @@ async fn replicas_move_onto_added_nodes_under_load_and_bad_requests_change_nothi
             .any(|g| g["group"] == 1),
         "{reopened}"
     );
-    let late = api.client().as_user("late", "user").await;
-    let hold = late
+    assert_takes_a_hold(&api.client(), &event).await;
+    empty.clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_drains_under_load_and_is_removed_with_its_replicas_tombstoned() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut nodes, cluster) = start_cluster_with(dir.path(), 2, &[]);
+    let addr4 = free_addr();
+    let _node4 = NodeProc::start(4, &addr4, &dir.path().join("n4"), &[]);
+    let api = ApiProc::start(&cluster, &dir.path().join("api.log")).await;
+    let admin = api.client().as_user("ops", "admin").await;
+    let venue = admin.venue(20, SEATS_PER_ROW, 2_500).await;
+    let event = admin.event(&venue, "Draining", 3_600).await;
+
+    // With three nodes and three replicas per group, no node may go.
+    admin
+        .call(Method::DELETE, "/admin/v1/nodes/1", None, &[])
+        .await
+        .assert_problem(409, "conflict");
+    admin
+        .call(Method::DELETE, "/admin/v1/nodes/9", None, &[])
+        .await
+        .assert_problem(404, "not-found");
+    admin
+        .call(Method::DELETE, "/admin/v1/nodes/x", None, &[])
+        .await
+        .assert_problem(400, "invalid-request");
+    let added = admin
         .post_keyed(
-            "/v1/holds",
-            "late",
-            json!({"event_id": event, "seat_ids": ["s1-20-500"]}),
+            "/admin/v1/nodes",
+            "add-4",
+            json!({"node_id": 4, "addr": addr4}),
         )
         .await;
-    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.text);
-    empty.clear();
+    assert_eq!(added.status, StatusCode::ACCEPTED, "{}", added.text);
+
+    // Node 1 (which bootstrap made the leader of every group) drains while holds flow.
+    let writer = HoldWriter::start(api.client(), event.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let drain = admin
+        .call(Method::DELETE, "/admin/v1/nodes/1", None, &[])
+        .await;
+    assert_eq!(drain.status, StatusCode::ACCEPTED, "{}", drain.text);
+    assert_eq!(drain.body["state"], "draining");
+    // A second drain now would leave two active nodes.
+    admin
+        .call(Method::DELETE, "/admin/v1/nodes/2", None, &[])
+        .await
+        .assert_problem(409, "conflict");
+    let mut seen: Vec<(String, u64, u64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let removed = loop {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 was never removed; seen {seen:?}"
+        );
+        let body = admin.get("/admin/v1/cluster").await.body;
+        let n1 = body["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["node_id"] == 1)
+            .expect("node 1 listed")
+            .clone();
+        let progress = (
+            n1["state"].as_str().expect("state").to_owned(),
+            n1["replicas"].as_u64().expect("replicas"),
+            n1["leaders"].as_u64().expect("leaders"),
+        );
+        if seen.last() != Some(&progress) {
+            println!("node 1 (state, replicas, leaders): {progress:?}");
+            seen.push(progress.clone());
+        }
+        if progress.0 == "removed" {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let drained_in = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let acked = writer.stop().await;
+    println!(
+        "drain of node 1 (3 groups): {} ms; {} holds acknowledged; longest write gap {} ms",
+        drained_in.as_millis(),
+        acked.len(),
+        longest_gap(&acked, started, started + drained_in).as_millis()
+    );
+    assert!(
+        seen.iter().any(|(state, ..)| state == "draining"),
+        "the drain showed as draining: {seen:?}"
+    );
+    for g in removed["groups"].as_array().unwrap() {
+        let voters = ids(&g["voters"]);
+        assert_eq!(voters, vec![2, 3, 4], "{g}");
+    }
+    assert!(hosted(&nodes[0].addr).await.is_empty());
+    for g in 0..=2 {
+        assert!(
+            nodes[0]
+                .data_dir
+                .join("groups")
+                .join(format!("{g}.removed"))
+                .exists(),
+            "group {g}'s replica on node 1 is tombstoned"
+        );
+    }
+    // Removed again: nothing to do.
+    let again = admin
+        .call(Method::DELETE, "/admin/v1/nodes/1", None, &[])
+        .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
+    assert_eq!(again.body["state"], "removed");
+    // The removed node is killed; the cluster goes on.
+    nodes[0].kill();
+    assert_holds_present(&api.client(), &acked).await;
+    assert_takes_a_hold(&api.client(), &event).await;
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use boxoffice_raft::types::{GroupId, NodeRecord, NodeState as RaftNodeState};
+use boxoffice_raft::types::{GroupId, NodeId, NodeRecord, NodeState as RaftNodeState};
 
 use crate::app::AppState;
 use crate::auth::Admin;
@@ -15,6 +15,7 @@ use crate::cluster_view::{
     assemble, check_leader_move, check_replica_move, ClusterView, LeaderMove, LeaderMoved, NodeAdd,
     NodeState, ReplicaMoveRequest, ReplicaMoved,
 };
+use crate::drain::check_drain;
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::ApiError;
 
@@ -167,6 +168,48 @@ pub async fn add_node(
     }
     state.inventory.put_node(wanted.clone()).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(NodeRecordView::from(wanted))))
+}
+
+/// Drains a node: it is marked `draining`, its leaderships move off, then its replicas, one
+/// at a time, to the active nodes with the fewest replicas; then it is marked `removed`
+/// (watch it in `GET /admin/v1/cluster`). Refused (409) when fewer active nodes than a
+/// group's replicas would remain. A removed node answers 202 with nothing to do; a
+/// drain that stopped resumes.
+#[utoipa::path(
+    delete, operation_id = "drainNode", path = "/admin/v1/nodes/{node_id}", tag = "cluster", security(("bearer" = [])),
+    params(("node_id" = u64, Path, description = "Node id")),
+    responses((status = 202, description = "The node, draining (or removed already)", body = NodeRecordView))
+)]
+pub async fn drain_node(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(node_id): ApiPath<NodeId>,
+) -> Result<(StatusCode, ApiJson<NodeRecordView>), ApiError> {
+    let status = state.inventory.cluster_status().await?;
+    let view = assemble(&status, &state.seats.events_per_group());
+    let node = view
+        .nodes
+        .iter()
+        .find(|n| n.node_id == node_id)
+        .ok_or_else(|| ApiError::not_found(format!("no node {node_id} in the cluster")))?;
+    let record = |state: RaftNodeState| NodeRecord {
+        node_id,
+        addr: node.addr.clone(),
+        state,
+    };
+    if node.state == NodeState::Removed {
+        let removed = record(RaftNodeState::Removed);
+        return Ok((StatusCode::ACCEPTED, ApiJson(removed.into())));
+    }
+    check_drain(&view, node_id)?;
+    let draining = record(RaftNodeState::Draining);
+    state.inventory.put_node(draining.clone()).await?;
+    state.drains.start(
+        state.inventory.clone(),
+        state.seats.clone(),
+        draining.clone(),
+    );
+    Ok((StatusCode::ACCEPTED, ApiJson(draining.into())))
 }
 
 /// Longest node address accepted, in bytes.

@@ -29,7 +29,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::app::AppState;
@@ -75,6 +75,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/admin/v1/events", post(admin::create_event))
         .route("/admin/v1/cluster", get(cluster::view))
         .route("/admin/v1/nodes", post(cluster::add_node))
+        .route("/admin/v1/nodes/{node_id}", delete(cluster::drain_node))
         .route(
             "/admin/v1/events/{event_id}",
             get(admin::get_event).patch(admin::patch_event),
