@@ -72,6 +72,26 @@ pub struct ClusterView {
     pub groups: Vec<GroupView>,
 }
 
+impl ClusterView {
+    /// The most voters any group has: the replicas a new group gets, and the active nodes a
+    /// drain must leave.
+    pub fn replication(&self) -> usize {
+        self.groups
+            .iter()
+            .map(|g| g.voters.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// How many nodes are active, `except` one not counted.
+    pub fn active_nodes_except(&self, except: Option<NodeId>) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| Some(n.node_id) != except && n.state == NodeState::Active)
+            .count()
+    }
+}
+
 /// `POST /admin/v1/groups/{group_id}/leader`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -42,17 +42,8 @@ pub enum DrainStep {
 /// Refuses a drain that would leave fewer active nodes than the widest group has voters
 /// (409), so every replica has somewhere to go.
 pub fn check_drain(view: &ClusterView, node: NodeId) -> Result<(), ApiError> {
-    let replication = view
-        .groups
-        .iter()
-        .map(|g| g.voters.len())
-        .max()
-        .unwrap_or(0);
-    let remaining = view
-        .nodes
-        .iter()
-        .filter(|n| n.node_id != node && n.state == NodeState::Active)
-        .count();
+    let replication = view.replication();
+    let remaining = view.active_nodes_except(Some(node));
     if remaining < replication {
         return Err(ApiError::Conflict {
             detail: format!(

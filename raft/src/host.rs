@@ -579,22 +579,32 @@ impl Host {
         members: &[(NodeId, String)],
         n_shards: u64,
     ) -> Result<(), ServeError> {
+        for group in 0..=n_shards {
+            self.initialize_group(group, members).await?;
+        }
+        Ok(())
+    }
+
+    /// Initializes one group with `members` as its voters, through this node (a member).
+    /// A group already initialized here is left as it is.
+    pub async fn initialize_group(
+        &self,
+        group: GroupId,
+        members: &[(NodeId, String)],
+    ) -> Result<(), ServeError> {
         let nodes: BTreeMap<NodeId, BasicNode> = members
             .iter()
             .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
             .collect();
-        for group in 0..=n_shards {
-            let g = self
-                .ensure_group(group)
-                .await
-                .map_err(|e| ServeError::Unavailable(e.to_string()))?;
-            match g.raft.initialize(nodes.clone()).await {
-                Ok(()) => {}
-                Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(ServeError::Unavailable(e.to_string())),
-            }
+        let g = self
+            .ensure_group(group)
+            .await
+            .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+        match g.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(ServeError::Unavailable(e.to_string())),
         }
-        Ok(())
     }
 
     /// Takes `group`'s replica off this node for good: a tombstone first (so nothing

@@ -49,6 +49,7 @@ pub fn router(host: Host) -> Router {
         .route("/cluster/groups/{group}/move", post(move_replica))
         .route("/cluster/groups/{group}/retire", post(retire_replica))
         .route("/cluster/groups/{group}/adopt", post(adopt_replica))
+        .route("/cluster/groups/{group}/init", post(init_group))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES))
         .with_state(host)
         .layer(axum::middleware::from_fn_with_state(
@@ -262,4 +263,20 @@ async fn retire_replica(
 /// A replica of the group is about to be moved here.
 async fn adopt_replica(State(host): State<Host>, Path(group): Path<GroupId>) -> Response {
     bincode_ok(&host.adopt_replica(group).await)
+}
+
+/// Initializes a new group with the members in the body (bincode `Vec<(NodeId, String)>`,
+/// this node among them); answers bincode `Result<(), ServeError>`.
+async fn init_group(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
+    let members: Vec<(NodeId, String)> = match decode(&body) {
+        Ok(m) => m,
+        Err(e) => return bad_request(e),
+    };
+    if !members.iter().any(|(id, _)| *id == host.node_id()) {
+        return bincode_ok(&Err::<(), _>(ServeError::Invalid(format!(
+            "node {} is not among group {group}'s members",
+            host.node_id()
+        ))));
+    }
+    bincode_ok(&host.initialize_group(group, &members).await)
 }

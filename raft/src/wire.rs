@@ -50,6 +50,8 @@ pub enum Query {
         event_id: EventId,
         places: Vec<(UserId, u64)>,
     },
+    /// Meta group: how many events each inventory group of the table holds.
+    EventsPerGroup,
 }
 
 /// The answer to a [`Query`], variant for variant.
@@ -68,6 +70,8 @@ pub enum QueryResult {
     Limits(Limits),
     Room(Option<RoomFigures>),
     Places(Option<Vec<Option<PlaceView>>>),
+    /// Every inventory group of the table with its number of events, by group id.
+    EventsPerGroup(Vec<(GroupId, u64)>),
 }
 
 /// A read's result and the time it describes (the group's clock, never behind the leader's).

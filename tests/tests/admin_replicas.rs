@@ -425,3 +425,66 @@ async fn a_node_drains_under_load_and_is_removed_with_its_replicas_tombstoned() 
     assert_holds_present(&api.client(), &acked).await;
     assert_takes_a_hold(&api.client(), &event).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_groups_are_added_and_new_events_fill_them_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_nodes, cluster) = start_cluster_with(dir.path(), 1, &[]);
+    let api = ApiProc::start(&cluster, &dir.path().join("api.log")).await;
+    let admin = api.client().as_user("ops", "admin").await;
+    let venue = admin.venue(2, 10, 2_500).await;
+    let first = admin.event(&venue, "Before the new groups", 600).await;
+
+    let path = "/admin/v1/groups";
+    for (i, (body, status, slug)) in [
+        (json!({"count": 0}), 422, "unprocessable"),
+        (json!({"count": 17}), 422, "unprocessable"),
+        (json!({"n": 1}), 400, "invalid-request"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        admin
+            .post_keyed(path, &format!("bad-{i}"), body)
+            .await
+            .assert_problem(status, slug);
+    }
+    let created = admin.post_keyed(path, "add", json!({"count": 2})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let groups: Vec<(u64, Vec<u64>)> = created.body["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| (g["group_id"].as_u64().unwrap(), ids(&g["voters"])))
+        .collect();
+    assert_eq!(groups, vec![(2, vec![1, 2, 3]), (3, vec![1, 2, 3])]);
+
+    // New events go to the groups with the fewest events: the two new ones.
+    let second = admin.event(&venue, "After, one", 600).await;
+    let third = admin.event(&venue, "After, two", 600).await;
+    let placed = eventually(Duration::from_secs(30), || {
+        let admin = admin.clone();
+        async move {
+            let body = admin.get("/admin/v1/cluster").await.body;
+            let groups = body["groups"].as_array()?.clone();
+            let events: Vec<(u64, u64)> = groups
+                .iter()
+                .map(|g| {
+                    (
+                        g["group_id"].as_u64().unwrap(),
+                        g["events"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            let led = groups.iter().all(|g| g["leader"].is_u64());
+            (led && events == vec![(0, 0), (1, 1), (2, 1), (3, 1)]).then_some(())
+        }
+    })
+    .await;
+    assert!(placed.is_some(), "one event in each inventory group");
+    for event in [&first, &second, &third] {
+        let fan = api.client().as_user("fan", "user").await;
+        let hold = fan.hold(event, &["s1-1-1"]).await;
+        assert_eq!(hold.status, StatusCode::CREATED, "{event}: {}", hold.text);
+    }
+}

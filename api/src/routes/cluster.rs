@@ -1,7 +1,8 @@
 //! Operating the cluster (role admin): `GET /admin/v1/cluster`, the nodes and groups as the
 //! storage nodes themselves report them; `POST /admin/v1/groups/{group_id}/leader`, a
 //! leader move; `POST /admin/v1/groups/{group_id}/move`, a replica move;
-//! `POST /admin/v1/nodes`, a new node in the node table.
+//! `POST /admin/v1/nodes`, a new node in the node table; `DELETE /admin/v1/nodes/{id}`, a
+//! drain; `POST /admin/v1/groups`, more inventory groups.
 
 use std::time::Instant;
 
@@ -210,6 +211,66 @@ pub async fn drain_node(
         draining.clone(),
     );
     Ok((StatusCode::ACCEPTED, ApiJson(draining.into())))
+}
+
+/// Most inventory groups one `POST /admin/v1/groups` creates.
+pub const MAX_NEW_GROUPS: u64 = 16;
+
+/// `POST /admin/v1/groups`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsAdd {
+    /// How many inventory groups to create (1..=16).
+    pub count: u64,
+}
+
+/// One group a `POST /admin/v1/groups` created.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct GroupCreated {
+    pub group_id: GroupId,
+    pub voters: Vec<NodeId>,
+}
+
+/// What `POST /admin/v1/groups` created.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct GroupsCreated {
+    pub groups: Vec<GroupCreated>,
+}
+
+/// Creates more inventory groups, each with as many replicas as the widest group has,
+/// on the active nodes holding the fewest replicas. New events are placed in the group
+/// with the fewest events, so new groups fill up first; events never move.
+#[utoipa::path(
+    post, operation_id = "addGroups", path = "/admin/v1/groups", tag = "cluster", security(("bearer" = [])),
+    request_body = GroupsAdd,
+    responses((status = 201, description = "The groups created", body = GroupsCreated))
+)]
+pub async fn add_groups(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(body): ApiJson<GroupsAdd>,
+) -> Result<(StatusCode, ApiJson<GroupsCreated>), ApiError> {
+    if !(1..=MAX_NEW_GROUPS).contains(&body.count) {
+        return Err(ApiError::Unprocessable {
+            detail: format!("count must be 1..={MAX_NEW_GROUPS}"),
+            field: Some("count".into()),
+        });
+    }
+    let status = state.inventory.cluster_status().await?;
+    let view = assemble(&status, &state.seats.events_per_group());
+    let replication = view.replication();
+    let active = view.active_nodes_except(None);
+    if replication == 0 || active < replication {
+        return Err(ApiError::Conflict {
+            detail: format!("{active} active nodes cannot hold groups of {replication} replicas"),
+        });
+    }
+    let created = state.inventory.add_groups(body.count, replication).await?;
+    let groups = created
+        .into_iter()
+        .map(|(group_id, voters)| GroupCreated { group_id, voters })
+        .collect();
+    Ok((StatusCode::CREATED, ApiJson(GroupsCreated { groups })))
 }
 
 /// Longest node address accepted, in bytes.

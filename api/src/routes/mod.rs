@@ -75,6 +75,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/admin/v1/events", post(admin::create_event))
         .route("/admin/v1/cluster", get(cluster::view))
         .route("/admin/v1/nodes", post(cluster::add_node))
+        .route("/admin/v1/groups", post(cluster::add_groups))
         .route("/admin/v1/nodes/{node_id}", delete(cluster::drain_node))
         .route(
             "/admin/v1/events/{event_id}",

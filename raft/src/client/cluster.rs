@@ -14,7 +14,7 @@ use crate::host::NodeStatus;
 use crate::replica_move::{ReplicaMove, ReplicaMoved};
 use crate::transport::TransportError;
 use crate::types::{
-    Command, GroupId, NodeId, NodeRecord, Outcome, PutGroupCmd, PutNodeCmd, META_GROUP,
+    Command, GroupId, NodeId, NodeRecord, NodeState, Outcome, PutGroupCmd, PutNodeCmd, META_GROUP,
 };
 use crate::wire::{Query, QueryResult, ServeError};
 use crate::InventoryError;
@@ -277,6 +277,101 @@ impl InventoryClient {
         Ok(ReplicaMoveReport {
             voters: moved.voters,
             source_retired,
+        })
+    }
+}
+
+impl InventoryClient {
+    /// Creates `count` inventory groups after the highest group id of the table, each with
+    /// `replication` voters: the active nodes (node table, or bootstrapped members) holding
+    /// the fewest replicas, ties to the lowest id. Each group is first claimed in the meta
+    /// group's table (request id `add-group/{g}`: a concurrent creator of the same id with
+    /// other members is refused `RequestIdReused`, so two creators never initialize one id
+    /// twice), then initialized through one of its members. Answers the new groups and
+    /// their members.
+    pub async fn add_groups(
+        &self,
+        count: u64,
+        replication: usize,
+    ) -> Result<Vec<(GroupId, Vec<NodeId>)>, InventoryError> {
+        let table = self.refresh_groups().await?;
+        let node_table = self.nodes().await?;
+        let mut loads: BTreeMap<NodeId, (usize, String)> = BTreeMap::new();
+        for (_, members) in &table {
+            for (id, addr) in members {
+                loads.entry(*id).or_insert((0, addr.clone())).0 += 1;
+            }
+        }
+        for node in &node_table {
+            if node.state == NodeState::Active {
+                loads.entry(node.node_id).or_insert((0, node.addr.clone()));
+            } else {
+                loads.remove(&node.node_id);
+            }
+        }
+        if loads.len() < replication || replication == 0 {
+            return Err(InventoryError::Invalid(format!(
+                "{} active nodes cannot hold groups of {replication} replicas",
+                loads.len()
+            )));
+        }
+        let first = table.iter().map(|(g, _)| *g).max().unwrap_or(META_GROUP) + 1;
+        let mut created = Vec::new();
+        for group in first..first + count {
+            let mut by_load: Vec<(usize, NodeId)> =
+                loads.iter().map(|(id, (n, _))| (*n, *id)).collect();
+            by_load.sort();
+            let members: Vec<(NodeId, String)> = by_load[..replication]
+                .iter()
+                .map(|(_, id)| (*id, loads[id].1.clone()))
+                .collect();
+            for (id, _) in &members {
+                if let Some(load) = loads.get_mut(id) {
+                    load.0 += 1;
+                }
+            }
+            let claim = Command::PutGroup(PutGroupCmd {
+                group,
+                members: members.clone(),
+            });
+            let reply = self
+                .execute(META_GROUP, &format!("add-group/{group}"), claim)
+                .await?;
+            if reply.outcome != Outcome::Done {
+                return Err(refusal("claim a group id", reply.outcome));
+            }
+            self.initialize_group(group, &members).await?;
+            created.push((group, members.iter().map(|(id, _)| *id).collect()));
+        }
+        self.refresh_groups().await?;
+        Ok(created)
+    }
+
+    /// Initializes `group` with `members` through the first member that answers.
+    async fn initialize_group(
+        &self,
+        group: GroupId,
+        members: &[(NodeId, String)],
+    ) -> Result<(), InventoryError> {
+        let call = Duration::from_millis(super::CALL_TIMEOUT_MS);
+        let mut last = String::new();
+        for (id, addr) in members {
+            let path = format!("/cluster/groups/{group}/init");
+            let answer = self
+                .transport
+                .post(addr, &path, encode(&members.to_vec()), call)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|b| decode::<Result<(), ServeError>>(&b))
+                .and_then(|answer| answer.map_err(|e| e.to_string()));
+            match answer {
+                Ok(()) => return Ok(()),
+                Err(error) => last = format!("node {id}: {error}"),
+            }
+        }
+        Err(InventoryError::Unavailable {
+            group,
+            reason: format!("no member could initialize the group ({last})"),
         })
     }
 }

@@ -101,6 +101,15 @@ struct Routes {
 
 type Queued = (Request, oneshot::Sender<Result<Reply, InventoryError>>);
 
+/// How a new event's inventory group is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placing {
+    /// A stable hash of the event id over the inventory groups (benchmarks, the simulator).
+    ByHash,
+    /// The group with the fewest events.
+    LeastLoaded,
+}
+
 /// A client of the storage cluster.
 #[derive(Clone)]
 pub struct InventoryClient {
@@ -427,6 +436,63 @@ impl InventoryClient {
         request_id: &str,
         event: RegisterEventCmd,
     ) -> Result<(GroupId, Reply), InventoryError> {
+        self.register_placed(request_id, event, Placing::ByHash)
+            .await
+    }
+
+    /// [`Self::register_event`], placing a new event in the inventory group with the fewest
+    /// events (as the meta group counts them; ties to the lowest id), so groups added later
+    /// fill up first. What the admin API does.
+    pub async fn register_event_least_loaded(
+        &self,
+        request_id: &str,
+        event: RegisterEventCmd,
+    ) -> Result<GroupId, InventoryError> {
+        let (group, reply) = self
+            .register_placed(request_id, event, Placing::LeastLoaded)
+            .await?;
+        match reply.outcome {
+            Outcome::Registered { .. } => Ok(group),
+            other => Err(refusal("register event", other)),
+        }
+    }
+
+    /// The inventory group for a new event, by `placing`.
+    async fn place(&self, event_id: &str, placing: Placing) -> Result<GroupId, InventoryError> {
+        let none = || InventoryError::Invalid("the cluster has no inventory groups".into());
+        match placing {
+            Placing::ByHash => {
+                let groups = self.refresh_groups().await?;
+                let shards: Vec<GroupId> = groups
+                    .iter()
+                    .map(|(g, _)| *g)
+                    .filter(|g| *g != META_GROUP)
+                    .collect();
+                if shards.is_empty() {
+                    return Err(none());
+                }
+                Ok(shards[(stable_hash(event_id.as_bytes()) % shards.len() as u64) as usize])
+            }
+            Placing::LeastLoaded => {
+                let loads = match self.read(META_GROUP, Query::EventsPerGroup).await?.result {
+                    QueryResult::EventsPerGroup(loads) => loads,
+                    other => return Err(unexpected_read("events per group", other)),
+                };
+                loads
+                    .into_iter()
+                    .min_by_key(|(group, n_events)| (*n_events, *group))
+                    .map(|(group, _)| group)
+                    .ok_or_else(none)
+            }
+        }
+    }
+
+    async fn register_placed(
+        &self,
+        request_id: &str,
+        event: RegisterEventCmd,
+        placing: Placing,
+    ) -> Result<(GroupId, Reply), InventoryError> {
         let RegisterEventCmd {
             event_id,
             currency,
@@ -434,18 +500,9 @@ impl InventoryClient {
             seats,
         } = event;
         let event_id = event_id.as_str();
-        let groups = self.refresh_groups().await?;
-        let shards: Vec<GroupId> = groups
-            .iter()
-            .map(|(g, _)| *g)
-            .filter(|g| *g != META_GROUP)
-            .collect();
-        if shards.is_empty() {
-            return Err(InventoryError::Invalid(
-                "the cluster has no inventory groups".into(),
-            ));
-        }
-        let chosen = shards[(stable_hash(event_id.as_bytes()) % shards.len() as u64) as usize];
+        // An event placed already keeps its group (the meta group answers the first
+        // assignment), so a retry lands where the first attempt did.
+        let chosen = self.place(event_id, placing).await?;
         let assign = Command::AssignEvent(AssignEventCmd {
             event_id: event_id.to_owned(),
             group: chosen,

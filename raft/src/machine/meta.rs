@@ -1,6 +1,7 @@
 //! The meta group's state — catalog documents, placement (event → group), the group table
 //! (group → replicas), the node table (node → address, state) — and the replicated [`Limits`] every group enforces.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::records::Key;
@@ -173,5 +174,19 @@ impl Machine {
         self.dirty.insert(Key::Node(node_id));
         changes.push(Change::Node { node_id });
         Outcome::Done
+    }
+
+    /// Every inventory group of the table and how many events are placed in it.
+    pub fn events_per_group(&self) -> Vec<(GroupId, u64)> {
+        let mut counts: BTreeMap<GroupId, u64> = self
+            .groups
+            .keys()
+            .filter(|g| **g != META_GROUP)
+            .map(|g| (*g, 0))
+            .collect();
+        for group in self.placement.values() {
+            *counts.entry(*group).or_insert(0) += 1;
+        }
+        counts.into_iter().collect()
     }
 }
