@@ -2,8 +2,10 @@
 //!
 //! `boxoffice dev` runs everything in one process, `boxoffice node` a storage node,
 //! `boxoffice api` a stateless API node in front of a cluster,
-//! `boxoffice bench holds` measures a 3-node cluster.
+//! `boxoffice bench holds` measures a 3-node cluster, `boxoffice admin` operates a running
+//! one.
 
+mod admin;
 mod api_node;
 mod bench;
 mod cluster_key;
@@ -36,6 +38,8 @@ enum Cmd {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Operate a running cluster through an API node's admin API (nodes, groups, moves).
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +61,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Bench(cmd) => bench::run(cmd).await,
             Cmd::Api(args) => api_node::run(args).await,
             Cmd::Dev(args) => dev::run(args).await,
+            Cmd::Admin(args) => admin::run(args).await,
         }
     })
 }

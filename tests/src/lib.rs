@@ -235,3 +235,16 @@ where
     }
     None
 }
+
+/// Runs `boxoffice admin ARGS` against the API node at `api` with the admin `token` (both
+/// from the environment, as an operator sets them) and waits for it; its output.
+pub fn admin_cli(api: &str, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .arg("admin")
+        .args(args)
+        .env("BOXOFFICE_API", api)
+        .env("BOXOFFICE_ADMIN_TOKEN", token)
+        .env("BOXOFFICE_LOG", "warn")
+        .output()
+        .expect("running boxoffice admin")
+}

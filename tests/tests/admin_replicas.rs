@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use boxoffice_tests::load::{assert_holds_present, longest_gap, HoldWriter, SEATS_PER_ROW};
 use boxoffice_tests::rest::{ApiProc, Rest};
-use boxoffice_tests::{cluster_get_json, eventually, free_addr, start_cluster_with, NodeProc};
+use boxoffice_tests::{
+    admin_cli, cluster_get_json, eventually, free_addr, start_cluster_with, NodeProc,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -334,25 +336,52 @@ async fn a_node_drains_under_load_and_is_removed_with_its_replicas_tombstoned() 
         .call(Method::DELETE, "/admin/v1/nodes/x", None, &[])
         .await
         .assert_problem(400, "invalid-request");
-    let added = admin
-        .post_keyed(
-            "/admin/v1/nodes",
-            "add-4",
-            json!({"node_id": 4, "addr": addr4}),
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::ACCEPTED, "{}", added.text);
+    // The operator's CLI adds node 4 and drains node 1.
+    let cli = |args: Vec<String>| {
+        let (base, token) = (
+            admin.base.clone(),
+            admin.token.clone().expect("admin token"),
+        );
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            admin_cli(&base, &token, &args)
+        })
+    };
+    let words = |line: &str| line.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let refused = cli(words("groups move --group 1 --from 9 --to 4"))
+        .await
+        .expect("cli");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("422") && stderr.contains("field from"),
+        "{stderr}"
+    );
+    let added = cli(words(&format!("nodes add --id 4 --addr {addr4}")))
+        .await
+        .expect("cli");
+    assert!(added.status.success(), "{added:?}");
+    assert!(String::from_utf8_lossy(&added.stdout).contains("node 4 at"));
 
     // Node 1 (which bootstrap made the leader of every group) drains while holds flow.
     let writer = HoldWriter::start(api.client(), event.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let started = Instant::now();
-    let drain = admin
-        .call(Method::DELETE, "/admin/v1/nodes/1", None, &[])
-        .await;
-    assert_eq!(drain.status, StatusCode::ACCEPTED, "{}", drain.text);
-    assert_eq!(drain.body["state"], "draining");
-    // A second drain now would leave two active nodes.
+    let drain = cli(words("nodes drain --id 1"));
+    // Once node 1 is draining, a second drain would leave two active nodes.
+    let node1_state = || async {
+        let body = admin.get("/admin/v1/cluster").await.body;
+        body["nodes"]
+            .as_array()
+            .and_then(|ns| ns.iter().find(|n| n["node_id"] == 1))
+            .and_then(|n| n["state"].as_str())
+            .map(str::to_owned)
+    };
+    let not_active = eventually(Duration::from_secs(30), || async {
+        node1_state().await.filter(|s| s != "active")
+    })
+    .await;
+    assert!(not_active.is_some(), "node 1 never left the active state");
     admin
         .call(Method::DELETE, "/admin/v1/nodes/2", None, &[])
         .await
@@ -387,6 +416,20 @@ async fn a_node_drains_under_load_and_is_removed_with_its_replicas_tombstoned() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let drained_in = started.elapsed();
+    let drained = drain.await.expect("cli");
+    let progress = String::from_utf8_lossy(&drained.stdout).into_owned();
+    println!("boxoffice admin nodes drain --id 1:\n{progress}");
+    assert!(drained.status.success(), "{drained:?}");
+    assert!(progress.contains("node 1: draining"), "{progress}");
+    assert!(progress.contains("node 1 is removed"), "{progress}");
+    let table = cli(words("cluster")).await.expect("cli");
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains("removed")),
+        "{table}"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let acked = writer.stop().await;
     println!(
