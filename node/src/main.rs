@@ -61,7 +61,15 @@ fn main() -> anyhow::Result<()> {
             Cmd::Bench(cmd) => bench::run(cmd).await,
             Cmd::Api(args) => api_node::run(args).await,
             Cmd::Dev(args) => dev::run(args).await,
-            Cmd::Admin(args) => admin::run(args).await,
+            Cmd::Admin(args) => {
+                // An operator's mistake is a line on stderr and a failed command, not a
+                // backtrace.
+                if let Err(error) = admin::run(args).await {
+                    eprintln!("error: {error:#}");
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
         }
     })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-pub use boxoffice_raft::client::bootstrap;
+pub use boxoffice_raft::client::{bootstrap, bootstrap_spreading_leaders};
 use boxoffice_raft::storage::write_file_atomic;
 use boxoffice_raft::transport::TcpConnector;
 use boxoffice_raft::types::NodeId;
@@ -325,7 +325,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         if !members.iter().any(|(id, _)| *id == file.id) {
             bail!("--init must include this node ({})", file.id);
         }
-        if let Err(e) = bootstrap(node.host(), &members, args.shards).await {
+        if let Err(e) = bootstrap_spreading_leaders(node.host(), &members, args.shards).await {
             node.shutdown().await;
             return Err(e.into());
         }

@@ -78,6 +78,10 @@ async fn the_cluster_view_shows_nodes_groups_leaders_lag_and_events() {
         assert_eq!(n["reachable"], true);
         assert_eq!(n["replicas"], 3, "{n}");
         n_leaders += n["leaders"].as_u64().unwrap();
+        assert_eq!(
+            n["leaders"], 1,
+            "bootstrap spread the three groups' leaders: {n}"
+        );
     }
     assert_eq!(n_leaders, 3, "one leader per group");
 

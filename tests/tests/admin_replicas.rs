@@ -363,7 +363,7 @@ async fn a_node_drains_under_load_and_is_removed_with_its_replicas_tombstoned() 
     assert!(added.status.success(), "{added:?}");
     assert!(String::from_utf8_lossy(&added.stdout).contains("node 4 at"));
 
-    // Node 1 (which bootstrap made the leader of every group) drains while holds flow.
+    // Node 1 (bootstrap made it the leader of group 0) drains while holds flow.
     let writer = HoldWriter::start(api.client(), event.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let started = Instant::now();

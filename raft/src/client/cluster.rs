@@ -321,10 +321,11 @@ impl InventoryClient {
             let mut by_load: Vec<(usize, NodeId)> =
                 loads.iter().map(|(id, (n, _))| (*n, *id)).collect();
             by_load.sort();
-            let members: Vec<(NodeId, String)> = by_load[..replication]
+            let mut members: Vec<(NodeId, String)> = by_load[..replication]
                 .iter()
                 .map(|(_, id)| (*id, loads[id].1.clone()))
                 .collect();
+            members.sort();
             for (id, _) in &members {
                 if let Some(load) = loads.get_mut(id) {
                     load.0 += 1;

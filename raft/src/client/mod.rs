@@ -619,7 +619,9 @@ async fn batch_loop(client: InventoryClient, group: GroupId, rx: mpsc::Receiver<
 
 /// Initializes every group (0 = meta, 1..=`shards` inventory) with `members` as voters
 /// through `host`, then records the group table in the meta group. Safe to repeat: groups
-/// already initialized stay as they are and the table writes are idempotent.
+/// already initialized stay as they are and the table writes are idempotent. `host`
+/// initializes (and so first leads) every group: what the simulator and the benchmarks
+/// start from; [`bootstrap_spreading_leaders`] spreads them.
 pub async fn bootstrap(
     host: &Host,
     members: &[(NodeId, String)],
@@ -628,6 +630,66 @@ pub async fn bootstrap(
     host.initialize(members, shards)
         .await
         .map_err(|e| InventoryError::Protocol(e.to_string()))?;
+    record_group_table(host, members, shards).await
+}
+
+/// [`bootstrap`], with group `g` initialized by member `g mod n` (in `members`' order), so
+/// that member campaigns first and the groups start with their leaders spread over the
+/// members instead of all on `host`. A member that cannot be reached after
+/// [`BOOTSTRAP_ATTEMPTS`] tries has its groups initialized by `host` instead: openraft
+/// allows several members to initialize a group with the same configuration, so a late
+/// success of the remote call changes nothing but who wins the first election.
+pub async fn bootstrap_spreading_leaders(
+    host: &Host,
+    members: &[(NodeId, String)],
+    shards: u64,
+) -> Result<(), InventoryError> {
+    if members.is_empty() {
+        return Err(InventoryError::Invalid("no members to bootstrap".into()));
+    }
+    let protocol = |e: ServeError| InventoryError::Protocol(e.to_string());
+    let call = Duration::from_millis(CALL_TIMEOUT_MS);
+    for group in 0..=shards as GroupId {
+        let (first, addr) = &members[group as usize % members.len()];
+        if *first == host.node_id() {
+            host.initialize_group(group, members)
+                .await
+                .map_err(protocol)?;
+            continue;
+        }
+        let path = format!("/cluster/groups/{group}/init");
+        let mut initialized = false;
+        for _ in 0..BOOTSTRAP_ATTEMPTS {
+            let answer = host
+                .transport()
+                .post(addr, &path, encode(&members.to_vec()), call)
+                .await;
+            if let Ok(Ok(Ok(()))) = answer.map(|b| decode::<Result<(), ServeError>>(&b)) {
+                initialized = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if !initialized {
+            tracing::warn!(
+                group,
+                node = first,
+                "member unreachable; initializing the group here"
+            );
+            host.initialize_group(group, members)
+                .await
+                .map_err(protocol)?;
+        }
+    }
+    record_group_table(host, members, shards).await
+}
+
+/// Writes every group's members to the meta group's table (retrying while it elects).
+async fn record_group_table(
+    host: &Host,
+    members: &[(NodeId, String)],
+    shards: u64,
+) -> Result<(), InventoryError> {
     let client = InventoryClient::new(
         host.transport(),
         members.iter().map(|(_, a)| a.clone()).collect(),
