@@ -66,10 +66,24 @@ pub struct GroupView {
     pub events: usize,
 }
 
+/// One decision of the balancer (which runs on the node leading the meta group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct BalancerDecision {
+    /// When it was decided, Unix milliseconds (the deciding node's clock).
+    pub at_ms: u64,
+    pub decided_by: NodeId,
+    pub decision: String,
+    /// `done`, or why it failed.
+    pub outcome: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     pub groups: Vec<GroupView>,
+    /// The balancer's latest decisions, oldest first (at most 16 per node that led the
+    /// meta group).
+    pub balancer: Vec<BalancerDecision>,
 }
 
 impl ClusterView {
@@ -352,7 +366,24 @@ pub fn assemble(
             leaders: groups.iter().filter(|g| g.leader == Some(node_id)).count(),
         })
         .collect();
-    ClusterView { nodes, groups }
+    let mut balancer: Vec<BalancerDecision> = status
+        .nodes
+        .iter()
+        .filter_map(|(_, s)| s.as_ref())
+        .flat_map(|s| s.balancer.iter())
+        .map(|e| BalancerDecision {
+            at_ms: e.at_ms,
+            decided_by: e.decided_by,
+            decision: e.decision.clone(),
+            outcome: e.outcome.clone(),
+        })
+        .collect();
+    balancer.sort_by_key(|d| (d.at_ms, d.decided_by));
+    ClusterView {
+        nodes,
+        groups,
+        balancer,
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +421,7 @@ mod tests {
                 node_id: id,
                 addr,
                 groups,
+                balancer: vec![],
             }),
         )
     }

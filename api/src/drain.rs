@@ -235,6 +235,7 @@ mod tests {
                 node(5, NodeState::Active, 0, 0),
             ],
             groups: vec![group(0, &[1, 2, 3], 2), group(1, &[1, 3, 4], 1)],
+            balancer: vec![],
         };
         assert_eq!(
             next_step(&view, 1).unwrap(),
@@ -275,6 +276,7 @@ mod tests {
                 node(4, NodeState::Active, 0, 0),
             ],
             groups: vec![group(0, &[1, 2, 3], 1)],
+            balancer: vec![],
         };
         assert!(check_drain(&view, 1).is_ok());
         view.nodes[3].state = NodeState::Draining;

@@ -52,9 +52,16 @@ pub struct NodeArgs {
     /// … and at least this often while anything is unsaved.
     #[arg(long, env = "BOXOFFICE_CHECKPOINT_EVERY_MS")]
     checkpoint_every_ms: Option<u64>,
+    /// How often the balancer (on the node leading the meta group) makes at most one change
+    /// evening out replicas and leaderships across the active nodes; 0 turns it off.
+    #[arg(long, env = "BOXOFFICE_BALANCE_EVERY_MS", default_value_t = DEFAULT_BALANCE_EVERY_MS)]
+    balance_every_ms: u64,
     #[command(flatten)]
     key: KeyArgs,
 }
+
+/// The balancer's default interval: one change at most every ten seconds.
+pub const DEFAULT_BALANCE_EVERY_MS: u64 = 10_000;
 
 /// What a node remembers about itself across restarts.
 #[derive(Serialize, Deserialize)]
@@ -330,9 +337,18 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             return Err(e.into());
         }
     }
+    let balancer = (args.balance_every_ms > 0).then(|| {
+        tokio::spawn(boxoffice_raft::balancer::run(
+            node.host().clone(),
+            args.balance_every_ms,
+        ))
+    });
     println!("ready node={} addr={}", file.id, file.advertise);
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(balancer) = balancer {
+        balancer.abort();
+    }
     node.shutdown().await;
     Ok(())
 }

@@ -276,6 +276,9 @@ pub struct NodeStatus {
     pub node_id: NodeId,
     pub addr: String,
     pub groups: Vec<GroupStatus>,
+    /// The balancer's last decisions taken on this node (while it led the meta group).
+    #[serde(default)]
+    pub balancer: Vec<crate::balancer::BalancerEntry>,
 }
 
 struct Pending {
@@ -375,6 +378,8 @@ struct HostInner {
     transport: Arc<Transport>,
     groups: RwLock<BTreeMap<GroupId, Arc<Group>>>,
     creating: tokio::sync::Mutex<()>,
+    /// The balancer's last decisions on this node, oldest first.
+    balancer_log: Mutex<std::collections::VecDeque<crate::balancer::BalancerEntry>>,
 }
 
 /// A storage node: the replicas it hosts and the transport they share.
@@ -399,6 +404,7 @@ impl Host {
                 auth,
                 groups: RwLock::new(BTreeMap::new()),
                 creating: tokio::sync::Mutex::new(()),
+                balancer_log: Mutex::default(),
             }),
         };
         for group in host.inner.storage.groups()? {
@@ -782,6 +788,30 @@ impl Host {
         Ok(())
     }
 
+    /// Whether this node's replica of `group` is its leader.
+    pub fn leads(&self, group: GroupId) -> bool {
+        self.group(group).is_some_and(|g| g.is_leader())
+    }
+
+    /// Keeps a balancer decision and its outcome for [`Host::status`] (the last
+    /// [`crate::balancer::BALANCER_LOG_LEN`]).
+    pub fn note_balancer(&self, decision: String, outcome: String) {
+        let mut log = self
+            .inner
+            .balancer_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if log.len() == crate::balancer::BALANCER_LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back(crate::balancer::BalancerEntry {
+            at_ms: self.inner.cfg.clock.now_ms(),
+            decided_by: self.node_id(),
+            decision,
+            outcome,
+        });
+    }
+
     pub fn status(&self) -> NodeStatus {
         let groups = self
             .group_ids()
@@ -808,6 +838,14 @@ impl Host {
             node_id: self.node_id(),
             addr: self.addr().to_owned(),
             groups,
+            balancer: self
+                .inner
+                .balancer_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
         }
     }
 

@@ -27,6 +27,7 @@
 //! [`machine::Machine`] on every replica → replies and [`feed`] changes.
 
 pub mod auth;
+pub mod balancer;
 pub mod batch;
 pub mod client;
 pub mod clock;

@@ -1,6 +1,7 @@
 //! End-to-end test support: builds the `boxoffice` binary once and runs real storage-node
 //! processes on loopback, killed with SIGKILL and restarted from their data dirs. Every
-//! process started here gets [`TEST_CLUSTER_KEY`], and [`cluster_transport`] signs with it.
+//! process started here gets [`TEST_CLUSTER_KEY`], and [`cluster_transport`] signs with it;
+//! storage nodes run without the balancer unless a test passes `--balance-every-ms`.
 
 pub mod load;
 pub mod rest;
@@ -150,6 +151,9 @@ fn spawn(args: &[String], data_dir: &Path) -> Child {
         .args(args)
         .env("BOXOFFICE_LOG", "info,openraft=warn")
         .env("BOXOFFICE_CLUSTER_KEY", TEST_CLUSTER_KEY)
+        // The balancer stays off unless a test turns it on (`--balance-every-ms`), so the
+        // only moves in a test are its own.
+        .env("BOXOFFICE_BALANCE_EVERY_MS", "0")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
