@@ -144,7 +144,9 @@ pub fn plan(status: &ClusterStatus) -> Option<Decision> {
     }
     let leaders = count(&|g, n| g.leader == n);
     let leads = |n: NodeId| leaders.iter().find(|(_, id)| *id == n).map(|(c, _)| *c);
-    let busiest = leaders.iter().max_by_key(|(c, n)| (*c, std::cmp::Reverse(*n)))?;
+    let busiest = leaders
+        .iter()
+        .max_by_key(|(c, n)| (*c, std::cmp::Reverse(*n)))?;
     let idlest = leaders.iter().min_by_key(|(c, n)| (*c, *n))?;
     if busiest.0 <= idlest.0 + 1 {
         return None;
