@@ -138,6 +138,8 @@ pub struct Shared {
     pub keys: moka::sync::Cache<String, String>,
     pub readiness: Readiness,
     pub limits: Arc<RateLimits>,
+    /// Node drains this API node runs (stopped with it).
+    pub drains: crate::drain::Drains,
 }
 
 /// The router state: cheap to clone.
@@ -281,6 +283,7 @@ impl Api {
                 .build(),
             readiness: Readiness::default(),
             limits,
+            drains: crate::drain::Drains::default(),
         };
         let state = AppState(Arc::new(shared));
         let mut tasks = JoinSet::new();

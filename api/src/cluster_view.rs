@@ -11,18 +11,30 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use boxoffice_raft::client::ClusterStatus;
 use boxoffice_raft::host::GroupStatus;
-use boxoffice_raft::types::{GroupId, NodeId};
+use boxoffice_raft::types::{GroupId, NodeId, NodeState as RaftNodeState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::problem::ApiError;
 
-/// What a storage node is doing in the cluster. Draining and removal arrive with
-/// `DELETE /admin/v1/nodes/{id}`; until then every node is active.
+/// What a storage node is doing in the cluster, as the meta group's node table records it
+/// (a node named only by the group table — bootstrapped before the node table — is active).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeState {
     Active,
+    Draining,
+    Removed,
+}
+
+impl From<RaftNodeState> for NodeState {
+    fn from(state: RaftNodeState) -> NodeState {
+        match state {
+            RaftNodeState::Active => NodeState::Active,
+            RaftNodeState::Draining => NodeState::Draining,
+            RaftNodeState::Removed => NodeState::Removed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -54,10 +66,44 @@ pub struct GroupView {
     pub events: usize,
 }
 
+/// One decision of the balancer (which runs on the node leading the meta group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct BalancerDecision {
+    /// When it was decided, Unix milliseconds (the deciding node's clock).
+    pub at_ms: u64,
+    pub decided_by: NodeId,
+    pub decision: String,
+    /// `done`, or why it failed.
+    pub outcome: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     pub groups: Vec<GroupView>,
+    /// The balancer's latest decisions, oldest first (at most 16 per node that led the
+    /// meta group).
+    pub balancer: Vec<BalancerDecision>,
+}
+
+impl ClusterView {
+    /// The most voters any group has: the replicas a new group gets, and the active nodes a
+    /// drain must leave.
+    pub fn replication(&self) -> usize {
+        self.groups
+            .iter()
+            .map(|g| g.voters.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// How many nodes are active, `except` one not counted.
+    pub fn active_nodes_except(&self, except: Option<NodeId>) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| Some(n.node_id) != except && n.state == NodeState::Active)
+            .count()
+    }
 }
 
 /// `POST /admin/v1/groups/{group_id}/leader`.
@@ -66,6 +112,41 @@ pub struct ClusterView {
 pub struct LeaderMove {
     /// The voter of the group that should lead it.
     pub node_id: NodeId,
+}
+
+/// `POST /admin/v1/groups/{group_id}/move`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaMoveRequest {
+    /// The node whose replica of the group moves (a voter of the group).
+    pub from: NodeId,
+    /// The node it moves to (active, reachable, holding no replica of the group).
+    pub to: NodeId,
+}
+
+/// What a replica move did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ReplicaMoved {
+    pub group_id: GroupId,
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The group's voters after the move.
+    pub voters: Vec<NodeId>,
+    /// Whether the source's replica was tombstoned and stopped (when `false` it is no
+    /// voter all the same; draining the node removes it).
+    pub source_retired: bool,
+    /// How long the move took, in milliseconds.
+    pub took_ms: u64,
+}
+
+/// `POST /admin/v1/nodes`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAdd {
+    /// The id the node was started with (`boxoffice node --id`).
+    pub node_id: NodeId,
+    /// Where it listens (`host:port`, as given to `--listen` or `--advertise`).
+    pub addr: String,
 }
 
 /// What a leader move did.
@@ -110,6 +191,82 @@ pub fn check_leader_move(
     Ok(group.leader)
 }
 
+/// Checks a replica move against the cluster as it stands: the group exists (404); `from`
+/// and `to` are nodes of the cluster (422 naming the field), different, `from` a voter of
+/// the group (422), `to` active, reachable and holding no replica of it (409); and both the
+/// group's voters now and its voters after the move keep a reachable majority (409).
+/// Answers the target's address.
+pub fn check_replica_move(
+    view: &ClusterView,
+    group_id: GroupId,
+    from: NodeId,
+    to: NodeId,
+) -> Result<String, ApiError> {
+    let group = view
+        .groups
+        .iter()
+        .find(|g| g.group_id == group_id)
+        .ok_or_else(|| ApiError::not_found(format!("no group {group_id}")))?;
+    let node = |id: NodeId, field: &str| {
+        view.nodes
+            .iter()
+            .find(|n| n.node_id == id)
+            .ok_or_else(|| ApiError::Unprocessable {
+                detail: format!("no node {id} in the cluster"),
+                field: Some(field.into()),
+            })
+    };
+    node(from, "from")?;
+    let target = node(to, "to")?;
+    if from == to {
+        return Err(ApiError::Unprocessable {
+            detail: "from and to are the same node".into(),
+            field: Some("to".into()),
+        });
+    }
+    if !group.voters.contains(&from) {
+        return Err(ApiError::Unprocessable {
+            detail: format!(
+                "node {from} holds no replica of group {group_id} (voters {:?})",
+                group.voters
+            ),
+            field: Some("from".into()),
+        });
+    }
+    if group.voters.contains(&to) {
+        return Err(ApiError::Conflict {
+            detail: format!("node {to} already holds a replica of group {group_id}"),
+        });
+    }
+    if target.state != NodeState::Active || !target.reachable {
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "node {to} cannot take replicas (state {:?}, reachable {})",
+                target.state, target.reachable
+            ),
+        });
+    }
+    let reachable = |id: &NodeId| view.nodes.iter().any(|n| n.node_id == *id && n.reachable);
+    let after: Vec<NodeId> = group
+        .voters
+        .iter()
+        .copied()
+        .filter(|v| *v != from)
+        .chain([to])
+        .collect();
+    for voters in [&group.voters, &after] {
+        let up = voters.iter().filter(|v| reachable(v)).count();
+        if up <= voters.len() / 2 {
+            return Err(ApiError::Conflict {
+                detail: format!(
+                    "group {group_id} would have no reachable majority among voters {voters:?} ({up} reachable)"
+                ),
+            });
+        }
+    }
+    Ok(target.addr.clone())
+}
+
 /// The replica whose view of `group` counts: the leader with the highest term, else the
 /// highest term.
 fn best_view<'a>(replicas: &[(NodeId, &'a GroupStatus)]) -> Option<&'a GroupStatus> {
@@ -141,6 +298,13 @@ pub fn assemble(
         for (id, addr) in members {
             addrs.entry(*id).or_insert_with(|| addr.clone());
         }
+    }
+    let mut states: BTreeMap<NodeId, NodeState> = BTreeMap::new();
+    for node in &status.node_table {
+        addrs
+            .entry(node.node_id)
+            .or_insert_with(|| node.addr.clone());
+        states.insert(node.node_id, node.state.into());
     }
     let mut groups = Vec::new();
     for (group, replicas) in &reports {
@@ -193,7 +357,7 @@ pub fn assemble(
         .map(|(node_id, addr)| NodeView {
             node_id,
             addr,
-            state: NodeState::Active,
+            state: states.get(&node_id).copied().unwrap_or(NodeState::Active),
             reachable: reachable.contains(&node_id),
             replicas: groups
                 .iter()
@@ -202,7 +366,24 @@ pub fn assemble(
             leaders: groups.iter().filter(|g| g.leader == Some(node_id)).count(),
         })
         .collect();
-    ClusterView { nodes, groups }
+    let mut balancer: Vec<BalancerDecision> = status
+        .nodes
+        .iter()
+        .filter_map(|(_, s)| s.as_ref())
+        .flat_map(|s| s.balancer.iter())
+        .map(|e| BalancerDecision {
+            at_ms: e.at_ms,
+            decided_by: e.decided_by,
+            decision: e.decision.clone(),
+            outcome: e.outcome.clone(),
+        })
+        .collect();
+    balancer.sort_by_key(|d| (d.at_ms, d.decided_by));
+    ClusterView {
+        nodes,
+        groups,
+        balancer,
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +421,7 @@ mod tests {
                 node_id: id,
                 addr,
                 groups,
+                balancer: vec![],
             }),
         )
     }
@@ -250,6 +432,7 @@ mod tests {
             .map(|id| (id, format!("10.0.0.{id}:7000")))
             .collect();
         let status = ClusterStatus {
+            node_table: vec![],
             table: vec![(0, members.clone()), (1, members)],
             nodes: vec![
                 node(
@@ -301,6 +484,7 @@ mod tests {
             .map(|id| (id, format!("10.0.0.{id}:7000")))
             .collect();
         let status = ClusterStatus {
+            node_table: vec![],
             table: vec![(1, members[..3].to_vec()), (2, members[1..].to_vec())],
             nodes: vec![node(1, vec![replica(1, "Leader", 2, Some(1), 5)])],
         };
@@ -321,8 +505,62 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_move_needs_a_voter_source_a_free_active_target_and_majorities() {
+        let members: Vec<(NodeId, String)> = (1..=3)
+            .map(|id| (id, format!("10.0.0.{id}:7000")))
+            .collect();
+        let added = |id: NodeId, state: RaftNodeState| boxoffice_raft::types::NodeRecord {
+            node_id: id,
+            addr: format!("10.0.0.{id}:7000"),
+            state,
+        };
+        let mut status = ClusterStatus {
+            table: vec![(1, members)],
+            node_table: vec![
+                added(4, RaftNodeState::Active),
+                added(5, RaftNodeState::Draining),
+            ],
+            nodes: vec![
+                node(1, vec![replica(1, "Leader", 2, Some(1), 5)]),
+                node(2, vec![replica(1, "Follower", 2, Some(1), 5)]),
+                node(3, vec![replica(1, "Follower", 2, Some(1), 5)]),
+                node(4, vec![]),
+                node(5, vec![]),
+                ("10.0.0.6:7000".into(), None),
+            ],
+        };
+        status.node_table.push(added(6, RaftNodeState::Active));
+        let view = assemble(&status, &BTreeMap::new());
+        assert_eq!(view.nodes[4].state, NodeState::Draining);
+        assert_eq!(check_replica_move(&view, 1, 3, 4).unwrap(), "10.0.0.4:7000");
+        let status_of = |e: ApiError| e.to_problem().0.as_u16();
+        let refused = |from, to| status_of(check_replica_move(&view, 1, from, to).unwrap_err());
+        assert_eq!(
+            status_of(check_replica_move(&view, 9, 3, 4).unwrap_err()),
+            404
+        );
+        assert_eq!(refused(3, 9), 422, "unknown target");
+        assert_eq!(refused(9, 4), 422, "unknown source");
+        assert_eq!(refused(4, 3), 422, "the source holds no replica");
+        assert_eq!(refused(3, 3), 422, "the same node");
+        assert_eq!(refused(3, 2), 409, "the target holds one already");
+        assert_eq!(refused(3, 5), 409, "a draining target");
+        assert_eq!(refused(3, 6), 409, "an unreachable target");
+        // Two of three voters down: no majority before the move, whatever moves.
+        status.nodes[1].1 = None;
+        status.nodes[2].1 = None;
+        let view = assemble(&status, &BTreeMap::new());
+        assert_eq!(
+            status_of(check_replica_move(&view, 1, 3, 4).unwrap_err()),
+            409,
+            "no reachable majority"
+        );
+    }
+
+    #[test]
     fn without_a_leader_the_highest_term_speaks_and_there_is_no_lag() {
         let status = ClusterStatus {
+            node_table: vec![],
             table: vec![],
             nodes: vec![
                 node(1, vec![replica(1, "Candidate", 5, None, 10)]),

@@ -9,7 +9,8 @@
 //! * [`catalog`]: venue, performer and event documents as admins send them and as the meta
 //!   group stores them; validation; a venue's seat layout.
 //! * [`cluster_view`]: `GET /admin/v1/cluster` assembled from the group table, the storage
-//!   nodes' own statuses and the seat feeds.
+//!   nodes' own statuses and the seat feeds; the checks of leader and replica moves.
+//! * [`drain`]: draining a storage node, one planned step at a time.
 //! * [`cache`]: the in-memory catalog, fed by the meta group's change feed.
 //! * [`seats`]: every event's seat map, fed by the shards' change feeds, and the coalesced
 //!   fan-out of live seat changes (SSE).
@@ -54,6 +55,7 @@ pub mod catalog;
 pub mod clock;
 pub mod cluster_view;
 pub mod demo;
+pub mod drain;
 pub mod extract;
 pub mod ids;
 pub mod inventory;

@@ -135,6 +135,9 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
             "1".into(),
             "--data-dir".into(),
             tmp.join(format!("n{id}")).display().to_string(),
+            // Only the kills move leadership here.
+            "--balance-every-ms".into(),
+            "0".into(),
         ];
         if let Some(ms) = args.heartbeat_ms {
             node_args.extend(["--heartbeat-ms".into(), ms.to_string()]);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_node::{shutdown_signal, ApiNode, ApiSetup, LimitArgs};
 use crate::cluster_key::dev_key;
-use crate::storage_node::{bootstrap, start_in_process};
+use crate::storage_node::{bootstrap_spreading_leaders, start_in_process};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DevArgs {
@@ -122,7 +122,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         );
     }
     if first_start {
-        bootstrap(nodes[0].host(), &members, args.shards).await?;
+        bootstrap_spreading_leaders(nodes[0].host(), &members, args.shards).await?;
     }
     let dev_file = load_or_create(&args.data_dir)?;
     let node = ApiNode::start(ApiSetup {

@@ -2,8 +2,10 @@
 //!
 //! `boxoffice dev` runs everything in one process, `boxoffice node` a storage node,
 //! `boxoffice api` a stateless API node in front of a cluster,
-//! `boxoffice bench holds` measures a 3-node cluster.
+//! `boxoffice bench holds` measures a 3-node cluster, `boxoffice admin` operates a running
+//! one.
 
+mod admin;
 mod api_node;
 mod bench;
 mod bench_failover;
@@ -37,6 +39,8 @@ enum Cmd {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Operate a running cluster through an API node's admin API (nodes, groups, moves).
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +62,15 @@ fn main() -> anyhow::Result<()> {
             Cmd::Bench(cmd) => bench::run(cmd).await,
             Cmd::Api(args) => api_node::run(args).await,
             Cmd::Dev(args) => dev::run(args).await,
+            Cmd::Admin(args) => {
+                // An operator's mistake is a line on stderr and a failed command, not a
+                // backtrace.
+                if let Err(error) = admin::run(args).await {
+                    eprintln!("error: {error:#}");
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
         }
     })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-pub use boxoffice_raft::client::bootstrap;
+pub use boxoffice_raft::client::{bootstrap, bootstrap_spreading_leaders};
 use boxoffice_raft::storage::write_file_atomic;
 use boxoffice_raft::transport::TcpConnector;
 use boxoffice_raft::types::NodeId;
@@ -52,9 +52,16 @@ pub struct NodeArgs {
     /// … and at least this often while anything is unsaved.
     #[arg(long, env = "BOXOFFICE_CHECKPOINT_EVERY_MS")]
     checkpoint_every_ms: Option<u64>,
+    /// How often the balancer (on the node leading the meta group) makes at most one change
+    /// evening out replicas and leaderships across the active nodes; 0 turns it off.
+    #[arg(long, env = "BOXOFFICE_BALANCE_EVERY_MS", default_value_t = DEFAULT_BALANCE_EVERY_MS)]
+    balance_every_ms: u64,
     #[command(flatten)]
     key: KeyArgs,
 }
+
+/// The balancer's default interval: one change at most every ten seconds.
+pub const DEFAULT_BALANCE_EVERY_MS: u64 = 10_000;
 
 /// What a node remembers about itself across restarts.
 #[derive(Serialize, Deserialize)]
@@ -332,14 +339,23 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         if !members.iter().any(|(id, _)| *id == file.id) {
             bail!("--init must include this node ({})", file.id);
         }
-        if let Err(e) = bootstrap(node.host(), &members, args.shards).await {
+        if let Err(e) = bootstrap_spreading_leaders(node.host(), &members, args.shards).await {
             node.shutdown().await;
             return Err(e.into());
         }
     }
+    let balancer = (args.balance_every_ms > 0).then(|| {
+        tokio::spawn(boxoffice_raft::balancer::run(
+            node.host().clone(),
+            args.balance_every_ms,
+        ))
+    });
     println!("ready node={} addr={}", file.id, file.advertise);
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(balancer) = balancer {
+        balancer.abort();
+    }
     node.shutdown().await;
     Ok(())
 }

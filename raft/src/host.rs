@@ -105,9 +105,17 @@ pub enum Storage {
     Memory(MemStorage),
 }
 
-/// In-memory storage for every group of one node.
+/// In-memory storage for every group of one node, and the groups removed from it.
 #[derive(Clone, Default)]
-pub struct MemStorage(Arc<Mutex<BTreeMap<GroupId, (MemLog, MemState)>>>);
+pub struct MemStorage {
+    groups: Arc<Mutex<BTreeMap<GroupId, (MemLog, MemState)>>>,
+    removed: Arc<Mutex<BTreeSet<GroupId>>>,
+}
+
+/// The name of a removed group's tombstone in `groups/` (see [`Storage::mark_removed`]).
+fn tombstone_name(group: GroupId) -> String {
+    format!("{group}.removed")
+}
 
 /// sled's page cache, in bytes.
 pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -139,7 +147,7 @@ impl Storage {
                 Ok(groups)
             }
             Storage::Memory(mem) => Ok(mem
-                .0
+                .groups
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .keys()
@@ -161,9 +169,66 @@ impl Storage {
                 ))
             }
             Storage::Memory(mem) => {
-                let mut groups = mem.0.lock().unwrap_or_else(|p| p.into_inner());
+                let mut groups = mem.groups.lock().unwrap_or_else(|p| p.into_inner());
                 let (log, state) = groups.entry(group).or_default();
                 Ok((Box::new(log.clone()), Arc::new(state.clone())))
+            }
+        }
+    }
+
+    /// Whether `group`'s replica was removed from this node (a tombstone is kept).
+    fn is_removed(&self, group: GroupId) -> bool {
+        match self {
+            Storage::Disk { dir, .. } => dir.join("groups").join(tombstone_name(group)).exists(),
+            Storage::Memory(mem) => mem
+                .removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&group),
+        }
+    }
+
+    /// Leaves a durable tombstone for `group`: no Raft message recreates its replica, and a
+    /// restart does not reopen it. Its data stays until the group is adopted again.
+    fn mark_removed(&self, group: GroupId) -> std::io::Result<()> {
+        match self {
+            Storage::Disk { dir, .. } => {
+                crate::storage::write_file_atomic(&dir.join("groups"), &tombstone_name(group), b"")
+            }
+            Storage::Memory(mem) => {
+                mem.removed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(group);
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes a removed group's old data, then its tombstone, so it can start over empty.
+    fn clear_removed(&self, group: GroupId) -> std::io::Result<()> {
+        match self {
+            Storage::Disk { dir, db } => {
+                let gdir = dir.join("groups").join(group.to_string());
+                if gdir.exists() {
+                    std::fs::remove_dir_all(&gdir)?;
+                }
+                for tree in [format!("sm/{group}"), format!("layouts/{group}")] {
+                    db.drop_tree(tree).map_err(std::io::Error::other)?;
+                }
+                std::fs::remove_file(dir.join("groups").join(tombstone_name(group)))?;
+                std::fs::File::open(dir.join("groups"))?.sync_all()
+            }
+            Storage::Memory(mem) => {
+                mem.groups
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&group);
+                mem.removed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&group);
+                Ok(())
             }
         }
     }
@@ -211,6 +276,9 @@ pub struct NodeStatus {
     pub node_id: NodeId,
     pub addr: String,
     pub groups: Vec<GroupStatus>,
+    /// The balancer's last decisions taken on this node (while it led the meta group).
+    #[serde(default)]
+    pub balancer: Vec<crate::balancer::BalancerEntry>,
 }
 
 struct Pending {
@@ -229,6 +297,8 @@ pub struct Group {
     read_barrier_passed: AtomicBool,
     /// A leader move is under way: this leader proposes nothing (`leader_move.rs`).
     pub(crate) moving: Arc<AtomicBool>,
+    /// A replica move is under way (`replica_move.rs`): one membership change at a time.
+    pub(crate) reconfiguring: AtomicBool,
 }
 
 impl Group {
@@ -249,6 +319,20 @@ impl Group {
             .get_node(&leader)?
             .clone();
         Some((leader, node.addr))
+    }
+
+    /// This replica's metrics when it leads its group, else `NotLeader` with its hint.
+    pub(crate) fn leader_metrics(
+        &self,
+    ) -> Result<openraft::RaftMetrics<NodeId, BasicNode>, ServeError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return Err(ServeError::NotLeader {
+                group: self.id,
+                leader: self.leader_hint(),
+            });
+        }
+        Ok(metrics)
     }
 
     fn is_leader(&self) -> bool {
@@ -294,6 +378,8 @@ struct HostInner {
     transport: Arc<Transport>,
     groups: RwLock<BTreeMap<GroupId, Arc<Group>>>,
     creating: tokio::sync::Mutex<()>,
+    /// The balancer's last decisions on this node, oldest first.
+    balancer_log: Mutex<std::collections::VecDeque<crate::balancer::BalancerEntry>>,
 }
 
 /// A storage node: the replicas it hosts and the transport they share.
@@ -318,9 +404,13 @@ impl Host {
                 auth,
                 groups: RwLock::new(BTreeMap::new()),
                 creating: tokio::sync::Mutex::new(()),
+                balancer_log: Mutex::default(),
             }),
         };
         for group in host.inner.storage.groups()? {
+            if host.inner.storage.is_removed(group) {
+                continue;
+            }
             host.ensure_group(group).await?;
         }
         Ok(host)
@@ -383,7 +473,9 @@ impl Host {
             .collect()
     }
 
-    /// The replica of `group`, created (empty, uninitialized) if this node has none yet.
+    /// The replica of `group`, created (empty, uninitialized) if this node has none yet and
+    /// it was not removed from this node (a removed group's tombstone refuses it: a late Raft
+    /// message from its old peers must not bring it back; [`Host::adopt`] clears it).
     pub async fn ensure_group(&self, group: GroupId) -> std::io::Result<Arc<Group>> {
         if let Some(g) = self.group(group) {
             return Ok(g);
@@ -391,6 +483,12 @@ impl Host {
         let _creating = self.inner.creating.lock().await;
         if let Some(g) = self.group(group) {
             return Ok(g);
+        }
+        if self.inner.storage.is_removed(group) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("group {group} was removed from node {}", self.node_id()),
+            ));
         }
         let cfg = &self.inner.cfg;
         let (log_disk, state_disk) = self.inner.storage.open_group(group)?;
@@ -448,6 +546,7 @@ impl Host {
             tasks: Mutex::new(tasks),
             read_barrier_passed: AtomicBool::new(false),
             moving,
+            reconfiguring: AtomicBool::new(false),
         });
         let housekeeping: [(u64, WorkDue, Command); 2] = [
             (SWEEP_INTERVAL_MS, Machine::sweep_due, Command::Sweep),
@@ -486,20 +585,64 @@ impl Host {
         members: &[(NodeId, String)],
         n_shards: u64,
     ) -> Result<(), ServeError> {
+        for group in 0..=n_shards {
+            self.initialize_group(group, members).await?;
+        }
+        Ok(())
+    }
+
+    /// Initializes one group with `members` as its voters, through this node (a member).
+    /// A group already initialized here is left as it is.
+    pub async fn initialize_group(
+        &self,
+        group: GroupId,
+        members: &[(NodeId, String)],
+    ) -> Result<(), ServeError> {
         let nodes: BTreeMap<NodeId, BasicNode> = members
             .iter()
             .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
             .collect();
-        for group in 0..=n_shards {
-            let g = self
-                .ensure_group(group)
-                .await
-                .map_err(|e| ServeError::Unavailable(e.to_string()))?;
-            match g.raft.initialize(nodes.clone()).await {
-                Ok(()) => {}
-                Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(ServeError::Unavailable(e.to_string())),
+        let g = self
+            .ensure_group(group)
+            .await
+            .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+        match g.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(ServeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Takes `group`'s replica off this node for good: a tombstone first (so nothing
+    /// recreates it), then the replica out of the table and shut down.
+    pub(crate) async fn remove_replica(&self, group: GroupId) -> std::io::Result<()> {
+        let _creating = self.inner.creating.lock().await;
+        self.inner.storage.mark_removed(group)?;
+        let removed = self
+            .inner
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&group);
+        if let Some(g) = removed {
+            g.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .abort_all();
+            if let Err(e) = g.raft.shutdown().await {
+                tracing::warn!(group, error = %e, "raft shutdown of a removed replica");
             }
+        }
+        tracing::info!(node = self.node_id(), group, "replica removed");
+        Ok(())
+    }
+
+    /// Lets `group` have a replica here again: a tombstone left by an earlier removal goes,
+    /// with the old data under it, so the replica starts empty and learns from its leader.
+    pub(crate) async fn clear_tombstone(&self, group: GroupId) -> std::io::Result<()> {
+        let _creating = self.inner.creating.lock().await;
+        if self.group(group).is_none() && self.inner.storage.is_removed(group) {
+            self.inner.storage.clear_removed(group)?;
         }
         Ok(())
     }
@@ -645,6 +788,30 @@ impl Host {
         Ok(())
     }
 
+    /// Whether this node's replica of `group` is its leader.
+    pub fn leads(&self, group: GroupId) -> bool {
+        self.group(group).is_some_and(|g| g.is_leader())
+    }
+
+    /// Keeps a balancer decision and its outcome for [`Host::status`] (the last
+    /// [`crate::balancer::BALANCER_LOG_LEN`]).
+    pub fn note_balancer(&self, decision: String, outcome: String) {
+        let mut log = self
+            .inner
+            .balancer_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if log.len() == crate::balancer::BALANCER_LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back(crate::balancer::BalancerEntry {
+            at_ms: self.inner.cfg.clock.now_ms(),
+            decided_by: self.node_id(),
+            decision,
+            outcome,
+        });
+    }
+
     pub fn status(&self) -> NodeStatus {
         let groups = self
             .group_ids()
@@ -671,6 +838,14 @@ impl Host {
             node_id: self.node_id(),
             addr: self.addr().to_owned(),
             groups,
+            balancer: self
+                .inner
+                .balancer_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
         }
     }
 
@@ -705,7 +880,7 @@ impl Host {
 /// openraft's "forward to leader" (in any API error that can carry one) as
 /// [`ServeError::NotLeader`] with the leader's address; any other Raft error as
 /// [`ServeError::Unavailable`]. The one place this mapping is written.
-fn serve_error<E>(group: GroupId, error: RaftError<NodeId, E>) -> ServeError
+pub(crate) fn serve_error<E>(group: GroupId, error: RaftError<NodeId, E>) -> ServeError
 where
     E: TryAsRef<ForwardToLeader<NodeId, BasicNode>> + std::error::Error,
 {

@@ -17,8 +17,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::ServerState;
-
 use crate::codec::encode;
 use crate::host::{Group, Host};
 use crate::types::{GroupId, NodeId};
@@ -44,13 +42,7 @@ impl Host {
     /// Answers the new leader.
     pub async fn move_leader(&self, group: GroupId, target: NodeId) -> Result<NodeId, ServeError> {
         let g = self.group(group).ok_or(ServeError::UnknownGroup(group))?;
-        let metrics = g.raft.metrics().borrow().clone();
-        if metrics.state != ServerState::Leader {
-            return Err(ServeError::NotLeader {
-                group,
-                leader: g.leader_hint(),
-            });
-        }
+        let metrics = g.leader_metrics()?;
         let membership = metrics.membership_config.membership().clone();
         if !membership.voter_ids().any(|v| v == target) {
             return Err(ServeError::Invalid(format!(

@@ -27,6 +27,7 @@
 //! [`machine::Machine`] on every replica → replies and [`feed`] changes.
 
 pub mod auth;
+pub mod balancer;
 pub mod batch;
 pub mod client;
 pub mod clock;
@@ -36,6 +37,7 @@ pub mod host;
 pub mod leader_move;
 pub mod machine;
 pub mod network;
+pub mod replica_move;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

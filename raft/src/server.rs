@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::codec::{decode, encode};
 use crate::host::{Group, Host};
+use crate::replica_move::ReplicaMove;
 use crate::typ::TypeConfig;
 use crate::types::{GroupId, NodeId, Request};
 use crate::wire::{Query, ServeError};
@@ -45,6 +46,10 @@ pub fn router(host: Host) -> Router {
             post(pause_elections),
         )
         .route("/cluster/groups/{group}/campaign", post(campaign))
+        .route("/cluster/groups/{group}/move", post(move_replica))
+        .route("/cluster/groups/{group}/retire", post(retire_replica))
+        .route("/cluster/groups/{group}/adopt", post(adopt_replica))
+        .route("/cluster/groups/{group}/init", post(init_group))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES))
         .with_state(host)
         .layer(axum::middleware::from_fn_with_state(
@@ -226,4 +231,52 @@ async fn pause_elections(
 /// A leader moving its leadership here asks this voter to campaign now.
 async fn campaign(State(host): State<Host>, Path(group): Path<GroupId>) -> Response {
     bincode_ok(&host.campaign(group).await)
+}
+
+/// Moves one replica of the group (this node must lead it): bincode [`ReplicaMove`] in,
+/// bincode `Result<ReplicaMoved, ServeError>` out.
+async fn move_replica(
+    State(host): State<Host>,
+    Path(group): Path<GroupId>,
+    body: Bytes,
+) -> Response {
+    let mv: ReplicaMove = match decode(&body) {
+        Ok(m) => m,
+        Err(e) => return bad_request(e),
+    };
+    bincode_ok(&host.move_replica(group, mv).await)
+}
+
+/// The group's replica here was moved away: the body (bincode) is the group's voters now.
+async fn retire_replica(
+    State(host): State<Host>,
+    Path(group): Path<GroupId>,
+    body: Bytes,
+) -> Response {
+    let voters: Vec<NodeId> = match decode(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    bincode_ok(&host.retire_replica(group, voters).await)
+}
+
+/// A replica of the group is about to be moved here.
+async fn adopt_replica(State(host): State<Host>, Path(group): Path<GroupId>) -> Response {
+    bincode_ok(&host.adopt_replica(group).await)
+}
+
+/// Initializes a new group with the members in the body (bincode `Vec<(NodeId, String)>`,
+/// this node among them); answers bincode `Result<(), ServeError>`.
+async fn init_group(State(host): State<Host>, Path(group): Path<GroupId>, body: Bytes) -> Response {
+    let members: Vec<(NodeId, String)> = match decode(&body) {
+        Ok(m) => m,
+        Err(e) => return bad_request(e),
+    };
+    if !members.iter().any(|(id, _)| *id == host.node_id()) {
+        return bincode_ok(&Err::<(), _>(ServeError::Invalid(format!(
+            "node {} is not among group {group}'s members",
+            host.node_id()
+        ))));
+    }
+    bincode_ok(&host.initialize_group(group, &members).await)
 }

@@ -124,6 +124,8 @@ pub enum Command {
     /// (shuffling the places taken before), expires admissions, drops abandoned places,
     /// admits from the head, closes sold-out rooms. Proposed by the leader only.
     AdmitQueues,
+    /// Meta group: record a storage node of the cluster and its state (the node table).
+    PutNode(PutNodeCmd),
 }
 
 /// Create an event's seat inventory. Registering the same seats again is a no-op.
@@ -239,6 +241,40 @@ pub struct AssignEventCmd {
 pub struct PutGroupCmd {
     pub group: GroupId,
     pub members: Vec<(NodeId, String)>,
+}
+
+/// Where a storage node stands in the cluster's life: it takes replicas (`Active`), is having
+/// its replicas moved off (`Draining`), or holds none and never will again (`Removed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    Active,
+    Draining,
+    Removed,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Active => "active",
+            NodeState::Draining => "draining",
+            NodeState::Removed => "removed",
+        }
+    }
+}
+
+/// One row of the meta group's node table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: NodeId,
+    pub addr: String,
+    pub state: NodeState,
+}
+
+/// Meta group: record a node (its address and state). A removed node stays removed: a later
+/// `PutNode` of it is refused, so its id cannot come back with stale replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutNodeCmd {
+    pub node: NodeRecord,
 }
 
 /// Changes how long new holds of a registered event last (holds already made keep their
@@ -604,6 +640,9 @@ pub enum Change {
     },
     Group {
         group: GroupId,
+    },
+    Node {
+        node_id: NodeId,
     },
 }
 

@@ -35,6 +35,8 @@ pub enum Query {
     EventCounts(EventId),
     Placement(EventId),
     Groups,
+    /// The meta group's node table.
+    Nodes,
     Catalog {
         kind: String,
         id: String,
@@ -48,6 +50,8 @@ pub enum Query {
         event_id: EventId,
         places: Vec<(UserId, u64)>,
     },
+    /// Meta group: how many events each inventory group of the table holds.
+    EventsPerGroup,
 }
 
 /// The answer to a [`Query`], variant for variant.
@@ -61,10 +65,13 @@ pub enum QueryResult {
     Counts(Option<(u32, u32, u32)>),
     Placement(Option<GroupId>),
     Groups(Vec<(GroupId, Vec<(NodeId, String)>)>),
+    Nodes(Vec<NodeRecord>),
     Catalog(Option<Vec<u8>>),
     Limits(Limits),
     Room(Option<RoomFigures>),
     Places(Option<Vec<Option<PlaceView>>>),
+    /// Every inventory group of the table with its number of events, by group id.
+    EventsPerGroup(Vec<(GroupId, u64)>),
 }
 
 /// A read's result and the time it describes (the group's clock, never behind the leader's).

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use boxoffice_raft::machine::Machine;
 use boxoffice_raft::types::*;
+use boxoffice_raft::wire::{Query, QueryResult};
 use proptest::prelude::*;
 
 const N_SEATS: u32 = 6;
@@ -1251,4 +1252,62 @@ fn best_available_figures() {
     }
     let us = started.elapsed().as_secs_f64() * 1e6 / f64::from(n_holds);
     eprintln!("named holds of the same sizes: {us:.1} µs per hold (apply included)");
+}
+
+#[test]
+fn the_node_table_records_nodes_survives_records_and_never_revives_a_removed_node() {
+    let mut m = Machine::new();
+    let put = |node_id: NodeId, addr: &str, state: NodeState| Request {
+        request_id: None,
+        command: Command::PutNode(PutNodeCmd {
+            node: NodeRecord {
+                node_id,
+                addr: addr.into(),
+                state,
+            },
+        }),
+    };
+    let mut changes = Vec::new();
+    let mut apply = |m: &mut Machine, r: Request| m.apply(&r, 1, &mut changes).outcome;
+    assert_eq!(
+        apply(&mut m, put(4, "10.0.0.4:7000", NodeState::Active)),
+        Outcome::Done
+    );
+    assert_eq!(
+        apply(&mut m, put(5, "10.0.0.5:7000", NodeState::Active)),
+        Outcome::Done
+    );
+    assert_eq!(
+        apply(&mut m, put(4, "10.0.0.4:7000", NodeState::Draining)),
+        Outcome::Done
+    );
+    assert!(matches!(
+        apply(&mut m, put(6, "", NodeState::Active)),
+        Outcome::Rejected(Rejection::Invalid(_))
+    ));
+    assert_eq!(
+        apply(&mut m, put(4, "10.0.0.4:7000", NodeState::Removed)),
+        Outcome::Done
+    );
+    assert!(
+        matches!(
+            apply(&mut m, put(4, "10.0.0.4:7000", NodeState::Active)),
+            Outcome::Rejected(Rejection::Invalid(_))
+        ),
+        "a removed node id is spent"
+    );
+    let nodes = |m: &Machine| match m.answer(Query::Nodes).result {
+        QueryResult::Nodes(nodes) => nodes
+            .into_iter()
+            .map(|n| (n.node_id, n.state))
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        nodes(&m),
+        vec![(4, NodeState::Removed), (5, NodeState::Active)]
+    );
+    let reloaded = Machine::from_records(m.records()).expect("records load");
+    assert_eq!(nodes(&reloaded), nodes(&m));
+    assert_eq!(reloaded.records(), m.records());
 }

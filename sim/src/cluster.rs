@@ -92,6 +92,16 @@ pub enum Control {
     },
     /// Hand `group`'s leadership (this node must hold it) to `to`.
     MoveLeader { group: GroupId, to: NodeId },
+    /// The admin API's replica move, as `boxoffice admin groups move` runs it (the client's
+    /// `move_replica`: adopt on `to`, the leader's learner → joint consensus, a leader move
+    /// first when `from` leads, the table in the meta group, `from`'s replica tombstoned).
+    MoveReplica {
+        group: GroupId,
+        from: NodeId,
+        to: NodeId,
+        /// Every node's address, for the client to find the leaders.
+        seeds: Vec<String>,
+    },
 }
 
 /// What the driver sees of one node between steps.
@@ -183,6 +193,25 @@ async fn control_loop(
                 let answer = match host.move_leader(group, to).await {
                     Ok(leader) => format!("group {group}: leadership moved to n{leader}"),
                     Err(e) => format!("group {group}: leader move to n{to} failed: {e}"),
+                };
+                slot.borrow_mut()
+                    .control_log
+                    .push((crate::clock::sim_ms(), answer));
+                continue;
+            }
+            Control::MoveReplica {
+                group,
+                from,
+                to,
+                seeds,
+            } => {
+                let client = InventoryClient::new(host.transport(), seeds);
+                let answer = match client.move_replica(group, from, (to, node_addr(to))).await {
+                    Ok(report) => format!(
+                        "group {group}: replica moved n{from} -> n{to}, voters {:?}, source retired {}",
+                        report.voters, report.source_retired
+                    ),
+                    Err(e) => format!("group {group}: replica move n{from} -> n{to} failed: {e}"),
                 };
                 slot.borrow_mut()
                     .control_log

@@ -387,17 +387,41 @@ impl Driver {
         let mut new_voters = voters.clone();
         new_voters.remove(&remove);
         new_voters.insert(add);
-        let sent = self.node(leader).slot.borrow().control.as_ref().map(|tx| {
-            tx.send(Control::ChangeMembers {
+        // Half the changes (chosen from what was drawn already, so a seed's schedule stays
+        // as it was) go through the admin API's replica move instead of the raw change:
+        // its leader hand-off, meta-table write and tombstone of the removed replica.
+        let admin_move = (group + add + remove).is_multiple_of(2);
+        let control = if admin_move {
+            Control::MoveReplica {
+                group,
+                from: remove,
+                to: add,
+                seeds: self.nodes.iter().map(|n| node_addr(n.id)).collect(),
+            }
+        } else {
+            Control::ChangeMembers {
                 group,
                 add,
                 voters: new_voters.clone(),
-            })
-            .is_ok()
-        });
+            }
+        };
+        let sent = self
+            .node(leader)
+            .slot
+            .borrow()
+            .control
+            .as_ref()
+            .map(|tx| tx.send(control).is_ok());
+        let how = if admin_move {
+            "admin move"
+        } else {
+            "raw change"
+        };
         self.note(
             now_ms,
-            format!("g{group}: asked n{leader} to replace n{remove} by n{add} (sent: {sent:?})"),
+            format!(
+                "g{group}: asked n{leader} to replace n{remove} by n{add}, {how} (sent: {sent:?})"
+            ),
         );
     }
 

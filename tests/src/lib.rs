@@ -1,7 +1,9 @@
 //! End-to-end test support: builds the `boxoffice` binary once and runs real storage-node
 //! processes on loopback, killed with SIGKILL and restarted from their data dirs. Every
-//! process started here gets [`TEST_CLUSTER_KEY`], and [`cluster_transport`] signs with it.
+//! process started here gets [`TEST_CLUSTER_KEY`], and [`cluster_transport`] signs with it;
+//! storage nodes run without the balancer unless a test passes `--balance-every-ms`.
 
+pub mod load;
 pub mod rest;
 pub mod webdriver;
 
@@ -149,6 +151,9 @@ fn spawn(args: &[String], data_dir: &Path) -> Child {
         .args(args)
         .env("BOXOFFICE_LOG", "info,openraft=warn")
         .env("BOXOFFICE_CLUSTER_KEY", TEST_CLUSTER_KEY)
+        // The balancer stays off unless a test turns it on (`--balance-every-ms`), so the
+        // only moves in a test are its own.
+        .env("BOXOFFICE_BALANCE_EVERY_MS", "0")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -233,4 +238,17 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// Runs `boxoffice admin ARGS` against the API node at `api` with the admin `token` (both
+/// from the environment, as an operator sets them) and waits for it; its output.
+pub fn admin_cli(api: &str, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .arg("admin")
+        .args(args)
+        .env("BOXOFFICE_API", api)
+        .env("BOXOFFICE_ADMIN_TOKEN", token)
+        .env("BOXOFFICE_LOG", "warn")
+        .output()
+        .expect("running boxoffice admin")
 }

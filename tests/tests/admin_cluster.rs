@@ -4,11 +4,10 @@
 //! unreachable. Admin role only. A leader moves on request while holds flow, and a bad
 //! request moves nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use boxoffice_tests::rest::{ApiProc, Rest};
+use boxoffice_tests::load::{assert_holds_present, longest_gap, HoldWriter, SEATS_PER_ROW};
+use boxoffice_tests::rest::ApiProc;
 use boxoffice_tests::{eventually, start_cluster};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -79,6 +78,10 @@ async fn the_cluster_view_shows_nodes_groups_leaders_lag_and_events() {
         assert_eq!(n["reachable"], true);
         assert_eq!(n["replicas"], 3, "{n}");
         n_leaders += n["leaders"].as_u64().unwrap();
+        assert_eq!(
+            n["leaders"], 1,
+            "bootstrap spread the three groups' leaders: {n}"
+        );
     }
     assert_eq!(n_leaders, 3, "one leader per group");
 
@@ -120,33 +123,6 @@ async fn the_cluster_view_shows_nodes_groups_leaders_lag_and_events() {
     user.get("/admin/v1/cluster")
         .await
         .assert_problem(403, "forbidden");
-}
-
-/// Seats per row of the moving test's venue (the most a row may have).
-const SEATS_PER_ROW: u32 = 500;
-
-/// Holds the `n`th seat (from 1) for user `fan{n}` until it is acknowledged, retrying 503s with the
-/// same key (as a client must); returns the hold id.
-async fn hold_until_acknowledged(api: &Rest, event: &str, n: u32) -> String {
-    let fan = api.as_user(&format!("fan{n}"), "user").await;
-    let seat = format!(
-        "s1-{}-{}",
-        (n - 1) / SEATS_PER_ROW + 1,
-        (n - 1) % SEATS_PER_ROW + 1
-    );
-    let body = json!({"event_id": event, "seat_ids": [seat]});
-    loop {
-        let answer = fan
-            .post_keyed("/v1/holds", &format!("move-{n}"), body.clone())
-            .await;
-        match answer.status {
-            StatusCode::CREATED => return answer.str("/hold_id"),
-            StatusCode::SERVICE_UNAVAILABLE => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => panic!("hold {n}: {other} {}", answer.text),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,21 +168,9 @@ async fn a_leader_moves_on_request_under_load_and_bad_requests_change_nothing() 
     );
 
     // Holds flow while the leader moves; every acknowledgement is timed.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (client, event, stop) = (api.client(), event.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut n = 1;
-            while !stop.load(Ordering::SeqCst) {
-                let hold_id = hold_until_acknowledged(&client, &event, n).await;
-                acked.push((Instant::now(), hold_id));
-                n += 1;
-            }
-            acked
-        })
-    };
+    let writer = HoldWriter::start(api.client(), event.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
     let moved = admin
         .post_keyed(path, "move", json!({"node_id": target}))
         .await;
@@ -214,13 +178,8 @@ async fn a_leader_moves_on_request_under_load_and_bad_requests_change_nothing() 
     assert_eq!(moved.body["leader"], target);
     assert_eq!(moved.body["previous_leader"], old);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::SeqCst);
-    let acked = writer.await.expect("writer");
-    let gap = acked
-        .windows(2)
-        .map(|w| w[1].0 - w[0].0)
-        .max()
-        .unwrap_or_default();
+    let acked = writer.stop().await;
+    let gap = longest_gap(&acked, started, Instant::now());
     println!(
         "leader move {old} -> {target}: took {} ms; {} holds acknowledged; longest write gap {} ms",
         moved.body["took_ms"],
@@ -232,13 +191,7 @@ async fn a_leader_moves_on_request_under_load_and_bad_requests_change_nothing() 
     assert_eq!(leader_of_1(&after), Some(target), "{after}");
 
     // Every acknowledged hold is there.
-    let reader = api.client().as_user("ops", "admin").await;
-    for (n, (_, hold_id)) in acked.iter().enumerate() {
-        let fan = reader.as_user(&format!("fan{}", n + 1), "user").await;
-        let hold = fan.get(&format!("/v1/holds/{hold_id}")).await;
-        assert_eq!(hold.status, StatusCode::OK, "hold {hold_id}: {}", hold.text);
-        assert_eq!(hold.body["status"], "active", "{}", hold.text);
-    }
+    assert_holds_present(&api.client(), &acked).await;
 
     // Moving to the node that already leads is a no-op that says so.
     let again = admin

@@ -256,7 +256,7 @@ pub async fn create_event_doc(
     };
     state
         .inventory
-        .register_event(&format!("register/{event_id}"), register)
+        .register_event_least_loaded(&format!("register/{event_id}"), register)
         .await
         .map_err(|e| refused(e, Doing::Catalog))?;
     if event.queue.enabled {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::app::AppState;
@@ -74,23 +74,41 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/admin/v1/performers", post(admin::create_performer))
         .route("/admin/v1/events", post(admin::create_event))
         .route("/admin/v1/cluster", get(cluster::view))
+        .route("/admin/v1/nodes", post(cluster::add_node))
+        .route("/admin/v1/groups", post(cluster::add_groups))
+        .route("/admin/v1/nodes/{node_id}", delete(cluster::drain_node))
         .route(
             "/admin/v1/events/{event_id}",
             get(admin::get_event).patch(admin::patch_event),
         )
         .merge(auth_routes(state.config.dev_mode))
         .layer(from_fn_with_state(timeout_ms, timeout));
-    // A leader move waits for a catch-up, a lease and an election: the client's own bound
-    // (with a second to answer) replaces the request timeout.
-    let operating = Router::new()
-        .route(
+    // A leader move waits for a catch-up, a lease and an election, a replica move for a
+    // learner's catch-up and two membership entries: the client's own bound (with a second
+    // to answer) replaces the request timeout.
+    use boxoffice_raft::client::{MOVE_LEADER_TIMEOUT_MS, MOVE_REPLICA_TIMEOUT_MS};
+    let operations = [
+        (
             "/admin/v1/groups/{group_id}/leader",
             post(cluster::move_leader),
-        )
-        .layer(from_fn_with_state(
-            boxoffice_raft::client::MOVE_LEADER_TIMEOUT_MS + 1_000,
-            timeout,
-        ));
+            MOVE_LEADER_TIMEOUT_MS,
+        ),
+        (
+            "/admin/v1/groups/{group_id}/move",
+            post(cluster::move_replica),
+            MOVE_REPLICA_TIMEOUT_MS,
+        ),
+    ];
+    let operating =
+        operations
+            .into_iter()
+            .fold(Router::new(), |router, (path, handler, bound_ms)| {
+                router.merge(
+                    Router::new()
+                        .route(path, handler)
+                        .layer(from_fn_with_state(bound_ms + 1_000, timeout)),
+                )
+            });
     let limited = with_rate_limits(timed.merge(reads).merge(operating), state.limits.clone());
     // The processor and monitoring are not rate limited per IP: one processor sends every
     // webhook, one Prometheus scrapes every node.

@@ -24,7 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 mod calls;
 mod cluster;
 
-pub use cluster::{ClusterStatus, MOVE_LEADER_TIMEOUT_MS, NODE_STATUS_TIMEOUT_MS};
+pub use cluster::{
+    ClusterStatus, ReplicaMoveReport, MOVE_LEADER_TIMEOUT_MS, MOVE_REPLICA_TIMEOUT_MS,
+    NODE_STATUS_TIMEOUT_MS,
+};
 
 use calls::{refusal, unexpected_read};
 pub use calls::{Settlement, Timed};
@@ -97,6 +100,15 @@ struct Routes {
 }
 
 type Queued = (Request, oneshot::Sender<Result<Reply, InventoryError>>);
+
+/// How a new event's inventory group is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placing {
+    /// A stable hash of the event id over the inventory groups (benchmarks, the simulator).
+    ByHash,
+    /// The group with the fewest events.
+    LeastLoaded,
+}
 
 /// A client of the storage cluster.
 #[derive(Clone)]
@@ -424,6 +436,63 @@ impl InventoryClient {
         request_id: &str,
         event: RegisterEventCmd,
     ) -> Result<(GroupId, Reply), InventoryError> {
+        self.register_placed(request_id, event, Placing::ByHash)
+            .await
+    }
+
+    /// [`Self::register_event`], placing a new event in the inventory group with the fewest
+    /// events (as the meta group counts them; ties to the lowest id), so groups added later
+    /// fill up first. What the admin API does.
+    pub async fn register_event_least_loaded(
+        &self,
+        request_id: &str,
+        event: RegisterEventCmd,
+    ) -> Result<GroupId, InventoryError> {
+        let (group, reply) = self
+            .register_placed(request_id, event, Placing::LeastLoaded)
+            .await?;
+        match reply.outcome {
+            Outcome::Registered { .. } => Ok(group),
+            other => Err(refusal("register event", other)),
+        }
+    }
+
+    /// The inventory group for a new event, by `placing`.
+    async fn place(&self, event_id: &str, placing: Placing) -> Result<GroupId, InventoryError> {
+        let none = || InventoryError::Invalid("the cluster has no inventory groups".into());
+        match placing {
+            Placing::ByHash => {
+                let groups = self.refresh_groups().await?;
+                let shards: Vec<GroupId> = groups
+                    .iter()
+                    .map(|(g, _)| *g)
+                    .filter(|g| *g != META_GROUP)
+                    .collect();
+                if shards.is_empty() {
+                    return Err(none());
+                }
+                Ok(shards[(stable_hash(event_id.as_bytes()) % shards.len() as u64) as usize])
+            }
+            Placing::LeastLoaded => {
+                let loads = match self.read(META_GROUP, Query::EventsPerGroup).await?.result {
+                    QueryResult::EventsPerGroup(loads) => loads,
+                    other => return Err(unexpected_read("events per group", other)),
+                };
+                loads
+                    .into_iter()
+                    .min_by_key(|(group, n_events)| (*n_events, *group))
+                    .map(|(group, _)| group)
+                    .ok_or_else(none)
+            }
+        }
+    }
+
+    async fn register_placed(
+        &self,
+        request_id: &str,
+        event: RegisterEventCmd,
+        placing: Placing,
+    ) -> Result<(GroupId, Reply), InventoryError> {
         let RegisterEventCmd {
             event_id,
             currency,
@@ -431,18 +500,9 @@ impl InventoryClient {
             seats,
         } = event;
         let event_id = event_id.as_str();
-        let groups = self.refresh_groups().await?;
-        let shards: Vec<GroupId> = groups
-            .iter()
-            .map(|(g, _)| *g)
-            .filter(|g| *g != META_GROUP)
-            .collect();
-        if shards.is_empty() {
-            return Err(InventoryError::Invalid(
-                "the cluster has no inventory groups".into(),
-            ));
-        }
-        let chosen = shards[(stable_hash(event_id.as_bytes()) % shards.len() as u64) as usize];
+        // An event placed already keeps its group (the meta group answers the first
+        // assignment), so a retry lands where the first attempt did.
+        let chosen = self.place(event_id, placing).await?;
         let assign = Command::AssignEvent(AssignEventCmd {
             event_id: event_id.to_owned(),
             group: chosen,
@@ -559,7 +619,9 @@ async fn batch_loop(client: InventoryClient, group: GroupId, rx: mpsc::Receiver<
 
 /// Initializes every group (0 = meta, 1..=`shards` inventory) with `members` as voters
 /// through `host`, then records the group table in the meta group. Safe to repeat: groups
-/// already initialized stay as they are and the table writes are idempotent.
+/// already initialized stay as they are and the table writes are idempotent. `host`
+/// initializes (and so first leads) every group: what the simulator and the benchmarks
+/// start from; [`bootstrap_spreading_leaders`] spreads them.
 pub async fn bootstrap(
     host: &Host,
     members: &[(NodeId, String)],
@@ -568,6 +630,66 @@ pub async fn bootstrap(
     host.initialize(members, shards)
         .await
         .map_err(|e| InventoryError::Protocol(e.to_string()))?;
+    record_group_table(host, members, shards).await
+}
+
+/// [`bootstrap`], with group `g` initialized by member `g mod n` (in `members`' order), so
+/// that member campaigns first and the groups start with their leaders spread over the
+/// members instead of all on `host`. A member that cannot be reached after
+/// [`BOOTSTRAP_ATTEMPTS`] tries has its groups initialized by `host` instead: openraft
+/// allows several members to initialize a group with the same configuration, so a late
+/// success of the remote call changes nothing but who wins the first election.
+pub async fn bootstrap_spreading_leaders(
+    host: &Host,
+    members: &[(NodeId, String)],
+    shards: u64,
+) -> Result<(), InventoryError> {
+    if members.is_empty() {
+        return Err(InventoryError::Invalid("no members to bootstrap".into()));
+    }
+    let protocol = |e: ServeError| InventoryError::Protocol(e.to_string());
+    let call = Duration::from_millis(CALL_TIMEOUT_MS);
+    for group in 0..=shards as GroupId {
+        let (first, addr) = &members[group as usize % members.len()];
+        if *first == host.node_id() {
+            host.initialize_group(group, members)
+                .await
+                .map_err(protocol)?;
+            continue;
+        }
+        let path = format!("/cluster/groups/{group}/init");
+        let mut initialized = false;
+        for _ in 0..BOOTSTRAP_ATTEMPTS {
+            let answer = host
+                .transport()
+                .post(addr, &path, encode(&members.to_vec()), call)
+                .await;
+            if let Ok(Ok(Ok(()))) = answer.map(|b| decode::<Result<(), ServeError>>(&b)) {
+                initialized = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if !initialized {
+            tracing::warn!(
+                group,
+                node = first,
+                "member unreachable; initializing the group here"
+            );
+            host.initialize_group(group, members)
+                .await
+                .map_err(protocol)?;
+        }
+    }
+    record_group_table(host, members, shards).await
+}
+
+/// Writes every group's members to the meta group's table (retrying while it elects).
+async fn record_group_table(
+    host: &Host,
+    members: &[(NodeId, String)],
+    shards: u64,
+) -> Result<(), InventoryError> {
     let client = InventoryClient::new(
         host.transport(),
         members.iter().map(|(_, a)| a.clone()).collect(),

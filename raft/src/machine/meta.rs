@@ -1,6 +1,7 @@
 //! The meta group's state — catalog documents, placement (event → group), the group table
-//! (group → replicas) — and the replicated [`Limits`] every group enforces.
+//! (group → replicas), the node table (node → address, state) — and the replicated [`Limits`] every group enforces.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::records::Key;
@@ -148,5 +149,44 @@ impl Machine {
         self.dirty.insert(Key::Group(group));
         changes.push(Change::Group { group });
         Outcome::Done
+    }
+
+    /// A node needs an address; a removed node is never recorded again (its id is spent).
+    pub(super) fn check_put_node(&self, cmd: &PutNodeCmd) -> Checked<()> {
+        let node = &cmd.node;
+        if node.addr.is_empty() || node.addr.len() > MAX_ID_BYTES {
+            return Err(Rejection::Invalid("a node needs an address".into()).into());
+        }
+        match self.nodes.get(&node.node_id) {
+            Some(known) if *known == *node => Err(Box::new(Outcome::Done)),
+            Some(known) if known.state == NodeState::Removed => Err(Rejection::Invalid(format!(
+                "node {} was removed; a removed node id is not reused",
+                node.node_id
+            ))
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn put_node(&mut self, cmd: &PutNodeCmd, changes: &mut Vec<Change>) -> Outcome {
+        let node_id = cmd.node.node_id;
+        self.nodes.insert(node_id, cmd.node.clone());
+        self.dirty.insert(Key::Node(node_id));
+        changes.push(Change::Node { node_id });
+        Outcome::Done
+    }
+
+    /// Every inventory group of the table and how many events are placed in it.
+    pub fn events_per_group(&self) -> Vec<(GroupId, u64)> {
+        let mut counts: BTreeMap<GroupId, u64> = self
+            .groups
+            .keys()
+            .filter(|g| **g != META_GROUP)
+            .map(|g| (*g, 0))
+            .collect();
+        for group in self.placement.values() {
+            *counts.entry(*group).or_insert(0) += 1;
+        }
+        counts.into_iter().collect()
     }
 }

@@ -82,6 +82,8 @@ pub struct Machine {
     catalog: BTreeMap<(String, String), Arc<Vec<u8>>>,
     placement: BTreeMap<EventId, GroupId>,
     groups: BTreeMap<GroupId, Vec<(NodeId, String)>>,
+    /// The node table (meta group): every storage node ever added, and its state.
+    nodes: BTreeMap<NodeId, NodeRecord>,
     /// Waiting rooms of this group's events.
     rooms: BTreeMap<EventId, queue::Room>,
     // Derived indexes (rebuilt on load, never stored).
@@ -127,6 +129,7 @@ impl Machine {
             catalog: BTreeMap::new(),
             placement: BTreeMap::new(),
             groups: BTreeMap::new(),
+            nodes: BTreeMap::new(),
             rooms: BTreeMap::new(),
             bookings_by_owner: BTreeMap::new(),
             expiring: BTreeSet::new(),
@@ -276,6 +279,9 @@ impl Machine {
                 .check_leave(cmd, now_ms)
                 .map(|plan| self.leave(cmd, plan, now_ms)),
             Command::AdmitQueues => Ok(self.step_queues(now_ms)),
+            Command::PutNode(cmd) => self
+                .check_put_node(cmd)
+                .map(|()| self.put_node(cmd, changes)),
         };
         result.unwrap_or_else(|unchanged| *unchanged)
     }

@@ -24,6 +24,8 @@ impl Machine {
             Query::Groups => {
                 QueryResult::Groups(self.groups.iter().map(|(g, ms)| (*g, ms.clone())).collect())
             }
+            Query::Nodes => QueryResult::Nodes(self.nodes.values().cloned().collect()),
+            Query::EventsPerGroup => QueryResult::EventsPerGroup(self.events_per_group()),
             Query::Catalog { kind, id } => {
                 QueryResult::Catalog(self.catalog_doc(&kind, &id).cloned())
             }

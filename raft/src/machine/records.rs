@@ -55,6 +55,8 @@ pub(super) enum Key {
     Catalog(String, String),
     Placement(EventId),
     Group(GroupId),
+    /// A row of the node table.
+    Node(NodeId),
     /// An event's waiting room (settings, counters).
     Room(EventId),
     /// One user's place in an event's waiting room.
@@ -79,6 +81,10 @@ impl Key {
             Key::Group(g) => {
                 out.push(b'n');
                 out.extend_from_slice(&g.to_be_bytes());
+            }
+            Key::Node(n) => {
+                out.push(b'o');
+                out.extend_from_slice(&n.to_be_bytes());
             }
             Key::Room(id) => tagged(&mut out, b'q', id),
             Key::Place(event_id, user) => {
@@ -140,6 +146,7 @@ impl Machine {
                 .map(|doc| doc.to_vec()),
             Key::Placement(id) => self.placement.get(id).map(encode),
             Key::Group(g) => self.groups.get(g).map(encode),
+            Key::Node(n) => self.nodes.get(n).map(encode),
             Key::Room(id) => self.rooms.get(id).map(|r| encode(&r.record)),
             Key::Place(event_id, user) => self
                 .rooms
@@ -163,6 +170,7 @@ impl Machine {
         );
         keys.extend(self.placement.keys().map(|k| Key::Placement(k.clone())));
         keys.extend(self.groups.keys().map(|g| Key::Group(*g)));
+        keys.extend(self.nodes.keys().map(|n| Key::Node(*n)));
         for (event_id, room) in &self.rooms {
             keys.push(Key::Room(event_id.clone()));
             keys.extend(
@@ -233,6 +241,10 @@ impl Machine {
                         .map_err(|_| corrupt("group key length".into()))?;
                     m.groups
                         .insert(u64::from_be_bytes(bytes), decode(&value).map_err(corrupt)?);
+                }
+                b'o' => {
+                    let node: NodeRecord = decode(&value).map_err(corrupt)?;
+                    m.nodes.insert(node.node_id, node);
                 }
                 b'q' => {
                     let record: RoomRecord = decode(&value).map_err(corrupt)?;

@@ -135,6 +135,9 @@ impl Proc {
             .args(args)
             .env("BOXOFFICE_LOG", "info,openraft=warn")
             .env("BOXOFFICE_CLUSTER_KEY", TEST_CLUSTER_KEY)
+            // The nemesis's schedule is the only disturbance: no balancer moves in between
+            // (as in the other end-to-end tests).
+            .env("BOXOFFICE_BALANCE_EVERY_MS", "0")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
