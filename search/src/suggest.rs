@@ -191,8 +191,9 @@ pub(crate) fn match_score(words: &[String], text: &str) -> Option<u32> {
 }
 
 /// Optimal-string-alignment distance (a transposition costs one) between `a` and `b`; with
-/// `prefix`, between `a` and the closest prefix of `b`. Same rules as tantivy's automata.
-pub(crate) fn edit_distance(a: &[char], b: &[char], prefix: bool) -> usize {
+/// `prefix`, between `a` and the closest prefix of `b`. Same rules as tantivy's automata
+/// (public so that the benchmark counts a drawn slip's edits the way the index does).
+pub fn edit_distance(a: &[char], b: &[char], prefix: bool) -> usize {
     let width = b.len() + 1;
     let mut d = vec![0usize; (a.len() + 1) * width];
     for (j, cell) in d.iter_mut().take(width).enumerate() {

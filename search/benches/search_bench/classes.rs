@@ -2,14 +2,17 @@
 //! performer names the way people really mistype them (issue 14): words run together
 //! (`join`), a word split apart (`split`), one phonetic rewrite (`phonetic`: ph/f, -ie/-y,
 //! c/k, th/t, a doubled or dropped letter), two slips in one word of 5–7 letters with the
-//! other words right, at most one letter fewer (`two-slips`), a slip in a word of three
-//! letters or fewer with the other words right (`short`), and a misspelled name whose other
-//! word is spelled exactly and also names venues or cities (`venue-word`).
+//! other words right, at most one letter fewer and exactly two edits from the name
+//! (`two-slips`), a slip in a word of three letters or fewer with the other words right
+//! (`short`), and a misspelled name whose other word is spelled exactly and also names
+//! venues or cities (`venue-word`).
 //!
 //! Every query aims at one performer; a performer whose name offers no place for the
 //! class's slip is skipped, so a class may hold fewer queries than asked for.
 
 use std::collections::HashSet;
+
+use boxoffice_search::suggest::edit_distance;
 
 use crate::{Performer, Rng};
 
@@ -132,6 +135,40 @@ fn one_edit(rng: &mut Rng, word: &str) -> String {
     c.into_iter().collect()
 }
 
+/// Draws of two slips tried before a name is skipped.
+const TWO_SLIPS_ATTEMPTS: usize = 20;
+
+/// Two slips in `word`, one after the other: each a phonetic rewrite (70 %) or a drop,
+/// swap or replacement, at most one letter fewer in all (two drops make a skeleton, "dvd"
+/// for "david", not two slips).
+fn two_slips(rng: &mut Rng, word: &str) -> String {
+    let n_letters = word.chars().count();
+    let mut word = word.to_owned();
+    for _ in 0..2 {
+        let rewrites: Vec<String> = phonetic_rewrites(&word)
+            .into_iter()
+            .filter(|r| r.chars().count() + 1 >= n_letters)
+            .collect();
+        word = if !rewrites.is_empty() && rng.chance(70) {
+            rng.pick(&rewrites).clone()
+        } else {
+            let edited = one_edit(rng, &word);
+            if edited.chars().count() + 1 >= n_letters {
+                edited
+            } else {
+                // A drop would be the second: swap instead.
+                let mut c: Vec<char> = word.chars().collect();
+                let pos = 1 + rng.below(c.len().saturating_sub(2).max(1));
+                if pos + 1 < c.len() {
+                    c.swap(pos, pos + 1);
+                }
+                c.into_iter().collect()
+            }
+        };
+    }
+    word
+}
+
 /// A slip in a word of three letters or fewer: a vowel dropped, swapped with its
 /// neighbour, or replaced by another vowel.
 fn short_slips(word: &str) -> Vec<String> {
@@ -251,33 +288,17 @@ fn make(
                 return None;
             }
             let i = *rng.pick(&candidates);
-            let n_letters = words[i].chars().count();
-            let mut word = words[i].clone();
-            for _ in 0..2 {
-                // At most one letter fewer in all: two drops make a skeleton ("dvd" for
-                // "david"), not two slips.
-                let rewrites: Vec<String> = phonetic_rewrites(&word)
-                    .into_iter()
-                    .filter(|r| r.chars().count() + 1 >= n_letters)
-                    .collect();
-                word = if !rewrites.is_empty() && rng.chance(70) {
-                    rng.pick(&rewrites).clone()
-                } else {
-                    let edited = one_edit(rng, &word);
-                    if edited.chars().count() + 1 >= n_letters {
-                        edited
-                    } else {
-                        // A drop would be the second: swap instead.
-                        let mut c: Vec<char> = word.chars().collect();
-                        let pos = 1 + rng.below(c.len().saturating_sub(2).max(1));
-                        if pos + 1 < c.len() {
-                            c.swap(pos, pos + 1);
-                        }
-                        c.into_iter().collect()
-                    }
-                };
-            }
-            with(i, &word)
+            // Two slips must leave the word two edits from the name, counted as the index
+            // counts them (optimal string alignment): a phonetic rewrite of two edits plus
+            // another slip, or a swap across a dropped letter ("dougsl" for "douglas"), is
+            // three. Redrawn until it is two.
+            let name: Vec<char> = words[i].chars().collect();
+            let slipped = (0..TWO_SLIPS_ATTEMPTS).find_map(|_| {
+                let slipped = two_slips(rng, &words[i]);
+                let typed: Vec<char> = slipped.chars().collect();
+                (edit_distance(&typed, &name, false) == 2).then_some(slipped)
+            })?;
+            with(i, &slipped)
         }
         "short" => {
             let options: Vec<(usize, String)> = words
