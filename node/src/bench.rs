@@ -58,6 +58,10 @@ pub struct HoldsArgs {
     /// the typed client.
     #[arg(long)]
     http: bool,
+    /// Start the groups' leaders spread over the three nodes (group g on node g mod 3, as
+    /// `node --init` does) instead of all on node 1.
+    #[arg(long)]
+    spread_leaders: bool,
     /// The key of the cluster given by `--cluster` (a started cluster gets a fresh one).
     #[command(flatten)]
     key: KeyArgs,
@@ -82,7 +86,8 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         Some(spec) => spec.split(',').map(str::to_owned).collect::<Vec<_>>(),
         None => {
             let (started, seeds) =
-                start_local_cluster(&tmp, cluster_key.clone(), args.shards).await?;
+                start_local_cluster(&tmp, cluster_key.clone(), args.shards, args.spread_leaders)
+                    .await?;
             nodes = started;
             seeds
         }
@@ -122,6 +127,19 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             "typed client"
         }
     );
+    if !nodes.is_empty() {
+        // Which node leads each group, as the nodes themselves report it.
+        let mut led: Vec<String> = Vec::new();
+        for node in &nodes {
+            for g in node.host().status().groups {
+                if g.state == "Leader" {
+                    led.push(format!("g{}@n{}", g.group, node.host().node_id()));
+                }
+            }
+        }
+        led.sort();
+        println!("leaders: {}", led.join(" "));
+    }
     let next_seat = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
     let mut workers = tokio::task::JoinSet::new();

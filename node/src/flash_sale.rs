@@ -233,7 +233,7 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("boxoffice-flash-{}", std::process::id()));
     // A fresh key signs the internal calls, as in production.
     let cluster_key = Some(ClusterKey::new(ClusterKey::generate_text().as_bytes())?);
-    let (nodes, seeds) = start_local_cluster(&tmp, cluster_key.clone(), 1).await?;
+    let (nodes, seeds) = start_local_cluster(&tmp, cluster_key.clone(), 1, false).await?;
     let api = BenchApi::start(seeds, cluster_key).await?;
     let result = drive(&args, &api.base, &api.jwt_secret).await;
     api.stop().await;

@@ -219,11 +219,13 @@ pub async fn start_in_process(
 }
 
 /// Three storage nodes in this process on loopback ports, bootstrapped with `shards`
-/// inventory groups (the benches' cluster): the nodes and their addresses.
+/// inventory groups (the benches' cluster), every leader on node 1 or, with
+/// `spread_leaders`, spread over the three: the nodes and their addresses.
 pub async fn start_local_cluster(
     base_dir: &std::path::Path,
     cluster_key: Option<ClusterKey>,
     shards: u64,
+    spread_leaders: bool,
 ) -> anyhow::Result<(Vec<StorageNode>, Vec<String>)> {
     let mut listeners = Vec::new();
     for _ in 0..3 {
@@ -238,7 +240,12 @@ pub async fn start_local_cluster(
     for ((id, _), listener) in members.iter().zip(listeners) {
         nodes.push(start_in_process(*id, listener, base_dir, cluster_key.clone()).await?);
     }
-    bootstrap(nodes[0].host(), &members, shards).await?;
+    if spread_leaders {
+        // Group g is initialized by member g mod n, so leaders start on every node.
+        bootstrap_spreading_leaders(nodes[0].host(), &members, shards).await?;
+    } else {
+        bootstrap(nodes[0].host(), &members, shards).await?;
+    }
     Ok((nodes, members.into_iter().map(|(_, a)| a).collect()))
 }
 
