@@ -127,8 +127,8 @@ struct Run {
     /// ms after t0 at which the confirmed seats reached the capacity.
     sold_out_at_ms: AtomicU64,
     capacity: u64,
-    /// Per fan: the place, the last read that said `waiting` (invoked, ms after t0), the read
-    /// that first said `admitted` (completed, ms after t0).
+    /// Per fan: the place, the last read that said `waiting` (sent — after its wait for a
+    /// connection — ms after t0), the read that first said `admitted` (completed, ms after t0).
     places: Mutex<Vec<FanTrace>>,
     confirmed: Mutex<Vec<(String, Vec<String>)>>,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
@@ -173,6 +173,22 @@ impl Run {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Option<(StatusCode, Value)> {
+        self.call_sent(kind, method, path, token, headers, body)
+            .await
+            .map(|(status, body, _)| (status, body))
+    }
+
+    /// [`Run::call`], also answering when the request left (ms after t0): after the wait for
+    /// a connection, so an order check does not date a read earlier than it happened.
+    async fn call_sent(
+        &self,
+        kind: Kind,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Option<(StatusCode, Value, u64)> {
         let waiting = Instant::now();
         let gate = match kind {
             Kind::Join | Kind::Position | Kind::View => &self.room_gate,
@@ -194,6 +210,7 @@ impl Run {
             request = request.json(body);
         }
         let started = Instant::now();
+        let sent_ms = self.ms();
         let answer = request.send().await;
         let (status, body) = match answer {
             Ok(response) => {
@@ -222,7 +239,7 @@ impl Run {
         if status.is_server_error() {
             self.server_errors.fetch_add(1, Ordering::Relaxed);
         }
-        Some((status, body))
+        Some((status, body, sent_ms))
     }
 }
 
@@ -458,9 +475,8 @@ async fn fan(
     let mut pause = Duration::from_millis(1_000 + rng.gen_range(0..3_000));
     let admission = loop {
         tokio::time::sleep(pause).await;
-        let invoked_ms = run.ms();
-        let Some((status, view)) = run
-            .call(Kind::Position, Method::GET, &place, Some(token), &[], None)
+        let Some((status, view, invoked_ms)) = run
+            .call_sent(Kind::Position, Method::GET, &place, Some(token), &[], None)
             .await
         else {
             pause = Duration::from_millis(MIN_READ_PAUSE_MS);
