@@ -203,12 +203,6 @@ async fn acknowledged_holds_survive_sigkill_mid_load() {
 async fn leader_failover_keeps_every_hold_and_the_old_leader_catches_up_by_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    let init = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
     let compaction = [
         "--snapshot-every",
         "50",
@@ -217,20 +211,7 @@ async fn leader_failover_keeps_every_hold_and_the_old_leader_catches_up_by_snaps
         "--shards",
         "2",
     ];
-    let mut nodes: Vec<NodeProc> = (0..3)
-        .map(|i| {
-            let mut extra: Vec<&str> = compaction.to_vec();
-            if i == 0 {
-                extra.extend(["--init", init.as_str()]);
-            }
-            NodeProc::start(
-                i as u64 + 1,
-                &addrs[i],
-                &dir.path().join(format!("n{}", i + 1)),
-                &extra,
-            )
-        })
-        .collect();
+    let mut nodes = start_three(dir.path(), &addrs, &compaction);
     let transport = Arc::new(cluster_transport());
     let client = InventoryClient::new(transport.clone(), addrs.clone())
         .with_deadline(Duration::from_secs(20));
@@ -370,32 +351,38 @@ async fn replicas_agree(transport: &Transport, addrs: &[String], group: GroupId)
     agreed.unwrap_or_else(|| panic!("replicas never agreed: {:?}", last.lock().unwrap()))
 }
 
-/// Three nodes with `flags`, holds flowing from 16 writers, every node SIGKILLed at once,
-/// every node restarted: every acknowledged hold is back and the replicas are identical.
-async fn crash_everyone_mid_load(flags: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
-    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
+/// Nodes 1–3 at `addrs` with data dirs under `dir` and `flags`, node 1 bootstrapping all three.
+fn start_three(dir: &std::path::Path, addrs: &[String], flags: &[&str]) -> Vec<NodeProc> {
     let init = addrs
         .iter()
         .enumerate()
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
-    let mut nodes: Vec<NodeProc> = (0..3)
+    (0..3)
         .map(|i| {
-            let mut extra: Vec<&str> = flags.to_vec();
-            extra.extend(["--shards", "1"]);
+            let mut extra = flags.to_vec();
             if i == 0 {
                 extra.extend(["--init", init.as_str()]);
             }
             NodeProc::start(
                 i as u64 + 1,
                 &addrs[i],
-                &dir.path().join(format!("n{}", i + 1)),
+                &dir.join(format!("n{}", i + 1)),
                 &extra,
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Three nodes with `flags`, holds flowing from 16 writers, every node SIGKILLed at once,
+/// every node restarted: every acknowledged hold is back and the replicas are identical.
+async fn crash_everyone_mid_load(flags: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
+    let mut flags = flags.to_vec();
+    flags.extend(["--shards", "1"]);
+    let mut nodes = start_three(dir.path(), &addrs, &flags);
     let transport = Arc::new(cluster_transport());
     let client = InventoryClient::new(transport.clone(), addrs.clone())
         .with_deadline(Duration::from_secs(2));

@@ -30,8 +30,13 @@ pub async fn view(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<ApiJson<ClusterView>, ApiError> {
+    Ok(ApiJson(current_view(&state).await?))
+}
+
+/// The cluster as the storage nodes report it now, with the events placed in each group.
+async fn current_view(state: &AppState) -> Result<ClusterView, ApiError> {
     let status = state.inventory.cluster_status().await?;
-    Ok(ApiJson(assemble(&status, &state.seats.events_per_group())))
+    Ok(assemble(&status, &state.seats.events_per_group()))
 }
 
 /// Moves a group's leadership to one of its voters: the leader stops proposing, waits for
@@ -49,8 +54,7 @@ pub async fn move_leader(
     ApiPath(group_id): ApiPath<GroupId>,
     ApiJson(body): ApiJson<LeaderMove>,
 ) -> Result<ApiJson<LeaderMoved>, ApiError> {
-    let status = state.inventory.cluster_status().await?;
-    let view = assemble(&status, &state.seats.events_per_group());
+    let view = current_view(&state).await?;
     let previous_leader = check_leader_move(&view, group_id, body.node_id)?;
     let started = Instant::now();
     let leader = state.inventory.move_leader(group_id, body.node_id).await?;
@@ -78,8 +82,7 @@ pub async fn move_replica(
     ApiPath(group_id): ApiPath<GroupId>,
     ApiJson(body): ApiJson<ReplicaMoveRequest>,
 ) -> Result<ApiJson<ReplicaMoved>, ApiError> {
-    let status = state.inventory.cluster_status().await?;
-    let view = assemble(&status, &state.seats.events_per_group());
+    let view = current_view(&state).await?;
     let to_addr = check_replica_move(&view, group_id, body.from, body.to)?;
     let started = Instant::now();
     let report = state
@@ -186,8 +189,7 @@ pub async fn drain_node(
     _admin: Admin,
     ApiPath(node_id): ApiPath<NodeId>,
 ) -> Result<(StatusCode, ApiJson<NodeRecordView>), ApiError> {
-    let status = state.inventory.cluster_status().await?;
-    let view = assemble(&status, &state.seats.events_per_group());
+    let view = current_view(&state).await?;
     let node = view
         .nodes
         .iter()
@@ -256,8 +258,7 @@ pub async fn add_groups(
             field: Some("count".into()),
         });
     }
-    let status = state.inventory.cluster_status().await?;
-    let view = assemble(&status, &state.seats.events_per_group());
+    let view = current_view(&state).await?;
     let replication = view.replication();
     let active = view.active_nodes_except(None);
     if replication == 0 || active < replication {
