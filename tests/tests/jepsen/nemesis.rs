@@ -142,6 +142,15 @@ pub fn schedule(seed: u64, total: Duration) -> Vec<Step> {
     steps
 }
 
+thread_local! {
+    /// The nemesis thread's runtime for its status reads (it polls every 20 ms while it
+    /// waits for a purge: one runtime, not one per read).
+    static NEMESIS_RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+}
+
 /// What the nemesis works on: the network and every process.
 pub struct Cluster {
     /// Declared first so processes die before their namespaces go.
@@ -185,15 +194,13 @@ impl Cluster {
         if node.stopped || !node.is_running() {
             return None;
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        let status = runtime.block_on(cluster_get_json_within(
-            &node.addr,
-            "/cluster/status",
-            Duration::from_millis(800),
-        ))?;
+        let status = NEMESIS_RUNTIME.with(|runtime| {
+            runtime.block_on(cluster_get_json_within(
+                &node.addr,
+                "/cluster/status",
+                Duration::from_millis(800),
+            ))
+        })?;
         status["groups"]
             .as_array()?
             .iter()
