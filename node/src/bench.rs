@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::api_node::{bench_seat_id, bench_venue, BenchApi};
 use crate::cluster_key::KeyArgs;
-use crate::storage_node::start_local_cluster;
+use crate::storage_node::{start_local_cluster, RaftTimingArgs};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCmd {
@@ -65,6 +65,9 @@ pub struct HoldsArgs {
     /// The key of the cluster given by `--cluster` (a started cluster gets a fresh one).
     #[command(flatten)]
     key: KeyArgs,
+    /// Raft timing of the started cluster (as `boxoffice node` takes it).
+    #[command(flatten)]
+    timing: RaftTimingArgs,
 }
 
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
@@ -85,9 +88,14 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
     let seeds = match &args.cluster {
         Some(spec) => spec.split(',').map(str::to_owned).collect::<Vec<_>>(),
         None => {
-            let (started, seeds) =
-                start_local_cluster(&tmp, cluster_key.clone(), args.shards, args.spread_leaders)
-                    .await?;
+            let (started, seeds) = start_local_cluster(
+                &tmp,
+                cluster_key.clone(),
+                args.shards,
+                args.spread_leaders,
+                &args.timing.settings()?,
+            )
+            .await?;
             nodes = started;
             seeds
         }

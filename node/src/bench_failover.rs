@@ -22,6 +22,7 @@ use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient, SystemClock};
 
 use crate::bench::register_bench_event;
 use crate::cluster_key::CLUSTER_KEY_ENV;
+use crate::storage_node::RaftTimingArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct FailoverArgs {
@@ -39,15 +40,19 @@ pub struct FailoverArgs {
     /// Seconds between a restart and the next kill (the restarted node catches up).
     #[arg(long, default_value_t = 5)]
     settle_secs: u64,
-    /// The nodes' Raft heartbeat in ms (elections time out after 4–8 of them); default:
-    /// the node's own.
+    /// Keep the nodes' data dirs and logs (the path is printed) instead of deleting them.
     #[arg(long)]
-    heartbeat_ms: Option<u64>,
+    keep: bool,
+    /// The nodes' Raft timing (as `boxoffice node` takes it); default: the node's own.
+    #[command(flatten)]
+    timing: RaftTimingArgs,
 }
 
 /// The inventory group the benchmark's event lives in (the only one).
 const GROUP: u64 = 1;
 const SEATS: u32 = 200_000;
+/// Events registered before the clients start (enough for the default ten kills here).
+const PRE_REGISTERED: u64 = 3;
 
 /// One `boxoffice node` child process.
 struct NodeProc {
@@ -108,7 +113,11 @@ pub async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("boxoffice-failover-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let result = run(&args, &tmp).await;
-    let _ = std::fs::remove_dir_all(&tmp);
+    if args.keep {
+        println!("nodes' data dirs and logs kept in {}", tmp.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
     result
 }
 
@@ -139,9 +148,7 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
             "--balance-every-ms".into(),
             "0".into(),
         ];
-        if let Some(ms) = args.heartbeat_ms {
-            node_args.extend(["--heartbeat-ms".into(), ms.to_string()]);
-        }
+        node_args.extend(args.timing.to_flags());
         if id == 1 {
             node_args.extend(["--init".into(), init.clone()]);
         }
@@ -167,12 +174,18 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let event_id = "failover-bench".to_owned();
-    register_bench_event(&client, &event_id, SEATS).await?;
+    // Seat n is seat n mod SEATS of event n / SEATS. PRE_REGISTERED events are on sale from
+    // the start (registering one mid-run appends 200,000 seats in 10,000-seat entries, which
+    // is load of its own), and a worker that takes the middle seat of one registers the one
+    // after the next, so holds never run out of seats.
+    for e in 0..PRE_REGISTERED {
+        register_bench_event(&client, &event_name(e), SEATS).await?;
+    }
     println!(
-        "bench failover: 3 node processes, heartbeat {}, {} clients, {} kills of the leader ({} s down, {} s to settle)",
-        args.heartbeat_ms
-            .map_or("default".to_owned(), |ms| format!("{ms} ms")),
+        "bench failover: 3 node processes, heartbeat {}, elections {}–{}, {} clients, {} kills of the leader ({} s down, {} s to settle)",
+        shown_ms(args.timing.heartbeat_ms),
+        shown_ms(args.timing.election_min_ms),
+        shown_ms(args.timing.election_max_ms),
         args.concurrency,
         args.kills,
         args.down_secs,
@@ -188,18 +201,30 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
     for w in 0..args.concurrency {
         let (client, acked, stop, next) =
             (client.clone(), acked.clone(), stop.clone(), next.clone());
-        let event_id = event_id.clone();
         workers.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= u64::from(SEATS) {
-                    break;
+                let (event, seat) = (n / u64::from(SEATS), n % u64::from(SEATS));
+                let event_id = event_name(event);
+                if seat == u64::from(SEATS / 2) {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = register_bench_event(
+                            &client,
+                            &event_name(event + PRE_REGISTERED),
+                            SEATS,
+                        )
+                        .await
+                        {
+                            eprintln!("{e}");
+                        }
+                    });
                 }
                 let command = RaftCommand::Hold(HoldCmd {
                     event_id: event_id.clone(),
                     hold_id: format!("h{n}"),
                     owner: format!("u{w}-{n}"),
-                    seat_ids: vec![format!("s{n}")],
+                    seat_ids: vec![format!("s{seat}")],
                     ttl_ms: None,
                 });
                 match client
@@ -264,6 +289,16 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `e`th event the benchmark holds seats of.
+fn event_name(e: u64) -> String {
+    format!("failover-bench-{e}")
+}
+
+/// A timing flag as printed: its value, or the node's default.
+fn shown_ms(value: Option<u64>) -> String {
+    value.map_or("default".to_owned(), |ms| format!("{ms} ms"))
 }
 
 /// The longest time between two consecutive acknowledgements with the later one inside

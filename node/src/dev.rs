@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use boxoffice_api::demo::{self, DemoSize, SeedProgress};
 use boxoffice_raft::storage::write_file_atomic;
+use boxoffice_raft::RaftSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::api_node::{shutdown_signal, ApiNode, ApiSetup, LimitArgs};
@@ -118,7 +119,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         nodes.push(
-            start_in_process(*id, listener, &args.data_dir, Some(cluster_key.clone())).await?,
+            start_in_process(
+                *id,
+                listener,
+                &args.data_dir,
+                Some(cluster_key.clone()),
+                RaftSettings::default(),
+            )
+            .await?,
         );
     }
     if first_start {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use boxoffice_api::auth::Role;
 use boxoffice_api::{Auth, Clock, SystemClock};
-use boxoffice_raft::ClusterKey;
+use boxoffice_raft::{ClusterKey, RaftSettings};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
@@ -250,7 +250,14 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("boxoffice-flash-{}", std::process::id()));
     // A fresh key signs the internal calls, as in production.
     let cluster_key = Some(ClusterKey::new(ClusterKey::generate_text().as_bytes())?);
-    let (nodes, seeds) = start_local_cluster(&tmp, cluster_key.clone(), 1, false).await?;
+    let (nodes, seeds) = start_local_cluster(
+        &tmp,
+        cluster_key.clone(),
+        1,
+        false,
+        &RaftSettings::default(),
+    )
+    .await?;
     let api = BenchApi::start(seeds, cluster_key).await?;
     let result = drive(&args, &api.base, &api.jwt_secret).await;
     api.stop().await;

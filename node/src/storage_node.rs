@@ -43,8 +43,8 @@ pub struct NodeArgs {
     /// Entries kept behind a snapshot.
     #[arg(long, env = "BOXOFFICE_KEEP_ENTRIES")]
     keep_entries: Option<u64>,
-    #[arg(long, env = "BOXOFFICE_HEARTBEAT_MS")]
-    heartbeat_ms: Option<u64>,
+    #[command(flatten)]
+    timing: RaftTimingArgs,
     /// Checkpoint the state machine to sled every this many applied entries (a restart
     /// re-applies the log after the last checkpoint).
     #[arg(long, env = "BOXOFFICE_CHECKPOINT_EVERY")]
@@ -58,6 +58,81 @@ pub struct NodeArgs {
     balance_every_ms: u64,
     #[command(flatten)]
     key: KeyArgs,
+}
+
+/// Raft timing flags, over the node's defaults ([`RaftSettings::default`]).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RaftTimingArgs {
+    /// The Raft heartbeat. openraft 0.9 also times an AppendEntries out after one heartbeat,
+    /// so it must cover a batch plus a follower's fsync on a loaded machine.
+    #[arg(long, env = "BOXOFFICE_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// A follower that hears nothing from its leader for the longest election timeout (the
+    /// leader's lease) plus a random one between these two starts an election: the write gap
+    /// after a leader dies is about `max + rand(min, max)`. Both must exceed the heartbeat.
+    #[arg(long, env = "BOXOFFICE_ELECTION_MIN_MS")]
+    pub election_min_ms: Option<u64>,
+    #[arg(long, env = "BOXOFFICE_ELECTION_MAX_MS")]
+    pub election_max_ms: Option<u64>,
+}
+
+impl RaftTimingArgs {
+    /// These flags as `boxoffice node` arguments (for a node started as a child process).
+    pub fn to_flags(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (flag, value) in [
+            ("--heartbeat-ms", self.heartbeat_ms),
+            ("--election-min-ms", self.election_min_ms),
+            ("--election-max-ms", self.election_max_ms),
+        ] {
+            if let Some(ms) = value {
+                out.extend([flag.to_owned(), ms.to_string()]);
+            }
+        }
+        out
+    }
+
+    /// `raft` with these timings over it; an error when the result could not work.
+    pub fn apply(&self, raft: &mut RaftSettings) -> anyhow::Result<()> {
+        if let Some(ms) = self.heartbeat_ms {
+            raft.heartbeat_ms = ms;
+            // Elections not given keep clear of the new heartbeat.
+            if self.election_min_ms.is_none() {
+                raft.election_min_ms = raft.election_min_ms.max(ms * 4);
+            }
+            if self.election_max_ms.is_none() {
+                raft.election_max_ms = raft.election_max_ms.max(ms * 8);
+            }
+        }
+        if let Some(ms) = self.election_min_ms {
+            raft.election_min_ms = ms;
+        }
+        if let Some(ms) = self.election_max_ms {
+            raft.election_max_ms = ms;
+        }
+        if raft.heartbeat_ms == 0 || raft.election_min_ms <= raft.heartbeat_ms {
+            bail!(
+                "the election timeout ({} ms) must exceed a non-zero heartbeat ({} ms)",
+                raft.election_min_ms,
+                raft.heartbeat_ms
+            );
+        }
+        if raft.election_max_ms <= raft.election_min_ms {
+            bail!(
+                "--election-max-ms ({}) must exceed --election-min-ms ({})",
+                raft.election_max_ms,
+                raft.election_min_ms
+            );
+        }
+        Ok(())
+    }
+
+    /// The default settings with these timings over them.
+    pub fn settings(&self) -> anyhow::Result<RaftSettings> {
+        let mut raft = RaftSettings::default();
+        self.apply(&mut raft)?;
+        Ok(raft)
+    }
 }
 
 /// The balancer's default interval: one change at most every ten seconds.
@@ -95,7 +170,7 @@ fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
             file.advertise = advertise.clone();
         }
         // Flags given at a restart override what the data dir remembers (for this run).
-        override_raft_settings(&mut file.raft, args);
+        override_raft_settings(&mut file.raft, args)?;
         return Ok(file);
     }
     let (Some(id), Some(listen)) = (args.id, args.listen.clone()) else {
@@ -105,7 +180,7 @@ fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
         bail!("node ids start at 1");
     }
     let mut raft = RaftSettings::default();
-    override_raft_settings(&mut raft, args);
+    override_raft_settings(&mut raft, args)?;
     let file = NodeFile {
         id,
         advertise: args.advertise.clone().unwrap_or_else(|| listen.clone()),
@@ -122,7 +197,7 @@ fn load_or_create(args: &NodeArgs) -> anyhow::Result<NodeFile> {
 }
 
 /// The Raft settings given as flags, over `raft`.
-fn override_raft_settings(raft: &mut RaftSettings, args: &NodeArgs) {
+fn override_raft_settings(raft: &mut RaftSettings, args: &NodeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.snapshot_every {
         raft.snapshot_every_entries = n;
     }
@@ -135,11 +210,7 @@ fn override_raft_settings(raft: &mut RaftSettings, args: &NodeArgs) {
     if let Some(ms) = args.checkpoint_every_ms {
         raft.checkpoint_every_ms = ms;
     }
-    if let Some(ms) = args.heartbeat_ms {
-        raft.heartbeat_ms = ms;
-        raft.election_min_ms = raft.election_min_ms.max(ms * 4);
-        raft.election_max_ms = raft.election_max_ms.max(ms * 8);
-    }
+    args.timing.apply(raft)
 }
 
 /// Parses `1=addr,2=addr`.
@@ -204,18 +275,11 @@ pub async fn start_in_process(
     listener: tokio::net::TcpListener,
     base_dir: &std::path::Path,
     cluster_key: Option<ClusterKey>,
+    raft: RaftSettings,
 ) -> anyhow::Result<StorageNode> {
     let addr = listener.local_addr()?.to_string();
     let dir = base_dir.join(format!("n{id}"));
-    start_host(
-        id,
-        addr,
-        RaftSettings::default(),
-        dir,
-        listener,
-        cluster_key,
-    )
-    .await
+    start_host(id, addr, raft, dir, listener, cluster_key).await
 }
 
 /// Three storage nodes in this process on loopback ports, bootstrapped with `shards`
@@ -226,6 +290,7 @@ pub async fn start_local_cluster(
     cluster_key: Option<ClusterKey>,
     shards: u64,
     spread_leaders: bool,
+    raft: &RaftSettings,
 ) -> anyhow::Result<(Vec<StorageNode>, Vec<String>)> {
     let mut listeners = Vec::new();
     for _ in 0..3 {
@@ -238,7 +303,9 @@ pub async fn start_local_cluster(
         .collect::<std::io::Result<_>>()?;
     let mut nodes = Vec::new();
     for ((id, _), listener) in members.iter().zip(listeners) {
-        nodes.push(start_in_process(*id, listener, base_dir, cluster_key.clone()).await?);
+        nodes.push(
+            start_in_process(*id, listener, base_dir, cluster_key.clone(), raft.clone()).await?,
+        );
     }
     if spread_leaders {
         // Group g is initialized by member g mod n, so leaders start on every node.

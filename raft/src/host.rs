@@ -82,11 +82,15 @@ fn default_checkpoint_every_ms() -> u64 {
 impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
-            // openraft times AppendEntries out after one heartbeat interval, so it must cover a
-            // full batch plus an fsync on a loaded 2-core machine.
-            heartbeat_ms: 300,
-            election_min_ms: 1_500,
-            election_max_ms: 3_000,
+            // A follower elects after the leader's lease (`election_max_ms`) plus a random
+            // election timeout, so a dead leader costs about 0.6–0.8 s of writes, and a live
+            // one would have to miss six heartbeats in a row to be deposed. openraft 0.9 times
+            // an AppendEntries out after one heartbeat; under load on 2 cores a few in a
+            // hundred of them do and are resent (the follower's lease was refreshed when the
+            // request arrived). BENCHMARKS.md: "Write gap after a leader SIGKILL".
+            heartbeat_ms: 100,
+            election_min_ms: 200,
+            election_max_ms: 400,
             snapshot_every_entries: 20_000,
             keep_entries: 2_000,
             checkpoint_every_entries: default_checkpoint_every_entries(),
@@ -522,6 +526,7 @@ impl Host {
             transport: self.inner.transport.clone(),
             group,
             node_id: cfg.node_id,
+            retry_unreachable: Duration::from_millis(settings.heartbeat_ms),
         };
         let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm)
             .await

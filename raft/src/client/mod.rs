@@ -51,9 +51,11 @@ pub const CLIENT_INFLIGHT_WRITES_PER_GROUP: usize = 2;
 pub const CLIENT_MAX_BATCH_REQUESTS: usize = 256;
 /// Single-request writes waiting for a batch, per group.
 pub const CLIENT_QUEUE_LEN: usize = 65_536;
-/// First pause between attempts when no leader is known (doubles up to the max).
+/// First pause between attempts when no leader is known (doubles up to the max). The max is
+/// well under an election (a leader is elected within a second of the old one dying), so a
+/// new leader is found at most this late.
 pub const RETRY_BACKOFF_MIN_MS: u64 = 25;
-pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
+pub const RETRY_BACKOFF_MAX_MS: u64 = 100;
 /// Times [`bootstrap`] retries a group-table write while the meta group elects its leader.
 pub const BOOTSTRAP_ATTEMPTS: u32 = 10;
 
@@ -181,6 +183,9 @@ impl InventoryClient {
         let mut maybe_delivered: Option<String> = None;
         let mut hint: Option<String> = None;
         let mut refreshed_members = group == META_GROUP;
+        // Nodes that could not be reached in this round: followers keep naming a dead leader
+        // until they elect a new one, and following that hint at once would spin.
+        let mut unreachable: Vec<String> = Vec::new();
         loop {
             let mut candidates = self.candidates(group);
             if let Some(h) = hint.take() {
@@ -210,7 +215,7 @@ impl InventoryClient {
                             Err(ServeError::NotLeader {
                                 leader: Some((_, leader_addr)),
                                 ..
-                            }) if leader_addr != addr => {
+                            }) if leader_addr != addr && !unreachable.contains(&leader_addr) => {
                                 self.routes_mut().leaders.insert(group, leader_addr.clone());
                                 hint = Some(leader_addr);
                                 followed_hint = true;
@@ -228,7 +233,10 @@ impl InventoryClient {
                             }
                         }
                     }
-                    Err(e) if e.not_sent() => continue,
+                    Err(e) if e.not_sent() => {
+                        unreachable.push(addr);
+                        continue;
+                    }
                     Err(TransportError::Status {
                         status: 400, body, ..
                     }) => {
@@ -262,6 +270,7 @@ impl InventoryClient {
             self.routes_mut().leaders.remove(&group);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(RETRY_BACKOFF_MAX_MS));
+            unreachable.clear();
         }
     }
 

@@ -2,8 +2,10 @@
 //!
 //! sled's `flush()` is not an fsync (STACK.md), so the log is our own: one append-only file
 //! per group of length- and CRC-framed records, `fdatasync`'d before openraft is told an
-//! append is done; the vote is a small file replaced atomically (write, fsync, rename, fsync
-//! the directory). A dedicated writer thread per group serializes all log I/O and syncs once
+//! append is done; the vote lives in one of two fixed slots of a small file, each with a
+//! sequence number and a CRC, overwritten in turn and `fdatasync`'d (one flush per vote: a
+//! voter answers within an election timeout even on a loaded disk; a torn write leaves the
+//! other slot, the previous vote, which was never acknowledged past). A dedicated writer thread per group serializes all log I/O and syncs once
 //! for everything queued (group commit). [`MemLog`] keeps the same data in memory for the
 //! simulator, shared through an `Arc` so it outlives a simulated crash.
 //!
@@ -24,11 +26,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::drain_ready;
 use crate::codec::{decode, encode};
-use crate::storage::write_file_atomic;
 use crate::typ::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const LOG_FILE: &str = "raft.log";
+/// The vote as earlier builds wrote it (one file replaced atomically); read when there is
+/// no slot file yet.
 const VOTE_FILE: &str = "vote";
+const VOTE_SLOTS_FILE: &str = "vote.slots";
+/// One vote slot: sequence number (u64 LE), payload length (u32 LE), CRC32 of both and the
+/// payload (u32 LE), the payload (bincode of the vote), zero padding.
+const VOTE_SLOT_BYTES: usize = 64;
+const VOTE_SLOT_HEADER_BYTES: usize = 16;
 /// Record header: payload length (u32 LE) + CRC32 of the payload (u32 LE).
 const RECORD_HEADER_BYTES: usize = 8;
 /// Largest record accepted when reading back (a larger length means a torn or corrupt tail).
@@ -74,9 +82,86 @@ pub struct FileLog {
     /// Byte offset of each entry's record.
     offsets: BTreeMap<u64, u64>,
     len: u64,
+    /// The vote slot file, once opened, and the sequence number of the last vote written.
+    votes: Option<File>,
+    vote_seq: u64,
+}
+
+/// A vote in its slot form.
+fn encode_vote_slot(seq: u64, vote: &Vote) -> io::Result<[u8; VOTE_SLOT_BYTES]> {
+    let payload = encode(vote);
+    if payload.len() > VOTE_SLOT_BYTES - VOTE_SLOT_HEADER_BYTES {
+        return Err(corrupt(format!(
+            "a vote encodes to {} bytes, more than a slot holds",
+            payload.len()
+        )));
+    }
+    let mut slot = [0u8; VOTE_SLOT_BYTES];
+    slot[..8].copy_from_slice(&seq.to_le_bytes());
+    slot[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    slot[VOTE_SLOT_HEADER_BYTES..VOTE_SLOT_HEADER_BYTES + payload.len()].copy_from_slice(&payload);
+    let crc = vote_slot_crc(&slot, payload.len());
+    slot[12..16].copy_from_slice(&crc.to_le_bytes());
+    Ok(slot)
+}
+
+fn vote_slot_crc(slot: &[u8], len: usize) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&slot[..12]);
+    hasher.update(&slot[VOTE_SLOT_HEADER_BYTES..VOTE_SLOT_HEADER_BYTES + len]);
+    hasher.finalize()
+}
+
+/// A slot's sequence number and vote, or `None` for a slot never written or torn.
+fn decode_vote_slot(slot: &[u8]) -> Option<(u64, Vote)> {
+    let seq = u64::from_le_bytes(slot.get(..8)?.try_into().ok()?);
+    let len = u32::from_le_bytes(slot.get(8..12)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(slot.get(12..16)?.try_into().ok()?);
+    if seq == 0 || len > VOTE_SLOT_BYTES - VOTE_SLOT_HEADER_BYTES || slot.len() < VOTE_SLOT_BYTES {
+        return None;
+    }
+    if vote_slot_crc(slot, len) != crc {
+        return None;
+    }
+    let vote = decode(&slot[VOTE_SLOT_HEADER_BYTES..VOTE_SLOT_HEADER_BYTES + len]).ok()?;
+    Some((seq, vote))
 }
 
 impl FileLog {
+    /// The newest intact vote in the slot file (and its sequence number), if any.
+    fn load_vote_slots(&mut self) -> io::Result<Option<(u64, Vote)>> {
+        let bytes = match fs::read(self.dir.join(VOTE_SLOTS_FILE)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(bytes
+            .chunks(VOTE_SLOT_BYTES)
+            .filter_map(decode_vote_slot)
+            .max_by_key(|(seq, _)| *seq))
+    }
+
+    /// The slot file, created (both slots empty, durable with its directory entry) on first use.
+    fn vote_slots(&mut self) -> io::Result<&mut File> {
+        if self.votes.is_none() {
+            let path = self.dir.join(VOTE_SLOTS_FILE);
+            let existed = path.exists();
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            if !existed || file.metadata()?.len() < 2 * VOTE_SLOT_BYTES as u64 {
+                file.set_len(2 * VOTE_SLOT_BYTES as u64)?;
+                file.sync_all()?;
+                File::open(&self.dir)?.sync_all()?;
+            }
+            self.votes = Some(file);
+        }
+        Ok(self.votes.as_mut().expect("opened above"))
+    }
+
     pub fn open(dir: &Path) -> io::Result<FileLog> {
         fs::create_dir_all(dir)?;
         let file = OpenOptions::new()
@@ -90,6 +175,8 @@ impl FileLog {
             file,
             offsets: BTreeMap::new(),
             len: 0,
+            votes: None,
+            vote_seq: 0,
         })
     }
 
@@ -116,10 +203,16 @@ fn corrupt(what: impl Into<String>) -> io::Error {
 impl LogDisk for FileLog {
     fn load(&mut self) -> io::Result<LoadedLog> {
         let mut loaded = LoadedLog::default();
-        match fs::read(self.dir.join(VOTE_FILE)) {
-            Ok(bytes) => loaded.vote = Some(decode(&bytes).map_err(corrupt)?),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        match self.load_vote_slots()? {
+            Some((seq, vote)) => {
+                self.vote_seq = seq;
+                loaded.vote = Some(vote);
+            }
+            None => match fs::read(self.dir.join(VOTE_FILE)) {
+                Ok(bytes) => loaded.vote = Some(decode(&bytes).map_err(corrupt)?),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            },
         }
         let mut bytes = Vec::new();
         self.file.seek(SeekFrom::Start(0))?;
@@ -196,6 +289,8 @@ impl LogDisk for FileLog {
                 .open(&tmp_path)?,
             offsets: BTreeMap::new(),
             len: 0,
+            votes: None,
+            vote_seq: 0,
         };
         rewritten.write_record(&LogRecord::Purged(upto))?;
         let header_len = rewritten.len;
@@ -214,7 +309,15 @@ impl LogDisk for FileLog {
     }
 
     fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        write_file_atomic(&self.dir, VOTE_FILE, &encode(vote))
+        let seq = self.vote_seq + 1;
+        let slot = encode_vote_slot(seq, vote)?;
+        let file = self.vote_slots()?;
+        // Slots alternate, so the previous vote stays intact until this one is durable.
+        file.seek(SeekFrom::Start((seq % 2) * VOTE_SLOT_BYTES as u64))?;
+        file.write_all(&slot)?;
+        file.sync_data()?;
+        self.vote_seq = seq;
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -553,6 +656,52 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload};
 
     use super::*;
+    use crate::storage::write_file_atomic;
+
+    #[test]
+    fn the_newest_vote_comes_back_and_a_torn_slot_falls_back_to_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = FileLog::open(dir.path()).unwrap();
+        assert_eq!(log.load().unwrap().vote, None);
+        for term in 1..=5 {
+            log.save_vote(&Vote::new(term, 2)).unwrap();
+        }
+        drop(log);
+        let mut log = FileLog::open(dir.path()).unwrap();
+        assert_eq!(log.load().unwrap().vote, Some(Vote::new(5, 2)));
+        // Votes after a reopen keep alternating slots from where the file left off.
+        log.save_vote(&Vote::new(6, 3)).unwrap();
+        drop(log);
+        assert_eq!(
+            FileLog::open(dir.path()).unwrap().load().unwrap().vote,
+            Some(Vote::new(6, 3))
+        );
+        // A crash in the middle of writing vote 6's slot: its bytes are garbage.
+        let path = dir.path().join(VOTE_SLOTS_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        let seq_of_vote_6: usize = 6;
+        let newest = (seq_of_vote_6 % 2) * VOTE_SLOT_BYTES;
+        bytes[newest + VOTE_SLOT_HEADER_BYTES] ^= 0xff;
+        fs::write(&path, &bytes).unwrap();
+        assert_eq!(
+            FileLog::open(dir.path()).unwrap().load().unwrap().vote,
+            Some(Vote::new(5, 2))
+        );
+    }
+
+    #[test]
+    fn a_vote_written_by_an_earlier_build_is_read_until_the_first_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file_atomic(dir.path(), VOTE_FILE, &encode(&Vote::new(4, 1))).unwrap();
+        let mut log = FileLog::open(dir.path()).unwrap();
+        assert_eq!(log.load().unwrap().vote, Some(Vote::new(4, 1)));
+        log.save_vote(&Vote::new(5, 1)).unwrap();
+        drop(log);
+        assert_eq!(
+            FileLog::open(dir.path()).unwrap().load().unwrap().vote,
+            Some(Vote::new(5, 1))
+        );
+    }
     use crate::types::Proposal;
 
     fn entry(index: u64) -> Entry {
