@@ -30,6 +30,10 @@ pub const MOVE_LEADER_TIMEOUT_MS: u64 = 30_000;
 pub const MOVE_REPLICA_TIMEOUT_MS: u64 =
     MOVE_LEADER_TIMEOUT_MS + crate::replica_move::LEARNER_CATCH_UP_TIMEOUT_MS + 10_000;
 
+/// Further attempts to retire a moved replica's source, and the pause before each.
+const RETIRE_ATTEMPTS: u32 = 10;
+const RETIRE_RETRY_MS: u64 = 300;
+
 /// The group table and each known node's answer.
 #[derive(Debug, Clone)]
 pub struct ClusterStatus {
@@ -253,18 +257,30 @@ impl InventoryClient {
         self.refresh_groups().await?;
         let source_retired = match addrs.get(&from) {
             Some(addr) => {
-                let retired = self
-                    .transport
-                    .post(
-                        addr,
-                        &format!("/cluster/groups/{group}/retire"),
-                        encode(&moved.voters),
-                        call,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| decode::<Result<(), ServeError>>(&b))
-                    .and_then(|answer| answer.map_err(|e| e.to_string()));
+                let retire = || async {
+                    self.transport
+                        .post(
+                            addr,
+                            &format!("/cluster/groups/{group}/retire"),
+                            encode(&moved.voters),
+                            call,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| decode::<Result<(), ServeError>>(&b))
+                        .and_then(|answer| answer.map_err(|e| e.to_string()))
+                };
+                // A source that led the group may not have stepped down yet when the new
+                // membership commits (it refuses to retire while it thinks it leads): give it
+                // a few elections' time.
+                let mut retired = retire().await;
+                for _ in 0..RETIRE_ATTEMPTS {
+                    if retired.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(RETIRE_RETRY_MS)).await;
+                    retired = retire().await;
+                }
                 if let Err(error) = &retired {
                     // Not a voter any more whatever it thinks; its data stays until a drain or
                     // a later retire call removes it.
