@@ -9,6 +9,7 @@
 //!   command to its handler, and the consistency check debug builds run after every apply;
 //! - [`inventory`]: events, holds, releases and the sweep;
 //! - [`bookings`]: bookings and their payment (confirm, fail, refund);
+//! - [`memory`]: the machine's accounting of its heap, per structure (the memory bench);
 //! - [`meta`]: the meta group's catalog, placement and group table, and the limits;
 //! - [`picker`]: best-available holds: the per-row index and the choice of seats;
 //! - [`mutants`]: deliberately broken rules the simulator must catch (feature `mutants`);
@@ -23,6 +24,7 @@
 
 mod bookings;
 mod inventory;
+mod memory;
 mod meta;
 pub mod mutants;
 mod picker;
@@ -33,6 +35,7 @@ mod records;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+pub use memory::MemoryPart;
 pub use queue::{presale_order, PlaceAudit, RoomAudit, RATE_WINDOW_MS};
 pub use records::{is_layout_key, CorruptRecord, Record};
 use records::{EventMeta, Globals, Key, RequestRecord};

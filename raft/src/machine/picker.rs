@@ -100,6 +100,27 @@ impl RowIndex {
         self.rows.len()
     }
 
+    /// Heap bytes of the index (see `memory.rs` for how they are estimated).
+    pub(super) fn heap_bytes(&self) -> u64 {
+        use super::memory::alloc_bytes;
+        let vec = |len: usize, item: usize| alloc_bytes(len * item);
+        vec(
+            self.sections.len(),
+            std::mem::size_of::<(String, Range<usize>)>(),
+        ) + self
+            .sections
+            .iter()
+            .map(|(name, _)| alloc_bytes(name.len()))
+            .sum::<u64>()
+            + vec(self.rows.len(), std::mem::size_of::<Row>())
+            + self
+                .rows
+                .iter()
+                .map(|row| vec(row.seats.capacity(), 4))
+                .sum::<u64>()
+            + vec(self.row_of.capacity(), 4)
+    }
+
     pub(super) fn row_of(&self, idx: usize) -> usize {
         self.row_of[idx] as usize
     }
