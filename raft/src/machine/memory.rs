@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::size_of;
 
-use super::{EventState, Machine, Slot};
+use super::{EventState, Machine, Occupant};
 use crate::types::*;
 
 /// Heap bytes of one structure of the machine, summed over its events where it is per event.
@@ -111,31 +111,28 @@ fn id_sets_bytes(map: &BTreeMap<String, BTreeSet<String>>) -> u64 {
 
 impl EventState {
     /// This event's parts, in the order [`Machine::memory_use`] names them.
-    fn memory_parts(&self) -> [(&'static str, u64); 5] {
-        let seats = &self.meta.seats;
-        let layout = alloc_bytes(std::mem::size_of_val::<[SeatSpec]>(seats))
-            + seats
-                .iter()
-                .map(|s| string_bytes(&s.id) + string_bytes(&s.section) + string_bytes(&s.row))
-                .sum::<u64>();
-        let index = btree_bytes::<SeatId, usize>(self.seat_idx.len())
-            + self.seat_idx.keys().map(|id| string_bytes(id)).sum::<u64>();
-        let slots = vec_bytes(&self.slots)
-            + self
-                .slots
-                .iter()
-                .map(|slot| match slot {
-                    Slot::Free => 0,
-                    Slot::Held(id) | Slot::Sold(id) => string_bytes(id),
-                })
-                .sum::<u64>();
-        let rows = self.rows.heap_bytes() + vec_bytes(&self.row_taken);
+    fn memory_parts(&self) -> [(&'static str, u64); 7] {
+        let [ids, index, numbers, rows] = self.layout().heap_bytes();
+        let slots = &self.slots;
+        let occupant_bytes = |o: &Option<(Occupant, u32)>| match o {
+            Some((Occupant::Held(id) | Occupant::Sold(id), _)) => string_bytes(id),
+            None => 0,
+        };
+        let slot_bytes = vec_bytes(&slots.of_seat)
+            + vec_bytes(&slots.occupants)
+            + slots.occupants.iter().map(occupant_bytes).sum::<u64>()
+            + vec_bytes(&slots.vacant);
         [
-            ("seat layout", layout),
-            ("seat index", index),
-            ("seat slots", slots),
-            ("row index", rows),
+            ids,
+            index,
+            numbers,
+            ("rows", rows.1 + vec_bytes(&self.row_taken)),
+            ("seat slots", slot_bytes),
             ("holds by owner", id_sets_bytes(&self.holds_by_owner)),
+            (
+                "event record",
+                string_bytes(&self.meta.event_id) + string_bytes(&self.meta.currency),
+            ),
         ]
     }
 }
@@ -230,10 +227,10 @@ mod tests {
         );
         let parts = m.memory_use();
         let part = |name| parts.iter().find(|p| p.name == name).map(|p| p.bytes);
-        // Three strings of one 32-byte block each per seat, at the least.
-        assert!(part("seat layout").unwrap() >= 100 * 96, "{parts:?}");
-        assert!(part("seat index").unwrap() >= 100 * 32, "{parts:?}");
-        assert!(part("seat slots").unwrap() > 0, "{parts:?}");
+        // The ids "s0".."s99" in one arena, their ends and the id index: 4 bytes each.
+        assert_eq!(part("seat ids"), Some(alloc_bytes(290) + alloc_bytes(400)));
+        assert_eq!(part("seat index"), Some(alloc_bytes(400)));
+        assert_eq!(part("seat slots"), Some(alloc_bytes(400)), "{parts:?}");
         let after: u64 = parts.iter().map(|p| p.bytes).sum();
         assert!(after > before);
     }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::layout::Layout;
 use super::queue::{Place, Room, RoomRecord};
-use super::{EventState, Machine, Slot};
+use super::{EventState, Machine, Occupant};
 use crate::codec::{decode, encode};
 use crate::types::*;
 
@@ -33,8 +34,9 @@ pub(super) struct EventMeta {
     pub(super) currency: String,
     /// How long a hold of this event lasts: the one home of that rule.
     pub(super) hold_ttl_ms: u64,
-    /// Shared, so readers take the layout without copying it (encoded like a `Vec`).
-    pub(super) seats: Arc<[SeatSpec]>,
+    /// Compact and shared (an AddSeats builds a new one); encoded as the `Vec<SeatSpec>`
+    /// it was built from.
+    pub(super) seats: Arc<Layout>,
 }
 
 /// A remembered request: its command fingerprint and its first reply.
@@ -207,8 +209,7 @@ impl Machine {
                 b'g' => m.globals = decode(&value).map_err(corrupt)?,
                 b'e' => {
                     let meta: EventMeta = decode(&value).map_err(corrupt)?;
-                    let state = EventState::new(meta).map_err(|r| corrupt(format!("{r:?}")))?;
-                    m.events.insert(text()?, state);
+                    m.events.insert(text()?, EventState::new(meta));
                 }
                 b'h' => {
                     let hold: Hold = decode(&value).map_err(corrupt)?;
@@ -299,11 +300,8 @@ impl Machine {
             .sort_by(|a, b| (a.created_at_ms, &a.hold_id).cmp(&(b.created_at_ms, &b.hold_id)));
         for hold in by_creation {
             if let Some(event) = self.events.get_mut(&hold.event_id) {
-                for seat_id in &hold.seat_ids {
-                    if let Some(&idx) = event.seat_idx.get(seat_id) {
-                        event.set_slot(idx, Slot::Held(hold.hold_id.clone()));
-                    }
-                }
+                let idxs = event.seat_idxs(&hold.seat_ids);
+                event.occupy(&idxs, Occupant::Held(hold.hold_id.clone()));
             }
         }
         for booking in self.bookings.values() {
@@ -313,11 +311,8 @@ impl Machine {
                 .insert(booking.booking_id.clone());
             if booking.status == BookingStatus::Confirmed {
                 if let Some(event) = self.events.get_mut(&booking.event_id) {
-                    for seat_id in &booking.seat_ids {
-                        if let Some(&idx) = event.seat_idx.get(seat_id) {
-                            event.set_slot(idx, Slot::Sold(booking.booking_id.clone()));
-                        }
-                    }
+                    let idxs = event.seat_idxs(&booking.seat_ids);
+                    event.occupy(&idxs, Occupant::Sold(booking.booking_id.clone()));
                 }
             }
         }
