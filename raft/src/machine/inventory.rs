@@ -216,14 +216,10 @@ impl Machine {
         let ttl_ms = ttl_ms.unwrap_or(event.meta.hold_ttl_ms);
         self.check_ttl(ttl_ms)?;
         let n_live = event
-            .holds_by_owner
-            .get(owner)
-            .map(|ids| {
-                ids.iter()
-                    .filter(|id| self.holds.get(*id).is_some_and(|h| h.is_live(now_ms)))
-                    .count()
-            })
-            .unwrap_or(0);
+            .owned_holds(owner)
+            .iter()
+            .filter(|id| self.holds.get(*id).is_some_and(|h| h.is_live(now_ms)))
+            .count();
         if n_live >= limits.max_holds_per_user_per_event as usize {
             return Err(Rejection::TooManyHolds {
                 max: limits.max_holds_per_user_per_event,
@@ -268,11 +264,7 @@ impl Machine {
                     },
                 });
             }
-            event
-                .holds_by_owner
-                .entry(cmd.owner.clone())
-                .or_default()
-                .insert(cmd.hold_id.clone());
+            event.add_owned_hold(&cmd.owner, &cmd.hold_id);
         }
         self.expiring.insert((expires_at_ms, cmd.hold_id.clone()));
         self.holds.insert(cmd.hold_id.clone(), hold.clone());
@@ -312,12 +304,7 @@ impl Machine {
         self.finished.insert((at_ms, hold_id.to_owned()));
         self.dirty.insert(Key::Hold(hold_id.to_owned()));
         if let Some(event) = self.events.get_mut(&hold.event_id) {
-            if let Some(ids) = event.holds_by_owner.get_mut(&hold.owner) {
-                ids.remove(hold_id);
-                if ids.is_empty() {
-                    event.holds_by_owner.remove(&hold.owner);
-                }
-            }
+            event.remove_owned_hold(&hold.owner, hold_id);
             if status != HoldStatus::Confirmed {
                 for seat_id in &hold.seat_ids {
                     let Some(idx) = event.layout().index_of(seat_id) else {

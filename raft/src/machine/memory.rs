@@ -42,10 +42,15 @@ fn strings_bytes(v: &Vec<String>) -> u64 {
     vec_bytes(v) + v.iter().map(|s| string_bytes(s)).sum::<u64>()
 }
 
-/// A B-tree's nodes for `len` entries of a `K` and a `V`: nodes of 11 entries, kept about
-/// two-thirds full, plus their headers and (internal nodes) child pointers.
+/// A B-tree's nodes for `len` entries of a `K` and a `V`: a node has room for 11 entries and
+/// is allocated whole (a one-entry map takes a full node); nodes are kept about two-thirds
+/// full. Internal nodes' child pointers are not counted.
 fn btree_bytes<K, V>(len: usize) -> u64 {
-    (len as u64 * (size_of::<K>() + size_of::<V>()) as u64) * 3 / 2
+    if len == 0 {
+        return 0;
+    }
+    let node = alloc_bytes(16 + 11 * (size_of::<K>() + size_of::<V>()));
+    len.div_ceil(7) as u64 * node
 }
 
 fn hold_bytes(hold: &Hold) -> u64 {
@@ -96,17 +101,17 @@ fn timed_ids_bytes(set: &BTreeSet<(u64, String)>) -> u64 {
         + set.iter().map(|(_, id)| string_bytes(id)).sum::<u64>()
 }
 
-/// An owner → ids index.
-fn id_sets_bytes(map: &BTreeMap<String, BTreeSet<String>>) -> u64 {
-    btree_bytes::<String, BTreeSet<String>>(map.len())
+/// An owner → ids index, its ids' collections measured by `ids_bytes`.
+fn owner_index_bytes<C>(map: &BTreeMap<String, C>, ids_bytes: impl Fn(&C) -> u64) -> u64 {
+    btree_bytes::<String, C>(map.len())
         + map
             .iter()
-            .map(|(owner, ids)| {
-                string_bytes(owner)
-                    + btree_bytes::<String, ()>(ids.len())
-                    + ids.iter().map(|id| string_bytes(id)).sum::<u64>()
-            })
+            .map(|(owner, ids)| string_bytes(owner) + ids_bytes(ids))
             .sum::<u64>()
+}
+
+fn id_set_bytes(ids: &BTreeSet<String>) -> u64 {
+    btree_bytes::<String, ()>(ids.len()) + ids.iter().map(|id| string_bytes(id)).sum::<u64>()
 }
 
 impl EventState {
@@ -128,7 +133,10 @@ impl EventState {
             numbers,
             ("rows", rows.1 + vec_bytes(&self.row_taken)),
             ("seat slots", slot_bytes),
-            ("holds by owner", id_sets_bytes(&self.holds_by_owner)),
+            (
+                "holds by owner",
+                owner_index_bytes(&self.holds_by_owner, strings_bytes),
+            ),
             (
                 "event record",
                 string_bytes(&self.meta.event_id) + string_bytes(&self.meta.currency),
@@ -160,7 +168,10 @@ impl Machine {
         add("hold expiry index", timed_ids_bytes(&self.expiring));
         add("finished holds index", timed_ids_bytes(&self.finished));
         add("bookings", keyed_bytes(&self.bookings, booking_bytes));
-        add("bookings by owner", id_sets_bytes(&self.bookings_by_owner));
+        add(
+            "bookings by owner",
+            owner_index_bytes(&self.bookings_by_owner, id_set_bytes),
+        );
         add(
             "request records",
             keyed_bytes(&self.requests, |r| outcome_bytes(&r.reply.outcome)),

@@ -142,8 +142,9 @@ struct EventState {
     /// How many slots are `Sold` (the waiting room admits no more buyers than seats unsold;
     /// kept by [`EventState::set_slot`] too).
     n_sold: usize,
-    /// Holds per owner that may still be live (pruned when they finish).
-    holds_by_owner: BTreeMap<UserId, BTreeSet<HoldId>>,
+    /// Holds per owner that may still be live (pruned when they finish), sorted: a few per
+    /// owner (the per-user hold limit), so a vector, not a B-tree node per owner.
+    holds_by_owner: BTreeMap<UserId, Vec<HoldId>>,
 }
 
 /// The replicated state of one Raft group.
@@ -475,9 +476,9 @@ impl Machine {
             .get(&hold.event_id)
             .ok_or_else(|| format!("hold {hold_id} of an unknown event"))?;
         let owned = event
-            .holds_by_owner
-            .get(&hold.owner)
-            .is_some_and(|ids| ids.contains(hold_id));
+            .owned_holds(&hold.owner)
+            .binary_search_by(|id| id.as_str().cmp(hold_id))
+            .is_ok();
         if owned != active {
             return Err(format!("hold {hold_id}: owner index disagrees"));
         }
@@ -631,6 +632,27 @@ impl EventState {
             .iter()
             .filter_map(|id| self.layout().index_of(id))
             .collect()
+    }
+
+    /// The holds of `owner` that may still be live, sorted.
+    fn owned_holds(&self, owner: &str) -> &[HoldId] {
+        self.holds_by_owner.get(owner).map_or(&[], |ids| ids)
+    }
+
+    fn add_owned_hold(&mut self, owner: &str, hold_id: &str) {
+        let ids = self.holds_by_owner.entry(owner.to_owned()).or_default();
+        if let Err(p) = ids.binary_search_by(|id| id.as_str().cmp(hold_id)) {
+            ids.insert(p, hold_id.to_owned());
+        }
+    }
+
+    fn remove_owned_hold(&mut self, owner: &str, hold_id: &str) {
+        if let Some(ids) = self.holds_by_owner.get_mut(owner) {
+            ids.retain(|id| id != hold_id);
+            if ids.is_empty() {
+                self.holds_by_owner.remove(owner);
+            }
+        }
     }
 
     /// Seats `idxs` now belong to `occupant` (a new hold, or the booking that bought them).

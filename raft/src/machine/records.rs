@@ -276,11 +276,7 @@ impl Machine {
                     self.expiring
                         .insert((hold.expires_at_ms, hold.hold_id.clone()));
                     if let Some(event) = self.events.get_mut(&hold.event_id) {
-                        event
-                            .holds_by_owner
-                            .entry(hold.owner.clone())
-                            .or_default()
-                            .insert(hold.hold_id.clone());
+                        event.add_owned_hold(&hold.owner, &hold.hold_id);
                     }
                 }
                 (_, Some(at_ms)) => {
