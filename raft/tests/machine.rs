@@ -434,6 +434,11 @@ proptest! {
         let mut restored = Machine::from_records(a.machine.records()).unwrap();
         let mut original = a.machine.clone();
         let mut changes = Vec::new();
+        // Its request records were rebuilt from the stored form: every request sent again
+        // answers as on the original.
+        let again = Proposal { now_ms: a.machine.now_ms(), requests: a.sent.clone() };
+        prop_assert_eq!(restored.apply_proposal(&again, &mut changes), original.apply_proposal(&again, &mut Vec::new()));
+        prop_assert!(restored.records() == original.records());
         let sweep = Proposal { now_ms: a.machine.now_ms() + 10_000_000, requests: vec![Request { request_id: None, command: Command::Sweep }] };
         prop_assert_eq!(restored.apply_proposal(&sweep, &mut changes), original.apply_proposal(&sweep, &mut Vec::new()));
         prop_assert!(restored.records() == original.records());

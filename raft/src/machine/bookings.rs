@@ -11,7 +11,7 @@ use crate::types::*;
 
 /// What a checked confirm does: sell a live hold's seats, or fail the booking.
 pub(super) enum ConfirmPlan {
-    Sell { hold: Hold },
+    Sell { hold: std::sync::Arc<Hold> },
     Fail(FailureReason),
 }
 
@@ -76,7 +76,7 @@ impl Machine {
         changes: &mut Vec<Change>,
     ) -> Outcome {
         if let Some(hold) = self.holds.get_mut(&booking.hold_id) {
-            hold.booking_id = Some(booking.booking_id.clone());
+            std::sync::Arc::make_mut(hold).booking_id = Some(booking.booking_id.clone());
         }
         self.dirty.insert(Key::Hold(booking.hold_id.clone()));
         self.bookings

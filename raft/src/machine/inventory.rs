@@ -5,6 +5,7 @@
 //! that applies the checked plan and cannot fail.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::records::{EventMeta, Key};
 use super::{check_id, Checked, EventState, Layout, Machine, Occupant, Slot};
@@ -267,7 +268,8 @@ impl Machine {
             event.add_owned_hold(&cmd.owner, &cmd.hold_id);
         }
         self.expiring.insert((expires_at_ms, cmd.hold_id.clone()));
-        self.holds.insert(cmd.hold_id.clone(), hold.clone());
+        self.holds
+            .insert(cmd.hold_id.clone(), Arc::new(hold.clone()));
         self.dirty.insert(Key::Hold(cmd.hold_id.clone()));
         changes.push(Change::Hold {
             hold_id: cmd.hold_id.clone(),
@@ -296,6 +298,7 @@ impl Machine {
         let Some(hold) = self.holds.get_mut(hold_id) else {
             return;
         };
+        let hold = Arc::make_mut(hold);
         let previous_expiry = hold.expires_at_ms;
         hold.status = status;
         hold.finished_at_ms = Some(at_ms);

@@ -164,7 +164,12 @@ impl Machine {
                 add(name, bytes);
             }
         }
-        add("holds", keyed_bytes(&self.holds, hold_bytes));
+        add(
+            "holds",
+            keyed_bytes(&self.holds, |h| {
+                alloc_bytes(2 * size_of::<usize>() + size_of::<Hold>()) + hold_bytes(h)
+            }),
+        );
         add("hold expiry index", timed_ids_bytes(&self.expiring));
         add("finished holds index", timed_ids_bytes(&self.finished));
         add("bookings", keyed_bytes(&self.bookings, booking_bytes));
@@ -174,7 +179,11 @@ impl Machine {
         );
         add(
             "request records",
-            keyed_bytes(&self.requests, |r| outcome_bytes(&r.reply.outcome)),
+            keyed_bytes(&self.requests, |r| {
+                r.own_reply().map_or(0, |reply| {
+                    alloc_bytes(size_of::<Reply>()) + outcome_bytes(&reply.outcome)
+                })
+            }),
         );
         add("request times", timed_ids_bytes(&self.request_times));
         add(

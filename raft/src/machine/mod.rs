@@ -152,7 +152,8 @@ struct EventState {
 pub struct Machine {
     globals: Globals,
     events: BTreeMap<EventId, EventState>,
-    holds: BTreeMap<HoldId, Hold>,
+    /// Shared with the request record that created the hold while the two are equal.
+    holds: BTreeMap<HoldId, Arc<Hold>>,
     bookings: BTreeMap<BookingId, Booking>,
     requests: BTreeMap<RequestId, RequestRecord>,
     /// Documents are shared so a feed reset copies none of them under the replica lock.
@@ -279,18 +280,13 @@ impl Machine {
         let fp = fingerprint(&request.command);
         if let Some(record) = self.requests.get(request_id) {
             if record.fingerprint == fp {
-                return record.reply.clone();
+                return record.reply();
             }
             return at(Rejection::RequestIdReused.into());
         }
         let reply = at(self.execute(&request.command, now_ms, changes));
-        self.requests.insert(
-            request_id.clone(),
-            RequestRecord {
-                fingerprint: fp,
-                reply: reply.clone(),
-            },
-        );
+        let record = RequestRecord::new(fp, &reply, &self.holds);
+        self.requests.insert(request_id.clone(), record);
         self.request_times.insert((now_ms, request_id.clone()));
         self.dirty.insert(Key::Request(request_id.clone()));
         reply

@@ -39,7 +39,7 @@ impl Machine {
     }
 
     pub fn hold_by_id(&self, hold_id: &str) -> Option<&Hold> {
-        self.holds.get(hold_id)
+        self.holds.get(hold_id).map(|h| &**h)
     }
 
     pub fn booking_by_id(&self, booking_id: &str) -> Option<&Booking> {

@@ -6,6 +6,7 @@
 //! atomically with the applied log id; [`Machine::records`] is the snapshot format and the
 //! replica-equality check.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -39,11 +40,107 @@ pub(super) struct EventMeta {
     pub(super) seats: Arc<Layout>,
 }
 
-/// A remembered request: its command fingerprint and its first reply.
+/// A remembered request: its command fingerprint and its first reply. A hold's reply shares
+/// the hold with the hold table while the two are equal (the common case: a sale in
+/// progress), so the record costs a pointer, not a second copy of the hold. Stored as the
+/// plain `{fingerprint, reply}` either way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "StoredRequest", from = "StoredRequest")]
 pub(super) struct RequestRecord {
     pub(super) fingerprint: u64,
-    pub(super) reply: Reply,
+    reply: FirstReply,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FirstReply {
+    Held {
+        at_ms: u64,
+        hold: Arc<Hold>,
+    },
+    /// Boxed: most records are holds, and this variant is as large as a reply.
+    Other(Box<Reply>),
+}
+
+/// A request record as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredRequest {
+    fingerprint: u64,
+    reply: Reply,
+}
+
+impl From<RequestRecord> for StoredRequest {
+    fn from(record: RequestRecord) -> Self {
+        StoredRequest {
+            fingerprint: record.fingerprint,
+            reply: record.reply(),
+        }
+    }
+}
+
+impl From<StoredRequest> for RequestRecord {
+    fn from(stored: StoredRequest) -> Self {
+        RequestRecord {
+            fingerprint: stored.fingerprint,
+            reply: FirstReply::Other(Box::new(stored.reply)),
+        }
+    }
+}
+
+impl RequestRecord {
+    /// The record of `reply`, sharing its hold with `holds` when that holds an equal one.
+    pub(super) fn new(
+        fingerprint: u64,
+        reply: &Reply,
+        holds: &BTreeMap<HoldId, Arc<Hold>>,
+    ) -> RequestRecord {
+        let shared = match &reply.outcome {
+            Outcome::Held(hold) => holds.get(&hold.hold_id).filter(|h| ***h == *hold),
+            _ => None,
+        };
+        let reply = match shared {
+            Some(hold) => FirstReply::Held {
+                at_ms: reply.at_ms,
+                hold: hold.clone(),
+            },
+            None => FirstReply::Other(Box::new(reply.clone())),
+        };
+        RequestRecord { fingerprint, reply }
+    }
+
+    /// The first reply, as it was answered.
+    pub(super) fn reply(&self) -> Reply {
+        match &self.reply {
+            FirstReply::Held { at_ms, hold } => Reply {
+                at_ms: *at_ms,
+                outcome: Outcome::Held(Hold::clone(hold)),
+            },
+            FirstReply::Other(reply) => Reply::clone(reply),
+        }
+    }
+
+    pub(super) fn at_ms(&self) -> u64 {
+        match &self.reply {
+            FirstReply::Held { at_ms, .. } => *at_ms,
+            FirstReply::Other(reply) => reply.at_ms,
+        }
+    }
+
+    /// The reply, when the record keeps a copy of its own (not shared with the hold table).
+    pub(super) fn own_reply(&self) -> Option<&Reply> {
+        match &self.reply {
+            FirstReply::Held { .. } => None,
+            FirstReply::Other(reply) => Some(reply),
+        }
+    }
+
+    /// Shares the reply's hold with `holds` when that holds an equal one (after a load).
+    fn share_hold(&mut self, holds: &BTreeMap<HoldId, Arc<Hold>>) {
+        if let FirstReply::Other(reply) = &self.reply {
+            if matches!(reply.outcome, Outcome::Held(_)) {
+                *self = RequestRecord::new(self.fingerprint, reply, holds);
+            }
+        }
+    }
 }
 
 /// Record keys; their byte encoding orders like this enum.
@@ -213,7 +310,7 @@ impl Machine {
                 }
                 b'h' => {
                     let hold: Hold = decode(&value).map_err(corrupt)?;
-                    m.holds.insert(text()?, hold);
+                    m.holds.insert(text()?, Arc::new(hold));
                 }
                 b'b' => {
                     let booking: Booking = decode(&value).map_err(corrupt)?;
@@ -221,7 +318,7 @@ impl Machine {
                 }
                 b'r' => {
                     let record: RequestRecord = decode(&value).map_err(corrupt)?;
-                    m.request_times.insert((record.reply.at_ms, text()?));
+                    m.request_times.insert((record.at_ms(), text()?));
                     m.requests.insert(text()?, record);
                 }
                 b'c' => {
@@ -270,6 +367,9 @@ impl Machine {
     }
 
     fn rebuild_indexes(&mut self) {
+        for record in self.requests.values_mut() {
+            record.share_hold(&self.holds);
+        }
         for hold in self.holds.values() {
             match (hold.status, hold.finished_at_ms) {
                 (HoldStatus::Active, _) => {
@@ -290,6 +390,7 @@ impl Machine {
         let mut by_creation: Vec<&Hold> = self
             .holds
             .values()
+            .map(|h| &**h)
             .filter(|h| h.status == HoldStatus::Active)
             .collect();
         by_creation
