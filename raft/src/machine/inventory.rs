@@ -67,8 +67,11 @@ impl Machine {
     pub(super) fn put_event(&mut self, state: EventState, changes: &mut Vec<Change>) -> Outcome {
         let event_id = state.meta.event_id.clone();
         let n_seats = state.n_seats() as u32;
+        // The event's record, and the one chunk of seats this registration added.
+        let last_chunk = state.meta.seats.n_chunks() as u32 - 1;
         self.events.insert(event_id.clone(), state);
         self.dirty.insert(Key::Event(event_id.clone()));
+        self.dirty.insert(Key::Layout(event_id.clone(), last_chunk));
         changes.push(Change::EventRegistered { event_id });
         Outcome::Registered { n_seats }
     }

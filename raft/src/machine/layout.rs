@@ -6,15 +6,17 @@
 //! The rows are also the best-available picker's index: sections in the order their first
 //! seat was registered, rows likewise within a section, a row's seats sorted by number.
 //!
-//! Stored and sent exactly as before: it serializes as the sequence of its [`SeatSpec`]s in
-//! registration order (bincode cannot tell the two apart), and is rebuilt from them on load.
+//! Stored one record per registration chunk (a `RegisterEvent` or `AddSeats`), each the
+//! `Vec<SeatSpec>` of that chunk, so adding seats writes only the new ones; rebuilt from the
+//! chunks on load.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
 use super::memory::alloc_bytes;
+use crate::codec::encode;
 use crate::types::*;
 
 /// One seat as the layout is built from it: borrowed, so extending a layout copies no
@@ -72,12 +74,31 @@ pub(super) struct Layout {
     sections: Vec<(String, Range<usize>)>,
     /// Rows in the venue's order (by section, then first appearance within it).
     rows: Vec<Row>,
+    /// Where each registration chunk ends (seats registered by it and those before).
+    chunk_ends: Vec<u32>,
 }
 
 impl Layout {
     /// The layout of `seats`, or the ids registered more than once (sorted, each once).
     pub(super) fn new(seats: &[SeatSpec]) -> Result<Layout, Vec<SeatId>> {
-        Layout::build(seats.iter().map(SeatRef::from), seats.len())
+        Layout::build(
+            seats.iter().map(SeatRef::from),
+            seats.len(),
+            vec![seats.len() as u32],
+        )
+    }
+
+    /// The layout registered in `chunks`, in order.
+    pub(super) fn from_chunks(chunks: &[Vec<SeatSpec>]) -> Result<Layout, Vec<SeatId>> {
+        let chunk_ends = chunks
+            .iter()
+            .scan(0u32, |end, chunk| {
+                *end += chunk.len() as u32;
+                Some(*end)
+            })
+            .collect();
+        let seats = chunks.iter().flatten().map(SeatRef::from);
+        Layout::build(seats, chunks.iter().map(Vec::len).sum(), chunk_ends)
     }
 
     /// This layout with `more` seats after its own.
@@ -85,12 +106,16 @@ impl Layout {
         let seats = (0..self.n_seats())
             .map(|i| self.seat_ref(i))
             .chain(more.iter().map(SeatRef::from));
-        Layout::build(seats, self.n_seats() + more.len())
+        let n_seats = self.n_seats() + more.len();
+        let mut chunk_ends = self.chunk_ends.clone();
+        chunk_ends.push(n_seats as u32);
+        Layout::build(seats, n_seats, chunk_ends)
     }
 
     fn build<'a>(
         seats: impl Iterator<Item = SeatRef<'a>>,
         n_seats: usize,
+        chunk_ends: Vec<u32>,
     ) -> Result<Layout, Vec<SeatId>> {
         let mut ids = String::new();
         let mut id_ends = Vec::with_capacity(n_seats);
@@ -130,6 +155,7 @@ impl Layout {
             prices,
             sections: Vec::new(),
             rows: Vec::new(),
+            chunk_ends,
         };
         let mut by_id: Vec<u32> = (0..layout.n_seats() as u32).collect();
         by_id.sort_unstable_by(|&a, &b| layout.id(a as usize).cmp(layout.id(b as usize)));
@@ -184,6 +210,21 @@ impl Layout {
                 middle2: u64::from(lo) + u64::from(hi),
             });
         }
+    }
+
+    pub(super) fn n_chunks(&self) -> usize {
+        self.chunk_ends.len()
+    }
+
+    /// Registration chunk `chunk` as stored: the encoding of its `Vec<SeatSpec>`.
+    pub(super) fn encode_chunk(&self, chunk: usize) -> Option<Vec<u8>> {
+        let end = *self.chunk_ends.get(chunk)? as usize;
+        let start = match chunk {
+            0 => 0,
+            _ => self.chunk_ends[chunk - 1] as usize,
+        };
+        let seats: Vec<SeatRef> = (start..end).map(|i| self.seat_ref(i)).collect();
+        Some(encode(&seats))
     }
 
     pub(super) fn n_seats(&self) -> usize {
@@ -294,6 +335,7 @@ impl Layout {
                 .map(|r| alloc_bytes(r.name.len()) + column(&r.seats))
                 .sum::<u64>()
             + alloc_bytes(self.sections.capacity() * std::mem::size_of::<(String, Range<usize>)>())
+            + column(&self.chunk_ends)
             + self
                 .sections
                 .iter()
@@ -305,22 +347,6 @@ impl Layout {
             ("seat numbers, prices", seats),
             ("rows", rows),
         ]
-    }
-}
-
-impl Serialize for Layout {
-    /// As the sequence of its seats (the encoding of `Vec<SeatSpec>`).
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq((0..self.n_seats()).map(|i| self.seat_ref(i)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Layout {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seats = Vec::<SeatSpec>::deserialize(deserializer)?;
-        Layout::new(&seats).map_err(|duplicates| {
-            serde::de::Error::custom(format!("seats registered twice: {duplicates:?}"))
-        })
     }
 }
 
@@ -401,21 +427,40 @@ mod tests {
         let seats = venue();
         let more = vec![seat("c1", "C", "1", 1), seat("a3", "A", "1", 3)];
         let extended = Layout::new(&seats).unwrap().extended(&more).unwrap();
+        assert_eq!(
+            extended,
+            Layout::from_chunks(&[seats.clone(), more.clone()]).unwrap()
+        );
         let all: Vec<SeatSpec> = seats.into_iter().chain(more).collect();
-        assert_eq!(extended, Layout::new(&all).unwrap());
+        let whole = Layout::new(&all).unwrap();
+        assert_eq!(whole.n_chunks(), 1);
+        assert_eq!(
+            Layout {
+                chunk_ends: whole.chunk_ends.clone(),
+                ..extended.clone()
+            },
+            whole
+        );
         assert_eq!(extended.section_rows("A"), Some(2..4));
         assert_eq!(extended.row_seats(2), &[1, 6], "a1 then a3");
     }
 
     #[test]
-    fn encodes_as_the_seats_it_was_built_from() {
+    fn chunks_encode_as_the_seats_registered_in_them_and_rebuild_the_layout() {
         let seats = venue();
-        let layout = Layout::new(&seats).unwrap();
-        assert_eq!(encode(&layout), encode(&seats));
-        let back: Layout = decode(&encode(&seats)).unwrap();
-        assert_eq!(back, layout);
-        let mut twice = seats.clone();
-        twice.push(seats[0].clone());
-        assert!(decode::<Layout>(&encode(&twice)).is_err());
+        let more = vec![seat("c1", "C", "1", 1)];
+        let layout = Layout::new(&seats).unwrap().extended(&more).unwrap();
+        assert_eq!(layout.n_chunks(), 2);
+        assert_eq!(layout.encode_chunk(0), Some(encode(&seats)));
+        assert_eq!(layout.encode_chunk(1), Some(encode(&more)));
+        assert_eq!(layout.encode_chunk(2), None);
+        let chunks: Vec<Vec<SeatSpec>> = (0..2)
+            .map(|c| decode(&layout.encode_chunk(c).unwrap()).unwrap())
+            .collect();
+        assert_eq!(Layout::from_chunks(&chunks), Ok(layout));
+        assert_eq!(
+            Layout::from_chunks(&[seats.clone(), seats[..1].to_vec()]),
+            Err(vec!["b1".into()])
+        );
     }
 }

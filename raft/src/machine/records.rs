@@ -28,16 +28,26 @@ pub(super) struct Globals {
     pub(super) limits: Limits,
 }
 
-/// An event's registration, stored once per registration chunk (and per hold TTL change).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An event's registration: its settings and its seat layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct EventMeta {
     pub(super) event_id: EventId,
     pub(super) currency: String,
     /// How long a hold of this event lasts: the one home of that rule.
     pub(super) hold_ttl_ms: u64,
-    /// Compact and shared (an AddSeats builds a new one); encoded as the `Vec<SeatSpec>`
-    /// it was built from.
+    /// Compact and shared (an AddSeats builds a new one); stored one record per
+    /// registration chunk ([`Key::Layout`]).
     pub(super) seats: Arc<Layout>,
+}
+
+/// An event's record (its settings, and how many layout chunks it has): small, rewritten by
+/// every registration chunk and hold TTL change, while each chunk's seats are written once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredEvent {
+    event_id: EventId,
+    currency: String,
+    hold_ttl_ms: u64,
+    n_chunks: u32,
 }
 
 /// A remembered request: its command fingerprint and its first reply. A hold's reply shares
@@ -148,6 +158,9 @@ impl RequestRecord {
 pub(super) enum Key {
     Globals,
     Event(EventId),
+    /// The seats of an event's registration chunk (`RegisterEvent` is chunk 0, each
+    /// `AddSeats` the next).
+    Layout(EventId, u32),
     Hold(HoldId),
     Booking(BookingId),
     Request(RequestId),
@@ -168,6 +181,11 @@ impl Key {
         match self {
             Key::Globals => out.push(b'g'),
             Key::Event(id) => tagged(&mut out, b'e', id),
+            Key::Layout(id, chunk) => {
+                tagged(&mut out, b'l', id);
+                out.push(0);
+                out.extend_from_slice(&chunk.to_be_bytes());
+            }
             Key::Hold(id) => tagged(&mut out, b'h', id),
             Key::Booking(id) => tagged(&mut out, b'b', id),
             Key::Request(id) => tagged(&mut out, b'r', id),
@@ -200,7 +218,7 @@ impl Key {
 /// Whether a record key is an event's seat layout (large, written once per registration
 /// chunk; storage may keep these apart from the hot records).
 pub fn is_layout_key(key: &[u8]) -> bool {
-    key.first() == Some(&b'e')
+    key.first() == Some(&b'l')
 }
 
 fn tagged(out: &mut Vec<u8>, tag: u8, id: &str) {
@@ -235,7 +253,18 @@ impl Machine {
     fn value_of(&self, key: &Key) -> Option<Vec<u8>> {
         match key {
             Key::Globals => Some(encode(&self.globals)),
-            Key::Event(id) => self.events.get(id).map(|e| encode(&e.meta)),
+            Key::Event(id) => self.events.get(id).map(|e| {
+                encode(&StoredEvent {
+                    event_id: e.meta.event_id.clone(),
+                    currency: e.meta.currency.clone(),
+                    hold_ttl_ms: e.meta.hold_ttl_ms,
+                    n_chunks: e.meta.seats.n_chunks() as u32,
+                })
+            }),
+            Key::Layout(id, chunk) => self
+                .events
+                .get(id)
+                .and_then(|e| e.meta.seats.encode_chunk(*chunk as usize)),
             Key::Hold(id) => self.holds.get(id).map(encode),
             Key::Booking(id) => self.bookings.get(id).map(encode),
             Key::Request(id) => self.requests.get(id).map(encode),
@@ -258,7 +287,11 @@ impl Machine {
     /// The whole state as sorted records: the snapshot format and the replica-equality check.
     pub fn records(&self) -> Vec<Record> {
         let mut keys = vec![Key::Globals];
-        keys.extend(self.events.keys().map(|k| Key::Event(k.clone())));
+        for (id, event) in &self.events {
+            keys.push(Key::Event(id.clone()));
+            let n_chunks = event.meta.seats.n_chunks() as u32;
+            keys.extend((0..n_chunks).map(|c| Key::Layout(id.clone(), c)));
+        }
         keys.extend(self.holds.keys().map(|k| Key::Hold(k.clone())));
         keys.extend(self.bookings.keys().map(|k| Key::Booking(k.clone())));
         keys.extend(self.requests.keys().map(|k| Key::Request(k.clone())));
@@ -293,6 +326,9 @@ impl Machine {
         let mut m = Machine::new();
         // Places load after their room (their key sorts after it, but a caller may not sort).
         let mut places: Vec<Place> = Vec::new();
+        // Events with their layout chunks, built once all are read.
+        type Chunks = BTreeMap<u32, Vec<SeatSpec>>;
+        let mut layouts: BTreeMap<EventId, (Option<StoredEvent>, Chunks)> = BTreeMap::new();
         for (key, value) in records {
             let corrupt = |reason: String| CorruptRecord {
                 key: key.clone(),
@@ -305,8 +341,19 @@ impl Machine {
             match tag {
                 b'g' => m.globals = decode(&value).map_err(corrupt)?,
                 b'e' => {
-                    let meta: EventMeta = decode(&value).map_err(corrupt)?;
-                    m.events.insert(text()?, EventState::new(meta));
+                    let event: StoredEvent = decode(&value).map_err(corrupt)?;
+                    layouts.entry(text()?).or_default().0 = Some(event);
+                }
+                b'l' => {
+                    let split = rest.len().checked_sub(5).filter(|&p| rest[p] == 0);
+                    let Some(p) = split else {
+                        return Err(corrupt("layout key without chunk".into()));
+                    };
+                    let event_id = String::from_utf8(rest[..p].to_vec())
+                        .map_err(|e| corrupt(e.to_string()))?;
+                    let chunk = u32::from_be_bytes(rest[p + 1..].try_into().expect("4 bytes"));
+                    let seats: Vec<SeatSpec> = decode(&value).map_err(corrupt)?;
+                    layouts.entry(event_id).or_default().1.insert(chunk, seats);
                 }
                 b'h' => {
                     let hold: Hold = decode(&value).map_err(corrupt)?;
@@ -351,6 +398,30 @@ impl Machine {
                 b'w' => places.push(decode(&value).map_err(corrupt)?),
                 other => return Err(corrupt(format!("unknown record tag {other}"))),
             }
+        }
+        for (event_id, (event, chunks)) in layouts {
+            let corrupt = |reason: String| CorruptRecord {
+                key: event_id.as_bytes().to_vec(),
+                reason,
+            };
+            let event = event.ok_or_else(|| corrupt("layout of no event".into()))?;
+            if !chunks.keys().copied().eq(0..event.n_chunks) {
+                return Err(corrupt(format!(
+                    "layout chunks {:?}, expected {}",
+                    chunks.keys().collect::<Vec<_>>(),
+                    event.n_chunks
+                )));
+            }
+            let chunks: Vec<Vec<SeatSpec>> = chunks.into_values().collect();
+            let layout = Layout::from_chunks(&chunks)
+                .map_err(|duplicates| corrupt(format!("seats registered twice: {duplicates:?}")))?;
+            let meta = EventMeta {
+                event_id: event.event_id,
+                currency: event.currency,
+                hold_ttl_ms: event.hold_ttl_ms,
+                seats: Arc::new(layout),
+            };
+            m.events.insert(event_id, EventState::new(meta));
         }
         for place in places {
             let room = m
