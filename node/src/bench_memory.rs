@@ -4,9 +4,11 @@
 //! Starts three storage nodes in this process (as `bench holds` does: real sockets, real
 //! logs and sled state in a temporary directory), registers `--seats` seats in events of
 //! `--seats-per-event`, waits until every replica has applied everything and checkpointed,
+//! measures, then has every replica snapshot and purge its log and measures again (the Raft
+//! log keeps every entry since its last purge in memory, registration commands included),
 //! then holds `--held-percent` of the seats (a sale in progress) and measures again. RSS is
-//! the whole process (three replicas, their sled caches, the client): the figure per replica
-//! is the growth divided by three. Figures are printed, never asserted.
+//! the whole process (three replicas, their logs and sled caches, the client): the figure per
+//! replica is the growth divided by three. Figures are printed, never asserted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -85,6 +87,15 @@ pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
     );
     let rss_registered = settled_rss()?;
     report("registered", args.seats, rss_start, rss_registered, &nodes);
+    snapshot_and_purge(&nodes).await?;
+    let rss_purged = settled_rss()?;
+    report(
+        "registered, logs purged",
+        args.seats,
+        rss_start,
+        rss_purged,
+        &nodes,
+    );
 
     let n_holds = args.seats * args.held_percent / 100 / args.seats_per_hold;
     let started = Instant::now();
@@ -182,6 +193,34 @@ async fn converge(nodes: &[StorageNode]) -> anyhow::Result<()> {
     }
     // Checkpoints run every 200 ms while anything is unsaved.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
+    Ok(())
+}
+
+/// Has every replica build a snapshot of what it applied and purge its log up to it, and
+/// waits until each has.
+async fn snapshot_and_purge(nodes: &[StorageNode]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_millis(CONVERGE_TIMEOUT_MS);
+    for node in nodes {
+        for g in node.host().group_ids() {
+            let group = node.host().group(g).context("group vanished")?;
+            group.raft.trigger().snapshot().await?;
+            loop {
+                let status = node.host().status();
+                let s = status.groups.iter().find(|s| s.group == g);
+                let Some(s) = s else { break };
+                if let Some(snapshot) = s.snapshot_index.filter(|&i| Some(i) >= s.applied_index) {
+                    group.raft.trigger().purge_log(snapshot).await?;
+                    if s.purged_index == Some(snapshot) {
+                        break;
+                    }
+                }
+                if Instant::now() > deadline {
+                    bail!("group {g} did not snapshot and purge in {CONVERGE_TIMEOUT_MS} ms");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
     Ok(())
 }
 
