@@ -32,6 +32,8 @@ pub enum BenchCmd {
     FlashSale(crate::flash_sale::FlashSaleArgs),
     /// Write unavailability when the leader is SIGKILLed (three node processes).
     Failover(crate::bench_failover::FailoverArgs),
+    /// Bytes per seat per replica: RSS and the state machine's accounting (1M seats).
+    Memory(crate::bench_memory::MemoryArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -75,6 +77,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Holds(args) => holds(args).await,
         BenchCmd::FlashSale(args) => crate::flash_sale::flash_sale(args).await,
         BenchCmd::Failover(args) => crate::bench_failover::failover(args).await,
+        BenchCmd::Memory(args) => crate::bench_memory::memory(args).await,
     }
 }
 

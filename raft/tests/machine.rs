@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use boxoffice_raft::machine::Machine;
+use boxoffice_raft::machine::{is_layout_key, Machine};
 use boxoffice_raft::types::*;
 use boxoffice_raft::wire::{Query, QueryResult};
 use proptest::prelude::*;
@@ -434,6 +434,11 @@ proptest! {
         let mut restored = Machine::from_records(a.machine.records()).unwrap();
         let mut original = a.machine.clone();
         let mut changes = Vec::new();
+        // Its request records were rebuilt from the stored form: every request sent again
+        // answers as on the original.
+        let again = Proposal { now_ms: a.machine.now_ms(), requests: a.sent.clone() };
+        prop_assert_eq!(restored.apply_proposal(&again, &mut changes), original.apply_proposal(&again, &mut Vec::new()));
+        prop_assert!(restored.records() == original.records());
         let sweep = Proposal { now_ms: a.machine.now_ms() + 10_000_000, requests: vec![Request { request_id: None, command: Command::Sweep }] };
         prop_assert_eq!(restored.apply_proposal(&sweep, &mut changes), original.apply_proposal(&sweep, &mut Vec::new()));
         prop_assert!(restored.records() == original.records());
@@ -710,6 +715,27 @@ fn big_events_register_in_chunks_and_replays_still_match() {
         m.apply(&too_many, 7, &mut changes).outcome,
         Outcome::Rejected(Rejection::Invalid(_))
     ));
+    // Stored as the event's record plus one record per registration chunk; a replica
+    // restored from them is the same, the hold included.
+    let records = m.records();
+    let n_layouts = records.iter().filter(|(k, _)| is_layout_key(k)).count();
+    assert_eq!(n_layouts, 2, "one layout record per registration chunk");
+    let restored = Machine::from_records(records.clone()).unwrap();
+    assert!(restored.records() == records);
+    assert_eq!(restored.event_seats("big", 8), m.event_seats("big", 8));
+    restored.check_consistency().unwrap();
+    // A later change of the event rewrites its small record, not its seats.
+    m.take_dirty();
+    let ttl = Request {
+        request_id: None,
+        command: Command::SetHoldTtl(SetHoldTtlCmd {
+            event_id: "big".into(),
+            hold_ttl_ms: 120_000,
+        }),
+    };
+    m.apply(&ttl, 9, &mut changes);
+    let dirty = m.take_dirty();
+    assert!(!dirty.is_empty() && dirty.iter().all(|(k, _)| !is_layout_key(k)));
 }
 
 #[test]

@@ -6,12 +6,12 @@
 
 use super::mutants::{active, Mutant};
 use super::records::Key;
-use super::{check_id, Checked, Machine, Slot};
+use super::{check_id, Checked, Machine, Occupant};
 use crate::types::*;
 
 /// What a checked confirm does: sell a live hold's seats, or fail the booking.
 pub(super) enum ConfirmPlan {
-    Sell { hold: Hold },
+    Sell { hold: std::sync::Arc<Hold> },
     Fail(FailureReason),
 }
 
@@ -76,7 +76,7 @@ impl Machine {
         changes: &mut Vec<Change>,
     ) -> Outcome {
         if let Some(hold) = self.holds.get_mut(&booking.hold_id) {
-            hold.booking_id = Some(booking.booking_id.clone());
+            std::sync::Arc::make_mut(hold).booking_id = Some(booking.booking_id.clone());
         }
         self.dirty.insert(Key::Hold(booking.hold_id.clone()));
         self.bookings
@@ -147,9 +147,10 @@ impl Machine {
         };
         self.finish_hold(&hold.hold_id, HoldStatus::Confirmed, now_ms, changes);
         if let Some(event) = self.events.get_mut(&hold.event_id) {
+            let mut idxs = Vec::with_capacity(hold.seat_ids.len());
             for seat_id in &hold.seat_ids {
-                if let Some(&idx) = event.seat_idx.get(seat_id) {
-                    event.set_slot(idx, Slot::Sold(cmd.booking_id.clone()));
+                if let Some(idx) = event.layout().index_of(seat_id) {
+                    idxs.push(idx);
                     changes.push(Change::Seat {
                         event_id: hold.event_id.clone(),
                         seat_id: seat_id.clone(),
@@ -157,6 +158,7 @@ impl Machine {
                     });
                 }
             }
+            event.occupy(&idxs, Occupant::Sold(cmd.booking_id.clone()));
         }
         let booking = self.settle(
             &cmd.booking_id,

@@ -5,9 +5,10 @@
 //! that applies the checked plan and cannot fail.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::records::{EventMeta, Key};
-use super::{check_id, Checked, EventState, Machine, Slot};
+use super::{check_id, Checked, EventState, Layout, Machine, Occupant, Slot};
 use crate::types::*;
 
 /// A hold that passed its checks: where its seats are, what it costs and when it ends.
@@ -21,7 +22,7 @@ impl HoldPlan {
     /// The plan to hold the seats at `idxs` of `event` from `now_ms` for `ttl_ms`.
     pub(super) fn new(event: &EventState, idxs: Vec<usize>, now_ms: u64, ttl_ms: u64) -> HoldPlan {
         HoldPlan {
-            total_minor: idxs.iter().map(|&i| event.meta.seats[i].price_minor).sum(),
+            total_minor: idxs.iter().map(|&i| event.layout().price_minor(i)).sum(),
             idxs,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
         }
@@ -53,20 +54,24 @@ impl Machine {
                 false => Rejection::EventConflict.into(),
             });
         }
+        let layout = Layout::new(&cmd.seats).map_err(Rejection::DuplicateSeats)?;
         Ok(EventState::new(EventMeta {
             event_id: cmd.event_id.clone(),
             currency: cmd.currency.clone(),
             hold_ttl_ms: cmd.hold_ttl_ms,
-            seats: cmd.seats.clone().into(),
-        })?)
+            seats: layout.into(),
+        }))
     }
 
     /// Stores a checked event: a new registration, or a registered one with more seats.
     pub(super) fn put_event(&mut self, state: EventState, changes: &mut Vec<Change>) -> Outcome {
         let event_id = state.meta.event_id.clone();
-        let n_seats = state.meta.seats.len() as u32;
+        let n_seats = state.n_seats() as u32;
+        // The event's record, and the one chunk of seats this registration added.
+        let last_chunk = state.meta.seats.n_chunks() as u32 - 1;
         self.events.insert(event_id.clone(), state);
         self.dirty.insert(Key::Event(event_id.clone()));
+        self.dirty.insert(Key::Layout(event_id.clone(), last_chunk));
         changes.push(Change::EventRegistered { event_id });
         Outcome::Registered { n_seats }
     }
@@ -78,21 +83,31 @@ impl Machine {
             .events
             .get(&cmd.event_id)
             .ok_or(Rejection::UnknownEvent)?;
-        if event.meta.seats.len() + cmd.seats.len() > MAX_SEATS_PER_EVENT {
+        if event.n_seats() + cmd.seats.len() > MAX_SEATS_PER_EVENT {
             return Err(Rejection::Invalid(format!(
                 "an event has at most {MAX_SEATS_PER_EVENT} seats"
             ))
             .into());
         }
-        let mut meta = event.meta.clone();
-        let mut seats = meta.seats.to_vec();
-        seats.extend_from_slice(&cmd.seats);
-        meta.seats = seats.into();
-        let mut state = EventState::new(meta)?;
+        let layout = event
+            .layout()
+            .extended(&cmd.seats)
+            .map_err(Rejection::DuplicateSeats)?;
+        let mut state = EventState::new(EventMeta {
+            seats: layout.into(),
+            ..event.meta.clone()
+        });
         // Keep the derived slots of the seats already there (they may be held or sold).
-        for (idx, slot) in event.slots.iter().enumerate() {
-            state.set_slot(idx, slot.clone());
+        state.slots.occupants = event.slots.occupants.clone();
+        state.slots.vacant = event.slots.vacant.clone();
+        for (idx, &handle) in event.slots.of_seat.iter().enumerate() {
+            state.slots.of_seat[idx] = handle;
+            if handle != 0 {
+                let row = state.layout().row_of(idx);
+                state.row_taken[row] += 1;
+            }
         }
+        state.n_sold = event.n_sold;
         state.holds_by_owner = event.holds_by_owner.clone();
         Ok(state)
     }
@@ -145,8 +160,8 @@ impl Machine {
         let mut idxs = Vec::with_capacity(seat_ids.len());
         let mut unknown = Vec::new();
         for seat_id in seat_ids {
-            match event.seat_idx.get(seat_id) {
-                Some(&idx) => idxs.push(idx),
+            match event.layout().index_of(seat_id) {
+                Some(idx) => idxs.push(idx),
                 None => unknown.push(seat_id.clone()),
             }
         }
@@ -156,7 +171,7 @@ impl Machine {
         let taken: Vec<SeatId> = idxs
             .iter()
             .zip(seat_ids)
-            .filter(|(idx, _)| !self.slot_is_free(&event.slots[**idx], now_ms))
+            .filter(|(idx, _)| !self.slot_is_free(event.slot(**idx), now_ms))
             .map(|(_, id)| id.clone())
             .collect();
         if !taken.is_empty() {
@@ -205,14 +220,10 @@ impl Machine {
         let ttl_ms = ttl_ms.unwrap_or(event.meta.hold_ttl_ms);
         self.check_ttl(ttl_ms)?;
         let n_live = event
-            .holds_by_owner
-            .get(owner)
-            .map(|ids| {
-                ids.iter()
-                    .filter(|id| self.holds.get(*id).is_some_and(|h| h.is_live(now_ms)))
-                    .count()
-            })
-            .unwrap_or(0);
+            .owned_holds(owner)
+            .iter()
+            .filter(|id| self.holds.get(*id).is_some_and(|h| h.is_live(now_ms)))
+            .count();
         if n_live >= limits.max_holds_per_user_per_event as usize {
             return Err(Rejection::TooManyHolds {
                 max: limits.max_holds_per_user_per_event,
@@ -247,8 +258,8 @@ impl Machine {
             booking_id: None,
         };
         if let Some(event) = self.events.get_mut(&cmd.event_id) {
-            for (&idx, seat_id) in idxs.iter().zip(&cmd.seat_ids) {
-                event.set_slot(idx, Slot::Held(cmd.hold_id.clone()));
+            event.occupy(&idxs, Occupant::Held(cmd.hold_id.clone()));
+            for seat_id in &cmd.seat_ids {
                 changes.push(Change::Seat {
                     event_id: cmd.event_id.clone(),
                     seat_id: seat_id.clone(),
@@ -257,14 +268,11 @@ impl Machine {
                     },
                 });
             }
-            event
-                .holds_by_owner
-                .entry(cmd.owner.clone())
-                .or_default()
-                .insert(cmd.hold_id.clone());
+            event.add_owned_hold(&cmd.owner, &cmd.hold_id);
         }
         self.expiring.insert((expires_at_ms, cmd.hold_id.clone()));
-        self.holds.insert(cmd.hold_id.clone(), hold.clone());
+        self.holds
+            .insert(cmd.hold_id.clone(), Arc::new(hold.clone()));
         self.dirty.insert(Key::Hold(cmd.hold_id.clone()));
         changes.push(Change::Hold {
             hold_id: cmd.hold_id.clone(),
@@ -273,7 +281,7 @@ impl Machine {
         Outcome::Held(hold)
     }
 
-    pub(super) fn slot_is_free(&self, slot: &Slot, now_ms: u64) -> bool {
+    pub(super) fn slot_is_free(&self, slot: Slot<'_>, now_ms: u64) -> bool {
         match slot {
             Slot::Free => true,
             Slot::Held(hold_id) => !self.holds.get(hold_id).is_some_and(|h| h.is_live(now_ms)),
@@ -293,6 +301,7 @@ impl Machine {
         let Some(hold) = self.holds.get_mut(hold_id) else {
             return;
         };
+        let hold = Arc::make_mut(hold);
         let previous_expiry = hold.expires_at_ms;
         hold.status = status;
         hold.finished_at_ms = Some(at_ms);
@@ -301,19 +310,14 @@ impl Machine {
         self.finished.insert((at_ms, hold_id.to_owned()));
         self.dirty.insert(Key::Hold(hold_id.to_owned()));
         if let Some(event) = self.events.get_mut(&hold.event_id) {
-            if let Some(ids) = event.holds_by_owner.get_mut(&hold.owner) {
-                ids.remove(hold_id);
-                if ids.is_empty() {
-                    event.holds_by_owner.remove(&hold.owner);
-                }
-            }
+            event.remove_owned_hold(&hold.owner, hold_id);
             if status != HoldStatus::Confirmed {
                 for seat_id in &hold.seat_ids {
-                    let Some(&idx) = event.seat_idx.get(seat_id) else {
+                    let Some(idx) = event.layout().index_of(seat_id) else {
                         continue;
                     };
-                    if event.slots[idx] == Slot::Held(hold_id.to_owned()) {
-                        event.set_slot(idx, Slot::Free);
+                    if event.slot(idx) == Slot::Held(hold_id) {
+                        event.vacate(idx);
                         changes.push(Change::Seat {
                             event_id: hold.event_id.clone(),
                             seat_id: seat_id.clone(),

@@ -9,6 +9,9 @@
 //!   command to its handler, and the consistency check debug builds run after every apply;
 //! - [`inventory`]: events, holds, releases and the sweep;
 //! - [`bookings`]: bookings and their payment (confirm, fail, refund);
+//! - [`layout`]: an event's seat layout, compact (seat ids in one arena, rows in the venue's
+//!   order, which the picker walks);
+//! - [`memory`]: the machine's accounting of its heap, per structure (the memory bench);
 //! - [`meta`]: the meta group's catalog, placement and group table, and the limits;
 //! - [`picker`]: best-available holds: the per-row index and the choice of seats;
 //! - [`mutants`]: deliberately broken rules the simulator must catch (feature `mutants`);
@@ -23,6 +26,8 @@
 
 mod bookings;
 mod inventory;
+mod layout;
+mod memory;
 mod meta;
 pub mod mutants;
 mod picker;
@@ -33,6 +38,8 @@ mod records;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use layout::Layout;
+pub use memory::MemoryPart;
 pub use queue::{presale_order, PlaceAudit, RoomAudit, RATE_WINDOW_MS};
 pub use records::{is_layout_key, CorruptRecord, Record};
 use records::{EventMeta, Globals, Key, RequestRecord};
@@ -44,30 +51,100 @@ use crate::types::*;
 /// (boxed: the rare answer should not make every check's result as large as an outcome).
 type Checked<T> = Result<T, Box<Outcome>>;
 
-/// Who occupies a seat, as last written (a `Held` slot whose hold is no longer live is free).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Slot {
+/// Who occupies a seat, as last written (a `Held` slot whose hold is no longer live is free):
+/// a view of the event's [`Slots`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot<'a> {
     Free,
+    Held(&'a str),
+    Sold(&'a str),
+}
+
+/// A hold or a booking that occupies seats of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Occupant {
     Held(HoldId),
     Sold(BookingId),
+}
+
+/// An event's seat slots: per seat a `u32`, 0 when free, else 1 + the place in `occupants`
+/// of the hold or booking occupying it. Each occupant is stored once, with the number of
+/// seats that name it; its place is reused once none does. Places are never visible outside
+/// (reads and records name holds and bookings by id), so two replicas may number them apart.
+#[derive(Debug, Clone, Default)]
+struct Slots {
+    of_seat: Vec<u32>,
+    occupants: Vec<Option<(Occupant, u32)>>,
+    /// Places of `occupants` that are free to reuse.
+    vacant: Vec<u32>,
+}
+
+impl Slots {
+    fn occupant(&self, handle: u32) -> Option<&Occupant> {
+        let place = handle.checked_sub(1)?;
+        self.occupants[place as usize].as_ref().map(|(o, _)| o)
+    }
+
+    fn get(&self, idx: usize) -> Slot<'_> {
+        match self.occupant(self.of_seat[idx]) {
+            None => Slot::Free,
+            Some(Occupant::Held(id)) => Slot::Held(id),
+            Some(Occupant::Sold(id)) => Slot::Sold(id),
+        }
+    }
+
+    /// A place for a new occupant (named by no seat yet), as a slot value.
+    fn add_occupant(&mut self, occupant: Occupant) -> u32 {
+        match self.vacant.pop() {
+            Some(place) => {
+                self.occupants[place as usize] = Some((occupant, 0));
+                place + 1
+            }
+            None => {
+                self.occupants.push(Some((occupant, 0)));
+                self.occupants.len() as u32
+            }
+        }
+    }
+
+    /// Points seat `idx` at `handle` (0: free), counting the seats each occupant has.
+    fn set(&mut self, idx: usize, handle: u32) {
+        let old = std::mem::replace(&mut self.of_seat[idx], handle);
+        if old == handle {
+            return;
+        }
+        if let Some(place) = old.checked_sub(1) {
+            let entry = &mut self.occupants[place as usize];
+            if let Some((_, n)) = entry {
+                *n -= 1;
+                if *n == 0 {
+                    *entry = None;
+                    self.vacant.push(place);
+                }
+            }
+        }
+        if let Some(place) = handle.checked_sub(1) {
+            if let Some((_, n)) = &mut self.occupants[place as usize] {
+                *n += 1;
+            }
+        }
+    }
 }
 
 /// An event's inventory: the stored registration plus indexes derived from holds and bookings.
 #[derive(Debug, Clone)]
 struct EventState {
     meta: EventMeta,
-    seat_idx: BTreeMap<SeatId, usize>,
-    slots: Vec<Slot>,
-    /// Sections and rows in the venue's order (derived from the layout; shared).
-    rows: Arc<picker::RowIndex>,
-    /// Per row of `rows`: how many of its slots are not [`Slot::Free`] (kept by
+    slots: Slots,
+    /// Per row of the layout: how many of its slots are not [`Slot::Free`] (kept by
     /// [`EventState::set_slot`], the one writer of slots).
     row_taken: Vec<u32>,
     /// How many slots are `Sold` (the waiting room admits no more buyers than seats unsold;
     /// kept by [`EventState::set_slot`] too).
     n_sold: usize,
-    /// Holds per owner that may still be live (pruned when they finish).
-    holds_by_owner: BTreeMap<UserId, BTreeSet<HoldId>>,
+    /// Holds per owner that may still be live (pruned when they finish), sorted: a few per
+    /// owner (the per-user hold limit), so a vector, not a B-tree node per owner.
+    holds_by_owner: BTreeMap<UserId, Vec<HoldId>>,
 }
 
 /// The replicated state of one Raft group.
@@ -75,7 +152,8 @@ struct EventState {
 pub struct Machine {
     globals: Globals,
     events: BTreeMap<EventId, EventState>,
-    holds: BTreeMap<HoldId, Hold>,
+    /// Shared with the request record that created the hold while the two are equal.
+    holds: BTreeMap<HoldId, Arc<Hold>>,
     bookings: BTreeMap<BookingId, Booking>,
     requests: BTreeMap<RequestId, RequestRecord>,
     /// Documents are shared so a feed reset copies none of them under the replica lock.
@@ -202,18 +280,13 @@ impl Machine {
         let fp = fingerprint(&request.command);
         if let Some(record) = self.requests.get(request_id) {
             if record.fingerprint == fp {
-                return record.reply.clone();
+                return record.reply();
             }
             return at(Rejection::RequestIdReused.into());
         }
         let reply = at(self.execute(&request.command, now_ms, changes));
-        self.requests.insert(
-            request_id.clone(),
-            RequestRecord {
-                fingerprint: fp,
-                reply: reply.clone(),
-            },
-        );
+        let record = RequestRecord::new(fp, &reply, &self.holds);
+        self.requests.insert(request_id.clone(), record);
         self.request_times.insert((now_ms, request_id.clone()));
         self.dirty.insert(Key::Request(request_id.clone()));
         reply
@@ -344,8 +417,8 @@ impl Machine {
             .events
             .get(event_id)
             .ok_or("seat of an unknown event")?;
-        let idx = *event.seat_idx.get(seat_id).ok_or("unknown seat")?;
-        match &event.slots[idx] {
+        let idx = event.layout().index_of(seat_id).ok_or("unknown seat")?;
+        match event.slot(idx) {
             Slot::Free => Ok(()),
             Slot::Held(hold_id) => match self.holds.get(hold_id) {
                 Some(h)
@@ -399,24 +472,24 @@ impl Machine {
             .get(&hold.event_id)
             .ok_or_else(|| format!("hold {hold_id} of an unknown event"))?;
         let owned = event
-            .holds_by_owner
-            .get(&hold.owner)
-            .is_some_and(|ids| ids.contains(hold_id));
+            .owned_holds(&hold.owner)
+            .binary_search_by(|id| id.as_str().cmp(hold_id))
+            .is_ok();
         if owned != active {
             return Err(format!("hold {hold_id}: owner index disagrees"));
         }
         for seat_id in &hold.seat_ids {
             let slot = event
-                .seat_idx
-                .get(seat_id)
-                .map(|&idx| &event.slots[idx])
+                .layout()
+                .index_of(seat_id)
+                .map(|idx| event.slot(idx))
                 .ok_or_else(|| format!("hold {hold_id} names unknown seat {seat_id}"))?;
-            let held_here = *slot == Slot::Held(hold_id.to_owned());
+            let held_here = slot == Slot::Held(hold_id);
             let fine = match hold.status {
                 HoldStatus::Active if hold.is_live(now_ms) => held_here,
                 HoldStatus::Active => true,
                 HoldStatus::Confirmed => {
-                    matches!(slot, Slot::Sold(b) if hold.booking_id.as_ref() == Some(b))
+                    matches!(slot, Slot::Sold(b) if hold.booking_id.as_deref() == Some(b))
                 }
                 HoldStatus::Released | HoldStatus::Expired => !held_here,
             };
@@ -449,9 +522,9 @@ impl Machine {
                 .ok_or_else(|| format!("booking {booking_id} of an unknown event"))?;
             for seat_id in &booking.seat_ids {
                 let sold = event
-                    .seat_idx
-                    .get(seat_id)
-                    .is_some_and(|&idx| event.slots[idx] == Slot::Sold(booking_id.to_owned()));
+                    .layout()
+                    .index_of(seat_id)
+                    .is_some_and(|idx| event.slot(idx) == Slot::Sold(booking_id));
                 if !sold {
                     return Err(format!(
                         "confirmed booking {booking_id}: {seat_id} not sold"
@@ -473,25 +546,39 @@ impl Machine {
             self.check_booking_record(booking_id)?;
         }
         for (event_id, event) in &self.events {
-            for seat in event.meta.seats.iter() {
-                self.check_seat(event_id, &seat.id)?;
+            let layout = event.layout();
+            for idx in 0..layout.n_seats() {
+                self.check_seat(event_id, layout.id(idx))?;
             }
-            let mut taken = vec![0u32; event.rows.n_rows()];
-            for (idx, slot) in event.slots.iter().enumerate() {
-                if *slot != Slot::Free {
-                    taken[event.rows.row_of(idx)] += 1;
+            let mut taken = vec![0u32; layout.n_rows()];
+            for (idx, slot) in event.all_slots().enumerate() {
+                if slot != Slot::Free {
+                    taken[layout.row_of(idx)] += 1;
                 }
             }
             if taken != event.row_taken {
                 return Err(format!("event {event_id}: per-row taken counts disagree"));
             }
             let n_sold = event
-                .slots
-                .iter()
+                .all_slots()
                 .filter(|s| matches!(s, Slot::Sold(_)))
                 .count();
             if n_sold != event.n_sold {
                 return Err(format!("event {event_id}: sold count disagrees"));
+            }
+            let mut named = vec![0u32; event.slots.occupants.len()];
+            for &handle in &event.slots.of_seat {
+                if let Some(place) = handle.checked_sub(1) {
+                    named[place as usize] += 1;
+                }
+            }
+            let counted = event
+                .slots
+                .occupants
+                .iter()
+                .map(|o| o.as_ref().map_or(0, |o| o.1));
+            if !named.iter().copied().eq(counted) {
+                return Err(format!("event {event_id}: occupants' seat counts disagree"));
             }
         }
         for room in self.rooms.values() {
@@ -502,50 +589,102 @@ impl Machine {
 }
 
 impl EventState {
-    fn new(meta: EventMeta) -> Result<EventState, Rejection> {
-        let mut seat_idx = BTreeMap::new();
-        let mut duplicates = BTreeSet::new();
-        for (idx, seat) in meta.seats.iter().enumerate() {
-            if seat_idx.insert(seat.id.clone(), idx).is_some() {
-                duplicates.insert(seat.id.clone());
-            }
-        }
-        if !duplicates.is_empty() {
-            return Err(Rejection::DuplicateSeats(duplicates.into_iter().collect()));
-        }
-        let slots = vec![Slot::Free; meta.seats.len()];
-        let rows = Arc::new(picker::RowIndex::new(&meta.seats));
-        let row_taken = vec![0; rows.n_rows()];
-        Ok(EventState {
+    /// A registered event with every seat free.
+    fn new(meta: EventMeta) -> EventState {
+        let n_seats = meta.seats.n_seats();
+        let row_taken = vec![0; meta.seats.n_rows()];
+        EventState {
             meta,
-            seat_idx,
-            slots,
-            rows,
+            slots: Slots {
+                of_seat: vec![0; n_seats],
+                ..Slots::default()
+            },
             row_taken,
             n_sold: 0,
             holds_by_owner: BTreeMap::new(),
-        })
+        }
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.meta.seats
+    }
+
+    fn n_seats(&self) -> usize {
+        self.slots.of_seat.len()
+    }
+
+    fn slot(&self, idx: usize) -> Slot<'_> {
+        self.slots.get(idx)
+    }
+
+    /// Every seat's slot, in registration order.
+    fn all_slots(&self) -> impl Iterator<Item = Slot<'_>> {
+        (0..self.n_seats()).map(|idx| self.slot(idx))
+    }
+
+    /// The indexes of the seats called `seat_ids` (unknown ids left out).
+    fn seat_idxs(&self, seat_ids: &[SeatId]) -> Vec<usize> {
+        seat_ids
+            .iter()
+            .filter_map(|id| self.layout().index_of(id))
+            .collect()
+    }
+
+    /// The holds of `owner` that may still be live, sorted.
+    fn owned_holds(&self, owner: &str) -> &[HoldId] {
+        self.holds_by_owner.get(owner).map_or(&[], |ids| ids)
+    }
+
+    fn add_owned_hold(&mut self, owner: &str, hold_id: &str) {
+        let ids = self.holds_by_owner.entry(owner.to_owned()).or_default();
+        if let Err(p) = ids.binary_search_by(|id| id.as_str().cmp(hold_id)) {
+            ids.insert(p, hold_id.to_owned());
+        }
+    }
+
+    fn remove_owned_hold(&mut self, owner: &str, hold_id: &str) {
+        if let Some(ids) = self.holds_by_owner.get_mut(owner) {
+            ids.retain(|id| id != hold_id);
+            if ids.is_empty() {
+                self.holds_by_owner.remove(owner);
+            }
+        }
+    }
+
+    /// Seats `idxs` now belong to `occupant` (a new hold, or the booking that bought them).
+    fn occupy(&mut self, idxs: &[usize], occupant: Occupant) {
+        if idxs.is_empty() {
+            return;
+        }
+        let handle = self.slots.add_occupant(occupant);
+        for &idx in idxs {
+            self.set_slot(idx, handle);
+        }
+    }
+
+    fn vacate(&mut self, idx: usize) {
+        self.set_slot(idx, 0);
     }
 
     /// Writes a seat's slot, keeping the per-row count of taken slots and the sold count:
     /// every slot write goes through here.
-    fn set_slot(&mut self, idx: usize, slot: Slot) {
-        let was_taken = self.slots[idx] != Slot::Free;
-        let is_taken = slot != Slot::Free;
-        let row = self.rows.row_of(idx);
+    fn set_slot(&mut self, idx: usize, handle: u32) {
+        let was = self.slot(idx);
+        let (was_taken, was_sold) = (was != Slot::Free, matches!(was, Slot::Sold(_)));
+        self.slots.set(idx, handle);
+        let now = self.slot(idx);
+        let (is_taken, is_sold) = (now != Slot::Free, matches!(now, Slot::Sold(_)));
+        let row = self.meta.seats.row_of(idx);
         match (was_taken, is_taken) {
             (false, true) => self.row_taken[row] += 1,
             (true, false) => self.row_taken[row] -= 1,
             _ => {}
         }
-        let was_sold = matches!(self.slots[idx], Slot::Sold(_));
-        let is_sold = matches!(slot, Slot::Sold(_));
         match (was_sold, is_sold) {
             (false, true) => self.n_sold += 1,
             (true, false) => self.n_sold -= 1,
             _ => {}
         }
-        self.slots[idx] = slot;
     }
 }
 

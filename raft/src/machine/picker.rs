@@ -18,99 +18,8 @@ use std::ops::Range;
 
 use super::inventory::HoldPlan;
 use super::mutants::{active, Mutant};
-use super::{Checked, EventState, Machine, Slot};
+use super::{Checked, EventState, Layout, Machine, Slot};
 use crate::types::*;
-
-/// An event's sections and rows in the venue's order. Derived from the layout on load,
-/// never stored.
-#[derive(Debug)]
-pub(super) struct RowIndex {
-    /// Section name → its rows' range in `rows`, in the venue's order.
-    sections: Vec<(String, Range<usize>)>,
-    rows: Vec<Row>,
-    /// Seat index → its row in `rows`.
-    row_of: Vec<u32>,
-}
-
-#[derive(Debug)]
-struct Row {
-    /// Seat indexes sorted by seat number (then registration order).
-    seats: Vec<u32>,
-    /// Lowest plus highest seat number: twice the row's middle.
-    middle2: u64,
-}
-
-impl RowIndex {
-    pub(super) fn new(seats: &[SeatSpec]) -> RowIndex {
-        let mut section_order: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut row_ids: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-        let mut members: Vec<(usize, Vec<u32>)> = Vec::new();
-        for (idx, seat) in seats.iter().enumerate() {
-            let n_sections = section_order.len();
-            let section = *section_order.entry(&seat.section).or_insert(n_sections);
-            let row = *row_ids
-                .entry((&seat.section, &seat.row))
-                .or_insert_with(|| {
-                    members.push((section, Vec::new()));
-                    members.len() - 1
-                });
-            members[row].1.push(idx as u32);
-        }
-        // Rows by (section's order, row's first appearance): `members` is in appearance order.
-        let mut order: Vec<usize> = (0..members.len()).collect();
-        order.sort_by_key(|&r| (members[r].0, r));
-        let mut row_of = vec![0u32; seats.len()];
-        let mut rows = Vec::with_capacity(order.len());
-        let mut section_names: Vec<&str> = vec![""; section_order.len()];
-        for (name, &i) in &section_order {
-            section_names[i] = name;
-        }
-        let mut sections: Vec<(String, Range<usize>)> = section_names
-            .iter()
-            .map(|name| (name.to_string(), 0..0))
-            .collect();
-        for (position, &r) in order.iter().enumerate() {
-            let (section, mut idxs) = std::mem::take(&mut members[r]);
-            idxs.sort_by_key(|&i| (seats[i as usize].number, i));
-            for &i in &idxs {
-                row_of[i as usize] = position as u32;
-            }
-            let (lo, hi) = (
-                seats[idxs[0] as usize].number,
-                seats[idxs[idxs.len() - 1] as usize].number,
-            );
-            let range = &mut sections[section].1;
-            if range.start == range.end {
-                *range = position..position;
-            }
-            range.end = position + 1;
-            rows.push(Row {
-                seats: idxs,
-                middle2: u64::from(lo) + u64::from(hi),
-            });
-        }
-        RowIndex {
-            sections,
-            rows,
-            row_of,
-        }
-    }
-
-    pub(super) fn n_rows(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub(super) fn row_of(&self, idx: usize) -> usize {
-        self.row_of[idx] as usize
-    }
-
-    fn section_rows(&self, name: &str) -> Option<Range<usize>> {
-        self.sections
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, range)| range.clone())
-    }
-}
 
 /// A run of consecutive free seats in a row: positions `start..start + len` of its seats.
 #[derive(Debug, Clone, Copy)]
@@ -145,9 +54,9 @@ impl<'a> FreeView<'a> {
                 continue;
             }
             for seat_id in &hold.seat_ids {
-                if let Some(&idx) = event.seat_idx.get(seat_id) {
-                    if event.slots[idx] == Slot::Held(hold_id.clone()) {
-                        *expired.entry(event.rows.row_of(idx)).or_insert(0) += 1;
+                if let Some(idx) = event.layout().index_of(seat_id) {
+                    if event.slot(idx) == Slot::Held(hold_id) {
+                        *expired.entry(event.layout().row_of(idx)).or_insert(0) += 1;
                     }
                 }
             }
@@ -161,13 +70,13 @@ impl<'a> FreeView<'a> {
         }
     }
 
-    fn rows(&self) -> &RowIndex {
-        &self.event.rows
+    fn layout(&self) -> &Layout {
+        self.event.layout()
     }
 
     /// Free seats in `row`, from the counts alone.
     fn free_in_row(&self, row: usize) -> usize {
-        let n_seats = self.rows().rows[row].seats.len();
+        let n_seats = self.layout().row_seats(row).len();
         if self.mutant {
             return n_seats;
         }
@@ -176,7 +85,7 @@ impl<'a> FreeView<'a> {
     }
 
     fn is_free(&self, idx: usize) -> bool {
-        let slot = &self.event.slots[idx];
+        let slot = self.event.slot(idx);
         if self.mutant {
             return !matches!(slot, Slot::Sold(_));
         }
@@ -184,17 +93,16 @@ impl<'a> FreeView<'a> {
     }
 
     fn number(&self, row: usize, position: usize) -> u32 {
-        let idx = self.rows().rows[row].seats[position] as usize;
-        self.event.meta.seats[idx].number
+        self.layout().number(self.idx(row, position))
     }
 
     fn idx(&self, row: usize, position: usize) -> usize {
-        self.rows().rows[row].seats[position] as usize
+        self.layout().row_seats(row)[position] as usize
     }
 
     /// The row's maximal runs of free seats with consecutive numbers, in seat order.
     fn runs(&self, row: usize) -> Vec<Run> {
-        let n = self.rows().rows[row].seats.len();
+        let n = self.layout().row_seats(row).len();
         let mut runs = Vec::new();
         let mut current: Option<Run> = None;
         for position in 0..n {
@@ -228,7 +136,7 @@ impl<'a> FreeView<'a> {
     fn distance(&self, row: usize, first: usize, last: usize) -> (u64, u32) {
         let sum = u64::from(self.number(row, first)) + u64::from(self.number(row, last));
         (
-            sum.abs_diff(self.rows().rows[row].middle2),
+            sum.abs_diff(self.layout().row_middle2(row)),
             self.number(row, first),
         )
     }
@@ -328,7 +236,7 @@ impl<'a> FreeView<'a> {
             if self.free_in_row(row) == 0 {
                 continue;
             }
-            let mut positions: Vec<usize> = (0..self.rows().rows[row].seats.len())
+            let mut positions: Vec<usize> = (0..self.layout().row_seats(row).len())
                 .filter(|&p| self.is_free(self.idx(row, p)))
                 .collect();
             positions.sort_by_key(|&p| self.distance(row, p, p));
@@ -388,69 +296,25 @@ impl Machine {
         self.check_hold_size(&cmd.hold_id, &cmd.owner, cmd.quantity as usize)?;
         let (event, ttl_ms) =
             self.check_hold_event(&cmd.event_id, &cmd.hold_id, &cmd.owner, cmd.ttl_ms, now_ms)?;
+        let layout = event.layout();
         let rows = match &cmd.section {
-            Some(name) => event
-                .rows
+            Some(name) => layout
                 .section_rows(name)
                 .ok_or_else(|| Rejection::UnknownSection(name.clone()))?,
-            None => 0..event.rows.n_rows(),
+            None => 0..layout.n_rows(),
         };
         let view = FreeView::new(self, event, now_ms);
         let mut idxs = view
             .pick(rows, cmd.quantity as usize, cmd.adjacent)
             .map_err(|available| Box::new(Outcome::NotEnoughSeats { available }))?;
-        idxs.sort_by_key(|&i| (event.rows.row_of(i), event.meta.seats[i].number, i));
+        idxs.sort_by_key(|&i| (layout.row_of(i), layout.number(i), i));
         let hold = HoldCmd {
             event_id: cmd.event_id.clone(),
             hold_id: cmd.hold_id.clone(),
             owner: cmd.owner.clone(),
-            seat_ids: idxs
-                .iter()
-                .map(|&i| event.meta.seats[i].id.clone())
-                .collect(),
+            seat_ids: idxs.iter().map(|&i| layout.id(i).to_owned()).collect(),
             ttl_ms: Some(ttl_ms),
         };
         Ok((hold, HoldPlan::new(event, idxs, now_ms, ttl_ms)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn seat(id: &str, section: &str, row: &str, number: u32) -> SeatSpec {
-        SeatSpec {
-            id: id.into(),
-            section: section.into(),
-            row: row.into(),
-            number,
-            price_minor: 100,
-        }
-    }
-
-    #[test]
-    fn rows_follow_the_venues_order_and_seats_their_numbers() {
-        let seats = vec![
-            seat("b1", "B", "1", 2),
-            seat("a1", "A", "1", 1),
-            seat("b0", "B", "1", 1),
-            seat("b2", "B", "2", 1),
-            seat("a2", "A", "2", 1),
-        ];
-        let index = RowIndex::new(&seats);
-        assert_eq!(
-            index
-                .sections
-                .iter()
-                .map(|(n, r)| (n.as_str(), r.clone()))
-                .collect::<Vec<_>>(),
-            vec![("B", 0..2), ("A", 2..4)]
-        );
-        assert_eq!(index.rows[0].seats, vec![2, 0], "by number");
-        assert_eq!(index.rows[0].middle2, 3);
-        assert_eq!(index.row_of(3), 1);
-        assert_eq!(index.row_of(4), 3);
-        assert_eq!(index.section_rows("A"), Some(2..4));
-        assert_eq!(index.section_rows("C"), None);
     }
 }

@@ -627,7 +627,7 @@ impl Machine {
     pub(super) fn unsold(&self, event_id: &str) -> u64 {
         self.events
             .get(event_id)
-            .map(|e| (e.slots.len() - e.n_sold) as u64)
+            .map(|e| (e.n_seats() - e.n_sold) as u64)
             .unwrap_or(0)
     }
 
@@ -828,7 +828,7 @@ impl Machine {
             })
             .collect();
         Some(RoomAudit {
-            n_seats: event.slots.len() as u64,
+            n_seats: event.n_seats() as u64,
             sales,
             closed: room.record.closed,
             places,

@@ -39,7 +39,7 @@ impl Machine {
     }
 
     pub fn hold_by_id(&self, hold_id: &str) -> Option<&Hold> {
-        self.holds.get(hold_id)
+        self.holds.get(hold_id).map(|h| &**h)
     }
 
     pub fn booking_by_id(&self, booking_id: &str) -> Option<&Booking> {
@@ -63,13 +63,21 @@ impl Machine {
 
     /// An event's seats with their status at `now_ms`, in registration order.
     pub fn event_seats(&self, event_id: &str, now_ms: u64) -> Option<Vec<(SeatSpec, SeatStatus)>> {
-        let (layout, statuses) = self.seat_statuses(event_id, now_ms)?;
-        Some(layout.iter().cloned().zip(statuses).collect())
+        let event = self.events.get(event_id)?;
+        Some(
+            event
+                .layout()
+                .specs()
+                .zip(event.all_slots())
+                .map(|(spec, slot)| (spec, self.seat_status(slot, now_ms)))
+                .collect(),
+        )
     }
 
-    /// An event's seat layout (shared: cloning it copies no seat) and each seat's status at
-    /// `now_ms`, in registration order. A feed reset takes this under the replica's read lock
-    /// and pairs seats with statuses after releasing it.
+    /// An event's seats as registered and each seat's status at `now_ms`, in registration
+    /// order. A feed reset takes this under the replica's read lock and pairs seats with
+    /// statuses after releasing it; the seats are built from the compact layout here (the
+    /// layout itself is not shared outside the machine).
     pub fn seat_statuses(
         &self,
         event_id: &str,
@@ -77,43 +85,39 @@ impl Machine {
     ) -> Option<(Arc<[SeatSpec]>, Vec<SeatStatus>)> {
         let event = self.events.get(event_id)?;
         let statuses = event
-            .slots
-            .iter()
+            .all_slots()
             .map(|slot| self.seat_status(slot, now_ms))
             .collect();
-        Some((event.meta.seats.clone(), statuses))
+        Some((event.layout().specs().collect(), statuses))
     }
 
     /// An event's seats with the hold or booking each belongs to at `now_ms`, in
     /// registration order.
     pub fn seat_owners(&self, event_id: &str, now_ms: u64) -> Option<Vec<(SeatId, SeatOwner)>> {
-        let owner = |slot: &Slot| match slot {
+        let owner = |slot: Slot| match slot {
             Slot::Free => SeatOwner::Free,
             Slot::Sold(booking_id) => SeatOwner::Sold {
-                booking_id: booking_id.clone(),
+                booking_id: booking_id.to_owned(),
             },
             Slot::Held(hold_id) => match self.holds.get(hold_id) {
                 Some(h) if h.is_live(now_ms) => SeatOwner::Held {
-                    hold_id: hold_id.clone(),
+                    hold_id: hold_id.to_owned(),
                     until_ms: h.expires_at_ms,
                 },
                 _ => SeatOwner::Free,
             },
         };
+        let event = self.events.get(event_id)?;
         Some(
-            self.slots(event_id)?
-                .map(|(spec, slot)| (spec.id.clone(), owner(slot)))
+            event
+                .all_slots()
+                .enumerate()
+                .map(|(idx, slot)| (event.layout().id(idx).to_owned(), owner(slot)))
                 .collect(),
         )
     }
 
-    /// An event's seats and their slots, in registration order.
-    fn slots(&self, event_id: &str) -> Option<impl Iterator<Item = (&SeatSpec, &Slot)>> {
-        let event = self.events.get(event_id)?;
-        Some(event.meta.seats.iter().zip(&event.slots))
-    }
-
-    fn seat_status(&self, slot: &Slot, now_ms: u64) -> SeatStatus {
+    fn seat_status(&self, slot: Slot, now_ms: u64) -> SeatStatus {
         match slot {
             Slot::Free => SeatStatus::Available,
             Slot::Sold(_) => SeatStatus::Sold,
@@ -130,7 +134,7 @@ impl Machine {
     pub fn seat_counts(&self, event_id: &str, now_ms: u64) -> Option<(u32, u32, u32)> {
         let event = self.events.get(event_id)?;
         let mut counts = (0, 0, 0);
-        for slot in &event.slots {
+        for slot in event.all_slots() {
             match self.seat_status(slot, now_ms) {
                 SeatStatus::Available => counts.0 += 1,
                 SeatStatus::Held { .. } => counts.1 += 1,

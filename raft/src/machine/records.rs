@@ -6,12 +6,14 @@
 //! atomically with the applied log id; [`Machine::records`] is the snapshot format and the
 //! replica-equality check.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::layout::Layout;
 use super::queue::{Place, Room, RoomRecord};
-use super::{EventState, Machine, Slot};
+use super::{EventState, Machine, Occupant};
 use crate::codec::{decode, encode};
 use crate::types::*;
 
@@ -26,22 +28,129 @@ pub(super) struct Globals {
     pub(super) limits: Limits,
 }
 
-/// An event's registration, stored once per registration chunk (and per hold TTL change).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An event's registration: its settings and its seat layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct EventMeta {
     pub(super) event_id: EventId,
     pub(super) currency: String,
     /// How long a hold of this event lasts: the one home of that rule.
     pub(super) hold_ttl_ms: u64,
-    /// Shared, so readers take the layout without copying it (encoded like a `Vec`).
-    pub(super) seats: Arc<[SeatSpec]>,
+    /// Compact and shared (an AddSeats builds a new one); stored one record per
+    /// registration chunk ([`Key::Layout`]).
+    pub(super) seats: Arc<Layout>,
 }
 
-/// A remembered request: its command fingerprint and its first reply.
+/// An event's record (its settings, and how many layout chunks it has): small, rewritten by
+/// every registration chunk and hold TTL change, while each chunk's seats are written once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredEvent {
+    event_id: EventId,
+    currency: String,
+    hold_ttl_ms: u64,
+    n_chunks: u32,
+}
+
+/// A remembered request: its command fingerprint and its first reply. A hold's reply shares
+/// the hold with the hold table while the two are equal (the common case: a sale in
+/// progress), so the record costs a pointer, not a second copy of the hold. Stored as the
+/// plain `{fingerprint, reply}` either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "StoredRequest", from = "StoredRequest")]
 pub(super) struct RequestRecord {
     pub(super) fingerprint: u64,
-    pub(super) reply: Reply,
+    reply: FirstReply,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FirstReply {
+    Held {
+        at_ms: u64,
+        hold: Arc<Hold>,
+    },
+    /// Boxed: most records are holds, and this variant is as large as a reply.
+    Other(Box<Reply>),
+}
+
+/// A request record as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredRequest {
+    fingerprint: u64,
+    reply: Reply,
+}
+
+impl From<RequestRecord> for StoredRequest {
+    fn from(record: RequestRecord) -> Self {
+        StoredRequest {
+            fingerprint: record.fingerprint,
+            reply: record.reply(),
+        }
+    }
+}
+
+impl From<StoredRequest> for RequestRecord {
+    fn from(stored: StoredRequest) -> Self {
+        RequestRecord {
+            fingerprint: stored.fingerprint,
+            reply: FirstReply::Other(Box::new(stored.reply)),
+        }
+    }
+}
+
+impl RequestRecord {
+    /// The record of `reply`, sharing its hold with `holds` when that holds an equal one.
+    pub(super) fn new(
+        fingerprint: u64,
+        reply: &Reply,
+        holds: &BTreeMap<HoldId, Arc<Hold>>,
+    ) -> RequestRecord {
+        let shared = match &reply.outcome {
+            Outcome::Held(hold) => holds.get(&hold.hold_id).filter(|h| ***h == *hold),
+            _ => None,
+        };
+        let reply = match shared {
+            Some(hold) => FirstReply::Held {
+                at_ms: reply.at_ms,
+                hold: hold.clone(),
+            },
+            None => FirstReply::Other(Box::new(reply.clone())),
+        };
+        RequestRecord { fingerprint, reply }
+    }
+
+    /// The first reply, as it was answered.
+    pub(super) fn reply(&self) -> Reply {
+        match &self.reply {
+            FirstReply::Held { at_ms, hold } => Reply {
+                at_ms: *at_ms,
+                outcome: Outcome::Held(Hold::clone(hold)),
+            },
+            FirstReply::Other(reply) => Reply::clone(reply),
+        }
+    }
+
+    pub(super) fn at_ms(&self) -> u64 {
+        match &self.reply {
+            FirstReply::Held { at_ms, .. } => *at_ms,
+            FirstReply::Other(reply) => reply.at_ms,
+        }
+    }
+
+    /// The reply, when the record keeps a copy of its own (not shared with the hold table).
+    pub(super) fn own_reply(&self) -> Option<&Reply> {
+        match &self.reply {
+            FirstReply::Held { .. } => None,
+            FirstReply::Other(reply) => Some(reply),
+        }
+    }
+
+    /// Shares the reply's hold with `holds` when that holds an equal one (after a load).
+    fn share_hold(&mut self, holds: &BTreeMap<HoldId, Arc<Hold>>) {
+        if let FirstReply::Other(reply) = &self.reply {
+            if matches!(reply.outcome, Outcome::Held(_)) {
+                *self = RequestRecord::new(self.fingerprint, reply, holds);
+            }
+        }
+    }
 }
 
 /// Record keys; their byte encoding orders like this enum.
@@ -49,6 +158,9 @@ pub(super) struct RequestRecord {
 pub(super) enum Key {
     Globals,
     Event(EventId),
+    /// The seats of an event's registration chunk (`RegisterEvent` is chunk 0, each
+    /// `AddSeats` the next).
+    Layout(EventId, u32),
     Hold(HoldId),
     Booking(BookingId),
     Request(RequestId),
@@ -69,6 +181,11 @@ impl Key {
         match self {
             Key::Globals => out.push(b'g'),
             Key::Event(id) => tagged(&mut out, b'e', id),
+            Key::Layout(id, chunk) => {
+                tagged(&mut out, b'l', id);
+                out.push(0);
+                out.extend_from_slice(&chunk.to_be_bytes());
+            }
             Key::Hold(id) => tagged(&mut out, b'h', id),
             Key::Booking(id) => tagged(&mut out, b'b', id),
             Key::Request(id) => tagged(&mut out, b'r', id),
@@ -101,7 +218,7 @@ impl Key {
 /// Whether a record key is an event's seat layout (large, written once per registration
 /// chunk; storage may keep these apart from the hot records).
 pub fn is_layout_key(key: &[u8]) -> bool {
-    key.first() == Some(&b'e')
+    key.first() == Some(&b'l')
 }
 
 fn tagged(out: &mut Vec<u8>, tag: u8, id: &str) {
@@ -136,7 +253,18 @@ impl Machine {
     fn value_of(&self, key: &Key) -> Option<Vec<u8>> {
         match key {
             Key::Globals => Some(encode(&self.globals)),
-            Key::Event(id) => self.events.get(id).map(|e| encode(&e.meta)),
+            Key::Event(id) => self.events.get(id).map(|e| {
+                encode(&StoredEvent {
+                    event_id: e.meta.event_id.clone(),
+                    currency: e.meta.currency.clone(),
+                    hold_ttl_ms: e.meta.hold_ttl_ms,
+                    n_chunks: e.meta.seats.n_chunks() as u32,
+                })
+            }),
+            Key::Layout(id, chunk) => self
+                .events
+                .get(id)
+                .and_then(|e| e.meta.seats.encode_chunk(*chunk as usize)),
             Key::Hold(id) => self.holds.get(id).map(encode),
             Key::Booking(id) => self.bookings.get(id).map(encode),
             Key::Request(id) => self.requests.get(id).map(encode),
@@ -159,7 +287,11 @@ impl Machine {
     /// The whole state as sorted records: the snapshot format and the replica-equality check.
     pub fn records(&self) -> Vec<Record> {
         let mut keys = vec![Key::Globals];
-        keys.extend(self.events.keys().map(|k| Key::Event(k.clone())));
+        for (id, event) in &self.events {
+            keys.push(Key::Event(id.clone()));
+            let n_chunks = event.meta.seats.n_chunks() as u32;
+            keys.extend((0..n_chunks).map(|c| Key::Layout(id.clone(), c)));
+        }
         keys.extend(self.holds.keys().map(|k| Key::Hold(k.clone())));
         keys.extend(self.bookings.keys().map(|k| Key::Booking(k.clone())));
         keys.extend(self.requests.keys().map(|k| Key::Request(k.clone())));
@@ -194,6 +326,9 @@ impl Machine {
         let mut m = Machine::new();
         // Places load after their room (their key sorts after it, but a caller may not sort).
         let mut places: Vec<Place> = Vec::new();
+        // Events with their layout chunks, built once all are read.
+        type Chunks = BTreeMap<u32, Vec<SeatSpec>>;
+        let mut layouts: BTreeMap<EventId, (Option<StoredEvent>, Chunks)> = BTreeMap::new();
         for (key, value) in records {
             let corrupt = |reason: String| CorruptRecord {
                 key: key.clone(),
@@ -206,13 +341,23 @@ impl Machine {
             match tag {
                 b'g' => m.globals = decode(&value).map_err(corrupt)?,
                 b'e' => {
-                    let meta: EventMeta = decode(&value).map_err(corrupt)?;
-                    let state = EventState::new(meta).map_err(|r| corrupt(format!("{r:?}")))?;
-                    m.events.insert(text()?, state);
+                    let event: StoredEvent = decode(&value).map_err(corrupt)?;
+                    layouts.entry(text()?).or_default().0 = Some(event);
+                }
+                b'l' => {
+                    let split = rest.len().checked_sub(5).filter(|&p| rest[p] == 0);
+                    let Some(p) = split else {
+                        return Err(corrupt("layout key without chunk".into()));
+                    };
+                    let event_id = String::from_utf8(rest[..p].to_vec())
+                        .map_err(|e| corrupt(e.to_string()))?;
+                    let chunk = u32::from_be_bytes(rest[p + 1..].try_into().expect("4 bytes"));
+                    let seats: Vec<SeatSpec> = decode(&value).map_err(corrupt)?;
+                    layouts.entry(event_id).or_default().1.insert(chunk, seats);
                 }
                 b'h' => {
                     let hold: Hold = decode(&value).map_err(corrupt)?;
-                    m.holds.insert(text()?, hold);
+                    m.holds.insert(text()?, Arc::new(hold));
                 }
                 b'b' => {
                     let booking: Booking = decode(&value).map_err(corrupt)?;
@@ -220,7 +365,7 @@ impl Machine {
                 }
                 b'r' => {
                     let record: RequestRecord = decode(&value).map_err(corrupt)?;
-                    m.request_times.insert((record.reply.at_ms, text()?));
+                    m.request_times.insert((record.at_ms(), text()?));
                     m.requests.insert(text()?, record);
                 }
                 b'c' => {
@@ -254,6 +399,30 @@ impl Machine {
                 other => return Err(corrupt(format!("unknown record tag {other}"))),
             }
         }
+        for (event_id, (event, chunks)) in layouts {
+            let corrupt = |reason: String| CorruptRecord {
+                key: event_id.as_bytes().to_vec(),
+                reason,
+            };
+            let event = event.ok_or_else(|| corrupt("layout of no event".into()))?;
+            if !chunks.keys().copied().eq(0..event.n_chunks) {
+                return Err(corrupt(format!(
+                    "layout chunks {:?}, expected {}",
+                    chunks.keys().collect::<Vec<_>>(),
+                    event.n_chunks
+                )));
+            }
+            let chunks: Vec<Vec<SeatSpec>> = chunks.into_values().collect();
+            let layout = Layout::from_chunks(&chunks)
+                .map_err(|duplicates| corrupt(format!("seats registered twice: {duplicates:?}")))?;
+            let meta = EventMeta {
+                event_id: event.event_id,
+                currency: event.currency,
+                hold_ttl_ms: event.hold_ttl_ms,
+                seats: Arc::new(layout),
+            };
+            m.events.insert(event_id, EventState::new(meta));
+        }
         for place in places {
             let room = m
                 .rooms
@@ -269,17 +438,16 @@ impl Machine {
     }
 
     fn rebuild_indexes(&mut self) {
+        for record in self.requests.values_mut() {
+            record.share_hold(&self.holds);
+        }
         for hold in self.holds.values() {
             match (hold.status, hold.finished_at_ms) {
                 (HoldStatus::Active, _) => {
                     self.expiring
                         .insert((hold.expires_at_ms, hold.hold_id.clone()));
                     if let Some(event) = self.events.get_mut(&hold.event_id) {
-                        event
-                            .holds_by_owner
-                            .entry(hold.owner.clone())
-                            .or_default()
-                            .insert(hold.hold_id.clone());
+                        event.add_owned_hold(&hold.owner, &hold.hold_id);
                     }
                 }
                 (_, Some(at_ms)) => {
@@ -293,17 +461,15 @@ impl Machine {
         let mut by_creation: Vec<&Hold> = self
             .holds
             .values()
+            .map(|h| &**h)
             .filter(|h| h.status == HoldStatus::Active)
             .collect();
         by_creation
             .sort_by(|a, b| (a.created_at_ms, &a.hold_id).cmp(&(b.created_at_ms, &b.hold_id)));
         for hold in by_creation {
             if let Some(event) = self.events.get_mut(&hold.event_id) {
-                for seat_id in &hold.seat_ids {
-                    if let Some(&idx) = event.seat_idx.get(seat_id) {
-                        event.set_slot(idx, Slot::Held(hold.hold_id.clone()));
-                    }
-                }
+                let idxs = event.seat_idxs(&hold.seat_ids);
+                event.occupy(&idxs, Occupant::Held(hold.hold_id.clone()));
             }
         }
         for booking in self.bookings.values() {
@@ -313,11 +479,8 @@ impl Machine {
                 .insert(booking.booking_id.clone());
             if booking.status == BookingStatus::Confirmed {
                 if let Some(event) = self.events.get_mut(&booking.event_id) {
-                    for seat_id in &booking.seat_ids {
-                        if let Some(&idx) = event.seat_idx.get(seat_id) {
-                            event.set_slot(idx, Slot::Sold(booking.booking_id.clone()));
-                        }
-                    }
+                    let idxs = event.seat_idxs(&booking.seat_ids);
+                    event.occupy(&idxs, Occupant::Sold(booking.booking_id.clone()));
                 }
             }
         }

@@ -696,7 +696,7 @@ mod tests {
         state
             .write(
                 vec![
-                    rec(b"eEV", b"layout"),
+                    rec(b"lEV", b"layout"),
                     rec(b"hH1", b"hold"),
                     rec(b"g", b"clock"),
                 ],
@@ -715,11 +715,11 @@ mod tests {
         let loaded = state.load().unwrap();
         assert_eq!(loaded.applied, applied);
         let keys: Vec<&[u8]> = loaded.records.iter().map(|(k, _)| k.as_slice()).collect();
-        assert_eq!(keys, vec![b"eEV".as_slice(), b"g", b"hH2"]);
+        assert_eq!(keys, vec![b"g".as_slice(), b"hH2", b"lEV"]);
         let replacement = Persisted {
             applied: None,
             membership,
-            records: vec![(b"eOTHER".to_vec(), b"x".to_vec())],
+            records: vec![(b"lOTHER".to_vec(), b"x".to_vec())],
         };
         state.replace(&replacement).unwrap();
         let loaded = state.load().unwrap();
