@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use boxoffice_raft::machine::MemoryPart;
 use boxoffice_raft::transport::{TcpConnector, Transport};
 use boxoffice_raft::types::{Command, HoldCmd, Outcome, MAX_SEATS_PER_EVENT};
-use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient, SystemClock};
+use boxoffice_raft::{ClusterAuth, ClusterKey, InventoryClient, RaftSettings, SystemClock};
 
 use crate::bench::register_bench_event;
 use crate::storage_node::{start_local_cluster, StorageNode};
@@ -59,7 +59,14 @@ pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
     }
     let cluster_key = Some(ClusterKey::new(ClusterKey::generate_text().as_bytes())?);
     let tmp = std::env::temp_dir().join(format!("boxoffice-bench-mem-{}", std::process::id()));
-    let (nodes, seeds) = start_local_cluster(&tmp, cluster_key.clone(), args.shards, false).await?;
+    let (nodes, seeds) = start_local_cluster(
+        &tmp,
+        cluster_key.clone(),
+        args.shards,
+        false,
+        &RaftSettings::default(),
+    )
+    .await?;
     let auth = ClusterAuth::from_key(cluster_key, Arc::new(SystemClock));
     let client = InventoryClient::new(Arc::new(Transport::new(TcpConnector, auth)), seeds);
     client.refresh_groups().await?;

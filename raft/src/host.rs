@@ -83,14 +83,14 @@ impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
             // A follower elects after the leader's lease (`election_max_ms`) plus a random
-            // election timeout, so a dead leader costs about 0.6–0.8 s of writes, and a live
-            // one would have to miss six heartbeats in a row to be deposed. openraft 0.9 times
-            // an AppendEntries out after one heartbeat; under load on 2 cores a few in a
-            // hundred of them do and are resent (the follower's lease was refreshed when the
-            // request arrived). BENCHMARKS.md: "Write gap after a leader SIGKILL".
-            heartbeat_ms: 100,
-            election_min_ms: 200,
-            election_max_ms: 400,
+            // election timeout, so a dead leader costs about 1.8–2.4 s of writes. openraft 0.9
+            // times an AppendEntries out after one heartbeat and a vote after
+            // `election_min_ms`; on a loaded 2-core machine 100 ms / 200–400 ms halves the gap
+            // but brings split votes and deposed leaders (3–5 elections per kill), while these
+            // add none over the old 300 ms / 1.5–3 s. ARCHITECTURE.md: "Raft timing".
+            heartbeat_ms: 150,
+            election_min_ms: 600,
+            election_max_ms: 1_200,
             snapshot_every_entries: 20_000,
             keep_entries: 2_000,
             checkpoint_every_entries: default_checkpoint_every_entries(),
