@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::SkewedClock;
 use crate::net::{SimConnector, SimListener};
+use crate::operator::MoveEnd;
 
 /// The port every simulated storage node listens on.
 pub const NODE_PORT: u16 = 7000;
@@ -80,28 +81,15 @@ impl Variant {
     }
 }
 
-/// An operator command for one node (run inside that node's simulated runtime).
+/// A raw membership change for one node, which must lead the group (run inside that
+/// node's simulated runtime; the admin API's moves run on the operator host instead, see
+/// `operator.rs`): add `add` as a learner of `group`, then make the voters exactly
+/// `voters`, then record the new member list in the meta group's table.
 #[derive(Debug, Clone)]
-pub enum Control {
-    /// Add `add` as a learner of `group`, then make the voters exactly `voters`, then record
-    /// the new member list in the meta group's table.
-    ChangeMembers {
-        group: GroupId,
-        add: NodeId,
-        voters: BTreeSet<NodeId>,
-    },
-    /// Hand `group`'s leadership (this node must hold it) to `to`.
-    MoveLeader { group: GroupId, to: NodeId },
-    /// The admin API's replica move, as `boxoffice admin groups move` runs it (the client's
-    /// `move_replica`: adopt on `to`, the leader's learner → joint consensus, a leader move
-    /// first when `from` leads, the table in the meta group, `from`'s replica tombstoned).
-    MoveReplica {
-        group: GroupId,
-        from: NodeId,
-        to: NodeId,
-        /// Every node's address, for the client to find the leaders.
-        seeds: Vec<String>,
-    },
+pub struct Control {
+    pub group: GroupId,
+    pub add: NodeId,
+    pub voters: BTreeSet<NodeId>,
 }
 
 /// What the driver sees of one node between steps.
@@ -112,6 +100,8 @@ pub struct NodeSlot {
     pub control: Option<mpsc::UnboundedSender<Control>>,
     /// What operator commands answered, and when (simulated ms), for the run's timeline.
     pub control_log: Vec<(u64, String)>,
+    /// How each raw membership change this node ran ended.
+    pub changes_ended: Vec<MoveEnd>,
 }
 
 /// Everything one node keeps across crashes: its storage and its clock.
@@ -186,40 +176,8 @@ async fn control_loop(
     slot: Rc<RefCell<NodeSlot>>,
     mut rx: mpsc::UnboundedReceiver<Control>,
 ) {
-    while let Some(control) = rx.recv().await {
-        let (group, add, voters) = match control {
-            Control::ChangeMembers { group, add, voters } => (group, add, voters),
-            Control::MoveLeader { group, to } => {
-                let answer = match host.move_leader(group, to).await {
-                    Ok(leader) => format!("group {group}: leadership moved to n{leader}"),
-                    Err(e) => format!("group {group}: leader move to n{to} failed: {e}"),
-                };
-                slot.borrow_mut()
-                    .control_log
-                    .push((crate::clock::sim_ms(), answer));
-                continue;
-            }
-            Control::MoveReplica {
-                group,
-                from,
-                to,
-                seeds,
-            } => {
-                let client = InventoryClient::new(host.transport(), seeds);
-                let answer = match client.move_replica(group, from, (to, node_addr(to))).await {
-                    Ok(report) => format!(
-                        "group {group}: replica moved n{from} -> n{to}, voters {:?}, source retired {}",
-                        report.voters, report.source_retired
-                    ),
-                    Err(e) => format!("group {group}: replica move n{from} -> n{to} failed: {e}"),
-                };
-                slot.borrow_mut()
-                    .control_log
-                    .push((crate::clock::sim_ms(), answer));
-                continue;
-            }
-        };
-        let answer = match host
+    while let Some(Control { group, add, voters }) = rx.recv().await {
+        let (end, answer) = match host
             .change_members(group, (add, node_addr(add)), voters.clone())
             .await
         {
@@ -239,17 +197,24 @@ async fn control_loop(
                     )
                     .await
                 {
-                    Ok(_) => format!("group {group}: voters now {voters:?} (table updated)"),
-                    Err(e) => {
-                        format!("group {group}: voters now {voters:?}; table update failed: {e}")
-                    }
+                    Ok(_) => (
+                        MoveEnd::Done,
+                        format!("group {group}: voters now {voters:?} (table updated)"),
+                    ),
+                    Err(e) => (
+                        MoveEnd::Done,
+                        format!("group {group}: voters now {voters:?}; table update failed: {e}"),
+                    ),
                 }
             }
-            Err(e) => format!("group {group}: change to {voters:?} failed: {e}"),
+            Err(e) => (
+                MoveEnd::Failed,
+                format!("group {group}: change to {voters:?} failed: {e}"),
+            ),
         };
-        slot.borrow_mut()
-            .control_log
-            .push((crate::clock::sim_ms(), answer));
+        let mut slot = slot.borrow_mut();
+        slot.control_log.push((crate::clock::sim_ms(), answer));
+        slot.changes_ended.push(end);
     }
 }
 

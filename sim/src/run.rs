@@ -14,11 +14,15 @@ use boxoffice_raft::types::{GroupId, NodeId, SeatOwner, META_GROUP};
 use openraft::ServerState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
 
 use crate::checker::queue::check_room;
 use crate::checker::{check_shard, CheckLimits, FinalSeat, ReplicaSeats, ShardReport};
 use crate::cluster::{node_addr, node_name, node_software, Control, NodeDurable, Variant};
 use crate::faults::{schedule, Fault, FaultSpace, Scheduled, Target};
+use crate::operator::{
+    operator_host, tally, MoveKind, MoveLog, MoveTally, OperatorCommand, OPERATOR_HOST,
+};
 use crate::recorder::Recorder;
 use crate::workload::{probe_client, setup, workload_client, Catalog, Shared};
 
@@ -129,6 +133,8 @@ pub struct RunReport {
     pub digest: u64,
     /// Simulated ms from the heal to progress in every group.
     pub recovery_ms: Option<u64>,
+    /// The cluster changes the schedule drew, by kind, and how they ended.
+    pub moves: BTreeMap<MoveKind, MoveTally>,
     pub sim_ms: u64,
     pub wall: Duration,
 }
@@ -166,6 +172,9 @@ impl fmt::Display for RunReport {
             self.wall,
             self.recovery_ms.map_or("-".to_owned(), |ms| format!("{ms} ms"))
         )?;
+        for (kind, tally) in &self.moves {
+            writeln!(f, "  {kind}: {tally}")?;
+        }
         writeln!(f, "  fault schedule (ms after the workload started):")?;
         for s in &self.schedule {
             writeln!(f, "    {:>6}  {}", s.at_ms, s.fault)?;
@@ -212,6 +221,11 @@ struct Driver {
     /// Nodes down, with the simulated ms at which they restart.
     down: BTreeMap<NodeId, u64>,
     rng: StdRng,
+    /// The operator host's commands (dropped at the heal: no more moves are drawn, and the
+    /// operator leaves once the moves in hand have ended).
+    operator: Option<mpsc::UnboundedSender<OperatorCommand>>,
+    /// Moves handed to the operator or to a leader, by kind.
+    drawn: BTreeMap<MoveKind, usize>,
 }
 
 impl Driver {
@@ -220,6 +234,21 @@ impl Driver {
             at_ms: now_ms,
             what: what.into(),
         });
+    }
+
+    /// Hands `command` to the operator host.
+    fn operate(&mut self, now_ms: u64, kind: MoveKind, command: OperatorCommand) {
+        let sent = self
+            .operator
+            .as_ref()
+            .is_some_and(|tx| tx.send(command.clone()).is_ok());
+        if sent {
+            *self.drawn.entry(kind).or_default() += 1;
+        }
+        self.note(
+            now_ms,
+            format!("operator asked: {command:?} (sent: {sent})"),
+        );
     }
 
     fn node(&self, id: NodeId) -> &NodeDurable {
@@ -334,24 +363,14 @@ impl Driver {
                 self.note(now_ms, fault.to_string());
             }
             Fault::ChangeMembers { group } => self.change_members(now_ms, *group),
-            Fault::MoveLeader { group, to } => {
-                let Some(leader) = self.leader_of(*group) else {
-                    return self.note(now_ms, format!("g{group}: no leader to move"));
-                };
-                let sent = self.node(leader).slot.borrow().control.as_ref().map(|tx| {
-                    tx.send(Control::MoveLeader {
-                        group: *group,
-                        to: *to,
-                    })
-                    .is_ok()
-                });
-                self.note(
-                    now_ms,
-                    format!(
-                        "g{group}: asked n{leader} to hand leadership to n{to} (sent: {sent:?})"
-                    ),
-                );
-            }
+            Fault::MoveLeader { group, to } => self.operate(
+                now_ms,
+                MoveKind::Leader,
+                OperatorCommand::MoveLeader {
+                    group: *group,
+                    to: *to,
+                },
+            ),
             Fault::HealNetwork => {
                 self.heal_network(sim);
                 self.note(now_ms, "healed the network");
@@ -390,20 +409,18 @@ impl Driver {
         // Half the changes (chosen from what was drawn already, so a seed's schedule stays
         // as it was) go through the admin API's replica move instead of the raw change:
         // its leader hand-off, meta-table write and tombstone of the removed replica.
-        let admin_move = (group + add + remove).is_multiple_of(2);
-        let control = if admin_move {
-            Control::MoveReplica {
+        if (group + add + remove).is_multiple_of(2) {
+            let command = OperatorCommand::MoveReplica {
                 group,
                 from: remove,
                 to: add,
-                seeds: self.nodes.iter().map(|n| node_addr(n.id)).collect(),
-            }
-        } else {
-            Control::ChangeMembers {
-                group,
-                add,
-                voters: new_voters.clone(),
-            }
+            };
+            return self.operate(now_ms, MoveKind::Replica, command);
+        }
+        let control = Control {
+            group,
+            add,
+            voters: new_voters.clone(),
         };
         let sent = self
             .node(leader)
@@ -411,17 +428,13 @@ impl Driver {
             .borrow()
             .control
             .as_ref()
-            .map(|tx| tx.send(control).is_ok());
-        let how = if admin_move {
-            "admin move"
-        } else {
-            "raw change"
-        };
+            .is_some_and(|tx| tx.send(control).is_ok());
+        if sent {
+            *self.drawn.entry(MoveKind::Members).or_default() += 1;
+        }
         self.note(
             now_ms,
-            format!(
-                "g{group}: asked n{leader} to replace n{remove} by n{add}, {how} (sent: {sent:?})"
-            ),
+            format!("g{group}: asked n{leader} to replace n{remove} by n{add}, raw change (sent: {sent})"),
         );
     }
 
@@ -599,6 +612,12 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         );
     }
     sim.client("probe", probe_client(shared.clone()));
+    let (operator, commands) = mpsc::unbounded_channel();
+    let move_log: MoveLog = Rc::default();
+    sim.client(
+        OPERATOR_HOST,
+        operator_host(commands, (1..=config.n_nodes).collect(), move_log.clone()),
+    );
 
     let mut rng = StdRng::seed_from_u64(config.seed ^ 0xfa17_5eed);
     let groups: Vec<GroupId> = (0..=config.n_shards).collect();
@@ -621,6 +640,8 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         timeline: Vec::new(),
         down: BTreeMap::new(),
         rng,
+        operator: Some(operator),
+        drawn: BTreeMap::new(),
     };
     let mut failures = Vec::new();
     let mut next_fault = 0;
@@ -656,7 +677,11 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
                 for n in &driver.nodes {
                     n.clock.set_offset_ms(0);
                 }
-                driver.note(now_ms, "load stopped; healed everything, clocks reset");
+                driver.operator = None;
+                driver.note(
+                    now_ms,
+                    "load stopped; healed everything, clocks reset; no more moves",
+                );
                 healed_at = Some(now_ms);
                 shared.healed_at_ms.set(Some(now_ms));
             }
@@ -670,15 +695,30 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
             }
         }
     }
+    let mut ended = Vec::new();
     for n in &driver.nodes {
-        let log = std::mem::take(&mut n.slot.borrow_mut().control_log);
+        let mut slot = n.slot.borrow_mut();
+        let log = std::mem::take(&mut slot.control_log);
+        ended.extend(
+            slot.changes_ended
+                .iter()
+                .map(|end| (MoveKind::Members, *end)),
+        );
         for (at_ms, line) in log {
             driver.timeline.push(TimelineEntry {
                 at_ms,
-                what: format!("operator: {line}"),
+                what: format!("n{}: {line}", n.id),
             });
         }
     }
+    for record in move_log.borrow().iter() {
+        ended.extend(record.ended);
+        driver.timeline.push(TimelineEntry {
+            at_ms: record.at_ms,
+            what: format!("operator: {}", record.line),
+        });
+    }
+    let moves = tally(&driver.drawn, ended.into_iter());
     driver.timeline.sort_by_key(|e| e.at_ms);
 
     let mut recovery_ms = None;
@@ -834,6 +874,7 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         failures,
         ops,
         recovery_ms,
+        moves,
         sim_ms: sim.elapsed().as_millis() as u64,
         wall: started.elapsed(),
     }

@@ -4,6 +4,7 @@
 //! timeline, the shortest failing history); the same seed reproduces it.
 
 use sim::cluster::Variant;
+use sim::operator::MoveKind;
 use sim::run::{run_seed, RunConfig, RunReport};
 
 /// Seeds per CI test; the tests below split [`CI_SEEDS`] between them so that the test
@@ -32,6 +33,13 @@ const REGRESSION_SEEDS: &[u64] = &[3, 4, 37, 65, 68, 70];
 /// when the barrier was found missing; the workload has changed since). Rescan with
 /// `cargo run -p sim --release -- --seeds 100 --variant restarted-leader-reads`.
 const RESTARTED_LEADER_SEEDS: &[u64] = &[29, 80];
+/// Seeds whose schedules draw an admin replica move (6: g2 n3 -> n5 at the end of the load;
+/// 16: g1 n3 -> n4; 18: g1 n2 -> n5), leader moves (16: one refused, to a node that is no
+/// voter; 28: three) and a raw member change (28). Each move completed once the operator ran off the nodes, retried passing
+/// failures and the run waited for it; before, a move was lost when the leader running it
+/// crashed or the run ended first, and failed for good when its target was cut off. Rescan
+/// with `cargo run -p sim --release -- --seeds 40 --verbose | grep -E '^seed|moves:'`.
+const MOVE_SEEDS: &[u64] = &[6, 16, 18, 28];
 
 fn run(seed: u64, variant: Variant) -> RunReport {
     let mut config = RunConfig::for_seed(seed);
@@ -89,6 +97,32 @@ fn the_same_seed_runs_the_same_history() {
         );
         assert_eq!(format!("{:?}", a.timeline), format!("{:?}", b.timeline));
     }
+}
+
+/// Admin moves drawn as faults must complete, not just be tried: every drawn replica move of
+/// [`MOVE_SEEDS`] and at least one leader move ends done (or, for a leader move to a node
+/// that is no voter, refused), and the runs still pass the checker and the replica-equality
+/// check with the moved replicas.
+#[test]
+fn admin_moves_drawn_as_faults_complete() {
+    let (mut replica_done, mut leader_done) = (0, 0);
+    for &seed in MOVE_SEEDS {
+        let report = run(seed, Variant::Correct);
+        assert!(report.ok(), "{report}");
+        for (kind, tally) in &report.moves {
+            eprintln!("seed {seed}: {kind}: {tally}");
+            assert_eq!(
+                tally.done + tally.refused,
+                tally.drawn,
+                "seed {seed}: every drawn {kind} ends done or refused\n{report}"
+            );
+        }
+        let done = |kind| report.moves.get(&kind).map_or(0, |t| t.done);
+        replica_done += done(MoveKind::Replica);
+        leader_done += done(MoveKind::Leader);
+    }
+    assert!(replica_done >= 3, "replica moves done: {replica_done}");
+    assert!(leader_done >= 1, "leader moves done: {leader_done}");
 }
 
 /// The simulation must catch a cluster whose leader answers reads without confirming it
