@@ -33,13 +33,15 @@ const REGRESSION_SEEDS: &[u64] = &[3, 4, 37, 65, 68, 70];
 /// when the barrier was found missing; the workload has changed since). Rescan with
 /// `cargo run -p sim --release -- --seeds 100 --variant restarted-leader-reads`.
 const RESTARTED_LEADER_SEEDS: &[u64] = &[29, 80];
-/// Seeds whose schedules draw an admin replica move (6: g2 n3 -> n5 at the end of the load;
-/// 16: g1 n3 -> n4; 18: g1 n2 -> n5), leader moves (16: one refused, to a node that is no
-/// voter; 28: three) and a raw member change (28). Each move completed once the operator ran off the nodes, retried passing
-/// failures and the run waited for it; before, a move was lost when the leader running it
-/// crashed or the run ended first, and failed for good when its target was cut off. Rescan
-/// with `cargo run -p sim --release -- --seeds 40 --verbose | grep -E '^seed|moves:'`.
-const MOVE_SEEDS: &[u64] = &[6, 16, 18, 28];
+/// Seeds whose schedules draw admin replica moves (6: g2 n3 -> n5 at the end of the load;
+/// 16: g1 n3 -> n4; 18: g1 n2 -> n5; 153: g1 off its leader n1 onto n4, whose first attempt
+/// loses its connection to n1 and whose second completes after the heal; 170: g1 n3 -> n4,
+/// done after the heal), leader moves (16: one refused, to a node that is no voter; 28:
+/// three) and a raw member change (28). Before the operator host, 153's move never
+/// answered (the run ended first) and 170's failed at once (n4 was cut off); both now
+/// complete only because the operator retries and the run waits for it. Rescan with
+/// `cargo run -p sim --release -- --seeds 92 --from 100 --verbose | grep -E '^seed|moves:'`.
+const MOVE_SEEDS: &[u64] = &[6, 16, 18, 28, 153, 170];
 
 fn run(seed: u64, variant: Variant) -> RunReport {
     let mut config = RunConfig::for_seed(seed);
@@ -121,7 +123,7 @@ fn admin_moves_drawn_as_faults_complete() {
         replica_done += done(MoveKind::Replica);
         leader_done += done(MoveKind::Leader);
     }
-    assert!(replica_done >= 3, "replica moves done: {replica_done}");
+    assert!(replica_done >= 5, "replica moves done: {replica_done}");
     assert!(leader_done >= 1, "leader moves done: {leader_done}");
 }
 
