@@ -4,7 +4,7 @@
 //! and to hand the node operator commands.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::SkewedClock;
 use crate::net::{SimConnector, SimListener};
-use crate::operator::MoveEnd;
+use crate::operator::{group_of, operate, MoveEnd, MoveLog, OperatorCommand};
 
 /// The port every simulated storage node listens on.
 pub const NODE_PORT: u16 = 7000;
@@ -81,15 +81,23 @@ impl Variant {
     }
 }
 
-/// A raw membership change for one node, which must lead the group (run inside that
-/// node's simulated runtime; the admin API's moves run on the operator host instead, see
-/// `operator.rs`): add `add` as a learner of `group`, then make the voters exactly
-/// `voters`, then record the new member list in the meta group's table.
+/// An operator command for one node (run inside that node's simulated runtime).
 #[derive(Debug, Clone)]
-pub struct Control {
-    pub group: GroupId,
-    pub add: NodeId,
-    pub voters: BTreeSet<NodeId>,
+pub enum Control {
+    /// A raw membership change (this node must lead the group): add `add` as a learner of
+    /// `group`, then make the voters exactly `voters`, then record the new member list in
+    /// the meta group's table.
+    ChangeMembers {
+        group: GroupId,
+        add: NodeId,
+        voters: BTreeSet<NodeId>,
+    },
+    /// An admin API move, run from this node with a client over its transport that knows
+    /// every node in `seeds` (`operator.rs`).
+    Operate {
+        command: OperatorCommand,
+        seeds: Vec<String>,
+    },
 }
 
 /// What the driver sees of one node between steps.
@@ -102,6 +110,8 @@ pub struct NodeSlot {
     pub control_log: Vec<(u64, String)>,
     /// How each raw membership change this node ran ended.
     pub changes_ended: Vec<MoveEnd>,
+    /// Admin moves handed to this node that have not ended (lost if it crashes).
+    pub moves_in_flight: usize,
 }
 
 /// Everything one node keeps across crashes: its storage and its clock.
@@ -111,15 +121,18 @@ pub struct NodeDurable {
     pub storage: MemStorage,
     pub clock: Arc<SkewedClock>,
     pub slot: Rc<RefCell<NodeSlot>>,
+    /// Where the admin moves run on any node record what they did (one log per run).
+    pub moves: MoveLog,
 }
 
 impl NodeDurable {
-    pub fn new(id: NodeId) -> NodeDurable {
+    pub fn new(id: NodeId, moves: MoveLog) -> NodeDurable {
         NodeDurable {
             id,
             storage: MemStorage::default(),
             clock: Arc::new(SkewedClock::default()),
             slot: Rc::new(RefCell::new(NodeSlot::default())),
+            moves,
         }
     }
 }
@@ -166,7 +179,12 @@ pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::R
         slot.host = Some(host.clone());
         slot.control = Some(tx);
     }
-    tokio::task::spawn_local(control_loop(host, durable.slot.clone(), rx));
+    tokio::task::spawn_local(control_loop(
+        host,
+        durable.slot.clone(),
+        durable.moves.clone(),
+        rx,
+    ));
     axum::serve(SimListener(listener), router).await?;
     Ok(())
 }
@@ -174,9 +192,25 @@ pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::R
 async fn control_loop(
     host: Host,
     slot: Rc<RefCell<NodeSlot>>,
+    moves: MoveLog,
     mut rx: mpsc::UnboundedReceiver<Control>,
 ) {
-    while let Some(Control { group, add, voters }) = rx.recv().await {
+    let mut turns: BTreeMap<GroupId, Rc<tokio::sync::Mutex<()>>> = BTreeMap::new();
+    while let Some(control) = rx.recv().await {
+        let (group, add, voters) = match control {
+            Control::ChangeMembers { group, add, voters } => (group, add, voters),
+            Control::Operate { command, seeds } => {
+                let client = InventoryClient::new(host.transport(), seeds);
+                let turn = turns.entry(group_of(&command)).or_default().clone();
+                let (moves, slot) = (moves.clone(), slot.clone());
+                tokio::task::spawn_local(async move {
+                    operate(client, command, turn, moves).await;
+                    let mut slot = slot.borrow_mut();
+                    slot.moves_in_flight = slot.moves_in_flight.saturating_sub(1);
+                });
+                continue;
+            }
+        };
         let (end, answer) = match host
             .change_members(group, (add, node_addr(add)), voters.clone())
             .await

@@ -14,14 +14,13 @@ use boxoffice_raft::types::{GroupId, NodeId, SeatOwner, META_GROUP};
 use openraft::ServerState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::mpsc;
 
 use crate::checker::queue::check_room;
 use crate::checker::{check_shard, CheckLimits, FinalSeat, ReplicaSeats, ShardReport};
 use crate::cluster::{node_addr, node_name, node_software, Control, NodeDurable, Variant};
 use crate::faults::{schedule, Fault, FaultSpace, Scheduled, Target};
 use crate::operator::{
-    operator_host, tally, MoveKind, MoveLog, MoveTally, OperatorCommand, OPERATOR_HOST,
+    group_of, tally, MoveKind, MoveLog, MoveTally, OperatorCommand, OPERATOR_BOUND_MS,
 };
 use crate::recorder::Recorder;
 use crate::workload::{probe_client, setup, workload_client, Catalog, Shared};
@@ -221,10 +220,7 @@ struct Driver {
     /// Nodes down, with the simulated ms at which they restart.
     down: BTreeMap<NodeId, u64>,
     rng: StdRng,
-    /// The operator host's commands (dropped at the heal: no more moves are drawn, and the
-    /// operator leaves once the moves in hand have ended).
-    operator: Option<mpsc::UnboundedSender<OperatorCommand>>,
-    /// Moves handed to the operator or to a leader, by kind.
+    /// Moves handed to a node, by kind.
     drawn: BTreeMap<MoveKind, usize>,
 }
 
@@ -236,19 +232,45 @@ impl Driver {
         });
     }
 
-    /// Hands `command` to the operator host.
+    /// Hands `command` to the node that leads its group now (or, with no leader, the first
+    /// running node): the move runs there, finding the leader itself from then on.
     fn operate(&mut self, now_ms: u64, kind: MoveKind, command: OperatorCommand) {
-        let sent = self
-            .operator
-            .as_ref()
-            .is_some_and(|tx| tx.send(command.clone()).is_ok());
+        let runner = self.leader_of(group_of(&command)).or_else(|| {
+            self.nodes
+                .iter()
+                .find(|n| n.slot.borrow().control.is_some())
+                .map(|n| n.id)
+        });
+        let seeds: Vec<String> = self.nodes.iter().map(|n| node_addr(n.id)).collect();
+        let sent = runner.is_some_and(|id| {
+            let mut slot = self.node(id).slot.borrow_mut();
+            let sent = slot.control.as_ref().is_some_and(|tx| {
+                tx.send(Control::Operate {
+                    command: command.clone(),
+                    seeds,
+                })
+                .is_ok()
+            });
+            if sent {
+                slot.moves_in_flight += 1;
+            }
+            sent
+        });
         if sent {
             *self.drawn.entry(kind).or_default() += 1;
         }
+        let on = runner.map_or("no node".to_owned(), |id| format!("n{id}"));
         self.note(
             now_ms,
-            format!("operator asked: {command:?} (sent: {sent})"),
+            format!("operator asked {on}: {command:?} (sent: {sent})"),
         );
+    }
+
+    /// Whether any node still runs an admin move.
+    fn moves_in_flight(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.slot.borrow().moves_in_flight > 0)
     }
 
     fn node(&self, id: NodeId) -> &NodeDurable {
@@ -354,6 +376,8 @@ impl Driver {
                 let mut slot = self.node(id).slot.borrow_mut();
                 slot.host = None;
                 slot.control = None;
+                // Its admin moves are gone with it (tallied as lost).
+                slot.moves_in_flight = 0;
                 drop(slot);
                 self.down.insert(id, now_ms + down_ms);
                 self.note(now_ms, format!("crashed n{id} ({fault})"));
@@ -417,7 +441,7 @@ impl Driver {
             };
             return self.operate(now_ms, MoveKind::Replica, command);
         }
-        let control = Control {
+        let control = Control::ChangeMembers {
             group,
             add,
             voters: new_voters.clone(),
@@ -539,7 +563,10 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         .tcp_capacity(TCP_BACKLOG)
         .build();
 
-    let nodes: Vec<NodeDurable> = (1..=config.n_nodes).map(NodeDurable::new).collect();
+    let move_log: MoveLog = Rc::default();
+    let nodes: Vec<NodeDurable> = (1..=config.n_nodes)
+        .map(|id| NodeDurable::new(id, move_log.clone()))
+        .collect();
     let voters: Vec<(NodeId, String)> = (1..=config.n_voters)
         .map(|id| (id, node_addr(id)))
         .collect();
@@ -612,12 +639,6 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         );
     }
     sim.client("probe", probe_client(shared.clone()));
-    let (operator, commands) = mpsc::unbounded_channel();
-    let move_log: MoveLog = Rc::default();
-    sim.client(
-        OPERATOR_HOST,
-        operator_host(commands, (1..=config.n_nodes).collect(), move_log.clone()),
-    );
 
     let mut rng = StdRng::seed_from_u64(config.seed ^ 0xfa17_5eed);
     let groups: Vec<GroupId> = (0..=config.n_shards).collect();
@@ -640,7 +661,6 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         timeline: Vec::new(),
         down: BTreeMap::new(),
         rng,
-        operator: Some(operator),
         drawn: BTreeMap::new(),
     };
     let mut failures = Vec::new();
@@ -677,11 +697,7 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
                 for n in &driver.nodes {
                     n.clock.set_offset_ms(0);
                 }
-                driver.operator = None;
-                driver.note(
-                    now_ms,
-                    "load stopped; healed everything, clocks reset; no more moves",
-                );
+                driver.note(now_ms, "load stopped; healed everything, clocks reset");
                 healed_at = Some(now_ms);
                 shared.healed_at_ms.set(Some(now_ms));
             }
@@ -693,6 +709,16 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
                 failures.push(RunFailure::Simulation(e.to_string()));
                 break;
             }
+        }
+    }
+    // Admin moves still in hand get their time (no more are drawn after the heal).
+    let clients_done_ms = sim.elapsed().as_millis() as u64;
+    while failures.is_empty()
+        && driver.moves_in_flight()
+        && (sim.elapsed().as_millis() as u64) < clients_done_ms + OPERATOR_BOUND_MS
+    {
+        if let Err(e) = sim.step() {
+            failures.push(RunFailure::Simulation(e.to_string()));
         }
     }
     let mut ended = Vec::new();
