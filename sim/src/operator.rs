@@ -1,7 +1,8 @@
 //! The operator: the admin API's moves (`InventoryClient::move_replica` and `move_leader`,
 //! what `boxoffice admin groups move|leader` asks an API node to run) as the driver draws
-//! them, run on a storage node's runtime (the group's leader when the move is drawn; the
-//! client finds the leader itself after that). Like an operator, it changes one group at a
+//! them, run on a storage node's runtime (the first running node that does not lead the
+//! group when the move is drawn, so that faults aimed at leaders seldom take the move down;
+//! the client finds the leader itself, as an API node's does). Like an operator, it changes one group at a
 //! time (a move of a group waits for the one before it), reruns a move that failed for a
 //! passing reason (no leader, a node unreachable) a few times with growing pauses, and gives
 //! up on one the cluster refused; the driver keeps the run going until every move in hand

@@ -232,15 +232,19 @@ impl Driver {
         });
     }
 
-    /// Hands `command` to the node that leads its group now (or, with no leader, the first
-    /// running node): the move runs there, finding the leader itself from then on.
+    /// Hands `command` to the first running node that does not lead its group (so the
+    /// faults aimed at leaders seldom take the move down with them; the leader when it runs
+    /// alone): the move runs there and finds the leader itself, as an API node does.
     fn operate(&mut self, now_ms: u64, kind: MoveKind, command: OperatorCommand) {
-        let runner = self.leader_of(group_of(&command)).or_else(|| {
-            self.nodes
-                .iter()
-                .find(|n| n.slot.borrow().control.is_some())
-                .map(|n| n.id)
-        });
+        let leader = self.leader_of(group_of(&command));
+        let running = |n: &&NodeDurable| n.slot.borrow().control.is_some();
+        let runner = self
+            .nodes
+            .iter()
+            .filter(running)
+            .find(|n| Some(n.id) != leader)
+            .or_else(|| self.nodes.iter().find(running))
+            .map(|n| n.id);
         let seeds: Vec<String> = self.nodes.iter().map(|n| node_addr(n.id)).collect();
         let sent = runner.is_some_and(|id| {
             let mut slot = self.node(id).slot.borrow_mut();

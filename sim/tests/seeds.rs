@@ -34,11 +34,12 @@ const REGRESSION_SEEDS: &[u64] = &[3, 4, 37, 65, 68, 70];
 /// `cargo run -p sim --release -- --seeds 100 --variant restarted-leader-reads`.
 const RESTARTED_LEADER_SEEDS: &[u64] = &[29, 80];
 /// Seeds whose schedules draw admin replica moves (6: g2 n3 -> n5 at the end of the load;
-/// 16: g1 n3 -> n4; 18: g1 n2 -> n5; 153: g1 off its leader n1, lost when the node running
-/// it crashes; 170: g1 n3 -> n4, whose target is cut off when it is drawn), leader moves
-/// (16, 153: refused, to a node that is no voter; 28: three) and a raw member change (28).
-/// Before the operator's retries and the wait for moves in hand, 170's move failed at once
-/// and 153's never answered. Rescan with
+/// 16: g1 n3 -> n4, lost when the node running it crashes; 18: g1 n2 -> n5; 153: g1 off its
+/// leader n1 onto n4; 170: g1 n3 -> n4, whose target is cut off when it is drawn and which
+/// completes only because the run waits for it), leader moves (16: refused, to a node that
+/// is no voter; 28: three; 153: one) and a raw member change (28). Before the operator's
+/// retries and the wait for moves in hand, 170's move failed at once and 153's never
+/// answered. Rescan with
 /// `cargo run -p sim --release -- --seeds 92 --from 100 --verbose | grep -E '^seed|moves:'`.
 const MOVE_SEEDS: &[u64] = &[6, 16, 18, 28, 153, 170];
 /// How many of their replica moves complete today.
