@@ -4,7 +4,7 @@
 //! and to hand the node operator commands.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::SkewedClock;
 use crate::net::{SimConnector, SimListener};
+use crate::operator::{group_of, operate, MoveEnd, MoveLog, OperatorCommand};
 
 /// The port every simulated storage node listens on.
 pub const NODE_PORT: u16 = 7000;
@@ -83,23 +84,18 @@ impl Variant {
 /// An operator command for one node (run inside that node's simulated runtime).
 #[derive(Debug, Clone)]
 pub enum Control {
-    /// Add `add` as a learner of `group`, then make the voters exactly `voters`, then record
-    /// the new member list in the meta group's table.
+    /// A raw membership change (this node must lead the group): add `add` as a learner of
+    /// `group`, then make the voters exactly `voters`, then record the new member list in
+    /// the meta group's table.
     ChangeMembers {
         group: GroupId,
         add: NodeId,
         voters: BTreeSet<NodeId>,
     },
-    /// Hand `group`'s leadership (this node must hold it) to `to`.
-    MoveLeader { group: GroupId, to: NodeId },
-    /// The admin API's replica move, as `boxoffice admin groups move` runs it (the client's
-    /// `move_replica`: adopt on `to`, the leader's learner → joint consensus, a leader move
-    /// first when `from` leads, the table in the meta group, `from`'s replica tombstoned).
-    MoveReplica {
-        group: GroupId,
-        from: NodeId,
-        to: NodeId,
-        /// Every node's address, for the client to find the leaders.
+    /// An admin API move, run from this node with a client over its transport that knows
+    /// every node in `seeds` (`operator.rs`).
+    Operate {
+        command: OperatorCommand,
         seeds: Vec<String>,
     },
 }
@@ -112,6 +108,10 @@ pub struct NodeSlot {
     pub control: Option<mpsc::UnboundedSender<Control>>,
     /// What operator commands answered, and when (simulated ms), for the run's timeline.
     pub control_log: Vec<(u64, String)>,
+    /// How each raw membership change this node ran ended.
+    pub changes_ended: Vec<MoveEnd>,
+    /// Admin moves handed to this node that have not ended (lost if it crashes).
+    pub moves_in_flight: usize,
 }
 
 /// Everything one node keeps across crashes: its storage and its clock.
@@ -121,15 +121,18 @@ pub struct NodeDurable {
     pub storage: MemStorage,
     pub clock: Arc<SkewedClock>,
     pub slot: Rc<RefCell<NodeSlot>>,
+    /// Where the admin moves run on any node record what they did (one log per run).
+    pub moves: MoveLog,
 }
 
 impl NodeDurable {
-    pub fn new(id: NodeId) -> NodeDurable {
+    pub fn new(id: NodeId, moves: MoveLog) -> NodeDurable {
         NodeDurable {
             id,
             storage: MemStorage::default(),
             clock: Arc::new(SkewedClock::default()),
             slot: Rc::new(RefCell::new(NodeSlot::default())),
+            moves,
         }
     }
 }
@@ -176,7 +179,12 @@ pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::R
         slot.host = Some(host.clone());
         slot.control = Some(tx);
     }
-    tokio::task::spawn_local(control_loop(host, durable.slot.clone(), rx));
+    tokio::task::spawn_local(control_loop(
+        host,
+        durable.slot.clone(),
+        durable.moves.clone(),
+        rx,
+    ));
     axum::serve(SimListener(listener), router).await?;
     Ok(())
 }
@@ -184,42 +192,26 @@ pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::R
 async fn control_loop(
     host: Host,
     slot: Rc<RefCell<NodeSlot>>,
+    moves: MoveLog,
     mut rx: mpsc::UnboundedReceiver<Control>,
 ) {
+    let mut turns: BTreeMap<GroupId, Rc<tokio::sync::Mutex<()>>> = BTreeMap::new();
     while let Some(control) = rx.recv().await {
         let (group, add, voters) = match control {
             Control::ChangeMembers { group, add, voters } => (group, add, voters),
-            Control::MoveLeader { group, to } => {
-                let answer = match host.move_leader(group, to).await {
-                    Ok(leader) => format!("group {group}: leadership moved to n{leader}"),
-                    Err(e) => format!("group {group}: leader move to n{to} failed: {e}"),
-                };
-                slot.borrow_mut()
-                    .control_log
-                    .push((crate::clock::sim_ms(), answer));
-                continue;
-            }
-            Control::MoveReplica {
-                group,
-                from,
-                to,
-                seeds,
-            } => {
+            Control::Operate { command, seeds } => {
                 let client = InventoryClient::new(host.transport(), seeds);
-                let answer = match client.move_replica(group, from, (to, node_addr(to))).await {
-                    Ok(report) => format!(
-                        "group {group}: replica moved n{from} -> n{to}, voters {:?}, source retired {}",
-                        report.voters, report.source_retired
-                    ),
-                    Err(e) => format!("group {group}: replica move n{from} -> n{to} failed: {e}"),
-                };
-                slot.borrow_mut()
-                    .control_log
-                    .push((crate::clock::sim_ms(), answer));
+                let turn = turns.entry(group_of(&command)).or_default().clone();
+                let (moves, slot) = (moves.clone(), slot.clone());
+                tokio::task::spawn_local(async move {
+                    operate(client, command, turn, moves).await;
+                    let mut slot = slot.borrow_mut();
+                    slot.moves_in_flight = slot.moves_in_flight.saturating_sub(1);
+                });
                 continue;
             }
         };
-        let answer = match host
+        let (end, answer) = match host
             .change_members(group, (add, node_addr(add)), voters.clone())
             .await
         {
@@ -239,17 +231,24 @@ async fn control_loop(
                     )
                     .await
                 {
-                    Ok(_) => format!("group {group}: voters now {voters:?} (table updated)"),
-                    Err(e) => {
-                        format!("group {group}: voters now {voters:?}; table update failed: {e}")
-                    }
+                    Ok(_) => (
+                        MoveEnd::Done,
+                        format!("group {group}: voters now {voters:?} (table updated)"),
+                    ),
+                    Err(e) => (
+                        MoveEnd::Done,
+                        format!("group {group}: voters now {voters:?}; table update failed: {e}"),
+                    ),
                 }
             }
-            Err(e) => format!("group {group}: change to {voters:?} failed: {e}"),
+            Err(e) => (
+                MoveEnd::Failed,
+                format!("group {group}: change to {voters:?} failed: {e}"),
+            ),
         };
-        slot.borrow_mut()
-            .control_log
-            .push((crate::clock::sim_ms(), answer));
+        let mut slot = slot.borrow_mut();
+        slot.control_log.push((crate::clock::sim_ms(), answer));
+        slot.changes_ended.push(end);
     }
 }
 

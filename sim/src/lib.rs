@@ -13,6 +13,8 @@
 //! * [`workload`] — simulated API-tier clients (the production `InventoryClient`) on hot
 //!   seats with short TTLs, recording every request.
 //! * [`faults`] — the seed's fault schedule.
+//! * [`operator`] — the admin host that runs the drawn replica and leader moves through
+//!   the admin API's client calls, retrying passing failures, and tallies how they ended.
 //! * [`net`] — turmoil behind production's `Connector` and `axum::serve` listener.
 //! * [`clock`] — skewable per-node wall clocks over simulated time.
 //! * [`recorder`] — histories in the checker's format.
@@ -37,6 +39,7 @@ pub mod clock;
 pub mod cluster;
 pub mod faults;
 pub mod net;
+pub mod operator;
 pub mod recorder;
 pub mod run;
 pub mod workload;

@@ -1,13 +1,16 @@
 //! The seed runner: `cargo run -p sim --release -- --seeds N [--from S]` runs seeds
 //! `S..S+N`, prints one line per seed and the full report (schedule, timeline, shortest
-//! failing history) of every failure, then the seeds per second. Exit status 1 if any seed
-//! failed. The same seed reproduces the same run.
+//! failing history) of every failure, then the seeds per second and how many of the drawn
+//! cluster changes (replica moves, raw member changes, leader moves) completed. Exit status
+//! 1 if any seed failed. The same seed reproduces the same run.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use sim::cluster::Variant;
+use sim::operator::{MoveKind, MoveTally};
 use sim::run::{run_seed, RunConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut failed = Vec::new();
     let (mut sim_ms, mut ops, mut undecided) = (0u64, 0usize, 0usize);
+    let mut moves: BTreeMap<MoveKind, MoveTally> = BTreeMap::new();
     for seed in args.from..args.from + args.seeds {
         let mut config = RunConfig::for_seed(seed);
         config.variant = match args.variant {
@@ -67,6 +71,9 @@ fn main() -> ExitCode {
         sim_ms += report.sim_ms;
         ops += report.ops.0 + report.ops.1;
         undecided += report.undecided();
+        for (kind, tally) in &report.moves {
+            moves.entry(*kind).or_default().add(tally);
+        }
         let verdict = if report.ok() { "ok" } else { "FAILED" };
         println!(
             "seed {seed}: {verdict} ({} ops, {} unknown, {} ms simulated in {:.2?})",
@@ -89,6 +96,9 @@ fn main() -> ExitCode {
         args.seeds as f64 / wall,
         sim_ms as f64 / 1000.0
     );
+    for (kind, tally) in &moves {
+        println!("{kind}: {tally}");
+    }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -19,6 +19,9 @@ use crate::checker::queue::check_room;
 use crate::checker::{check_shard, CheckLimits, FinalSeat, ReplicaSeats, ShardReport};
 use crate::cluster::{node_addr, node_name, node_software, Control, NodeDurable, Variant};
 use crate::faults::{schedule, Fault, FaultSpace, Scheduled, Target};
+use crate::operator::{
+    group_of, tally, MoveKind, MoveLog, MoveTally, OperatorCommand, OPERATOR_BOUND_MS,
+};
 use crate::recorder::Recorder;
 use crate::workload::{probe_client, setup, workload_client, Catalog, Shared};
 
@@ -129,6 +132,8 @@ pub struct RunReport {
     pub digest: u64,
     /// Simulated ms from the heal to progress in every group.
     pub recovery_ms: Option<u64>,
+    /// The cluster changes the schedule drew, by kind, and how they ended.
+    pub moves: BTreeMap<MoveKind, MoveTally>,
     pub sim_ms: u64,
     pub wall: Duration,
 }
@@ -166,6 +171,9 @@ impl fmt::Display for RunReport {
             self.wall,
             self.recovery_ms.map_or("-".to_owned(), |ms| format!("{ms} ms"))
         )?;
+        for (kind, tally) in &self.moves {
+            writeln!(f, "  {kind}: {tally}")?;
+        }
         writeln!(f, "  fault schedule (ms after the workload started):")?;
         for s in &self.schedule {
             writeln!(f, "    {:>6}  {}", s.at_ms, s.fault)?;
@@ -212,6 +220,8 @@ struct Driver {
     /// Nodes down, with the simulated ms at which they restart.
     down: BTreeMap<NodeId, u64>,
     rng: StdRng,
+    /// Moves handed to a node, by kind.
+    drawn: BTreeMap<MoveKind, usize>,
 }
 
 impl Driver {
@@ -220,6 +230,51 @@ impl Driver {
             at_ms: now_ms,
             what: what.into(),
         });
+    }
+
+    /// Hands `command` to the first running node that does not lead its group (so the
+    /// faults aimed at leaders seldom take the move down with them; the leader when it runs
+    /// alone): the move runs there and finds the leader itself, as an API node does.
+    fn operate(&mut self, now_ms: u64, kind: MoveKind, command: OperatorCommand) {
+        let leader = self.leader_of(group_of(&command));
+        let running = |n: &&NodeDurable| n.slot.borrow().control.is_some();
+        let runner = self
+            .nodes
+            .iter()
+            .filter(running)
+            .find(|n| Some(n.id) != leader)
+            .or_else(|| self.nodes.iter().find(running))
+            .map(|n| n.id);
+        let seeds: Vec<String> = self.nodes.iter().map(|n| node_addr(n.id)).collect();
+        let sent = runner.is_some_and(|id| {
+            let mut slot = self.node(id).slot.borrow_mut();
+            let sent = slot.control.as_ref().is_some_and(|tx| {
+                tx.send(Control::Operate {
+                    command: command.clone(),
+                    seeds,
+                })
+                .is_ok()
+            });
+            if sent {
+                slot.moves_in_flight += 1;
+            }
+            sent
+        });
+        if sent {
+            *self.drawn.entry(kind).or_default() += 1;
+        }
+        let on = runner.map_or("no node".to_owned(), |id| format!("n{id}"));
+        self.note(
+            now_ms,
+            format!("operator asked {on}: {command:?} (sent: {sent})"),
+        );
+    }
+
+    /// Whether any node still runs an admin move.
+    fn moves_in_flight(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.slot.borrow().moves_in_flight > 0)
     }
 
     fn node(&self, id: NodeId) -> &NodeDurable {
@@ -325,6 +380,8 @@ impl Driver {
                 let mut slot = self.node(id).slot.borrow_mut();
                 slot.host = None;
                 slot.control = None;
+                // Its admin moves are gone with it (tallied as lost).
+                slot.moves_in_flight = 0;
                 drop(slot);
                 self.down.insert(id, now_ms + down_ms);
                 self.note(now_ms, format!("crashed n{id} ({fault})"));
@@ -334,24 +391,14 @@ impl Driver {
                 self.note(now_ms, fault.to_string());
             }
             Fault::ChangeMembers { group } => self.change_members(now_ms, *group),
-            Fault::MoveLeader { group, to } => {
-                let Some(leader) = self.leader_of(*group) else {
-                    return self.note(now_ms, format!("g{group}: no leader to move"));
-                };
-                let sent = self.node(leader).slot.borrow().control.as_ref().map(|tx| {
-                    tx.send(Control::MoveLeader {
-                        group: *group,
-                        to: *to,
-                    })
-                    .is_ok()
-                });
-                self.note(
-                    now_ms,
-                    format!(
-                        "g{group}: asked n{leader} to hand leadership to n{to} (sent: {sent:?})"
-                    ),
-                );
-            }
+            Fault::MoveLeader { group, to } => self.operate(
+                now_ms,
+                MoveKind::Leader,
+                OperatorCommand::MoveLeader {
+                    group: *group,
+                    to: *to,
+                },
+            ),
             Fault::HealNetwork => {
                 self.heal_network(sim);
                 self.note(now_ms, "healed the network");
@@ -390,20 +437,18 @@ impl Driver {
         // Half the changes (chosen from what was drawn already, so a seed's schedule stays
         // as it was) go through the admin API's replica move instead of the raw change:
         // its leader hand-off, meta-table write and tombstone of the removed replica.
-        let admin_move = (group + add + remove).is_multiple_of(2);
-        let control = if admin_move {
-            Control::MoveReplica {
+        if (group + add + remove).is_multiple_of(2) {
+            let command = OperatorCommand::MoveReplica {
                 group,
                 from: remove,
                 to: add,
-                seeds: self.nodes.iter().map(|n| node_addr(n.id)).collect(),
-            }
-        } else {
-            Control::ChangeMembers {
-                group,
-                add,
-                voters: new_voters.clone(),
-            }
+            };
+            return self.operate(now_ms, MoveKind::Replica, command);
+        }
+        let control = Control::ChangeMembers {
+            group,
+            add,
+            voters: new_voters.clone(),
         };
         let sent = self
             .node(leader)
@@ -411,17 +456,13 @@ impl Driver {
             .borrow()
             .control
             .as_ref()
-            .map(|tx| tx.send(control).is_ok());
-        let how = if admin_move {
-            "admin move"
-        } else {
-            "raw change"
-        };
+            .is_some_and(|tx| tx.send(control).is_ok());
+        if sent {
+            *self.drawn.entry(MoveKind::Members).or_default() += 1;
+        }
         self.note(
             now_ms,
-            format!(
-                "g{group}: asked n{leader} to replace n{remove} by n{add}, {how} (sent: {sent:?})"
-            ),
+            format!("g{group}: asked n{leader} to replace n{remove} by n{add}, raw change (sent: {sent})"),
         );
     }
 
@@ -526,7 +567,10 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         .tcp_capacity(TCP_BACKLOG)
         .build();
 
-    let nodes: Vec<NodeDurable> = (1..=config.n_nodes).map(NodeDurable::new).collect();
+    let move_log: MoveLog = Rc::default();
+    let nodes: Vec<NodeDurable> = (1..=config.n_nodes)
+        .map(|id| NodeDurable::new(id, move_log.clone()))
+        .collect();
     let voters: Vec<(NodeId, String)> = (1..=config.n_voters)
         .map(|id| (id, node_addr(id)))
         .collect();
@@ -621,6 +665,7 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         timeline: Vec::new(),
         down: BTreeMap::new(),
         rng,
+        drawn: BTreeMap::new(),
     };
     let mut failures = Vec::new();
     let mut next_fault = 0;
@@ -670,15 +715,40 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
             }
         }
     }
+    // Admin moves still in hand get their time (no more are drawn after the heal).
+    let clients_done_ms = sim.elapsed().as_millis() as u64;
+    while failures.is_empty()
+        && driver.moves_in_flight()
+        && (sim.elapsed().as_millis() as u64) < clients_done_ms + OPERATOR_BOUND_MS
+    {
+        if let Err(e) = sim.step() {
+            failures.push(RunFailure::Simulation(e.to_string()));
+        }
+    }
+    let mut ended = Vec::new();
     for n in &driver.nodes {
-        let log = std::mem::take(&mut n.slot.borrow_mut().control_log);
+        let mut slot = n.slot.borrow_mut();
+        let log = std::mem::take(&mut slot.control_log);
+        ended.extend(
+            slot.changes_ended
+                .iter()
+                .map(|end| (MoveKind::Members, *end)),
+        );
         for (at_ms, line) in log {
             driver.timeline.push(TimelineEntry {
                 at_ms,
-                what: format!("operator: {line}"),
+                what: format!("n{}: {line}", n.id),
             });
         }
     }
+    for record in move_log.borrow().iter() {
+        ended.extend(record.ended);
+        driver.timeline.push(TimelineEntry {
+            at_ms: record.at_ms,
+            what: format!("operator: {}", record.line),
+        });
+    }
+    let moves = tally(&driver.drawn, ended.into_iter());
     driver.timeline.sort_by_key(|e| e.at_ms);
 
     let mut recovery_ms = None;
@@ -834,6 +904,7 @@ fn run_with_mutant_set(config: RunConfig) -> RunReport {
         failures,
         ops,
         recovery_ms,
+        moves,
         sim_ms: sim.elapsed().as_millis() as u64,
         wall: started.elapsed(),
     }

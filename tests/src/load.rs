@@ -3,7 +3,7 @@
 //! acknowledgement timed so a test can print the longest write gap of an operation.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -41,37 +41,49 @@ pub async fn hold_until_acknowledged(api: &Rest, event: &str, n: u32) -> String 
 /// Holds seat after seat of `event` (a venue of [`SEATS_PER_ROW`]-seat rows) until stopped.
 pub struct HoldWriter {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<(Instant, String)>>,
+    acked: Arc<Mutex<Vec<(Instant, String)>>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl HoldWriter {
     pub fn start(client: Rest, event: String) -> HoldWriter {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let (flag, record) = (stop.clone(), acked.clone());
         let task = tokio::spawn(async move {
-            let mut acked = Vec::new();
             let mut n = 1;
             while !flag.load(Ordering::SeqCst) {
                 let hold_id = hold_until_acknowledged(&client, &event, n).await;
-                acked.push((Instant::now(), hold_id));
+                record
+                    .lock()
+                    .expect("acknowledgements lock")
+                    .push((Instant::now(), hold_id));
                 n += 1;
             }
-            acked
         });
-        HoldWriter { stop, task }
+        HoldWriter { stop, acked, task }
+    }
+
+    /// The holds acknowledged so far, as [`HoldWriter::stop`] returns them.
+    pub fn acknowledged(&self) -> Vec<(Instant, String)> {
+        self.acked.lock().expect("acknowledgements lock").clone()
     }
 
     /// Stops after the hold in flight; every acknowledged hold (the `n`th is `fan{n}`'s) and
     /// when it was acknowledged.
     pub async fn stop(self) -> Vec<(Instant, String)> {
         self.stop.store(true, Ordering::SeqCst);
-        self.task.await.expect("hold writer")
+        let acked = self.acked.clone();
+        self.task.await.expect("hold writer");
+        let acked = acked.lock().expect("acknowledgements lock").clone();
+        acked
     }
 }
 
-/// The longest time between two acknowledgements that ends within `from..=to` (the gap an
-/// operation running over that interval opened), or zero.
-pub fn longest_gap(acked: &[(Instant, String)], from: Instant, to: Instant) -> Duration {
+/// The longest time between two acknowledgements (in time order, each with what was
+/// acknowledged) that ends within `from..=to` (the gap an operation running over that
+/// interval opened), or zero.
+pub fn longest_gap<T>(acked: &[(Instant, T)], from: Instant, to: Instant) -> Duration {
     acked
         .windows(2)
         .filter(|w| w[1].0 >= from && w[0].0 <= to)

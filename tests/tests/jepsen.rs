@@ -18,10 +18,12 @@ mod nemesis;
 mod net;
 #[path = "jepsen/procs.rs"]
 mod procs;
+#[path = "jepsen/verdict.rs"]
+mod verdict;
 #[path = "jepsen/workload.rs"]
 mod workload;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,13 +33,11 @@ use boxoffice_tests::eventually;
 use boxoffice_tests::rest::Rest;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use sim::checker::{check_shard, CheckLimits};
 
-use check::{HoldRead, Interner};
 use nemesis::{Cluster, FaultKind, Fired};
 use net::Net;
 use procs::Proc;
-use workload::{attempt, RawCommand, Shared};
+use workload::{attempt, Patience, Shared};
 
 const N_NODES: usize = 5;
 const N_CLIENTS: usize = 6;
@@ -54,10 +54,14 @@ fn seats_per_row(load: Duration) -> u32 {
 const DEFAULT_LOAD_SECS: u64 = 150;
 /// Seconds of load in the broken variant: the wipe comes half way.
 const BROKEN_LOAD_SECS: u64 = 60;
+/// Under the nemesis a request cut off by a fault soon ends unknown and its client goes on.
+const PATIENCE: Patience = Patience {
+    attempt: Duration::from_secs(3),
+    request: Duration::from_secs(5),
+    verdict: Duration::from_secs(15),
+};
 /// After the heal, every shard must take a write within this.
 const LIVENESS_BOUND: Duration = Duration::from_secs(30);
-/// How long the final reads and the seat maps may take to settle.
-const SETTLE: Duration = Duration::from_secs(30);
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -235,7 +239,12 @@ async fn run(broken: Option<&str>, default_load_secs: u64) -> usize {
     }
 
     // Load and faults.
-    let shared = Arc::new(Shared::new(bases.clone(), event_id.clone(), seats));
+    let shared = Arc::new(Shared::new(
+        bases.clone(),
+        event_id.clone(),
+        seats,
+        PATIENCE,
+    ));
     let t0 = Instant::now();
     let stop_at = t0 + load;
     let clients: Vec<_> = users
@@ -325,69 +334,22 @@ async fn run(broken: Option<&str>, default_load_secs: u64) -> usize {
         ));
     }
 
-    // The final state: every hold of the history read back (linearizable, as admin)
-    // through each API node, and each node's seat map.
+    // The final state: every hold of the history read back through each API node, each
+    // node's seat map, and the checker over the history.
     let raw = shared.ops.lock().expect("ops lock").clone();
-    let hold_ids: BTreeSet<String> = raw
-        .iter()
-        .filter_map(|op| match &op.command {
-            RawCommand::Hold { hold_id, .. } => Some(hold_id.clone()),
-            _ => None,
-        })
-        .collect();
     let ttl_ms = HOLD_TTL_SECONDS * 1_000;
-    let mut ids = Interner::default();
-    let (history, found) = check::convert(&raw, t0, ttl_ms, run_end_unix_ms, &mut ids);
-    problems.extend(found);
-    let mut finals = Vec::new();
-    for base in &bases {
-        let (reads, unanswered) = read_holds(
-            &shared.http,
-            base,
-            admin.token.as_deref().unwrap_or(""),
-            &hold_ids,
-        )
-        .await;
-        problems.extend(unanswered);
-        let (replica, found) =
-            check::finals(&format!("holds read via {base}"), &reads, ttl_ms, &mut ids);
-        problems.extend(found);
-        let sold: BTreeSet<String> = reads
-            .iter()
-            .filter(|r| r.status == "confirmed")
-            .flat_map(|r| r.seats.clone())
-            .collect();
-        if let Some(problem) = seat_map_disagrees(&shared.http, base, &event_id, &sold).await {
-            problems.push(problem);
-        }
-        finals.push(replica);
-    }
-
-    let report = check_shard(&history, &finals, &CheckLimits::default())
-        .expect("the harness recorded a well-formed history");
+    let admin_token = admin.token.as_deref().unwrap_or("");
+    let mut judgement =
+        verdict::judge(&shared, &raw, admin_token, t0, ttl_ms, run_end_unix_ms).await;
+    judgement.problems.extend(problems);
 
     // Figures.
-    let n_unknown = history
-        .ops
-        .iter()
-        .filter(|op| op.response.is_none())
-        .count();
-    let mut by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for op in &raw {
-        let kind = match op.command {
-            RawCommand::Hold { .. } => "hold",
-            RawCommand::Release { .. } => "release",
-            RawCommand::Confirm { .. } => "book+pay",
-        };
-        let entry = by_kind.entry(kind.to_owned()).or_default();
-        entry.0 += 1;
-        entry.1 += usize::from(op.response.is_none());
-    }
     println!("\n=== jepsen run, JEPSEN_SEED={seed} ===");
-    println!("ops: {} ({n_unknown} unknown outcomes)", history.ops.len());
-    for (kind, (n, unknown)) in &by_kind {
-        println!("  {kind:<9} {n:>5} ops, {unknown:>4} unknown");
-    }
+    judgement.print_ops();
+    println!(
+        "unanswered attempts, by why: {:?}",
+        shared.unanswered.lock().expect("unanswered lock")
+    );
     let mut fault_counts: BTreeMap<FaultKind, usize> = BTreeMap::new();
     for f in &fired {
         *fault_counts.entry(f.kind).or_default() += 1;
@@ -396,7 +358,7 @@ async fn run(broken: Option<&str>, default_load_secs: u64) -> usize {
         .iter()
         .filter_map(|op| op.response.as_ref().map(|r| r.0))
         .collect();
-    let worst = check::unavailability(&answers, &fired);
+    let worst = nemesis::unavailability(&answers, &fired);
     println!("faults: {}", fired.len());
     for f in &fired {
         println!(
@@ -417,24 +379,8 @@ async fn run(broken: Option<&str>, default_load_secs: u64) -> usize {
     for (what, took) in &liveness {
         println!("after heal: {what} took a write in {} ms", took.as_millis());
     }
-    println!("checker: {report}");
-    for p in &problems {
-        println!("problem: {p}");
-    }
-    let sold: usize = finals
-        .first()
-        .map(|f| {
-            f.seats
-                .values()
-                .filter(|s| matches!(s, sim::checker::FinalSeat::Sold { .. }))
-                .count()
-        })
-        .unwrap_or(0);
-    println!("seats sold at the end: {sold}");
-    let violations = report.violations.len()
-        + report.seat_failures.len()
-        + report.undecided.len()
-        + problems.len();
+    judgement.print_verdict();
+    let violations = judgement.violations();
     println!("violations: {violations} (replay: JEPSEN_SEED={seed})");
     drop(cluster);
     violations
@@ -451,113 +397,10 @@ async fn first_created(
     eventually(LIVENESS_BOUND, || async move {
         attempt(http, Method::POST, url, token, Some(key), Some(body))
             .await
+            .ok()
             .filter(|a| a.status == StatusCode::CREATED)
     })
     .await
-}
-
-/// Every hold in `hold_ids` as an admin reads it through `base` (404: never existed).
-async fn read_holds(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    hold_ids: &BTreeSet<String>,
-) -> (Vec<HoldRead>, Vec<String>) {
-    const N_READERS: usize = 8;
-    let ids: Vec<String> = hold_ids.iter().cloned().collect();
-    // One budget for all reads, so a shard that never comes back costs SETTLE, not SETTLE
-    // per hold.
-    let deadline = Instant::now() + SETTLE * 2;
-    let mut tasks = tokio::task::JoinSet::new();
-    for chunk in ids.chunks(ids.len().div_ceil(N_READERS).max(1)) {
-        let (http, base, token, chunk) = (
-            http.clone(),
-            base.to_owned(),
-            token.to_owned(),
-            chunk.to_vec(),
-        );
-        tasks.spawn(async move {
-            let mut reads = Vec::new();
-            let mut unanswered = Vec::new();
-            for hold_id in chunk {
-                let url = format!("{base}/v1/holds/{hold_id}");
-                let patience = deadline.saturating_duration_since(Instant::now());
-                let answer = eventually(patience, || {
-                    let (http, url, token) = (http.clone(), url.clone(), token.clone());
-                    async move {
-                        attempt(&http, Method::GET, &url, Some(&token), None, None)
-                            .await
-                            .filter(|a| {
-                                a.status == StatusCode::OK || a.status == StatusCode::NOT_FOUND
-                            })
-                    }
-                })
-                .await;
-                let Some(answer) = answer else {
-                    unanswered.push(format!("liveness: {url} never answered after the heal"));
-                    continue;
-                };
-                if answer.status == StatusCode::OK {
-                    reads.push(HoldRead {
-                        hold_id,
-                        status: answer.body["status"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        seats: answer.body["seat_ids"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|s| s.as_str().map(str::to_owned))
-                            .collect(),
-                        booking_id: answer.body["booking_id"].as_str().map(str::to_owned),
-                    });
-                }
-            }
-            (reads, unanswered)
-        });
-    }
-    let (mut all, mut unanswered) = (Vec::new(), Vec::new());
-    while let Some(done) = tasks.join_next().await {
-        let (reads, missing) = done.expect("a hold reader panicked");
-        all.extend(reads);
-        unanswered.extend(missing);
-    }
-    all.sort_by(|a, b| a.hold_id.cmp(&b.hold_id));
-    unanswered.sort();
-    (all, unanswered)
-}
-
-/// `None` once `base`'s seat map shows exactly `sold` as sold (it follows the shard's feed,
-/// so it is given time to catch up); otherwise what differs.
-async fn seat_map_disagrees(
-    http: &reqwest::Client,
-    base: &str,
-    event_id: &str,
-    sold: &BTreeSet<String>,
-) -> Option<String> {
-    let url = format!("{base}/v1/events/{event_id}/seats");
-    let mut last = BTreeSet::new();
-    let deadline = Instant::now() + SETTLE;
-    while Instant::now() < deadline {
-        if let Some(a) = attempt(http, Method::GET, &url, None, None, None).await {
-            last = a.body["seats"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|s| s["status"] == "sold")
-                .filter_map(|s| s["id"].as_str().map(str::to_owned))
-                .collect();
-            if &last == sold {
-                return None;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Some(format!(
-        "{base}'s seat map shows sold {:?}, the holds read back say {:?}",
-        last, sold
-    ))
 }
 
 /// The deliberately broken variant: storage that loses acknowledged writes. Nodes n4, n5

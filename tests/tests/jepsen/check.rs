@@ -1,6 +1,6 @@
-//! From the clients' raw REST history to the simulator checker's `ShardHistory`, the
-//! replicas' final seats as the API reports them after the heal, and the unavailability
-//! figures per fault kind.
+//! From the clients' raw REST history to the simulator checker's `ShardHistory`, and the
+//! replicas' final seats as the API reports them after the heal (or after the operator's
+//! moves, in `admin_balance.rs`).
 //!
 //! **What the REST API does not expose.** The checker's outcomes carry `at_ms`, the
 //! leader-stamped time a command was applied at. The public API gives none of it: a hold's
@@ -14,14 +14,13 @@
 //! this cannot judge — expiry and the group's clock — the simulator covers.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sim::checker::{
     BookingId, Command, FinalSeat, HoldId, Op, Outcome, OwnerId, ReplicaSeats, RequestId, Response,
     SeatId, ShardHistory,
 };
 
-use super::nemesis::{FaultKind, Fired};
 use super::workload::{RawCommand, RawOp, RawOutcome};
 
 /// The logical time every outcome is given (see the module doc).
@@ -201,26 +200,4 @@ pub fn finals(
         },
         problems,
     )
-}
-
-/// Per fault kind, the longest time no client request got an answer while a fault of that
-/// kind held (a gap counts from the fault's start at the earliest).
-pub fn unavailability(answers: &[Instant], fired: &[Fired]) -> BTreeMap<FaultKind, Duration> {
-    let mut sorted = answers.to_vec();
-    sorted.sort();
-    let mut worst: BTreeMap<FaultKind, Duration> = BTreeMap::new();
-    for fault in fired {
-        let mut longest = Duration::ZERO;
-        let mut last = fault.start;
-        for t in sorted.iter().copied().filter(|t| *t > fault.start) {
-            longest = longest.max(t - last);
-            last = t;
-            if t > fault.end {
-                break;
-            }
-        }
-        let entry = worst.entry(fault.kind).or_default();
-        *entry = (*entry).max(longest);
-    }
-    worst
 }

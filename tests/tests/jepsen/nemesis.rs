@@ -3,8 +3,10 @@
 //! off from the majority, the nodes split 2/3, an API node cut off from every storage node,
 //! `tc netem` latency and loss on a node's link, SIGSTOP longer than an election, SIGKILL
 //! and restart — each followed by a heal. It records when each fault held, with the node
-//! it resolved to, for the timeline and the unavailability figures.
+//! it resolved to, for the timeline and the unavailability figures (per fault kind, the
+//! longest time no client request was answered).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -428,4 +430,26 @@ fn leader_tag(node: &Proc, is_leader: bool) -> String {
 /// Storage node addresses as `--cluster` and `--init` take them.
 pub fn node_addr(ip: &str) -> String {
     format!("{ip}:{NODE_PORT}")
+}
+
+/// Per fault kind, the longest time no client request got an answer while a fault of that
+/// kind held (a gap counts from the fault's start at the earliest).
+pub fn unavailability(answers: &[Instant], fired: &[Fired]) -> BTreeMap<FaultKind, Duration> {
+    let mut sorted = answers.to_vec();
+    sorted.sort();
+    let mut worst: BTreeMap<FaultKind, Duration> = BTreeMap::new();
+    for fault in fired {
+        let mut longest = Duration::ZERO;
+        let mut last = fault.start;
+        for t in sorted.iter().copied().filter(|t| *t > fault.start) {
+            longest = longest.max(t - last);
+            last = t;
+            if t > fault.end {
+                break;
+            }
+        }
+        let entry = worst.entry(fault.kind).or_default();
+        *entry = (*entry).max(longest);
+    }
+    worst
 }

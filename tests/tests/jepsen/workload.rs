@@ -4,8 +4,13 @@
 //! request is recorded with its invocation and completion time; retries reuse the
 //! `Idempotency-Key`, so they fold into the one request, and a request still unanswered at
 //! its deadline (timeouts, 5xx, broken connections) is recorded with an unknown outcome.
+//! Every unanswered attempt is counted by why (`Shared::unanswered`), so a run can tell the
+//! 503s the API gives while a group has no leader from anything else.
+//! Used by `jepsen.rs` under the nemesis and by `admin_balance.rs` under the operator's
+//! moves, each with its own [`Patience`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,12 +21,17 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sim::checker::FailReason;
 
-/// How long one HTTP attempt may take before it counts as unanswered.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a logical request is retried (same key) before its outcome is unknown.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-/// How long a checkout waits for the payment webhook's verdict after paying.
-const VERDICT_DEADLINE: Duration = Duration::from_secs(15);
+/// How long the clients wait before they give up on an answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Patience {
+    /// How long one HTTP attempt may take before it counts as unanswered.
+    pub attempt: Duration,
+    /// How long a logical request is retried (same key) before its outcome is unknown.
+    pub request: Duration,
+    /// How long a checkout waits for the payment webhook's verdict after paying.
+    pub verdict: Duration,
+}
+
 /// Pause between retries of one request.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// How many of the not-yet-sold seats (lowest ids first) the clients fight over.
@@ -87,18 +97,34 @@ pub struct Shared {
     /// Recent acknowledged holds (id, owner), for releases by someone else.
     pub recent: Mutex<Vec<(String, String)>>,
     pub http: reqwest::Client,
+    pub patience: Patience,
+    /// Attempts of the clients' requests that got no usable answer, counted by why: the
+    /// status of a 5xx (`503 Service Unavailable`), `timeout`, `connect`, or another
+    /// transport error.
+    pub unanswered: Mutex<BTreeMap<String, usize>>,
+    /// Once set, the clients finish the hold in hand (its release or checkout included) and
+    /// stop, before their `stop` time.
+    pub stopping: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(apis: Vec<String>, event_id: String, seats: Vec<String>) -> Shared {
+    pub fn new(
+        apis: Vec<String>,
+        event_id: String,
+        seats: Vec<String>,
+        patience: Patience,
+    ) -> Shared {
         Shared {
             apis,
             event_id,
             ops: Mutex::new(Vec::new()),
             unsold: Mutex::new(seats.into_iter().collect()),
             recent: Mutex::new(Vec::new()),
+            patience,
+            unanswered: Mutex::new(BTreeMap::new()),
+            stopping: AtomicBool::new(false),
             http: reqwest::Client::builder()
-                .timeout(ATTEMPT_TIMEOUT)
+                .timeout(patience.attempt)
                 .connect_timeout(Duration::from_secs(2))
                 .pool_max_idle_per_host(4)
                 .build()
@@ -117,7 +143,8 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// One attempt; `None` when nothing usable came back (timeout, broken connection, 5xx).
+/// One attempt; when nothing usable came back, why: the status of a 5xx, `timeout`,
+/// `connect`, or the transport's error.
 pub async fn attempt(
     http: &reqwest::Client,
     method: Method,
@@ -125,7 +152,7 @@ pub async fn attempt(
     token: Option<&str>,
     key: Option<&str>,
     body: Option<&Value>,
-) -> Option<Answer> {
+) -> Result<Answer, String> {
     let mut request = http.request(method, url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -138,7 +165,16 @@ pub async fn attempt(
             .header("content-type", "application/json")
             .body(body.to_string());
     }
-    let response = request.send().await.ok()?;
+    let unusable = |e: reqwest::Error| {
+        if e.is_timeout() {
+            "timeout".to_owned()
+        } else if e.is_connect() {
+            "connect".to_owned()
+        } else {
+            format!("transport: {e}")
+        }
+    };
+    let response = request.send().await.map_err(unusable)?;
     let status = response.status();
     let header = |name: &str| {
         response
@@ -149,9 +185,9 @@ pub async fn attempt(
             .to_owned()
     };
     let (content_type, server) = (header("content-type"), header("server"));
-    let text = response.text().await.ok()?;
+    let text = response.text().await.map_err(unusable)?;
     if status.is_server_error() {
-        return None;
+        return Err(status.to_string());
     }
     // Every 4xx of the API is problem+json; anything else did not come from our API node
     // (once: the machine's default gateway, when the test network had been torn down).
@@ -160,15 +196,16 @@ pub async fn attempt(
         "{url} answered {status} as {content_type} (server: {server}), not a boxoffice \
          problem: is the test network intact? body: {text}"
     );
-    Some(Answer {
+    Ok(Answer {
         status,
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
     })
 }
 
-/// Retries the attempt until it answers or the deadline passes.
+/// Retries the attempt until it answers or the patience for a request runs out, counting
+/// every unanswered attempt in `shared.unanswered`.
 async fn until_answered(
-    http: &reqwest::Client,
+    shared: &Shared,
     method: Method,
     url: &str,
     token: &str,
@@ -176,12 +213,21 @@ async fn until_answered(
     body: Option<&Value>,
     stop: Instant,
 ) -> Option<Answer> {
-    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let patience = shared.patience.request;
+    let deadline = Instant::now() + patience;
     loop {
-        if let Some(answer) = attempt(http, method.clone(), url, Some(token), key, body).await {
-            return Some(answer);
+        match attempt(&shared.http, method.clone(), url, Some(token), key, body).await {
+            Ok(answer) => return Some(answer),
+            Err(why) => {
+                *shared
+                    .unanswered
+                    .lock()
+                    .expect("unanswered lock")
+                    .entry(why)
+                    .or_default() += 1;
+            }
         }
-        if Instant::now() >= deadline || Instant::now() >= stop + REQUEST_DEADLINE {
+        if Instant::now() >= deadline || Instant::now() >= stop + patience {
             return None;
         }
         tokio::time::sleep(RETRY_PAUSE).await;
@@ -199,7 +245,7 @@ pub async fn client(
 ) {
     let mut rng = StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9e37_79b9));
     let mut n = 0u64;
-    while Instant::now() < stop {
+    while Instant::now() < stop && !shared.stopping.load(Ordering::SeqCst) {
         n += 1;
         let api = shared.apis[rng.gen_range(0..shared.apis.len())].clone();
         let seats: Vec<String> = {
@@ -220,7 +266,7 @@ pub async fn client(
         let body = json!({"event_id": shared.event_id, "seat_ids": seats});
         let invoked = Instant::now();
         let answer = until_answered(
-            &shared.http,
+            &shared,
             Method::POST,
             &format!("{api}/v1/holds"),
             &token,
@@ -331,7 +377,7 @@ async fn release(
 ) {
     let invoked = Instant::now();
     let answer = until_answered(
-        &shared.http,
+        shared,
         Method::DELETE,
         &format!("{api}/v1/holds/{hold_id}"),
         token,
@@ -399,7 +445,7 @@ async fn checkout_outcome(
     stop: Instant,
 ) -> Option<RawOutcome> {
     let booked = until_answered(
-        &shared.http,
+        shared,
         Method::POST,
         &format!("{api}/v1/bookings"),
         token,
@@ -430,7 +476,7 @@ async fn checkout_outcome(
     tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=MAX_PAY_DELAY_MS))).await;
     // The sandbox that created the intent is the one in this API node.
     let paid = until_answered(
-        &shared.http,
+        shared,
         Method::POST,
         &format!("{api}/sandbox/v1/payment_intents/{intent}/confirm"),
         token,
@@ -440,12 +486,13 @@ async fn checkout_outcome(
     )
     .await?;
     assert_eq!(paid.status, StatusCode::OK, "paying answered {}", paid.body);
-    let deadline = Instant::now() + VERDICT_DEADLINE;
+    let deadline = Instant::now() + shared.patience.verdict;
     while Instant::now() < deadline {
         for api in &shared.apis {
             let url = format!("{api}/v1/bookings/{booking_id}");
             if let Some(answer) = attempt(&shared.http, Method::GET, &url, Some(token), None, None)
                 .await
+                .ok()
                 .filter(|a| a.status == StatusCode::OK)
             {
                 match answer.body["status"].as_str() {
