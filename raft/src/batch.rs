@@ -47,6 +47,8 @@ pub async fn batch_and_dispatch<T, Fut>(
     let mut inflight = JoinSet::new();
     loop {
         let first = tokio::select! {
+            // In a fixed order, so that a simulated run does not depend on tokio's draw.
+            biased;
             item = rx.recv() => match item { Some(item) => item, None => break },
             Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
         };
@@ -55,7 +57,7 @@ pub async fn batch_and_dispatch<T, Fut>(
         };
         let batch = drain_ready(first, budget, &weight, || rx.try_recv().ok());
         let sending = dispatch(batch);
-        inflight.spawn(async move {
+        crate::spawn::spawn_into(&mut inflight, async move {
             let _permit = permit;
             sending.await
         });

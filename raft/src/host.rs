@@ -308,10 +308,10 @@ pub struct Group {
 impl Group {
     /// Runs `task` until the replica shuts down.
     pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .spawn(task);
+        crate::spawn::spawn_into(
+            &mut self.tasks.lock().unwrap_or_else(|p| p.into_inner()),
+            task,
+        );
     }
 
     pub(crate) fn leader_hint(&self) -> Option<(NodeId, String)> {
@@ -534,15 +534,21 @@ impl Host {
         let (tx, rx) = mpsc::channel(PROPOSAL_QUEUE_LEN);
         let moving = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
-        tasks.spawn(proposer_loop(
-            group,
-            raft.clone(),
-            cfg.clock.clone(),
-            rx,
-            metrics.clone(),
-            moving.clone(),
-        ));
-        tasks.spawn(count_leader_changes(raft.clone(), metrics.leader_changes));
+        crate::spawn::spawn_into(
+            &mut tasks,
+            proposer_loop(
+                group,
+                raft.clone(),
+                cfg.clock.clone(),
+                rx,
+                metrics.clone(),
+                moving.clone(),
+            ),
+        );
+        crate::spawn::spawn_into(
+            &mut tasks,
+            count_leader_changes(raft.clone(), metrics.leader_changes),
+        );
         let g = Arc::new(Group {
             id: group,
             raft,
@@ -569,10 +575,7 @@ impl Host {
                 due,
                 command,
             );
-            g.tasks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .spawn(task);
+            g.spawn(task);
         }
         self.inner
             .groups

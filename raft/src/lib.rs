@@ -39,6 +39,7 @@ pub mod machine;
 pub mod network;
 pub mod replica_move;
 pub mod server;
+pub mod spawn;
 pub mod storage;
 pub mod telemetry;
 pub mod transport;

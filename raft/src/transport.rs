@@ -7,7 +7,7 @@
 //! decides whether a caller may retry a non-idempotent call. Every call carries the
 //! cluster credential ([`crate::auth`]).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -90,7 +90,9 @@ impl TransportError {
 pub struct Transport {
     connector: Box<dyn Connector>,
     auth: ClusterAuth,
-    idle: Mutex<HashMap<String, Vec<SendRequest<Full<Bytes>>>>>,
+    /// A `BTreeMap`, not a `HashMap`: dropping the pool closes its connections in map order,
+    /// and a simulation must see them close in the same order every time it runs a seed.
+    idle: Mutex<BTreeMap<String, Vec<SendRequest<Full<Bytes>>>>>,
 }
 
 impl Transport {
@@ -99,7 +101,7 @@ impl Transport {
         Transport {
             connector: Box::new(connector),
             auth,
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -132,7 +134,7 @@ impl Transport {
             .await
             .map_err(|e| connect_err(io::Error::other(e)))?;
         // The connection task ends when the last sender drops or the peer closes.
-        tokio::spawn(async move {
+        crate::spawn::spawn(async move {
             let _ = conn.await;
         });
         Ok(sender)

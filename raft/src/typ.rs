@@ -100,7 +100,7 @@ impl AsyncRuntime for SeededRuntime {
         T: Future + OptionalSend + 'static,
         T::Output: OptionalSend + 'static,
     {
-        tokio::spawn(future)
+        crate::spawn::spawn(future)
     }
 
     fn sleep(duration: Duration) -> Self::Sleep {

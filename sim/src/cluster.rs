@@ -22,7 +22,7 @@ use boxoffice_raft::{Clock, ClusterKey, Host, HostConfig, InventoryClient, RaftS
 use tokio::sync::mpsc;
 
 use crate::clock::SkewedClock;
-use crate::net::{SimConnector, SimListener};
+use crate::net::{serve, SimConnector};
 use crate::operator::{group_of, operate, MoveEnd, MoveLog, OperatorCommand};
 
 /// The port every simulated storage node listens on.
@@ -140,15 +140,9 @@ impl NodeDurable {
 /// Raft timing for the simulation: snapshots frequent enough that lagging and restarted
 /// replicas catch up by snapshot install within a run, and checkpoints rare enough that a
 /// crash loses state a restart must re-apply from the log. The heartbeat and elections are
-/// pinned to the values the CI seeds were chosen under (production's until session 6, which
-/// shortened production's to 150 ms / 600–1,200 ms): with production's new ones no seed of
-/// 0..100 caught the restarted-leader variant any more. Rescanning the seeds under the new
-/// timing is left to do.
+/// production's ([`RaftSettings::default`]), so the seeds test the timing nodes run with.
 pub fn sim_raft_settings() -> RaftSettings {
     RaftSettings {
-        heartbeat_ms: 300,
-        election_min_ms: 1_500,
-        election_max_ms: 3_000,
         snapshot_every_entries: 200,
         keep_entries: 50,
         checkpoint_every_entries: 16,
@@ -192,7 +186,7 @@ pub async fn node_software(durable: NodeDurable, variant: Variant) -> turmoil::R
         durable.moves.clone(),
         rx,
     ));
-    axum::serve(SimListener(listener), router).await?;
+    serve(listener, router).await;
     Ok(())
 }
 

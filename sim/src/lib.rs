@@ -15,7 +15,8 @@
 //! * [`faults`] — the seed's fault schedule.
 //! * [`operator`] — the admin host that runs the drawn replica and leader moves through
 //!   the admin API's client calls, retrying passing failures, and tallies how they ended.
-//! * [`net`] — turmoil behind production's `Connector` and `axum::serve` listener.
+//! * [`net`] — turmoil behind production's `Connector`, and the node's router served on a
+//!   turmoil socket with every connection on the host's `LocalSet`.
 //! * [`clock`] — skewable per-node wall clocks over simulated time.
 //! * [`recorder`] — histories in the checker's format.
 //! * [`checker`] — the history checker, pure and synchronous:
@@ -33,6 +34,14 @@
 //!   * [`checker::reference`] — a sequential reference inventory; tests generate histories
 //!     from it.
 //!   * [`checker::report`] — violations, seat failures and the shard report.
+
+// turmoil seeds each simulated host's Tokio runtime (the branch order of an unbiased
+// `select!`, such as openraft's replication backoff) only under `tokio_unstable`, which
+// `.cargo/config.toml` sets for the workspace; without it a seed does not replay.
+#[cfg(not(tokio_unstable))]
+compile_error!(
+    "the simulator needs `--cfg tokio_unstable` (set in .cargo/config.toml; a RUSTFLAGS in the environment replaces it)"
+);
 
 pub mod checker;
 pub mod clock;

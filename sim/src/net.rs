@@ -1,12 +1,12 @@
 //! The simulated network seen through production's traits: a [`Connector`] that opens
-//! turmoil streams for `raft::transport`, and an `axum::serve` listener on a turmoil socket.
+//! turmoil streams for `raft::transport`, and a server for the node's router on a turmoil socket.
 //! Everything above these two types is the code a real node runs.
 
-use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use boxoffice_raft::transport::{BoxIo, ConnectFuture, Connector};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 
 /// Pause after a failed accept (a simulated host whose listener errs must not spin).
 const ACCEPT_RETRY_MS: u64 = 10;
@@ -25,26 +25,28 @@ impl Connector for SimConnector {
     }
 }
 
-/// A turmoil listener for `axum::serve`.
-pub struct SimListener(pub turmoil::net::TcpListener);
-
-impl axum::serve::Listener for SimListener {
-    type Io = turmoil::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok(accepted) => return accepted,
-                Err(e) => {
-                    tracing::debug!(error = %e, "simulated accept failed");
-                    tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
-                }
+/// Serves `router` on a turmoil listener as `axum::serve` does (HTTP/1), except that each
+/// connection runs on the host's `LocalSet` rather than the runtime: a crashed host then
+/// drops its connections, and sends their FINs, in an order the seed decides (see
+/// `boxoffice_raft::spawn`).
+pub async fn serve(listener: turmoil::net::TcpListener, router: axum::Router) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "simulated accept failed");
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                continue;
             }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::task::spawn_local(async move {
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "simulated connection ended");
+            }
+        });
     }
 }

@@ -557,6 +557,7 @@ pub fn run_seed(config: RunConfig) -> RunReport {
 fn run_with_mutant_set(config: RunConfig) -> RunReport {
     let started = Instant::now();
     boxoffice_raft::typ::seed_thread_rng(config.seed);
+    boxoffice_raft::spawn::spawn_on_local_set(true);
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
         .simulation_duration(Duration::from_millis(MAX_SIM_MS))

@@ -67,7 +67,7 @@ impl InventoryClient {
         let mut asks = tokio::task::JoinSet::new();
         for (i, addr) in addrs.iter().enumerate() {
             let (client, addr) = (self.clone(), addr.clone());
-            asks.spawn(async move {
+            crate::spawn::spawn_into(&mut asks, async move {
                 let status = match client.node_status(&addr).await {
                     Ok(status) => Some(status),
                     Err(error) => {

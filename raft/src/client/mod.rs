@@ -323,7 +323,7 @@ impl InventoryClient {
                         batchers: Arc::new(Mutex::new(BTreeMap::new())),
                         ..self.clone()
                     };
-                    tokio::spawn(batch_loop(writer, group, rx));
+                    crate::spawn::spawn(batch_loop(writer, group, rx));
                     batchers.insert(group, tx.clone());
                     tx
                 }
