@@ -72,6 +72,9 @@ pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
     client.refresh_groups().await?;
     converge(&nodes).await?;
     let rss_start = settled_rss()?;
+    if let Some(in_use) = heap_in_use() {
+        let _ = HEAP_START.set(in_use);
+    }
 
     let n_events = args.seats.div_ceil(args.seats_per_event);
     let mut events = Vec::new();
@@ -266,6 +269,45 @@ fn release_free_heap() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_heap() {}
 
+/// [`heap_in_use`] when the cluster had started, before any seat.
+static HEAP_START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+fn heap_at_start() -> u64 {
+    HEAP_START.get().copied().unwrap_or(0)
+}
+
+/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: small blocks
+/// plus mmapped ones). glibc counts only its main arena there, so the figure covers the
+/// whole process only under `MALLOC_ARENA_MAX=1`; `None` elsewhere.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_in_use() -> Option<u64> {
+    #[repr(C)]
+    struct MallInfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    extern "C" {
+        fn mallinfo2() -> MallInfo2;
+    }
+    let one_arena = std::env::var("MALLOC_ARENA_MAX").is_ok_and(|v| v.trim() == "1");
+    // SAFETY: mallinfo2 takes nothing and returns a plain struct of counters by value.
+    let info = unsafe { mallinfo2() };
+    one_arena.then_some((info.uordblks + info.hblkhd) as u64)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_in_use() -> Option<u64> {
+    None
+}
+
 /// Prints RSS growth per seat per replica and each replica's own accounting.
 fn report(
     stage: &str,
@@ -287,6 +329,16 @@ fn report(
         mib(now_trimmed),
         per_seat(start_trimmed, now_trimmed),
     );
+    match heap_in_use() {
+        // RSS above this is pages the allocator holds but cannot return (fragmentation);
+        // this above the machine's accounting is live memory outside the state machine.
+        Some(in_use) => println!(
+            "[{stage}] heap in use {:.1} MiB ({:.1} B per seat per replica over the start)",
+            mib(in_use),
+            per_seat(heap_at_start(), in_use),
+        ),
+        None => println!("[{stage}] heap in use: run with MALLOC_ARENA_MAX=1 to see it"),
+    }
     let mut totals: Vec<u64> = Vec::new();
     let mut first: Vec<MemoryPart> = Vec::new();
     for node in nodes {
