@@ -546,10 +546,13 @@ pub const TCP_BACKLOG: usize = 4_096;
 pub const BASE_MAX_LATENCY_MS: u64 = 5;
 
 /// Runs one seed's configuration to a report. A variant's state machine mutant is switched
-/// on for this thread (every simulated node runs on it) for the run only.
+/// on for this thread (every simulated node runs on it) for the run only, and so is
+/// spawning the raft crate's tasks on the hosts' `LocalSet`s (`boxoffice_raft::spawn`).
 pub fn run_seed(config: RunConfig) -> RunReport {
     let previous = mutants::set(config.variant.mutant());
+    boxoffice_raft::spawn::spawn_on_local_set(true);
     let report = run_with_mutant_set(config);
+    boxoffice_raft::spawn::spawn_on_local_set(false);
     mutants::set(previous);
     report
 }
@@ -557,7 +560,6 @@ pub fn run_seed(config: RunConfig) -> RunReport {
 fn run_with_mutant_set(config: RunConfig) -> RunReport {
     let started = Instant::now();
     boxoffice_raft::typ::seed_thread_rng(config.seed);
-    boxoffice_raft::spawn::spawn_on_local_set(true);
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
         .simulation_duration(Duration::from_millis(MAX_SIM_MS))
