@@ -13,6 +13,7 @@
 //! Checkpoints and snapshot installs go to the disk under one lock, so sled sees them in
 //! order.
 
+use std::collections::BTreeSet;
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
@@ -100,68 +101,113 @@ fn invalid(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// State in sled, snapshot in the group's directory. Two trees per group: event seat layouts
-/// (large, written once per registration chunk) apart from the hot records (holds, bookings,
-/// request ids, the group clock), so that a write of a small hot record never makes sled
-/// rewrite a node holding megabytes of layout. A write touching both uses a sled transaction
-/// over the two trees, so every apply is still one atomic change with its applied log id.
+/// State in sled, seat layouts and the snapshot in files of the group's directory.
+///
+/// Seat layouts (large, written once per registration chunk, never changed in place) are
+/// files in `layouts/`, named by their key and a CRC of their bytes, each fsync'd before the
+/// sled batch that points at it: the main tree keeps, beside the hot records (holds,
+/// bookings, request ids, the group clock) and the applied log id, one small index entry per
+/// layout naming its file. So every checkpoint is still one atomic sled batch, a crash
+/// before it leaves only unreferenced files (removed on the next open), and sled, which
+/// keeps every value it was given in memory whatever its cache size, no longer holds the
+/// layouts (22 B per seat per replica, BENCHMARKS.md).
 pub struct SledState {
     tree: sled::Tree,
-    layouts: sled::Tree,
     dir: PathBuf,
+}
+
+/// Index entries of layout files in the main tree: this prefix, then the layout's key.
+const LAYOUT_INDEX_PREFIX: &[u8] = b"\xfelayout/";
+const LAYOUTS_DIR: &str = "layouts";
+
+fn layout_index_key(key: &[u8]) -> Vec<u8> {
+    [LAYOUT_INDEX_PREFIX, key].concat()
+}
+
+/// A layout's file name: its key in hex and the CRC-32 of its bytes, so a rewritten layout
+/// goes to a new file and the old one stays valid until the batch naming the new one lands.
+fn layout_file_name(key: &[u8], value: &[u8]) -> String {
+    format!("{}-{:08x}", hex::encode(key), crc32fast::hash(value))
 }
 
 impl SledState {
     pub fn open(db: &sled::Db, group: u64, dir: &Path) -> io::Result<SledState> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir.join(LAYOUTS_DIR))?;
         let tree = db
             .open_tree(format!("sm/{group}"))
             .map_err(io::Error::other)?;
-        let layouts = db
-            .open_tree(format!("layouts/{group}"))
-            .map_err(io::Error::other)?;
-        Ok(SledState {
+        let state = SledState {
             tree,
-            layouts,
             dir: dir.to_owned(),
-        })
+        };
+        state.remove_unreferenced_layouts()?;
+        Ok(state)
     }
 
-    /// Writes `main` (records + applied position) and `layouts` atomically; `clear` first
-    /// empties both trees.
-    fn transact(
-        &self,
-        clear: bool,
-        main: &[(Vec<u8>, Option<Vec<u8>>)],
-        layouts: &[(Vec<u8>, Option<Vec<u8>>)],
-    ) -> io::Result<()> {
-        use sled::Transactional;
-        let old_keys = |tree: &sled::Tree| -> io::Result<Vec<sled::IVec>> {
-            if !clear {
-                return Ok(Vec::new());
+    fn layouts_dir(&self) -> PathBuf {
+        self.dir.join(LAYOUTS_DIR)
+    }
+
+    /// The layout files the index names.
+    fn referenced_layouts(&self) -> io::Result<BTreeSet<String>> {
+        let mut names = BTreeSet::new();
+        for item in self.tree.scan_prefix(LAYOUT_INDEX_PREFIX) {
+            let (_, name) = item.map_err(io::Error::other)?;
+            names.insert(String::from_utf8(name.to_vec()).map_err(invalid)?);
+        }
+        Ok(names)
+    }
+
+    /// Deletes layout files no index entry names: written before a batch that never landed,
+    /// or replaced or removed by one that did.
+    fn remove_unreferenced_layouts(&self) -> io::Result<()> {
+        let keep = self.referenced_layouts()?;
+        for entry in std::fs::read_dir(self.layouts_dir())? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) {
+                std::fs::remove_file(entry.path())?;
             }
-            tree.iter()
-                .keys()
-                .collect::<Result<_, _>>()
-                .map_err(io::Error::other)
-        };
-        let (old_main, old_layouts) = (old_keys(&self.tree)?, old_keys(&self.layouts)?);
-        (&self.tree, &self.layouts)
-            .transaction(|(t, l)| {
-                for (tree, old, changes) in [(t, &old_main, main), (l, &old_layouts, layouts)] {
-                    for key in old {
-                        tree.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Writes each layout of `layouts` to its file (fsync'd) and returns the index entries
+    /// that name them (or remove them), for the batch that follows.
+    fn write_layouts(&self, layouts: Vec<RecordChange>) -> io::Result<Vec<RecordChange>> {
+        let dir = self.layouts_dir();
+        let mut index = Vec::with_capacity(layouts.len());
+        for (key, value) in layouts {
+            let entry = match value {
+                Some(bytes) => {
+                    let name = layout_file_name(&key, &bytes);
+                    if !dir.join(&name).exists() {
+                        write_file_atomic(&dir, &name, &bytes)?;
                     }
-                    for (key, value) in changes {
-                        match value {
-                            Some(v) => tree.insert(key.as_slice(), v.as_slice())?,
-                            None => tree.remove(key.as_slice())?,
-                        };
-                    }
+                    Some(name.into_bytes())
                 }
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| io::Error::other(format!("{e:?}")))
+                None => None,
+            };
+            index.push((layout_index_key(&key), entry));
+        }
+        Ok(index)
+    }
+
+    /// Applies `changes` to the main tree as one batch; `clear` first removes every key.
+    fn apply(&self, clear: bool, changes: Vec<RecordChange>) -> io::Result<()> {
+        let mut batch = sled::Batch::default();
+        if clear {
+            for key in self.tree.iter().keys() {
+                batch.remove(key.map_err(io::Error::other)?);
+            }
+        }
+        for (key, value) in changes {
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
+        self.tree.apply_batch(batch).map_err(io::Error::other)
     }
 }
 
@@ -178,19 +224,25 @@ fn position(
 impl StateDisk for SledState {
     fn load(&self) -> io::Result<Persisted> {
         let mut persisted = Persisted::default();
+        let layouts = self.layouts_dir();
         for item in self.tree.iter() {
             let (key, value) = item.map_err(io::Error::other)?;
             if &*key == APPLIED_KEY {
                 persisted.applied = decode(&value).map_err(invalid)?;
             } else if &*key == MEMBERSHIP_KEY {
                 persisted.membership = decode(&value).map_err(invalid)?;
+            } else if let Some(layout_key) = key.strip_prefix(LAYOUT_INDEX_PREFIX) {
+                let name = String::from_utf8(value.to_vec()).map_err(invalid)?;
+                let bytes = std::fs::read(layouts.join(&name))?;
+                if name != layout_file_name(layout_key, &bytes) {
+                    return Err(invalid(format!(
+                        "layout file {name} does not match its CRC"
+                    )));
+                }
+                persisted.records.push((layout_key.to_vec(), bytes));
             } else {
                 persisted.records.push((key.to_vec(), value.to_vec()));
             }
-        }
-        for item in self.layouts.iter() {
-            let (key, value) = item.map_err(io::Error::other)?;
-            persisted.records.push((key.to_vec(), value.to_vec()));
         }
         persisted.records.sort();
         Ok(persisted)
@@ -204,18 +256,16 @@ impl StateDisk for SledState {
     ) -> io::Result<()> {
         let (layouts, mut main): (Vec<RecordChange>, Vec<RecordChange>) =
             changes.into_iter().partition(|(k, _)| is_layout_key(k));
+        let replaced_layouts = layouts
+            .iter()
+            .any(|(k, _)| self.tree.contains_key(layout_index_key(k)).unwrap_or(true));
+        main.extend(self.write_layouts(layouts)?);
         main.extend(position(applied, membership));
-        if !layouts.is_empty() {
-            return self.transact(false, &main, &layouts);
+        self.apply(false, main)?;
+        if replaced_layouts {
+            self.remove_unreferenced_layouts()?;
         }
-        let mut batch = sled::Batch::default();
-        for (key, value) in main {
-            match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
-            }
-        }
-        self.tree.apply_batch(batch).map_err(io::Error::other)
+        Ok(())
     }
 
     fn replace(&self, persisted: &Persisted) -> io::Result<()> {
@@ -224,8 +274,10 @@ impl StateDisk for SledState {
             .iter()
             .map(|(k, v)| (k.clone(), Some(v.clone())))
             .partition(|(k, _)| is_layout_key(k));
+        main.extend(self.write_layouts(layouts)?);
         main.extend(position(persisted.applied, &persisted.membership));
-        self.transact(true, &main, &layouts)
+        self.apply(true, main)?;
+        self.remove_unreferenced_layouts()
     }
 
     fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
@@ -684,12 +736,7 @@ mod tests {
 
     #[test]
     fn sled_state_keeps_layouts_apart_but_loads_and_replaces_as_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .temporary(true)
-            .open()
-            .unwrap();
+        let (dir, db) = temp_db();
         let state = SledState::open(&db, 1, &dir.path().join("g1")).unwrap();
         let membership = StoredMembership::default();
         let applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 7));
@@ -711,7 +758,11 @@ mod tests {
                 &membership,
             )
             .unwrap();
-        assert_eq!(state.layouts.len(), 1);
+        assert_eq!(
+            layout_files(&state),
+            1,
+            "the layout is a file, not a sled value"
+        );
         let loaded = state.load().unwrap();
         assert_eq!(loaded.applied, applied);
         let keys: Vec<&[u8]> = loaded.records.iter().map(|(k, _)| k.as_slice()).collect();
@@ -725,5 +776,67 @@ mod tests {
         let loaded = state.load().unwrap();
         assert_eq!(loaded.records, replacement.records);
         assert_eq!(loaded.applied, None);
+        assert_eq!(
+            layout_files(&state),
+            1,
+            "the replaced layout's file is gone"
+        );
+    }
+
+    fn temp_db() -> (tempfile::TempDir, sled::Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("db"))
+            .temporary(true)
+            .open()
+            .unwrap();
+        (dir, db)
+    }
+
+    fn layout_files(state: &SledState) -> usize {
+        std::fs::read_dir(state.layouts_dir()).unwrap().count()
+    }
+
+    /// A crash after a layout file is written but before the batch naming it lands leaves a
+    /// file nothing names: the next open deletes it and the state loads without it; a
+    /// rewritten layout keeps only its new file, and a damaged one refuses to load.
+    #[test]
+    fn layout_files_outside_a_landed_batch_are_not_loaded() {
+        let (dir, db) = temp_db();
+        let group_dir = dir.path().join("g1");
+        let state = SledState::open(&db, 1, &group_dir).unwrap();
+        let membership = StoredMembership::default();
+        let applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 3));
+        state
+            .write(vec![rec(b"lA", b"one")], applied, &membership)
+            .unwrap();
+        // The checkpoint after it wrote its file, then the process died.
+        state.write_layouts(vec![rec(b"lB", b"two")]).unwrap();
+        assert_eq!(layout_files(&state), 2);
+        drop(state);
+        let state = SledState::open(&db, 1, &group_dir).unwrap();
+        assert_eq!(layout_files(&state), 1, "the orphan is removed on open");
+        let loaded = state.load().unwrap();
+        assert_eq!(loaded.records, vec![(b"lA".to_vec(), b"one".to_vec())]);
+        assert_eq!(loaded.applied, applied);
+
+        state
+            .write(vec![rec(b"lA", b"uno")], applied, &membership)
+            .unwrap();
+        assert_eq!(layout_files(&state), 1, "the old version's file is gone");
+        let loaded = state.load().unwrap();
+        assert_eq!(loaded.records, vec![(b"lA".to_vec(), b"uno".to_vec())]);
+
+        let file = std::fs::read_dir(state.layouts_dir())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::write(&file, b"unX").unwrap();
+        assert!(
+            state.load().is_err(),
+            "a damaged layout file is an error, not a state"
+        );
     }
 }
