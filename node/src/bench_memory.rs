@@ -72,9 +72,6 @@ pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
     client.refresh_groups().await?;
     converge(&nodes).await?;
     let rss_start = settled_rss()?;
-    if let Some(in_use) = heap_in_use() {
-        let _ = HEAP_START.set(in_use);
-    }
 
     let n_events = args.seats.div_ceil(args.seats_per_event);
     let mut events = Vec::new();
@@ -234,13 +231,27 @@ async fn snapshot_and_purge(nodes: &[StorageNode]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The process's RSS once freed heap has gone back to the system, in bytes. Without the
-/// trim, RSS also counts blocks freed by registration (commands, encodings) that the
-/// allocator keeps for reuse; both figures are printed.
-fn settled_rss() -> anyhow::Result<(u64, u64)> {
+/// The process's memory at one stage, in bytes.
+#[derive(Clone, Copy)]
+struct Usage {
+    /// RSS as found.
+    raw: u64,
+    /// RSS once freed heap has gone back to the system. Without the trim, RSS also counts
+    /// blocks freed by registration (commands, encodings) that the allocator keeps for
+    /// reuse; both figures are printed.
+    trimmed: u64,
+    /// [`heap_in_use`].
+    heap: Option<u64>,
+}
+
+fn settled_rss() -> anyhow::Result<Usage> {
     let raw = rss_bytes()?;
     release_free_heap();
-    Ok((raw, rss_bytes()?))
+    Ok(Usage {
+        raw,
+        trimmed: rss_bytes()?,
+        heap: heap_in_use(),
+    })
 }
 
 /// VmRSS from /proc/self/status, in bytes.
@@ -268,13 +279,6 @@ fn release_free_heap() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_heap() {}
-
-/// [`heap_in_use`] when the cluster had started, before any seat.
-static HEAP_START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-
-fn heap_at_start() -> u64 {
-    HEAP_START.get().copied().unwrap_or(0)
-}
 
 /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: small blocks
 /// plus mmapped ones). glibc counts only its main arena there, so the figure covers the
@@ -309,33 +313,27 @@ fn heap_in_use() -> Option<u64> {
 }
 
 /// Prints RSS growth per seat per replica and each replica's own accounting.
-fn report(
-    stage: &str,
-    n_seats: u64,
-    (start_raw, start_trimmed): (u64, u64),
-    (now_raw, now_trimmed): (u64, u64),
-    nodes: &[StorageNode],
-) {
+fn report(stage: &str, n_seats: u64, start: Usage, now: Usage, nodes: &[StorageNode]) {
     let per_seat = |before: u64, after: u64| {
         after.saturating_sub(before) as f64 / (n_seats * N_REPLICAS) as f64
     };
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
         "[{stage}] RSS {:.1} MiB -> {:.1} MiB ({:.1} B per seat per replica); after malloc_trim {:.1} MiB -> {:.1} MiB ({:.1} B per seat per replica)",
-        mib(start_raw),
-        mib(now_raw),
-        per_seat(start_raw, now_raw),
-        mib(start_trimmed),
-        mib(now_trimmed),
-        per_seat(start_trimmed, now_trimmed),
+        mib(start.raw),
+        mib(now.raw),
+        per_seat(start.raw, now.raw),
+        mib(start.trimmed),
+        mib(now.trimmed),
+        per_seat(start.trimmed, now.trimmed),
     );
-    match heap_in_use() {
+    match now.heap {
         // RSS above this is pages the allocator holds but cannot return (fragmentation);
         // this above the machine's accounting is live memory outside the state machine.
         Some(in_use) => println!(
             "[{stage}] heap in use {:.1} MiB ({:.1} B per seat per replica over the start)",
             mib(in_use),
-            per_seat(heap_at_start(), in_use),
+            per_seat(start.heap.unwrap_or(0), in_use),
         ),
         None => println!("[{stage}] heap in use: run with MALLOC_ARENA_MAX=1 to see it"),
     }

@@ -217,6 +217,7 @@ impl Storage {
                 if gdir.exists() {
                     std::fs::remove_dir_all(&gdir)?;
                 }
+                // `layouts/{group}`: where data dirs written before 2026-12-02 kept layouts.
                 for tree in [format!("sm/{group}"), format!("layouts/{group}")] {
                     db.drop_tree(tree).map_err(std::io::Error::other)?;
                 }

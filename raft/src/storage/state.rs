@@ -256,9 +256,13 @@ impl StateDisk for SledState {
     ) -> io::Result<()> {
         let (layouts, mut main): (Vec<RecordChange>, Vec<RecordChange>) =
             changes.into_iter().partition(|(k, _)| is_layout_key(k));
-        let replaced_layouts = layouts
-            .iter()
-            .any(|(k, _)| self.tree.contains_key(layout_index_key(k)).unwrap_or(true));
+        let mut replaced_layouts = false;
+        for (key, _) in &layouts {
+            replaced_layouts |= self
+                .tree
+                .contains_key(layout_index_key(key))
+                .map_err(io::Error::other)?;
+        }
         main.extend(self.write_layouts(layouts)?);
         main.extend(position(applied, membership));
         self.apply(false, main)?;
