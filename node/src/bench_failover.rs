@@ -3,11 +3,15 @@
 //! Starts three `boxoffice node` processes (this binary) on loopback with one inventory
 //! group, keeps `--concurrency` clients holding seats through the typed client, and
 //! `--kills` times SIGKILLs the group's leader, leaves it down for `--down-secs`, restarts it
-//! from its data dir and lets the cluster settle. For each kill it prints the longest time
+//! from its data dir and lets the cluster settle; a leader is killed only once every
+//! follower is caught up (within [`CAUGHT_UP_ENTRIES`], waiting up to
+//! [`CATCH_UP_WAIT_SECS`]; the lag at each kill is printed). For each kill it prints the longest time
 //! between two acknowledged holds around it (the write gap) and who leads afterwards; then
-//! the median and the worst, and how far the group's term moved beside the number of kills
-//! (every term beyond one per kill is an election nobody asked for). Figures are printed,
-//! never asserted.
+//! the median and the worst, and how far the group's term moved beside the number of kills.
+//! A takeover after the survivors see the leader's process gone (`raft/src/failover.rs`)
+//! moves the term by two (every survivor's first campaign only releases its lease on the dead
+//! leader; the next one wins); one left to openraft's timers moves it by one. Every term
+//! beyond two per kill is an election nobody asked for. Figures are printed, never asserted.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,6 +55,11 @@ pub struct FailoverArgs {
 /// The inventory group the benchmark's event lives in (the only one).
 const GROUP: u64 = 1;
 const SEATS: u32 = 200_000;
+/// A follower at most this many entries behind the leader counts as caught up.
+const CAUGHT_UP_ENTRIES: u64 = 64;
+/// Longest wait for the followers to catch up before a kill (then it goes ahead, and the
+/// printed lag says so).
+const CATCH_UP_WAIT_SECS: u64 = 60;
 /// Events registered before the clients start (enough for the default ten kills here).
 const PRE_REGISTERED: u64 = 3;
 
@@ -72,7 +81,11 @@ impl NodeProc {
         let child = Command::new(std::env::current_exe()?)
             .args(&self.args)
             .env(CLUSTER_KEY_ENV, key)
-            .env("BOXOFFICE_LOG", "warn")
+            // The nodes log what the bench is run with (`warn` unless BOXOFFICE_LOG says).
+            .env(
+                "BOXOFFICE_LOG",
+                std::env::var("BOXOFFICE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -182,10 +195,11 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
         register_bench_event(&client, &event_name(e), SEATS).await?;
     }
     println!(
-        "bench failover: 3 node processes, heartbeat {}, elections {}–{}, {} clients, {} kills of the leader ({} s down, {} s to settle)",
+        "bench failover: 3 node processes, heartbeat {}, elections {}–{}, leader watch {}, {} clients, {} kills of the leader ({} s down, {} s to settle)",
         shown_ms(args.timing.heartbeat_ms),
         shown_ms(args.timing.election_min_ms),
         shown_ms(args.timing.election_max_ms),
+        if args.timing.no_leader_watch { "off" } else { "on" },
         args.concurrency,
         args.kills,
         args.down_secs,
@@ -244,10 +258,31 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
     let mut kills = Vec::new();
     for k in 0..args.kills {
         tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+        // A leader is killed in a healthy group: every follower caught up (the one restarted
+        // last catches up under the full load). Killing it while a follower is thousands of
+        // entries behind would measure that follower's catch-up (the new leader needs its
+        // vote and its acks), not the failover.
+        let waited = Instant::now();
+        let lags = loop {
+            let lags = follower_lags(&transport, &nodes).await;
+            if lags
+                .as_ref()
+                .is_some_and(|l| l.iter().all(|lag| *lag <= CAUGHT_UP_ENTRIES))
+                || waited.elapsed() > Duration::from_secs(CATCH_UP_WAIT_SECS)
+            {
+                break lags;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         let Some(leader) = leader_of(&transport, &nodes).await else {
             println!("kill {k}: no leader found; skipped");
             continue;
         };
+        println!(
+            "kill {k}: followers' lag {} entries after waiting {:.1} s for them",
+            lags.map_or("unknown".into(), |l| format!("{l:?}")),
+            waited.elapsed().as_secs_f64()
+        );
         let at_ms = t0.elapsed().as_millis() as u64;
         nodes[leader].kill();
         tokio::time::sleep(Duration::from_secs(args.down_secs)).await;
@@ -283,7 +318,7 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
     }
     if let (Some(first), Some(last)) = (first_term, last_term) {
         println!(
-            "group term {first} → {last}: {} elections for {} kills",
+            "group term {first} → {last}: {} terms for {} kills (a takeover takes 2; more is an election nobody asked for)",
             last - first,
             kills.len()
         );
@@ -333,6 +368,23 @@ async fn group_status(transport: &Transport, addr: &str) -> Option<serde_json::V
         .iter()
         .find(|g| g["group"].as_u64() == Some(GROUP))
         .cloned()
+}
+
+/// How far each running follower's log is behind the leader's (entries), once a leader
+/// answers.
+async fn follower_lags(transport: &Transport, nodes: &[NodeProc]) -> Option<Vec<u64>> {
+    let leader = leader_of(transport, nodes).await?;
+    let last = |g: &serde_json::Value| g["last_log_index"].as_u64().unwrap_or(0);
+    let head = last(&group_status(transport, &nodes[leader].addr).await?);
+    let mut lags = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        if i == leader || node.child.is_none() {
+            continue;
+        }
+        let g = group_status(transport, &node.addr).await?;
+        lags.push(head.saturating_sub(last(&g)));
+    }
+    Some(lags)
 }
 
 /// The running node that says it leads the group (highest term), if any.

@@ -74,6 +74,11 @@ pub struct RaftTimingArgs {
     pub election_min_ms: Option<u64>,
     #[arg(long, env = "BOXOFFICE_ELECTION_MAX_MS")]
     pub election_max_ms: Option<u64>,
+    /// Do not watch the leader's process: a dead leader is then replaced only after the
+    /// lease and an election timeout (openraft's timers), not as soon as its connection is
+    /// refused. For comparison and as a kill switch; ARCHITECTURE.md "Raft timing".
+    #[arg(long, env = "BOXOFFICE_NO_LEADER_WATCH")]
+    pub no_leader_watch: bool,
 }
 
 impl RaftTimingArgs {
@@ -88,6 +93,9 @@ impl RaftTimingArgs {
             if let Some(ms) = value {
                 out.extend([flag.to_owned(), ms.to_string()]);
             }
+        }
+        if self.no_leader_watch {
+            out.push("--no-leader-watch".to_owned());
         }
         out
     }
@@ -109,6 +117,9 @@ impl RaftTimingArgs {
         }
         if let Some(ms) = self.election_max_ms {
             raft.election_max_ms = ms;
+        }
+        if self.no_leader_watch {
+            raft.leader_watch = false;
         }
         if raft.heartbeat_ms == 0 || raft.election_min_ms <= raft.heartbeat_ms {
             bail!(
@@ -325,8 +336,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping_host = host.clone();
     let signal = async move {
         shutdown.await;
+        // Followers' held leader watches are answered now, not after the grace period.
+        stopping_host.begin_stopping();
         let _ = stopping_tx.send(());
     };
     // `/metrics` sits outside the credential check: a Prometheus scraper holds no cluster

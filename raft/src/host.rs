@@ -69,6 +69,14 @@ pub struct RaftSettings {
     /// On disk, also checkpoint at least this often while anything is unsaved.
     #[serde(default = "default_checkpoint_every_ms")]
     pub checkpoint_every_ms: u64,
+    /// Followers watch their leader's process and campaign at once when it is gone, instead
+    /// of waiting out the lease ([`crate::failover`]). Off: openraft's timers alone.
+    #[serde(default = "default_leader_watch")]
+    pub leader_watch: bool,
+}
+
+fn default_leader_watch() -> bool {
+    true
 }
 
 fn default_checkpoint_every_entries() -> u64 {
@@ -95,6 +103,7 @@ impl Default for RaftSettings {
             keep_entries: 2_000,
             checkpoint_every_entries: default_checkpoint_every_entries(),
             checkpoint_every_ms: default_checkpoint_every_ms(),
+            leader_watch: default_leader_watch(),
         }
     }
 }
@@ -304,6 +313,9 @@ pub struct Group {
     pub(crate) moving: Arc<AtomicBool>,
     /// A replica move is under way (`replica_move.rs`): one membership change at a time.
     pub(crate) reconfiguring: AtomicBool,
+    /// What this replica's vote requests met (kept by the Raft network, read by
+    /// [`crate::failover`]).
+    pub(crate) campaigns: Arc<crate::failover::Campaigns>,
 }
 
 impl Group {
@@ -385,6 +397,9 @@ struct HostInner {
     creating: tokio::sync::Mutex<()>,
     /// The balancer's last decisions on this node, oldest first.
     balancer_log: Mutex<std::collections::VecDeque<crate::balancer::BalancerEntry>>,
+    /// Set when the node begins to stop: held watch calls answer at once (see
+    /// [`crate::failover`]), so a graceful stop neither waits for them nor hides itself.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A storage node: the replicas it hosts and the transport they share.
@@ -410,6 +425,7 @@ impl Host {
                 groups: RwLock::new(BTreeMap::new()),
                 creating: tokio::sync::Mutex::new(()),
                 balancer_log: Mutex::default(),
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
         };
         for group in host.inner.storage.groups()? {
@@ -523,11 +539,13 @@ impl Host {
         }
         .validate()
         .map_err(std::io::Error::other)?;
+        let campaigns = Arc::new(crate::failover::Campaigns::default());
         let network = NetworkFactory {
             transport: self.inner.transport.clone(),
             group,
             node_id: cfg.node_id,
             retry_unreachable: Duration::from_millis(settings.heartbeat_ms),
+            campaigns: campaigns.clone(),
         };
         let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm)
             .await
@@ -559,6 +577,7 @@ impl Host {
             read_barrier_passed: AtomicBool::new(false),
             moving,
             reconfiguring: AtomicBool::new(false),
+            campaigns,
         });
         let housekeeping: [(u64, WorkDue, Command); 2] = [
             (SWEEP_INTERVAL_MS, Machine::sweep_due, Command::Sweep),
@@ -577,6 +596,13 @@ impl Host {
                 command,
             );
             g.spawn(task);
+        }
+        if settings.leader_watch {
+            g.spawn(crate::failover::watch_leader(
+                Arc::downgrade(&g),
+                self.inner.transport.clone(),
+                crate::failover::step_ms(settings.heartbeat_ms),
+            ));
         }
         self.inner
             .groups
@@ -858,8 +884,21 @@ impl Host {
         }
     }
 
+    /// The node begins to stop: calls held open by followers' leader watches are answered
+    /// now, and so are those that arrive later.
+    pub fn begin_stopping(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Host::begin_stopping`] (or [`Host::shutdown`]) was called.
+    pub async fn stopping(&self) {
+        let mut rx = self.inner.stopping.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
     /// Stops every replica and flushes the state store (their storage stays as it is).
     pub async fn shutdown(&self) {
+        self.begin_stopping();
         let groups: Vec<Arc<Group>> =
             std::mem::take(&mut *self.inner.groups.write().unwrap_or_else(|p| p.into_inner()))
                 .into_values()

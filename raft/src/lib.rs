@@ -15,6 +15,8 @@
 //! - [`transport`]: HTTP/1 between nodes over a swappable connector (TCP or simulated).
 //! - [`network`]: openraft's network: Raft RPCs routed by group id.
 //! - [`host`]: a storage node hosting replicas of many groups; batching proposer, reads, feeds.
+//! - [`failover`]: followers that see their leader's process gone campaign at once instead
+//!   of waiting out openraft's lease.
 //! - [`leader_move`]: moving a group's leadership to a chosen voter (openraft 0.9 has no
 //!   leader transfer).
 //! - [`server`]: the node's internal HTTP router (Raft RPCs, inventory, cluster ops).
@@ -32,6 +34,7 @@ pub mod batch;
 pub mod client;
 pub mod clock;
 pub mod codec;
+pub mod failover;
 pub mod feed;
 pub mod host;
 pub mod leader_move;

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{decode, encode};
+use crate::failover::Campaigns;
 use crate::transport::{Transport, TransportError};
 use crate::typ::TypeConfig;
 use crate::types::{GroupId, NodeId};
@@ -47,6 +48,8 @@ pub struct NetworkFactory {
     pub node_id: NodeId,
     /// How often a leader retries a peer it could not reach (one heartbeat).
     pub retry_unreachable: Duration,
+    /// What this replica's campaigns met, shared with the group ([`crate::failover`]).
+    pub campaigns: Arc<Campaigns>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -60,6 +63,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.addr.clone(),
             retry_unreachable: self.retry_unreachable,
+            campaigns: self.campaigns.clone(),
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     retry_unreachable: Duration,
+    campaigns: Arc<Campaigns>,
 }
 
 impl PeerClient {
@@ -172,8 +177,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("vote", RPCTypes::Vote, &rpc, option.hard_ttl())
-            .await
+        let _in_flight = self.campaigns.vote_sent();
+        let resp: VoteResponse<NodeId> = self
+            .call("vote", RPCTypes::Vote, &rpc, option.hard_ttl())
+            .await?;
+        self.campaigns.vote_answered(&rpc, &resp);
+        Ok(resp)
     }
 }
 

@@ -38,6 +38,7 @@ pub fn router(host: Host) -> Router {
         .route("/inventory/{group}/feed", get(feed))
         .route("/inventory/{group}/digest", get(digest))
         .route("/cluster/status", get(status))
+        .route("/cluster/watch", get(watch))
         .route("/cluster/init", post(init))
         .route("/cluster/groups/{group}/members", post(members))
         .route("/cluster/groups/{group}/leader", post(move_leader))
@@ -167,6 +168,17 @@ async fn digest(State(host): State<Host>, Path(group): Path<GroupId>) -> Respons
 
 async fn status(State(host): State<Host>) -> Response {
     Json(host.status()).into_response()
+}
+
+/// A follower's watch on this node ([`crate::failover`]): answered only after
+/// [`crate::failover::WATCH_HOLD_MS`], so the connection stays open while this process
+/// lives and closes the moment it dies; answered 503 at once when the node begins to stop.
+async fn watch(State(host): State<Host>) -> Response {
+    let hold = std::time::Duration::from_millis(crate::failover::WATCH_HOLD_MS);
+    tokio::select! {
+        _ = tokio::time::sleep(hold) => StatusCode::OK.into_response(),
+        _ = host.stopping() => unavailable("node stopping"),
+    }
 }
 
 #[derive(Deserialize)]

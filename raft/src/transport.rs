@@ -86,6 +86,17 @@ impl TransportError {
     }
 }
 
+/// What a fresh connection attempt to an address found ([`Transport::probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Something accepted the connection.
+    Listening,
+    /// The connection was refused: no process listens at the address.
+    Refused,
+    /// Neither, in time (a partition, a lost packet, an overloaded peer).
+    Unknown,
+}
+
 /// A pooled HTTP/1 client shared by every group on a node.
 pub struct Transport {
     connector: Box<dyn Connector>,
@@ -138,6 +149,15 @@ impl Transport {
             let _ = conn.await;
         });
         Ok(sender)
+    }
+
+    /// Opens (and drops) a fresh connection to `addr`: whether anything listens there.
+    pub async fn probe(&self, addr: &str, timeout: Duration) -> Probe {
+        match tokio::time::timeout(timeout, self.connector.connect(addr)).await {
+            Ok(Ok(_stream)) => Probe::Listening,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Probe::Refused,
+            Ok(Err(_)) | Err(_) => Probe::Unknown,
+        }
     }
 
     /// POSTs `body` to `http://addr{path}` and returns the 2xx response body.
@@ -243,5 +263,25 @@ impl Transport {
                 timeout,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_probe_tells_a_listener_from_a_closed_port() {
+        let transport = Transport::new(TcpConnector, ClusterAuth::insecure());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let timeout = Duration::from_secs(2);
+        assert_eq!(transport.probe(&addr, timeout).await, Probe::Listening);
+        drop(listener);
+        assert_eq!(
+            transport.probe(&addr, timeout).await,
+            Probe::Refused,
+            "nothing listens on {addr} any more"
+        );
     }
 }

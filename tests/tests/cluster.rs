@@ -255,6 +255,33 @@ async fn leader_failover_keeps_every_hold_and_the_old_leader_catches_up_by_snaps
         "new leader accepted a hold {:?} after SIGKILL of node {leader_id}",
         killed_at.elapsed()
     );
+    // The survivors did not wait out their lease: they saw the leader's process gone (its
+    // connection refused) and took over (raft/src/failover.rs).
+    let death_seen = eventually(Duration::from_secs(10), || async {
+        for (i, a) in addrs.iter().enumerate() {
+            if i as u64 + 1 == leader_id {
+                continue;
+            }
+            let text = reqwest::get(format!("http://{a}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let group_label = format!("group=\"{group}\"");
+            if text.lines().any(|l| {
+                l.starts_with("boxoffice_leader_deaths_seen_total") && l.contains(&group_label)
+            }) {
+                return Some(a.clone());
+            }
+        }
+        None
+    })
+    .await;
+    assert!(
+        death_seen.is_some(),
+        "no survivor counted the leader's death in boxoffice_leader_deaths_seen_total"
+    );
 
     // Enough writes that the survivors snapshot and purge past what the old leader has.
     acked.extend(hold_all(&client, "tour", 101..400).await);
