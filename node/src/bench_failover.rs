@@ -5,9 +5,11 @@
 //! `--kills` times SIGKILLs the group's leader, leaves it down for `--down-secs`, restarts it
 //! from its data dir and lets the cluster settle; a leader is killed only once every
 //! follower is caught up (within [`CAUGHT_UP_ENTRIES`], waiting up to
-//! [`CATCH_UP_WAIT_SECS`]; the lag at each kill is printed). For each kill it prints the longest time
-//! between two acknowledged holds around it (the write gap) and who leads afterwards; then
-//! the median and the worst, and how far the group's term moved beside the number of kills.
+//! [`CATCH_UP_WAIT_SECS`]; the lag at each kill is printed). For each kill it prints the
+//! longest time between two acknowledged holds from the kill until the killed node's restart
+//! (the write gap of the failover), when the first hold after the kill was acknowledged, who
+//! leads afterwards, and apart from these the longest gap while the restarted node catches
+//! up; then the medians and the worst, and how far the group's term moved beside the number of kills.
 //! A takeover after the survivors see the leader's process gone (`raft/src/failover.rs`)
 //! moves the term by two (every survivor's first campaign only releases its lease on the dead
 //! leader; the next one wins); one left to openraft's timers moves it by one. Every term
@@ -287,8 +289,14 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
         nodes[leader].kill();
         tokio::time::sleep(Duration::from_secs(args.down_secs)).await;
         let after = leader_of(&transport, &nodes).await;
+        let restart_ms = t0.elapsed().as_millis() as u64;
         nodes[leader].spawn(&key_text)?;
-        kills.push((at_ms, nodes[leader].id, after.map(|i| nodes[i].id)));
+        kills.push((
+            at_ms,
+            restart_ms,
+            nodes[leader].id,
+            after.map(|i| nodes[i].id),
+        ));
     }
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
     stop.store(true, Ordering::Relaxed);
@@ -297,25 +305,46 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
 
     let mut acked = std::mem::take(&mut *acked.lock().unwrap());
     acked.sort_unstable();
-    let window_ms = (args.down_secs + args.settle_secs) * 1000;
-    let mut gaps = Vec::new();
-    for (k, (at_ms, killed, next_leader)) in kills.iter().enumerate() {
-        let gap = longest_gap(&acked, *at_ms, at_ms + window_ms);
+    let settle_ms = args.settle_secs * 1000;
+    let (mut gaps, mut restart_gaps) = (Vec::new(), Vec::new());
+    if args.keep {
+        // Kill times in the nodes' logs are this plus each kill's offset.
+        let t0_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            .saturating_sub(t0.elapsed().as_millis() as u64);
+        println!("t0 = Unix {t0_unix_ms} ms (for reading the kept logs)");
+    }
+    for (k, (at_ms, restart_ms, killed, next_leader)) in kills.iter().enumerate() {
+        // The failover: from the kill until the killed node is restarted. The restart's own
+        // disturbance (the node catching up, by snapshot if it must) is reported apart.
+        let gap = longest_gap(&acked, *at_ms, *restart_ms);
+        let restart_gap = longest_gap(&acked, *restart_ms, restart_ms + settle_ms);
+        let first_after = acked
+            .iter()
+            .find(|t| **t > *at_ms)
+            .map_or("none".into(), |t| format!("{} ms", t - at_ms));
         println!(
-            "kill {k}: leader n{killed} at {:.1} s; longest write gap {gap} ms; then led by {}",
+            "kill {k}: leader n{killed} at {:.1} s; longest write gap {gap} ms (first hold acknowledged after {first_after}); then led by {}; after its restart: longest gap {restart_gap} ms",
             *at_ms as f64 / 1000.0,
             next_leader.map_or("nobody yet".to_owned(), |id| format!("n{id}"))
         );
         gaps.push(gap);
+        restart_gaps.push(restart_gap);
     }
-    gaps.sort_unstable();
-    if let (Some(median), Some(worst)) = (gaps.get(gaps.len() / 2), gaps.last()) {
-        println!(
-            "write gap after a leader SIGKILL: median {median} ms, worst {worst} ms, over {} kills; {} holds acknowledged",
-            gaps.len(),
-            acked.len()
-        );
+    for (what, gaps) in [
+        ("after a leader SIGKILL", &mut gaps),
+        ("after the killed node's restart", &mut restart_gaps),
+    ] {
+        gaps.sort_unstable();
+        if let (Some(median), Some(worst)) = (gaps.get(gaps.len() / 2), gaps.last()) {
+            println!(
+                "write gap {what}: median {median} ms, worst {worst} ms, over {} kills",
+                gaps.len()
+            );
+        }
     }
+    println!("{} holds acknowledged", acked.len());
     if let (Some(first), Some(last)) = (first_term, last_term) {
         println!(
             "group term {first} → {last}: {} terms for {} kills (a takeover takes 2; more is an election nobody asked for)",
