@@ -52,6 +52,9 @@ pub const ADMIT_INTERVAL_MS: u64 = 200;
 /// Longest a feed read waits for new changes.
 pub const MAX_FEED_WAIT_MS: u64 = 30_000;
 
+/// How long one snapshot chunk's call may take, the install included (see `ensure_group`).
+pub const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 60_000;
+
 /// Raft timing and log-compaction settings, the same for every group of a node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RaftSettings {
@@ -534,7 +537,12 @@ impl Host {
             max_in_snapshot_log_to_keep: settings.keep_entries,
             purge_batch_size: 256,
             max_payload_entries: 32,
-            install_snapshot_timeout: 10_000,
+            // Each snapshot chunk's call, and the last one carries the whole install (decode,
+            // rebuild the machine, write the checkpoint). With a million holds on a loaded
+            // box that took over 10 s, and a timed-out install starts again from scratch,
+            // so a restarted node never caught up (BENCHMARKS.md, "Write gap after a leader
+            // SIGKILL", session 8).
+            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
             ..Default::default()
         }
         .validate()
