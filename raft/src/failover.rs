@@ -134,8 +134,7 @@ fn should_campaign(g: &Group, dead: NodeId, last_campaign: u64, first_campaign: 
     let gave_vote = vote
         .voted_for()
         .is_some_and(|v| v != m.id && v != dead && vote.term > last_campaign);
-    m.state != ServerState::Leader
-        && m.current_leader.is_none_or(|l| l == dead)
+    without_live_leader(&m, dead)
         && !gave_vote
         && g.campaigns.votes_in_flight.load(Ordering::Relaxed) == 0
         && g.campaigns.longer_log_seen.load(Ordering::Relaxed) < first_campaign
@@ -143,8 +142,10 @@ fn should_campaign(g: &Group, dead: NodeId, last_campaign: u64, first_campaign: 
 
 /// Still without a live leader: this node does not lead and knows of none but `dead`.
 fn leaderless(g: &Group, dead: NodeId) -> bool {
-    let metrics = g.raft.metrics();
-    let m = metrics.borrow();
+    without_live_leader(&g.raft.metrics().borrow(), dead)
+}
+
+fn without_live_leader(m: &Metrics, dead: NodeId) -> bool {
     m.state != ServerState::Leader && m.current_leader.is_none_or(|l| l == dead)
 }
 
