@@ -151,6 +151,18 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         led.sort();
         println!("leaders: {}", led.join(" "));
     }
+    let settle = Instant::now();
+    if !nodes.is_empty() && !replicas_caught_up(&nodes, Duration::from_secs(120)).await {
+        bail!("the replicas did not apply the registration within 120 s");
+    }
+    if !nodes.is_empty() {
+        // Followers apply a registration after the leader acknowledged it; the clock starts
+        // once every replica has, so the figures are the holds' alone.
+        println!(
+            "every replica applied the registration {:.1} s after it was acknowledged",
+            settle.elapsed().as_secs_f64()
+        );
+    }
     let next_seat = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
     let mut workers = tokio::task::JoinSet::new();
@@ -246,6 +258,32 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     Ok(())
+}
+
+/// Waits until every in-process replica of every group has applied its group's last log
+/// entry (as its leader reports it); false after `limit`.
+async fn replicas_caught_up(nodes: &[crate::storage_node::StorageNode], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let statuses: Vec<_> = nodes.iter().map(|n| n.host().status().groups).collect();
+        let last = |group| {
+            statuses
+                .iter()
+                .flatten()
+                .filter(|g| g.group == group && g.state == "Leader")
+                .filter_map(|g| g.last_log_index)
+                .max()
+        };
+        let caught_up = statuses.iter().flatten().all(|g| {
+            let target = last(g.group);
+            target.is_some() && g.applied_index >= target
+        });
+        if caught_up {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// How the holds are sent: the typed client straight to the leaders, or HTTP through an

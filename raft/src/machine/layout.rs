@@ -10,7 +10,7 @@
 //! `Vec<SeatSpec>` of that chunk, so adding seats writes only the new ones; rebuilt from the
 //! chunks on load.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ops::Range;
 
 use serde::Serialize;
@@ -54,7 +54,7 @@ struct Row {
     middle2: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Layout {
     /// Seat ids, concatenated in registration order.
     ids: String,
@@ -81,11 +81,7 @@ pub(super) struct Layout {
 impl Layout {
     /// The layout of `seats`, or the ids registered more than once (sorted, each once).
     pub(super) fn new(seats: &[SeatSpec]) -> Result<Layout, Vec<SeatId>> {
-        Layout::build(
-            seats.iter().map(SeatRef::from),
-            seats.len(),
-            vec![seats.len() as u32],
-        )
+        Layout::default().extended_by(seats.iter().map(SeatRef::from), vec![seats.len() as u32])
     }
 
     /// The layout registered in `chunks`, in order.
@@ -98,37 +94,54 @@ impl Layout {
             })
             .collect();
         let seats = chunks.iter().flatten().map(SeatRef::from);
-        Layout::build(seats, chunks.iter().map(Vec::len).sum(), chunk_ends)
+        Layout::default().extended_by(seats, chunk_ends)
     }
 
-    /// This layout with `more` seats after its own.
+    /// This layout with `more` seats after its own, registered as one more chunk.
     pub(super) fn extended(&self, more: &[SeatSpec]) -> Result<Layout, Vec<SeatId>> {
-        let seats = (0..self.n_seats())
-            .map(|i| self.seat_ref(i))
-            .chain(more.iter().map(SeatRef::from));
-        let n_seats = self.n_seats() + more.len();
         let mut chunk_ends = self.chunk_ends.clone();
-        chunk_ends.push(n_seats as u32);
-        Layout::build(seats, n_seats, chunk_ends)
+        chunk_ends.push((self.n_seats() + more.len()) as u32);
+        self.extended_by(more.iter().map(SeatRef::from), chunk_ends)
     }
 
-    fn build<'a>(
-        seats: impl Iterator<Item = SeatRef<'a>>,
-        n_seats: usize,
+    /// This layout with `more` seats after its own (the chunks ending at `chunk_ends`),
+    /// without revisiting the seats already there: only the new ids are sorted (and merged
+    /// into the index), only the rows they join are sorted again. A big event registered in
+    /// chunks therefore costs about its size once, not once per chunk.
+    fn extended_by<'a>(
+        &self,
+        more: impl Iterator<Item = SeatRef<'a>>,
         chunk_ends: Vec<u32>,
     ) -> Result<Layout, Vec<SeatId>> {
-        let mut ids = String::new();
+        let n_old = self.n_seats();
+        let n_seats = chunk_ends.last().map_or(0, |&end| end as usize);
+        let mut ids = self.ids.clone();
         let mut id_ends = Vec::with_capacity(n_seats);
+        id_ends.extend_from_slice(&self.id_ends);
         let mut number = Vec::with_capacity(n_seats);
+        number.extend_from_slice(&self.number);
         let mut price_of = Vec::with_capacity(n_seats);
-        let mut prices: Vec<u64> = Vec::new();
-        let mut price_tiers: BTreeMap<u64, u32> = BTreeMap::new();
-        let mut section_order: BTreeMap<&str, u32> = BTreeMap::new();
-        // (section, row name) → row in order of first appearance, and that row's section.
-        let mut row_ids: BTreeMap<(u32, &str), u32> = BTreeMap::new();
-        let mut appearing: Vec<(u32, &str)> = Vec::new();
+        price_of.extend_from_slice(&self.price_of);
         let mut row_of = Vec::with_capacity(n_seats);
-        for seat in seats {
+        row_of.extend_from_slice(&self.row_of);
+        let mut prices = self.prices.clone();
+        let mut price_tiers: HashMap<u64, u32> = (0..prices.len() as u32)
+            .map(|i| (prices[i as usize], i))
+            .collect();
+        let mut section_names: Vec<&str> = self.sections.iter().map(|(n, _)| n.as_str()).collect();
+        let mut section_index: HashMap<&str, u32> = (0..section_names.len() as u32)
+            .map(|i| (section_names[i as usize], i))
+            .collect();
+        // Rows are named by id here: the old ones keep theirs (their place in the venue's
+        // order), new ones follow in order of first appearance.
+        let mut row_ids: HashMap<(u32, &str), u32> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(p, r)| ((r.section, r.name.as_str()), p as u32))
+            .collect();
+        let mut new_rows: Vec<(u32, &str)> = Vec::new();
+        for seat in more {
             ids.push_str(seat.id);
             id_ends.push(ids.len() as u32);
             number.push(seat.number);
@@ -136,11 +149,13 @@ impl Layout {
                 prices.push(seat.price_minor);
                 prices.len() as u32 - 1
             }));
-            let n_sections = section_order.len() as u32;
-            let section = *section_order.entry(seat.section).or_insert(n_sections);
+            let section = *section_index.entry(seat.section).or_insert_with(|| {
+                section_names.push(seat.section);
+                section_names.len() as u32 - 1
+            });
             let row = *row_ids.entry((section, seat.row)).or_insert_with(|| {
-                appearing.push((section, seat.row));
-                appearing.len() as u32 - 1
+                new_rows.push((section, seat.row));
+                (self.rows.len() + new_rows.len() - 1) as u32
             });
             row_of.push(row);
         }
@@ -157,59 +172,100 @@ impl Layout {
             rows: Vec::new(),
             chunk_ends,
         };
-        let mut by_id: Vec<u32> = (0..layout.n_seats() as u32).collect();
-        by_id.sort_unstable_by(|&a, &b| layout.id(a as usize).cmp(layout.id(b as usize)));
-        let mut duplicates: Vec<SeatId> = by_id
-            .windows(2)
-            .filter(|w| layout.id(w[0] as usize) == layout.id(w[1] as usize))
-            .map(|w| layout.id(w[0] as usize).to_owned())
-            .collect();
-        if !duplicates.is_empty() {
-            duplicates.dedup();
-            return Err(duplicates);
-        }
-        layout.by_id = by_id;
-        layout.order_rows(&section_order, &appearing);
-        Ok(layout)
-    }
-
-    /// Puts the rows (numbered by first appearance in `row_of`) in the venue's order: by
-    /// section's first appearance, then the row's; each row's seats by number.
-    fn order_rows(&mut self, section_order: &BTreeMap<&str, u32>, appearing: &[(u32, &str)]) {
-        let mut order: Vec<usize> = (0..appearing.len()).collect();
-        order.sort_by_key(|&r| (appearing[r].0, r));
-        let mut position = vec![0u32; appearing.len()];
+        layout.by_id = self.merged_index(&layout, n_old)?;
+        // The venue's order: a section's old rows, then its new ones; new sections last.
+        let mut order: Vec<usize> = (0..self.rows.len() + new_rows.len()).collect();
+        let section_of = |r: usize| match self.rows.get(r) {
+            Some(row) => row.section,
+            None => new_rows[r - self.rows.len()].0,
+        };
+        order.sort_by_key(|&r| (section_of(r), r));
+        let mut position = vec![0u32; order.len()];
         for (p, &r) in order.iter().enumerate() {
             position[r] = p as u32;
         }
-        let mut members: Vec<Vec<u32>> = vec![Vec::new(); appearing.len()];
-        for (idx, row) in self.row_of.iter_mut().enumerate() {
+        for row in layout.row_of.iter_mut() {
             *row = position[*row as usize];
-            members[*row as usize].push(idx as u32);
         }
-        let mut names: Vec<&str> = vec![""; section_order.len()];
-        for (name, &i) in section_order {
-            names[i as usize] = name;
-        }
-        self.sections = names.iter().map(|n| (n.to_string(), 0..0)).collect();
+        layout.sections = section_names
+            .iter()
+            .map(|n| (n.to_string(), 0..0))
+            .collect();
         for (p, &r) in order.iter().enumerate() {
-            let (section, name) = appearing[r];
-            let mut seats = std::mem::take(&mut members[p]);
-            seats.sort_by_key(|&i| (self.number[i as usize], i));
-            let lo = self.number[seats[0] as usize];
-            let hi = self.number[seats[seats.len() - 1] as usize];
-            let range = &mut self.sections[section as usize].1;
+            let row = match self.rows.get(r) {
+                Some(row) => row.clone(),
+                None => Row {
+                    name: new_rows[r - self.rows.len()].1.to_owned(),
+                    section: new_rows[r - self.rows.len()].0,
+                    seats: Vec::new(),
+                    middle2: 0,
+                },
+            };
+            let range = &mut layout.sections[row.section as usize].1;
             if range.start == range.end {
                 *range = p..p;
             }
             range.end = p + 1;
-            self.rows.push(Row {
-                name: name.to_owned(),
-                section,
-                seats,
-                middle2: u64::from(lo) + u64::from(hi),
-            });
+            layout.rows.push(row);
         }
+        let mut touched = Vec::new();
+        for idx in n_old..n_seats {
+            let row = layout.row_of[idx] as usize;
+            if layout.rows[row]
+                .seats
+                .last()
+                .is_none_or(|&last| last < n_old as u32)
+            {
+                touched.push(row);
+            }
+            layout.rows[row].seats.push(idx as u32);
+        }
+        for row in touched {
+            let numbers = &layout.number;
+            let row = &mut layout.rows[row];
+            row.seats.sort_by_key(|&i| (numbers[i as usize], i));
+            let lo = numbers[row.seats[0] as usize];
+            let hi = numbers[row.seats[row.seats.len() - 1] as usize];
+            row.middle2 = u64::from(lo) + u64::from(hi);
+        }
+        Ok(layout)
+    }
+
+    /// `extended`'s id index: this layout's, merged with the sorted ids of `layout`'s seats
+    /// from `n_old` on; or every id registered twice (sorted, each once).
+    fn merged_index(&self, layout: &Layout, n_old: usize) -> Result<Vec<u32>, Vec<SeatId>> {
+        let mut new: Vec<u32> = (n_old as u32..layout.n_seats() as u32).collect();
+        new.sort_unstable_by(|&a, &b| layout.id(a as usize).cmp(layout.id(b as usize)));
+        let mut duplicates: Vec<SeatId> = new
+            .windows(2)
+            .filter(|w| layout.id(w[0] as usize) == layout.id(w[1] as usize))
+            .map(|w| layout.id(w[0] as usize).to_owned())
+            .collect();
+        let mut by_id = Vec::with_capacity(layout.n_seats());
+        let (mut old, mut new) = (self.by_id.iter().peekable(), new.iter().peekable());
+        while let (Some(&&a), Some(&&b)) = (old.peek(), new.peek()) {
+            match layout.id(a as usize).cmp(layout.id(b as usize)) {
+                std::cmp::Ordering::Greater => {
+                    by_id.push(b);
+                    new.next();
+                }
+                ordering => {
+                    if ordering.is_eq() {
+                        duplicates.push(layout.id(a as usize).to_owned());
+                    }
+                    by_id.push(a);
+                    old.next();
+                }
+            }
+        }
+        by_id.extend(old);
+        by_id.extend(new);
+        if !duplicates.is_empty() {
+            duplicates.sort_unstable();
+            duplicates.dedup();
+            return Err(duplicates);
+        }
+        Ok(by_id)
     }
 
     pub(super) fn n_chunks(&self) -> usize {
@@ -443,6 +499,46 @@ mod tests {
         );
         assert_eq!(extended.section_rows("A"), Some(2..4));
         assert_eq!(extended.row_seats(2), &[1, 6], "a1 then a3");
+    }
+
+    proptest::proptest! {
+        /// Extending chunk by chunk gives the layout built from all chunks at once, and the
+        /// same duplicates: ids, sections and rows drawn from small sets so that chunks
+        /// join old rows, open new ones in old and new sections, and repeat ids.
+        #[test]
+        fn extending_chunk_by_chunk_is_building_from_all_chunks(
+            chunks in proptest::collection::vec(
+                proptest::collection::vec((0u32..60, 0u8..4, 0u8..5, 0u32..9, 0u64..3), 1..12),
+                1..6,
+            )
+        ) {
+            let chunks: Vec<Vec<SeatSpec>> = chunks
+                .into_iter()
+                .map(|c| {
+                    c.into_iter()
+                        .map(|(id, section, row, number, price)| SeatSpec {
+                            id: format!("s{id}"),
+                            section: format!("S{section}"),
+                            row: row.to_string(),
+                            number,
+                            price_minor: 1000 * price,
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut built = Layout::new(&chunks[0]);
+            for (n, chunk) in chunks.iter().enumerate().skip(1) {
+                let Ok(layout) = &built else { break };
+                built = layout.extended(chunk);
+                if built.is_err() {
+                    // The first failing chunk names the same ids as building up to it.
+                    proptest::prop_assert_eq!(&built, &Layout::from_chunks(&chunks[..=n]));
+                }
+            }
+            if let Ok(layout) = &built {
+                proptest::prop_assert_eq!(Ok(layout.clone()), Layout::from_chunks(&chunks));
+            }
+        }
     }
 
     #[test]

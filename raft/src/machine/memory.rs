@@ -3,10 +3,11 @@
 //!
 //! Figures are estimates of what the allocator hands out, not what the types ask for: each
 //! allocation is rounded as glibc's malloc rounds it ([`alloc_bytes`]), and a B-tree entry
-//! costs its key and value plus the slack of half-empty nodes ([`btree_bytes`]). Waiting
+//! costs its key and value plus the slack of half-empty nodes ([`btree_bytes`]), a hash table
+//! its buckets at most 7/8 full ([`hash_table_bytes`]). Waiting
 //! rooms and the meta group's tables are not counted (the benchmark uses neither).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::mem::size_of;
 
 use super::{EventState, Machine, Occupant};
@@ -86,11 +87,51 @@ fn outcome_bytes(outcome: &Outcome) -> u64 {
     }
 }
 
-/// A map by string id: its nodes, its keys, and what `value_bytes` says each value keeps.
-fn keyed_bytes<V>(map: &BTreeMap<String, V>, value_bytes: impl Fn(&V) -> u64) -> u64 {
-    btree_bytes::<String, V>(map.len())
+/// A map by string id, a B-tree or a hash table.
+trait IdMap<V> {
+    /// The map's own blocks (nodes or table), not what its keys and values point at.
+    fn table_bytes(&self) -> u64;
+    fn entries(&self) -> Box<dyn Iterator<Item = (&String, &V)> + '_>;
+}
+
+impl<V> IdMap<V> for BTreeMap<String, V> {
+    fn table_bytes(&self) -> u64 {
+        btree_bytes::<String, V>(self.len())
+    }
+    fn entries(&self) -> Box<dyn Iterator<Item = (&String, &V)> + '_> {
+        Box::new(self.iter())
+    }
+}
+
+impl<V, S> IdMap<V> for HashMap<String, V, S> {
+    fn table_bytes(&self) -> u64 {
+        hash_table_bytes::<String, V>(self.capacity())
+    }
+    fn entries(&self) -> Box<dyn Iterator<Item = (&String, &V)> + '_> {
+        Box::new(self.iter())
+    }
+}
+
+/// A hash table (std's, hashbrown) with room for `capacity` entries: buckets a power of two
+/// at most 7/8 full (at least 4), one entry and one control byte each, plus a group's worth
+/// of trailing control bytes, in one block.
+fn hash_table_bytes<K, V>(capacity: usize) -> u64 {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = match capacity {
+        0..4 => 4,
+        4..8 => 8,
+        _ => (capacity * 8 / 7).next_power_of_two(),
+    };
+    alloc_bytes(buckets * (size_of::<(K, V)>() + 1) + 16)
+}
+
+/// A map by string id: its blocks, its keys, and what `value_bytes` says each value keeps.
+fn keyed_bytes<V>(map: &impl IdMap<V>, value_bytes: impl Fn(&V) -> u64) -> u64 {
+    map.table_bytes()
         + map
-            .iter()
+            .entries()
             .map(|(id, v)| string_bytes(id) + value_bytes(v))
             .sum::<u64>()
 }
@@ -101,13 +142,8 @@ fn timed_ids_bytes(set: &BTreeSet<(u64, String)>) -> u64 {
         + set.iter().map(|(_, id)| string_bytes(id)).sum::<u64>()
 }
 
-/// An owner → ids index, its ids' collections measured by `ids_bytes`.
-fn owner_index_bytes<C>(map: &BTreeMap<String, C>, ids_bytes: impl Fn(&C) -> u64) -> u64 {
-    btree_bytes::<String, C>(map.len())
-        + map
-            .iter()
-            .map(|(owner, ids)| string_bytes(owner) + ids_bytes(ids))
-            .sum::<u64>()
+fn hash_set_bytes<K>(set: &HashSet<K>) -> u64 {
+    hash_table_bytes::<K, ()>(set.capacity())
 }
 
 fn id_set_bytes(ids: &BTreeSet<String>) -> u64 {
@@ -135,7 +171,7 @@ impl EventState {
             ("seat slots", slot_bytes),
             (
                 "holds by owner",
-                owner_index_bytes(&self.holds_by_owner, strings_bytes),
+                keyed_bytes(&self.holds_by_owner, strings_bytes),
             ),
             (
                 "event record",
@@ -175,7 +211,7 @@ impl Machine {
         add("bookings", keyed_bytes(&self.bookings, booking_bytes));
         add(
             "bookings by owner",
-            owner_index_bytes(&self.bookings_by_owner, id_set_bytes),
+            keyed_bytes(&self.bookings_by_owner, id_set_bytes),
         );
         add(
             "request records",
@@ -197,10 +233,7 @@ impl Machine {
                     })
                     .sum::<u64>(),
         );
-        add(
-            "dirty keys",
-            btree_bytes::<super::Key, ()>(self.dirty.len()),
-        );
+        add("dirty keys", hash_set_bytes(&self.dirty));
         parts
     }
 }

@@ -35,7 +35,7 @@ mod queue;
 mod reads;
 mod records;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use layout::Layout;
@@ -144,7 +144,7 @@ struct EventState {
     n_sold: usize,
     /// Holds per owner that may still be live (pruned when they finish), sorted: a few per
     /// owner (the per-user hold limit), so a vector, not a B-tree node per owner.
-    holds_by_owner: BTreeMap<UserId, Vec<HoldId>>,
+    holds_by_owner: HashMap<UserId, Vec<HoldId>>,
 }
 
 /// The replicated state of one Raft group.
@@ -153,9 +153,9 @@ pub struct Machine {
     globals: Globals,
     events: BTreeMap<EventId, EventState>,
     /// Shared with the request record that created the hold while the two are equal.
-    holds: BTreeMap<HoldId, Arc<Hold>>,
+    holds: HashMap<HoldId, Arc<Hold>>,
     bookings: BTreeMap<BookingId, Booking>,
-    requests: BTreeMap<RequestId, RequestRecord>,
+    requests: HashMap<RequestId, RequestRecord>,
     /// Documents are shared so a feed reset copies none of them under the replica lock.
     catalog: BTreeMap<(String, String), Arc<Vec<u8>>>,
     placement: BTreeMap<EventId, GroupId>,
@@ -173,7 +173,7 @@ pub struct Machine {
     /// Request ids by reply time, for retention.
     request_times: BTreeSet<(u64, RequestId)>,
     /// Records touched since the last [`Machine::take_dirty`].
-    dirty: BTreeSet<Key>,
+    dirty: HashSet<Key>,
 }
 
 impl Default for Machine {
@@ -201,9 +201,9 @@ impl Machine {
                 limits: Limits::default(),
             },
             events: BTreeMap::new(),
-            holds: BTreeMap::new(),
+            holds: HashMap::new(),
             bookings: BTreeMap::new(),
-            requests: BTreeMap::new(),
+            requests: HashMap::new(),
             catalog: BTreeMap::new(),
             placement: BTreeMap::new(),
             groups: BTreeMap::new(),
@@ -213,7 +213,7 @@ impl Machine {
             expiring: BTreeSet::new(),
             finished: BTreeSet::new(),
             request_times: BTreeSet::new(),
-            dirty: BTreeSet::new(),
+            dirty: HashSet::new(),
         }
     }
 
@@ -601,7 +601,7 @@ impl EventState {
             },
             row_taken,
             n_sold: 0,
-            holds_by_owner: BTreeMap::new(),
+            holds_by_owner: HashMap::new(),
         }
     }
 

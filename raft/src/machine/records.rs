@@ -6,7 +6,7 @@
 //! atomically with the applied log id; [`Machine::records`] is the snapshot format and the
 //! replica-equality check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,7 @@ impl RequestRecord {
     pub(super) fn new(
         fingerprint: u64,
         reply: &Reply,
-        holds: &BTreeMap<HoldId, Arc<Hold>>,
+        holds: &HashMap<HoldId, Arc<Hold>>,
     ) -> RequestRecord {
         let shared = match &reply.outcome {
             Outcome::Held(hold) => holds.get(&hold.hold_id).filter(|h| ***h == *hold),
@@ -144,7 +144,7 @@ impl RequestRecord {
     }
 
     /// Shares the reply's hold with `holds` when that holds an equal one (after a load).
-    fn share_hold(&mut self, holds: &BTreeMap<HoldId, Arc<Hold>>) {
+    fn share_hold(&mut self, holds: &HashMap<HoldId, Arc<Hold>>) {
         if let FirstReply::Other(reply) = &self.reply {
             if matches!(reply.outcome, Outcome::Held(_)) {
                 *self = RequestRecord::new(self.fingerprint, reply, holds);
@@ -154,7 +154,7 @@ impl RequestRecord {
 }
 
 /// Record keys; their byte encoding orders like this enum.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Key {
     Globals,
     Event(EventId),

@@ -111,9 +111,100 @@ fn invalid(e: impl ToString) -> io::Error {
 /// before it leaves only unreferenced files (removed on the next open), and sled, which
 /// keeps every value it was given in memory whatever its cache size, no longer holds the
 /// layouts (22 B per seat per replica, BENCHMARKS.md).
+///
+/// The hot records are not one sled key each: every checkpoint writes its changes as one
+/// **segment** (a sled value holding the changed records and deletions, keyed by a sequence
+/// number), and a load folds the segments in order. When the segments hold more than twice
+/// the live records (and at least [`COMPACT_MIN_BYTES`]), the next checkpoint compacts them
+/// into fresh ones holding just the live records, in the same batch that removes the old.
+/// Per record, a checkpoint therefore costs an append to a buffer instead of an insert into
+/// sled's tree (which, with its node splits and page cache, was about 40 % of a replicated
+/// hold's CPU; BENCHMARKS.md). Records written one per key by earlier versions still load
+/// (as the base the segments apply to) and are folded into the first compaction.
 pub struct SledState {
     tree: sled::Tree,
     dir: PathBuf,
+    segments: Mutex<SegmentStats>,
+    /// [`COMPACT_MIN_BYTES`], lower in tests.
+    compact_min_bytes: u64,
+}
+
+/// Segment keys in the main tree: this prefix, then the sequence number (big-endian).
+const SEGMENT_PREFIX: &[u8] = b"\xfdseg/";
+/// A compaction or a replace splits the live records into segments of about this size.
+const SEGMENT_TARGET_BYTES: usize = 8 << 20;
+/// Segments are compacted only once they hold at least this many bytes.
+pub const COMPACT_MIN_BYTES: u64 = 32 << 20;
+
+/// What the segments hold, for deciding when to compact.
+#[derive(Debug, Default)]
+struct SegmentStats {
+    /// The next segment's sequence number.
+    next: u64,
+    /// Bytes in all segments (and records stored one per key).
+    bytes: u64,
+    /// Bytes of the live records at the last compaction or replace (or open).
+    live: u64,
+}
+
+fn segment_key(seq: u64) -> Vec<u8> {
+    [SEGMENT_PREFIX, &seq.to_be_bytes()].concat()
+}
+
+/// A segment's bytes: per change, the key's length (u32 LE) and bytes, then the value's
+/// length and bytes, or `u32::MAX` for a deletion.
+fn encode_segment<'a>(
+    changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    size_hint: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size_hint);
+    for (key, value) in changes {
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        match value {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        }
+    }
+    out
+}
+
+/// Applies the changes in `segment` to `records`.
+fn fold_segment(
+    segment: &[u8],
+    records: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+) -> io::Result<()> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> io::Result<&'a [u8]> {
+        if rest.len() < n {
+            return Err(invalid("a state segment ends inside a record"));
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Ok(head)
+    }
+    fn len(rest: &mut &[u8]) -> io::Result<u32> {
+        Ok(u32::from_le_bytes(
+            take(rest, 4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    let mut rest = segment;
+    while !rest.is_empty() {
+        let key_len = len(&mut rest)? as usize;
+        let key = take(&mut rest, key_len)?.to_vec();
+        match len(&mut rest)? {
+            u32::MAX => {
+                records.remove(&key);
+            }
+            n => {
+                let value = take(&mut rest, n as usize)?.to_vec();
+                records.insert(key, value);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Index entries of layout files in the main tree: this prefix, then the layout's key.
@@ -130,18 +221,110 @@ fn layout_file_name(key: &[u8], value: &[u8]) -> String {
     format!("{}-{:08x}", hex::encode(key), crc32fast::hash(value))
 }
 
+/// Whether a main-tree key is a hot record stored one per key (as versions before the
+/// segments wrote them), not a segment, a layout index entry or the applied position.
+fn is_record_key(key: &[u8]) -> bool {
+    !key.starts_with(SEGMENT_PREFIX)
+        && !key.starts_with(LAYOUT_INDEX_PREFIX)
+        && key != APPLIED_KEY
+        && key != MEMBERSHIP_KEY
+}
+
 impl SledState {
     pub fn open(db: &sled::Db, group: u64, dir: &Path) -> io::Result<SledState> {
         std::fs::create_dir_all(dir.join(LAYOUTS_DIR))?;
         let tree = db
             .open_tree(format!("sm/{group}"))
             .map_err(io::Error::other)?;
+        let mut stats = SegmentStats::default();
+        for item in tree.iter() {
+            let (key, value) = item.map_err(io::Error::other)?;
+            if let Some(seq) = key.strip_prefix(SEGMENT_PREFIX) {
+                let seq: [u8; 8] = seq.try_into().map_err(invalid)?;
+                stats.next = u64::from_be_bytes(seq) + 1;
+                stats.bytes += value.len() as u64;
+            } else if is_record_key(&key) {
+                stats.bytes += (key.len() + value.len()) as u64;
+            }
+        }
+        // Unknown until the next compaction; assume the segments hold no garbage yet.
+        stats.live = stats.bytes;
         let state = SledState {
             tree,
             dir: dir.to_owned(),
+            segments: Mutex::new(stats),
+            compact_min_bytes: COMPACT_MIN_BYTES,
         };
         state.remove_unreferenced_layouts()?;
         Ok(state)
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, SegmentStats> {
+        self.segments.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The hot records (segments folded over records stored one per key).
+    fn hot_records(&self) -> io::Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+        let mut records = std::collections::BTreeMap::new();
+        // Keys stored one per record sort before the segments, so they are the base.
+        for item in self.tree.iter() {
+            let (key, value) = item.map_err(io::Error::other)?;
+            if key.starts_with(SEGMENT_PREFIX) {
+                fold_segment(&value, &mut records)?;
+            } else if is_record_key(&key) {
+                records.insert(key.to_vec(), value.to_vec());
+            }
+        }
+        Ok(records)
+    }
+
+    /// Batch entries writing `records` as segments from `stats.next` on; counts their bytes.
+    fn segments_of<'a>(
+        stats: &mut SegmentStats,
+        records: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Vec<RecordChange> {
+        let mut out = Vec::new();
+        let mut chunk: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
+        let mut chunk_bytes = 0;
+        let mut flush = |chunk: &mut Vec<(&[u8], Option<&[u8]>)>, bytes: &mut usize| {
+            if chunk.is_empty() {
+                return;
+            }
+            let segment = encode_segment(chunk.drain(..), *bytes);
+            stats.bytes += segment.len() as u64;
+            out.push((segment_key(stats.next), Some(segment)));
+            stats.next += 1;
+            *bytes = 0;
+        };
+        for (key, value) in records {
+            chunk_bytes += key.len() + value.len() + 8;
+            chunk.push((key, Some(value)));
+            if chunk_bytes >= SEGMENT_TARGET_BYTES {
+                flush(&mut chunk, &mut chunk_bytes);
+            }
+        }
+        flush(&mut chunk, &mut chunk_bytes);
+        out
+    }
+
+    /// Batch entries replacing every segment (and record stored one per key) by segments
+    /// of the live records alone.
+    fn compaction(&self, stats: &mut SegmentStats) -> io::Result<Vec<RecordChange>> {
+        let live = self.hot_records()?;
+        let mut batch: Vec<RecordChange> = Vec::new();
+        for key in self.tree.iter().keys() {
+            let key = key.map_err(io::Error::other)?;
+            if key.starts_with(SEGMENT_PREFIX) || is_record_key(&key) {
+                batch.push((key.to_vec(), None));
+            }
+        }
+        stats.bytes = 0;
+        batch.extend(Self::segments_of(
+            stats,
+            live.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        ));
+        stats.live = stats.bytes;
+        Ok(batch)
     }
 
     fn layouts_dir(&self) -> PathBuf {
@@ -240,10 +423,9 @@ impl StateDisk for SledState {
                     )));
                 }
                 persisted.records.push((layout_key.to_vec(), bytes));
-            } else {
-                persisted.records.push((key.to_vec(), value.to_vec()));
             }
         }
+        persisted.records.extend(self.hot_records()?);
         persisted.records.sort();
         Ok(persisted)
     }
@@ -254,7 +436,7 @@ impl StateDisk for SledState {
         applied: Option<LogId>,
         membership: &StoredMembership,
     ) -> io::Result<()> {
-        let (layouts, mut main): (Vec<RecordChange>, Vec<RecordChange>) =
+        let (layouts, main): (Vec<RecordChange>, Vec<RecordChange>) =
             changes.into_iter().partition(|(k, _)| is_layout_key(k));
         let mut replaced_layouts = false;
         for (key, _) in &layouts {
@@ -263,9 +445,37 @@ impl StateDisk for SledState {
                 .contains_key(layout_index_key(key))
                 .map_err(io::Error::other)?;
         }
-        main.extend(self.write_layouts(layouts)?);
-        main.extend(position(applied, membership));
-        self.apply(false, main)?;
+        let mut stats = self.stats();
+        let mut batch = match main.is_empty() {
+            true => Vec::new(),
+            false => {
+                let size = main
+                    .iter()
+                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 8);
+                let segment = encode_segment(
+                    main.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+                    size.sum(),
+                );
+                stats.bytes += segment.len() as u64;
+                stats.next += 1;
+                vec![(segment_key(stats.next - 1), Some(segment))]
+            }
+        };
+        if stats.bytes >= self.compact_min_bytes.max(2 * stats.live) {
+            // The segments just written are folded in too: compaction reads the tree, so
+            // write them first, then compact in a second batch (each batch atomic, and
+            // either order of landing loads the same records).
+            batch.extend(self.write_layouts(layouts)?);
+            batch.extend(position(applied, membership));
+            self.apply(false, batch)?;
+            let compaction = self.compaction(&mut stats)?;
+            self.apply(false, compaction)?;
+        } else {
+            batch.extend(self.write_layouts(layouts)?);
+            batch.extend(position(applied, membership));
+            self.apply(false, batch)?;
+        }
+        drop(stats);
         if replaced_layouts {
             self.remove_unreferenced_layouts()?;
         }
@@ -273,14 +483,27 @@ impl StateDisk for SledState {
     }
 
     fn replace(&self, persisted: &Persisted) -> io::Result<()> {
-        let (layouts, mut main): (Vec<RecordChange>, Vec<RecordChange>) = persisted
+        let layouts: Vec<RecordChange> = persisted
             .records
             .iter()
+            .filter(|(k, _)| is_layout_key(k))
             .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .partition(|(k, _)| is_layout_key(k));
+            .collect();
+        let mut stats = self.stats();
+        stats.bytes = 0;
+        let mut main = Self::segments_of(
+            &mut stats,
+            persisted
+                .records
+                .iter()
+                .filter(|(k, _)| !is_layout_key(k))
+                .map(|(k, v)| (k.as_slice(), v.as_slice())),
+        );
+        stats.live = stats.bytes;
         main.extend(self.write_layouts(layouts)?);
         main.extend(position(persisted.applied, &persisted.membership));
         self.apply(true, main)?;
+        drop(stats);
         self.remove_unreferenced_layouts()
     }
 
@@ -785,6 +1008,87 @@ mod tests {
             1,
             "the replaced layout's file is gone"
         );
+    }
+
+    fn segments(state: &SledState) -> usize {
+        state.tree.scan_prefix(SEGMENT_PREFIX).count()
+    }
+
+    /// Checkpoints land as segments that load in order (later writes and deletions win);
+    /// a reopened store goes on after its last segment; once the segments hold more than
+    /// twice the live records they are compacted, records stored one per key by earlier
+    /// versions included, and the state loads the same before and after.
+    #[test]
+    fn segments_load_in_order_and_compact_to_the_live_records() {
+        let (dir, db) = temp_db();
+        let group_dir = dir.path().join("g1");
+        let membership = StoredMembership::default();
+        let applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 9));
+        let mut state = SledState::open(&db, 1, &group_dir).unwrap();
+        // A record as versions before the segments stored it.
+        state.tree.insert(b"hOLD", b"old-style".as_slice()).unwrap();
+        state.compact_min_bytes = 1 << 12;
+        let mut expected: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+            [(b"hOLD".to_vec(), b"old-style".to_vec())].into();
+        let mut compactions = 0;
+        for round in 0..40u32 {
+            if round == 20 {
+                drop(state);
+                state = SledState::open(&db, 1, &group_dir).unwrap();
+                state.compact_min_bytes = 1 << 12;
+            }
+            let mut changes = Vec::new();
+            for i in 0..10u32 {
+                // Keys come back every round: most writes overwrite, some delete.
+                let key = format!("h{:03}", (round * 7 + i) % 50).into_bytes();
+                if (round + i) % 4 == 0 {
+                    expected.remove(&key);
+                    changes.push((key, None));
+                } else {
+                    let value = vec![round as u8; 40 + i as usize];
+                    expected.insert(key.clone(), value.clone());
+                    changes.push((key, Some(value)));
+                }
+            }
+            if round == 30 {
+                expected.remove(b"hOLD".as_slice());
+                changes.push((b"hOLD".to_vec(), None));
+            }
+            let before = segments(&state);
+            state.write(changes, applied, &membership).unwrap();
+            if segments(&state) <= before {
+                compactions += 1;
+            }
+            let loaded = state.load().unwrap();
+            assert_eq!(loaded.applied, applied);
+            let loaded: std::collections::BTreeMap<_, _> = loaded.records.into_iter().collect();
+            assert_eq!(loaded, expected, "round {round}");
+        }
+        assert!(compactions >= 2, "{compactions} compactions");
+        assert!(
+            !state.tree.contains_key(b"hOLD").unwrap(),
+            "folded into a segment"
+        );
+        let live: usize = expected.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+        assert!(state.stats().bytes <= 4 * live as u64 + (1 << 13));
+    }
+
+    #[test]
+    fn a_damaged_segment_is_an_error_not_a_state() {
+        let (dir, db) = temp_db();
+        let state = SledState::open(&db, 1, &dir.path().join("g1")).unwrap();
+        let membership = StoredMembership::default();
+        state
+            .write(vec![rec(b"hH1", b"hold")], None, &membership)
+            .unwrap();
+        let (key, value) = state
+            .tree
+            .scan_prefix(SEGMENT_PREFIX)
+            .next()
+            .unwrap()
+            .unwrap();
+        state.tree.insert(key, &value[..value.len() - 1]).unwrap();
+        assert!(state.load().is_err());
     }
 
     fn temp_db() -> (tempfile::TempDir, sled::Db) {
