@@ -1064,6 +1064,7 @@ async fn propose(
         requests.extend(p.requests);
         senders.push(p.reply);
     }
+    let requests = Arc::new(requests);
     match raft.client_write(Proposal { now_ms, requests }).await {
         Ok(response) => {
             let mut replies = response.data.into_iter();

@@ -4,6 +4,7 @@
 //! transport and the typed client. Nothing here does I/O.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A Raft group. Group 0 is *meta* (catalog + placement); groups 1.. hold inventory.
 pub type GroupId = u64;
@@ -85,7 +86,27 @@ pub struct Request {
 pub struct Proposal {
     /// Leader's wall clock when it proposed; apply uses `max(now_ms, last stamped time)`.
     pub now_ms: u64,
-    pub requests: Vec<Request>,
+    /// Shared: openraft clones an entry for every follower it replicates to and for every
+    /// apply, and a batch holds dozens of requests with their strings. Encoded as the plain
+    /// sequence, so the log's format does not change.
+    #[serde(
+        serialize_with = "serialize_shared",
+        deserialize_with = "deserialize_shared"
+    )]
+    pub requests: Arc<Vec<Request>>,
+}
+
+fn serialize_shared<S: serde::Serializer, T: Serialize>(
+    value: &Arc<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    T::serialize(value, serializer)
+}
+
+fn deserialize_shared<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Arc<T>, D::Error> {
+    T::deserialize(deserializer).map(Arc::new)
 }
 
 /// Every state change the inventory knows. Each command carries its own struct, so a handler

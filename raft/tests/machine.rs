@@ -122,7 +122,7 @@ impl Harness {
         let mut replies = self.machine.apply_proposal(
             &Proposal {
                 now_ms,
-                requests: vec![request.clone()],
+                requests: vec![request.clone()].into(),
             },
             &mut changes,
         );
@@ -436,10 +436,10 @@ proptest! {
         let mut changes = Vec::new();
         // Its request records were rebuilt from the stored form: every request sent again
         // answers as on the original.
-        let again = Proposal { now_ms: a.machine.now_ms(), requests: a.sent.clone() };
+        let again = Proposal { now_ms: a.machine.now_ms(), requests: a.sent.clone().into() };
         prop_assert_eq!(restored.apply_proposal(&again, &mut changes), original.apply_proposal(&again, &mut Vec::new()));
         prop_assert!(restored.records() == original.records());
-        let sweep = Proposal { now_ms: a.machine.now_ms() + 10_000_000, requests: vec![Request { request_id: None, command: Command::Sweep }] };
+        let sweep = Proposal { now_ms: a.machine.now_ms() + 10_000_000, requests: vec![Request { request_id: None, command: Command::Sweep }].into() };
         prop_assert_eq!(restored.apply_proposal(&sweep, &mut changes), original.apply_proposal(&sweep, &mut Vec::new()));
         prop_assert!(restored.records() == original.records());
     }
@@ -886,7 +886,8 @@ mod best_available {
             requests: vec![Request {
                 request_id: None,
                 command,
-            }],
+            }]
+            .into(),
         };
         m.apply_proposal(&proposal, &mut Vec::new()).pop().unwrap()
     }
@@ -1169,7 +1170,8 @@ fn best_available_figures() {
             requests: vec![Request {
                 request_id: None,
                 command,
-            }],
+            }]
+            .into(),
         };
         let reply = m.apply_proposal(&proposal, &mut Vec::new()).pop().unwrap();
         m.take_dirty();

@@ -930,10 +930,10 @@ mod tests {
             self.n += 1;
             let proposal = Proposal {
                 now_ms,
-                requests: vec![Request {
+                requests: std::sync::Arc::new(vec![Request {
                     request_id: Some(format!("r{}", self.n)),
                     command,
-                }],
+                }]),
             };
             self.log.push(proposal.clone());
             let mut reply = self.m.apply_proposal(&proposal, &mut Vec::new());

@@ -709,7 +709,7 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(Proposal {
                 now_ms: index,
-                requests: vec![],
+                requests: Default::default(),
             }),
         }
     }
