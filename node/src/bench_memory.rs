@@ -48,6 +48,10 @@ pub struct MemoryArgs {
     /// Concurrent clients placing the holds.
     #[arg(long, default_value_t = 64)]
     concurrency: u64,
+    /// Keep mimalloc's default purge delay, as `boxoffice node` runs (RSS then also counts
+    /// freed memory the allocator has not returned yet), instead of returning it at once.
+    #[arg(long)]
+    allocator_default: bool,
 }
 
 pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
@@ -57,6 +61,19 @@ pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
     if args.seats_per_hold == 0 || args.held_percent > 100 {
         bail!("--seats-per-hold must be at least 1 and --held-percent at most 100");
     }
+    if !args.allocator_default {
+        // What stays resident once free memory goes back at once: mimalloc otherwise returns
+        // it only when the thread that freed it next allocates, which idle replicas never do.
+        // SAFETY: mi_option_set stores an integer option; no pointer is involved.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+    println!(
+        "allocator: mimalloc, freed memory returned {}",
+        match args.allocator_default {
+            true => "after its default delay, when the freeing thread next allocates",
+            false => "at once (purge delay 0; --allocator-default keeps the node's setting)",
+        }
+    );
     let cluster_key = Some(ClusterKey::new(ClusterKey::generate_text().as_bytes())?);
     let tmp = std::env::temp_dir().join(format!("boxoffice-bench-mem-{}", std::process::id()));
     let (nodes, seeds) = start_local_cluster(
@@ -236,7 +253,7 @@ async fn snapshot_and_purge(nodes: &[StorageNode]) -> anyhow::Result<()> {
 struct Usage {
     /// RSS as found.
     raw: u64,
-    /// RSS once freed heap has gone back to the system. Without the trim, RSS also counts
+    /// RSS once the allocator was asked to return its free memory. Without that, RSS also counts
     /// blocks freed by registration (commands, encodings) that the allocator keeps for
     /// reuse; both figures are printed.
     trimmed: u64,
@@ -265,51 +282,36 @@ fn rss_bytes() -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-/// Returns the allocator's free heap to the system (glibc's `malloc_trim`).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// `mi_option_purge_delay` in mimalloc 2's `mi_option_t` (its header's enum; the Rust
+/// bindings name only some options).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Asks the allocator (mimalloc, the binary's global allocator) to return the free memory it
+/// holds to the system now, rather than when its threads next allocate.
 fn release_free_heap() {
-    extern "C" {
-        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
-    }
-    // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointer of ours.
+    // SAFETY: mi_collect takes a flag and touches only mimalloc's own heaps.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
+/// Memory the allocator has committed (mimalloc's `current_commit`): blocks in use plus the
+/// free pages it has not yet returned.
+fn heap_in_use() -> Option<u64> {
+    let mut counters = [0usize; 8];
+    let [elapsed, user, system, rss, peak_rss, commit, peak_commit, faults] = &mut counters;
+    // SAFETY: mi_process_info writes one usize through each pointer, all valid locals.
     unsafe {
-        malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_heap() {}
-
-/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: small blocks
-/// plus mmapped ones). glibc counts only its main arena there, so the figure covers the
-/// whole process only under `MALLOC_ARENA_MAX=1`; `None` elsewhere.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn heap_in_use() -> Option<u64> {
-    #[repr(C)]
-    struct MallInfo2 {
-        arena: usize,
-        ordblks: usize,
-        smblks: usize,
-        hblks: usize,
-        hblkhd: usize,
-        usmblks: usize,
-        fsmblks: usize,
-        uordblks: usize,
-        fordblks: usize,
-        keepcost: usize,
-    }
-    extern "C" {
-        fn mallinfo2() -> MallInfo2;
-    }
-    let one_arena = std::env::var("MALLOC_ARENA_MAX").is_ok_and(|v| v.trim() == "1");
-    // SAFETY: mallinfo2 takes nothing and returns a plain struct of counters by value.
-    let info = unsafe { mallinfo2() };
-    one_arena.then_some((info.uordblks + info.hblkhd) as u64)
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn heap_in_use() -> Option<u64> {
-    None
+        libmimalloc_sys::mi_process_info(
+            elapsed,
+            user,
+            system,
+            rss,
+            peak_rss,
+            commit,
+            peak_commit,
+            faults,
+        )
+    };
+    Some(counters[5] as u64)
 }
 
 /// Prints RSS growth per seat per replica and each replica's own accounting.
@@ -319,7 +321,7 @@ fn report(stage: &str, n_seats: u64, start: Usage, now: Usage, nodes: &[StorageN
     };
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
-        "[{stage}] RSS {:.1} MiB -> {:.1} MiB ({:.1} B per seat per replica); after malloc_trim {:.1} MiB -> {:.1} MiB ({:.1} B per seat per replica)",
+        "[{stage}] RSS {:.1} MiB -> {:.1} MiB ({:.1} B per seat per replica); after the allocator's collect {:.1} MiB -> {:.1} MiB ({:.1} B per seat per replica)",
         mib(start.raw),
         mib(now.raw),
         per_seat(start.raw, now.raw),
@@ -331,11 +333,11 @@ fn report(stage: &str, n_seats: u64, start: Usage, now: Usage, nodes: &[StorageN
         // RSS above this is pages the allocator holds but cannot return (fragmentation);
         // this above the machine's accounting is live memory outside the state machine.
         Some(in_use) => println!(
-            "[{stage}] heap in use {:.1} MiB ({:.1} B per seat per replica over the start)",
+            "[{stage}] committed by the allocator {:.1} MiB ({:.1} B per seat per replica over the start)",
             mib(in_use),
             per_seat(start.heap.unwrap_or(0), in_use),
         ),
-        None => println!("[{stage}] heap in use: run with MALLOC_ARENA_MAX=1 to see it"),
+        None => println!("[{stage}] committed by the allocator: not known"),
     }
     let mut totals: Vec<u64> = Vec::new();
     let mut first: Vec<MemoryPart> = Vec::new();
