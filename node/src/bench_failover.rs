@@ -365,8 +365,9 @@ fn shown_ms(value: Option<u64>) -> String {
     value.map_or("default".to_owned(), |ms| format!("{ms} ms"))
 }
 
-/// The longest time between two consecutive acknowledgements with the later one inside
-/// `[from_ms, to_ms]`; the whole wait from the last one before when none came back in it.
+/// The longest time without an acknowledgement in `[from_ms, to_ms]`: between two
+/// consecutive ones with the later inside, and from the last one to `to_ms` (so holds still
+/// acknowledged at the kill's millisecond, then nothing, count as the whole wait).
 fn longest_gap(sorted_ms: &[u64], from_ms: u64, to_ms: u64) -> u64 {
     let start = sorted_ms.partition_point(|&t| t < from_ms);
     let mut previous = if start > 0 {
@@ -382,7 +383,7 @@ fn longest_gap(sorted_ms: &[u64], from_ms: u64, to_ms: u64) -> u64 {
         longest = longest.max(Some(t - previous));
         previous = t;
     }
-    longest.unwrap_or(to_ms - previous)
+    longest.unwrap_or(0).max(to_ms.saturating_sub(previous))
 }
 
 /// Node `addr`'s own view of the group (`/cluster/status`).
@@ -460,10 +461,15 @@ mod tests {
         // ack before the kill at 150.
         let acks: Vec<u64> = (0..=10)
             .map(|i| i * 10)
-            .chain((70..100).map(|i| i * 10))
+            .chain((70..=200).map(|i| i * 10))
             .collect();
         assert_eq!(longest_gap(&acks, 150, 2_000), 600);
         // No ack after the kill: the whole wait from the last one.
         assert_eq!(longest_gap(&acks[..11], 150, 2_000), 1_900);
+        // Acks in flight land at the kill's millisecond, then none until the window ends.
+        let stalled: Vec<u64> = acks[..11].iter().copied().chain([150, 150]).collect();
+        assert_eq!(longest_gap(&stalled, 150, 2_000), 1_850);
+        // Writes stop again before the window ends: that tail is a gap too.
+        assert_eq!(longest_gap(&acks, 150, 2_900), 900);
     }
 }
