@@ -49,6 +49,41 @@ pub async fn cluster_get_json(addr: &str, path: &str) -> Option<serde_json::Valu
     cluster_get_json_within(addr, path, Duration::from_secs(2)).await
 }
 
+/// Waits until every node reports a leader for every group it hosts (meta and shard), so
+/// that an API node that then fails to become ready is the API node's fault; panics with
+/// the nodes' logs otherwise.
+pub async fn cluster_serving(nodes: &[NodeProc]) {
+    let serving = eventually(Duration::from_secs(60), || async move {
+        for node in nodes {
+            let status: serde_json::Value = cluster_get_json(&node.addr, "/cluster/status").await?;
+            let groups = status["groups"].as_array()?;
+            if groups.len() < 2 || groups.iter().any(|g| g["leader"].is_null()) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    if serving.is_none() {
+        let tail = |log: String| -> String {
+            let start = (log.len().saturating_sub(3000)..log.len())
+                .find(|&i| log.is_char_boundary(i))
+                .unwrap_or(log.len());
+            log[start..].to_owned()
+        };
+        let logs: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                tail(std::fs::read_to_string(n.data_dir.with_extension("log")).unwrap_or_default())
+            })
+            .collect();
+        panic!(
+            "the storage nodes never all had leaders; logs:\n{}",
+            logs.join("\n----\n")
+        );
+    }
+}
+
 /// The built binary: `$BOXOFFICE_BIN`, or `target/debug/boxoffice` built on first use.
 pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

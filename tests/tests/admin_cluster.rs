@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use boxoffice_tests::load::{assert_holds_present, longest_gap, HoldWriter, SEATS_PER_ROW};
 use boxoffice_tests::rest::ApiProc;
-use boxoffice_tests::{eventually, start_cluster};
+use boxoffice_tests::{cluster_serving, eventually, start_cluster};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -25,6 +25,7 @@ fn ids(value: &Value) -> Vec<u64> {
 async fn the_cluster_view_shows_nodes_groups_leaders_lag_and_events() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut nodes, cluster) = start_cluster(dir.path(), 2);
+    cluster_serving(&nodes).await;
     let api = ApiProc::start(&cluster, &dir.path().join("api.log")).await;
     let admin = api.client().as_user("ops", "admin").await;
     let venue = admin.venue(2, 10, 2_500).await;
@@ -128,7 +129,8 @@ async fn the_cluster_view_shows_nodes_groups_leaders_lag_and_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_moves_on_request_under_load_and_bad_requests_change_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_nodes, cluster) = start_cluster(dir.path(), 1);
+    let (nodes, cluster) = start_cluster(dir.path(), 1);
+    cluster_serving(&nodes).await;
     let api = ApiProc::start(&cluster, &dir.path().join("api.log")).await;
     let admin = api.client().as_user("ops", "admin").await;
     let venue = admin.venue(20, SEATS_PER_ROW, 2_500).await;

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use boxoffice_tests::rest::{now_secs, rfc3339, ApiProc, DevServer, Rest};
-use boxoffice_tests::{cluster_get_json, eventually, start_cluster, NodeProc};
+use boxoffice_tests::{cluster_serving, eventually, start_cluster};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -295,41 +295,6 @@ async fn search_finds_misspelled_names_and_follows_the_catalog() {
 async fn listed_cursor(anon: &Rest) -> String {
     let page = anon.get("/v1/events?city=paris&limit=1").await;
     page.str("/next_cursor")
-}
-
-/// Waits until every node reports a leader for every group it hosts (meta and shard), so
-/// that an API node that then fails to become ready is the API node's fault; panics with
-/// the nodes' logs otherwise.
-async fn cluster_serving(nodes: &[NodeProc]) {
-    let serving = eventually(Duration::from_secs(60), || async move {
-        for node in nodes {
-            let status: Value = cluster_get_json(&node.addr, "/cluster/status").await?;
-            let groups = status["groups"].as_array()?;
-            if groups.len() < 2 || groups.iter().any(|g| g["leader"].is_null()) {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
-    if serving.is_none() {
-        let tail = |log: String| -> String {
-            let start = (log.len().saturating_sub(3000)..log.len())
-                .find(|&i| log.is_char_boundary(i))
-                .unwrap_or(log.len());
-            log[start..].to_owned()
-        };
-        let logs: Vec<String> = nodes
-            .iter()
-            .map(|n| {
-                tail(std::fs::read_to_string(n.data_dir.with_extension("log")).unwrap_or_default())
-            })
-            .collect();
-        panic!(
-            "the storage nodes never all had leaders; logs:\n{}",
-            logs.join("\n----\n")
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
