@@ -115,8 +115,9 @@ fn invalid(e: impl ToString) -> io::Error {
 /// The hot records are not one sled key each: every checkpoint writes its changes as one
 /// **segment** (a sled value holding the changed records and deletions, keyed by a sequence
 /// number), and a load folds the segments in order. When the segments hold more than twice
-/// the live records (and at least [`COMPACT_MIN_BYTES`]), the next checkpoint compacts them
-/// into fresh ones holding just the live records, in the same batch that removes the old.
+/// the live records (and at least [`COMPACT_MIN_BYTES`]), the next checkpoint, after landing
+/// its own segment, compacts them into fresh ones holding just the live records, in one
+/// batch that also removes the old.
 /// Per record, a checkpoint therefore costs an append to a buffer instead of an insert into
 /// sled's tree (which, with its node splits and page cache, was about 40 % of a replicated
 /// hold's CPU; BENCHMARKS.md). Records written one per key by earlier versions still load
@@ -145,6 +146,15 @@ struct SegmentStats {
     bytes: u64,
     /// Bytes of the live records at the last compaction or replace (or open).
     live: u64,
+}
+
+impl SegmentStats {
+    /// Adds `segment` to `batch` as the next segment, and counts its bytes.
+    fn push(&mut self, batch: &mut Vec<RecordChange>, segment: Vec<u8>) {
+        self.bytes += segment.len() as u64;
+        batch.push((segment_key(self.next), Some(segment)));
+        self.next += 1;
+    }
 }
 
 fn segment_key(seq: u64) -> Vec<u8> {
@@ -290,10 +300,7 @@ impl SledState {
             if chunk.is_empty() {
                 return;
             }
-            let segment = encode_segment(chunk.drain(..), *bytes);
-            stats.bytes += segment.len() as u64;
-            out.push((segment_key(stats.next), Some(segment)));
-            stats.next += 1;
+            stats.push(&mut out, encode_segment(chunk.drain(..), *bytes));
             *bytes = 0;
         };
         for (key, value) in records {
@@ -446,34 +453,25 @@ impl StateDisk for SledState {
                 .map_err(io::Error::other)?;
         }
         let mut stats = self.stats();
-        let mut batch = match main.is_empty() {
-            true => Vec::new(),
-            false => {
-                let size = main
-                    .iter()
-                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 8);
-                let segment = encode_segment(
-                    main.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
-                    size.sum(),
-                );
-                stats.bytes += segment.len() as u64;
-                stats.next += 1;
-                vec![(segment_key(stats.next - 1), Some(segment))]
-            }
-        };
+        let mut batch = Vec::new();
+        if !main.is_empty() {
+            let size = main
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 8);
+            let segment = encode_segment(
+                main.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+                size.sum(),
+            );
+            stats.push(&mut batch, segment);
+        }
+        batch.extend(self.write_layouts(layouts)?);
+        batch.extend(position(applied, membership));
+        self.apply(false, batch)?;
         if stats.bytes >= self.compact_min_bytes.max(2 * stats.live) {
-            // The segments just written are folded in too: compaction reads the tree, so
-            // write them first, then compact in a second batch (each batch atomic, and
-            // either order of landing loads the same records).
-            batch.extend(self.write_layouts(layouts)?);
-            batch.extend(position(applied, membership));
-            self.apply(false, batch)?;
+            // Compaction reads the tree, so the segment just written is folded in too; it
+            // lands as a second atomic batch, and the state loads the same before and after.
             let compaction = self.compaction(&mut stats)?;
             self.apply(false, compaction)?;
-        } else {
-            batch.extend(self.write_layouts(layouts)?);
-            batch.extend(position(applied, membership));
-            self.apply(false, batch)?;
         }
         drop(stats);
         if replaced_layouts {
