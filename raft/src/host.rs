@@ -29,7 +29,8 @@ use crate::clock::Clock;
 use crate::feed::{FeedPage, FeedRead, FeedSnapshot, FEED_PAGE_MAX_CHANGES};
 use crate::machine::Machine;
 use crate::network::NetworkFactory;
-use crate::storage::log::{FileLog, LogDisk, LogStore, MemLog};
+use crate::storage::log::LogStore;
+use crate::storage::log_file::{FileLog, LogDisk, MemLog};
 use crate::storage::state::{
     CheckpointPolicy, GroupShared, MemState, SledState, StateDisk, StateMachineStore,
 };
@@ -76,6 +77,14 @@ pub struct RaftSettings {
     /// of waiting out the lease ([`crate::failover`]). Off: openraft's timers alone.
     #[serde(default = "default_leader_watch")]
     pub leader_watch: bool,
+    /// Written log entries kept in memory (their size on disk), newest first; older ones
+    /// are read back from the log file when a lagging follower needs them.
+    #[serde(default = "default_log_cache_bytes")]
+    pub log_cache_bytes: u64,
+}
+
+fn default_log_cache_bytes() -> u64 {
+    8 * 1024 * 1024
 }
 
 fn default_leader_watch() -> bool {
@@ -103,10 +112,16 @@ impl Default for RaftSettings {
             election_min_ms: 600,
             election_max_ms: 1_200,
             snapshot_every_entries: 20_000,
-            keep_entries: 2_000,
+            // Entries past the snapshot stay on disk, not in memory (`storage/log.rs`), so a
+            // follower down for tens of seconds under load catches up by AppendEntries;
+            // with 2,000 it needed a snapshot install of the whole state and fell behind
+            // the purge again while installing (BENCHMARKS.md, "Write gap after a leader
+            // SIGKILL").
+            keep_entries: 100_000,
             checkpoint_every_entries: default_checkpoint_every_entries(),
             checkpoint_every_ms: default_checkpoint_every_ms(),
             leader_watch: default_leader_watch(),
+            log_cache_bytes: default_log_cache_bytes(),
         }
     }
 }
@@ -520,6 +535,7 @@ impl Host {
         let log = LogStore::open(
             log_disk,
             &format!("{}-{group}", cfg.node_id),
+            cfg.raft.log_cache_bytes,
             metrics.log_fsync_seconds.clone(),
         )?;
         let policy = CheckpointPolicy {

@@ -139,13 +139,17 @@ impl NodeDurable {
 
 /// Raft timing for the simulation: snapshots frequent enough that lagging and restarted
 /// replicas catch up by snapshot install within a run, and checkpoints rare enough that a
-/// crash loses state a restart must re-apply from the log. The heartbeat and elections are
+/// crash loses state a restart must re-apply from the log, and a log cache small enough that
+/// entries are read back from the log store. The heartbeat and elections are
 /// production's ([`RaftSettings::default`]), so the seeds test the timing nodes run with.
 pub fn sim_raft_settings() -> RaftSettings {
     RaftSettings {
         snapshot_every_entries: 200,
         keep_entries: 50,
         checkpoint_every_entries: 16,
+        // A few entries' worth: replication and apply read most entries back from the
+        // log, not from memory, so the simulator drives that path too.
+        log_cache_bytes: 2 * 1024,
         ..RaftSettings::default()
     }
 }

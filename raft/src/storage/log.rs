@@ -1,395 +1,117 @@
-//! The Raft log and vote: durable before acknowledged.
+//! The Raft log as openraft sees it: durable before acknowledged, readable at once.
 //!
-//! sled's `flush()` is not an fsync (STACK.md), so the log is our own: one append-only file
-//! per group of length- and CRC-framed records, `fdatasync`'d before openraft is told an
-//! append is done; the vote lives in one of two fixed slots of a small file, each with a
-//! sequence number and a CRC, overwritten in turn and `fdatasync`'d (one flush per vote: a
-//! voter answers within an election timeout even on a loaded disk; a torn write leaves the
-//! other slot, the previous vote, which was never acknowledged past). A dedicated writer thread per group serializes all log I/O and syncs once
-//! for everything queued (group commit). [`MemLog`] keeps the same data in memory for the
-//! simulator, shared through an `Arc` so it outlives a simulated crash.
-//!
-//! A little over 600 lines, most of them the unit tests of torn tails, truncation, purge and
-//! reopen, which belong beside the file format they test.
+//! The durable form is [`super::log_file`]'s. A dedicated writer thread per group
+//! serializes all log I/O and syncs once for everything queued (group commit). Appended
+//! entries are readable at once, as openraft asks, from a memory cache; once written, the
+//! newest of them stay there up to a byte budget (what replication to caught-up followers
+//! and the apply loop read) and older ones are dropped from memory and read back from the
+//! disk when a lagging follower needs them. So a long log kept behind each snapshot, for
+//! followers that were down a while, costs disk and not memory, and a large registration
+//! entry leaves memory once it is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{LogState, OptionalSend, RaftLogId, RaftLogReader, StorageIOError};
-use serde::{Deserialize, Serialize};
+use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 
+use super::log_file::{LogDisk, LogRead};
 use crate::batch::drain_ready;
-use crate::codec::{decode, encode};
 use crate::typ::{Entry, LogId, StorageError, TypeConfig, Vote};
 
-const LOG_FILE: &str = "raft.log";
-/// The vote as earlier builds wrote it (one file replaced atomically); read when there is
-/// no slot file yet.
-const VOTE_FILE: &str = "vote";
-const VOTE_SLOTS_FILE: &str = "vote.slots";
-/// One vote slot: sequence number (u64 LE), payload length (u32 LE), CRC32 of both and the
-/// payload (u32 LE), the payload (bincode of the vote), zero padding.
-const VOTE_SLOT_BYTES: usize = 64;
-const VOTE_SLOT_HEADER_BYTES: usize = 16;
-/// Record header: payload length (u32 LE) + CRC32 of the payload (u32 LE).
-const RECORD_HEADER_BYTES: usize = 8;
-/// Largest record accepted when reading back (a larger length means a torn or corrupt tail).
-const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// Most queued log operations folded into one fsync.
 const MAX_JOBS_PER_SYNC: usize = 256;
+/// Most entries decoded on open for the cache (the byte budget then applies).
+const LOAD_TAIL_ENTRIES: usize = 4_096;
 
-/// What a log file holds: a header naming the purged prefix, then entries.
-#[derive(Serialize, Deserialize)]
-enum LogRecord {
-    Purged(LogId),
-    Entry(Entry),
-}
-
-/// The durable log as found on open.
-#[derive(Default)]
-pub struct LoadedLog {
-    pub vote: Option<Vote>,
-    pub purged: Option<LogId>,
-    pub entries: Vec<Entry>,
-}
-
-/// Where a group's log and vote live. Writes may be buffered until [`LogDisk::sync`].
-pub trait LogDisk: Send + 'static {
-    fn load(&mut self) -> io::Result<LoadedLog>;
-    fn append(&mut self, entries: &[Entry]) -> io::Result<()>;
-    /// Removes entries with index >= `index`.
-    fn truncate_from(&mut self, index: u64) -> io::Result<()>;
-    /// Removes entries up to `upto` inclusive and remembers it as purged. Durable on return.
-    fn purge(&mut self, upto: LogId) -> io::Result<()>;
-    /// Durable on return.
-    fn save_vote(&mut self, vote: &Vote) -> io::Result<()>;
-    /// Makes every earlier append and truncate durable.
-    fn sync(&mut self) -> io::Result<()>;
-    /// Whether I/O blocks (runs on a writer thread) or is instant (runs inline).
-    fn blocks(&self) -> bool;
-}
-
-/// The on-disk log of one group.
-pub struct FileLog {
-    dir: PathBuf,
-    file: File,
-    /// Byte offset of each entry's record.
-    offsets: BTreeMap<u64, u64>,
-    len: u64,
-    /// The vote slot file, once opened, and the sequence number of the last vote written.
-    votes: Option<File>,
-    vote_seq: u64,
-}
-
-/// A vote in its slot form.
-fn encode_vote_slot(seq: u64, vote: &Vote) -> io::Result<[u8; VOTE_SLOT_BYTES]> {
-    let payload = encode(vote);
-    if payload.len() > VOTE_SLOT_BYTES - VOTE_SLOT_HEADER_BYTES {
-        return Err(corrupt(format!(
-            "a vote encodes to {} bytes, more than a slot holds",
-            payload.len()
-        )));
-    }
-    let mut slot = [0u8; VOTE_SLOT_BYTES];
-    slot[..8].copy_from_slice(&seq.to_le_bytes());
-    slot[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    slot[VOTE_SLOT_HEADER_BYTES..VOTE_SLOT_HEADER_BYTES + payload.len()].copy_from_slice(&payload);
-    let crc = vote_slot_crc(&slot, payload.len());
-    slot[12..16].copy_from_slice(&crc.to_le_bytes());
-    Ok(slot)
-}
-
-fn vote_slot_crc(slot: &[u8], len: usize) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&slot[..12]);
-    hasher.update(&slot[VOTE_SLOT_HEADER_BYTES..VOTE_SLOT_HEADER_BYTES + len]);
-    hasher.finalize()
-}
-
-/// A slot's sequence number and vote, or `None` for a slot never written or torn.
-fn decode_vote_slot(slot: &[u8]) -> Option<(u64, Vote)> {
-    let seq = u64::from_le_bytes(slot.get(..8)?.try_into().ok()?);
-    let len = u32::from_le_bytes(slot.get(8..12)?.try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(slot.get(12..16)?.try_into().ok()?);
-    if seq == 0 || len > VOTE_SLOT_BYTES - VOTE_SLOT_HEADER_BYTES || slot.len() < VOTE_SLOT_BYTES {
-        return None;
-    }
-    if vote_slot_crc(slot, len) != crc {
-        return None;
-    }
-    let vote = decode(&slot[VOTE_SLOT_HEADER_BYTES..VOTE_SLOT_HEADER_BYTES + len]).ok()?;
-    Some((seq, vote))
-}
-
-impl FileLog {
-    /// The newest intact vote in the slot file (and its sequence number), if any.
-    fn load_vote_slots(&mut self) -> io::Result<Option<(u64, Vote)>> {
-        let bytes = match fs::read(self.dir.join(VOTE_SLOTS_FILE)) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        Ok(bytes
-            .chunks(VOTE_SLOT_BYTES)
-            .filter_map(decode_vote_slot)
-            .max_by_key(|(seq, _)| *seq))
-    }
-
-    /// The slot file, created (both slots empty, durable with its directory entry) on first use.
-    fn vote_slots(&mut self) -> io::Result<&mut File> {
-        if self.votes.is_none() {
-            let path = self.dir.join(VOTE_SLOTS_FILE);
-            let existed = path.exists();
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)?;
-            if !existed || file.metadata()?.len() < 2 * VOTE_SLOT_BYTES as u64 {
-                file.set_len(2 * VOTE_SLOT_BYTES as u64)?;
-                file.sync_all()?;
-                File::open(&self.dir)?.sync_all()?;
-            }
-            self.votes = Some(file);
-        }
-        Ok(self.votes.as_mut().expect("opened above"))
-    }
-
-    pub fn open(dir: &Path) -> io::Result<FileLog> {
-        fs::create_dir_all(dir)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(LOG_FILE))?;
-        Ok(FileLog {
-            dir: dir.to_owned(),
-            file,
-            offsets: BTreeMap::new(),
-            len: 0,
-            votes: None,
-            vote_seq: 0,
-        })
-    }
-
-    fn write_record(&mut self, record: &LogRecord) -> io::Result<()> {
-        let payload = encode(record);
-        let mut buf = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        buf.extend_from_slice(&payload);
-        self.file.seek(SeekFrom::Start(self.len))?;
-        self.file.write_all(&buf)?;
-        if let LogRecord::Entry(entry) = record {
-            self.offsets.insert(entry.log_id.index, self.len);
-        }
-        self.len += buf.len() as u64;
-        Ok(())
-    }
-}
-
-fn corrupt(what: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.into())
-}
-
-impl LogDisk for FileLog {
-    fn load(&mut self) -> io::Result<LoadedLog> {
-        let mut loaded = LoadedLog::default();
-        match self.load_vote_slots()? {
-            Some((seq, vote)) => {
-                self.vote_seq = seq;
-                loaded.vote = Some(vote);
-            }
-            None => match fs::read(self.dir.join(VOTE_FILE)) {
-                Ok(bytes) => loaded.vote = Some(decode(&bytes).map_err(corrupt)?),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            },
-        }
-        let mut bytes = Vec::new();
-        self.file.seek(SeekFrom::Start(0))?;
-        self.file.read_to_end(&mut bytes)?;
-        let mut pos = 0usize;
-        self.offsets.clear();
-        while pos + RECORD_HEADER_BYTES <= bytes.len() {
-            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-            let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
-            let start = pos + RECORD_HEADER_BYTES;
-            if len > MAX_RECORD_BYTES
-                || start + len > bytes.len()
-                || crc32fast::hash(&bytes[start..start + len]) != crc
-            {
-                break;
-            }
-            match decode::<LogRecord>(&bytes[start..start + len]).map_err(corrupt)? {
-                LogRecord::Purged(id) => loaded.purged = Some(id),
-                LogRecord::Entry(entry) => {
-                    self.offsets.insert(entry.log_id.index, pos as u64);
-                    loaded.entries.push(entry);
-                }
-            }
-            pos = start + len;
-        }
-        if pos < bytes.len() {
-            // A torn tail: the write was cut by a crash before its fsync, so it was never
-            // acknowledged. Drop it so later appends start on a record boundary.
-            tracing::warn!(dir = %self.dir.display(), dropped_bytes = bytes.len() - pos, "dropping torn log tail");
-            self.file.set_len(pos as u64)?;
-            self.file.sync_data()?;
-        }
-        self.len = pos as u64;
-        Ok(loaded)
-    }
-
-    fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
-        for entry in entries {
-            self.write_record(&LogRecord::Entry(entry.clone()))?;
-        }
-        Ok(())
-    }
-
-    fn truncate_from(&mut self, index: u64) -> io::Result<()> {
-        let Some((&_, &offset)) = self.offsets.range(index..).next() else {
-            return Ok(());
-        };
-        self.file.set_len(offset)?;
-        self.len = offset;
-        self.offsets.retain(|&i, _| i < index);
-        Ok(())
-    }
-
-    fn purge(&mut self, upto: LogId) -> io::Result<()> {
-        let keep_from = self
-            .offsets
-            .range(upto.index + 1..)
-            .next()
-            .map(|(_, &o)| o)
-            .unwrap_or(self.len);
-        let mut tail = Vec::new();
-        self.file.seek(SeekFrom::Start(keep_from))?;
-        (&self.file)
-            .take(self.len - keep_from)
-            .read_to_end(&mut tail)?;
-        let tmp_path = self.dir.join(format!("{LOG_FILE}.tmp"));
-        let mut rewritten = FileLog {
-            dir: self.dir.clone(),
-            file: OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp_path)?,
-            offsets: BTreeMap::new(),
-            len: 0,
-            votes: None,
-            vote_seq: 0,
-        };
-        rewritten.write_record(&LogRecord::Purged(upto))?;
-        let header_len = rewritten.len;
-        rewritten.file.write_all(&tail)?;
-        rewritten.file.sync_all()?;
-        fs::rename(&tmp_path, self.dir.join(LOG_FILE))?;
-        File::open(&self.dir)?.sync_all()?;
-        self.offsets = self
-            .offsets
-            .range(upto.index + 1..)
-            .map(|(&i, &o)| (i, o - keep_from + header_len))
-            .collect();
-        self.len = header_len + tail.len() as u64;
-        self.file = rewritten.file;
-        Ok(())
-    }
-
-    fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        let seq = self.vote_seq + 1;
-        let slot = encode_vote_slot(seq, vote)?;
-        let file = self.vote_slots()?;
-        // Slots alternate, so the previous vote stays intact until this one is durable.
-        file.seek(SeekFrom::Start((seq % 2) * VOTE_SLOT_BYTES as u64))?;
-        file.write_all(&slot)?;
-        file.sync_data()?;
-        self.vote_seq = seq;
-        Ok(())
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-
-    fn blocks(&self) -> bool {
-        true
-    }
-}
-
-/// An in-memory log whose contents survive the `Host` that used it (simulated crashes).
-#[derive(Clone, Default)]
-pub struct MemLog(Arc<Mutex<MemLogData>>);
-
-#[derive(Default)]
-struct MemLogData {
-    vote: Option<Vote>,
-    purged: Option<LogId>,
-    entries: BTreeMap<u64, Entry>,
-}
-
-impl MemLog {
-    fn data(&self) -> std::sync::MutexGuard<'_, MemLogData> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl LogDisk for MemLog {
-    fn load(&mut self) -> io::Result<LoadedLog> {
-        let d = self.data();
-        Ok(LoadedLog {
-            vote: d.vote,
-            purged: d.purged,
-            entries: d.entries.values().cloned().collect(),
-        })
-    }
-    fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
-        let mut d = self.data();
-        for e in entries {
-            d.entries.insert(e.log_id.index, e.clone());
-        }
-        Ok(())
-    }
-    fn truncate_from(&mut self, index: u64) -> io::Result<()> {
-        self.data().entries.split_off(&index);
-        Ok(())
-    }
-    fn purge(&mut self, upto: LogId) -> io::Result<()> {
-        let mut d = self.data();
-        d.entries = d.entries.split_off(&(upto.index + 1));
-        d.purged = Some(upto);
-        Ok(())
-    }
-    fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        self.data().vote = Some(*vote);
-        Ok(())
-    }
-    fn sync(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn blocks(&self) -> bool {
-        false
-    }
-}
-
-/// Entries readable right after `append` returns (before they are durable), as openraft asks.
-#[derive(Default)]
+/// What openraft reads without touching the disk: the vote, the bounds of the log, every
+/// entry not yet written and the newest written ones up to `budget_bytes` (sizes as on
+/// disk). Entries in `(purged, evicted_upto]` that are not here are on the disk.
 struct LogCache {
     vote: Option<Vote>,
     purged: Option<LogId>,
+    last: Option<LogId>,
     entries: BTreeMap<u64, Entry>,
+    /// Written entries still in `entries`, oldest first, with their sizes.
+    written: VecDeque<(u64, u64)>,
+    written_bytes: u64,
+    evicted_upto: Option<u64>,
+    budget_bytes: u64,
+}
+
+impl LogCache {
+    /// Marks entries as written (those still here under the same id: a truncation may have
+    /// replaced them meanwhile) and drops the oldest written ones over the budget.
+    fn written(&mut self, written: &[(LogId, u64)]) {
+        for &(id, bytes) in written {
+            let here = self.entries.get(&id.index).map(|e| e.log_id) == Some(id);
+            let newer = self.written.back().is_none_or(|&(i, _)| i < id.index);
+            if here && newer {
+                self.written.push_back((id.index, bytes));
+                self.written_bytes += bytes;
+            }
+        }
+        while self.written_bytes > self.budget_bytes {
+            let Some((index, bytes)) = self.written.pop_front() else {
+                break;
+            };
+            self.written_bytes -= bytes;
+            self.entries.remove(&index);
+            self.evicted_upto = self.evicted_upto.max(Some(index));
+        }
+    }
+
+    /// Keeps only the written entries `keep` accepts.
+    fn retain_written(&mut self, keep: impl Fn(u64) -> bool) {
+        self.written.retain(|&(i, _)| keep(i));
+        self.written_bytes = self.written.iter().map(|&(_, b)| b).sum();
+    }
+
+    fn append(&mut self, entries: &[Entry]) {
+        for e in entries {
+            self.entries.insert(e.log_id.index, e.clone());
+        }
+        if let Some(last) = entries.last() {
+            self.last = Some(last.log_id);
+        }
+    }
+
+    /// Drops the entries from `index` on. Returns the index of the entry now last when only
+    /// the disk has it (the caller reads its id and sets `last`).
+    fn truncate(&mut self, index: u64) -> Option<u64> {
+        let previous = index.checked_sub(1);
+        self.entries.split_off(&index);
+        self.retain_written(|i| i < index);
+        if self.evicted_upto >= Some(index) {
+            self.evicted_upto = previous;
+        }
+        let purged = self.purged;
+        match previous.filter(|&p| purged.is_none_or(|q| q.index < p)) {
+            // Nothing is left after the purge: the log ends at the purge.
+            None => {
+                self.last = None;
+                None
+            }
+            Some(p) => {
+                self.last = self.entries.get(&p).map(|e| e.log_id);
+                self.last.is_none().then_some(p)
+            }
+        }
+    }
+
+    fn purge(&mut self, upto: LogId) {
+        self.entries = self.entries.split_off(&(upto.index + 1));
+        self.retain_written(|i| i > upto.index);
+        self.purged = Some(upto);
+    }
+
+    /// The last log id, the purge's when no entry is left after it.
+    fn last(&self) -> Option<LogId> {
+        self.last.max(self.purged)
+    }
 }
 
 type Done = tokio::sync::oneshot::Sender<io::Result<()>>;
@@ -410,11 +132,20 @@ enum LogIo {
 /// openraft's log storage for one group.
 pub struct LogStore {
     cache: Arc<Mutex<LogCache>>,
+    disk: Arc<dyn LogRead>,
     io: Mutex<LogIo>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn io_err(e: io::Error) -> StorageError {
     StorageIOError::write_logs(&e).into()
+}
+
+fn read_err(e: io::Error) -> StorageError {
+    StorageIOError::read_logs(&e).into()
 }
 
 fn copy_err(e: &io::Error) -> io::Error {
@@ -423,39 +154,61 @@ fn copy_err(e: &io::Error) -> io::Error {
 
 impl LogStore {
     /// Loads the log from `disk` and starts its writer (a thread when the disk blocks).
-    /// Each fsync's duration goes to `fsync_seconds`.
+    /// Written entries stay in memory up to `cache_bytes`; each fsync's duration goes to
+    /// `fsync_seconds`.
     pub fn open(
         mut disk: Box<dyn LogDisk>,
         name: &str,
+        cache_bytes: u64,
         fsync_seconds: metrics::Histogram,
     ) -> io::Result<LogStore> {
-        let loaded = disk.load()?;
-        let cache = LogCache {
+        let loaded = disk.load(LOAD_TAIL_ENTRIES)?;
+        let evicted_upto = match loaded.tail.first() {
+            Some((first, _)) => first.log_id.index.checked_sub(1),
+            None => loaded.last.map(|l| l.index),
+        };
+        let mut cache = LogCache {
             vote: loaded.vote,
             purged: loaded.purged,
-            entries: loaded
-                .entries
-                .into_iter()
-                .map(|e| (e.log_id.index, e))
-                .collect(),
+            last: loaded.last,
+            entries: BTreeMap::new(),
+            written: VecDeque::new(),
+            written_bytes: 0,
+            evicted_upto,
+            budget_bytes: cache_bytes,
         };
+        let written: Vec<(LogId, u64)> = loaded
+            .tail
+            .iter()
+            .map(|(e, bytes)| (e.log_id, *bytes))
+            .collect();
+        cache.entries = loaded
+            .tail
+            .into_iter()
+            .map(|(e, _)| (e.log_id.index, e))
+            .collect();
+        cache.written(&written);
+        let cache = Arc::new(Mutex::new(cache));
+        let reader = disk.reader();
         let io = if disk.blocks() {
             let (tx, rx) = mpsc::channel();
+            let cache = cache.clone();
             std::thread::Builder::new()
                 .name(format!("log-{name}"))
-                .spawn(move || writer_loop(disk, rx, fsync_seconds))?;
+                .spawn(move || writer_loop(disk, rx, &cache, fsync_seconds))?;
             LogIo::Thread(tx)
         } else {
             LogIo::Inline(disk, fsync_seconds)
         };
         Ok(LogStore {
-            cache: Arc::new(Mutex::new(cache)),
+            cache,
+            disk: reader,
             io: Mutex::new(io),
         })
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, LogCache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    fn cache(&self) -> MutexGuard<'_, LogCache> {
+        lock(&self.cache)
     }
 
     /// Runs a job on the writer and waits until it is durable.
@@ -470,11 +223,15 @@ impl LogStore {
     }
 
     fn submit(&self, job: Job) {
-        let mut io = self.io.lock().unwrap_or_else(|p| p.into_inner());
+        let mut io = lock(&self.io);
         match &mut *io {
             LogIo::Inline(disk, fsync_seconds) => {
-                let result = run_job(disk.as_mut(), &job)
+                let mut written = Vec::new();
+                let result = run_job(disk.as_mut(), &job, &mut written)
                     .and_then(|_| timed_sync(disk.as_mut(), fsync_seconds));
+                if result.is_ok() {
+                    self.cache().written(&written);
+                }
                 complete(job, &result);
             }
             LogIo::Thread(tx) => {
@@ -486,9 +243,14 @@ impl LogStore {
     }
 }
 
-fn run_job(disk: &mut dyn LogDisk, job: &Job) -> io::Result<()> {
+/// Runs one job; an append adds its entries' ids and sizes to `written`.
+fn run_job(disk: &mut dyn LogDisk, job: &Job, written: &mut Vec<(LogId, u64)>) -> io::Result<()> {
     match job {
-        Job::Append(entries, _) => disk.append(entries),
+        Job::Append(entries, _) => {
+            let sizes = disk.append(entries)?;
+            written.extend(entries.iter().map(|e| e.log_id).zip(sizes));
+            Ok(())
+        }
         Job::Truncate(index, _) => disk.truncate_from(*index),
         Job::Purge(upto, _) => disk.purge(*upto),
         Job::Vote(vote, _) => disk.save_vote(vote),
@@ -512,17 +274,21 @@ fn timed_sync(disk: &mut dyn LogDisk, fsync_seconds: &metrics::Histogram) -> io:
     result
 }
 
-/// Applies queued jobs in order and syncs once per drained batch before acknowledging any.
+/// Applies queued jobs in order and syncs once per drained batch before acknowledging any;
+/// then the batch's entries count as written in the cache.
 fn writer_loop(
     mut disk: Box<dyn LogDisk>,
     rx: mpsc::Receiver<Job>,
+    cache: &Mutex<LogCache>,
     fsync_seconds: metrics::Histogram,
 ) {
+    let mut written = Vec::new();
     while let Ok(first) = rx.recv() {
         let jobs = drain_ready(first, MAX_JOBS_PER_SYNC, |_| 1, || rx.try_recv().ok());
         let mut result = Ok(());
+        written.clear();
         for job in &jobs {
-            result = run_job(disk.as_mut(), job);
+            result = run_job(disk.as_mut(), job, &mut written);
             if result.is_err() {
                 break;
             }
@@ -530,8 +296,9 @@ fn writer_loop(
         if result.is_ok() {
             result = timed_sync(disk.as_mut(), &fsync_seconds);
         }
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "raft log write failed");
+        match &result {
+            Ok(()) => lock(cache).written(&written),
+            Err(e) => tracing::error!(error = %e, "raft log write failed"),
         }
         for job in jobs {
             complete(job, &result);
@@ -539,29 +306,66 @@ fn writer_loop(
     }
 }
 
-/// Reads entries from the shared cache (used by replication tasks).
+/// Reads entries from the cache and, for older ones, the disk (used by replication tasks).
 #[derive(Clone)]
 pub struct LogReader {
     cache: Arc<Mutex<LogCache>>,
+    disk: Arc<dyn LogRead>,
 }
 
-fn read_range<RB: RangeBounds<u64>>(cache: &Mutex<LogCache>, range: RB) -> Vec<Entry> {
-    let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-    let start = match range.start_bound() {
-        Bound::Included(&s) => Bound::Included(s),
-        Bound::Excluded(&s) => Bound::Excluded(s),
-        Bound::Unbounded => Bound::Unbounded,
+/// `range` as inclusive bounds, or `None` when it is empty.
+fn inclusive<RB: RangeBounds<u64>>(range: &RB) -> Option<(u64, u64)> {
+    let from = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.checked_add(1)?,
+        Bound::Unbounded => 0,
     };
-    let end = match range.end_bound() {
-        Bound::Included(&e) => Bound::Included(e),
-        Bound::Excluded(&e) => Bound::Excluded(e),
-        Bound::Unbounded => Bound::Unbounded,
+    let to = match range.end_bound() {
+        Bound::Included(&e) => e,
+        Bound::Excluded(&e) => e.checked_sub(1)?,
+        Bound::Unbounded => u64::MAX,
     };
-    cache
-        .entries
-        .range((start, end))
-        .map(|(_, e)| e.clone())
-        .collect()
+    (from <= to).then_some((from, to))
+}
+
+fn read_range<RB: RangeBounds<u64>>(
+    cache: &Mutex<LogCache>,
+    disk: &dyn LogRead,
+    range: RB,
+) -> io::Result<Vec<Entry>> {
+    let Some((from, to)) = inclusive(&range) else {
+        return Ok(Vec::new());
+    };
+    let (on_disk, in_memory) = {
+        let cache = lock(cache);
+        let from = from.max(cache.purged.map_or(0, |p| p.index + 1));
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let on_disk = cache
+            .evicted_upto
+            .filter(|&upto| upto >= from)
+            .map(|upto| (from, upto.min(to)));
+        let memory_from = on_disk.map_or(from, |(_, upto)| upto + 1);
+        let in_memory: Vec<Entry> = if memory_from <= to {
+            cache
+                .entries
+                .range(memory_from..=to)
+                .map(|(_, e)| e.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (on_disk, in_memory)
+    };
+    match on_disk {
+        Some((from, to)) => {
+            let mut entries = disk.read(from, to)?;
+            entries.extend(in_memory);
+            Ok(entries)
+        }
+        None => Ok(in_memory),
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -569,7 +373,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        Ok(read_range(&self.cache, range))
+        read_range(&self.cache, self.disk.as_ref(), range).map_err(read_err)
     }
 }
 
@@ -578,7 +382,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        Ok(read_range(&self.cache, range))
+        read_range(&self.cache, self.disk.as_ref(), range).map_err(read_err)
     }
 }
 
@@ -587,21 +391,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let cache = self.cache();
-        let last = cache
-            .entries
-            .values()
-            .next_back()
-            .map(|e| *e.get_log_id())
-            .or(cache.purged);
         Ok(LogState {
             last_purged_log_id: cache.purged,
-            last_log_id: last,
+            last_log_id: cache.last(),
         })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
         LogReader {
             cache: self.cache.clone(),
+            disk: self.disk.clone(),
         }
     }
 
@@ -626,27 +425,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        {
-            let mut cache = self.cache();
-            for e in &entries {
-                cache.entries.insert(e.log_id.index, e.clone());
-            }
-        }
+        self.cache().append(&entries);
         self.submit(Job::Append(entries, callback));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.cache().entries.split_off(&log_id.index);
-        self.run(|done| Job::Truncate(log_id.index, done)).await
+        let index = log_id.index;
+        let previous_on_disk = self.cache().truncate(index);
+        if let Some(p) = previous_on_disk {
+            // The entry before the cut was dropped from memory; the disk still has it (the
+            // truncation queued below cuts after it).
+            let entry = self.disk.read(p, p).map_err(read_err)?;
+            self.cache().last = entry.last().map(|e| e.log_id);
+        }
+        self.run(|done| Job::Truncate(index, done)).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        {
-            let mut cache = self.cache();
-            cache.entries = cache.entries.split_off(&(log_id.index + 1));
-            cache.purged = Some(log_id);
-        }
+        self.cache().purge(log_id);
         self.run(|done| Job::Purge(log_id, done)).await
     }
 }
@@ -654,59 +451,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use openraft::{CommittedLeaderId, EntryPayload};
+    use proptest::prelude::*;
 
     use super::*;
-    use crate::storage::write_file_atomic;
-
-    #[test]
-    fn the_newest_vote_comes_back_and_a_torn_slot_falls_back_to_the_one_before() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = FileLog::open(dir.path()).unwrap();
-        assert_eq!(log.load().unwrap().vote, None);
-        for term in 1..=5 {
-            log.save_vote(&Vote::new(term, 2)).unwrap();
-        }
-        drop(log);
-        let mut log = FileLog::open(dir.path()).unwrap();
-        assert_eq!(log.load().unwrap().vote, Some(Vote::new(5, 2)));
-        // Votes after a reopen keep alternating slots from where the file left off.
-        log.save_vote(&Vote::new(6, 3)).unwrap();
-        drop(log);
-        assert_eq!(
-            FileLog::open(dir.path()).unwrap().load().unwrap().vote,
-            Some(Vote::new(6, 3))
-        );
-        // A crash in the middle of writing vote 6's slot: its bytes are garbage.
-        let path = dir.path().join(VOTE_SLOTS_FILE);
-        let mut bytes = fs::read(&path).unwrap();
-        let seq_of_vote_6: usize = 6;
-        let newest = (seq_of_vote_6 % 2) * VOTE_SLOT_BYTES;
-        bytes[newest + VOTE_SLOT_HEADER_BYTES] ^= 0xff;
-        fs::write(&path, &bytes).unwrap();
-        assert_eq!(
-            FileLog::open(dir.path()).unwrap().load().unwrap().vote,
-            Some(Vote::new(5, 2))
-        );
-    }
-
-    #[test]
-    fn a_vote_written_by_an_earlier_build_is_read_until_the_first_new_one() {
-        let dir = tempfile::tempdir().unwrap();
-        write_file_atomic(dir.path(), VOTE_FILE, &encode(&Vote::new(4, 1))).unwrap();
-        let mut log = FileLog::open(dir.path()).unwrap();
-        assert_eq!(log.load().unwrap().vote, Some(Vote::new(4, 1)));
-        log.save_vote(&Vote::new(5, 1)).unwrap();
-        drop(log);
-        assert_eq!(
-            FileLog::open(dir.path()).unwrap().load().unwrap().vote,
-            Some(Vote::new(5, 1))
-        );
-    }
+    use crate::storage::log_file::MemLog;
     use crate::types::Proposal;
 
-    fn entry(index: u64) -> Entry {
+    fn entry(term: u64, index: u64) -> Entry {
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
             payload: EntryPayload::Normal(Proposal {
                 now_ms: index,
                 requests: Default::default(),
@@ -714,67 +467,198 @@ mod tests {
         }
     }
 
-    #[test]
-    fn file_log_survives_reopen_truncate_and_purge() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = FileLog::open(dir.path()).unwrap();
-        assert!(log.load().unwrap().entries.is_empty());
-        log.append(&(1..=10).map(entry).collect::<Vec<_>>())
-            .unwrap();
-        log.truncate_from(8).unwrap();
-        log.append(&[entry(8)]).unwrap();
-        log.sync().unwrap();
-        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 3))
-            .unwrap();
-        log.append(&[entry(9)]).unwrap();
-        log.sync().unwrap();
-        log.save_vote(&Vote::new(3, 2)).unwrap();
-        drop(log);
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Append this many entries in the next term.
+        Append(u64),
+        /// The writer catches up: pending appends are written and marked.
+        Write,
+        /// Truncate this many entries off the end (a conflicting leader).
+        Truncate(u64),
+        /// Purge up to this fraction (in 1/8) of the written log.
+        Purge(u64),
+    }
 
-        let mut log = FileLog::open(dir.path()).unwrap();
-        let loaded = log.load().unwrap();
-        let indexes: Vec<u64> = loaded.entries.iter().map(|e| e.log_id.index).collect();
-        assert_eq!(indexes, vec![4, 5, 6, 7, 8, 9]);
-        assert_eq!(loaded.purged.map(|p| p.index), Some(3));
-        assert_eq!(loaded.vote, Some(Vote::new(3, 2)));
-        // Offsets after the rewrite still let truncation cut at the right place.
-        log.truncate_from(6).unwrap();
-        log.sync().unwrap();
-        let loaded = FileLog::open(dir.path()).unwrap().load().unwrap();
-        assert_eq!(
-            loaded
-                .entries
-                .iter()
-                .map(|e| e.log_id.index)
-                .collect::<Vec<_>>(),
-            vec![4, 5]
-        );
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u64..12).prop_map(Op::Append),
+            Just(Op::Write),
+            (1u64..8).prop_map(Op::Truncate),
+            (0u64..8).prop_map(Op::Purge),
+        ]
+    }
+
+    /// A cache over a MemLog driven the way `LogStore` and its writer drive them, beside a
+    /// plain map of what the log holds.
+    struct Harness {
+        cache: LogCache,
+        disk: MemLog,
+        pending: Vec<Entry>,
+        model: BTreeMap<u64, Entry>,
+        purged: Option<LogId>,
+        term: u64,
+    }
+
+    impl Harness {
+        fn new(budget_bytes: u64) -> Harness {
+            Harness {
+                cache: LogCache {
+                    vote: None,
+                    purged: None,
+                    last: None,
+                    entries: BTreeMap::new(),
+                    written: VecDeque::new(),
+                    written_bytes: 0,
+                    evicted_upto: None,
+                    budget_bytes,
+                },
+                disk: MemLog::default(),
+                pending: Vec::new(),
+                model: BTreeMap::new(),
+                purged: None,
+                term: 1,
+            }
+        }
+
+        fn write_pending(&mut self) -> Vec<(LogId, u64)> {
+            let pending = std::mem::take(&mut self.pending);
+            let sizes = self.disk.append(&pending).unwrap();
+            pending.iter().map(|e| e.log_id).zip(sizes).collect()
+        }
+
+        fn next_index(&self) -> u64 {
+            self.model
+                .keys()
+                .next_back()
+                .map(|i| i + 1)
+                .or(self.purged.map(|p| p.index + 1))
+                .unwrap_or(1)
+        }
+
+        fn run(&mut self, op: Op) {
+            match op {
+                Op::Append(n) => {
+                    let from = self.next_index();
+                    let entries: Vec<Entry> =
+                        (from..from + n).map(|i| entry(self.term, i)).collect();
+                    self.cache.append(&entries);
+                    for e in &entries {
+                        self.model.insert(e.log_id.index, e.clone());
+                    }
+                    self.pending.extend(entries);
+                }
+                Op::Write => {
+                    let written = self.write_pending();
+                    self.cache.written(&written);
+                }
+                Op::Truncate(n) => {
+                    let floor = self.purged.map_or(1, |p| p.index + 1);
+                    let index = self.next_index().saturating_sub(n).max(floor);
+                    if let Some(p) = self.cache.truncate(index) {
+                        let found = self.disk.reader().read(p, p).unwrap();
+                        self.cache.last = found.last().map(|e| e.log_id);
+                    }
+                    // The writer runs the appends queued before the truncation, then it;
+                    // their marks arrive after, for entries the cache no longer has.
+                    let written = self.write_pending();
+                    self.disk.truncate_from(index).unwrap();
+                    self.cache.written(&written);
+                    self.model.split_off(&index);
+                    self.term += 1;
+                }
+                Op::Purge(eighths) => {
+                    let written: Vec<u64> = self.cache.written.iter().map(|&(i, _)| i).collect();
+                    let last_written = written
+                        .last()
+                        .copied()
+                        .or(self.cache.evicted_upto)
+                        .filter(|&i| self.model.contains_key(&i));
+                    let Some(last_written) = last_written else {
+                        return;
+                    };
+                    let floor = self.purged.map_or(0, |p| p.index);
+                    let upto = floor + (last_written - floor) * eighths / 8;
+                    let Some(e) = self.model.get(&upto) else {
+                        return;
+                    };
+                    let upto = e.log_id;
+                    self.cache.purge(upto);
+                    let written = self.write_pending();
+                    self.disk.purge(upto).unwrap();
+                    self.cache.written(&written);
+                    self.model = self.model.split_off(&(upto.index + 1));
+                    self.purged = Some(upto);
+                }
+            }
+        }
+
+        fn check(&self) {
+            let reader = self.disk.reader();
+            let end = self.next_index() + 2;
+            for from in 0..end {
+                for to in from..end {
+                    let got =
+                        read_range(&Mutex::new(self.clone_cache()), reader.as_ref(), from..=to)
+                            .unwrap();
+                    let want: Vec<Entry> = self
+                        .model
+                        .range(from..=to)
+                        .map(|(_, e)| e.clone())
+                        .collect();
+                    assert_eq!(got, want, "read {from}..={to}");
+                }
+            }
+            let last = self.model.values().next_back().map(|e| e.log_id);
+            assert_eq!(self.cache.last(), last.max(self.purged));
+            assert!(self.cache.written_bytes <= self.cache.budget_bytes);
+        }
+
+        fn clone_cache(&self) -> LogCache {
+            LogCache {
+                vote: self.cache.vote,
+                purged: self.cache.purged,
+                last: self.cache.last,
+                entries: self.cache.entries.clone(),
+                written: self.cache.written.clone(),
+                written_bytes: self.cache.written_bytes,
+                evicted_upto: self.cache.evicted_upto,
+                budget_bytes: self.cache.budget_bytes,
+            }
+        }
+    }
+
+    proptest! {
+        /// Whatever the budget drops from memory, a read of any range returns exactly the
+        /// entries the log holds (from memory, the disk, or both), after appends, writes,
+        /// truncations by a new leader and purges, in any order.
+        #[test]
+        fn reads_return_the_log_whatever_the_cache_dropped(
+            budget_entries in 0u64..6,
+            ops in proptest::collection::vec(op(), 1..40),
+        ) {
+            let size = record_size_of_one();
+            let mut h = Harness::new(budget_entries * size);
+            for op in ops {
+                h.run(op);
+                h.check();
+            }
+        }
+    }
+
+    fn record_size_of_one() -> u64 {
+        MemLog::default().append(&[entry(1, 1)]).unwrap()[0]
     }
 
     #[test]
-    fn torn_tail_is_dropped_and_appends_continue() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = FileLog::open(dir.path()).unwrap();
-        log.append(&[entry(1), entry(2)]).unwrap();
-        log.sync().unwrap();
-        drop(log);
-        // Simulate a crash mid-write: half a record at the end.
-        let path = dir.path().join(LOG_FILE);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5]).unwrap();
-        drop(f);
-        let mut log = FileLog::open(dir.path()).unwrap();
-        assert_eq!(log.load().unwrap().entries.len(), 2);
-        log.append(&[entry(3)]).unwrap();
-        log.sync().unwrap();
-        let loaded = FileLog::open(dir.path()).unwrap().load().unwrap();
-        assert_eq!(
-            loaded
-                .entries
-                .iter()
-                .map(|e| e.log_id.index)
-                .collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
+    fn a_budget_of_nothing_keeps_only_unwritten_entries_in_memory() {
+        let mut h = Harness::new(0);
+        h.run(Op::Append(5));
+        assert_eq!(h.cache.entries.len(), 5);
+        h.run(Op::Write);
+        assert!(h.cache.entries.is_empty());
+        assert_eq!(h.cache.evicted_upto, Some(5));
+        h.run(Op::Append(2));
+        assert_eq!(h.cache.entries.len(), 2);
+        h.check();
     }
 }

@@ -2,6 +2,7 @@
 //! log file; sled for state records) and in memory (for the simulator).
 
 pub mod log;
+pub mod log_file;
 pub mod state;
 
 use std::fs::{self, File};
