@@ -52,6 +52,10 @@ pub struct MemoryArgs {
     /// freed memory the allocator has not returned yet), instead of returning it at once.
     #[arg(long)]
     allocator_default: bool,
+    /// Bytes of written log entries each replica of a group keeps in memory (the node's
+    /// `--log-cache-bytes`; the rest is read back from the log file).
+    #[arg(long, default_value_t = RaftSettings::default().log_cache_bytes)]
+    log_cache_bytes: u64,
 }
 
 pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
@@ -81,7 +85,10 @@ pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
         cluster_key.clone(),
         args.shards,
         false,
-        &RaftSettings::default(),
+        &RaftSettings {
+            log_cache_bytes: args.log_cache_bytes,
+            ..RaftSettings::default()
+        },
     )
     .await?;
     let auth = ClusterAuth::from_key(cluster_key, Arc::new(SystemClock));

@@ -40,9 +40,14 @@ pub struct NodeArgs {
     /// Build a snapshot (and purge the log behind it) every this many entries.
     #[arg(long, env = "BOXOFFICE_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
-    /// Entries kept behind a snapshot.
+    /// Entries kept behind a snapshot (on disk), so a follower that was down a while
+    /// catches up from the log instead of a snapshot install (default 100,000).
     #[arg(long, env = "BOXOFFICE_KEEP_ENTRIES")]
     keep_entries: Option<u64>,
+    /// Bytes of written log entries each group keeps in memory (their size on disk);
+    /// older entries are read back from the log file (default 8 MiB).
+    #[arg(long, env = "BOXOFFICE_LOG_CACHE_BYTES")]
+    log_cache_bytes: Option<u64>,
     #[command(flatten)]
     timing: RaftTimingArgs,
     /// Checkpoint the state machine to sled every this many applied entries (a restart
@@ -214,6 +219,9 @@ fn override_raft_settings(raft: &mut RaftSettings, args: &NodeArgs) -> anyhow::R
     }
     if let Some(n) = args.keep_entries {
         raft.keep_entries = n;
+    }
+    if let Some(n) = args.log_cache_bytes {
+        raft.log_cache_bytes = n;
     }
     if let Some(n) = args.checkpoint_every {
         raft.checkpoint_every_entries = n;
