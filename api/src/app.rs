@@ -22,6 +22,7 @@ use crate::auth::Auth;
 use crate::cache::{run_catalog_feed, CatalogCache, CatalogChange};
 use crate::catalog::{Event, Performer, Venue, KIND_EVENT, KIND_PERFORMER, KIND_VENUE};
 use crate::clock::Clock;
+use crate::idempotency::{KeyCheck, KeyMemory};
 use crate::ids::is_valid_id;
 use crate::payments::PaymentProcessor;
 use crate::problem::ApiError;
@@ -36,7 +37,7 @@ pub const REQUEST_TIMEOUT_MS: u64 = 15_000;
 /// Live seat-map streams one node serves at once.
 pub const MAX_STREAMS: usize = 10_000;
 /// Idempotency keys remembered per node for the cross-request body check.
-pub const MAX_REMEMBERED_KEYS: u64 = 100_000;
+pub const MAX_REMEMBERED_KEYS: usize = 100_000;
 /// How long a remembered idempotency key is kept.
 pub const KEY_MEMORY_SECS: u64 = 24 * 3600;
 /// How often histogram samples are folded into their buckets.
@@ -135,7 +136,7 @@ pub struct Shared {
     pub queues: Arc<QueueHub>,
     /// `user/key` → digest of the request first sent with it (this node only; the state
     /// machine's request-id check covers the rest).
-    pub keys: moka::sync::Cache<String, String>,
+    pub keys: KeyMemory,
     pub readiness: Readiness,
     pub limits: Arc<RateLimits>,
     /// Node drains this API node runs (stopped with it).
@@ -238,15 +239,13 @@ impl AppState {
 
     /// Remembers which request `user` first sent under `key`; 409 when this one differs.
     pub fn check_key(&self, user: &str, key: &str, request_digest: &str) -> Result<(), ApiError> {
-        let slot = format!("{user}\u{0}{key}");
-        let entry = self
+        match self
             .keys
-            .entry(slot)
-            .or_insert_with(|| request_digest.to_owned());
-        if entry.value() != request_digest {
-            return Err(ApiError::IdempotencyKeyReused);
+            .check(user, key, request_digest, self.clock.now_ms())
+        {
+            KeyCheck::Fresh | KeyCheck::Repeat => Ok(()),
+            KeyCheck::Reused => Err(ApiError::IdempotencyKeyReused),
         }
-        Ok(())
     }
 }
 
@@ -277,10 +276,7 @@ impl Api {
             webhook_secret: deps.webhook_secret,
             admission: deps.admission,
             queues: Arc::new(QueueHub::default()),
-            keys: moka::sync::Cache::builder()
-                .max_capacity(MAX_REMEMBERED_KEYS)
-                .time_to_live(Duration::from_secs(KEY_MEMORY_SECS))
-                .build(),
+            keys: KeyMemory::new(MAX_REMEMBERED_KEYS, KEY_MEMORY_SECS * 1_000),
             readiness: Readiness::default(),
             limits,
             drains: crate::drain::Drains::default(),

@@ -57,6 +57,7 @@ pub mod cluster_view;
 pub mod demo;
 pub mod drain;
 pub mod extract;
+pub mod idempotency;
 pub mod ids;
 pub mod inventory;
 pub mod metrics;

@@ -105,11 +105,14 @@ box_run() {
     cpu=$(grep -o '[0-9]* µs CPU per hold' <<<"$out" || true)
     say "boxoffice $label: $(printf %7s "$hps") holds/s  $lat  ($cpu; load $(load))"
 }
+typed_256=0
 for c in $box_clients; do
     box_run "clients $(printf %5s "$c")" --concurrency "$c"
     (( hps > box_best )) && box_best=$hps
+    (( c == 256 )) && typed_256=$hps
 done
 box_run "REST tier, --http, 256 clients" --http --concurrency 256
+awk -v r="$hps" -v t="$typed_256" 'BEGIN { if (t > 0) printf "REST tier / typed client at 256 clients: %.2f\n", r / t }'
 box_run "hot event, --events 1 --seats 50000, 256 clients" --events 1 --seats 50000 --concurrency 256
 
 say "best: boxoffice $box_best holds/s, PostgreSQL $pg_best holds/s"
