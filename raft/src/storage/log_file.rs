@@ -727,6 +727,9 @@ impl LogDisk for MemLog {
 
 impl LogRead for MemLog {
     fn read(&self, from: u64, to: u64) -> io::Result<Vec<Entry>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
         Ok(self
             .data()
             .entries
@@ -960,6 +963,9 @@ mod tests {
         log.truncate_from(5).unwrap();
         assert_eq!(indexes(&reader.read(3, 6).unwrap()), vec![3, 4]);
         assert!(reader.read(5, 6).unwrap().is_empty());
+        // An empty range is no entries, on either kind of log.
+        assert!(reader.read(4, 3).unwrap().is_empty());
+        assert!(MemLog::default().reader().read(4, 3).unwrap().is_empty());
     }
 
     #[test]
