@@ -1,4 +1,5 @@
-//! The Raft log's durable form: one append-only file per group and a two-slot vote file.
+//! The Raft log's durable form: numbered append-only segment files per group and a
+//! two-slot vote file.
 //!
 //! sled's `flush()` is not an fsync (STACK.md), so the log is our own: length- and
 //! CRC-framed records, `fdatasync`'d before openraft is told an append is done (by the
@@ -7,11 +8,13 @@
 //! flush per vote: a voter answers within an election timeout even on a loaded disk; a torn
 //! write leaves the other slot, the previous vote, which was never acknowledged past).
 //!
-//! A purge appends a `Purged` record instead of rewriting the file; the file is rewritten
-//! without its purged prefix only once that prefix outweighs the live entries, so keeping a
-//! long log behind each snapshot (for followers that were down a while) costs disk, not a
-//! copy of the kept entries per snapshot. Entries are read back through a [`LogRead`]
-//! handle, by offset, while the writer goes on appending. [`MemLog`] keeps the same data in
+//! A segment takes entries until it holds `SEGMENT_BYTES`; then it is synced and the next
+//! one starts (segment 0 keeps the single file's old name, so older data directories load
+//! as they are). A purge appends a `Purged` record, syncs it, and deletes the segments
+//! holding only purged entries: nothing is copied, so keeping a long log behind each
+//! snapshot (for followers that were down a while) costs disk and nothing per snapshot.
+//! Entries are read back through a [`LogRead`] handle, by position, while the writer goes
+//! on appending. [`MemLog`] keeps the same data in
 //! memory for the simulator, shared through an `Arc` so it outlives a simulated crash.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -42,8 +45,8 @@ const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// A segment takes entries until it is this large; then the next one starts.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// What a log file holds: entries, and `Purged` records naming the prefix dropped (the
-/// newest one counts; a rewrite starts the file with one).
+/// What a segment holds: entries, and `Purged` records naming the prefix dropped (the
+/// newest one counts; a log file of an older build starts with one).
 #[derive(Serialize, Deserialize)]
 enum LogRecord {
     Purged(LogId),
