@@ -34,8 +34,9 @@ struct Shard {
 /// What [`KeyMemory::check`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum KeyCheck {
-    /// First use of the key (now remembered), or a retry of the same request.
+    /// First use of the key (now remembered).
     Fresh,
+    /// A retry of the request the key first named.
     Repeat,
     /// The key was first used for a different request.
     Reused,
@@ -77,15 +78,12 @@ impl KeyMemory {
     }
 
     /// Keys remembered now (expired ones count until a request touches their shard).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).order.len())
             .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 
-use super::log_file::{LogDisk, LogRead};
+use super::log_file::{lock, LogDisk, LogRead};
 use crate::batch::drain_ready;
 use crate::typ::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -131,13 +131,8 @@ enum LogIo {
 
 /// openraft's log storage for one group.
 pub struct LogStore {
-    cache: Arc<Mutex<LogCache>>,
-    disk: Arc<dyn LogRead>,
+    reader: LogReader,
     io: Mutex<LogIo>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn io_err(e: io::Error) -> StorageError {
@@ -201,14 +196,16 @@ impl LogStore {
             LogIo::Inline(disk, fsync_seconds)
         };
         Ok(LogStore {
-            cache,
-            disk: reader,
+            reader: LogReader {
+                cache,
+                disk: reader,
+            },
             io: Mutex::new(io),
         })
     }
 
     fn cache(&self) -> MutexGuard<'_, LogCache> {
-        lock(&self.cache)
+        lock(&self.reader.cache)
     }
 
     /// Runs a job on the writer and waits until it is durable.
@@ -328,43 +325,53 @@ fn inclusive<RB: RangeBounds<u64>>(range: &RB) -> Option<(u64, u64)> {
     (from <= to).then_some((from, to))
 }
 
-fn read_range<RB: RangeBounds<u64>>(
-    cache: &Mutex<LogCache>,
-    disk: &dyn LogRead,
-    range: RB,
-) -> io::Result<Vec<Entry>> {
-    let Some((from, to)) = inclusive(&range) else {
-        return Ok(Vec::new());
-    };
-    let (on_disk, in_memory) = {
-        let cache = lock(cache);
-        let from = from.max(cache.purged.map_or(0, |p| p.index + 1));
-        if from > to {
+impl LogReader {
+    /// The entries of `range` the log holds: the newest from memory, older ones from the
+    /// disk (off the async threads when reading it blocks).
+    async fn read<RB: RangeBounds<u64>>(&self, range: RB) -> io::Result<Vec<Entry>> {
+        let Some((from, to)) = inclusive(&range) else {
             return Ok(Vec::new());
-        }
-        let on_disk = cache
-            .evicted_upto
-            .filter(|&upto| upto >= from)
-            .map(|upto| (from, upto.min(to)));
-        let memory_from = on_disk.map_or(from, |(_, upto)| upto + 1);
-        let in_memory: Vec<Entry> = if memory_from <= to {
-            cache
-                .entries
-                .range(memory_from..=to)
-                .map(|(_, e)| e.clone())
-                .collect()
-        } else {
-            Vec::new()
         };
-        (on_disk, in_memory)
-    };
-    match on_disk {
-        Some((from, to)) => {
-            let mut entries = disk.read(from, to)?;
-            entries.extend(in_memory);
-            Ok(entries)
+        let (on_disk, in_memory) = {
+            let cache = lock(&self.cache);
+            let from = from.max(cache.purged.map_or(0, |p| p.index + 1));
+            if from > to {
+                return Ok(Vec::new());
+            }
+            let on_disk = cache
+                .evicted_upto
+                .filter(|&upto| upto >= from)
+                .map(|upto| (from, upto.min(to)));
+            let memory_from = on_disk.map_or(from, |(_, upto)| upto + 1);
+            let in_memory: Vec<Entry> = if memory_from <= to {
+                cache
+                    .entries
+                    .range(memory_from..=to)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (on_disk, in_memory)
+        };
+        match on_disk {
+            Some((from, to)) => {
+                let mut entries = self.read_disk(from, to).await?;
+                entries.extend(in_memory);
+                Ok(entries)
+            }
+            None => Ok(in_memory),
         }
-        None => Ok(in_memory),
+    }
+
+    async fn read_disk(&self, from: u64, to: u64) -> io::Result<Vec<Entry>> {
+        if !self.disk.blocks() {
+            return self.disk.read(from, to);
+        }
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || disk.read(from, to))
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?
     }
 }
 
@@ -373,7 +380,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        read_range(&self.cache, self.disk.as_ref(), range).map_err(read_err)
+        self.read(range).await.map_err(read_err)
     }
 }
 
@@ -382,7 +389,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        read_range(&self.cache, self.disk.as_ref(), range).map_err(read_err)
+        self.reader.read(range).await.map_err(read_err)
     }
 }
 
@@ -398,10 +405,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogReader {
-            cache: self.cache.clone(),
-            disk: self.disk.clone(),
-        }
+        self.reader.clone()
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
@@ -436,7 +440,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(p) = previous_on_disk {
             // The entry before the cut was dropped from memory; the disk still has it (the
             // truncation queued below cuts after it).
-            let entry = self.disk.read(p, p).map_err(read_err)?;
+            let entry = self.reader.read_disk(p, p).await.map_err(read_err)?;
             self.cache().last = entry.last().map(|e| e.log_id);
         }
         self.run(|done| Job::Truncate(index, done)).await
@@ -593,13 +597,17 @@ mod tests {
         }
 
         fn check(&self) {
-            let reader = self.disk.reader();
+            let reader = LogReader {
+                cache: Arc::new(Mutex::new(self.clone_cache())),
+                disk: self.disk.reader(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             let end = self.next_index() + 2;
             for from in 0..end {
                 for to in from..end {
-                    let got =
-                        read_range(&Mutex::new(self.clone_cache()), reader.as_ref(), from..=to)
-                            .unwrap();
+                    let got = runtime.block_on(reader.read(from..=to)).unwrap();
                     let want: Vec<Entry> = self
                         .model
                         .range(from..=to)

@@ -90,6 +90,8 @@ pub trait LogRead: Send + Sync + 'static {
     /// The entries with indexes in `from..=to` that the log holds, in order. An entry
     /// truncated or purged meanwhile is left out.
     fn read(&self, from: u64, to: u64) -> io::Result<Vec<Entry>>;
+    /// Whether a read blocks on I/O (and belongs off the async threads) or is instant.
+    fn blocks(&self) -> bool;
 }
 
 /// Where an entry's record is: the segment's number and the byte offset in it.
@@ -160,7 +162,8 @@ struct ReadIndex {
 /// untouched).
 struct FileReader(Arc<Mutex<ReadIndex>>);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A lock whose holder panicked is still the data: every writer leaves it consistent.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -223,6 +226,10 @@ impl LogRead for FileReader {
             }
         }
         Ok(entries)
+    }
+
+    fn blocks(&self) -> bool {
+        true
     }
 }
 
@@ -740,6 +747,10 @@ impl LogRead for MemLog {
             .map(|(_, e)| e.clone())
             .collect())
     }
+
+    fn blocks(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -823,6 +834,14 @@ mod tests {
         (loaded.purged.map(|p| p.index), indexes(&tail))
     }
 
+    /// The log in `dir`, loaded, starting a new segment before every entry.
+    fn one_entry_per_segment(dir: &Path) -> FileLog {
+        let mut log = FileLog::open(dir).unwrap();
+        log.load(usize::MAX).unwrap();
+        log.segment_bytes = 1;
+        log
+    }
+
     fn segment_files(dir: &Path) -> usize {
         fs::read_dir(dir)
             .unwrap()
@@ -874,10 +893,8 @@ mod tests {
     #[test]
     fn segments_roll_go_whole_on_purge_and_truncation_crosses_them() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = FileLog::open(dir.path()).unwrap();
-        log.load(usize::MAX).unwrap();
-        // One entry per segment: entry k lands in segment k - 1.
-        log.segment_bytes = 1;
+        // Entry k lands in segment k - 1.
+        let mut log = one_entry_per_segment(dir.path());
         log.append(&(1..=6).map(entry).collect::<Vec<_>>()).unwrap();
         log.sync().unwrap();
         assert_eq!(segment_files(dir.path()), 6);
@@ -905,9 +922,7 @@ mod tests {
         assert_eq!(indexes(&reader.read(0, 9).unwrap()), vec![4, 5]);
         drop(log);
         // Reopened, appends go on in the last segment and roll from there.
-        let mut log = FileLog::open(dir.path()).unwrap();
-        log.load(usize::MAX).unwrap();
-        log.segment_bytes = 1;
+        let mut log = one_entry_per_segment(dir.path());
         log.append(&[entry_in(2, 6), entry_in(2, 7)]).unwrap();
         log.sync().unwrap();
         assert_eq!(loaded_indexes(dir.path()), (Some(3), vec![4, 5, 6, 7]));
@@ -927,9 +942,7 @@ mod tests {
     #[test]
     fn a_damaged_segment_before_the_last_is_an_error_not_a_shorter_log() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = FileLog::open(dir.path()).unwrap();
-        log.load(usize::MAX).unwrap();
-        log.segment_bytes = 1;
+        let mut log = one_entry_per_segment(dir.path());
         log.append(&(1..=3).map(entry).collect::<Vec<_>>()).unwrap();
         log.sync().unwrap();
         drop(log);
