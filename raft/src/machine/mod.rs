@@ -41,7 +41,7 @@ use std::sync::Arc;
 use layout::Layout;
 pub use memory::MemoryPart;
 pub use queue::{presale_order, PlaceAudit, RoomAudit, RATE_WINDOW_MS};
-pub use records::{is_layout_key, CorruptRecord, Record};
+pub use records::{is_layout_key, CorruptRecord, DirtyRecords, Record};
 use records::{EventMeta, Globals, Key, RequestRecord};
 
 use crate::codec::{encode, stable_hash};

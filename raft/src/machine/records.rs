@@ -234,15 +234,105 @@ pub struct CorruptRecord {
     pub reason: String,
 }
 
+/// The records changed since the last [`Machine::take_dirty_values`], as they were then:
+/// the values are shared (an `Arc`) or copied, not yet encoded, so that whoever holds the
+/// machine's lock only pays for the copies and encodes after releasing it.
+pub struct DirtyRecords(Vec<(Key, Option<DirtyValue>)>);
+
+/// One changed record's value as of the take.
+enum DirtyValue {
+    Encoded(Vec<u8>),
+    Hold(Arc<Hold>),
+    Request(RequestRecord),
+    Booking(Booking),
+    Layout(Arc<Layout>, u32),
+    Catalog(Arc<Vec<u8>>),
+    Place(Place),
+}
+
+impl DirtyValue {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            DirtyValue::Encoded(bytes) => bytes.clone(),
+            DirtyValue::Hold(hold) => encode(&**hold),
+            DirtyValue::Request(record) => encode(record),
+            DirtyValue::Booking(booking) => encode(booking),
+            DirtyValue::Layout(layout, chunk) => layout
+                .encode_chunk(*chunk as usize)
+                .expect("a dirty layout chunk is taken only when the layout has it"),
+            DirtyValue::Catalog(doc) => doc.to_vec(),
+            DirtyValue::Place(place) => encode(place),
+        }
+    }
+}
+
+impl DirtyRecords {
+    /// `(key, Some(value))` to write, `(key, None)` to delete.
+    pub fn encode(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.0
+            .iter()
+            .map(|(key, value)| (key.encode(), value.as_ref().map(DirtyValue::encode)))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl Machine {
     /// Records changed since the last call: `(key, Some(value))` to write, `(key, None)` to
     /// delete. Storage writes them in one atomic batch with the applied log id.
     pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.take_dirty_values().encode()
+    }
+
+    /// [`Machine::take_dirty`] without the encoding: what a caller holding a lock on the
+    /// machine takes, encoding ([`DirtyRecords::encode`]) once the lock is released. The
+    /// encoding is most of a checkpoint's work; done under the replica's write lock it
+    /// stalled every apply behind it.
+    pub fn take_dirty_values(&mut self) -> DirtyRecords {
         let dirty = std::mem::take(&mut self.dirty);
-        dirty
-            .into_iter()
-            .map(|key| (key.encode(), self.value_of(&key)))
-            .collect()
+        DirtyRecords(
+            dirty
+                .into_iter()
+                .map(|key| {
+                    let value = self.dirty_value(&key);
+                    (key, value)
+                })
+                .collect(),
+        )
+    }
+
+    /// A record's value for [`DirtyRecords`]: the large and frequent ones shared or copied,
+    /// the small and rare ones encoded at once.
+    fn dirty_value(&self, key: &Key) -> Option<DirtyValue> {
+        match key {
+            Key::Hold(id) => self.holds.get(id).cloned().map(DirtyValue::Hold),
+            Key::Request(id) => self.requests.get(id).cloned().map(DirtyValue::Request),
+            Key::Booking(id) => self.bookings.get(id).cloned().map(DirtyValue::Booking),
+            Key::Layout(id, chunk) => self
+                .events
+                .get(id)
+                .filter(|e| (*chunk as usize) < e.meta.seats.n_chunks())
+                .map(|e| DirtyValue::Layout(e.meta.seats.clone(), *chunk)),
+            Key::Catalog(kind, id) => self
+                .catalog
+                .get(&(kind.clone(), id.clone()))
+                .cloned()
+                .map(DirtyValue::Catalog),
+            Key::Place(event_id, user) => self
+                .rooms
+                .get(event_id)
+                .and_then(|r| r.places.get(user))
+                .cloned()
+                .map(DirtyValue::Place),
+            _ => self.value_of(key).map(DirtyValue::Encoded),
+        }
     }
 
     /// Forgets what changed (the caller writes the whole state instead).

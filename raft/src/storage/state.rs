@@ -704,12 +704,13 @@ impl Writer {
             let mut replica = self.shared.write();
             replica.unsaved = false;
             (
-                replica.machine.take_dirty(),
+                replica.machine.take_dirty_values(),
                 replica.applied,
                 replica.membership.clone(),
             )
         };
-        let written = self.disk.write(changes, applied, &membership);
+        // Encoded with the replica's lock released: applying goes on meanwhile.
+        let written = self.disk.write(changes.encode(), applied, &membership);
         if written.is_err() {
             on_disk.rewrite_all = true;
         }
