@@ -172,7 +172,7 @@ pub struct Machine {
     finished: BTreeSet<(u64, HoldId)>,
     /// Request ids by reply time, for retention.
     request_times: BTreeSet<(u64, RequestId)>,
-    /// Records touched since the last [`Machine::take_dirty`].
+    /// Records touched since the last [`Machine::take_dirty_values`] (or `take_dirty`).
     dirty: HashSet<Key>,
 }
 
