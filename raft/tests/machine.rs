@@ -79,11 +79,13 @@ fn seats() -> Vec<SeatSpec> {
 /// Applies `requests` one per proposal, like a leader stamping each with its clock.
 struct Harness {
     machine: Machine,
-    /// What a store applying `take_dirty_values` after every proposal would hold. Each
-    /// proposal's changes are encoded only after the next proposal applied (as a checkpoint
-    /// encodes after releasing the replica's lock), beside the records as of the take.
+    /// What a store fed by `take_dirty_values` after every proposal would hold. As in a
+    /// replica, the changes of up to three proposals are appended together and land only
+    /// after a later proposal applied (a checkpoint encodes after releasing the replica's
+    /// lock), beside the records as of the last take.
     persisted: BTreeMap<Vec<u8>, Vec<u8>>,
     pending: Option<(DirtyRecords, Vec<Record>)>,
+    pending_takes: usize,
     sent: Vec<Request>,
     replies: Vec<Reply>,
     holds: Vec<String>,
@@ -125,6 +127,7 @@ impl Harness {
             // An empty store loads as a new machine, whose records it stands for.
             persisted: Machine::new().records().into_iter().collect(),
             pending: None,
+            pending_takes: 0,
             sent: vec![],
             replies: vec![],
             holds: vec![],
@@ -159,11 +162,17 @@ impl Harness {
             },
             &mut changes,
         );
+        if self.pending_takes == 3 {
+            let earlier = self.pending.take().expect("three takes pending");
+            self.land(earlier);
+            self.pending_takes = 0;
+        }
         let taken = self.machine.take_dirty_values();
         let records = self.machine.records();
-        if let Some(earlier) = self.pending.replace((taken, records)) {
-            self.land(earlier);
-        }
+        let mut changes = self.pending.take().map(|(c, _)| c).unwrap_or_default();
+        changes.append(taken);
+        self.pending = Some((changes, records));
+        self.pending_takes += 1;
         self.sent.push(request);
         let reply = replies.pop().unwrap();
         self.replies.push(reply.clone());
@@ -1373,15 +1382,19 @@ fn the_node_table_records_nodes_survives_records_and_never_revives_a_removed_nod
 }
 
 /// How long a checkpoint holds the replica's write lock for one checkpoint's worth of
-/// holds (4,000: 200 ms at 20,000 holds/s on one group): taking the changes encoded, as
-/// checkpoints did, beside taking them as shared values and encoding after the lock. Run
-/// with `cargo test -p boxoffice-raft --release --test machine -- --ignored --nocapture
+/// holds (4,000: 200 ms at 20,000 holds/s on one group), three ways: taking the changes
+/// encoded at checkpoint time (until `4f145ad`); taking them as shared values at checkpoint
+/// time and encoding after the lock (`4f145ad`); and as replicas do now, each apply taking
+/// the values of what it changed (here batches of 32 holds, under the lock apply holds
+/// anyway), so that the checkpoint only swaps the list under the lock. Run with `cargo test
+/// -p boxoffice-raft --release --test machine -- --ignored --nocapture
 /// checkpoint_lock_figures`.
 #[test]
 #[ignore]
 fn checkpoint_lock_figures() {
     use std::time::Instant;
     const HOLDS: u32 = 4_000;
+    const PER_APPLY: u32 = 32;
     let seats: Vec<SeatSpec> = (0..MAX_SEATS_PER_COMMAND as u32)
         .map(|i| SeatSpec {
             id: format!("s{i}"),
@@ -1391,54 +1404,77 @@ fn checkpoint_lock_figures() {
             price_minor: 5_000,
         })
         .collect();
-    let loaded = |round: u32| {
-        let mut m = Machine::new();
-        let mut requests = vec![Request {
-            request_id: Some("reg".into()),
-            command: Command::RegisterEvent(RegisterEventCmd {
-                event_id: EVENT.into(),
-                currency: "USD".into(),
-                hold_ttl_ms: 600_000,
-                seats: seats.clone(),
-            }),
-        }];
-        requests.extend((0..HOLDS).map(|i| Request {
-            request_id: Some(format!("r{round}-{i}")),
-            command: Command::Hold(HoldCmd {
-                event_id: EVENT.into(),
-                hold_id: format!("h{i}"),
-                owner: format!("u{i}"),
-                seat_ids: vec![format!("s{i}")],
-                ttl_ms: None,
-            }),
-        }));
+    let register = Request {
+        request_id: Some("reg".into()),
+        command: Command::RegisterEvent(RegisterEventCmd {
+            event_id: EVENT.into(),
+            currency: "USD".into(),
+            hold_ttl_ms: 600_000,
+            seats: seats.clone(),
+        }),
+    };
+    let hold = |round: u32, i: u32| Request {
+        request_id: Some(format!("r{round}-{i}")),
+        command: Command::Hold(HoldCmd {
+            event_id: EVENT.into(),
+            hold_id: format!("h{i}"),
+            owner: format!("u{i}"),
+            seat_ids: vec![format!("s{i}")],
+            ttl_ms: None,
+        }),
+    };
+    let apply = |m: &mut Machine, requests: Vec<Request>| {
         let proposal = Proposal {
             now_ms: 1,
             requests: requests.into(),
         };
         m.apply_proposal(&proposal, &mut Vec::new());
-        m
+    };
+    let timed = |f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        f();
+        started.elapsed().as_secs_f64() * 1e6
     };
     for round in 0..5 {
-        let mut a = loaded(round);
-        let mut b = loaded(round);
-        let started = Instant::now();
-        let mut encoded = a.take_dirty();
-        let encoded_us = started.elapsed().as_secs_f64() * 1e6;
-        let started = Instant::now();
-        let taken = b.take_dirty_values();
-        let taken_us = started.elapsed().as_secs_f64() * 1e6;
-        let started = Instant::now();
-        let mut later = taken.encode();
-        let later_us = started.elapsed().as_secs_f64() * 1e6;
-        // The two machines' dirty sets iterate in different orders.
+        let (mut a, mut b, mut c) = (Machine::new(), Machine::new(), Machine::new());
+        for m in [&mut a, &mut b, &mut c] {
+            apply(m, vec![register.clone()]);
+            m.take_dirty();
+        }
+        let all: Vec<Request> = (0..HOLDS).map(|i| hold(round, i)).collect();
+        apply(&mut a, all.clone());
+        apply(&mut b, all);
+        let mut encoded = Vec::new();
+        let at_checkpoint_us = timed(&mut || encoded = a.take_dirty());
+        let mut taken = DirtyRecords::default();
+        let values_us = timed(&mut || taken = b.take_dirty_values());
+        let mut pending = DirtyRecords::default();
+        let (mut per_apply_total_us, mut per_apply_max_us) = (0f64, 0f64);
+        for batch in 0..HOLDS / PER_APPLY {
+            let requests = (batch * PER_APPLY..(batch + 1) * PER_APPLY)
+                .map(|i| hold(round, i))
+                .collect();
+            apply(&mut c, requests);
+            let us = timed(&mut || pending.append(c.take_dirty_values()));
+            per_apply_total_us += us;
+            per_apply_max_us = per_apply_max_us.max(us);
+        }
+        drop(taken);
+        let mut taken = DirtyRecords::default();
+        let swap_us = timed(&mut || taken = std::mem::take(&mut pending));
+        let mut later = Vec::new();
+        let encode_us = timed(&mut || later = taken.encode());
+        // The machines' dirty sets iterate in different orders.
         encoded.sort();
         later.sort();
-        assert!(encoded == later, "the two ways took different changes");
+        assert!(encoded == later, "the ways took different changes");
         eprintln!(
-            "{} records: lock held {encoded_us:.0} µs encoding under it, {taken_us:.0} µs \
-             taking shared values (then {later_us:.0} µs encoding after it)",
-            encoded.len()
+            "{} records, lock held: {at_checkpoint_us:.0} µs encoding at the checkpoint; \
+             {values_us:.0} µs taking values at the checkpoint; {swap_us:.1} µs swapping \
+             what applies took ({per_apply_total_us:.0} µs over {} applies, at most \
+             {per_apply_max_us:.0} µs in one); then {encode_us:.0} µs encoding after the lock",
+            encoded.len(),
+            HOLDS / PER_APPLY,
         );
     }
 }

@@ -6,7 +6,7 @@
 //! atomically with the applied log id; [`Machine::records`] is the snapshot format and the
 //! replica-equality check.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -234,9 +234,11 @@ pub struct CorruptRecord {
     pub reason: String,
 }
 
-/// The records changed since the last [`Machine::take_dirty_values`], as they were then:
+/// Records changed by one or more [`Machine::take_dirty_values`] calls, as they were then:
 /// the values are shared (an `Arc`) or copied, not yet encoded, so that whoever holds the
-/// machine's lock only pays for the copies and encodes after releasing it.
+/// machine's lock only pays for the copies and encodes after releasing it. Later takes
+/// appended to earlier ones win for a record changed in both.
+#[derive(Default)]
 pub struct DirtyRecords(Vec<(Key, Option<DirtyValue>)>);
 
 /// One changed record's value as of the take.
@@ -244,10 +246,11 @@ enum DirtyValue {
     Encoded(Vec<u8>),
     Hold(Arc<Hold>),
     Request(RequestRecord),
-    Booking(Booking),
+    /// Boxed, as is `Place`: the list grows by appends, and small elements move cheaply.
+    Booking(Box<Booking>),
     Layout(Arc<Layout>, u32),
     Catalog(Arc<Vec<u8>>),
-    Place(Place),
+    Place(Box<Place>),
 }
 
 impl DirtyValue {
@@ -256,23 +259,39 @@ impl DirtyValue {
             DirtyValue::Encoded(bytes) => bytes.clone(),
             DirtyValue::Hold(hold) => encode(&**hold),
             DirtyValue::Request(record) => encode(record),
-            DirtyValue::Booking(booking) => encode(booking),
+            DirtyValue::Booking(booking) => encode(&**booking),
             DirtyValue::Layout(layout, chunk) => layout
                 .encode_chunk(*chunk as usize)
                 .expect("a dirty layout chunk is taken only when the layout has it"),
             DirtyValue::Catalog(doc) => doc.to_vec(),
-            DirtyValue::Place(place) => encode(place),
+            DirtyValue::Place(place) => encode(&**place),
         }
     }
 }
 
 impl DirtyRecords {
-    /// `(key, Some(value))` to write, `(key, None)` to delete.
+    /// Adds the changes of a later take.
+    pub fn append(&mut self, later: DirtyRecords) {
+        if self.0.is_empty() {
+            *self = later;
+        } else {
+            self.0.extend(later.0);
+        }
+    }
+
+    /// `(key, Some(value))` to write, `(key, None)` to delete: each record once, with its
+    /// latest value.
     pub fn encode(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        self.0
+        let mut seen: HashSet<&Key> = HashSet::with_capacity(self.0.len());
+        let mut latest: Vec<_> = self
+            .0
             .iter()
+            .rev()
+            .filter(|(key, _)| seen.insert(key))
             .map(|(key, value)| (key.encode(), value.as_ref().map(DirtyValue::encode)))
-            .collect()
+            .collect();
+        latest.reverse();
+        latest
     }
 
     pub fn len(&self) -> usize {
@@ -314,7 +333,10 @@ impl Machine {
         match key {
             Key::Hold(id) => self.holds.get(id).cloned().map(DirtyValue::Hold),
             Key::Request(id) => self.requests.get(id).cloned().map(DirtyValue::Request),
-            Key::Booking(id) => self.bookings.get(id).cloned().map(DirtyValue::Booking),
+            Key::Booking(id) => self
+                .bookings
+                .get(id)
+                .map(|b| DirtyValue::Booking(Box::new(b.clone()))),
             Key::Layout(id, chunk) => self
                 .events
                 .get(id)
@@ -329,8 +351,7 @@ impl Machine {
                 .rooms
                 .get(event_id)
                 .and_then(|r| r.places.get(user))
-                .cloned()
-                .map(DirtyValue::Place),
+                .map(|p| DirtyValue::Place(Box::new(p.clone()))),
             _ => self.value_of(key).map(DirtyValue::Encoded),
         }
     }

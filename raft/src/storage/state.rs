@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
 use crate::feed::{Feed, FEED_CAPACITY_CHANGES};
-use crate::machine::{is_layout_key, Machine, Record};
+use crate::machine::{is_layout_key, DirtyRecords, Machine, Record};
 use crate::storage::write_file_atomic;
 use crate::telemetry::GroupMetrics;
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
@@ -597,6 +597,10 @@ pub struct Replica {
     pub feed: Feed,
     /// Entries were applied since the last checkpoint.
     unsaved: bool,
+    /// What the entries applied since the last checkpoint changed, taken by each apply
+    /// (under the lock it holds anyway) so that a checkpoint only swaps this list under
+    /// the lock and encodes it after.
+    changes: DirtyRecords,
 }
 
 /// State shared between openraft's state machine task and readers on the same node.
@@ -686,6 +690,7 @@ impl Writer {
             let persisted = {
                 let mut replica = self.shared.write();
                 replica.machine.take_dirty_keys();
+                replica.changes = DirtyRecords::default();
                 replica.unsaved = false;
                 Persisted {
                     applied: replica.applied,
@@ -703,11 +708,11 @@ impl Writer {
             }
             let mut replica = self.shared.write();
             replica.unsaved = false;
-            (
-                replica.machine.take_dirty_values(),
-                replica.applied,
-                replica.membership.clone(),
-            )
+            // Applies took their changes already; the machine's own take is for anything
+            // changed outside an apply (nothing today) and costs nothing when empty.
+            let mut changes = std::mem::take(&mut replica.changes);
+            changes.append(replica.machine.take_dirty_values());
+            (changes, replica.applied, replica.membership.clone())
         };
         // Encoded with the replica's lock released: applying goes on meanwhile.
         let written = self.disk.write(changes.encode(), applied, &membership);
@@ -812,6 +817,7 @@ impl StateMachineStore {
             membership: persisted.membership,
             feed: Feed::new(applied_index, FEED_CAPACITY_CHANGES),
             unsaved: false,
+            changes: DirtyRecords::default(),
         };
         let (applied_tx, _) = tokio::sync::watch::channel(applied_index);
         let shared = Arc::new(GroupShared {
@@ -889,6 +895,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 replica.feed.push(entry.log_id.index, changes);
             }
+            let taken = replica.machine.take_dirty_values();
+            replica.changes.append(taken);
             replica.unsaved = true;
             replica.applied
         };
@@ -939,6 +947,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             replica.applied = meta_w.last_log_id;
             replica.membership = meta_w.last_membership.clone();
             replica.unsaved = false;
+            replica.changes = DirtyRecords::default();
             replica.feed.reset(applied_index);
             Ok(())
         })
