@@ -672,6 +672,63 @@ fn limits_are_enforced() {
     );
 }
 
+/// A replica appends each apply's changes until its checkpoint; an event registered over
+/// several applies (`RegisterEvent`, then `AddSeats`) lands with every chunk as registered.
+#[test]
+fn layout_chunks_taken_by_several_applies_land_as_registered() {
+    let mut m = Machine::new();
+    let spec = |i: u32| SeatSpec {
+        id: format!("x{i}"),
+        section: "B".into(),
+        row: "1".into(),
+        number: i,
+        price_minor: 500,
+    };
+    let mut pending = DirtyRecords::default();
+    let mut changes = Vec::new();
+    let register = Request {
+        request_id: Some("reg".into()),
+        command: Command::RegisterEvent(RegisterEventCmd {
+            event_id: "big".into(),
+            currency: "EUR".into(),
+            hold_ttl_ms: 60_000,
+            seats: (0..3).map(spec).collect(),
+        }),
+    };
+    m.apply(&register, 1, &mut changes);
+    pending.append(m.take_dirty_values());
+    for (n, first) in [3u32, 6].into_iter().enumerate() {
+        let add = Request {
+            request_id: Some(format!("add-{n}")),
+            command: Command::AddSeats(AddSeatsCmd {
+                event_id: "big".into(),
+                seats: (first..first + 3).map(spec).collect(),
+            }),
+        };
+        assert!(matches!(
+            m.apply(&add, 2 + n as u64, &mut changes).outcome,
+            Outcome::Registered { .. }
+        ));
+        pending.append(m.take_dirty_values());
+    }
+    let layouts = |records: Vec<(Vec<u8>, Option<Vec<u8>>)>| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut layouts: Vec<_> = records
+            .into_iter()
+            .filter(|(k, _)| is_layout_key(k))
+            .map(|(k, v)| (k, v.expect("a chunk is written, never deleted")))
+            .collect();
+        layouts.sort();
+        layouts
+    };
+    let want: Vec<(Vec<u8>, Vec<u8>)> = m
+        .records()
+        .into_iter()
+        .filter(|(k, _)| is_layout_key(k))
+        .collect();
+    assert_eq!(want.len(), 3, "one layout record per registration chunk");
+    assert_eq!(layouts(pending.encode()), want);
+}
+
 #[test]
 fn big_events_register_in_chunks_and_replays_still_match() {
     let mut m = Machine::new();

@@ -239,7 +239,15 @@ pub struct CorruptRecord {
 /// machine's lock only pays for the copies and encodes after releasing it. Later takes
 /// appended to earlier ones win for a record changed in both.
 #[derive(Default)]
-pub struct DirtyRecords(Vec<(Key, Option<DirtyValue>)>);
+pub struct DirtyRecords {
+    records: Vec<(Key, Option<DirtyValue>)>,
+    /// The newest layout of each event with a changed chunk. A layout only grows (an
+    /// `AddSeats` builds a new one with one more chunk, and events are never removed), so
+    /// the newest encodes every earlier chunk as it was; keeping one per registration
+    /// instead would keep every intermediate layout of a big event alive until the
+    /// checkpoint.
+    layouts: HashMap<EventId, Arc<Layout>>,
+}
 
 /// One changed record's value as of the take.
 enum DirtyValue {
@@ -248,58 +256,64 @@ enum DirtyValue {
     Request(RequestRecord),
     /// Boxed, as is `Place`: the list grows by appends, and small elements move cheaply.
     Booking(Box<Booking>),
-    Layout(Arc<Layout>, u32),
+    /// A chunk of the event's layout in [`DirtyRecords::layouts`].
+    Layout(u32),
     Catalog(Arc<Vec<u8>>),
     Place(Box<Place>),
-}
-
-impl DirtyValue {
-    fn encode(&self) -> Vec<u8> {
-        match self {
-            DirtyValue::Encoded(bytes) => bytes.clone(),
-            DirtyValue::Hold(hold) => encode(&**hold),
-            DirtyValue::Request(record) => encode(record),
-            DirtyValue::Booking(booking) => encode(&**booking),
-            DirtyValue::Layout(layout, chunk) => layout
-                .encode_chunk(*chunk as usize)
-                .expect("a dirty layout chunk is taken only when the layout has it"),
-            DirtyValue::Catalog(doc) => doc.to_vec(),
-            DirtyValue::Place(place) => encode(&**place),
-        }
-    }
 }
 
 impl DirtyRecords {
     /// Adds the changes of a later take.
     pub fn append(&mut self, later: DirtyRecords) {
-        if self.0.is_empty() {
+        if self.records.is_empty() && self.layouts.is_empty() {
             *self = later;
         } else {
-            self.0.extend(later.0);
+            self.records.extend(later.records);
+            self.layouts.extend(later.layouts);
         }
     }
 
     /// `(key, Some(value))` to write, `(key, None)` to delete: each record once, with its
     /// latest value.
     pub fn encode(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let mut seen: HashSet<&Key> = HashSet::with_capacity(self.0.len());
+        let mut seen: HashSet<&Key> = HashSet::with_capacity(self.records.len());
         let mut latest: Vec<_> = self
-            .0
+            .records
             .iter()
             .rev()
             .filter(|(key, _)| seen.insert(key))
-            .map(|(key, value)| (key.encode(), value.as_ref().map(DirtyValue::encode)))
+            .map(|(key, value)| (key.encode(), value.as_ref().map(|v| self.value(key, v))))
             .collect();
         latest.reverse();
         latest
     }
 
+    fn value(&self, key: &Key, value: &DirtyValue) -> Vec<u8> {
+        match value {
+            DirtyValue::Encoded(bytes) => bytes.clone(),
+            DirtyValue::Hold(hold) => encode(&**hold),
+            DirtyValue::Request(record) => encode(record),
+            DirtyValue::Booking(booking) => encode(&**booking),
+            DirtyValue::Layout(chunk) => {
+                let Key::Layout(event_id, _) = key else {
+                    unreachable!("a layout value belongs to a layout key")
+                };
+                self.layouts
+                    .get(event_id)
+                    .and_then(|layout| layout.encode_chunk(*chunk as usize))
+                    .expect("the event's newest layout has every chunk taken before it")
+            }
+            DirtyValue::Catalog(doc) => doc.to_vec(),
+            DirtyValue::Place(place) => encode(&**place),
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.records.is_empty()
     }
 }
 
@@ -316,19 +330,27 @@ impl Machine {
     /// stalled every apply behind it.
     pub fn take_dirty_values(&mut self) -> DirtyRecords {
         let dirty = std::mem::take(&mut self.dirty);
-        DirtyRecords(
-            dirty
-                .into_iter()
-                .map(|key| {
-                    let value = self.dirty_value(&key);
-                    (key, value)
-                })
-                .collect(),
-        )
+        let mut taken = DirtyRecords::default();
+        taken.records.reserve(dirty.len());
+        for key in dirty {
+            let value = match &key {
+                Key::Layout(event_id, chunk) => self
+                    .events
+                    .get(event_id)
+                    .filter(|e| (*chunk as usize) < e.meta.seats.n_chunks())
+                    .map(|e| {
+                        taken.layouts.insert(event_id.clone(), e.meta.seats.clone());
+                        DirtyValue::Layout(*chunk)
+                    }),
+                _ => self.dirty_value(&key),
+            };
+            taken.records.push((key, value));
+        }
+        taken
     }
 
-    /// A record's value for [`DirtyRecords`]: the large and frequent ones shared or copied,
-    /// the small and rare ones encoded at once.
+    /// A record's value for [`DirtyRecords`] (layouts aside): the large and frequent ones
+    /// shared or copied, the small and rare ones encoded at once.
     fn dirty_value(&self, key: &Key) -> Option<DirtyValue> {
         match key {
             Key::Hold(id) => self.holds.get(id).cloned().map(DirtyValue::Hold),
@@ -337,11 +359,6 @@ impl Machine {
                 .bookings
                 .get(id)
                 .map(|b| DirtyValue::Booking(Box::new(b.clone()))),
-            Key::Layout(id, chunk) => self
-                .events
-                .get(id)
-                .filter(|e| (*chunk as usize) < e.meta.seats.n_chunks())
-                .map(|e| DirtyValue::Layout(e.meta.seats.clone(), *chunk)),
             Key::Catalog(kind, id) => self
                 .catalog
                 .get(&(kind.clone(), id.clone()))
