@@ -672,21 +672,20 @@ fn limits_are_enforced() {
     );
 }
 
-/// A replica appends each apply's changes until its checkpoint; an event registered over
-/// several applies (`RegisterEvent`, then `AddSeats`) lands with every chunk as registered.
-#[test]
-fn layout_chunks_taken_by_several_applies_land_as_registered() {
-    let mut m = Machine::new();
-    let spec = |i: u32| SeatSpec {
+/// Seat `x{i}` of the event "big" that the registration-in-chunks tests grow.
+fn spec(i: u32) -> SeatSpec {
+    SeatSpec {
         id: format!("x{i}"),
         section: "B".into(),
         row: "1".into(),
         number: i,
         price_minor: 500,
-    };
-    let mut pending = DirtyRecords::default();
-    let mut changes = Vec::new();
-    let register = Request {
+    }
+}
+
+/// "big"'s first registration chunk: seats x0–x2.
+fn register_big() -> Request {
+    Request {
         request_id: Some("reg".into()),
         command: Command::RegisterEvent(RegisterEventCmd {
             event_id: "big".into(),
@@ -694,7 +693,17 @@ fn layout_chunks_taken_by_several_applies_land_as_registered() {
             hold_ttl_ms: 60_000,
             seats: (0..3).map(spec).collect(),
         }),
-    };
+    }
+}
+
+/// A replica appends each apply's changes until its checkpoint; an event registered over
+/// several applies (`RegisterEvent`, then `AddSeats`) lands with every chunk as registered.
+#[test]
+fn layout_chunks_taken_by_several_applies_land_as_registered() {
+    let mut m = Machine::new();
+    let mut pending = DirtyRecords::default();
+    let mut changes = Vec::new();
+    let register = register_big();
     m.apply(&register, 1, &mut changes);
     pending.append(m.take_dirty_values());
     for (n, first) in [3u32, 6].into_iter().enumerate() {
@@ -732,22 +741,7 @@ fn layout_chunks_taken_by_several_applies_land_as_registered() {
 #[test]
 fn big_events_register_in_chunks_and_replays_still_match() {
     let mut m = Machine::new();
-    let spec = |i: u32| SeatSpec {
-        id: format!("x{i}"),
-        section: "B".into(),
-        row: "1".into(),
-        number: i,
-        price_minor: 500,
-    };
-    let register = Request {
-        request_id: Some("reg".into()),
-        command: Command::RegisterEvent(RegisterEventCmd {
-            event_id: "big".into(),
-            currency: "EUR".into(),
-            hold_ttl_ms: 60_000,
-            seats: (0..3).map(spec).collect(),
-        }),
-    };
+    let register = register_big();
     let mut changes = Vec::new();
     assert!(matches!(
         m.apply(&register, 1, &mut changes).outcome,
