@@ -307,14 +307,6 @@ impl DirtyRecords {
             DirtyValue::Place(place) => encode(&**place),
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
 }
 
 impl Machine {
