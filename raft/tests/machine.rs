@@ -76,6 +76,16 @@ fn seats() -> Vec<SeatSpec> {
         .collect()
 }
 
+/// Writes taken changes to a store, as a checkpoint does.
+fn write_changes(store: &mut BTreeMap<Vec<u8>, Vec<u8>>, taken: &DirtyRecords) {
+    for (k, v) in taken.encode() {
+        match v {
+            Some(v) => store.insert(k, v),
+            None => store.remove(&k),
+        };
+    }
+}
+
 /// Applies `requests` one per proposal, like a leader stamping each with its clock.
 struct Harness {
     machine: Machine,
@@ -96,12 +106,7 @@ impl Harness {
     /// Writes taken changes to `persisted`, which must then be the records as of the take,
     /// however the machine changed since.
     fn land(&mut self, (taken, records): (DirtyRecords, Vec<Record>)) {
-        for (k, v) in taken.encode() {
-            match v {
-                Some(v) => self.persisted.insert(k, v),
-                None => self.persisted.remove(&k),
-            };
-        }
+        write_changes(&mut self.persisted, &taken);
         let persisted: Vec<(Vec<u8>, Vec<u8>)> = self.persisted.clone().into_iter().collect();
         assert!(
             persisted == records,
@@ -112,11 +117,8 @@ impl Harness {
     /// What the store holds once the changes taken last have landed too.
     fn persisted(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut persisted = self.persisted.clone();
-        for (k, v) in self.pending.iter().flat_map(|(taken, _)| taken.encode()) {
-            match v {
-                Some(v) => persisted.insert(k, v),
-                None => persisted.remove(&k),
-            };
+        if let Some((taken, _)) = &self.pending {
+            write_changes(&mut persisted, taken);
         }
         persisted.into_iter().collect()
     }
