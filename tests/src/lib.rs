@@ -109,10 +109,40 @@ pub fn binary() -> PathBuf {
     .clone()
 }
 
-/// A loopback address with a port nobody listens on right now.
+/// A loopback address with a port nobody listens on right now and no other call in this
+/// test process has handed out (see [`free_ports`]).
 pub fn free_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
-    listener.local_addr().expect("local addr").to_string()
+    format!("127.0.0.1:{}", free_ports(1))
+}
+
+/// The first of `n` consecutive loopback ports that nobody listens on right now and that
+/// no earlier call in this process handed out.
+///
+/// The ports come from below the kernel's ephemeral range (32768 and up here), walking
+/// forward from an offset drawn from the process id. Asking the kernel for port 0 instead
+/// can hand out a port twice: a process started a moment ago may not have bound its port
+/// yet, and outgoing connections take ephemeral ports too. CI once added node 4 at the
+/// address node 2 had just been given.
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7_919) % SPAN));
+    for _ in 0..SPAN {
+        let offset = next.fetch_add(u32::from(n), Ordering::Relaxed) % SPAN;
+        if offset + u32::from(n) > SPAN {
+            continue;
+        }
+        let first = (FIRST + offset) as u16;
+        if (0..n).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok()) {
+            return first;
+        }
+    }
+    panic!(
+        "no {n} consecutive free loopback ports in {FIRST}..{}",
+        FIRST + SPAN
+    );
 }
 
 /// One `boxoffice node` process.

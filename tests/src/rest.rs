@@ -2,7 +2,6 @@
 //! raised; the demo catalog only when asked for), and a small JSON client for its public
 //! API.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::{binary, eventually, free_addr};
+use crate::{binary, eventually, free_addr, free_ports};
 
 /// A running `boxoffice dev` with its own data dir; killed on drop.
 pub struct DevServer {
@@ -19,23 +18,6 @@ pub struct DevServer {
     pub data_dir: PathBuf,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
-}
-
-/// Three consecutive free loopback ports (for the dev replicas).
-fn free_port_run() -> u16 {
-    for _ in 0..200 {
-        let first = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0);
-        if first == 0 || first > 65_000 {
-            continue;
-        }
-        if (0..3).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok()) {
-            return first;
-        }
-    }
-    panic!("no three consecutive free ports");
 }
 
 impl DevServer {
@@ -54,7 +36,7 @@ impl DevServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("dev");
         let addr = free_addr();
-        let raft_port = free_port_run();
+        let raft_port = free_ports(3);
         let log = std::fs::File::create(tmp.path().join("dev.log")).expect("log file");
         let child = Command::new(binary())
             .arg("dev")
