@@ -25,6 +25,7 @@
 //! either changes nothing or does all it says.
 
 mod bookings;
+mod column;
 mod inventory;
 mod layout;
 mod memory;
