@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::api_node::{bench_seat_id, bench_venue, BenchApi};
 use crate::cluster_key::KeyArgs;
+use crate::http1::Http1Conn;
 use crate::storage_node::{start_local_cluster, RaftTimingArgs};
 
 #[derive(clap::Subcommand, Debug)]
@@ -163,6 +164,18 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             settle.elapsed().as_secs_f64()
         );
     }
+    if let Driver::Http(http) = driver.as_ref() {
+        // Every client's connection is open before the clock starts: 256 connects at once
+        // overflow the listener's backlog, and the SYNs sent again a second later are
+        // not what a hold costs.
+        for conn in &http.conns {
+            conn.lock()
+                .await
+                .open()
+                .await
+                .context("connecting to the API node")?;
+        }
+    }
     let next_seat = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
     let mut workers = tokio::task::JoinSet::new();
@@ -286,6 +299,9 @@ async fn replicas_caught_up(nodes: &[crate::storage_node::StorageNode], limit: D
     false
 }
 
+/// How long a hold over HTTP may take before it counts as failed.
+const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How the holds are sent: the typed client straight to the leaders, or HTTP through an
 /// API node.
 enum Driver {
@@ -295,7 +311,8 @@ enum Driver {
 
 struct HttpDriver {
     api: BenchApi,
-    http: reqwest::Client,
+    /// One keep-alive connection per worker, as one client each.
+    conns: Vec<tokio::sync::Mutex<Http1Conn>>,
     auth: Auth,
 }
 
@@ -303,11 +320,11 @@ impl Driver {
     fn http(api: BenchApi, connections: usize) -> anyhow::Result<Driver> {
         let auth = Auth::new(&api.jwt_secret, Arc::new(SystemClock))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(connections)
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        Ok(Driver::Http(Box::new(HttpDriver { api, http, auth })))
+        let addr = api.base.trim_start_matches("http://").to_owned();
+        let conns = (0..connections)
+            .map(|_| tokio::sync::Mutex::new(Http1Conn::new(&addr)))
+            .collect();
+        Ok(Driver::Http(Box::new(HttpDriver { api, conns, auth })))
     }
 
     /// Holds seat number `seat` of `event` for a user of its own (a per-user hold limit
@@ -328,18 +345,28 @@ impl Driver {
                 matches!(reply, Ok(reply) if matches!(reply.outcome, Outcome::Held(_)))
             }
             Driver::Http(driver) => {
-                let HttpDriver { api, http, auth } = driver.as_ref();
+                let HttpDriver { conns, auth, .. } = driver.as_ref();
                 let Ok(token) = auth.issue(&format!("u{w}-{n}"), Role::User) else {
                     return false;
                 };
-                let answer = http
-                    .post(format!("{}/v1/holds", api.base))
-                    .bearer_auth(token.token)
-                    .header("Idempotency-Key", format!("r{run_id}-{n}"))
-                    .json(&json!({"event_id": event, "seat_ids": [bench_seat_id(seat)]}))
-                    .send()
-                    .await;
-                matches!(answer, Ok(a) if a.status() == StatusCode::CREATED)
+                let body = json!({"event_id": event, "seat_ids": [bench_seat_id(seat)]});
+                let headers = [
+                    ("Authorization", format!("Bearer {}", token.token)),
+                    ("Idempotency-Key", format!("r{run_id}-{n}")),
+                    ("Content-Type", "application/json".to_owned()),
+                ];
+                let headers = headers.each_ref().map(|(k, v)| (*k, v.as_str()));
+                let answer = tokio::time::timeout(
+                    HTTP_REQUEST_TIMEOUT,
+                    conns[w].lock().await.request(
+                        "POST",
+                        "/v1/holds",
+                        &headers,
+                        body.to_string().as_bytes(),
+                    ),
+                )
+                .await;
+                matches!(answer, Ok(Ok(status)) if status == StatusCode::CREATED.as_u16())
             }
         }
     }

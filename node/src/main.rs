@@ -13,6 +13,7 @@ mod bench_memory;
 mod cluster_key;
 mod dev;
 mod flash_sale;
+mod http1;
 mod storage_node;
 
 use clap::{Parser, Subcommand};
