@@ -67,6 +67,9 @@ pub enum Variant {
     /// Every replica's admission step admits from the tail of the waiting room's line
     /// instead of its head ([`Mutant::AdmitOutOfOrder`]).
     AdmitOutOfOrder,
+    /// Every replica's storage loses the changes of some applies before they reach a
+    /// checkpoint that counts them as applied ([`Mutant::CheckpointLosesChanges`]).
+    CheckpointLosesChanges,
 }
 
 impl Variant {
@@ -77,6 +80,7 @@ impl Variant {
             Variant::PickHeldSeats => Some(Mutant::PickHeldSeats),
             Variant::ConfirmAfterExpiry => Some(Mutant::ConfirmAfterExpiry),
             Variant::AdmitOutOfOrder => Some(Mutant::AdmitOutOfOrder),
+            Variant::CheckpointLosesChanges => Some(Mutant::CheckpointLosesChanges),
         }
     }
 }

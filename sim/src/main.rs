@@ -21,6 +21,7 @@ enum VariantArg {
     PickHeldSeats,
     ConfirmAfterExpiry,
     AdmitOutOfOrder,
+    CheckpointLosesChanges,
 }
 
 #[derive(Parser, Debug)]
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
             VariantArg::PickHeldSeats => Variant::PickHeldSeats,
             VariantArg::ConfirmAfterExpiry => Variant::ConfirmAfterExpiry,
             VariantArg::AdmitOutOfOrder => Variant::AdmitOutOfOrder,
+            VariantArg::CheckpointLosesChanges => Variant::CheckpointLosesChanges,
         };
         config.faults = !args.no_faults;
         let report = run_seed(config);

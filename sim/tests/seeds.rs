@@ -212,6 +212,29 @@ fn a_confirm_after_expiry_variant_is_caught() {
     eprintln!("a confirm after expiry caught by seeds {caught:?}");
 }
 
+/// The simulation must catch a replica whose storage loses an apply's changes before the
+/// checkpoint that counts the apply as done: a crash and restart from that checkpoint never
+/// re-applies it, so the replica's records differ from its group's (the replica-equality
+/// check after the heal).
+#[test]
+fn a_checkpoint_that_loses_changes_is_caught() {
+    let caught: Vec<u64> = (0..CI_SEEDS)
+        .filter(|&seed| {
+            let report = run(seed, Variant::CheckpointLosesChanges);
+            report
+                .failures
+                .iter()
+                .any(|f| matches!(f, sim::run::RunFailure::Diverged { .. }))
+        })
+        .take(3)
+        .collect();
+    assert!(
+        !caught.is_empty(),
+        "no seed in 0..{CI_SEEDS} caught a checkpoint losing changes"
+    );
+    eprintln!("a checkpoint losing changes caught by seeds {caught:?}");
+}
+
 /// The simulation must catch a cluster whose admission steps take the tail of the waiting
 /// room's line instead of its head.
 #[test]

@@ -16,7 +16,15 @@ pub enum Mutant {
     ConfirmAfterExpiry,
     /// The waiting room's admission step admits from the tail of the line, not its head.
     AdmitOutOfOrder,
+    /// A replica's storage drops the records changed by an apply whose first entry's index
+    /// is a multiple of [`LOST_CHANGES_EVERY`] before they reach a checkpoint, while the
+    /// checkpoint still records that entry as applied: a restart from that checkpoint never
+    /// re-applies it.
+    CheckpointLosesChanges,
 }
+
+/// Which applies [`Mutant::CheckpointLosesChanges`] loses the changes of.
+pub const LOST_CHANGES_EVERY: u64 = 5;
 
 #[cfg(feature = "mutants")]
 thread_local! {
@@ -30,7 +38,7 @@ pub fn set(mutant: Option<Mutant>) -> Option<Mutant> {
 }
 
 /// Whether `mutant` is switched on for this thread.
-pub(super) fn active(mutant: Mutant) -> bool {
+pub(crate) fn active(mutant: Mutant) -> bool {
     #[cfg(feature = "mutants")]
     {
         ACTIVE.with(|active| active.get() == Some(mutant))

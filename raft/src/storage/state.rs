@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
 use crate::feed::{Feed, FEED_CAPACITY_CHANGES};
+use crate::machine::mutants::{self, Mutant};
 use crate::machine::{is_layout_key, DirtyRecords, Machine, Record};
 use crate::storage::write_file_atomic;
 use crate::telemetry::GroupMetrics;
@@ -876,10 +877,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut replies = Vec::new();
         let mut n_entries = 0;
+        let mut first_index = None;
         let applied = {
             let mut replica = self.shared.write();
             for entry in entries {
                 n_entries += 1;
+                first_index.get_or_insert(entry.log_id.index);
                 self.metrics.entries_applied.increment(1);
                 replica.applied = Some(entry.log_id);
                 let mut changes = Vec::new();
@@ -896,7 +899,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 replica.feed.push(entry.log_id.index, changes);
             }
             let taken = replica.machine.take_dirty_values();
-            replica.changes.append(taken);
+            let lose = mutants::active(Mutant::CheckpointLosesChanges)
+                && first_index.is_some_and(|i| i % mutants::LOST_CHANGES_EVERY == 0);
+            if !lose {
+                replica.changes.append(taken);
+            }
             replica.unsaved = true;
             replica.applied
         };
