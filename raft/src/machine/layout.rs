@@ -1,8 +1,8 @@
 //! An event's seat layout, compact: a seat is a `u32` index, its id a slice of one string
 //! arena, its section and row an index into a table of rows kept in the venue's order, its
 //! price an index into the event's distinct prices; numbers, rows and price tiers are
-//! [`Column`]s, a byte or two per seat in any real venue. About 16 bytes per seat plus its
-//! id, where a [`SeatSpec`] per seat took three strings (and a B-tree of id copies found
+//! [`Column`]s, a byte or two per seat in any real venue, and an id's end two bytes. About
+//! 14 bytes per seat plus its id, where a [`SeatSpec`] per seat took three strings (and a B-tree of id copies found
 //! them).
 //!
 //! The rows are also the best-available picker's index: sections in the order their first
@@ -57,12 +57,19 @@ struct Row {
     middle2: u64,
 }
 
+/// Seats per block of ids (see `Layout::id_ends`).
+const ID_BLOCK: usize = 256;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Layout {
     /// Seat ids, concatenated in registration order.
     ids: String,
-    /// Per seat: where its id ends in `ids` (it starts where the previous one ends).
-    id_ends: Vec<u32>,
+    /// Per seat: where its id ends in `ids`, counted from the start of its block of
+    /// [`ID_BLOCK`] seats (it starts where the previous one ends). Two bytes a seat: a
+    /// block's ids take at most 256 × 128 bytes.
+    id_ends: Column,
+    /// Per block of [`ID_BLOCK`] seats: where its first id starts in `ids`.
+    id_blocks: Vec<u32>,
     /// Seat indexes sorted by id: a seat id's index by binary search.
     by_id: Vec<u32>,
     /// Per seat: its row in `rows`.
@@ -119,8 +126,9 @@ impl Layout {
         let n_old = self.n_seats();
         let n_seats = chunk_ends.last().map_or(0, |&end| end as usize);
         let mut ids = self.ids.clone();
-        let mut id_ends = Vec::with_capacity(n_seats);
-        id_ends.extend_from_slice(&self.id_ends);
+        let mut id_ends = self.id_ends.copy_with_capacity(n_seats);
+        let mut id_blocks = Vec::with_capacity(n_seats.div_ceil(ID_BLOCK));
+        id_blocks.extend_from_slice(&self.id_blocks);
         let mut number = self.number.copy_with_capacity(n_seats);
         let mut price_of = self.price_of.copy_with_capacity(n_seats);
         let mut row_of = self.row_of.copy_with_capacity(n_seats);
@@ -142,8 +150,12 @@ impl Layout {
             .collect();
         let mut new_rows: Vec<(u32, &str)> = Vec::new();
         for seat in more {
+            let idx = id_ends.len();
+            if idx.is_multiple_of(ID_BLOCK) {
+                id_blocks.push(ids.len() as u32);
+            }
             ids.push_str(seat.id);
-            id_ends.push(ids.len() as u32);
+            id_ends.push(ids.len() as u32 - id_blocks[idx / ID_BLOCK]);
             number.push(seat.number);
             price_of.push(*price_tiers.entry(seat.price_minor).or_insert_with(|| {
                 prices.push(seat.price_minor);
@@ -163,6 +175,7 @@ impl Layout {
         let mut layout = Layout {
             ids,
             id_ends,
+            id_blocks,
             by_id: Vec::new(),
             row_of,
             number,
@@ -286,11 +299,12 @@ impl Layout {
     }
 
     pub(super) fn id(&self, idx: usize) -> &str {
-        let start = match idx {
-            0 => 0,
-            _ => self.id_ends[idx - 1] as usize,
+        let base = self.id_blocks[idx / ID_BLOCK] as usize;
+        let start = match idx % ID_BLOCK {
+            0 => base,
+            _ => base + self.id_ends.get(idx - 1) as usize,
         };
-        &self.ids[start..self.id_ends[idx] as usize]
+        &self.ids[start..base + self.id_ends.get(idx) as usize]
     }
 
     /// The index of the seat called `id`.
@@ -378,7 +392,8 @@ impl Layout {
     /// Heap bytes, per part: ids, the id index, numbers and prices, rows.
     pub(super) fn heap_bytes(&self) -> [(&'static str, u64); 4] {
         let column = |v: &Vec<u32>| alloc_bytes(v.capacity() * 4);
-        let ids = alloc_bytes(self.ids.capacity()) + column(&self.id_ends);
+        let ids =
+            alloc_bytes(self.ids.capacity()) + self.id_ends.heap_bytes() + column(&self.id_blocks);
         let seats = self.number.heap_bytes()
             + self.price_of.heap_bytes()
             + alloc_bytes(self.prices.capacity() * 8);
@@ -552,6 +567,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Ids are found across blocks of [`ID_BLOCK`] seats, whichever chunk a block began
+    /// in, ids as long as the inventory allows among them.
+    #[test]
+    fn ids_are_found_across_id_blocks_and_chunks() {
+        let id = |i: usize| match i % 7 {
+            0 => format!("{i:0>128}"),
+            _ => format!("s{i}"),
+        };
+        let chunks: Vec<Vec<SeatSpec>> = [0..300, 300..301, 301..770, 770..1000]
+            .into_iter()
+            .map(|range| {
+                range
+                    .map(|i| seat(&id(i), "A", &(i / 20).to_string(), i as u32 % 20))
+                    .collect()
+            })
+            .collect();
+        let mut layout = Layout::new(&chunks[0]).unwrap();
+        for chunk in &chunks[1..] {
+            layout = layout.extended(chunk).unwrap();
+        }
+        assert_eq!(Ok(layout.clone()), Layout::from_chunks(&chunks));
+        assert_eq!(layout.n_seats(), 1000);
+        for i in 0..1000 {
+            assert_eq!(layout.id(i), id(i), "seat {i}");
+            assert_eq!(layout.index_of(&id(i)), Some(i));
+        }
+        assert_eq!(layout.index_of("s7"), None, "seat 7's id is 128 digits");
     }
 
     #[test]

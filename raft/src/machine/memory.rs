@@ -280,8 +280,13 @@ mod tests {
         );
         let parts = m.memory_use();
         let part = |name| parts.iter().find(|p| p.name == name).map(|p| p.bytes);
-        // The ids "s0".."s99" in one arena, their ends and the id index: 4 bytes each.
-        assert_eq!(part("seat ids"), Some(alloc_bytes(290) + alloc_bytes(400)));
+        // The ids "s0".."s99" in one arena (290 bytes), their ends within their block of
+        // 256 seats (2 bytes each: they pass 255), the block's start; the id index: 4
+        // bytes each.
+        assert_eq!(
+            part("seat ids"),
+            Some(alloc_bytes(290) + alloc_bytes(200) + alloc_bytes(4))
+        );
         assert_eq!(part("seat index"), Some(alloc_bytes(400)));
         assert_eq!(part("seat slots"), Some(alloc_bytes(400)), "{parts:?}");
         let after: u64 = parts.iter().map(|p| p.bytes).sum();
