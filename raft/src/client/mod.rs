@@ -45,8 +45,12 @@ pub const CALL_TIMEOUT_MS: u64 = 3_000;
 /// Time a request may spend finding a leader before the client gives up.
 pub const REQUEST_DEADLINE_MS: u64 = 8_000;
 /// Single-request writes to one group a client keeps in flight; more wait and go together
-/// in the next write (batching without a timer).
-pub const CLIENT_INFLIGHT_WRITES_PER_GROUP: usize = 2;
+/// in the next write (batching without a timer). One: the holds that arrive during a write's
+/// round trip all leave in the next, so entries are fuller and each hold pays less of an
+/// entry's fsyncs and messages (9.3 instead of 5.7 holds per entry at 64 clients, 82–91
+/// instead of 106–133 µs per hold, p99 7.9–10.4 instead of 9.2–11.0 ms; BENCHMARKS.md).
+/// More in flight was worse at every concurrency measured.
+pub const CLIENT_INFLIGHT_WRITES_PER_GROUP: usize = 1;
 /// Most requests a client sends in one write.
 pub const CLIENT_MAX_BATCH_REQUESTS: usize = 256;
 /// Single-request writes waiting for a batch, per group.
@@ -299,7 +303,7 @@ impl InventoryClient {
     }
 
     /// Proposes one command with its request id. Concurrent calls for the same group share
-    /// writes: while [`CLIENT_INFLIGHT_WRITES_PER_GROUP`] are in flight, the rest queue and
+    /// writes: while [`CLIENT_INFLIGHT_WRITES_PER_GROUP`] is in flight, the rest queue and
     /// leave together in the next one.
     pub async fn execute(
         &self,
