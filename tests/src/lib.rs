@@ -116,7 +116,8 @@ pub fn free_addr() -> String {
 }
 
 /// The first of `n` consecutive loopback ports that nobody listens on right now and that
-/// no earlier call in this process handed out.
+/// no earlier call in this process handed out (until 12,000 ports have been, when the walk
+/// wraps and the bind check alone guards).
 ///
 /// The ports come from below the kernel's ephemeral range (32768 and up here), walking
 /// forward from an offset drawn from the process id. Asking the kernel for port 0 instead

@@ -95,20 +95,20 @@ impl Column {
     /// Makes room for `value`: the values so far are copied once into a wider vector of
     /// the same capacity.
     fn widen_for(&mut self, value: u32) {
-        fn widen<T: Copy, U: From<T>>(v: &[T], capacity: usize) -> Vec<U> {
-            let mut out = Vec::with_capacity(capacity);
+        fn widen<T: Copy, U: From<T>>(v: &Vec<T>) -> Vec<U> {
+            let mut out = Vec::with_capacity(v.capacity());
             out.extend(v.iter().map(|&x| U::from(x)));
             out
         }
         match self {
             Column::U8(v) if value > u32::from(u8::MAX) => {
                 *self = match u16::try_from(value) {
-                    Ok(_) => Column::U16(widen(v, v.capacity())),
-                    Err(_) => Column::U32(widen(v, v.capacity())),
+                    Ok(_) => Column::U16(widen(v)),
+                    Err(_) => Column::U32(widen(v)),
                 }
             }
             Column::U16(v) if value > u32::from(u16::MAX) => {
-                *self = Column::U32(widen(v, v.capacity()));
+                *self = Column::U32(widen(v));
             }
             _ => {}
         }

@@ -2,8 +2,8 @@
 //! arena, its section and row an index into a table of rows kept in the venue's order, its
 //! price an index into the event's distinct prices; numbers, rows and price tiers are
 //! [`Column`]s, a byte or two per seat in any real venue, and an id's end two bytes. About
-//! 14 bytes per seat plus its id, where a [`SeatSpec`] per seat took three strings (and a B-tree of id copies found
-//! them).
+//! 14 bytes per seat plus its id, where a [`SeatSpec`] per seat took three strings (and a
+//! B-tree of id copies found them).
 //!
 //! The rows are also the best-available picker's index: sections in the order their first
 //! seat was registered, rows likewise within a section, a row's seats sorted by number.
