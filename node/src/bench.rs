@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use boxoffice_api::auth::Role;
+use boxoffice_api::ids::{derived_event_scoped_id, new_catalog_id, request_id, IdKind};
 use boxoffice_api::{Auth, Clock};
 use boxoffice_raft::transport::{TcpConnector, Transport};
 use boxoffice_raft::types::{Command, HoldCmd, Outcome, RegisterEventCmd, SeatSpec};
@@ -118,7 +119,7 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         let events = http_events(&api, &args, n_events).await?;
         (Driver::http(api, args.concurrency)?, events)
     } else {
-        let events = typed_events(&client, &args, n_events, run_id).await?;
+        let events = typed_events(&client, &args, n_events).await?;
         (Driver::Typed(client), events)
     };
     let driver = Arc::new(driver);
@@ -332,16 +333,19 @@ impl Driver {
     async fn hold(&self, event: &str, seat: u64, n: u64, w: usize, run_id: u32) -> bool {
         match self {
             Driver::Typed(client) => {
+                // The ids the API node derives for the same hold, so the two figures differ
+                // only by the REST tier, not by the bytes the cluster stores per hold.
+                let owner = format!("u{w}-{n}");
+                let key = format!("r{run_id}-{n}");
                 let command = Command::Hold(HoldCmd {
                     event_id: event.to_owned(),
-                    hold_id: format!("h{n}"),
-                    owner: format!("u{w}-{n}"),
+                    hold_id: derived_event_scoped_id(IdKind::Hold, &owner, &key, event),
                     seat_ids: vec![format!("s{seat}")],
+                    owner: owner.clone(),
                     ttl_ms: None,
                 });
-                let reply = client
-                    .execute_for_event(event, &format!("r{run_id}-{n}"), command)
-                    .await;
+                let request = request_id("hold", &owner, &key);
+                let reply = client.execute_for_event(event, &request, command).await;
                 matches!(reply, Ok(reply) if matches!(reply.outcome, Outcome::Held(_)))
             }
             Driver::Http(driver) => {
@@ -377,12 +381,19 @@ async fn typed_events(
     client: &InventoryClient,
     args: &HoldsArgs,
     n_events: usize,
-    run_id: u32,
 ) -> anyhow::Result<Vec<String>> {
     let mut events = Vec::new();
-    for e in 0..n_events {
-        let event_id = format!("bench-{run_id}-{e}");
-        register_bench_event(client, &event_id, args.seats).await?;
+    for _ in 0..n_events {
+        // Named like the API names events, and placed as it places them: in the group with
+        // the fewest events, so each group has one.
+        let event_id = new_catalog_id(IdKind::Event);
+        client
+            .register_event_least_loaded(
+                &format!("bench-reg-{event_id}"),
+                bench_event(&event_id, args.seats),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("registering {event_id}: {e}"))?;
         events.push(event_id);
     }
     Ok(events)
@@ -395,6 +406,18 @@ pub(crate) async fn register_bench_event(
     event_id: &str,
     seats: u32,
 ) -> anyhow::Result<()> {
+    client
+        .register_event(
+            &format!("bench-reg-{event_id}"),
+            bench_event(event_id, seats),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("registering {event_id}: {e}"))?;
+    Ok(())
+}
+
+/// The registration of `event_id` with seats `s0` … `s{seats-1}`, fifty to a row.
+fn bench_event(event_id: &str, seats: u32) -> RegisterEventCmd {
     let seats = (0..seats)
         .map(|i| SeatSpec {
             id: format!("s{i}"),
@@ -404,17 +427,12 @@ pub(crate) async fn register_bench_event(
             price_minor: 5000,
         })
         .collect();
-    let register = RegisterEventCmd {
+    RegisterEventCmd {
         event_id: event_id.to_owned(),
         currency: "USD".into(),
         hold_ttl_ms: 600_000,
         seats,
-    };
-    client
-        .register_event(&format!("bench-reg-{event_id}"), register)
-        .await
-        .map_err(|e| anyhow::anyhow!("registering {event_id}: {e}"))?;
-    Ok(())
+    }
 }
 
 /// A venue of `--seats` seats and `n_events` events on sale in it, created through the API

@@ -289,8 +289,8 @@ fn rss_bytes() -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-/// `mi_option_purge_delay` in mimalloc 2's `mi_option_t` (its header's enum; the Rust
-/// bindings name only some options).
+/// `mi_option_purge_delay` in the bundled mimalloc 3's `mi_option_t` (its header's enum; the
+/// Rust bindings name only some options). Its default there is 1,000 ms.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Asks the allocator (mimalloc, the binary's global allocator) to return the free memory it
