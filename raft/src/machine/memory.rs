@@ -142,7 +142,7 @@ fn timed_ids_bytes(set: &BTreeSet<(u64, String)>) -> u64 {
         + set.iter().map(|(_, id)| string_bytes(id)).sum::<u64>()
 }
 
-fn hash_set_bytes<K>(set: &HashSet<K>) -> u64 {
+fn hash_set_bytes<K, S>(set: &HashSet<K, S>) -> u64 {
     hash_table_bytes::<K, ()>(set.capacity())
 }
 

@@ -36,7 +36,7 @@ mod queue;
 mod reads;
 mod records;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use layout::Layout;
@@ -145,8 +145,15 @@ struct EventState {
     n_sold: usize,
     /// Holds per owner that may still be live (pruned when they finish), sorted: a few per
     /// owner (the per-user hold limit), so a vector, not a B-tree node per owner.
-    holds_by_owner: HashMap<UserId, Vec<HoldId>>,
+    holds_by_owner: Map<UserId, Vec<HoldId>>,
 }
+
+/// The machine's hash tables, keyed by ids of 40–60 bytes (derived hold and request ids):
+/// foldhash, seeded per process as std's SipHash is (so no replica depends on an iteration
+/// order), at a fraction of its cost. SipHash was 7.6 % of all CPU at 256 clients
+/// (BENCHMARKS.md, "Session 13").
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// The replicated state of one Raft group.
 #[derive(Debug, Clone)]
@@ -154,9 +161,9 @@ pub struct Machine {
     globals: Globals,
     events: BTreeMap<EventId, EventState>,
     /// Shared with the request record that created the hold while the two are equal.
-    holds: HashMap<HoldId, Arc<Hold>>,
+    holds: Map<HoldId, Arc<Hold>>,
     bookings: BTreeMap<BookingId, Booking>,
-    requests: HashMap<RequestId, RequestRecord>,
+    requests: Map<RequestId, RequestRecord>,
     /// Documents are shared so a feed reset copies none of them under the replica lock.
     catalog: BTreeMap<(String, String), Arc<Vec<u8>>>,
     placement: BTreeMap<EventId, GroupId>,
@@ -174,7 +181,7 @@ pub struct Machine {
     /// Request ids by reply time, for retention.
     request_times: BTreeSet<(u64, RequestId)>,
     /// Records touched since the last [`Machine::take_dirty_values`] (or `take_dirty`).
-    dirty: HashSet<Key>,
+    dirty: Set<Key>,
 }
 
 impl Default for Machine {
@@ -202,9 +209,9 @@ impl Machine {
                 limits: Limits::default(),
             },
             events: BTreeMap::new(),
-            holds: HashMap::new(),
+            holds: Map::default(),
             bookings: BTreeMap::new(),
-            requests: HashMap::new(),
+            requests: Map::default(),
             catalog: BTreeMap::new(),
             placement: BTreeMap::new(),
             groups: BTreeMap::new(),
@@ -214,7 +221,7 @@ impl Machine {
             expiring: BTreeSet::new(),
             finished: BTreeSet::new(),
             request_times: BTreeSet::new(),
-            dirty: HashSet::new(),
+            dirty: Set::default(),
         }
     }
 
@@ -602,7 +609,7 @@ impl EventState {
             },
             row_taken,
             n_sold: 0,
-            holds_by_owner: HashMap::new(),
+            holds_by_owner: Map::default(),
         }
     }
 

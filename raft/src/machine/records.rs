@@ -6,14 +6,14 @@
 //! atomically with the applied log id; [`Machine::records`] is the snapshot format and the
 //! replica-equality check.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::layout::Layout;
 use super::queue::{Place, Room, RoomRecord};
-use super::{EventState, Machine, Occupant};
+use super::{EventState, Machine, Map, Occupant, Set};
 use crate::codec::{decode, encode};
 use crate::types::*;
 
@@ -101,7 +101,7 @@ impl RequestRecord {
     pub(super) fn new(
         fingerprint: u64,
         reply: &Reply,
-        holds: &HashMap<HoldId, Arc<Hold>>,
+        holds: &Map<HoldId, Arc<Hold>>,
     ) -> RequestRecord {
         let shared = match &reply.outcome {
             Outcome::Held(hold) => holds.get(&hold.hold_id).filter(|h| ***h == *hold),
@@ -144,7 +144,7 @@ impl RequestRecord {
     }
 
     /// Shares the reply's hold with `holds` when that holds an equal one (after a load).
-    fn share_hold(&mut self, holds: &HashMap<HoldId, Arc<Hold>>) {
+    fn share_hold(&mut self, holds: &Map<HoldId, Arc<Hold>>) {
         if let FirstReply::Other(reply) = &self.reply {
             if matches!(reply.outcome, Outcome::Held(_)) {
                 *self = RequestRecord::new(self.fingerprint, reply, holds);
@@ -246,7 +246,7 @@ pub struct DirtyRecords {
     /// the newest encodes every earlier chunk as it was; keeping one per registration
     /// instead would keep every intermediate layout of a big event alive until the
     /// checkpoint.
-    layouts: HashMap<EventId, Arc<Layout>>,
+    layouts: Map<EventId, Arc<Layout>>,
 }
 
 /// One changed record's value as of the take.
@@ -276,7 +276,8 @@ impl DirtyRecords {
     /// `(key, Some(value))` to write, `(key, None)` to delete: each record once, with its
     /// latest value.
     pub fn encode(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let mut seen: HashSet<&Key> = HashSet::with_capacity(self.records.len());
+        let mut seen: Set<&Key> =
+            Set::with_capacity_and_hasher(self.records.len(), Default::default());
         let mut latest: Vec<_> = self
             .records
             .iter()
