@@ -250,6 +250,13 @@ async fn control_loop(
                     ),
                 }
             }
+            // Drawn on the leader of the moment, it may run after an election: the node no
+            // longer leads and refuses, as the change asks of it. The next draw goes to the
+            // new leader.
+            Err(e @ ServeError::NotLeader { .. }) => (
+                MoveEnd::Refused,
+                format!("group {group}: change to {voters:?} refused: {e}"),
+            ),
             Err(e) => (
                 MoveEnd::Failed,
                 format!("group {group}: change to {voters:?} failed: {e}"),

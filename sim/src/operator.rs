@@ -76,7 +76,8 @@ impl fmt::Display for MoveKind {
 pub enum MoveEnd {
     /// It took effect.
     Done,
-    /// The cluster refused it as asked (e.g. a leader move to a node that is no voter).
+    /// The cluster refused it as asked (e.g. a leader move to a node that is no voter, or a
+    /// raw member change run by a node that no longer leads the group).
     Refused,
     /// It failed every attempt.
     Failed,
