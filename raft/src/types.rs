@@ -564,7 +564,9 @@ pub enum Outcome {
     Registered {
         n_seats: u32,
     },
-    Held(Hold),
+    /// Shared with the replica's hold table and the request record (encoded as the plain
+    /// `Hold`), so neither a reply nor a checkpoint of the record copies the hold.
+    Held(Arc<Hold>),
     /// Nothing changed; these seats were not free.
     Unavailable {
         seat_ids: Vec<SeatId>,

@@ -3,6 +3,8 @@
 //! [`InventoryError::SeatsTaken`], and an outcome its command cannot have as a protocol error
 //! named here once, so no caller matches impossible variants.
 
+use std::sync::Arc;
+
 use super::{InventoryClient, InventoryError};
 use crate::types::*;
 use crate::wire::{Query, QueryResult};
@@ -79,7 +81,11 @@ impl InventoryClient {
             .await?;
         let at_ms = reply.at_ms;
         match reply.outcome {
-            Outcome::Held(hold) => Ok(Timed { value: hold, at_ms }),
+            // The reply was just decoded, so the hold is not shared: no copy.
+            Outcome::Held(hold) => Ok(Timed {
+                value: Arc::unwrap_or_clone(hold),
+                at_ms,
+            }),
             other => Err(refusal(what, other)),
         }
     }

@@ -271,8 +271,8 @@ impl Machine {
             event.add_owned_hold(&cmd.owner, &cmd.hold_id);
         }
         self.expiring.insert((expires_at_ms, cmd.hold_id.clone()));
-        self.holds
-            .insert(cmd.hold_id.clone(), Arc::new(hold.clone()));
+        let hold = Arc::new(hold);
+        self.holds.insert(cmd.hold_id.clone(), hold.clone());
         self.dirty.insert(Key::Hold(cmd.hold_id.clone()));
         changes.push(Change::Hold {
             hold_id: cmd.hold_id.clone(),

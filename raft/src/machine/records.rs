@@ -104,7 +104,9 @@ impl RequestRecord {
         holds: &Map<HoldId, Arc<Hold>>,
     ) -> RequestRecord {
         let shared = match &reply.outcome {
-            Outcome::Held(hold) => holds.get(&hold.hold_id).filter(|h| ***h == *hold),
+            Outcome::Held(hold) => holds
+                .get(&hold.hold_id)
+                .filter(|h| Arc::ptr_eq(h, hold) || ***h == **hold),
             _ => None,
         };
         let reply = match shared {
@@ -122,7 +124,7 @@ impl RequestRecord {
         match &self.reply {
             FirstReply::Held { at_ms, hold } => Reply {
                 at_ms: *at_ms,
-                outcome: Outcome::Held(Hold::clone(hold)),
+                outcome: Outcome::Held(hold.clone()),
             },
             FirstReply::Other(reply) => Reply::clone(reply),
         }
