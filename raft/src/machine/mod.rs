@@ -45,7 +45,7 @@ pub use queue::{presale_order, PlaceAudit, RoomAudit, RATE_WINDOW_MS};
 pub use records::{is_layout_key, CorruptRecord, DirtyRecords, Record};
 use records::{EventMeta, Globals, Key, RequestRecord};
 
-use crate::codec::{encode, stable_hash};
+use crate::codec::stable_hash_of;
 use crate::types::*;
 
 /// What a check answers when the command changes nothing: a rejection or a no-change outcome
@@ -196,9 +196,10 @@ impl PartialEq for Machine {
     }
 }
 
-/// The request's command fingerprint for idempotency checks (FNV-1a of its encoding).
+/// The request's command fingerprint for idempotency checks (FNV-1a of its encoding,
+/// hashed as it is encoded: every replica does this for every request).
 fn fingerprint(command: &Command) -> u64 {
-    stable_hash(&encode(command))
+    stable_hash_of(command)
 }
 
 impl Machine {
