@@ -337,14 +337,14 @@ impl Driver {
                 // only by the REST tier, not by the bytes the cluster stores per hold.
                 let owner = format!("u{w}-{n}");
                 let key = format!("r{run_id}-{n}");
+                let request = request_id("hold", &owner, &key);
                 let command = Command::Hold(HoldCmd {
                     event_id: event.to_owned(),
                     hold_id: derived_event_scoped_id(IdKind::Hold, &owner, &key, event),
                     seat_ids: vec![format!("s{seat}")],
-                    owner: owner.clone(),
+                    owner,
                     ttl_ms: None,
                 });
-                let request = request_id("hold", &owner, &key);
                 let reply = client.execute_for_event(event, &request, command).await;
                 matches!(reply, Ok(reply) if matches!(reply.outcome, Outcome::Held(_)))
             }
