@@ -1,6 +1,7 @@
 //! Durable storage behind traits with two implementations each: on disk (our fdatasync'd
-//! log file; sled for state records) and in memory (for the simulator).
+//! log file; sled and a checkpoint file for state records) and in memory (for the simulator).
 
+pub mod checkpoint_file;
 pub mod log;
 pub mod log_file;
 pub mod state;

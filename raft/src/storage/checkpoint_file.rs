@@ -1,0 +1,326 @@
+//! A group's checkpoint file: the hot records' changes, one CRC'd **segment** per checkpoint,
+//! appended and fdatasync'd, named by the position sled commits.
+//!
+//! A segment lists changed records and deletions; the file is the segments in checkpoint
+//! order, so folding them from the start gives the checkpointed records. The file alone is
+//! not the commit point: every append returns the [`Position`] (generation and length) it
+//! reached, and [`super::state::SledState`] stores that position in the same sled batch as
+//! the applied log id. Bytes past the committed length (an append whose batch never landed)
+//! are cut off when the file is opened, and files of other generations (a rewrite whose
+//! batch never landed, or the file a landed rewrite replaced) are deleted, so what loads is
+//! always what a landed batch named.
+//!
+//! Compaction writes the live records to a fresh file of the next generation; the old file
+//! is deleted only after sled has flushed the batch naming the new one ([`Self::switch`]).
+//!
+//! Before this file, each segment was a sled value: larger than sled keeps inline, so sled
+//! wrote every one as a new blob file of its own (file creation, its serializer's copies and
+//! ext4's inode allocation were ~15 % of a replicated hold's CPU; BENCHMARKS.md).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A rewrite splits the live records into segments of about this size.
+const SEGMENT_TARGET_BYTES: usize = 8 << 20;
+/// A frame: the segment's length (u32 LE), its CRC-32 (u32 LE), then its bytes.
+const FRAME_HEADER: usize = 8;
+const SUFFIX: &str = ".seg";
+
+/// How far a landed batch says the checkpoint file goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub generation: u64,
+    pub len: u64,
+}
+
+/// The file the committed position names, open for appends.
+#[derive(Debug)]
+pub struct Current {
+    generation: u64,
+    file: File,
+    /// The committed length: appends go here.
+    len: u64,
+}
+
+/// A group's checkpoint file (none before the first checkpoint).
+#[derive(Debug)]
+pub struct CheckpointFile {
+    dir: PathBuf,
+    current: Option<Current>,
+}
+
+fn invalid(e: impl ToString) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+fn file_name(generation: u64) -> String {
+    format!("{generation:020}{SUFFIX}")
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A segment's bytes: per change, the key's length (u32 LE) and bytes, then the value's
+/// length and bytes, or `u32::MAX` for a deletion.
+pub fn encode_segment<'a>(
+    changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    size_hint: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size_hint);
+    for (key, value) in changes {
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        match value {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        }
+    }
+    out
+}
+
+/// Applies the changes in `segment` to `records`.
+pub fn fold_segment(segment: &[u8], records: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> io::Result<()> {
+    let mut rest = segment;
+    while !rest.is_empty() {
+        let key_len = take_u32(&mut rest, "a state segment ends inside a record")? as usize;
+        let key = take(&mut rest, key_len, "a state segment ends inside a record")?.to_vec();
+        match take_u32(&mut rest, "a state segment ends inside a record")? {
+            u32::MAX => {
+                records.remove(&key);
+            }
+            n => {
+                let value = take(
+                    &mut rest,
+                    n as usize,
+                    "a state segment ends inside a record",
+                )?;
+                records.insert(key, value.to_vec());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize, what: &str) -> io::Result<&'a [u8]> {
+    if rest.len() < n {
+        return Err(invalid(what));
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
+fn take_u32(rest: &mut &[u8], what: &str) -> io::Result<u32> {
+    Ok(u32::from_le_bytes(
+        take(rest, 4, what)?.try_into().expect("4 bytes"),
+    ))
+}
+
+/// `segment` framed for the file.
+fn frame(segment: &[u8]) -> io::Result<Vec<u8>> {
+    let len =
+        u32::try_from(segment.len()).map_err(|_| invalid("a checkpoint segment over 4 GiB"))?;
+    let mut out = Vec::with_capacity(FRAME_HEADER + segment.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(segment).to_le_bytes());
+    out.extend_from_slice(segment);
+    Ok(out)
+}
+
+impl CheckpointFile {
+    /// Opens `dir`'s file at `committed` (cutting off what follows it) and deletes every other
+    /// generation's file.
+    pub fn open(dir: &Path, committed: Option<Position>) -> io::Result<CheckpointFile> {
+        std::fs::create_dir_all(dir)?;
+        let keep = committed.map(|p| file_name(p.generation));
+        let mut removed = false;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if Some(entry.file_name().to_string_lossy().as_ref()) != keep.as_deref() {
+                std::fs::remove_file(entry.path())?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(dir)?;
+        }
+        let current = match committed {
+            None => None,
+            Some(p) => {
+                let path = dir.join(file_name(p.generation));
+                let file = OpenOptions::new().read(true).write(true).open(&path)?;
+                let on_disk = file.metadata()?.len();
+                if on_disk < p.len {
+                    return Err(invalid(format!(
+                        "checkpoint file {} holds {on_disk} bytes, {} were committed",
+                        path.display(),
+                        p.len
+                    )));
+                }
+                if on_disk > p.len {
+                    // An append whose batch never landed.
+                    file.set_len(p.len)?;
+                    file.sync_data()?;
+                }
+                Some(Current {
+                    generation: p.generation,
+                    file,
+                    len: p.len,
+                })
+            }
+        };
+        Ok(CheckpointFile {
+            dir: dir.to_owned(),
+            current,
+        })
+    }
+
+    /// The committed bytes in the file.
+    pub fn committed_len(&self) -> u64 {
+        self.current.as_ref().map_or(0, |c| c.len)
+    }
+
+    /// The file's generation (0 before the first checkpoint), one more per rewrite.
+    pub fn generation(&self) -> u64 {
+        self.current.as_ref().map_or(0, |c| c.generation)
+    }
+
+    /// Creates (or empties) the file of `generation`, its directory entry durable.
+    fn create(&self, generation: u64) -> io::Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.dir.join(file_name(generation)))?;
+        sync_dir(&self.dir)?;
+        Ok(file)
+    }
+
+    /// Appends `segment` durably at the committed end and returns the position for the
+    /// batch to commit; [`Self::landed`] once it has. A failed append leaves bytes past the
+    /// committed end, which the next append overwrites and an open cuts off.
+    pub fn append(&mut self, segment: &[u8]) -> io::Result<Position> {
+        if self.current.is_none() {
+            let file = self.create(1)?;
+            self.current = Some(Current {
+                generation: 1,
+                file,
+                len: 0,
+            });
+        }
+        let current = self.current.as_ref().expect("created above");
+        let framed = frame(segment)?;
+        current.file.write_all_at(&framed, current.len)?;
+        current.file.sync_data()?;
+        Ok(Position {
+            generation: current.generation,
+            len: current.len + framed.len() as u64,
+        })
+    }
+
+    /// A batch committed `position` (from [`Self::append`]).
+    pub fn landed(&mut self, position: Position) {
+        if let Some(current) = &mut self.current {
+            if current.generation == position.generation {
+                current.len = position.len;
+            }
+        }
+    }
+
+    /// Writes `records` (live, in key order) to a new file of the next generation, durably,
+    /// and returns its position for the batch to commit and the file for [`Self::switch`].
+    pub fn rewrite<'a>(
+        &self,
+        records: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> io::Result<(Position, Current)> {
+        let generation = self.generation() + 1;
+        let file = self.create(generation)?;
+        let mut out = BufWriter::with_capacity(1 << 20, &file);
+        let mut len = 0u64;
+        let mut chunk: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
+        let mut chunk_bytes = 0;
+        let mut flush = |chunk: &mut Vec<(&[u8], Option<&[u8]>)>,
+                         bytes: &mut usize,
+                         out: &mut BufWriter<&File>|
+         -> io::Result<()> {
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let framed = frame(&encode_segment(chunk.drain(..), *bytes))?;
+            out.write_all(&framed)?;
+            len += framed.len() as u64;
+            *bytes = 0;
+            Ok(())
+        };
+        for (key, value) in records {
+            chunk_bytes += key.len() + value.len() + 8;
+            chunk.push((key, Some(value)));
+            if chunk_bytes >= SEGMENT_TARGET_BYTES {
+                flush(&mut chunk, &mut chunk_bytes, &mut out)?;
+            }
+        }
+        flush(&mut chunk, &mut chunk_bytes, &mut out)?;
+        out.flush()?;
+        drop(out);
+        file.sync_data()?;
+        Ok((
+            Position { generation, len },
+            Current {
+                generation,
+                file,
+                len,
+            },
+        ))
+    }
+
+    /// Makes `next` (from [`Self::rewrite`]) the current file and deletes the one it
+    /// replaces. Only once the batch naming `next` is durable: until then a restart loads the
+    /// old one.
+    pub fn switch(&mut self, next: Current) -> io::Result<()> {
+        let old = self.current.replace(next).map(|c| c.generation);
+        if let Some(old) = old {
+            std::fs::remove_file(self.dir.join(file_name(old)))?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Folds the committed segments, in order, into `records`; a frame whose bytes fail
+    /// their CRC is an error, not a state.
+    pub fn fold_into(&self, records: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> io::Result<()> {
+        let Some(current) = &self.current else {
+            return Ok(());
+        };
+        let mut bytes = vec![0; current.len as usize];
+        current.file.read_exact_at(&mut bytes, 0).map_err(|e| {
+            invalid(format!(
+                "checkpoint file {}: {e}",
+                file_name(current.generation)
+            ))
+        })?;
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let len = take_u32(&mut rest, "a checkpoint file ends inside a frame")? as usize;
+            let crc = take_u32(&mut rest, "a checkpoint file ends inside a frame")?;
+            let segment = take(&mut rest, len, "a checkpoint file ends inside a frame")?;
+            if crc32fast::hash(segment) != crc {
+                return Err(invalid(format!(
+                    "a segment of checkpoint file {} fails its CRC",
+                    file_name(current.generation)
+                )));
+            }
+            fold_segment(segment, records)?;
+        }
+        Ok(())
+    }
+}
