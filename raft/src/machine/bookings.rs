@@ -6,7 +6,7 @@
 
 use super::mutants::{active, Mutant};
 use super::records::Key;
-use super::{check_id, Checked, Machine, Occupant};
+use super::{check_id, Checked, Machine, Occupant, SharedId};
 use crate::types::*;
 
 /// What a checked confirm does: sell a live hold's seats, or fail the booking.
@@ -28,7 +28,10 @@ impl Machine {
         if self.bookings.contains_key(&cmd.booking_id) {
             return Err(Rejection::IdInUse.into());
         }
-        let hold = self.holds.get(&cmd.hold_id).ok_or(Rejection::UnknownHold)?;
+        let hold = self
+            .holds
+            .get(cmd.hold_id.as_str())
+            .ok_or(Rejection::UnknownHold)?;
         if hold.owner != cmd.owner {
             return Err(Rejection::NotOwner.into());
         }
@@ -75,10 +78,12 @@ impl Machine {
         booking: Booking,
         changes: &mut Vec<Change>,
     ) -> Outcome {
-        if let Some(hold) = self.holds.get_mut(&booking.hold_id) {
+        if let Some((hold_id, _)) = self.holds.get_key_value(booking.hold_id.as_str()) {
+            self.dirty.insert(Key::Hold(hold_id.clone()));
+        }
+        if let Some(hold) = self.holds.get_mut(booking.hold_id.as_str()) {
             std::sync::Arc::make_mut(hold).booking_id = Some(booking.booking_id.clone());
         }
-        self.dirty.insert(Key::Hold(booking.hold_id.clone()));
         self.bookings
             .insert(booking.booking_id.clone(), booking.clone());
         self.bookings_by_owner
@@ -103,7 +108,7 @@ impl Machine {
         if let Some(outcome) = settled_outcome(booking) {
             return Err(Box::new(outcome));
         }
-        let hold = self.holds.get(&booking.hold_id);
+        let hold = self.holds.get(booking.hold_id.as_str());
         let live_hold = hold.filter(|h| {
             (h.is_live(now_ms)
                 || (h.status == HoldStatus::Active && active(Mutant::ConfirmAfterExpiry)))
@@ -158,7 +163,10 @@ impl Machine {
                     });
                 }
             }
-            event.occupy(&idxs, Occupant::Sold(cmd.booking_id.clone()));
+            event.occupy(
+                &idxs,
+                Occupant::Sold(SharedId::from(cmd.booking_id.as_str())),
+            );
         }
         let booking = self.settle(
             &cmd.booking_id,

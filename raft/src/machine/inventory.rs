@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::records::{EventMeta, Key};
-use super::{check_id, Checked, EventState, Layout, Machine, Occupant, Slot};
+use super::{check_id, Checked, EventState, Layout, Machine, Occupant, SharedId, Slot};
 use crate::types::*;
 
 /// A hold that passed its checks: where its seats are, what it costs and when it ends.
@@ -257,8 +257,9 @@ impl Machine {
             finished_at_ms: None,
             booking_id: None,
         };
+        let hold_id = SharedId::from(cmd.hold_id.as_str());
         if let Some(event) = self.events.get_mut(&cmd.event_id) {
-            event.occupy(&idxs, Occupant::Held(cmd.hold_id.clone()));
+            event.occupy(&idxs, Occupant::Held(hold_id.clone()));
             for seat_id in &cmd.seat_ids {
                 changes.push(Change::Seat {
                     event_id: cmd.event_id.clone(),
@@ -268,12 +269,12 @@ impl Machine {
                     },
                 });
             }
-            event.add_owned_hold(&cmd.owner, &cmd.hold_id);
+            event.add_owned_hold(&cmd.owner, &hold_id);
         }
-        self.expiring.insert((expires_at_ms, cmd.hold_id.clone()));
+        self.expiring.insert((expires_at_ms, hold_id.clone()));
         let hold = Arc::new(hold);
-        self.holds.insert(cmd.hold_id.clone(), hold.clone());
-        self.dirty.insert(Key::Hold(cmd.hold_id.clone()));
+        self.holds.insert(hold_id.clone(), hold.clone());
+        self.dirty.insert(Key::Hold(hold_id));
         changes.push(Change::Hold {
             hold_id: cmd.hold_id.clone(),
             status: HoldStatus::Active,
@@ -298,17 +299,18 @@ impl Machine {
         at_ms: u64,
         changes: &mut Vec<Change>,
     ) {
-        let Some(hold) = self.holds.get_mut(hold_id) else {
+        let Some((key, _)) = self.holds.get_key_value(hold_id) else {
             return;
         };
-        let hold = Arc::make_mut(hold);
+        let key = key.clone();
+        let hold = Arc::make_mut(self.holds.get_mut(hold_id).expect("found above"));
         let previous_expiry = hold.expires_at_ms;
         hold.status = status;
         hold.finished_at_ms = Some(at_ms);
         let hold = hold.clone();
-        self.expiring.remove(&(previous_expiry, hold_id.to_owned()));
-        self.finished.insert((at_ms, hold_id.to_owned()));
-        self.dirty.insert(Key::Hold(hold_id.to_owned()));
+        self.expiring.remove(&(previous_expiry, key.clone()));
+        self.finished.insert((at_ms, key.clone()));
+        self.dirty.insert(Key::Hold(key));
         if let Some(event) = self.events.get_mut(&hold.event_id) {
             event.remove_owned_hold(&hold.owner, hold_id);
             if status != HoldStatus::Confirmed {
@@ -334,7 +336,10 @@ impl Machine {
     }
 
     pub(super) fn check_release(&self, cmd: &ReleaseCmd, now_ms: u64) -> Checked<()> {
-        let hold = self.holds.get(&cmd.hold_id).ok_or(Rejection::UnknownHold)?;
+        let hold = self
+            .holds
+            .get(cmd.hold_id.as_str())
+            .ok_or(Rejection::UnknownHold)?;
         if hold.owner != cmd.owner {
             return Err(Rejection::NotOwner.into());
         }
@@ -357,9 +362,9 @@ impl Machine {
     /// Expires the holds whose time has passed and forgets finished holds and request ids
     /// older than their retention. Nothing to check: a sweep always applies.
     pub(super) fn sweep(&mut self, now_ms: u64, changes: &mut Vec<Change>) -> Outcome {
-        let expired: Vec<(u64, HoldId)> = self
+        let expired: Vec<(u64, SharedId)> = self
             .expiring
-            .range(..(now_ms.saturating_add(1), String::new()))
+            .range(..(now_ms.saturating_add(1), SharedId::from("")))
             .cloned()
             .collect();
         for (expires_at_ms, hold_id) in &expired {
@@ -367,9 +372,9 @@ impl Machine {
         }
         let limits = self.globals.limits.clone();
         let hold_cutoff = now_ms.saturating_sub(limits.hold_retention_ms);
-        let old: Vec<(u64, HoldId)> = self
+        let old: Vec<(u64, SharedId)> = self
             .finished
-            .range(..(hold_cutoff, String::new()))
+            .range(..(hold_cutoff, SharedId::from("")))
             .cloned()
             .collect();
         let mut n_holds_forgotten = 0u32;
@@ -377,7 +382,7 @@ impl Machine {
             // A hold whose booking still waits for its payment stays, so the confirm can explain.
             let pending = self
                 .holds
-                .get(&hold_id)
+                .get(&*hold_id)
                 .and_then(|h| h.booking_id.as_ref())
                 .and_then(|b| self.bookings.get(b))
                 .is_some_and(|b| b.status == BookingStatus::PendingPayment);
@@ -385,19 +390,19 @@ impl Machine {
                 continue;
             }
             self.finished.remove(&(at_ms, hold_id.clone()));
-            self.holds.remove(&hold_id);
+            self.holds.remove(&*hold_id);
             self.dirty.insert(Key::Hold(hold_id));
             n_holds_forgotten += 1;
         }
         let request_cutoff = now_ms.saturating_sub(limits.request_retention_ms);
-        let old: Vec<(u64, RequestId)> = self
+        let old: Vec<(u64, SharedId)> = self
             .request_times
-            .range(..(request_cutoff, String::new()))
+            .range(..(request_cutoff, SharedId::from("")))
             .cloned()
             .collect();
         for (at_ms, request_id) in &old {
             self.request_times.remove(&(*at_ms, request_id.clone()));
-            self.requests.remove(request_id);
+            self.requests.remove(&**request_id);
             self.dirty.insert(Key::Request(request_id.clone()));
         }
         Outcome::Swept {

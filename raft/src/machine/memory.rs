@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::mem::size_of;
 
-use super::{EventState, Machine, Occupant};
+use super::{EventState, Machine, Occupant, SharedId};
 use crate::types::*;
 
 /// Heap bytes of one structure of the machine, summed over its events where it is per event.
@@ -37,6 +37,17 @@ fn string_bytes(s: &str) -> u64 {
 /// A vector's block (by capacity).
 fn vec_bytes<T>(v: &Vec<T>) -> u64 {
     alloc_bytes(v.capacity() * size_of::<T>())
+}
+
+/// A shared id's block (two reference counts, then the bytes). Counted once, with the
+/// table that owns the hold or request; the other indexes naming it add only their pointer.
+fn shared_id_bytes(id: &str) -> u64 {
+    alloc_bytes(2 * size_of::<usize>() + id.len())
+}
+
+/// A vector of shared ids counted elsewhere: its block alone.
+fn shared_ids_bytes(v: &Vec<SharedId>) -> u64 {
+    vec_bytes(v)
 }
 
 fn strings_bytes(v: &Vec<String>) -> u64 {
@@ -91,15 +102,16 @@ fn outcome_bytes(outcome: &Outcome) -> u64 {
 trait IdMap<V> {
     /// The map's own blocks (nodes or table), not what its keys and values point at.
     fn table_bytes(&self) -> u64;
-    fn entries(&self) -> Box<dyn Iterator<Item = (&String, &V)> + '_>;
+    /// Each key with what it keeps on the heap, and its value.
+    fn entries(&self) -> Box<dyn Iterator<Item = (u64, &V)> + '_>;
 }
 
 impl<V> IdMap<V> for BTreeMap<String, V> {
     fn table_bytes(&self) -> u64 {
         btree_bytes::<String, V>(self.len())
     }
-    fn entries(&self) -> Box<dyn Iterator<Item = (&String, &V)> + '_> {
-        Box::new(self.iter())
+    fn entries(&self) -> Box<dyn Iterator<Item = (u64, &V)> + '_> {
+        Box::new(self.iter().map(|(k, v)| (string_bytes(k), v)))
     }
 }
 
@@ -107,8 +119,17 @@ impl<V, S> IdMap<V> for HashMap<String, V, S> {
     fn table_bytes(&self) -> u64 {
         hash_table_bytes::<String, V>(self.capacity())
     }
-    fn entries(&self) -> Box<dyn Iterator<Item = (&String, &V)> + '_> {
-        Box::new(self.iter())
+    fn entries(&self) -> Box<dyn Iterator<Item = (u64, &V)> + '_> {
+        Box::new(self.iter().map(|(k, v)| (string_bytes(k), v)))
+    }
+}
+
+impl<V, S> IdMap<V> for HashMap<SharedId, V, S> {
+    fn table_bytes(&self) -> u64 {
+        hash_table_bytes::<SharedId, V>(self.capacity())
+    }
+    fn entries(&self) -> Box<dyn Iterator<Item = (u64, &V)> + '_> {
+        Box::new(self.iter().map(|(k, v)| (shared_id_bytes(k), v)))
     }
 }
 
@@ -132,14 +153,13 @@ fn keyed_bytes<V>(map: &impl IdMap<V>, value_bytes: impl Fn(&V) -> u64) -> u64 {
     map.table_bytes()
         + map
             .entries()
-            .map(|(id, v)| string_bytes(id) + value_bytes(v))
+            .map(|(key_bytes, v)| key_bytes + value_bytes(v))
             .sum::<u64>()
 }
 
-/// The keys of a set of `(time, id)` pairs.
-fn timed_ids_bytes(set: &BTreeSet<(u64, String)>) -> u64 {
-    btree_bytes::<(u64, String), ()>(set.len())
-        + set.iter().map(|(_, id)| string_bytes(id)).sum::<u64>()
+/// A set of `(time, id)` pairs: its nodes (the ids are counted with their tables).
+fn timed_ids_bytes(set: &BTreeSet<(u64, SharedId)>) -> u64 {
+    btree_bytes::<(u64, SharedId), ()>(set.len())
 }
 
 fn hash_set_bytes<K, S>(set: &HashSet<K, S>) -> u64 {
@@ -156,7 +176,9 @@ impl EventState {
         let [ids, index, numbers, rows] = self.layout().heap_bytes();
         let slots = &self.slots;
         let occupant_bytes = |o: &Option<(Occupant, u32)>| match o {
-            Some((Occupant::Held(id) | Occupant::Sold(id), _)) => string_bytes(id),
+            // A hold's id is counted with the hold table; a booking's is the slot's own.
+            Some((Occupant::Held(_), _)) => 0,
+            Some((Occupant::Sold(id), _)) => shared_id_bytes(id),
             None => 0,
         };
         let slot_bytes = vec_bytes(&slots.of_seat)
@@ -171,7 +193,7 @@ impl EventState {
             ("seat slots", slot_bytes),
             (
                 "holds by owner",
-                keyed_bytes(&self.holds_by_owner, strings_bytes),
+                keyed_bytes(&self.holds_by_owner, shared_ids_bytes),
             ),
             (
                 "event record",

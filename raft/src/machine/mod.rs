@@ -64,8 +64,8 @@ enum Slot<'a> {
 /// A hold or a booking that occupies seats of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Occupant {
-    Held(HoldId),
-    Sold(BookingId),
+    Held(SharedId),
+    Sold(SharedId),
 }
 
 /// An event's seat slots: per seat a `u32`, 0 when free, else 1 + the place in `occupants`
@@ -145,7 +145,7 @@ struct EventState {
     n_sold: usize,
     /// Holds per owner that may still be live (pruned when they finish), sorted: a few per
     /// owner (the per-user hold limit), so a vector, not a B-tree node per owner.
-    holds_by_owner: Map<UserId, Vec<HoldId>>,
+    holds_by_owner: Map<UserId, Vec<SharedId>>,
 }
 
 /// The machine's hash tables, keyed by ids of 40–60 bytes (derived hold and request ids):
@@ -155,15 +155,20 @@ struct EventState {
 pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+/// A hold's or a request's id as the machine's indexes keep it: allocated once per hold or
+/// request and shared by the hold table, the seat slots, the expiry, retention and owner
+/// indexes and the dirty keys (one allocation where there were six copies of a 40-byte id).
+pub(crate) type SharedId = Arc<str>;
+
 /// The replicated state of one Raft group.
 #[derive(Debug, Clone)]
 pub struct Machine {
     globals: Globals,
     events: BTreeMap<EventId, EventState>,
     /// Shared with the request record that created the hold while the two are equal.
-    holds: Map<HoldId, Arc<Hold>>,
+    holds: Map<SharedId, Arc<Hold>>,
     bookings: BTreeMap<BookingId, Booking>,
-    requests: Map<RequestId, RequestRecord>,
+    requests: Map<SharedId, RequestRecord>,
     /// Documents are shared so a feed reset copies none of them under the replica lock.
     catalog: BTreeMap<(String, String), Arc<Vec<u8>>>,
     placement: BTreeMap<EventId, GroupId>,
@@ -175,11 +180,11 @@ pub struct Machine {
     // Derived indexes (rebuilt on load, never stored).
     bookings_by_owner: BTreeMap<UserId, BTreeSet<BookingId>>,
     /// Active holds by expiry, for sweeps.
-    expiring: BTreeSet<(u64, HoldId)>,
+    expiring: BTreeSet<(u64, SharedId)>,
     /// Finished holds by finish time, for retention.
-    finished: BTreeSet<(u64, HoldId)>,
+    finished: BTreeSet<(u64, SharedId)>,
     /// Request ids by reply time, for retention.
-    request_times: BTreeSet<(u64, RequestId)>,
+    request_times: BTreeSet<(u64, SharedId)>,
     /// Records touched since the last [`Machine::take_dirty_values`] (or `take_dirty`).
     dirty: Set<Key>,
 }
@@ -287,7 +292,7 @@ impl Machine {
             return at(Rejection::Invalid("request id must be 1..=128 bytes".into()).into());
         }
         let fp = fingerprint(&request.command);
-        if let Some(record) = self.requests.get(request_id) {
+        if let Some(record) = self.requests.get(request_id.as_str()) {
             if record.fingerprint == fp {
                 return record.reply();
             }
@@ -295,9 +300,10 @@ impl Machine {
         }
         let reply = at(self.execute(&request.command, now_ms, changes));
         let record = RequestRecord::new(fp, &reply, &self.holds);
+        let request_id = SharedId::from(request_id.as_str());
         self.requests.insert(request_id.clone(), record);
         self.request_times.insert((now_ms, request_id.clone()));
-        self.dirty.insert(Key::Request(request_id.clone()));
+        self.dirty.insert(Key::Request(request_id));
         reply
     }
 
@@ -466,13 +472,13 @@ impl Machine {
         let active = hold.status == HoldStatus::Active;
         if self
             .expiring
-            .contains(&(hold.expires_at_ms, hold_id.to_owned()))
+            .contains(&(hold.expires_at_ms, SharedId::from(hold_id)))
             != active
         {
             return Err(format!("hold {hold_id}: expiry index disagrees"));
         }
         if let Some(at_ms) = hold.finished_at_ms {
-            if active || !self.finished.contains(&(at_ms, hold_id.to_owned())) {
+            if active || !self.finished.contains(&(at_ms, SharedId::from(hold_id))) {
                 return Err(format!("hold {hold_id}: retention index disagrees"));
             }
         }
@@ -482,7 +488,7 @@ impl Machine {
             .ok_or_else(|| format!("hold {hold_id} of an unknown event"))?;
         let owned = event
             .owned_holds(&hold.owner)
-            .binary_search_by(|id| id.as_str().cmp(hold_id))
+            .binary_search_by(|id| (**id).cmp(hold_id))
             .is_ok();
         if owned != active {
             return Err(format!("hold {hold_id}: owner index disagrees"));
@@ -640,20 +646,20 @@ impl EventState {
     }
 
     /// The holds of `owner` that may still be live, sorted.
-    fn owned_holds(&self, owner: &str) -> &[HoldId] {
+    fn owned_holds(&self, owner: &str) -> &[SharedId] {
         self.holds_by_owner.get(owner).map_or(&[], |ids| ids)
     }
 
-    fn add_owned_hold(&mut self, owner: &str, hold_id: &str) {
+    fn add_owned_hold(&mut self, owner: &str, hold_id: &SharedId) {
         let ids = self.holds_by_owner.entry(owner.to_owned()).or_default();
-        if let Err(p) = ids.binary_search_by(|id| id.as_str().cmp(hold_id)) {
-            ids.insert(p, hold_id.to_owned());
+        if let Err(p) = ids.binary_search_by(|id| id.cmp(hold_id)) {
+            ids.insert(p, hold_id.clone());
         }
     }
 
     fn remove_owned_hold(&mut self, owner: &str, hold_id: &str) {
         if let Some(ids) = self.holds_by_owner.get_mut(owner) {
-            ids.retain(|id| id != hold_id);
+            ids.retain(|id| &**id != hold_id);
             if ids.is_empty() {
                 self.holds_by_owner.remove(owner);
             }

@@ -18,6 +18,7 @@ use std::ops::Range;
 
 use super::inventory::HoldPlan;
 use super::mutants::{active, Mutant};
+use super::SharedId;
 use super::{Checked, EventState, Layout, Machine, Slot};
 use crate::types::*;
 
@@ -45,7 +46,7 @@ impl<'a> FreeView<'a> {
         let mut expired = BTreeMap::new();
         for (_, hold_id) in machine
             .expiring
-            .range(..(now_ms.saturating_add(1), String::new()))
+            .range(..(now_ms.saturating_add(1), SharedId::from("")))
         {
             let Some(hold) = machine.holds.get(hold_id) else {
                 continue;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layout::Layout;
 use super::queue::{Place, Room, RoomRecord};
-use super::{EventState, Machine, Map, Occupant, Set};
+use super::{EventState, Machine, Map, Occupant, Set, SharedId};
 use crate::codec::{decode, encode};
 use crate::types::*;
 
@@ -101,11 +101,11 @@ impl RequestRecord {
     pub(super) fn new(
         fingerprint: u64,
         reply: &Reply,
-        holds: &Map<HoldId, Arc<Hold>>,
+        holds: &Map<SharedId, Arc<Hold>>,
     ) -> RequestRecord {
         let shared = match &reply.outcome {
             Outcome::Held(hold) => holds
-                .get(&hold.hold_id)
+                .get(hold.hold_id.as_str())
                 .filter(|h| Arc::ptr_eq(h, hold) || ***h == **hold),
             _ => None,
         };
@@ -146,7 +146,7 @@ impl RequestRecord {
     }
 
     /// Shares the reply's hold with `holds` when that holds an equal one (after a load).
-    fn share_hold(&mut self, holds: &Map<HoldId, Arc<Hold>>) {
+    fn share_hold(&mut self, holds: &Map<SharedId, Arc<Hold>>) {
         if let FirstReply::Other(reply) = &self.reply {
             if matches!(reply.outcome, Outcome::Held(_)) {
                 *self = RequestRecord::new(self.fingerprint, reply, holds);
@@ -163,9 +163,9 @@ pub(super) enum Key {
     /// The seats of an event's registration chunk (`RegisterEvent` is chunk 0, each
     /// `AddSeats` the next).
     Layout(EventId, u32),
-    Hold(HoldId),
+    Hold(SharedId),
     Booking(BookingId),
-    Request(RequestId),
+    Request(SharedId),
     Catalog(String, String),
     Placement(EventId),
     Group(GroupId),
@@ -480,7 +480,7 @@ impl Machine {
                 }
                 b'h' => {
                     let hold: Hold = decode(&value).map_err(corrupt)?;
-                    m.holds.insert(text()?, Arc::new(hold));
+                    m.holds.insert(text()?.into(), Arc::new(hold));
                 }
                 b'b' => {
                     let booking: Booking = decode(&value).map_err(corrupt)?;
@@ -488,8 +488,9 @@ impl Machine {
                 }
                 b'r' => {
                     let record: RequestRecord = decode(&value).map_err(corrupt)?;
-                    m.request_times.insert((record.at_ms(), text()?));
-                    m.requests.insert(text()?, record);
+                    let request_id = SharedId::from(text()?);
+                    m.request_times.insert((record.at_ms(), request_id.clone()));
+                    m.requests.insert(request_id, record);
                 }
                 b'c' => {
                     let text = text()?;
@@ -564,35 +565,34 @@ impl Machine {
         for record in self.requests.values_mut() {
             record.share_hold(&self.holds);
         }
-        for hold in self.holds.values() {
+        for (hold_id, hold) in &self.holds {
             match (hold.status, hold.finished_at_ms) {
                 (HoldStatus::Active, _) => {
-                    self.expiring
-                        .insert((hold.expires_at_ms, hold.hold_id.clone()));
+                    self.expiring.insert((hold.expires_at_ms, hold_id.clone()));
                     if let Some(event) = self.events.get_mut(&hold.event_id) {
-                        event.add_owned_hold(&hold.owner, &hold.hold_id);
+                        event.add_owned_hold(&hold.owner, hold_id);
                     }
                 }
                 (_, Some(at_ms)) => {
-                    self.finished.insert((at_ms, hold.hold_id.clone()));
+                    self.finished.insert((at_ms, hold_id.clone()));
                 }
                 (_, None) => {}
             }
         }
         // Slots: a hold written later always supersedes an earlier one on the same seat, and
         // only the latest hold of a seat can be active; sold seats override holds.
-        let mut by_creation: Vec<&Hold> = self
+        let mut by_creation: Vec<(&SharedId, &Hold)> = self
             .holds
-            .values()
-            .map(|h| &**h)
-            .filter(|h| h.status == HoldStatus::Active)
+            .iter()
+            .map(|(id, h)| (id, &**h))
+            .filter(|(_, h)| h.status == HoldStatus::Active)
             .collect();
         by_creation
-            .sort_by(|a, b| (a.created_at_ms, &a.hold_id).cmp(&(b.created_at_ms, &b.hold_id)));
-        for hold in by_creation {
+            .sort_by(|(a_id, a), (b_id, b)| (a.created_at_ms, a_id).cmp(&(b.created_at_ms, b_id)));
+        for (hold_id, hold) in by_creation {
             if let Some(event) = self.events.get_mut(&hold.event_id) {
                 let idxs = event.seat_idxs(&hold.seat_ids);
-                event.occupy(&idxs, Occupant::Held(hold.hold_id.clone()));
+                event.occupy(&idxs, Occupant::Held(hold_id.clone()));
             }
         }
         for booking in self.bookings.values() {
@@ -603,7 +603,7 @@ impl Machine {
             if booking.status == BookingStatus::Confirmed {
                 if let Some(event) = self.events.get_mut(&booking.event_id) {
                     let idxs = event.seat_idxs(&booking.seat_ids);
-                    event.occupy(&idxs, Occupant::Sold(booking.booking_id.clone()));
+                    event.occupy(&idxs, Occupant::Sold(booking.booking_id.as_str().into()));
                 }
             }
         }
