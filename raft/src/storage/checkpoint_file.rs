@@ -66,13 +66,24 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A segment's bytes: per change, the key's length (u32 LE) and bytes, then the value's
-/// length and bytes, or `u32::MAX` for a deletion.
-pub fn encode_segment<'a>(
+/// A segment's bytes, unframed (as earlier versions stored segments in sled): per change,
+/// the key's length (u32 LE) and bytes, then the value's length and bytes, or `u32::MAX`
+/// for a deletion.
+#[cfg(test)]
+pub(crate) fn encode_segment<'a>(
     changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     size_hint: usize,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(size_hint);
+    encode_segment_into(&mut out, changes);
+    out
+}
+
+/// One segment's changes in the format [`fold_segment`] reads, appended to `out`.
+fn encode_segment_into<'a>(
+    out: &mut Vec<u8>,
+    changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) {
     for (key, value) in changes {
         out.extend_from_slice(&(key.len() as u32).to_le_bytes());
         out.extend_from_slice(key);
@@ -84,7 +95,28 @@ pub fn encode_segment<'a>(
             None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
         }
     }
-    out
+}
+
+/// One segment framed for the file (its length and CRC, then its bytes), encoded straight
+/// into the buffer the append writes, with no copy between.
+pub struct Framed(Vec<u8>);
+
+impl Framed {
+    /// `changes` as one framed segment; `size_hint` is the segment's size.
+    pub fn encode<'a>(
+        changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+        size_hint: usize,
+    ) -> io::Result<Framed> {
+        let mut out = Vec::with_capacity(FRAME_HEADER + size_hint);
+        out.extend_from_slice(&[0; FRAME_HEADER]);
+        encode_segment_into(&mut out, changes);
+        let len = u32::try_from(out.len() - FRAME_HEADER)
+            .map_err(|_| invalid("a checkpoint segment over 4 GiB"))?;
+        let crc = crc32fast::hash(&out[FRAME_HEADER..]);
+        out[..4].copy_from_slice(&len.to_le_bytes());
+        out[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+        Ok(Framed(out))
+    }
 }
 
 /// Applies the changes in `segment` to `records`.
@@ -123,17 +155,6 @@ fn take_u32(rest: &mut &[u8], what: &str) -> io::Result<u32> {
     Ok(u32::from_le_bytes(
         take(rest, 4, what)?.try_into().expect("4 bytes"),
     ))
-}
-
-/// `segment` framed for the file.
-fn frame(segment: &[u8]) -> io::Result<Vec<u8>> {
-    let len =
-        u32::try_from(segment.len()).map_err(|_| invalid("a checkpoint segment over 4 GiB"))?;
-    let mut out = Vec::with_capacity(FRAME_HEADER + segment.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(segment).to_le_bytes());
-    out.extend_from_slice(segment);
-    Ok(out)
 }
 
 impl CheckpointFile {
@@ -206,10 +227,10 @@ impl CheckpointFile {
         Ok(file)
     }
 
-    /// Appends `segment` durably at the committed end and returns the position for the
+    /// Appends `framed` durably at the committed end and returns the position for the
     /// batch to commit; [`Self::landed`] once it has. A failed append leaves bytes past the
     /// committed end, which the next append overwrites and an open cuts off.
-    pub fn append(&mut self, segment: &[u8]) -> io::Result<Position> {
+    pub fn append(&mut self, framed: &Framed) -> io::Result<Position> {
         if self.current.is_none() {
             let file = self.create(1)?;
             self.current = Some(Current {
@@ -219,12 +240,11 @@ impl CheckpointFile {
             });
         }
         let current = self.current.as_ref().expect("created above");
-        let framed = frame(segment)?;
-        current.file.write_all_at(&framed, current.len)?;
+        current.file.write_all_at(&framed.0, current.len)?;
         current.file.sync_data()?;
         Ok(Position {
             generation: current.generation,
-            len: current.len + framed.len() as u64,
+            len: current.len + framed.0.len() as u64,
         })
     }
 
@@ -256,9 +276,9 @@ impl CheckpointFile {
             if chunk.is_empty() {
                 return Ok(());
             }
-            let framed = frame(&encode_segment(chunk.drain(..), *bytes))?;
-            out.write_all(&framed)?;
-            len += framed.len() as u64;
+            let framed = Framed::encode(chunk.drain(..), *bytes)?;
+            out.write_all(&framed.0)?;
+            len += framed.0.len() as u64;
             *bytes = 0;
             Ok(())
         };

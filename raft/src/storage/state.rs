@@ -27,7 +27,7 @@ use crate::codec::{decode, encode};
 use crate::feed::{Feed, FEED_CAPACITY_CHANGES};
 use crate::machine::mutants::{self, Mutant};
 use crate::machine::{is_layout_key, DirtyRecords, Machine, Record};
-use crate::storage::checkpoint_file::{encode_segment, fold_segment, CheckpointFile, Position};
+use crate::storage::checkpoint_file::{fold_segment, CheckpointFile, Framed, Position};
 use crate::storage::write_file_atomic;
 use crate::telemetry::GroupMetrics;
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
@@ -398,10 +398,10 @@ impl StateDisk for SledState {
             let size = main
                 .iter()
                 .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 8);
-            let segment = encode_segment(
+            let segment = Framed::encode(
                 main.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
                 size.sum(),
-            );
+            )?;
             let position = segments.file.append(&segment)?;
             batch.push((CHECKPOINT_FILE_KEY.to_vec(), Some(encode(&position))));
             appended = Some(position);
@@ -998,7 +998,7 @@ mod tests {
         let mut state = SledState::open(&db, 1, &group_dir).unwrap();
         // A record and a segment as earlier versions stored them in sled.
         state.tree.insert(b"hOLD", b"old-style".as_slice()).unwrap();
-        let legacy = encode_segment(
+        let legacy = crate::storage::checkpoint_file::encode_segment(
             [
                 (b"hSEG".as_slice(), Some(b"in-sled".as_slice())),
                 (b"hGONE".as_slice(), None),
@@ -1116,7 +1116,8 @@ mod tests {
             .unwrap();
         let committed = std::fs::metadata(checkpoint_file(&state)).unwrap().len();
         // The next checkpoint appended its segment, then the process died.
-        let lost = encode_segment([(b"hB".as_slice(), Some(b"two".as_slice()))].into_iter(), 0);
+        let lost =
+            Framed::encode([(b"hB".as_slice(), Some(b"two".as_slice()))].into_iter(), 0).unwrap();
         state.segments().file.append(&lost).unwrap();
         // And a compaction wrote its file, then the process died.
         let (_, orphan) = state
