@@ -300,6 +300,12 @@ fn writer_loop(
         for job in jobs {
             complete(job, &result);
         }
+        // After the batch's jobs are answered, so an append never waits on it in the batch
+        // it belongs to (a no-op until the zeros ahead run low).
+        if let Err(e) = disk.prepare() {
+            // Only an optimization: appends grow the file as they would without it.
+            tracing::warn!(error = %e, "writing zeros ahead of the raft log");
+        }
     }
 }
 
