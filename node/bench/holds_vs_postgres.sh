@@ -91,6 +91,10 @@ for c in $pg_clients; do
 done
 pg_server_stop
 trap - EXIT
+# PostgreSQL's runs leave the disk writing back its files and the removal of its data
+# directory; boxoffice starts on a settled machine, as PostgreSQL did.
+sync
+sleep 10
 
 # --- boxoffice --------------------------------------------------------------------------------
 box_best=0
