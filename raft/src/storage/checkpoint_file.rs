@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::{create_durably, sync_dir};
+
 /// A rewrite splits the live records into segments of about this size.
 const SEGMENT_TARGET_BYTES: usize = 8 << 20;
 /// A frame: the segment's length (u32 LE), its CRC-32 (u32 LE), then its bytes.
@@ -61,10 +63,6 @@ fn invalid(e: impl ToString) -> io::Error {
 
 fn file_name(generation: u64) -> String {
     format!("{generation:020}{SUFFIX}")
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// A segment's bytes, unframed (as earlier versions stored segments in sled): per change,
@@ -218,14 +216,7 @@ impl CheckpointFile {
 
     /// Creates (or empties) the file of `generation`, its directory entry durable.
     fn create(&self, generation: u64) -> io::Result<File> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(self.dir.join(file_name(generation)))?;
-        sync_dir(&self.dir)?;
-        Ok(file)
+        create_durably(&self.dir, &file_name(generation))
     }
 
     /// Appends `framed` durably at the committed end and returns the position for the

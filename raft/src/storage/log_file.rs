@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
+use crate::storage::{create_durably, sync_dir};
 use crate::typ::{Entry, LogId, Vote};
 
 const LOG_FILE: &str = "raft.log";
@@ -368,7 +369,7 @@ impl FileLog {
             if !existed || file.metadata()?.len() < 2 * VOTE_SLOT_BYTES as u64 {
                 file.set_len(2 * VOTE_SLOT_BYTES as u64)?;
                 file.sync_all()?;
-                File::open(&self.dir)?.sync_all()?;
+                sync_dir(&self.dir)?;
             }
             self.votes = Some(file);
         }
@@ -458,13 +459,7 @@ impl FileLog {
         }
         self.file.sync_data()?;
         let seq = self.seq + 1;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(self.dir.join(segment_name(seq)))?;
-        File::open(&self.dir)?.sync_all()?;
+        let file = create_durably(&self.dir, &segment_name(seq))?;
         self.shared()
             .segments
             .insert(seq, (Arc::new(file.try_clone()?), 0));
@@ -491,7 +486,7 @@ impl FileLog {
             self.shared().segments.remove(&seq);
             fs::remove_file(self.dir.join(segment_name(seq)))?;
         }
-        File::open(&self.dir)?.sync_all()
+        sync_dir(&self.dir)
     }
 }
 

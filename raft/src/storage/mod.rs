@@ -21,5 +21,23 @@ pub fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()>
         f.sync_all()?;
     }
     fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// Makes the creations, renames and removals of entries in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Creates `dir/name` empty (emptying it if it exists), open to read and write, with its
+/// directory entry durable before anything written to it can count.
+pub fn create_durably(dir: &Path, name: &str) -> io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.join(name))?;
+    sync_dir(dir)?;
+    Ok(file)
 }
