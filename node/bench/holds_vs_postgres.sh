@@ -17,22 +17,39 @@
 # node (`--http`, the REST tier's share) and the hot event (`--events 1`: one 50,000-seat
 # event, so one group's leader takes every write), both at 256 clients.
 #
-# Prints each figure, the best of each side, and their ratio; asserts nothing.
+# Every configuration runs ROUNDS times (default 3), the rounds interleaved (each round runs
+# every client count once), and the summary takes the median of each: on a shared 2-core
+# machine one run of a configuration differs from the next by up to a third, so a single
+# run decides nothing. The REST tier's share is the median of each round's REST figure over
+# that round's typed 256-client figure, run just before it.
 #
-#   node/bench/holds_vs_postgres.sh
-#   SECONDS_PER_RUN=10 PG_CLIENTS="16 64" BOX_CLIENTS="256" node/bench/holds_vs_postgres.sh
+# Prints each run, the medians, the best median of each side and their ratio; asserts
+# nothing.
+#
+#   node/bench/holds_vs_postgres.sh                     # 20 s per run, 3 rounds: ~12 min
+#   SECONDS_PER_RUN=10 ROUNDS=1 PG_CLIENTS="16 64" BOX_CLIENTS="256" node/bench/holds_vs_postgres.sh
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 secs=${SECONDS_PER_RUN:-20}
+rounds=${ROUNDS:-3}
 pg_clients=${PG_CLIENTS:-8 16 64 256}
 box_clients=${BOX_CLIENTS:-64 256 1024}
 # Enough seats that no run finds the sequence exhausted, even at 50,000 holds/s.
-n_seats=${PG_SEATS:-$((50000 * secs * $(wc -w <<<"$pg_clients") + 100000))}
+n_seats=${PG_SEATS:-$((50000 * secs * rounds * $(wc -w <<<"$pg_clients") + 100000))}
 
 say() { printf '%s\n' "$*"; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+# The median of the numbers on stdin, one per line, printed with FORMAT ("-" if none).
+median() {
+    sort -g | awk -v f="${1:-%.0f}" '{ v[NR] = $1 } END {
+        if (NR == 0) print "-"; else printf f "\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# Figures are kept as lines "<key> <value>" in $results; `figures KEY` prints KEY's values.
+results=$(mktemp)
+record() { printf '%s %s\n' "$1" "$2" >>"$results"; }
+figures() { awk -v k="$1" '$1 == k { print $2 }' "$results"; }
 
 # shellcheck source=pg_server.sh
 source "$here/pg_server.sh"
@@ -72,7 +89,7 @@ SQL
 chmod 644 "$pg_data/hold.sql"
 say "seats: $n_seats"
 
-pg_best=0
+for round in $(seq "$rounds"); do
 for c in $pg_clients; do
     held_before=$(sql -c "SELECT count(*) FROM seats WHERE holder IS NOT NULL")
     logs="$pg_data/log-$c"
@@ -85,9 +102,11 @@ for c in $pg_clients; do
     # pgbench's per-transaction log: the third field is the latency in µs.
     read -r p50 p99 < <(cat "$logs"/tx* | awk '{ print $3 }' | sort -n | awk '
         { v[NR] = $1 } END { if (NR) printf "%.2f %.2f\n", v[int(NR*0.50)+1]/1000, v[int(NR*0.99)+1]/1000; else print "- -" }')
-    say "postgres  clients $(printf %5s "$c"): $(printf %7s "$tps") holds/s  p50 $p50 ms  p99 $p99 ms  (seats taken $((held_after - held_before)) of $txs transactions; load $(load))"
-    (( tps > pg_best )) && pg_best=$tps
+    say "round $round postgres  clients $(printf %5s "$c"): $(printf %7s "$tps") holds/s  p50 $p50 ms  p99 $p99 ms  (seats taken $((held_after - held_before)) of $txs transactions; load $(load))"
+    record "pg-$c" "$tps"
+    record "pg-p99-$c" "$p99"
     rm -rf "$logs"
+done
 done
 pg_server_stop
 trap - EXIT
@@ -97,27 +116,54 @@ sync
 sleep 10
 
 # --- boxoffice --------------------------------------------------------------------------------
-box_best=0
-# One `bench holds` run; prints its line and sets $hps.
+# One `bench holds` run; prints its line and records its figures under KEY.
 box_run() {
-    local label=$1
-    shift
-    local out lat cpu
+    local key=$1 label=$2
+    shift 2
+    local out lat cpu p99
     out=$("$boxoffice" bench holds "$@" --duration-secs "$secs" 2>/dev/null)
     hps=$(awk '/^holds\/s:/ { print $2 }' <<<"$out")
     lat=$(awk '/^latency p50:/ { print "p50", $3, "ms  p99", $6, "ms" }' <<<"$out")
+    p99=$(awk '/^latency p50:/ { print $6 }' <<<"$out")
     cpu=$(grep -o '[0-9]* µs CPU per hold' <<<"$out" || true)
-    say "boxoffice $label: $(printf %7s "$hps") holds/s  $lat  ($cpu; load $(load))"
+    say "round $round boxoffice $label: $(printf %7s "$hps") holds/s  $lat  ($cpu; load $(load))"
+    record "$key" "$hps"
+    record "$key-p99" "$p99"
+    record "$key-cpu" "${cpu%% *}"
 }
-typed_256=0
-for c in $box_clients; do
-    box_run "clients $(printf %5s "$c")" --concurrency "$c"
-    (( hps > box_best )) && box_best=$hps
-    (( c == 256 )) && typed_256=$hps
+for round in $(seq "$rounds"); do
+    for c in $box_clients; do
+        box_run "box-$c" "clients $(printf %5s "$c")" --concurrency "$c"
+        if (( c == 256 )); then
+            typed_256=$hps
+            # The REST tier right after the typed client it is compared with.
+            box_run rest "REST tier, --http, 256 clients" --http --concurrency 256
+            share=$(awk -v r="$hps" -v t="$typed_256" 'BEGIN { if (t > 0) printf "%.3f", r / t }')
+            [[ -n $share ]] && record rest-share "$share"
+        fi
+    done
+    box_run hot "hot event, --events 1 --seats 50000, 256 clients" --events 1 --seats 50000 --concurrency 256
 done
-box_run "REST tier, --http, 256 clients" --http --concurrency 256
-awk -v r="$hps" -v t="$typed_256" 'BEGIN { if (t > 0) printf "REST tier / typed client at 256 clients: %.2f\n", r / t }'
-box_run "hot event, --events 1 --seats 50000, 256 clients" --events 1 --seats 50000 --concurrency 256
 
-say "best: boxoffice $box_best holds/s, PostgreSQL $pg_best holds/s"
+say ""
+say "== medians of $rounds rounds =="
+pg_best=0
+for c in $pg_clients; do
+    m=$(figures "pg-$c" | median)
+    say "postgres  clients $(printf %5s "$c"): $(printf %7s "$m") holds/s  p99 $(figures "pg-p99-$c" | median %.2f) ms"
+    [[ $m != - ]] && awk -v m="$m" -v b="$pg_best" 'BEGIN { exit !(m > b) }' && pg_best=$m
+done
+box_best=0
+for c in $box_clients; do
+    m=$(figures "box-$c" | median)
+    say "boxoffice clients $(printf %5s "$c"): $(printf %7s "$m") holds/s  p99 $(figures "box-$c-p99" | median %.2f) ms  $(figures "box-$c-cpu" | median) µs CPU per hold"
+    [[ $m != - ]] && awk -v m="$m" -v b="$box_best" 'BEGIN { exit !(m > b) }' && box_best=$m
+done
+if [[ -n $(figures rest) ]]; then
+    say "boxoffice REST tier, --http, 256 clients: $(figures rest | median) holds/s  p99 $(figures rest-p99 | median %.2f) ms  $(figures rest-cpu | median) µs CPU per hold"
+    say "REST tier / typed client at 256 clients, median of the rounds' ratios: $(figures rest-share | median %.2f) (each round: $(figures rest-share | tr '\n' ' '))"
+fi
+say "boxoffice hot event, --events 1 --seats 50000, 256 clients: $(figures hot | median) holds/s  p99 $(figures hot-p99 | median %.2f) ms  $(figures hot-cpu | median) µs CPU per hold"
+rm -f "$results"
+say "best median: boxoffice $box_best holds/s, PostgreSQL $pg_best holds/s"
 awk -v b="$box_best" -v p="$pg_best" 'BEGIN { if (p > 0) printf "ratio boxoffice / PostgreSQL: %.2f\n", b / p }'
