@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::mem::size_of;
 
-use super::{EventState, Machine, Occupant, SharedId};
+use super::{EventState, Machine, Occupant, OwnedHolds, SharedId};
 use crate::types::*;
 
 /// Heap bytes of one structure of the machine, summed over its events where it is per event.
@@ -35,7 +35,7 @@ fn string_bytes(s: &str) -> u64 {
 }
 
 /// A vector's block (by capacity).
-fn vec_bytes<T>(v: &Vec<T>) -> u64 {
+pub(super) fn vec_bytes<T>(v: &Vec<T>) -> u64 {
     alloc_bytes(v.capacity() * size_of::<T>())
 }
 
@@ -46,10 +46,6 @@ fn shared_id_bytes(id: &str) -> u64 {
 }
 
 /// A vector of shared ids counted elsewhere: its block alone.
-fn shared_ids_bytes(v: &Vec<SharedId>) -> u64 {
-    vec_bytes(v)
-}
-
 fn strings_bytes(v: &Vec<String>) -> u64 {
     vec_bytes(v) + v.iter().map(|s| string_bytes(s)).sum::<u64>()
 }
@@ -193,7 +189,7 @@ impl EventState {
             ("seat slots", slot_bytes),
             (
                 "holds by owner",
-                keyed_bytes(&self.holds_by_owner, shared_ids_bytes),
+                keyed_bytes(&self.holds_by_owner, OwnedHolds::heap_bytes),
             ),
             (
                 "event record",
