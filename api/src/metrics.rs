@@ -28,8 +28,6 @@ pub const BOOKINGS: &str = "boxoffice_bookings_total";
 /// Event-view cache lookups by `result` (`hit`, `miss`).
 pub const VIEW_CACHE: &str = "boxoffice_view_cache_total";
 pub const SSE_STREAMS: &str = "boxoffice_sse_streams";
-/// Reads of an inventory group's change feed by this node's seat cache, by group.
-pub const FEED_READS: &str = "boxoffice_feed_reads_total";
 /// Search and suggest result-cache lookups by `result` (`hit`, `miss`).
 pub const SEARCH_CACHE: &str = "boxoffice_search_cache_total";
 /// Catalog position the search index has committed, and events in it.

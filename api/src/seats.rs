@@ -25,17 +25,9 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::clock::{rfc3339_from_ms, Clock};
-use crate::metrics::FEED_READS;
 
 /// How long one feed read waits for news before asking again.
 pub const FEED_WAIT_MS: u64 = 10_000;
-/// Least time between the starts of two reads of one group's feed. A feed read answers as
-/// soon as one entry is applied, so without this a follower on a busy group asks once per
-/// log entry (hundreds of reads a second per API node per group, each taking the replica's
-/// lock); spaced out, each read carries what this interval applied. A quiet feed still
-/// answers its first change at once, since the last read began long before it. Live maps
-/// are flushed every [`COALESCE_INTERVAL_MS`] anyway.
-pub const FEED_MIN_INTERVAL_MS: u64 = 50;
 /// Pause after a failed feed read, doubling up to [`FEED_RETRY_MAX_MS`].
 pub const FEED_RETRY_MIN_MS: u64 = 100;
 pub const FEED_RETRY_MAX_MS: u64 = 5_000;
@@ -621,40 +613,6 @@ pub(crate) async fn next_page(
     }
 }
 
-/// Spaces a follower's feed reads at least `min_interval` apart (start to start).
-#[derive(Debug)]
-pub(crate) struct FeedPacer {
-    min_interval: Duration,
-    last_start: Option<tokio::time::Instant>,
-}
-
-impl FeedPacer {
-    pub(crate) fn new(min_interval: Duration) -> Self {
-        FeedPacer {
-            min_interval,
-            last_start: None,
-        }
-    }
-
-    /// When the next read may start, asked at `now`: `min_interval` after the last one
-    /// started, or `now` if that has passed.
-    pub(crate) fn next_read_at(&self, now: tokio::time::Instant) -> tokio::time::Instant {
-        match self.last_start {
-            Some(last) => (last + self.min_interval).max(now),
-            None => now,
-        }
-    }
-
-    /// Waits until the next read may start.
-    pub(crate) async fn wait(&self) {
-        tokio::time::sleep_until(self.next_read_at(tokio::time::Instant::now())).await;
-    }
-
-    pub(crate) fn started(&mut self, at: tokio::time::Instant) {
-        self.last_start = Some(at);
-    }
-}
-
 /// Follows `group`'s feed into `cache` until the task is dropped.
 async fn follow_group(
     cache: Arc<SeatCache>,
@@ -664,13 +622,7 @@ async fn follow_group(
 ) {
     let mut from = u64::MAX;
     let mut backoff = Duration::from_millis(FEED_RETRY_MIN_MS);
-    let mut pacer = FeedPacer::new(Duration::from_millis(FEED_MIN_INTERVAL_MS));
     loop {
-        if from != u64::MAX {
-            pacer.wait().await;
-        }
-        pacer.started(tokio::time::Instant::now());
-        metrics::counter!(FEED_READS, "group" => group.to_string()).increment(1);
         let Some(page) = next_page(&inventory, group, from, &mut backoff).await else {
             continue;
         };
@@ -773,28 +725,6 @@ mod tests {
 
     fn seat(id: &str, section: &str, status: SeatStatus) -> (SeatSpec, SeatStatus) {
         (spec(id, section), status)
-    }
-
-    #[test]
-    fn a_busy_feed_is_read_at_most_once_per_interval_and_a_quiet_one_at_once() {
-        use tokio::time::Instant;
-        let interval = Duration::from_millis(FEED_MIN_INTERVAL_MS);
-        let mut pacer = FeedPacer::new(interval);
-        let t0 = Instant::now();
-        assert_eq!(
-            pacer.next_read_at(t0),
-            t0,
-            "the first read waits for nothing"
-        );
-        pacer.started(t0);
-        // The read answered 5 ms later (a busy group): the next one waits out the interval.
-        assert_eq!(
-            pacer.next_read_at(t0 + Duration::from_millis(5)),
-            t0 + interval
-        );
-        // A read that waited longer than the interval for news: the next one goes at once.
-        let late = t0 + interval * 3;
-        assert_eq!(pacer.next_read_at(late), late);
     }
 
     #[test]
