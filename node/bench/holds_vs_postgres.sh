@@ -26,7 +26,7 @@
 # Prints each run, the medians, the best median of each side and their ratio; asserts
 # nothing.
 #
-#   node/bench/holds_vs_postgres.sh                     # 20 s per run, 3 rounds: ~12 min
+#   node/bench/holds_vs_postgres.sh                     # 20 s per run, 3 rounds: ~14 min
 #   SECONDS_PER_RUN=10 ROUNDS=1 PG_CLIENTS="16 64" BOX_CLIENTS="256" node/bench/holds_vs_postgres.sh
 set -euo pipefail
 

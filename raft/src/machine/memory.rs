@@ -45,7 +45,6 @@ fn shared_id_bytes(id: &str) -> u64 {
     alloc_bytes(2 * size_of::<usize>() + id.len())
 }
 
-/// A vector of shared ids counted elsewhere: its block alone.
 fn strings_bytes(v: &Vec<String>) -> u64 {
     vec_bytes(v) + v.iter().map(|s| string_bytes(s)).sum::<u64>()
 }
