@@ -317,15 +317,16 @@ pub async fn create(
             state.inventory.hold_best(&request, command).await
         }
     };
-    let outcome = match &held {
-        Ok(_) => "held",
+    let counters = hold_counters();
+    let counter = match &held {
+        Ok(_) => &counters.held,
         Err(InventoryError::SeatsTaken { .. } | InventoryError::NotEnoughSeats { .. }) => {
-            "unavailable"
+            &counters.unavailable
         }
-        Err(InventoryError::Rejected(_)) => "rejected",
-        Err(_) => "error",
+        Err(InventoryError::Rejected(_)) => &counters.rejected,
+        Err(_) => &counters.error,
     };
-    metrics::counter!(HOLDS, "outcome" => outcome).increment(1);
+    counter.increment(1);
     let hold = held.map_err(|e| match e {
         // The replicated limit may be below the API's ceiling; for a best-available hold the
         // field at fault is the quantity.
@@ -340,6 +341,25 @@ pub async fn create(
         response.headers_mut().insert(LOCATION, location);
     }
     Ok(response)
+}
+
+/// The hold attempts counter per outcome, registered once: a labelled lookup in the
+/// registry on every hold costs more than the increment it makes.
+struct HoldCounters {
+    held: metrics::Counter,
+    unavailable: metrics::Counter,
+    rejected: metrics::Counter,
+    error: metrics::Counter,
+}
+
+fn hold_counters() -> &'static HoldCounters {
+    static COUNTERS: std::sync::OnceLock<HoldCounters> = std::sync::OnceLock::new();
+    COUNTERS.get_or_init(|| HoldCounters {
+        held: metrics::counter!(HOLDS, "outcome" => "held"),
+        unavailable: metrics::counter!(HOLDS, "outcome" => "unavailable"),
+        rejected: metrics::counter!(HOLDS, "outcome" => "rejected"),
+        error: metrics::counter!(HOLDS, "outcome" => "error"),
+    })
 }
 
 /// Whether `user` may see what `owner` holds or booked: its owner or an admin.

@@ -24,10 +24,12 @@ pub mod queue;
 pub mod search;
 pub mod webhooks;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::{from_fn_with_state, Next};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -82,7 +84,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
             get(admin::get_event).patch(admin::patch_event),
         )
         .merge(auth_routes(state.config.dev_mode))
-        .layer(from_fn_with_state(timeout_ms, timeout));
+        .layer(TimeoutLayer::new(timeout_ms));
     // A leader move waits for a catch-up, a lease and an election, a replica move for a
     // learner's catch-up and two membership entries: the client's own bound (with a second
     // to answer) replaces the request timeout.
@@ -106,7 +108,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
                 router.merge(
                     Router::new()
                         .route(path, handler)
-                        .layer(from_fn_with_state(bound_ms + 1_000, timeout)),
+                        .layer(TimeoutLayer::new(bound_ms + 1_000)),
                 )
             });
     let limited = with_rate_limits(timed.merge(reads).merge(operating), state.limits.clone());
@@ -118,7 +120,7 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(crate::openapi::serve))
-        .layer(from_fn_with_state(timeout_ms, timeout));
+        .layer(TimeoutLayer::new(timeout_ms));
     let mut app = limited.merge(open).merge(crate::web::router());
     if let Some(extra) = extra {
         app = app.merge(extra);
@@ -127,17 +129,153 @@ pub fn router(state: AppState, extra: Option<Router<AppState>>) -> Router {
     with_problem_fallbacks(app).with_state(state)
 }
 
+/// The request timeout: answers 503 when the handler takes longer than its bound. A plain
+/// tower layer rather than `from_fn`, so a hold pays for one timer, not also for a boxed
+/// future and a clone of the inner service.
+#[derive(Debug, Clone, Copy)]
+struct TimeoutLayer {
+    timeout: Duration,
+}
+
+impl TimeoutLayer {
+    fn new(timeout_ms: u64) -> Self {
+        TimeoutLayer {
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for TimeoutLayer {
+    type Service = Timed<S>;
+    fn layer(&self, inner: S) -> Timed<S> {
+        Timed {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Timed<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S> tower_service::Service<Request> for Timed<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TimedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        TimedFuture {
+            inner: self.inner.call(request),
+            deadline: tokio::time::sleep(self.timeout),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Timed`].
+    struct TimedFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        deadline: tokio::time::Sleep,
+    }
+}
+
+impl<F, E> Future for TimedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result);
+        }
+        std::task::ready!(this.deadline.poll(cx));
+        Poll::Ready(Ok(timed_out()))
+    }
+}
+
 /// Seconds to wait after a request timed out.
 const TIMEOUT_RETRY_AFTER_SECS: u64 = 1;
 
-/// Middleware: answers 503 when the handler takes longer than `timeout_ms`.
-async fn timeout(State(timeout_ms): State<u64>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Unavailable {
-            detail: "the request took too long; a mutation may or may not have happened, retry it with the same Idempotency-Key".into(),
-            retry_after_secs: TIMEOUT_RETRY_AFTER_SECS,
-        }
-        .into_response(),
+/// The answer to a request that took longer than its bound.
+fn timed_out() -> Response {
+    ApiError::Unavailable {
+        detail: "the request took too long; a mutation may or may not have happened, retry it with the same Idempotency-Key".into(),
+        retry_after_secs: TIMEOUT_RETRY_AFTER_SECS,
+    }
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    fn app(timeout_ms: u64) -> Router {
+        Router::new()
+            .route("/fast", get(|| async { "done" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "too late"
+                }),
+            )
+            .layer(TimeoutLayer::new(timeout_ms))
+    }
+
+    async fn get_path(router: Router, path: &str) -> Response {
+        let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+        router.oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_handler_within_its_bound_answers_itself() {
+        let response = get_path(app(5_000), "/fast").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"done");
+    }
+
+    #[tokio::test]
+    async fn a_handler_past_its_bound_is_a_503_problem_with_retry_after() {
+        let started = std::time::Instant::now();
+        let response = get_path(app(50), "/slow").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the bound was not kept"
+        );
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("retry it with the same Idempotency-Key"));
     }
 }
