@@ -23,6 +23,10 @@
 # run decides nothing. The REST tier's share is the median of each round's REST figure over
 # that round's typed 256-client figure, run just before it.
 #
+# Each boxoffice run also prints its replicas' log fsync p99 (from the recorder's
+# histogram, `bench holds`' "log fsyncs" line): the tail at 64 clients follows the disk's
+# sync latency, which moves from one run to the next on a shared machine.
+#
 # Prints each run, the medians, the best median of each side and their ratio; asserts
 # nothing.
 #
@@ -120,16 +124,20 @@ sleep 10
 box_run() {
     local key=$1 label=$2
     shift 2
-    local out lat cpu p99
+    local out lat cpu p99 sync
     out=$("$boxoffice" bench holds "$@" --duration-secs "$secs" 2>/dev/null)
     hps=$(awk '/^holds\/s:/ { print $2 }' <<<"$out")
     lat=$(awk '/^latency p50:/ { print "p50", $3, "ms  p99", $6, "ms" }' <<<"$out")
     p99=$(awk '/^latency p50:/ { print $6 }' <<<"$out")
     cpu=$(grep -o '[0-9]* µs CPU per hold' <<<"$out" || true)
-    say "round $round boxoffice $label: $(printf %7s "$hps") holds/s  $lat  ($cpu; load $(load))"
+    # The replicas' log fsync p99 in the same window: the disk the tail ran on.
+    sync=$(awk '/^log fsyncs:/ { for (i = 1; i < NF; i++) if ($i == "p99") print $(i + 1) }' <<<"$out")
+    say "round $round boxoffice $label: $(printf %7s "$hps") holds/s  $lat  ($cpu; log fsync p99 ${sync:--} ms; load $(load))"
     record "$key" "$hps"
     record "$key-p99" "$p99"
     record "$key-cpu" "${cpu%% *}"
+    [[ -n $sync ]] && record "$key-sync" "$sync"
+    return 0
 }
 for round in $(seq "$rounds"); do
     for c in $box_clients; do
@@ -156,7 +164,7 @@ done
 box_best=0
 for c in $box_clients; do
     m=$(figures "box-$c" | median)
-    say "boxoffice clients $(printf %5s "$c"): $(printf %7s "$m") holds/s  p99 $(figures "box-$c-p99" | median %.2f) ms  $(figures "box-$c-cpu" | median) µs CPU per hold"
+    say "boxoffice clients $(printf %5s "$c"): $(printf %7s "$m") holds/s  p99 $(figures "box-$c-p99" | median %.2f) ms  $(figures "box-$c-cpu" | median) µs CPU per hold  log fsync p99 $(figures "box-$c-sync" | median %.2f) ms"
     [[ $m != - ]] && awk -v m="$m" -v b="$box_best" 'BEGIN { exit !(m > b) }' && box_best=$m
 done
 if [[ -n $(figures rest) ]]; then

@@ -22,6 +22,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::api_node::{bench_seat_id, bench_venue, BenchApi};
+use crate::bench_fsync::SyncHistogram;
 use crate::cluster_key::KeyArgs;
 use crate::http1::Http1Conn;
 use crate::storage_node::{start_local_cluster, RaftTimingArgs};
@@ -207,6 +208,7 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let cpu_before = process_cpu_secs();
+    let syncs_before = SyncHistogram::now();
     let mut latencies = Vec::new();
     let mut failures = 0;
     while let Some(result) = workers.join_next().await {
@@ -215,6 +217,9 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         failures += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let syncs = SyncHistogram::now()
+        .zip(syncs_before)
+        .map(|(after, before)| after.since(&before));
     let cpu_secs = process_cpu_secs()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
@@ -246,6 +251,18 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             cpu / elapsed,
             cpu * 1e6 / latencies.len().max(1) as f64,
             latencies.len() as f64 / cpu.max(1e-9)
+        );
+    }
+    if let Some(syncs) = syncs.filter(|s| s.count() > 0) {
+        // The disk under the run: the tail at low concurrency follows its sync latency.
+        let ms = |secs: Option<f64>| secs.map_or(f64::NAN, |s| s * 1000.0);
+        println!(
+            "log fsyncs: {} ({:.0}/s, every replica), mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms (within the recorder's buckets)",
+            syncs.count(),
+            syncs.count() as f64 / elapsed,
+            ms(syncs.mean_secs()),
+            ms(syncs.quantile(0.50)),
+            ms(syncs.quantile(0.99)),
         );
     }
     if let Some(node) = nodes.first() {

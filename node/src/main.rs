@@ -9,6 +9,7 @@ mod admin;
 mod api_node;
 mod bench;
 mod bench_failover;
+mod bench_fsync;
 mod bench_memory;
 mod cluster_key;
 mod dev;
