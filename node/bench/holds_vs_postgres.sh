@@ -168,10 +168,10 @@ for c in $box_clients; do
     [[ $m != - ]] && awk -v m="$m" -v b="$box_best" 'BEGIN { exit !(m > b) }' && box_best=$m
 done
 if [[ -n $(figures rest) ]]; then
-    say "boxoffice REST tier, --http, 256 clients: $(figures rest | median) holds/s  p99 $(figures rest-p99 | median %.2f) ms  $(figures rest-cpu | median) µs CPU per hold"
+    say "boxoffice REST tier, --http, 256 clients: $(figures rest | median) holds/s  p99 $(figures rest-p99 | median %.2f) ms  $(figures rest-cpu | median) µs CPU per hold  log fsync p99 $(figures rest-sync | median %.2f) ms"
     say "REST tier / typed client at 256 clients, median of the rounds' ratios: $(figures rest-share | median %.2f) (each round: $(figures rest-share | tr '\n' ' '))"
 fi
-say "boxoffice hot event, --events 1 --seats 50000, 256 clients: $(figures hot | median) holds/s  p99 $(figures hot-p99 | median %.2f) ms  $(figures hot-cpu | median) µs CPU per hold"
+say "boxoffice hot event, --events 1 --seats 50000, 256 clients: $(figures hot | median) holds/s  p99 $(figures hot-p99 | median %.2f) ms  $(figures hot-cpu | median) µs CPU per hold  log fsync p99 $(figures hot-sync | median %.2f) ms"
 rm -f "$results"
 say "best median: boxoffice $box_best holds/s, PostgreSQL $pg_best holds/s"
 awk -v b="$box_best" -v p="$pg_best" 'BEGIN { if (p > 0) printf "ratio boxoffice / PostgreSQL: %.2f\n", b / p }'
