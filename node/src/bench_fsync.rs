@@ -11,13 +11,12 @@
 
 use boxoffice_raft::telemetry::LOG_FSYNC_SECONDS;
 
-/// A histogram's cumulative counts per upper bound (seconds, ascending, the last `+Inf`),
-/// its sum and its count.
+/// A histogram's cumulative counts per upper bound (seconds, ascending, the last `+Inf`, so
+/// its count is the whole count) and its sum.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SyncHistogram {
     buckets: Vec<(f64, u64)>,
     sum_secs: f64,
-    count: u64,
 }
 
 impl SyncHistogram {
@@ -49,8 +48,6 @@ impl SyncHistogram {
                 }
             } else if rest.starts_with("_sum") {
                 histogram.sum_secs += value.parse::<f64>().unwrap_or(0.0);
-            } else if rest.starts_with("_count") {
-                histogram.count += value.parse::<u64>().unwrap_or(0);
             }
         }
         histogram.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -73,22 +70,23 @@ impl SyncHistogram {
                 .map(|&(bound, n)| (bound, n.saturating_sub(before(bound))))
                 .collect(),
             sum_secs: (self.sum_secs - earlier.sum_secs).max(0.0),
-            count: self.count.saturating_sub(earlier.count),
         }
     }
 
+    /// Syncs recorded: the `+Inf` bucket's cumulative count.
     pub fn count(&self) -> u64 {
-        self.count
+        self.buckets.last().map_or(0, |&(_, n)| n)
     }
 
     pub fn mean_secs(&self) -> Option<f64> {
-        (self.count > 0).then(|| self.sum_secs / self.count as f64)
+        let count = self.count();
+        (count > 0).then(|| self.sum_secs / count as f64)
     }
 
     /// The `q` quantile in seconds, interpolated linearly within its bucket (from the
     /// bucket below's bound, or 0); the highest finite bound when it falls past it.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total = self.buckets.last()?.1;
+        let total = self.count();
         if total == 0 {
             return None;
         }

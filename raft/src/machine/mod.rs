@@ -182,7 +182,8 @@ impl OwnedHolds {
         }
     }
 
-    /// Takes `hold_id` out; whether none are left.
+    /// Takes `hold_id` out; whether none are left. A lone `One(hold_id)` is left as it is:
+    /// the caller drops the whole entry.
     fn remove(&mut self, hold_id: &str) -> bool {
         match self {
             OwnedHolds::One(id) => &**id == hold_id,
