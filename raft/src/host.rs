@@ -30,7 +30,9 @@ use crate::feed::{FeedPage, FeedRead, FeedSnapshot, FEED_PAGE_MAX_CHANGES};
 use crate::machine::Machine;
 use crate::network::NetworkFactory;
 use crate::storage::log::LogStore;
+use crate::storage::log::{LogWriter, LOAD_TAIL_ENTRIES};
 use crate::storage::log_file::{FileLog, LogDisk, MemLog};
+use crate::storage::node_log::NodeLog;
 use crate::storage::state::{
     CheckpointPolicy, GroupShared, MemState, SledState, StateDisk, StateMachineStore,
 };
@@ -129,9 +131,16 @@ impl Default for RaftSettings {
 /// Where replicas keep their data.
 #[derive(Clone)]
 pub enum Storage {
-    /// A data directory: `groups/{g}/` holds the Raft log, vote and snapshot; `state.sled`
-    /// holds every group's state machine records.
-    Disk { dir: PathBuf, db: sled::Db },
+    /// A data directory: `log/` holds every group's Raft log (one log per node, written by
+    /// one writer thread, so one sync makes a batch durable for every group); `groups/{g}/`
+    /// holds the group's vote, checkpoint and snapshot (and its own Raft log if an earlier
+    /// build wrote one there); `state.sled` holds every group's state machine records.
+    Disk {
+        dir: PathBuf,
+        db: sled::Db,
+        log: NodeLog,
+        writer: LogWriter,
+    },
     /// Memory that outlives the host (simulated crashes keep it; clone to share).
     Memory(MemStorage),
 }
@@ -142,6 +151,10 @@ pub struct MemStorage {
     groups: Arc<Mutex<BTreeMap<GroupId, (MemLog, MemState)>>>,
     removed: Arc<Mutex<BTreeSet<GroupId>>>,
 }
+
+/// A group's log disk, the writer it shares (`None`: one of its own, or inline), and its
+/// state disk.
+type OpenedGroup = (Box<dyn LogDisk>, Option<LogWriter>, Arc<dyn StateDisk>);
 
 /// The name of a removed group's tombstone in `groups/` (see [`Storage::mark_removed`]).
 fn tombstone_name(group: GroupId) -> String {
@@ -162,7 +175,23 @@ impl Storage {
             .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
             .open()
             .map_err(std::io::Error::other)?;
-        Ok(Storage::Disk { dir, db })
+        let log = NodeLog::open(&dir.join("log"), LOAD_TAIL_ENTRIES)?;
+        let writer = LogWriter::start("node")?;
+        let storage = Storage::Disk {
+            dir,
+            db,
+            log: log.clone(),
+            writer,
+        };
+        // A group whose directory is gone (cleared before a crash) or tombstoned leaves no
+        // log behind to hold segments.
+        let live = storage.groups()?;
+        for group in log.groups() {
+            if !live.contains(&group) || storage.is_removed(group) {
+                log.drop_group(group)?;
+            }
+        }
+        Ok(storage)
     }
 
     fn groups(&self) -> std::io::Result<Vec<GroupId>> {
@@ -187,23 +216,40 @@ impl Storage {
         }
     }
 
-    fn open_group(
-        &self,
-        group: GroupId,
-    ) -> std::io::Result<(Box<dyn LogDisk>, Arc<dyn StateDisk>)> {
+    /// The group's log disk (and the writer it shares, if any) and state disk.
+    fn open_group(&self, group: GroupId) -> std::io::Result<OpenedGroup> {
         match self {
-            Storage::Disk { dir, db } => {
+            Storage::Disk {
+                dir,
+                db,
+                log,
+                writer,
+            } => {
                 let gdir = dir.join("groups").join(group.to_string());
+                let state: Arc<dyn StateDisk> = Arc::new(SledState::open(db, group, &gdir)?);
+                if FileLog::exists_in(&gdir) {
+                    // Written by a build before the node log: it goes on in its own file.
+                    return Ok((Box::new(FileLog::open(&gdir)?), None, state));
+                }
                 Ok((
-                    Box::new(FileLog::open(&gdir)?),
-                    Arc::new(SledState::open(db, group, &gdir)?),
+                    Box::new(log.group(group, &gdir)),
+                    Some(writer.clone()),
+                    state,
                 ))
             }
             Storage::Memory(mem) => {
                 let mut groups = mem.groups.lock().unwrap_or_else(|p| p.into_inner());
                 let (log, state) = groups.entry(group).or_default();
-                Ok((Box::new(log.clone()), Arc::new(state.clone())))
+                Ok((Box::new(log.clone()), None, Arc::new(state.clone())))
             }
+        }
+    }
+
+    /// Forgets a removed group's Raft log (its entries are never read again).
+    fn drop_log(&self, group: GroupId) -> std::io::Result<()> {
+        match self {
+            Storage::Disk { log, .. } => log.drop_group(group),
+            Storage::Memory(_) => Ok(()),
         }
     }
 
@@ -239,7 +285,8 @@ impl Storage {
     /// Deletes a removed group's old data, then its tombstone, so it can start over empty.
     fn clear_removed(&self, group: GroupId) -> std::io::Result<()> {
         match self {
-            Storage::Disk { dir, db } => {
+            Storage::Disk { dir, db, log, .. } => {
+                log.drop_group(group)?;
                 let gdir = dir.join("groups").join(group.to_string());
                 if gdir.exists() {
                     std::fs::remove_dir_all(&gdir)?;
@@ -530,13 +577,14 @@ impl Host {
             ));
         }
         let cfg = &self.inner.cfg;
-        let (log_disk, state_disk) = self.inner.storage.open_group(group)?;
+        let (log_disk, log_writer, state_disk) = self.inner.storage.open_group(group)?;
         let metrics = GroupMetrics::new(cfg.node_id, group);
         let log = LogStore::open(
             log_disk,
             &format!("{}-{group}", cfg.node_id),
             cfg.raft.log_cache_bytes,
             metrics.log_fsync_seconds.clone(),
+            log_writer,
         )?;
         let policy = CheckpointPolicy {
             every_entries: cfg.raft.checkpoint_every_entries,
@@ -692,6 +740,7 @@ impl Host {
                 tracing::warn!(group, error = %e, "raft shutdown of a removed replica");
             }
         }
+        self.inner.storage.drop_log(group)?;
         tracing::info!(node = self.node_id(), group, "replica removed");
         Ok(())
     }

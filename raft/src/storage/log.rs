@@ -25,7 +25,7 @@ use crate::typ::{Entry, LogId, StorageError, TypeConfig, Vote};
 /// Most queued log operations folded into one fsync.
 const MAX_JOBS_PER_SYNC: usize = 256;
 /// Most entries decoded on open for the cache (the byte budget then applies).
-const LOAD_TAIL_ENTRIES: usize = 4_096;
+pub const LOAD_TAIL_ENTRIES: usize = 4_096;
 
 /// What openraft reads without touching the disk: the vote, the bounds of the log, every
 /// entry not yet written and the newest written ones up to `budget_bytes` (sizes as on
@@ -123,10 +123,33 @@ enum Job {
     Vote(Vote, Done),
 }
 
+/// One group's log as a writer thread sees it.
+struct GroupIo {
+    disk: Mutex<Box<dyn LogDisk>>,
+    cache: Arc<Mutex<LogCache>>,
+    fsync_seconds: metrics::Histogram,
+}
+
+/// A writer thread: it runs the log jobs of the groups sent to it in order and syncs once
+/// per drained batch before acknowledging any (group commit). Groups whose disks share a
+/// file (one log per node, [`super::node_log`]) share one writer, so a batch holding
+/// several groups' appends costs one sync. The thread exits when every clone is dropped.
+#[derive(Clone)]
+pub struct LogWriter(mpsc::Sender<(Arc<GroupIo>, Job)>);
+
+impl LogWriter {
+    pub fn start(name: &str) -> io::Result<LogWriter> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("log-{name}"))
+            .spawn(move || writer_loop(rx))?;
+        Ok(LogWriter(tx))
+    }
+}
+
 enum LogIo {
     Inline(Box<dyn LogDisk>, metrics::Histogram),
-    /// The writer thread's queue; the thread exits when this sender drops.
-    Thread(mpsc::Sender<Job>),
+    Thread(LogWriter, Arc<GroupIo>),
 }
 
 /// openraft's log storage for one group.
@@ -148,14 +171,15 @@ fn copy_err(e: &io::Error) -> io::Error {
 }
 
 impl LogStore {
-    /// Loads the log from `disk` and starts its writer (a thread when the disk blocks).
-    /// Written entries stay in memory up to `cache_bytes`; each fsync's duration goes to
-    /// `fsync_seconds`.
+    /// Loads the log from `disk` and has `writer` write it when the disk blocks (a writer of
+    /// its own when `None`). Written entries stay in memory up to `cache_bytes`; each
+    /// fsync's duration goes to `fsync_seconds`.
     pub fn open(
         mut disk: Box<dyn LogDisk>,
         name: &str,
         cache_bytes: u64,
         fsync_seconds: metrics::Histogram,
+        writer: Option<LogWriter>,
     ) -> io::Result<LogStore> {
         let loaded = disk.load(LOAD_TAIL_ENTRIES)?;
         let evicted_upto = match loaded.tail.first() {
@@ -186,12 +210,16 @@ impl LogStore {
         let cache = Arc::new(Mutex::new(cache));
         let reader = disk.reader();
         let io = if disk.blocks() {
-            let (tx, rx) = mpsc::channel();
-            let cache = cache.clone();
-            std::thread::Builder::new()
-                .name(format!("log-{name}"))
-                .spawn(move || writer_loop(disk, rx, &cache, fsync_seconds))?;
-            LogIo::Thread(tx)
+            let writer = match writer {
+                Some(writer) => writer,
+                None => LogWriter::start(name)?,
+            };
+            let group = Arc::new(GroupIo {
+                disk: Mutex::new(disk),
+                cache: cache.clone(),
+                fsync_seconds,
+            });
+            LogIo::Thread(writer, group)
         } else {
             LogIo::Inline(disk, fsync_seconds)
         };
@@ -225,14 +253,14 @@ impl LogStore {
             LogIo::Inline(disk, fsync_seconds) => {
                 let mut written = Vec::new();
                 let result = run_job(disk.as_mut(), &job, &mut written)
-                    .and_then(|_| timed_sync(disk.as_mut(), fsync_seconds));
+                    .and_then(|()| timed_sync(disk.as_mut(), fsync_seconds));
                 if result.is_ok() {
                     self.cache().written(&written);
                 }
                 complete(job, &result);
             }
-            LogIo::Thread(tx) => {
-                if let Err(mpsc::SendError(job)) = tx.send(job) {
+            LogIo::Thread(writer, group) => {
+                if let Err(mpsc::SendError((_, job))) = writer.0.send((group.clone(), job)) {
                     complete(job, &Err(io::Error::other("log writer stopped")));
                 }
             }
@@ -264,47 +292,67 @@ fn complete(job: Job, result: &io::Result<()>) {
     }
 }
 
+/// Syncs `disk`, timing the syncs that did something.
 fn timed_sync(disk: &mut dyn LogDisk, fsync_seconds: &metrics::Histogram) -> io::Result<()> {
     let started = std::time::Instant::now();
-    let result = disk.sync();
-    fsync_seconds.record(started.elapsed().as_secs_f64());
-    result
+    if disk.sync()? {
+        fsync_seconds.record(started.elapsed().as_secs_f64());
+    }
+    Ok(())
 }
 
-/// Applies queued jobs in order and syncs once per drained batch before acknowledging any;
-/// then the batch's entries count as written in the cache.
-fn writer_loop(
-    mut disk: Box<dyn LogDisk>,
-    rx: mpsc::Receiver<Job>,
-    cache: &Mutex<LogCache>,
-    fsync_seconds: metrics::Histogram,
-) {
-    let mut written = Vec::new();
+/// Entries written, with their sizes on disk.
+type Written = Vec<(LogId, u64)>;
+
+/// Applies queued jobs in order and syncs each group's disk once per drained batch (a
+/// disk shared by several groups once for all) before acknowledging any; then the batch's
+/// entries count as written in their groups' caches.
+fn writer_loop(rx: mpsc::Receiver<(Arc<GroupIo>, Job)>) {
+    // The groups of the batch, each with the entries written for it.
+    let mut groups: Vec<(Arc<GroupIo>, Written)> = Vec::new();
     while let Ok(first) = rx.recv() {
         let jobs = drain_ready(first, MAX_JOBS_PER_SYNC, |_| 1, || rx.try_recv().ok());
         let mut result = Ok(());
-        written.clear();
-        for job in &jobs {
-            result = run_job(disk.as_mut(), job, &mut written);
+        groups.clear();
+        for (group, job) in &jobs {
+            let slot = match groups.iter().position(|(g, _)| Arc::ptr_eq(g, group)) {
+                Some(slot) => slot,
+                None => {
+                    groups.push((group.clone(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            result = run_job(lock(&group.disk).as_mut(), job, &mut groups[slot].1);
             if result.is_err() {
                 break;
             }
         }
         if result.is_ok() {
-            result = timed_sync(disk.as_mut(), &fsync_seconds);
+            for (group, _) in &groups {
+                result = timed_sync(lock(&group.disk).as_mut(), &group.fsync_seconds);
+                if result.is_err() {
+                    break;
+                }
+            }
         }
         match &result {
-            Ok(()) => lock(cache).written(&written),
+            Ok(()) => {
+                for (group, written) in &groups {
+                    lock(&group.cache).written(written);
+                }
+            }
             Err(e) => tracing::error!(error = %e, "raft log write failed"),
         }
-        for job in jobs {
+        for (_, job) in jobs {
             complete(job, &result);
         }
         // After the batch's jobs are answered, so an append never waits on it in the batch
-        // it belongs to (a no-op until the zeros ahead run low).
-        if let Err(e) = disk.prepare() {
-            // Only an optimization: appends grow the file as they would without it.
-            tracing::warn!(error = %e, "writing zeros ahead of the raft log");
+        // it belongs to (a no-op until the zeros ahead run low or a purge frees a segment).
+        for (group, _) in &groups {
+            if let Err(e) = lock(&group.disk).prepare() {
+                // Only an optimization: appends grow the file as they would without it.
+                tracing::warn!(error = %e, "readying the raft log for appends");
+            }
         }
     }
 }

@@ -40,20 +40,20 @@ const VOTE_SLOTS_FILE: &str = "vote.slots";
 const VOTE_SLOT_BYTES: usize = 64;
 const VOTE_SLOT_HEADER_BYTES: usize = 16;
 /// Record header: payload length (u32 LE) + CRC32 of the payload (u32 LE).
-const RECORD_HEADER_BYTES: usize = 8;
+pub(super) const RECORD_HEADER_BYTES: usize = 8;
 /// Largest record accepted when reading back (a larger length means a torn or corrupt tail).
 const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// A segment takes entries until it is this large; then the next one starts.
-const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Zeros written ahead of the log's end ([`LogDisk::prepare`]), so that the `fdatasync` of
 /// an append overwrites blocks the file already has instead of growing it: a growing file
 /// makes every sync an ext4 journal commit too (110 µs against 170–220 µs per sync on this
 /// machine's disk; BENCHMARKS.md). PostgreSQL zero-fills its WAL segments for the same
 /// reason.
-const ZERO_AHEAD_BYTES: u64 = 2 * 1024 * 1024;
+pub(super) const ZERO_AHEAD_BYTES: u64 = 2 * 1024 * 1024;
 /// [`LogDisk::prepare`] writes more zeros once fewer than this many are left.
-const ZERO_LOW_WATER_BYTES: u64 = 512 * 1024;
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+pub(super) const ZERO_LOW_WATER_BYTES: u64 = 512 * 1024;
+pub(super) static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// What a segment holds: entries, and `Purged` records naming the prefix dropped (the
 /// newest one counts; a log file of an older build starts with one).
@@ -87,8 +87,9 @@ pub trait LogDisk: Send + 'static {
     fn purge(&mut self, upto: LogId) -> io::Result<()>;
     /// Durable on return.
     fn save_vote(&mut self, vote: &Vote) -> io::Result<()>;
-    /// Makes every earlier append and truncate durable.
-    fn sync(&mut self) -> io::Result<()>;
+    /// Makes every earlier append and truncate durable. Whether it synced anything (a disk
+    /// shared by several groups syncs once for all of them; the others find nothing to do).
+    fn sync(&mut self) -> io::Result<bool>;
     /// Whether I/O blocks (runs on a writer thread) or is instant (runs inline).
     fn blocks(&self) -> bool;
     /// A handle that reads written entries back while this disk goes on writing.
@@ -113,28 +114,40 @@ pub trait LogRead: Send + Sync + 'static {
 type Pos = (u64, u64);
 
 /// The position of each entry's record, for consecutive indexes from `first`.
-#[derive(Default)]
-struct Offsets {
+pub(super) struct Offsets<P = Pos> {
     first: u64,
-    at: VecDeque<Pos>,
+    at: VecDeque<P>,
 }
 
-impl Offsets {
-    fn get(&self, index: u64) -> Option<Pos> {
+impl<P> Default for Offsets<P> {
+    fn default() -> Self {
+        Offsets {
+            first: 0,
+            at: VecDeque::new(),
+        }
+    }
+}
+
+impl<P: Copy> Offsets<P> {
+    pub(super) fn get(&self, index: u64) -> Option<P> {
         let i = index.checked_sub(self.first)?;
         self.at.get(usize::try_from(i).ok()?).copied()
     }
 
     /// The position of the first entry at or after `index`.
-    fn at_or_after(&self, index: u64) -> Option<Pos> {
+    pub(super) fn at_or_after(&self, index: u64) -> Option<P> {
         self.get(index.max(self.first))
     }
 
-    fn last_index(&self) -> Option<u64> {
+    pub(super) fn first_index(&self) -> Option<u64> {
+        (!self.at.is_empty()).then_some(self.first)
+    }
+
+    pub(super) fn last_index(&self) -> Option<u64> {
         (!self.at.is_empty()).then(|| self.first + self.at.len() as u64 - 1)
     }
 
-    fn push(&mut self, index: u64, pos: Pos) {
+    pub(super) fn push(&mut self, index: u64, pos: P) {
         if self.at.is_empty() || index < self.first {
             self.first = index;
             self.at.clear();
@@ -149,12 +162,12 @@ impl Offsets {
         self.at.push_back(pos);
     }
 
-    fn truncate_from(&mut self, index: u64) {
+    pub(super) fn truncate_from(&mut self, index: u64) {
         let keep = index.saturating_sub(self.first).min(self.at.len() as u64);
         self.at.truncate(keep as usize);
     }
 
-    fn drop_upto(&mut self, index: u64) {
+    pub(super) fn drop_upto(&mut self, index: u64) {
         while !self.at.is_empty() && self.first <= index {
             self.at.pop_front();
             self.first += 1;
@@ -183,7 +196,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Reads `file[start..end]`, or less if the file is shorter now.
-fn read_span(file: &File, start: u64, end: u64) -> io::Result<Vec<u8>> {
+pub(super) fn read_span(file: &File, start: u64, end: u64) -> io::Result<Vec<u8>> {
     let mut bytes = vec![0u8; end.saturating_sub(start) as usize];
     let mut filled = 0;
     while filled < bytes.len() {
@@ -251,7 +264,7 @@ impl LogRead for FileReader {
 /// The payloads of the intact records at the start of `bytes`, in order; iteration stops
 /// at the first torn, oversized or damaged record, or at the zeros written ahead of the end
 /// (a record is never empty, so a zero length is no record).
-fn records(bytes: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+pub(super) fn records(bytes: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
     let mut pos = 0usize;
     std::iter::from_fn(move || {
         let header = bytes.get(pos..pos + RECORD_HEADER_BYTES)?;
@@ -296,9 +309,7 @@ pub struct FileLog {
     purged: Option<LogId>,
     purged_record_at: Option<Pos>,
     segment_bytes: u64,
-    /// The vote slot file, once opened, and the sequence number of the last vote written.
-    votes: Option<File>,
-    vote_seq: u64,
+    votes: VoteSlots,
 }
 
 /// A vote in its slot form.
@@ -341,23 +352,64 @@ fn decode_vote_slot(slot: &[u8]) -> Option<(u64, Vote)> {
     Some((seq, vote))
 }
 
-impl FileLog {
-    /// The newest intact vote in the slot file (and its sequence number), if any.
-    fn load_vote_slots(&mut self) -> io::Result<Option<(u64, Vote)>> {
+/// A group's vote in its two-slot file (see the module doc).
+pub(super) struct VoteSlots {
+    dir: PathBuf,
+    /// The slot file, once opened, and the sequence number of the last vote written.
+    file: Option<File>,
+    seq: u64,
+}
+
+impl VoteSlots {
+    pub(super) fn new(dir: &Path) -> VoteSlots {
+        VoteSlots {
+            dir: dir.to_owned(),
+            file: None,
+            seq: 0,
+        }
+    }
+
+    /// The newest vote: the slot file's newest intact slot, else the vote file an earlier
+    /// build wrote, else none.
+    pub(super) fn load(&mut self) -> io::Result<Option<Vote>> {
         let bytes = match fs::read(self.dir.join(VOTE_SLOTS_FILE)) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        Ok(bytes
-            .chunks(VOTE_SLOT_BYTES)
-            .filter_map(decode_vote_slot)
-            .max_by_key(|(seq, _)| *seq))
+        let newest = bytes.as_deref().and_then(|bytes| {
+            bytes
+                .chunks(VOTE_SLOT_BYTES)
+                .filter_map(decode_vote_slot)
+                .max_by_key(|(seq, _)| *seq)
+        });
+        if let Some((seq, vote)) = newest {
+            self.seq = seq;
+            return Ok(Some(vote));
+        }
+        match fs::read(self.dir.join(VOTE_FILE)) {
+            Ok(bytes) => Ok(Some(decode(&bytes).map_err(corrupt)?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `vote` over the older slot; durable on return.
+    pub(super) fn save(&mut self, vote: &Vote) -> io::Result<()> {
+        let seq = self.seq + 1;
+        let slot = encode_vote_slot(seq, vote)?;
+        let file = self.file()?;
+        // Slots alternate, so the previous vote stays intact until this one is durable.
+        file.write_all_at(&slot, (seq % 2) * VOTE_SLOT_BYTES as u64)?;
+        file.sync_data()?;
+        self.seq = seq;
+        Ok(())
     }
 
     /// The slot file, created (both slots empty, durable with its directory entry) on first use.
-    fn vote_slots(&mut self) -> io::Result<&mut File> {
-        if self.votes.is_none() {
+    fn file(&mut self) -> io::Result<&File> {
+        if self.file.is_none() {
+            fs::create_dir_all(&self.dir)?;
             let path = self.dir.join(VOTE_SLOTS_FILE);
             let existed = path.exists();
             let file = OpenOptions::new()
@@ -371,9 +423,16 @@ impl FileLog {
                 file.sync_all()?;
                 sync_dir(&self.dir)?;
             }
-            self.votes = Some(file);
+            self.file = Some(file);
         }
-        Ok(self.votes.as_mut().expect("opened above"))
+        Ok(self.file.as_ref().expect("opened above"))
+    }
+}
+
+impl FileLog {
+    /// Whether `dir` holds a group's own log (as builds before the node log wrote one).
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join(LOG_FILE).exists()
     }
 
     /// Opens the segments in `dir` (creating the first if there is none); [`LogDisk::load`]
@@ -417,8 +476,7 @@ impl FileLog {
             purged: None,
             purged_record_at: None,
             segment_bytes: SEGMENT_BYTES,
-            votes: None,
-            vote_seq: 0,
+            votes: VoteSlots::new(dir),
         })
     }
 
@@ -511,24 +569,16 @@ fn segment_seq(name: &str) -> Option<u64> {
         .filter(|&s| s > 0)
 }
 
-fn corrupt(what: impl Into<String>) -> io::Error {
+pub(super) fn corrupt(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
 }
 
 impl LogDisk for FileLog {
     fn load(&mut self, tail: usize) -> io::Result<LoadedLog> {
-        let mut loaded = LoadedLog::default();
-        match self.load_vote_slots()? {
-            Some((seq, vote)) => {
-                self.vote_seq = seq;
-                loaded.vote = Some(vote);
-            }
-            None => match fs::read(self.dir.join(VOTE_FILE)) {
-                Ok(bytes) => loaded.vote = Some(decode(&bytes).map_err(corrupt)?),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            },
-        }
+        let mut loaded = LoadedLog {
+            vote: self.votes.load()?,
+            ..LoadedLog::default()
+        };
         let segments: Vec<(u64, Arc<File>)> = self
             .shared()
             .segments
@@ -666,19 +716,12 @@ impl LogDisk for FileLog {
     }
 
     fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        let seq = self.vote_seq + 1;
-        let slot = encode_vote_slot(seq, vote)?;
-        let file = self.vote_slots()?;
-        // Slots alternate, so the previous vote stays intact until this one is durable.
-        file.seek(SeekFrom::Start((seq % 2) * VOTE_SLOT_BYTES as u64))?;
-        file.write_all(&slot)?;
-        file.sync_data()?;
-        self.vote_seq = seq;
-        Ok(())
+        self.votes.save(vote)
     }
 
-    fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+    fn sync(&mut self) -> io::Result<bool> {
+        self.file.sync_data()?;
+        Ok(true)
     }
 
     fn prepare(&mut self) -> io::Result<()> {
@@ -774,8 +817,8 @@ impl LogDisk for MemLog {
         self.data().vote = Some(*vote);
         Ok(())
     }
-    fn sync(&mut self) -> io::Result<()> {
-        Ok(())
+    fn sync(&mut self) -> io::Result<bool> {
+        Ok(false)
     }
     fn blocks(&self) -> bool {
         false

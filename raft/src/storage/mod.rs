@@ -4,6 +4,7 @@
 pub mod checkpoint_file;
 pub mod log;
 pub mod log_file;
+pub mod node_log;
 pub mod state;
 
 use std::fs::{self, File};
