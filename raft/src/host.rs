@@ -1188,3 +1188,68 @@ async fn housekeeping_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::typ::{Entry, LogId};
+    use crate::types::Proposal;
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposal {
+                now_ms: index,
+                requests: Default::default(),
+            }),
+        }
+    }
+
+    fn node_log_groups(storage: &Storage) -> Vec<GroupId> {
+        match storage {
+            Storage::Disk { log, .. } => log.groups(),
+            Storage::Memory(_) => unreachable!("a data directory"),
+        }
+    }
+
+    /// A data directory written before the node log keeps each group's own log; groups new
+    /// to it go into the node log; a removed group's part of the node log is gone on the
+    /// next open.
+    #[test]
+    fn an_older_groups_own_log_is_kept_and_new_groups_share_the_node_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_group_dir = dir.path().join("groups").join("1");
+        {
+            let mut old = FileLog::open(&old_group_dir).unwrap();
+            old.load(0).unwrap();
+            old.append(&[entry(1), entry(2)]).unwrap();
+            old.sync().unwrap();
+        }
+        {
+            let storage = Storage::open_dir(dir.path().to_owned()).unwrap();
+            let (mut log1, writer1, _) = storage.open_group(1).unwrap();
+            assert!(writer1.is_none(), "an older group's log keeps its own writer");
+            assert_eq!(log1.load(9).unwrap().last, Some(entry(2).log_id));
+            let (mut log2, writer2, _) = storage.open_group(2).unwrap();
+            assert!(writer2.is_some(), "a new group shares the node's writer");
+            log2.load(9).unwrap();
+            log2.append(&[entry(1)]).unwrap();
+            assert!(log2.sync().unwrap());
+            assert!(!FileLog::exists_in(&dir.path().join("groups").join("2")));
+            assert_eq!(node_log_groups(&storage), vec![2]);
+        }
+        {
+            let storage = Storage::open_dir(dir.path().to_owned()).unwrap();
+            let (mut log2, _, _) = storage.open_group(2).unwrap();
+            assert_eq!(log2.load(9).unwrap().last, Some(entry(1).log_id));
+            drop(log2);
+            storage.mark_removed(2).unwrap();
+        }
+        let storage = Storage::open_dir(dir.path().to_owned()).unwrap();
+        assert!(node_log_groups(&storage).is_empty(), "a removed group's log is dropped");
+        let (mut log1, _, _) = storage.open_group(1).unwrap();
+        assert_eq!(log1.load(9).unwrap().tail.len(), 2);
+    }
+}
