@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use axum::serve::ListenerExt;
 use boxoffice_api::admission::AdmissionKey;
 use boxoffice_api::payments::sandbox::SandboxConfig;
 use boxoffice_api::payments::{sandbox_routes, Sandbox, WebhookWorker};
@@ -196,7 +197,16 @@ impl ApiNode {
             shutdown.await;
             let _ = stopping_tx.send(());
         };
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
+        // Small writes go out at once: a seat feed's events are a few hundred bytes each,
+        // and with Nagle's algorithm the second of two small writes waits for the peer's
+        // (possibly delayed) acknowledgement of the first. A whole response is one write
+        // either way.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
+            }
+        });
+        let server = axum::serve(listener, service).with_graceful_shutdown(signal);
         let grace_over = async move {
             match stopping_rx.await {
                 Ok(()) => {

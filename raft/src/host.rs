@@ -231,6 +231,9 @@ impl Storage {
                     // Written by a build before the node log: it goes on in its own file.
                     return Ok((Box::new(FileLog::open(&gdir)?), None, state));
                 }
+                // The directory is how a restart finds the group again (`groups`): durable
+                // before the group's first entry can be.
+                crate::storage::sync_dir(&dir.join("groups"))?;
                 Ok((
                     Box::new(log.group(group, &gdir)),
                     Some(writer.clone()),
@@ -1230,7 +1233,10 @@ mod tests {
         {
             let storage = Storage::open_dir(dir.path().to_owned()).unwrap();
             let (mut log1, writer1, _) = storage.open_group(1).unwrap();
-            assert!(writer1.is_none(), "an older group's log keeps its own writer");
+            assert!(
+                writer1.is_none(),
+                "an older group's log keeps its own writer"
+            );
             assert_eq!(log1.load(9).unwrap().last, Some(entry(2).log_id));
             let (mut log2, writer2, _) = storage.open_group(2).unwrap();
             assert!(writer2.is_some(), "a new group shares the node's writer");
@@ -1248,7 +1254,10 @@ mod tests {
             storage.mark_removed(2).unwrap();
         }
         let storage = Storage::open_dir(dir.path().to_owned()).unwrap();
-        assert!(node_log_groups(&storage).is_empty(), "a removed group's log is dropped");
+        assert!(
+            node_log_groups(&storage).is_empty(),
+            "a removed group's log is dropped"
+        );
         let (mut log1, _, _) = storage.open_group(1).unwrap();
         assert_eq!(log1.load(9).unwrap().tail.len(), 2);
     }

@@ -42,7 +42,7 @@ const VOTE_SLOT_HEADER_BYTES: usize = 16;
 /// Record header: payload length (u32 LE) + CRC32 of the payload (u32 LE).
 pub(super) const RECORD_HEADER_BYTES: usize = 8;
 /// Largest record accepted when reading back (a larger length means a torn or corrupt tail).
-const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+pub(super) const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// A segment takes entries until it is this large; then the next one starts.
 pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Zeros written ahead of the log's end ([`LogDisk::prepare`]), so that the `fdatasync` of
@@ -50,10 +50,10 @@ pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// makes every sync an ext4 journal commit too (110 µs against 170–220 µs per sync on this
 /// machine's disk; BENCHMARKS.md). PostgreSQL zero-fills its WAL segments for the same
 /// reason.
-pub(super) const ZERO_AHEAD_BYTES: u64 = 2 * 1024 * 1024;
+const ZERO_AHEAD_BYTES: u64 = 2 * 1024 * 1024;
 /// [`LogDisk::prepare`] writes more zeros once fewer than this many are left.
-pub(super) const ZERO_LOW_WATER_BYTES: u64 = 512 * 1024;
-pub(super) static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+const ZERO_LOW_WATER_BYTES: u64 = 512 * 1024;
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// What a segment holds: entries, and `Purged` records naming the prefix dropped (the
 /// newest one counts; a log file of an older build starts with one).
@@ -548,6 +548,31 @@ impl FileLog {
     }
 }
 
+/// Keeps zeros written (and durable) ahead of a log file's last record at `len`:
+/// `ZERO_AHEAD_BYTES` of them once fewer than `ZERO_LOW_WATER_BYTES` are left. `zeroed` is
+/// the file's length on disk (never less than `len`), updated as far as the zeros got.
+pub(super) fn zero_ahead(file: &File, len: u64, zeroed: &mut u64) -> io::Result<()> {
+    if *zeroed >= len + ZERO_LOW_WATER_BYTES {
+        return Ok(());
+    }
+    // Everything after `len` is zeros or nothing, so writing zeros from the larger of the
+    // two changes no record.
+    let from = (*zeroed).max(len);
+    let to = len + ZERO_AHEAD_BYTES;
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        if let Err(e) = file.write_all_at(&ZEROS[..n], at) {
+            *zeroed = (*zeroed).max(at);
+            return Err(e);
+        }
+        at += n as u64;
+    }
+    file.sync_data()?;
+    *zeroed = to;
+    Ok(())
+}
+
 /// Segment 0 keeps the name a single-file log had, so older data directories load as is.
 fn segment_name(seq: u64) -> String {
     if seq == 0 {
@@ -725,25 +750,7 @@ impl LogDisk for FileLog {
     }
 
     fn prepare(&mut self) -> io::Result<()> {
-        if self.zeroed >= self.len + ZERO_LOW_WATER_BYTES {
-            return Ok(());
-        }
-        // Everything after `len` is zeros or nothing, so writing zeros from the larger of
-        // the two changes no record.
-        let from = self.zeroed.max(self.len);
-        let to = self.len + ZERO_AHEAD_BYTES;
-        let mut at = from;
-        while at < to {
-            let n = (to - at).min(ZEROS.len() as u64) as usize;
-            if let Err(e) = self.file.write_all_at(&ZEROS[..n], at) {
-                self.zeroed = self.zeroed.max(at);
-                return Err(e);
-            }
-            at += n as u64;
-        }
-        self.file.sync_data()?;
-        self.zeroed = to;
-        Ok(())
+        zero_ahead(&self.file, self.len, &mut self.zeroed)
     }
 
     fn blocks(&self) -> bool {

@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use super::log_file::{
-    corrupt, lock, read_span, records, LoadedLog, LogDisk, LogRead, Offsets, VoteSlots,
-    RECORD_HEADER_BYTES, SEGMENT_BYTES, ZEROS, ZERO_AHEAD_BYTES, ZERO_LOW_WATER_BYTES,
+    corrupt, lock, read_span, records, zero_ahead, LoadedLog, LogDisk, LogRead, Offsets, VoteSlots,
+    MAX_RECORD_BYTES, RECORD_HEADER_BYTES, SEGMENT_BYTES,
 };
 use super::{create_durably, sync_dir};
 use crate::codec::decode;
@@ -309,9 +309,18 @@ impl Inner {
         self.next_epoch
     }
 
-    /// Frames `record` at the end (written out by the next sync); returns where it is.
+    /// Frames `record` at the end (written out by the next sync); returns where it is. A
+    /// record that cannot be framed leaves nothing behind.
     fn frame(&mut self, record: &Record<&Entry>) -> io::Result<Loc> {
         let start = self.pending.len();
+        let framed = self.frame_at(start, record);
+        if framed.is_err() {
+            self.pending.truncate(start);
+        }
+        framed
+    }
+
+    fn frame_at(&mut self, start: usize, record: &Record<&Entry>) -> io::Result<Loc> {
         self.pending.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
         bincode::serde::encode_into_std_write(
             record,
@@ -320,6 +329,13 @@ impl Inner {
         )
         .map_err(io::Error::other)?;
         let payload = &self.pending[start + RECORD_HEADER_BYTES..];
+        if payload.len() > MAX_RECORD_BYTES {
+            // It would read back as a damaged log.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a log record of {} bytes is over the limit", payload.len()),
+            ));
+        }
         let (len, crc) = (payload.len() as u32, crc32fast::hash(payload));
         self.pending[start..start + 4].copy_from_slice(&len.to_le_bytes());
         self.pending[start + 4..start + RECORD_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
@@ -402,23 +418,10 @@ impl Inner {
         if std::mem::take(&mut self.collect) {
             self.delete_free_segments()?;
         }
-        if !self.pending.is_empty() || self.zeroed >= self.len + ZERO_LOW_WATER_BYTES {
+        if !self.pending.is_empty() {
             return Ok(());
         }
-        let from = self.zeroed.max(self.len);
-        let to = self.len + ZERO_AHEAD_BYTES;
-        let mut at = from;
-        while at < to {
-            let n = (to - at).min(ZEROS.len() as u64) as usize;
-            if let Err(e) = self.file.write_all_at(&ZEROS[..n], at) {
-                self.zeroed = self.zeroed.max(at);
-                return Err(e);
-            }
-            at += n as u64;
-        }
-        self.file.sync_data()?;
-        self.zeroed = to;
-        Ok(())
+        zero_ahead(&self.file, self.len, &mut self.zeroed)
     }
 
     fn delete_free_segments(&mut self) -> io::Result<()> {
