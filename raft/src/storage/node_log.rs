@@ -126,6 +126,8 @@ struct Inner {
     found: BTreeMap<GroupId, Found>,
     next_epoch: u64,
     segment_bytes: u64,
+    /// The most bytes of entries a quiet group may have to be relocated.
+    relocate_bytes: u64,
     /// A purge or drop was framed since the last sync / is durable: segments may be free.
     freed: bool,
     collect: bool,
@@ -299,6 +301,7 @@ impl Inner {
             found: BTreeMap::new(),
             next_epoch: 1,
             segment_bytes,
+            relocate_bytes: segment_bytes / 8,
             freed: false,
             collect: false,
         }
@@ -409,6 +412,75 @@ impl Inner {
         self.pending_at = 0;
         self.zeroed = 0;
         self.frame_start();
+        self.relocate_quiet_groups()
+    }
+
+    /// Copies forward, to the end of the log, the whole log of each group that holds the
+    /// oldest segment while it has at most `relocate_bytes` of entries: a quiet group (the
+    /// meta group, an event on sale slowly) purges rarely, and its few entries would
+    /// otherwise hold every segment they are spread over. Busy groups purge and are left
+    /// alone. The copies are the same records (an entry record does not depend on where it
+    /// is), so a reopen moves the entries and keeps the log; the old copies stop holding
+    /// their segments, which go once this is synced.
+    fn relocate_quiet_groups(&mut self) -> io::Result<()> {
+        let Some((&oldest, segment)) = self.segments.iter().next() else {
+            return Ok(());
+        };
+        if oldest == self.seq {
+            return Ok(());
+        }
+        let holding: Vec<GroupId> = segment
+            .newest
+            .iter()
+            .filter(|&(g, &newest)| {
+                self.groups
+                    .get(g)
+                    .is_some_and(|log| log.purged.is_none_or(|p| p.index < newest))
+            })
+            .map(|(&g, _)| g)
+            .collect();
+        for group in holding {
+            let log = &self.groups[&group];
+            let (Some(first), Some(last)) = (log.offsets.first_index(), log.offsets.last_index())
+            else {
+                continue;
+            };
+            let locs: Vec<Loc> = (first..=last)
+                .map(|i| log.offsets.get(i).expect("in range"))
+                .collect();
+            let bytes: u64 = locs.iter().map(|l| u64::from(l.len)).sum();
+            if bytes > self.relocate_bytes {
+                continue;
+            }
+            let mut moved = Offsets::default();
+            for (index, loc) in (first..=last).zip(locs) {
+                let file = &self.segments[&u64::from(loc.seg)].file;
+                let record = read_span(file, loc.at, loc.at + u64::from(loc.len))?;
+                if record.len() != loc.len as usize {
+                    return Err(corrupt(format!("log record at byte {} cut short", loc.at)));
+                }
+                moved.push(
+                    index,
+                    Loc {
+                        at: self.len,
+                        seg: u32::try_from(self.seq).map_err(io::Error::other)?,
+                        len: loc.len,
+                    },
+                );
+                self.pending.extend_from_slice(&record);
+                self.len += u64::from(loc.len);
+                self.dirty = true;
+            }
+            self.groups.get_mut(&group).expect("above").offsets = moved;
+            for (&seq, segment) in self.segments.iter_mut() {
+                if seq == self.seq {
+                    segment.newest.insert(group, last);
+                } else {
+                    segment.newest.remove(&group);
+                }
+            }
+            self.freed = true;
+        }
         Ok(())
     }
 
@@ -468,7 +540,6 @@ impl Inner {
             let size = file.metadata()?.len();
             let bytes = read_span(&file, 0, size)?;
             let mut pos = 0u64;
-            let mut newest: BTreeMap<GroupId, u64> = BTreeMap::new();
             for payload in records(&bytes) {
                 let len = (RECORD_HEADER_BYTES + payload.len()) as u64;
                 let record: Record<Entry> = decode(payload).map_err(corrupt)?;
@@ -486,11 +557,8 @@ impl Inner {
                             .copied()
                             .collect();
                         for group in gone {
-                            // Dropped in a segment deleted since: as for `Dropped` below.
+                            // Dropped in a segment deleted since.
                             replays.remove(&group);
-                            for segment in self.segments.values_mut() {
-                                segment.newest.remove(&group);
-                            }
                         }
                         for mark in marks {
                             // The mark is the group's state here: before it, the replay
@@ -511,12 +579,20 @@ impl Inner {
                             pos += len;
                             continue;
                         }
-                        replay.truncate_from(id.index);
                         let loc = Loc {
                             at: pos,
                             seg: u32::try_from(seq).map_err(io::Error::other)?,
                             len: len as u32,
                         };
+                        if let Some(here) = replay.entries.get_mut(&id.index).filter(|e| e.1 == id)
+                        {
+                            // The same entry (same index and term: Raft's log matching), copied
+                            // forward by a relocation: it moves, and nothing after it goes.
+                            here.0 = loc;
+                            pos += len;
+                            continue;
+                        }
+                        replay.truncate_from(id.index);
                         replay.entries.insert(id.index, (loc, id));
                         if tail > 0 {
                             replay.tail.push_back((entry, len));
@@ -524,8 +600,6 @@ impl Inner {
                                 replay.tail.pop_front();
                             }
                         }
-                        let n = newest.entry(group).or_default();
-                        *n = (*n).max(id.index);
                     }
                     Record::Truncated(group, from) => {
                         replays.entry(group).or_default().truncate_from(from);
@@ -533,11 +607,6 @@ impl Inner {
                     Record::Purged(group, upto) => replays.entry(group).or_default().purge(upto),
                     Record::Dropped(group) => {
                         replays.remove(&group);
-                        // The dropped log's entries in earlier segments hold them no more.
-                        for segment in self.segments.values_mut() {
-                            segment.newest.remove(&group);
-                        }
-                        newest.remove(&group);
                     }
                 }
                 pos += len;
@@ -564,9 +633,7 @@ impl Inner {
                     self.dir.join(segment_name(seq)).display()
                 )));
             }
-            let segment = self.segments.get_mut(&seq).expect("listed above");
-            segment.written = pos;
-            segment.newest = newest;
+            self.segments.get_mut(&seq).expect("listed above").written = pos;
         }
         self.len = self.segments[&self.seq].written;
         self.pending_at = self.len;
@@ -589,6 +656,14 @@ impl Inner {
                 }
                 expected = Some(index + 1);
                 offsets.push(index, loc);
+                // Only live entries hold a segment: a copy truncated, replaced, moved by a
+                // relocation or of a dropped group does not.
+                let segment = self
+                    .segments
+                    .get_mut(&u64::from(loc.seg))
+                    .expect("read above");
+                let newest = segment.newest.entry(group).or_default();
+                *newest = (*newest).max(index);
                 last = Some(id);
             }
             let epoch = self.take_epoch();
@@ -1012,6 +1087,44 @@ mod tests {
         );
     }
 
+    /// A quiet group's few entries, spread over the segments while a busy group writes and
+    /// purges, are copied forward as segments roll, so they hold no old segment; without
+    /// the copying every segment holding one of them would stay.
+    #[test]
+    fn a_quiet_group_does_not_hold_old_segments() {
+        for relocate in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open(dir.path(), 2_000);
+            log.inner().relocate_bytes = if relocate { 10_000 } else { 0 };
+            let mut busy = log.group(1, dir.path());
+            let mut quiet = log.group(2, dir.path());
+            for i in 1..=2_000 {
+                busy.append(&[entry(1, 1, i)]).unwrap();
+                if i % 100 == 0 {
+                    quiet.append(&[entry(2, 1, i / 100)]).unwrap();
+                }
+                if i % 20 == 0 {
+                    busy.purge(id(1, i - 10)).unwrap();
+                }
+                busy.sync().unwrap();
+                busy.prepare().unwrap();
+            }
+            let segments = segment_files(dir.path()).len();
+            if relocate {
+                assert!(segments <= 3, "{segments} segments kept");
+            } else {
+                assert!(
+                    segments >= 15,
+                    "{segments} segments: the quiet group holds them"
+                );
+            }
+            drop((busy, quiet, log));
+            let got = reloaded(dir.path(), &[1, 2]);
+            assert_eq!(got[0].2, entries(1, 1, 1_991..=2_000));
+            assert_eq!(got[1], (None, Some(id(1, 20)), entries(2, 1, 1..=20)));
+        }
+    }
+
     #[test]
     fn a_dropped_group_stays_gone_holds_no_segment_and_its_old_handle_fails() {
         let dir = tempfile::tempdir().unwrap();
@@ -1132,6 +1245,7 @@ mod tests {
     struct Harness {
         dir: tempfile::TempDir,
         segment_bytes: u64,
+        relocate_bytes: u64,
         log: NodeLog,
         handles: BTreeMap<GroupId, NodeLogGroup>,
         models: BTreeMap<GroupId, Model>,
@@ -1198,6 +1312,7 @@ mod tests {
                     self.handles.clear();
                     self.log = NodeLog::open_with(self.dir.path(), usize::MAX, self.segment_bytes)
                         .unwrap();
+                    self.log.inner().relocate_bytes = self.relocate_bytes;
                     let known: Vec<GroupId> = self.models.keys().copied().collect();
                     for g in known {
                         let loaded = self.handle(g).load(usize::MAX);
@@ -1247,13 +1362,16 @@ mod tests {
         #[test]
         fn the_node_log_is_each_groups_log_through_rolls_deletions_and_reopens(
             segment_bytes in prop_oneof![Just(1u64), 200u64..2_000, Just(SEGMENT_BYTES)],
+            relocate_bytes in prop_oneof![Just(0u64), 100u64..1_000, Just(u64::MAX / 4)],
             ops in proptest::collection::vec(op(), 1..60),
         ) {
             let dir = tempfile::tempdir().unwrap();
             let log = NodeLog::open_with(dir.path(), usize::MAX, segment_bytes).unwrap();
+            log.inner().relocate_bytes = relocate_bytes;
             let mut h = Harness {
                 dir,
                 segment_bytes,
+                relocate_bytes,
                 log,
                 handles: BTreeMap::new(),
                 models: BTreeMap::new(),
