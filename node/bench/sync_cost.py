@@ -4,9 +4,12 @@
 Appends a 2,000-byte record to files pre-filled with zeros (as the raft log's zero
 top-ups leave them) and syncs, ROUNDS times per mode:
   - one file, fdatasync after each append (one replica's log);
-  - four files, one fdatasync each per round (four groups' logs on one node today);
-  - four files, one syncfs per round (a node-wide group commit across its logs);
-  - one file taking all four appends, one fdatasync per round (one log per node).
+  - four files, one fdatasync each per round (four groups' logs on one node, as before
+    session 17);
+  - four files, one syncfs per round (a node-wide group commit across its logs; rejected:
+    syncfs flushes the whole filesystem);
+  - one file taking all four appends, one fdatasync per round (one log per node, as
+    raft/src/storage/node_log.rs does since session 17).
 
     python3 node/bench/sync_cost.py [DIR]     # DIR on the disk to measure (default: .)
 
