@@ -126,7 +126,7 @@ struct Inner {
     found: BTreeMap<GroupId, Found>,
     next_epoch: u64,
     segment_bytes: u64,
-    /// The most bytes of entries a quiet group may have to be relocated.
+    /// The most bytes of entries copied forward at a roll ([`Inner::relocate_quiet_groups`]).
     relocate_bytes: u64,
     /// A purge or drop was framed since the last sync / is durable: segments may be free.
     freed: bool,
@@ -301,7 +301,7 @@ impl Inner {
             found: BTreeMap::new(),
             next_epoch: 1,
             segment_bytes,
-            relocate_bytes: segment_bytes / 8,
+            relocate_bytes: segment_bytes / 2,
             freed: false,
             collect: false,
         }
@@ -415,13 +415,16 @@ impl Inner {
         self.relocate_quiet_groups()
     }
 
-    /// Copies forward, to the end of the log, the whole log of each group that holds the
-    /// oldest segment while it has at most `relocate_bytes` of entries: a quiet group (the
-    /// meta group, an event on sale slowly) purges rarely, and its few entries would
-    /// otherwise hold every segment they are spread over. Busy groups purge and are left
-    /// alone. The copies are the same records (an entry record does not depend on where it
-    /// is), so a reopen moves the entries and keeps the log; the old copies stop holding
-    /// their segments, which go once this is synced.
+    /// Copies forward, to the end of the log, the whole log of every group that holds the
+    /// oldest segment, when together they have at most `relocate_bytes` of entries: a quiet
+    /// group (the meta group, an event on sale slowly) purges rarely (a purge keeps 100,000
+    /// entries behind each snapshot), and its few entries would otherwise hold every segment
+    /// they are spread over. When a busy group holds the segment the copy would cost more
+    /// than it frees, and nothing is copied: its purges free the segment in time. The
+    /// copies are the same records (an entry record does not depend on where it is), so a
+    /// reopen moves the entries and keeps the log; the old copies stop holding their
+    /// segments, which go once this is synced. At most `relocate_bytes` per roll: half a
+    /// segment copied per segment written, and only while quiet groups hold the oldest.
     fn relocate_quiet_groups(&mut self) -> io::Result<()> {
         let Some((&oldest, segment)) = self.segments.iter().next() else {
             return Ok(());
@@ -439,6 +442,8 @@ impl Inner {
             })
             .map(|(&g, _)| g)
             .collect();
+        let mut bytes = 0u64;
+        let mut logs: Vec<(GroupId, u64, u64, Vec<Loc>)> = Vec::new();
         for group in holding {
             let log = &self.groups[&group];
             let (Some(first), Some(last)) = (log.offsets.first_index(), log.offsets.last_index())
@@ -448,10 +453,13 @@ impl Inner {
             let locs: Vec<Loc> = (first..=last)
                 .map(|i| log.offsets.get(i).expect("in range"))
                 .collect();
-            let bytes: u64 = locs.iter().map(|l| u64::from(l.len)).sum();
+            bytes += locs.iter().map(|l| u64::from(l.len)).sum::<u64>();
             if bytes > self.relocate_bytes {
-                continue;
+                return Ok(());
             }
+            logs.push((group, first, last, locs));
+        }
+        for (group, first, last, locs) in logs {
             let mut moved = Offsets::default();
             for (index, loc) in (first..=last).zip(locs) {
                 let file = &self.segments[&u64::from(loc.seg)].file;
