@@ -211,6 +211,9 @@ impl NodeLog {
             );
         }
         let Some(&last_seq) = seqs.last() else {
+            // The log directory's own entry, new or not, before anything in it counts.
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            sync_dir(parent.unwrap_or(Path::new(".")))?;
             let file = create_durably(dir, &segment_name(1))?;
             let mut inner = Inner::new(dir, 1, Arc::new(file), segment_bytes);
             inner.segments.insert(
