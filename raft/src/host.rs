@@ -248,10 +248,16 @@ impl Storage {
         }
     }
 
-    /// Forgets a removed group's Raft log (its entries are never read again).
-    fn drop_log(&self, group: GroupId) -> std::io::Result<()> {
+    /// Forgets a removed group's Raft log (its entries are never read again); the record's
+    /// fsync runs on a blocking thread, not the async ones.
+    async fn drop_log(&self, group: GroupId) -> std::io::Result<()> {
         match self {
-            Storage::Disk { log, .. } => log.drop_group(group),
+            Storage::Disk { log, .. } => {
+                let log = log.clone();
+                tokio::task::spawn_blocking(move || log.drop_group(group))
+                    .await
+                    .map_err(std::io::Error::other)?
+            }
             Storage::Memory(_) => Ok(()),
         }
     }
@@ -743,7 +749,7 @@ impl Host {
                 tracing::warn!(group, error = %e, "raft shutdown of a removed replica");
             }
         }
-        self.inner.storage.drop_log(group)?;
+        self.inner.storage.drop_log(group).await?;
         tracing::info!(node = self.node_id(), group, "replica removed");
         Ok(())
     }

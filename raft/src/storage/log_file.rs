@@ -83,7 +83,8 @@ pub trait LogDisk: Send + 'static {
     fn append(&mut self, entries: &[Entry]) -> io::Result<Vec<u64>>;
     /// Removes entries with index >= `index`.
     fn truncate_from(&mut self, index: u64) -> io::Result<()>;
-    /// Removes entries up to `upto` inclusive and remembers it as purged. Durable on return.
+    /// Removes entries up to `upto` inclusive and remembers it as purged. Durable once a
+    /// `sync` after it returns (a disk may make it durable sooner).
     fn purge(&mut self, upto: LogId) -> io::Result<()>;
     /// Durable on return.
     fn save_vote(&mut self, vote: &Vote) -> io::Result<()>;
@@ -548,6 +549,39 @@ impl FileLog {
     }
 }
 
+/// What follows the last intact record of a segment (at `end` of its `bytes`): in the last
+/// segment (`last`, its handle open for writing), torn bytes or zeros written ahead, cut
+/// off durably so later appends start on a record boundary with nothing but zeros after
+/// them; in an earlier segment anything but zeros is damage, an error, never a shorter log.
+pub(super) fn end_segment(
+    path: &Path,
+    bytes: &[u8],
+    end: u64,
+    last: Option<&File>,
+) -> io::Result<()> {
+    let size = bytes.len() as u64;
+    if end >= size {
+        return Ok(());
+    }
+    let zeros_only = bytes[end as usize..].iter().all(|&b| b == 0);
+    if last.is_none() && !zeros_only {
+        return Err(corrupt(format!(
+            "log segment {} is damaged at byte {end} of {size}",
+            path.display()
+        )));
+    }
+    if !zeros_only {
+        // A torn tail: the write was cut by a crash before its fsync, so it was never
+        // acknowledged.
+        tracing::warn!(segment = %path.display(), dropped_bytes = size - end, "dropping torn log tail");
+    }
+    if let Some(file) = last {
+        file.set_len(end)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
 /// Keeps zeros written (and durable) ahead of a log file's last record at `len`:
 /// `ZERO_AHEAD_BYTES` of them once fewer than `ZERO_LOW_WATER_BYTES` are left. `zeroed` is
 /// the file's length on disk (never less than `len`), updated as far as the zeros got.
@@ -646,26 +680,9 @@ impl LogDisk for FileLog {
                 }
                 pos += bytes_here;
             }
-            if pos < size {
-                let zeros_only = bytes[pos as usize..].iter().all(|&b| b == 0);
-                if seq != self.seq && !zeros_only {
-                    return Err(corrupt(format!(
-                        "log segment {seq} in {} is damaged at byte {pos} of {size}",
-                        self.dir.display()
-                    )));
-                }
-                if !zeros_only {
-                    // A torn tail: the write was cut by a crash before its fsync, so it was
-                    // never acknowledged.
-                    tracing::warn!(dir = %self.dir.display(), dropped_bytes = size - pos, "dropping torn log tail");
-                }
-                if seq == self.seq {
-                    // Cut here (torn bytes, or zeros written ahead), so later appends start
-                    // on a record boundary with nothing but zeros after them.
-                    self.file.set_len(pos)?;
-                    self.file.sync_data()?;
-                }
-            }
+            let path = self.dir.join(segment_name(seq));
+            let last = (seq == self.seq).then_some(&self.file);
+            end_segment(&path, &bytes, pos, last)?;
             ends.insert(seq, pos);
         }
         self.len = ends.get(&self.seq).copied().unwrap_or(0);

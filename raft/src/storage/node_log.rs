@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use super::log_file::{
-    corrupt, lock, read_span, records, zero_ahead, LoadedLog, LogDisk, LogRead, Offsets, VoteSlots,
-    MAX_RECORD_BYTES, RECORD_HEADER_BYTES, SEGMENT_BYTES,
+    corrupt, end_segment, lock, read_span, records, zero_ahead, LoadedLog, LogDisk, LogRead,
+    Offsets, VoteSlots, MAX_RECORD_BYTES, RECORD_HEADER_BYTES, SEGMENT_BYTES,
 };
 use super::{create_durably, sync_dir};
 use crate::codec::decode;
@@ -224,7 +224,7 @@ impl NodeLog {
                     newest: BTreeMap::new(),
                 },
             );
-            inner.frame_start();
+            inner.frame_start()?;
             return Ok(NodeLog(Arc::new(Mutex::new(inner))));
         };
         let current = segments[&last_seq].file.clone();
@@ -357,10 +357,9 @@ impl Inner {
     }
 
     /// Frames the segment's start record: every live group's state now.
-    fn frame_start(&mut self) {
+    fn frame_start(&mut self) -> io::Result<()> {
         let marks: Vec<Mark> = self.groups.iter().map(|(&g, log)| log.mark(g)).collect();
-        // Plain data; encoding into a Vec cannot fail.
-        let _ = self.frame(&Record::Start(marks));
+        self.frame(&Record::Start(marks)).map(|_| ())
     }
 
     /// Writes the framed records out (not yet durable).
@@ -414,7 +413,7 @@ impl Inner {
         self.len = 0;
         self.pending_at = 0;
         self.zeroed = 0;
-        self.frame_start();
+        self.frame_start()?;
         self.relocate_quiet_groups()
     }
 
@@ -622,26 +621,12 @@ impl Inner {
                 }
                 pos += len;
             }
-            if pos < size {
-                let zeros_only = bytes[pos as usize..].iter().all(|&b| b == 0);
-                if seq != self.seq && !zeros_only {
-                    return Err(corrupt(format!(
-                        "log segment {} is damaged at byte {pos} of {size}",
-                        self.dir.join(segment_name(seq)).display()
-                    )));
-                }
-                if !zeros_only {
-                    // Torn by a crash before its sync, so never acknowledged.
-                    tracing::warn!(dir = %self.dir.display(), dropped_bytes = size - pos, "dropping torn node log tail");
-                }
-                if seq == self.seq {
-                    file.set_len(pos)?;
-                    file.sync_data()?;
-                }
-            } else if pos == 0 && seq != self.seq {
+            let path = self.dir.join(segment_name(seq));
+            end_segment(&path, &bytes, pos, (seq == self.seq).then_some(&*file))?;
+            if pos == 0 && seq != self.seq {
                 return Err(corrupt(format!(
                     "log segment {} is empty but not the last",
-                    self.dir.join(segment_name(seq)).display()
+                    path.display()
                 )));
             }
             self.segments.get_mut(&seq).expect("listed above").written = pos;
@@ -697,7 +682,7 @@ impl Inner {
         }
         if self.len == 0 {
             // A segment created just before a crash: it starts here.
-            self.frame_start();
+            self.frame_start()?;
         }
         Ok(())
     }
@@ -1307,11 +1292,10 @@ mod tests {
                     self.handle(g).purge(upto).unwrap();
                 }
                 Op::Sync => {
-                    // As the writer does: every group of the batch synced, then readied.
-                    let mut handle = self.log.group(GROUPS, self.dir.path());
-                    handle.sync().unwrap();
-                    handle.prepare().unwrap();
-                    self.log.drop_group(GROUPS).unwrap();
+                    // As the writer does after a batch: the sync, then the idle work.
+                    let mut inner = self.log.inner();
+                    inner.sync().unwrap();
+                    inner.prepare().unwrap();
                 }
                 Op::Drop(g) => {
                     self.handles.remove(&g);
