@@ -5,7 +5,9 @@
 //! event per shard, and drives concurrent single-seat holds through the typed client. With
 //! `--http` it also starts an API node in this process and drives the same holds as
 //! `POST /v1/holds` over HTTP (one signed-in user per hold), so the REST tier's share shows
-//! beside the typed figure. Figures are printed, never asserted.
+//! beside the typed figure. The HTTP load generator runs on a thread of its own, whose CPU
+//! is printed apart: on one machine it takes cores the tier would otherwise have. Figures
+//! are printed, never asserted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -166,56 +168,29 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             settle.elapsed().as_secs_f64()
         );
     }
-    if let Driver::Http(http) = driver.as_ref() {
-        // Every client's connection is open before the clock starts: 256 connects at once
-        // overflow the listener's backlog, and the SYNs sent again a second later are
-        // not what a hold costs.
-        for conn in &http.conns {
-            conn.lock()
-                .await
-                .open()
-                .await
-                .context("connecting to the API node")?;
-        }
-    }
-    let next_seat = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
-    let mut workers = tokio::task::JoinSet::new();
-    for w in 0..args.concurrency {
-        let driver = driver.clone();
-        let events = events.clone();
-        let next_seat = next_seat.clone();
-        let seats = u64::from(args.seats);
-        workers.spawn(async move {
-            let mut latencies_us = Vec::new();
-            let mut failures = 0u64;
-            while Instant::now() < deadline {
-                let n = next_seat.fetch_add(1, Ordering::Relaxed);
-                let (event_idx, seat) =
-                    ((n % events.len() as u64) as usize, n / events.len() as u64);
-                if seat >= seats {
-                    break;
-                }
-                let started = Instant::now();
-                if driver.hold(&events[event_idx], seat, n, w, run_id).await {
-                    latencies_us.push(started.elapsed().as_micros() as u64);
-                } else {
-                    failures += 1;
-                }
-            }
-            (latencies_us, failures)
-        });
-    }
-    let started = Instant::now();
-    let cpu_before = process_cpu_secs();
-    let syncs_before = SyncHistogram::now();
-    let mut latencies = Vec::new();
-    let mut failures = 0;
-    while let Some(result) = workers.join_next().await {
-        let (l, f) = result.context("bench worker")?;
-        latencies.extend(l);
-        failures += f;
-    }
+    let load = Load {
+        driver: driver.clone(),
+        events: Arc::new(events),
+        next_seat: Arc::new(AtomicU64::new(0)),
+        seats: u64::from(args.seats),
+        concurrency: args.concurrency,
+        run_id,
+    };
+    let duration = Duration::from_secs(args.duration_secs);
+    // The HTTP load generator gets a thread of its own; the typed client is part of what
+    // is measured (the API node runs the same), so its callers stay on the nodes' runtime.
+    let run = match driver.as_ref() {
+        Driver::Http(_) => load.on_own_thread(duration).await?,
+        Driver::Typed(_) => load.on_runtime(duration).await?,
+    };
+    let LoadRun {
+        started,
+        cpu_before,
+        syncs_before,
+        mut latencies,
+        failures,
+        load_cpu_secs,
+    } = run;
     let elapsed = started.elapsed().as_secs_f64();
     let syncs = SyncHistogram::now()
         .zip(syncs_before)
@@ -252,6 +227,20 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             cpu * 1e6 / latencies.len().max(1) as f64,
             latencies.len() as f64 / cpu.max(1e-9)
         );
+        if let Some(load) = load_cpu_secs.filter(|&load| load < cpu) {
+            // The load generator's thread (the HTTP client and its side of loopback TCP) is
+            // what the fans' own machines pay in a deployment. What the API node and the
+            // replicas cost is the rest; had the load generator cores of its own, as `wrk`
+            // on another machine has, a CPU-bound tier would reach the last figure.
+            let held = latencies.len().max(1) as f64;
+            println!(
+                "load generator thread: {:.2} s CPU, {:.0} µs per hold; API node and replicas: {:.0} µs per hold; holds/s with the load generator elsewhere: {:.0}",
+                load,
+                load * 1e6 / held,
+                (cpu - load) * 1e6 / held,
+                held / elapsed * cpu / (cpu - load),
+            );
+        }
     }
     if let Some(syncs) = syncs.filter(|s| s.count() > 0) {
         // The disk under the run: the tail at low concurrency follows its sync latency.
@@ -317,8 +306,156 @@ async fn replicas_caught_up(nodes: &[crate::storage_node::StorageNode], limit: D
     false
 }
 
-/// How long a hold over HTTP may take before it counts as failed.
-const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The holds a run drives: `concurrency` workers taking seat numbers in turn.
+struct Load {
+    driver: Arc<Driver>,
+    events: Arc<Vec<String>>,
+    next_seat: Arc<AtomicU64>,
+    seats: u64,
+    concurrency: usize,
+    run_id: u32,
+}
+
+/// What a run measured, from the moment the clock started.
+struct LoadRun {
+    started: Instant,
+    cpu_before: Option<f64>,
+    syncs_before: Option<SyncHistogram>,
+    latencies: Vec<u64>,
+    failures: u64,
+    /// CPU seconds of the load generator's own thread, when it had one.
+    load_cpu_secs: Option<f64>,
+}
+
+impl LoadRun {
+    /// The clock starts: the readings a run's figures are taken against.
+    fn start() -> LoadRun {
+        LoadRun {
+            started: Instant::now(),
+            cpu_before: process_cpu_secs(),
+            syncs_before: SyncHistogram::now(),
+            latencies: Vec::new(),
+            failures: 0,
+            load_cpu_secs: None,
+        }
+    }
+}
+
+impl Load {
+    /// Every worker until `deadline`: each acknowledged hold's latency (µs) and the failures.
+    async fn run(&self, deadline: Instant) -> anyhow::Result<(Vec<u64>, u64)> {
+        let mut workers = tokio::task::JoinSet::new();
+        for w in 0..self.concurrency {
+            let (driver, events, next_seat) = (
+                self.driver.clone(),
+                self.events.clone(),
+                self.next_seat.clone(),
+            );
+            let (seats, run_id) = (self.seats, self.run_id);
+            workers.spawn(async move {
+                let mut latencies_us = Vec::new();
+                let mut failures = 0u64;
+                while Instant::now() < deadline {
+                    let n = next_seat.fetch_add(1, Ordering::Relaxed);
+                    let (event_idx, seat) =
+                        ((n % events.len() as u64) as usize, n / events.len() as u64);
+                    if seat >= seats {
+                        break;
+                    }
+                    let started = Instant::now();
+                    if driver.hold(&events[event_idx], seat, n, w, run_id).await {
+                        latencies_us.push(started.elapsed().as_micros() as u64);
+                    } else {
+                        failures += 1;
+                    }
+                }
+                (latencies_us, failures)
+            });
+        }
+        let mut latencies = Vec::new();
+        let mut failures = 0;
+        let limit = tokio::time::Instant::from_std(deadline + LATE_ANSWER_LIMIT);
+        loop {
+            match tokio::time::timeout_at(limit, workers.join_next()).await {
+                Ok(Some(result)) => {
+                    let (l, f) = result.context("bench worker")?;
+                    latencies.extend(l);
+                    failures += f;
+                }
+                Ok(None) => return Ok((latencies, failures)),
+                Err(_) => bail!(
+                    "{} clients still had no answer {} s after the run ended",
+                    workers.len(),
+                    LATE_ANSWER_LIMIT.as_secs()
+                ),
+            }
+        }
+    }
+
+    /// Runs the load as tasks of this runtime, beside the nodes.
+    async fn on_runtime(self, duration: Duration) -> anyhow::Result<LoadRun> {
+        let mut run = LoadRun::start();
+        (run.latencies, run.failures) = self.run(run.started + duration).await?;
+        Ok(run)
+    }
+
+    /// Runs the load on a thread of its own with a one-thread runtime, as `wrk` runs beside
+    /// a server, and measures that thread's CPU: the HTTP client's work (and its side of
+    /// loopback TCP) is then told apart from the API node's and the replicas'.
+    async fn on_own_thread(self, duration: Duration) -> anyhow::Result<LoadRun> {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<Instant>();
+        let thread = std::thread::Builder::new()
+            .name("bench-load".into())
+            .spawn(move || -> anyhow::Result<(Vec<u64>, u64, f64)> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    // Connections belong to the runtime that opened them: opened here.
+                    let opened = match self.driver.as_ref() {
+                        Driver::Http(http) => http.open_all().await,
+                        Driver::Typed(_) => Ok(()),
+                    };
+                    let failed = opened.is_err();
+                    let _ = ready_tx.send(opened);
+                    if failed {
+                        return Ok((Vec::new(), 0, 0.0));
+                    }
+                    let deadline = go_rx.recv().context("the bench stopped")?;
+                    let cpu_before = thread_cpu_secs();
+                    let (latencies, failures) = self.run(deadline).await?;
+                    Ok((latencies, failures, thread_cpu_secs() - cpu_before))
+                })
+            })?;
+        ready_rx.await.context("the load generator's thread")??;
+        let mut run = LoadRun::start();
+        go_tx
+            .send(run.started + duration)
+            .map_err(|_| anyhow::anyhow!("the load generator's thread stopped"))?;
+        let (latencies, failures, load_cpu) = tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the load generator's thread panicked"))??;
+        (run.latencies, run.failures) = (latencies, failures);
+        run.load_cpu_secs = Some(load_cpu);
+        Ok(run)
+    }
+}
+
+/// CPU seconds the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// How long after its end a run waits for the answers still due before it fails: a hold
+/// unanswered this long means a stuck system, not a slow one.
+const LATE_ANSWER_LIMIT: Duration = Duration::from_secs(30);
 
 /// How the holds are sent: the typed client straight to the leaders, or HTTP through an
 /// API node.
@@ -332,6 +469,22 @@ struct HttpDriver {
     /// One keep-alive connection per worker, as one client each.
     conns: Vec<tokio::sync::Mutex<Http1Conn>>,
     auth: Auth,
+}
+
+impl HttpDriver {
+    /// Opens every client's connection. Before the clock starts: 256 connects at once
+    /// overflow the listener's backlog, and the SYNs sent again a second later are not what
+    /// a hold costs.
+    async fn open_all(&self) -> anyhow::Result<()> {
+        for conn in &self.conns {
+            conn.lock()
+                .await
+                .open()
+                .await
+                .context("connecting to the API node")?;
+        }
+        Ok(())
+    }
 }
 
 impl Driver {
@@ -384,15 +537,14 @@ impl Driver {
                     ("Content-Type", "application/json".to_owned()),
                 ];
                 let headers = headers.each_ref().map(|(k, v)| (*k, v.as_str()));
-                let answer = tokio::time::timeout(
-                    HTTP_REQUEST_TIMEOUT,
-                    conns[w]
-                        .lock()
-                        .await
-                        .request("POST", "/v1/holds", &headers, &body),
-                )
-                .await;
-                matches!(answer, Ok(Ok(status)) if status == StatusCode::CREATED.as_u16())
+                // No timer per request (it costs the load generator as much as a token):
+                // the run as a whole has one (`LATE_ANSWER_LIMIT`).
+                let answer = conns[w]
+                    .lock()
+                    .await
+                    .request("POST", "/v1/holds", &headers, &body)
+                    .await;
+                matches!(answer, Ok(status) if status == StatusCode::CREATED.as_u16())
             }
         }
     }
