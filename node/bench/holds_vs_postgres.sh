@@ -21,7 +21,11 @@
 # every client count once), and the summary takes the median of each: on a shared 2-core
 # machine one run of a configuration differs from the next by up to a third, so a single
 # run decides nothing. The REST tier's share is the median of each round's REST figure over
-# that round's typed 256-client figure, run just before it.
+# that round's typed 256-client figure, run just before it. On one machine the HTTP load
+# generator takes CPU the tier would otherwise have (`bench holds --http` prints its
+# thread's CPU apart), so each round also runs a pinned pair (PINNED=0 skips it): the typed
+# client with everything on CPU 0, then the REST tier on CPU 0 with the load generator on
+# CPU 1 of its own, as `wrk` on another machine; their ratio is printed too.
 #
 # Each boxoffice run also prints its replicas' log fsync p99 (from the recorder's
 # histogram, `bench holds`' "log fsyncs" line): the tail at 64 clients follows the disk's
@@ -38,6 +42,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 secs=${SECONDS_PER_RUN:-20}
 rounds=${ROUNDS:-3}
+# The pinned pair (PINNED=0 skips it) needs a second CPU and util-linux's taskset.
+pinned=${PINNED:-1}
+if (( pinned )) && { (( $(nproc) < 2 )) || ! command -v taskset >/dev/null; }; then
+    pinned=0
+fi
 pg_clients=${PG_CLIENTS:-8 16 64 256}
 box_clients=${BOX_CLIENTS:-64 256 1024}
 # Enough seats that no run finds the sequence exhausted, even at 50,000 holds/s.
@@ -124,18 +133,17 @@ sleep 10
 box_run() {
     local key=$1 label=$2
     shift 2
-    local out lat cpu p99 sync
-    elsewhere=
-    out=$("$boxoffice" bench holds "$@" --duration-secs "$secs" 2>/dev/null)
+    local out lat cpu p99 sync run=("$boxoffice")
+    # The pinned pair runs on CPU 0 (the load generator moves itself to CPU 1).
+    [[ $key == *-pinned ]] && run=(taskset -c 0 "$boxoffice")
+    out=$("${run[@]}" bench holds "$@" --duration-secs "$secs" 2>/dev/null)
     hps=$(awk '/^holds\/s:/ { print $2 }' <<<"$out")
     lat=$(awk '/^latency p50:/ { print "p50", $3, "ms  p99", $6, "ms" }' <<<"$out")
     p99=$(awk '/^latency p50:/ { print $6 }' <<<"$out")
     cpu=$(awk '/^process CPU:/ { for (i = 1; i < NF; i++) if ($(i + 1) == "µs") print $i, "µs CPU per hold" }' <<<"$out")
-    # With --http: the holds/s the tier would reach with the load generator's CPU its own.
-    elsewhere=$(awk -F': ' '/^load generator thread:/ { print $NF }' <<<"$out")
     # The replicas' log fsync p99 in the same window: the disk the tail ran on.
     sync=$(awk '/^log fsyncs:/ { for (i = 1; i < NF; i++) if ($i == "p99") print $(i + 1) }' <<<"$out")
-    say "round $round boxoffice $label: $(printf %7s "$hps") holds/s  $lat  ($cpu; log fsync p99 ${sync:--} ms; load $(load))${elsewhere:+  with the load generator elsewhere: $elsewhere holds/s}"
+    say "round $round boxoffice $label: $(printf %7s "$hps") holds/s  $lat  ($cpu; log fsync p99 ${sync:--} ms; load $(load))"
     record "$key" "$hps"
     record "$key-p99" "$p99"
     record "$key-cpu" "${cpu%% *}"
@@ -151,8 +159,16 @@ for round in $(seq "$rounds"); do
             box_run rest "REST tier, --http, 256 clients" --http --concurrency 256
             share=$(awk -v r="$hps" -v t="$typed_256" 'BEGIN { if (t > 0) printf "%.3f", r / t }')
             [[ -n $share ]] && record rest-share "$share"
-            share=$(awk -v r="$elsewhere" -v t="$typed_256" 'BEGIN { if (r > 0 && t > 0) printf "%.3f", r / t }')
-            [[ -n $share ]] && record rest-share-elsewhere "$share"
+            if (( pinned )); then
+                # The same pair with the load generator on a CPU of its own, as `wrk` on
+                # another machine: the cluster (and API node) on CPU 0, the load generator
+                # on CPU 1. Pinned beside pinned, so both sides have one CPU.
+                box_run typed-pinned "typed client, all on CPU 0, 256 clients" --concurrency 256
+                typed_pinned=$hps
+                box_run rest-pinned "REST tier on CPU 0, load generator on CPU 1" --http --concurrency 256 --load-generator-cpu 1
+                share=$(awk -v r="$hps" -v t="$typed_pinned" 'BEGIN { if (t > 0) printf "%.3f", r / t }')
+                [[ -n $share ]] && record rest-share-pinned "$share"
+            fi
         fi
     done
     box_run hot "hot event, --events 1 --seats 50000, 256 clients" --events 1 --seats 50000 --concurrency 256
@@ -175,7 +191,9 @@ done
 if [[ -n $(figures rest) ]]; then
     say "boxoffice REST tier, --http, 256 clients: $(figures rest | median) holds/s  p99 $(figures rest-p99 | median %.2f) ms  $(figures rest-cpu | median) µs CPU per hold  log fsync p99 $(figures rest-sync | median %.2f) ms"
     say "REST tier / typed client at 256 clients, median of the rounds' ratios: $(figures rest-share | median %.2f) (each round: $(figures rest-share | tr '\n' ' '))"
-    say "the same with the load generator's CPU set aside (its own cores, as on other machines): $(figures rest-share-elsewhere | median %.2f) (each round: $(figures rest-share-elsewhere | tr '\n' ' '))"
+    if [[ -n $(figures rest-share-pinned) ]]; then
+        say "REST tier on CPU 0 with the load generator on CPU 1 / typed client on CPU 0: $(figures rest-share-pinned | median %.2f) (each round: $(figures rest-share-pinned | tr '\n' ' '))"
+    fi
 fi
 say "boxoffice hot event, --events 1 --seats 50000, 256 clients: $(figures hot | median) holds/s  p99 $(figures hot-p99 | median %.2f) ms  $(figures hot-cpu | median) µs CPU per hold  log fsync p99 $(figures hot-sync | median %.2f) ms"
 rm -f "$results"

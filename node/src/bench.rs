@@ -69,6 +69,12 @@ pub struct HoldsArgs {
     /// `node --init` does) instead of all on node 1.
     #[arg(long)]
     spread_leaders: bool,
+    /// With `--http`: pin the load generator's thread to this CPU. Run the process under
+    /// `taskset -c <another CPU>` and the tier has that CPU, the load generator this one,
+    /// as `wrk` on a machine of its own; compare with the typed client under the same
+    /// `taskset`.
+    #[arg(long, requires = "http")]
+    load_generator_cpu: Option<usize>,
     /// The key of the cluster given by `--cluster` (a started cluster gets a fresh one).
     #[command(flatten)]
     key: KeyArgs,
@@ -175,6 +181,7 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         seats: u64::from(args.seats),
         concurrency: args.concurrency,
         run_id,
+        cpu: args.load_generator_cpu,
     };
     let duration = Duration::from_secs(args.duration_secs);
     // The HTTP load generator gets a thread of its own; the typed client is part of what
@@ -227,18 +234,19 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
             cpu * 1e6 / latencies.len().max(1) as f64,
             latencies.len() as f64 / cpu.max(1e-9)
         );
-        if let Some(load) = load_cpu_secs.filter(|&load| load < cpu) {
-            // The load generator's thread (the HTTP client and its side of loopback TCP) is
-            // what the fans' own machines pay in a deployment. What the API node and the
-            // replicas cost is the rest; had the load generator cores of its own, as `wrk`
-            // on another machine has, a CPU-bound tier would reach the last figure.
+        if let Some(load) = load_cpu_secs {
+            // The load generator's thread: the HTTP client and its side of loopback TCP (on
+            // loopback a sender also runs its receiver's TCP input), what the fans' own
+            // machines pay in a deployment. The rest is the API node's and the replicas'.
             let held = latencies.len().max(1) as f64;
+            let place = args
+                .load_generator_cpu
+                .map_or(String::new(), |cpu| format!(", on CPU {cpu}"));
             println!(
-                "load generator thread: {:.2} s CPU, {:.0} µs per hold; API node and replicas: {:.0} µs per hold; holds/s with the load generator elsewhere: {:.0}",
+                "load generator thread{place}: {:.2} s CPU, {:.0} µs per hold; API node and replicas: {:.0} µs per hold",
                 load,
                 load * 1e6 / held,
-                (cpu - load) * 1e6 / held,
-                held / elapsed * cpu / (cpu - load),
+                (cpu - load).max(0.0) * 1e6 / held,
             );
         }
     }
@@ -314,6 +322,8 @@ struct Load {
     seats: u64,
     concurrency: usize,
     run_id: u32,
+    /// The CPU the load generator's own thread is pinned to, if any.
+    cpu: Option<usize>,
 }
 
 /// What a run measured, from the moment the clock started.
@@ -408,6 +418,12 @@ impl Load {
         let thread = std::thread::Builder::new()
             .name("bench-load".into())
             .spawn(move || -> anyhow::Result<(Vec<u64>, u64, f64)> {
+                if let Some(cpu) = self.cpu {
+                    if let Err(e) = pin_this_thread(cpu) {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok((Vec::new(), 0, 0.0));
+                    }
+                }
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
@@ -440,6 +456,26 @@ impl Load {
         run.load_cpu_secs = Some(load_cpu);
         Ok(run)
     }
+}
+
+/// Pins the calling thread to `cpu` (Linux `sched_setaffinity`).
+fn pin_this_thread(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it (checked bound).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        bail!("--load-generator-cpu {cpu}: no such CPU");
+    }
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is the calling thread.
+    let done = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if done != 0 {
+        bail!(
+            "--load-generator-cpu {cpu}: {} (this machine has {} CPUs)",
+            std::io::Error::last_os_error(),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    }
+    Ok(())
 }
 
 /// CPU seconds the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`).
@@ -701,4 +737,43 @@ fn process_cpu_secs() -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_pins_to_a_cpu_it_may_run_on_and_refuses_one_that_does_not_exist() {
+        // Run on a thread of its own: pinning the test harness's thread would move it.
+        std::thread::spawn(|| {
+            let before = thread_cpu_secs();
+            // The first CPU this process may run on (a container may not have CPU 0).
+            // SAFETY: a zeroed cpu_set_t is the empty set, filled by sched_getaffinity.
+            let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            let got = unsafe {
+                libc::sched_getaffinity(0, std::mem::size_of_val(&allowed), &mut allowed)
+            };
+            assert_eq!(got, 0);
+            let cpu = (0..1024)
+                .find(|&c| unsafe { libc::CPU_ISSET(c, &allowed) })
+                .expect("some CPU is allowed");
+            pin_this_thread(cpu).expect("an allowed CPU");
+            // SAFETY: sched_getcpu takes no arguments and only reads the calling thread.
+            assert_eq!(unsafe { libc::sched_getcpu() }, cpu as i32);
+            let error = pin_this_thread(100_000).unwrap_err().to_string();
+            assert!(error.contains("no such CPU"), "{error}");
+            let error = pin_this_thread(1000).unwrap_err().to_string();
+            assert!(error.contains("--load-generator-cpu 1000"), "{error}");
+            // The thread's CPU clock moves with the work it does, and only forward.
+            let mut x = 0u64;
+            for i in 0..2_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(i));
+            }
+            std::hint::black_box(x);
+            assert!(thread_cpu_secs() > before);
+        })
+        .join()
+        .unwrap();
+    }
 }
