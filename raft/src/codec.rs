@@ -19,6 +19,51 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A byte string field (`#[serde(with = "crate::codec::byte_string")]`) written and read as
+/// one length and the bytes. bincode writes a plain `Vec<u8>` the same way (a length, then
+/// one byte per `u8`), so the encoding does not change; but serde reads a plain `Vec<u8>`
+/// one element at a time, which for a snapshot of a few hundred megabytes is a second or
+/// more of a restart. This reads it as one slice.
+pub mod byte_string {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(bytes.to_vec())
+        }
+
+        fn visit_byte_buf<E>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(bytes)
+        }
+
+        // Formats that write bytes as a sequence (JSON's array of numbers) read back too.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(byte) = seq.next_element()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
+        }
+    }
+}
+
 /// FNV-1a (64 bits) of `bytes`: a hash that stays the same across processes, platforms and
 /// Rust releases (std's `DefaultHasher` promises none of that). Shard placement and request
 /// fingerprints depend on it never changing.
@@ -51,6 +96,49 @@ pub fn stable_hash_of<T: Serialize>(value: &T) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Plain {
+        tag: u32,
+        data: Vec<u8>,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct AsBytes {
+        tag: u32,
+        #[serde(with = "byte_string")]
+        data: Vec<u8>,
+    }
+
+    #[test]
+    fn a_byte_string_encodes_as_a_plain_vec_and_reads_back_either_way() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let plain = Plain {
+                tag: 9,
+                data: data.clone(),
+            };
+            let as_bytes = AsBytes { tag: 9, data };
+            // The same bytes on disk, so files written before read with the new field.
+            assert_eq!(encode(&plain), encode(&as_bytes), "{len} bytes");
+            assert_eq!(decode::<AsBytes>(&encode(&plain)).unwrap(), as_bytes);
+            assert_eq!(decode::<Plain>(&encode(&as_bytes)).unwrap(), plain);
+        }
+        // Cut short: an error, not a shorter byte string.
+        let bytes = encode(&AsBytes {
+            tag: 1,
+            data: vec![5; 40],
+        });
+        assert!(decode::<AsBytes>(&bytes[..bytes.len() - 1]).is_err());
+        // A sequence format (JSON) reads back through the same field.
+        let json = serde_json::to_string(&Plain {
+            tag: 2,
+            data: vec![1, 2, 3],
+        })
+        .unwrap();
+        let read: AsBytes = serde_json::from_str(&json).unwrap();
+        assert_eq!(read.data, vec![1, 2, 3]);
+    }
 
     #[test]
     fn stable_hash_is_fnv1a_64() {

@@ -58,10 +58,19 @@ pub struct Persisted {
 }
 
 /// A snapshot file: its meta and the state's records.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SnapshotFile {
     meta: SnapshotMeta,
+    #[serde(with = "crate::codec::byte_string")]
     data: Vec<u8>,
+}
+
+/// [`SnapshotFile`] as it is written, borrowing the records instead of copying them.
+#[derive(Serialize)]
+struct SnapshotFileRef<'a> {
+    meta: &'a SnapshotMeta,
+    #[serde(with = "crate::codec::byte_string")]
+    data: &'a [u8],
 }
 
 /// Where a group's state machine records and snapshot live.
@@ -457,10 +466,7 @@ impl StateDisk for SledState {
     }
 
     fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            data: data.to_vec(),
-        };
+        let file = SnapshotFileRef { meta, data };
         write_file_atomic(&self.dir, SNAPSHOT_FILE, &encode(&file))
     }
 
