@@ -134,8 +134,9 @@ box_run() {
     local key=$1 label=$2
     shift 2
     local out lat cpu p99 sync run=("$boxoffice")
-    # The pinned pair runs on CPU 0 (the load generator moves itself to CPU 1).
-    [[ $key == *-pinned ]] && run=(taskset -c 0 "$boxoffice")
+    # ON_CPU0=1 runs the process on CPU 0 (the pinned pair; its load generator moves
+    # itself to CPU 1).
+    [[ -n ${ON_CPU0:-} ]] && run=(taskset -c 0 "$boxoffice")
     out=$("${run[@]}" bench holds "$@" --duration-secs "$secs" 2>/dev/null)
     hps=$(awk '/^holds\/s:/ { print $2 }' <<<"$out")
     lat=$(awk '/^latency p50:/ { print "p50", $3, "ms  p99", $6, "ms" }' <<<"$out")
@@ -163,9 +164,9 @@ for round in $(seq "$rounds"); do
                 # The same pair with the load generator on a CPU of its own, as `wrk` on
                 # another machine: the cluster (and API node) on CPU 0, the load generator
                 # on CPU 1. Pinned beside pinned, so both sides have one CPU.
-                box_run typed-pinned "typed client, all on CPU 0, 256 clients" --concurrency 256
+                ON_CPU0=1 box_run typed-pinned "typed client, all on CPU 0, 256 clients" --concurrency 256
                 typed_pinned=$hps
-                box_run rest-pinned "REST tier on CPU 0, load generator on CPU 1" --http --concurrency 256 --load-generator-cpu 1
+                ON_CPU0=1 box_run rest-pinned "REST tier on CPU 0, load generator on CPU 1" --http --concurrency 256 --load-generator-cpu 1
                 share=$(awk -v r="$hps" -v t="$typed_pinned" 'BEGIN { if (t > 0) printf "%.3f", r / t }')
                 [[ -n $share ]] && record rest-share-pinned "$share"
             fi

@@ -181,13 +181,15 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         seats: u64::from(args.seats),
         concurrency: args.concurrency,
         run_id,
-        cpu: args.load_generator_cpu,
     };
     let duration = Duration::from_secs(args.duration_secs);
     // The HTTP load generator gets a thread of its own; the typed client is part of what
     // is measured (the API node runs the same), so its callers stay on the nodes' runtime.
     let run = match driver.as_ref() {
-        Driver::Http(_) => load.on_own_thread(duration).await?,
+        Driver::Http(_) => {
+            load.on_own_thread(duration, args.load_generator_cpu)
+                .await?
+        }
         Driver::Typed(_) => load.on_runtime(duration).await?,
     };
     let LoadRun {
@@ -322,8 +324,6 @@ struct Load {
     seats: u64,
     concurrency: usize,
     run_id: u32,
-    /// The CPU the load generator's own thread is pinned to, if any.
-    cpu: Option<usize>,
 }
 
 /// What a run measured, from the moment the clock started.
@@ -409,40 +409,51 @@ impl Load {
         Ok(run)
     }
 
-    /// Runs the load on a thread of its own with a one-thread runtime, as `wrk` runs beside
-    /// a server, and measures that thread's CPU: the HTTP client's work (and its side of
-    /// loopback TCP) is then told apart from the API node's and the replicas'.
-    async fn on_own_thread(self, duration: Duration) -> anyhow::Result<LoadRun> {
+    /// Runs the load on a thread of its own with a one-thread runtime (pinned to `cpu` if
+    /// given), as `wrk` runs beside a server, and measures that thread's CPU: the HTTP
+    /// client's work (and its side of loopback TCP) is then told apart from the API node's
+    /// and the replicas'.
+    async fn on_own_thread(
+        self,
+        duration: Duration,
+        cpu: Option<usize>,
+    ) -> anyhow::Result<LoadRun> {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<Instant>();
         let thread = std::thread::Builder::new()
             .name("bench-load".into())
-            .spawn(move || -> anyhow::Result<(Vec<u64>, u64, f64)> {
-                if let Some(cpu) = self.cpu {
-                    if let Err(e) = pin_this_thread(cpu) {
+            .spawn(move || -> anyhow::Result<(Vec<u64>, u64, Option<f64>)> {
+                // Connections belong to the runtime that opened them: opened here. Any
+                // failure up to the start goes back through `ready_tx`.
+                let ready = (|| {
+                    if let Some(cpu) = cpu {
+                        pin_this_thread(cpu)?;
+                    }
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    if let Driver::Http(http) = self.driver.as_ref() {
+                        runtime.block_on(http.open_all())?;
+                    }
+                    anyhow::Ok(runtime)
+                })();
+                let runtime = match ready {
+                    Ok(runtime) => {
+                        let _ = ready_tx.send(Ok(()));
+                        runtime
+                    }
+                    Err(e) => {
                         let _ = ready_tx.send(Err(e));
-                        return Ok((Vec::new(), 0, 0.0));
+                        return Ok((Vec::new(), 0, None));
                     }
-                }
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async move {
-                    // Connections belong to the runtime that opened them: opened here.
-                    let opened = match self.driver.as_ref() {
-                        Driver::Http(http) => http.open_all().await,
-                        Driver::Typed(_) => Ok(()),
-                    };
-                    let failed = opened.is_err();
-                    let _ = ready_tx.send(opened);
-                    if failed {
-                        return Ok((Vec::new(), 0, 0.0));
-                    }
-                    let deadline = go_rx.recv().context("the bench stopped")?;
-                    let cpu_before = thread_cpu_secs();
-                    let (latencies, failures) = self.run(deadline).await?;
-                    Ok((latencies, failures, thread_cpu_secs() - cpu_before))
-                })
+                };
+                let deadline = go_rx.recv().context("the bench stopped")?;
+                let cpu_before = thread_cpu_secs();
+                let (latencies, failures) = runtime.block_on(self.run(deadline))?;
+                let cpu_used = thread_cpu_secs()
+                    .zip(cpu_before)
+                    .map(|(after, before)| after - before);
+                Ok((latencies, failures, cpu_used))
             })?;
         ready_rx.await.context("the load generator's thread")??;
         let mut run = LoadRun::start();
@@ -453,18 +464,18 @@ impl Load {
             .await?
             .map_err(|_| anyhow::anyhow!("the load generator's thread panicked"))??;
         (run.latencies, run.failures) = (latencies, failures);
-        run.load_cpu_secs = Some(load_cpu);
+        run.load_cpu_secs = load_cpu;
         Ok(run)
     }
 }
 
 /// Pins the calling thread to `cpu` (Linux `sched_setaffinity`).
 fn pin_this_thread(cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it (checked bound).
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
         bail!("--load-generator-cpu {cpu}: no such CPU");
     }
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it (bound checked).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is the calling thread.
     let done = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
@@ -478,15 +489,16 @@ fn pin_this_thread(cpu: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// CPU seconds the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`).
-fn thread_cpu_secs() -> f64 {
+/// CPU seconds the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`); `None` if the
+/// clock cannot be read.
+fn thread_cpu_secs() -> Option<f64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    let read = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (read == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
 }
 
 /// How long after its end a run waits for the answers still due before it fails: a hold
@@ -771,7 +783,7 @@ mod tests {
                 x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(i));
             }
             std::hint::black_box(x);
-            assert!(thread_cpu_secs() > before);
+            assert!(thread_cpu_secs().unwrap() > before.unwrap());
         })
         .join()
         .unwrap();
