@@ -9,7 +9,8 @@
 //! longest time between two acknowledged holds from the kill until the killed node's restart
 //! (the write gap of the failover), when the first hold after the kill was acknowledged, who
 //! leads afterwards, and apart from these the longest gap while the restarted node catches
-//! up; then the medians and the worst, and how far the group's term moved beside the number of kills.
+//! up; then the medians and the worst, and how far the group's term moved beside the number of kills
+//! (and the meta group's beside how many kills took its leader too).
 //! A takeover after the survivors see the leader's process gone (`raft/src/failover.rs`)
 //! moves the term by two (every survivor's first campaign only releases its lease on the dead
 //! leader; the next one wins); one left to openraft's timers moves it by one. Every term
@@ -56,6 +57,9 @@ pub struct FailoverArgs {
 
 /// The inventory group the benchmark's event lives in (the only one).
 const GROUP: u64 = 1;
+/// The meta group (placement and the node table): no leader of its own is killed on
+/// purpose, but the inventory group's leader often leads it too.
+const META_GROUP: u64 = 0;
 const SEATS: u32 = 200_000;
 /// A follower at most this many entries behind the leader counts as caught up.
 const CAUGHT_UP_ENTRIES: u64 = 64;
@@ -256,7 +260,10 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
         });
     }
 
-    let first_term = group_term(&transport, &addrs).await;
+    let first_term = group_term(&transport, &addrs, GROUP).await;
+    let first_meta_term = group_term(&transport, &addrs, META_GROUP).await;
+    // Kills that took the meta group's leader too (both groups' leaders are often one node).
+    let mut meta_leaders_killed = 0;
     let mut kills = Vec::new();
     for k in 0..args.kills {
         tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
@@ -276,7 +283,7 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        let Some(leader) = leader_of(&transport, &nodes).await else {
+        let Some(leader) = leader_of(&transport, &nodes, GROUP).await else {
             println!("kill {k}: no leader found; skipped");
             continue;
         };
@@ -285,10 +292,13 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
             lags.map_or("unknown".into(), |l| format!("{l:?}")),
             waited.elapsed().as_secs_f64()
         );
+        if leader_of(&transport, &nodes, META_GROUP).await == Some(leader) {
+            meta_leaders_killed += 1;
+        }
         let at_ms = t0.elapsed().as_millis() as u64;
         nodes[leader].kill();
         tokio::time::sleep(Duration::from_secs(args.down_secs)).await;
-        let after = leader_of(&transport, &nodes).await;
+        let after = leader_of(&transport, &nodes, GROUP).await;
         let restart_ms = t0.elapsed().as_millis() as u64;
         nodes[leader].spawn(&key_text)?;
         kills.push((
@@ -301,7 +311,8 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
     stop.store(true, Ordering::Relaxed);
     while workers.join_next().await.is_some() {}
-    let last_term = group_term(&transport, &addrs).await;
+    let last_term = group_term(&transport, &addrs, GROUP).await;
+    let last_meta_term = group_term(&transport, &addrs, META_GROUP).await;
 
     let mut acked = std::mem::take(&mut *acked.lock().unwrap());
     acked.sort_unstable();
@@ -352,6 +363,12 @@ async fn run(args: &FailoverArgs, tmp: &Path) -> anyhow::Result<()> {
             kills.len()
         );
     }
+    if let (Some(first), Some(last)) = (first_meta_term, last_meta_term) {
+        println!(
+            "meta group term {first} → {last}: {} terms; {meta_leaders_killed} of the kills took its leader (2 each; any other term is an election nobody asked for)",
+            last - first,
+        );
+    }
     Ok(())
 }
 
@@ -387,7 +404,7 @@ fn longest_gap(sorted_ms: &[u64], from_ms: u64, to_ms: u64) -> u64 {
 }
 
 /// Node `addr`'s own view of the group (`/cluster/status`).
-async fn group_status(transport: &Transport, addr: &str) -> Option<serde_json::Value> {
+async fn group_status(transport: &Transport, addr: &str, group: u64) -> Option<serde_json::Value> {
     let bytes = transport
         .get(addr, "/cluster/status", Duration::from_millis(500))
         .await
@@ -396,35 +413,35 @@ async fn group_status(transport: &Transport, addr: &str) -> Option<serde_json::V
     status["groups"]
         .as_array()?
         .iter()
-        .find(|g| g["group"].as_u64() == Some(GROUP))
+        .find(|g| g["group"].as_u64() == Some(group))
         .cloned()
 }
 
 /// How far each running follower's log is behind the leader's (entries), once a leader
 /// answers.
 async fn follower_lags(transport: &Transport, nodes: &[NodeProc]) -> Option<Vec<u64>> {
-    let leader = leader_of(transport, nodes).await?;
+    let leader = leader_of(transport, nodes, GROUP).await?;
     let last = |g: &serde_json::Value| g["last_log_index"].as_u64().unwrap_or(0);
-    let head = last(&group_status(transport, &nodes[leader].addr).await?);
+    let head = last(&group_status(transport, &nodes[leader].addr, GROUP).await?);
     let mut lags = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         if i == leader || node.child.is_none() {
             continue;
         }
-        let g = group_status(transport, &node.addr).await?;
+        let g = group_status(transport, &node.addr, GROUP).await?;
         lags.push(head.saturating_sub(last(&g)));
     }
     Some(lags)
 }
 
-/// The running node that says it leads the group (highest term), if any.
-async fn leader_of(transport: &Transport, nodes: &[NodeProc]) -> Option<usize> {
+/// The running node that says it leads `group` (highest term), if any.
+async fn leader_of(transport: &Transport, nodes: &[NodeProc], group: u64) -> Option<usize> {
     let mut best: Option<(u64, usize)> = None;
     for (i, node) in nodes.iter().enumerate() {
         if node.child.is_none() {
             continue;
         }
-        let Some(g) = group_status(transport, &node.addr).await else {
+        let Some(g) = group_status(transport, &node.addr, group).await else {
             continue;
         };
         if g["state"].as_str() == Some("Leader") {
@@ -437,11 +454,11 @@ async fn leader_of(transport: &Transport, nodes: &[NodeProc]) -> Option<usize> {
     best.map(|(_, i)| i)
 }
 
-/// The highest term any node reports for the group.
-async fn group_term(transport: &Transport, addrs: &[String]) -> Option<u64> {
+/// The highest term any node reports for `group`.
+async fn group_term(transport: &Transport, addrs: &[String], group: u64) -> Option<u64> {
     let mut best = None;
     for addr in addrs {
-        if let Some(term) = group_status(transport, addr)
+        if let Some(term) = group_status(transport, addr, group)
             .await
             .and_then(|g| g["term"].as_u64())
         {

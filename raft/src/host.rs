@@ -476,6 +476,14 @@ struct HostInner {
     stopping: tokio::sync::watch::Sender<bool>,
 }
 
+/// A replica's stores, loaded and not yet started ([`Host::open_stores`]).
+struct GroupStores {
+    log: LogStore,
+    sm: StateMachineStore,
+    shared: Arc<GroupShared>,
+    metrics: GroupMetrics,
+}
+
 /// A storage node: the replicas it hosts and the transport they share.
 #[derive(Clone)]
 pub struct Host {
@@ -502,11 +510,21 @@ impl Host {
                 stopping: tokio::sync::watch::Sender::new(false),
             }),
         };
+        // Every replica's stores load before any replica's Raft starts. Loading an inventory
+        // group after a long run takes seconds (its snapshot and log tail are replayed);
+        // a meta group started before it would hear nobody meanwhile (the node does not
+        // serve until this returns) and campaign with a stale log every election timeout,
+        // and its raised term would then depose the group's leader: an election nobody
+        // asked for (BENCHMARKS.md, "a restarted node's meta group").
+        let mut opened = Vec::new();
         for group in host.inner.storage.groups()? {
             if host.inner.storage.is_removed(group) {
                 continue;
             }
-            host.ensure_group(group).await?;
+            opened.push((group, host.open_stores(group)?));
+        }
+        for (group, stores) in opened {
+            host.start_group(group, stores).await?;
         }
         Ok(host)
     }
@@ -585,6 +603,13 @@ impl Host {
                 format!("group {group} was removed from node {}", self.node_id()),
             ));
         }
+        let stores = self.open_stores(group)?;
+        self.start_group(group, stores).await
+    }
+
+    /// A replica's log and state machine, loaded from storage (the slow part of a restart:
+    /// the state's checkpoint is decoded and the machine's indexes rebuilt).
+    fn open_stores(&self, group: GroupId) -> std::io::Result<GroupStores> {
         let cfg = &self.inner.cfg;
         let (log_disk, log_writer, state_disk) = self.inner.storage.open_group(group)?;
         let metrics = GroupMetrics::new(cfg.node_id, group);
@@ -600,6 +625,28 @@ impl Host {
             every_ms: cfg.raft.checkpoint_every_ms,
         };
         let (sm, shared) = StateMachineStore::open(state_disk, policy, metrics.clone())?;
+        Ok(GroupStores {
+            log,
+            sm,
+            shared,
+            metrics,
+        })
+    }
+
+    /// Starts a replica's Raft on its loaded stores, with the tasks that serve it, and adds
+    /// it to the node's groups.
+    async fn start_group(
+        &self,
+        group: GroupId,
+        stores: GroupStores,
+    ) -> std::io::Result<Arc<Group>> {
+        let GroupStores {
+            log,
+            sm,
+            shared,
+            metrics,
+        } = stores;
+        let cfg = &self.inner.cfg;
         let settings = &cfg.raft;
         let config = Config {
             cluster_name: format!("boxoffice-g{group}"),
