@@ -3,7 +3,7 @@
 //! [`decode`], so a value written by one part reads back in every other.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The bytes of any serde value.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -15,6 +15,13 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// The inverse of [`encode`]; a message, not a panic, on bytes that do not decode.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| e.to_string())
+}
+
+/// [`decode`] into a value that borrows from `bytes` (its `&str` fields point into them).
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    bincode::serde::borrow_decode_from_slice(bytes, bincode::config::standard())
         .map(|(v, _)| v)
         .map_err(|e| e.to_string())
 }

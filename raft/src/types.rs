@@ -44,7 +44,8 @@ pub struct Limits {
     pub max_holds_per_user_per_event: u32,
     pub min_hold_ttl_ms: u64,
     pub max_hold_ttl_ms: u64,
-    /// How long a finished hold stays readable before a sweep forgets it.
+    /// How long a finished hold stays readable before a sweep forgets it; never less than
+    /// `request_retention_ms` ([`Limits::finished_hold_kept_ms`]).
     pub hold_retention_ms: u64,
     /// How long a request id is remembered for idempotent replays.
     pub request_retention_ms: u64,
@@ -60,6 +61,16 @@ impl Default for Limits {
             hold_retention_ms: 24 * 3_600_000,
             request_retention_ms: 24 * 3_600_000,
         }
+    }
+}
+
+impl Limits {
+    /// How long a sweep keeps a finished hold: its retention, and no less than the request
+    /// that created it is remembered, because that request's record refers to the hold for
+    /// its first reply (`machine/records.rs`). A hold finishes no earlier than it was
+    /// created, so kept this long it outlives the record.
+    pub fn finished_hold_kept_ms(&self) -> u64 {
+        self.hold_retention_ms.max(self.request_retention_ms)
     }
 }
 

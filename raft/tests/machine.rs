@@ -1531,3 +1531,198 @@ fn checkpoint_lock_figures() {
         );
     }
 }
+
+/// The stored record of request `request_id`.
+fn request_record(m: &Machine, request_id: &str) -> Vec<u8> {
+    let key = [b"r".as_slice(), request_id.as_bytes()].concat();
+    m.records()
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .expect("the request is remembered")
+}
+
+fn hold_request(request_id: &str, hold_id: &str, seat: &str) -> Request {
+    Request {
+        request_id: Some(request_id.into()),
+        command: Command::Hold(HoldCmd {
+            event_id: EVENT.into(),
+            hold_id: hold_id.into(),
+            owner: "fan".into(),
+            seat_ids: vec![seat.into()],
+            ttl_ms: None,
+        }),
+    }
+}
+
+#[test]
+fn a_hold_request_is_stored_by_its_hold_and_answers_as_first_after_the_hold_changed() {
+    let mut h = Harness::new();
+    let first = h.propose(10, hold_request("r1", "h1", "s1"));
+    assert!(matches!(first.outcome, Outcome::Held(_)));
+    // Stored by the hold's id: a few bytes, beginning with the tag no whole record has.
+    let stored = request_record(&h.machine, "r1");
+    assert_eq!(stored[0], 0xFF);
+    assert!(stored.len() < 32, "{} bytes", stored.len());
+    // The hold changes: booked, then paid.
+    let book = Request {
+        request_id: Some("b1".into()),
+        command: Command::CreateBooking(CreateBookingCmd {
+            booking_id: "bk1".into(),
+            hold_id: "h1".into(),
+            owner: "fan".into(),
+            payment_ref: "pi1".into(),
+        }),
+    };
+    assert!(matches!(
+        h.propose(20, book).outcome,
+        Outcome::BookingCreated(_)
+    ));
+    let pay = Request {
+        request_id: None,
+        command: Command::Confirm(ConfirmCmd {
+            booking_id: "bk1".into(),
+            payment_event_id: "evt1".into(),
+        }),
+    };
+    assert!(matches!(h.propose(30, pay).outcome, Outcome::Confirmed(_)));
+    assert_eq!(
+        h.machine.hold_by_id("h1").unwrap().status,
+        HoldStatus::Confirmed
+    );
+    // The retry answers the first reply, on this replica, on one restored from its records
+    // and on one loaded from what its checkpoints wrote.
+    let retry = hold_request("r1", "h1", "s1");
+    let mut restored = Machine::from_records(h.machine.records()).unwrap();
+    let mut loaded = Machine::from_records(h.persisted()).unwrap();
+    assert_eq!(h.propose(40, retry.clone()), first);
+    for m in [&mut restored, &mut loaded] {
+        let again = Proposal {
+            now_ms: 40,
+            requests: vec![retry.clone()].into(),
+        };
+        assert_eq!(
+            m.apply_proposal(&again, &mut Vec::new()),
+            vec![first.clone()]
+        );
+        assert!(m.records() == h.machine.records());
+        m.check_consistency().unwrap();
+    }
+}
+
+#[test]
+fn a_finished_hold_is_kept_while_the_request_that_created_it_is() {
+    let mut h = Harness::new();
+    let limits = Request {
+        request_id: None,
+        command: Command::SetLimits(Limits {
+            hold_retention_ms: 1_000,
+            request_retention_ms: 100_000,
+            ..Limits::default()
+        }),
+    };
+    assert_eq!(h.propose(1, limits).outcome, Outcome::Done);
+    let first = h.propose(10, hold_request("r1", "h1", "s1"));
+    let release = Request {
+        request_id: None,
+        command: Command::Release(ReleaseCmd {
+            hold_id: "h1".into(),
+            owner: "fan".into(),
+        }),
+    };
+    assert_eq!(h.propose(20, release).outcome, Outcome::Released);
+    let sweep = Request {
+        request_id: None,
+        command: Command::Sweep,
+    };
+    // Past the hold's own retention, within the request's: both stay, and load.
+    h.propose(50_000, sweep.clone());
+    assert!(h.machine.hold_by_id("h1").is_some());
+    let mut restored = Machine::from_records(h.machine.records()).expect("records load");
+    let again = Proposal {
+        now_ms: 50_001,
+        requests: vec![hold_request("r1", "h1", "s1")].into(),
+    };
+    assert_eq!(
+        restored.apply_proposal(&again, &mut Vec::new()),
+        vec![first]
+    );
+    // Past both: both go in one sweep.
+    h.propose(200_000, sweep);
+    assert!(h.machine.hold_by_id("h1").is_none());
+    assert!(!h
+        .machine
+        .records()
+        .iter()
+        .any(|(k, _)| k.as_slice() == b"rr1"));
+    Machine::from_records(h.persisted()).expect("records load");
+}
+
+#[test]
+fn request_records_an_earlier_version_stored_whole_still_load() {
+    use boxoffice_raft::codec::{decode, encode};
+    let mut h = Harness::new();
+    let first = h.propose(10, hold_request("r1", "h1", "s1"));
+    let Outcome::Held(hold) = &first.outcome else {
+        panic!("{first:?}")
+    };
+    // The record as earlier versions wrote it: the fingerprint, then the whole reply.
+    let (tag, fingerprint, at_ms, hold_id): (u8, u64, u64, String) =
+        decode(&request_record(&h.machine, "r1")).unwrap();
+    assert_eq!((tag, at_ms, hold_id.as_str()), (0xFF, 10, "h1"));
+    let whole = encode(&(fingerprint, &first));
+    assert_ne!(whole[0], 0xFF);
+    let with_whole = |records: Vec<Record>| -> Vec<Record> {
+        records
+            .into_iter()
+            .map(|(k, v)| {
+                if k == b"rr1" {
+                    (k, whole.clone())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect()
+    };
+    // At the time of the last proposal, so that the machines' clocks agree.
+    let retry = Proposal {
+        now_ms: 10,
+        requests: vec![hold_request("r1", "h1", "s1")].into(),
+    };
+    // With its hold stored: it shares the hold, and is stored by it from then on.
+    let mut m = Machine::from_records(with_whole(h.machine.records())).unwrap();
+    assert_eq!(
+        m.apply_proposal(&retry, &mut Vec::new()),
+        vec![first.clone()]
+    );
+    assert!(m.records() == h.machine.records());
+    // Without (a hold an earlier version forgot first): it keeps its copy, stored whole.
+    let without_hold: Vec<Record> = with_whole(h.machine.records())
+        .into_iter()
+        .filter(|(k, _)| k.as_slice() != b"hh1")
+        .collect();
+    let mut m = Machine::from_records(without_hold).unwrap();
+    assert_eq!(
+        m.apply_proposal(&retry, &mut Vec::new()),
+        vec![first.clone()]
+    );
+    assert_eq!(request_record(&m, "r1"), whole);
+    assert_eq!(hold.hold_id, "h1");
+}
+
+#[test]
+fn a_request_record_whose_hold_is_missing_is_reported_corrupt() {
+    let mut h = Harness::new();
+    h.propose(10, hold_request("r1", "h1", "s1"));
+    let records: Vec<Record> = h
+        .machine
+        .records()
+        .into_iter()
+        .filter(|(k, _)| k.as_slice() != b"hh1")
+        .collect();
+    let Err(error) = Machine::from_records(records) else {
+        panic!("a record whose hold is missing loaded")
+    };
+    assert_eq!(error.key, b"rr1");
+    assert!(error.reason.contains("h1"), "{}", error.reason);
+}

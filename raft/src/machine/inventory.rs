@@ -371,7 +371,7 @@ impl Machine {
             self.finish_hold(hold_id, HoldStatus::Expired, *expires_at_ms, changes);
         }
         let limits = self.globals.limits.clone();
-        let hold_cutoff = now_ms.saturating_sub(limits.hold_retention_ms);
+        let hold_cutoff = now_ms.saturating_sub(limits.finished_hold_kept_ms());
         let old: Vec<(u64, SharedId)> = self
             .finished
             .range(..(hold_cutoff, SharedId::from("")))

@@ -176,7 +176,7 @@ impl Machine {
             || self
                 .finished
                 .first()
-                .is_some_and(|(t, _)| t.saturating_add(limits.hold_retention_ms) < now_ms)
+                .is_some_and(|(t, _)| t.saturating_add(limits.finished_hold_kept_ms()) < now_ms)
             || self
                 .request_times
                 .first()

@@ -6,7 +6,7 @@
 //! atomically with the applied log id; [`Machine::records`] is the snapshot format and the
 //! replica-equality check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::layout::Layout;
 use super::queue::{Place, Room, RoomRecord};
 use super::{EventState, Machine, Map, Occupant, Set, SharedId};
-use crate::codec::{decode, encode};
+use crate::codec::{decode, decode_borrowed, encode};
 use crate::types::*;
 
 /// Bytes of a record key and its encoded value.
@@ -50,12 +50,15 @@ struct StoredEvent {
     n_chunks: u32,
 }
 
-/// A remembered request: its command fingerprint and its first reply. A hold's reply shares
-/// the hold with the hold table while the two are equal (the common case: a sale in
-/// progress), so the record costs a pointer, not a second copy of the hold. Stored as the
-/// plain `{fingerprint, reply}` either way.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "StoredRequest", from = "StoredRequest")]
+/// A remembered request: its command fingerprint and its first reply. A hold's first
+/// reply is the hold as it was created, which the hold's own record keeps (a hold's id,
+/// seats, price and times never change; only its status, finish time and booking do). So the
+/// record points at the hold instead of copying it: in memory it shares the hold table's
+/// `Arc`, and on disk it is stored by the hold's id ([`BY_HOLD`]), a few dozen bytes instead
+/// of a second copy of the hold. A sweep forgets a finished hold no earlier than the request
+/// that created it ([`Limits::finished_hold_kept_ms`]), so the hold is there whenever the
+/// record is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RequestRecord {
     pub(super) fingerprint: u64,
     reply: FirstReply,
@@ -63,41 +66,88 @@ pub(super) struct RequestRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum FirstReply {
-    Held {
-        at_ms: u64,
-        hold: Arc<Hold>,
-    },
+    /// `Held(hold as created)`, read from `hold`: the hold as it was created or a later
+    /// version of it (after a load, or shared with the table before a change).
+    Held { at_ms: u64, hold: Arc<Hold> },
     /// Boxed: most records are holds, and this variant is as large as a reply.
     Other(Box<Reply>),
 }
 
-/// A request record as stored.
+/// The first byte of a request record stored by its hold's id. A record stored whole (every
+/// other reply, and every record an earlier version wrote) begins with its fingerprint, a
+/// bincode varint, and no varint begins with 255 (bincode reserves it).
+const BY_HOLD: u8 = 0xFF;
+
+/// A request record whose first reply was `Held`, as stored.
 #[derive(Serialize, Deserialize)]
+struct StoredByHold<'a> {
+    /// Always [`BY_HOLD`]: bincode writes a `u8` as that one byte.
+    tag: u8,
+    fingerprint: u64,
+    at_ms: u64,
+    hold_id: &'a str,
+}
+
+/// A request record stored whole: its first reply copied.
+#[derive(Serialize)]
+struct StoredWhole<'a> {
+    fingerprint: u64,
+    reply: &'a Reply,
+}
+
+/// [`StoredWhole`] as read back.
+#[derive(Deserialize)]
 struct StoredRequest {
     fingerprint: u64,
     reply: Reply,
 }
 
-impl From<RequestRecord> for StoredRequest {
-    fn from(record: RequestRecord) -> Self {
-        StoredRequest {
-            fingerprint: record.fingerprint,
-            reply: record.reply(),
-        }
-    }
+/// Whether `hold` is still as it was created (status, finish time and booking unset).
+fn is_as_created(hold: &Hold) -> bool {
+    hold.status == HoldStatus::Active && hold.finished_at_ms.is_none() && hold.booking_id.is_none()
 }
 
-impl From<StoredRequest> for RequestRecord {
-    fn from(stored: StoredRequest) -> Self {
-        RequestRecord {
-            fingerprint: stored.fingerprint,
-            reply: FirstReply::Other(Box::new(stored.reply)),
-        }
+/// `hold` as it was created.
+fn as_created(hold: &Arc<Hold>) -> Arc<Hold> {
+    if is_as_created(hold) {
+        return hold.clone();
     }
+    let mut first = Hold::clone(hold);
+    first.status = HoldStatus::Active;
+    first.finished_at_ms = None;
+    first.booking_id = None;
+    Arc::new(first)
+}
+
+/// Whether `first` is `current` as it was created: every field that never changes equal, and
+/// `first` with nothing a later change sets. Spelt field by field so that a new field of
+/// [`Hold`] must be sorted into one kind or the other here.
+fn created_as(first: &Hold, current: &Hold) -> bool {
+    let Hold {
+        hold_id,
+        event_id,
+        owner,
+        seat_ids,
+        total_minor,
+        created_at_ms,
+        expires_at_ms,
+        status: _,
+        finished_at_ms: _,
+        booking_id: _,
+    } = current;
+    is_as_created(first)
+        && first.hold_id == *hold_id
+        && first.created_at_ms == *created_at_ms
+        && first.expires_at_ms == *expires_at_ms
+        && first.total_minor == *total_minor
+        && first.event_id == *event_id
+        && first.owner == *owner
+        && first.seat_ids == *seat_ids
 }
 
 impl RequestRecord {
-    /// The record of `reply`, sharing its hold with `holds` when that holds an equal one.
+    /// The record of `reply`. A `Held` reply is the hold just created, in `holds`; anything
+    /// else that answers `Held` (none does today) is kept whole.
     pub(super) fn new(
         fingerprint: u64,
         reply: &Reply,
@@ -106,7 +156,7 @@ impl RequestRecord {
         let shared = match &reply.outcome {
             Outcome::Held(hold) => holds
                 .get(hold.hold_id.as_str())
-                .filter(|h| Arc::ptr_eq(h, hold) || ***h == **hold),
+                .filter(|h| Arc::ptr_eq(h, hold) || created_as(hold, h)),
             _ => None,
         };
         let reply = match shared {
@@ -124,7 +174,7 @@ impl RequestRecord {
         match &self.reply {
             FirstReply::Held { at_ms, hold } => Reply {
                 at_ms: *at_ms,
-                outcome: Outcome::Held(hold.clone()),
+                outcome: Outcome::Held(as_created(hold)),
             },
             FirstReply::Other(reply) => Reply::clone(reply),
         }
@@ -145,13 +195,70 @@ impl RequestRecord {
         }
     }
 
-    /// Shares the reply's hold with `holds` when that holds an equal one (after a load).
-    fn share_hold(&mut self, holds: &Map<SharedId, Arc<Hold>>) {
-        if let FirstReply::Other(reply) = &self.reply {
-            if matches!(reply.outcome, Outcome::Held(_)) {
-                *self = RequestRecord::new(self.fingerprint, reply, holds);
-            }
+    /// The stored form: by the hold's id, or whole.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        match &self.reply {
+            FirstReply::Held { at_ms, hold } => encode(&StoredByHold {
+                tag: BY_HOLD,
+                fingerprint: self.fingerprint,
+                at_ms: *at_ms,
+                hold_id: &hold.hold_id,
+            }),
+            FirstReply::Other(reply) => encode(&StoredWhole {
+                fingerprint: self.fingerprint,
+                reply,
+            }),
         }
+    }
+
+    /// Reads a stored record back, its hold (if stored by the hold's id) from `holds`. A
+    /// record stored whole with a `Held` reply (as earlier versions stored every one) shares
+    /// the hold when `holds` has it as it was created, and otherwise keeps its copy.
+    fn decode(value: &[u8], holds: &Map<SharedId, Arc<Hold>>) -> Result<RequestRecord, String> {
+        if value.first() == Some(&BY_HOLD) {
+            let stored: StoredByHold = decode_borrowed(value)?;
+            let hold = holds
+                .get(stored.hold_id)
+                .filter(|h| h.created_at_ms == stored.at_ms)
+                .ok_or_else(|| {
+                    format!(
+                        "the hold {} created at {} ms, which the record refers to, is not stored",
+                        stored.hold_id, stored.at_ms
+                    )
+                })?;
+            return Ok(RequestRecord {
+                fingerprint: stored.fingerprint,
+                reply: FirstReply::Held {
+                    at_ms: stored.at_ms,
+                    hold: hold.clone(),
+                },
+            });
+        }
+        let StoredRequest { fingerprint, reply } = decode(value)?;
+        let shared = match &reply.outcome {
+            Outcome::Held(first) => holds
+                .get(first.hold_id.as_str())
+                .filter(|h| created_as(first, h)),
+            _ => None,
+        };
+        let reply = match shared {
+            Some(hold) => FirstReply::Held {
+                at_ms: reply.at_ms,
+                hold: hold.clone(),
+            },
+            None => FirstReply::Other(Box::new(reply)),
+        };
+        Ok(RequestRecord { fingerprint, reply })
+    }
+}
+
+/// Adds `items` to `set`: into an empty set (a load) built in one pass from the sorted items,
+/// which is several times faster than inserting a million of them one by one.
+fn fill_sorted<T: Ord>(set: &mut BTreeSet<T>, items: Vec<T>) {
+    if set.is_empty() {
+        *set = items.into_iter().collect();
+    } else {
+        set.extend(items);
     }
 }
 
@@ -295,7 +402,7 @@ impl DirtyRecords {
         match value {
             DirtyValue::Encoded(bytes) => bytes.clone(),
             DirtyValue::Hold(hold) => encode(&**hold),
-            DirtyValue::Request(record) => encode(record),
+            DirtyValue::Request(record) => record.encode(),
             DirtyValue::Booking(booking) => encode(&**booking),
             DirtyValue::Layout(chunk) => {
                 let Key::Layout(event_id, _) = key else {
@@ -390,7 +497,7 @@ impl Machine {
                 .and_then(|e| e.meta.seats.encode_chunk(*chunk as usize)),
             Key::Hold(id) => self.holds.get(id).map(encode),
             Key::Booking(id) => self.bookings.get(id).map(encode),
-            Key::Request(id) => self.requests.get(id).map(encode),
+            Key::Request(id) => self.requests.get(id).map(RequestRecord::encode),
             Key::Catalog(kind, id) => self
                 .catalog
                 .get(&(kind.clone(), id.clone()))
@@ -449,6 +556,7 @@ impl Machine {
         let mut m = Machine::new();
         // Places load after their room (their key sorts after it, but a caller may not sort).
         let mut places: Vec<Place> = Vec::new();
+        let mut requests: Vec<(String, Vec<u8>)> = Vec::new();
         // Events with their layout chunks, built once all are read.
         type Chunks = BTreeMap<u32, Vec<SeatSpec>>;
         let mut layouts: BTreeMap<EventId, (Option<StoredEvent>, Chunks)> = BTreeMap::new();
@@ -486,12 +594,8 @@ impl Machine {
                     let booking: Booking = decode(&value).map_err(corrupt)?;
                     m.bookings.insert(text()?, booking);
                 }
-                b'r' => {
-                    let record: RequestRecord = decode(&value).map_err(corrupt)?;
-                    let request_id = SharedId::from(text()?);
-                    m.request_times.insert((record.at_ms(), request_id.clone()));
-                    m.requests.insert(request_id, record);
-                }
+                // Read once every hold is (a record may refer to its hold).
+                b'r' => requests.push((text()?, value)),
                 b'c' => {
                     let text = text()?;
                     let (kind, id) = text
@@ -547,6 +651,19 @@ impl Machine {
             };
             m.events.insert(event_id, EventState::new(meta));
         }
+        let mut request_times = Vec::with_capacity(requests.len());
+        m.requests.reserve(requests.len());
+        for (request_id, value) in requests {
+            let record =
+                RequestRecord::decode(&value, &m.holds).map_err(|reason| CorruptRecord {
+                    key: Key::Request(request_id.as_str().into()).encode(),
+                    reason,
+                })?;
+            let request_id = SharedId::from(request_id);
+            request_times.push((record.at_ms(), request_id.clone()));
+            m.requests.insert(request_id, record);
+        }
+        fill_sorted(&mut m.request_times, request_times);
         for place in places {
             let room = m
                 .rooms
@@ -562,23 +679,24 @@ impl Machine {
     }
 
     fn rebuild_indexes(&mut self) {
-        for record in self.requests.values_mut() {
-            record.share_hold(&self.holds);
-        }
+        // The time indexes are built each from one sorted list (`BTreeSet::from_iter` sorts,
+        // then fills the tree's nodes in order) rather than by a million inserts at random
+        // places: a third of a big group's load went to those inserts.
+        let (mut expiring, mut finished) = (Vec::new(), Vec::new());
         for (hold_id, hold) in &self.holds {
             match (hold.status, hold.finished_at_ms) {
                 (HoldStatus::Active, _) => {
-                    self.expiring.insert((hold.expires_at_ms, hold_id.clone()));
+                    expiring.push((hold.expires_at_ms, hold_id.clone()));
                     if let Some(event) = self.events.get_mut(&hold.event_id) {
                         event.add_owned_hold(&hold.owner, hold_id);
                     }
                 }
-                (_, Some(at_ms)) => {
-                    self.finished.insert((at_ms, hold_id.clone()));
-                }
+                (_, Some(at_ms)) => finished.push((at_ms, hold_id.clone())),
                 (_, None) => {}
             }
         }
+        fill_sorted(&mut self.expiring, expiring);
+        fill_sorted(&mut self.finished, finished);
         // Slots: a hold written later always supersedes an earlier one on the same seat, and
         // only the latest hold of a seat can be active; sold seats override holds.
         let mut by_creation: Vec<(&SharedId, &Hold)> = self
@@ -587,8 +705,10 @@ impl Machine {
             .map(|(id, h)| (id, &**h))
             .filter(|(_, h)| h.status == HoldStatus::Active)
             .collect();
-        by_creation
-            .sort_by(|(a_id, a), (b_id, b)| (a.created_at_ms, a_id).cmp(&(b.created_at_ms, b_id)));
+        // Hold ids are unique, so no two keys are equal and the unstable sort is exact.
+        by_creation.sort_unstable_by(|(a_id, a), (b_id, b)| {
+            (a.created_at_ms, a_id).cmp(&(b.created_at_ms, b_id))
+        });
         for (hold_id, hold) in by_creation {
             if let Some(event) = self.events.get_mut(&hold.event_id) {
                 let idxs = event.seat_idxs(&hold.seat_ids);
