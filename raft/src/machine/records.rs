@@ -58,13 +58,15 @@ struct StoredEvent {
 /// of a second copy of the hold. A sweep forgets a finished hold no earlier than the request
 /// that created it ([`Limits::finished_hold_kept_ms`]), so the hold is there whenever the
 /// record is loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (Not `PartialEq`: two records answering the same may point at different versions of
+/// their hold; compare [`RequestRecord::reply`] or the stored form.)
+#[derive(Debug, Clone)]
 pub(super) struct RequestRecord {
     pub(super) fingerprint: u64,
     reply: FirstReply,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum FirstReply {
     /// `Held(hold as created)`, read from `hold`: the hold as it was created or a later
     /// version of it (after a load, or shared with the table before a change).
