@@ -196,10 +196,12 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         started,
         cpu_before,
         syncs_before,
-        mut latencies,
+        samples,
         failures,
         load_cpu_secs,
     } = run;
+    let by_second = p99_by_second(&samples);
+    let mut latencies: Vec<u64> = samples.into_iter().map(|(_, us)| us).collect();
     let elapsed = started.elapsed().as_secs_f64();
     let syncs = SyncHistogram::now()
         .zip(syncs_before)
@@ -224,6 +226,16 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
         pct(0.99) as f64 / 1000.0,
         pct(0.999) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+    );
+    // Whether the tail is spread over the run or comes in bursts (a stall of the disk, a
+    // snapshot, a sweep): the p99 of the holds started in each second.
+    println!(
+        "latency p99 by second of the run (ms): {}",
+        by_second
+            .iter()
+            .map(|us| format!("{:.1}", *us as f64 / 1000.0))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     if let Some(cpu) = cpu_secs {
         // Less sensitive to other load on the machine than holds/s: what one hold costs this
@@ -290,6 +302,29 @@ async fn holds(args: HoldsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The p99 latency (µs) of the samples started in each second of the run, in order.
+fn p99_by_second(samples: &[Sample]) -> Vec<u64> {
+    let n_seconds = samples
+        .iter()
+        .map(|(s, _)| *s as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut seconds = vec![Vec::new(); n_seconds];
+    for (second, us) in samples {
+        seconds[*second as usize].push(*us);
+    }
+    seconds
+        .into_iter()
+        .map(|mut us| {
+            us.sort_unstable();
+            us.get((us.len() as f64 * 0.99) as usize)
+                .or(us.last())
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
 /// Waits until every in-process replica of every group has applied its group's last log
 /// entry (as its leader reports it); false after `limit`.
 async fn replicas_caught_up(nodes: &[crate::storage_node::StorageNode], limit: Duration) -> bool {
@@ -326,12 +361,16 @@ struct Load {
     run_id: u32,
 }
 
+/// An acknowledged hold: the second of the run it started in, and its latency (µs).
+type Sample = (u32, u64);
+
 /// What a run measured, from the moment the clock started.
 struct LoadRun {
     started: Instant,
     cpu_before: Option<f64>,
     syncs_before: Option<SyncHistogram>,
-    latencies: Vec<u64>,
+    /// Each acknowledged hold: the second of the run it started in, and its latency (µs).
+    samples: Vec<Sample>,
     failures: u64,
     /// CPU seconds of the load generator's own thread, when it had one.
     load_cpu_secs: Option<f64>,
@@ -344,7 +383,7 @@ impl LoadRun {
             started: Instant::now(),
             cpu_before: process_cpu_secs(),
             syncs_before: SyncHistogram::now(),
-            latencies: Vec::new(),
+            samples: Vec::new(),
             failures: 0,
             load_cpu_secs: None,
         }
@@ -352,8 +391,10 @@ impl LoadRun {
 }
 
 impl Load {
-    /// Every worker until `deadline`: each acknowledged hold's latency (µs) and the failures.
-    async fn run(&self, deadline: Instant) -> anyhow::Result<(Vec<u64>, u64)> {
+    /// Every worker until `deadline`: each acknowledged hold's sample (the second it started
+    /// in, its latency in µs) and the failures.
+    async fn run(&self, deadline: Instant) -> anyhow::Result<(Vec<Sample>, u64)> {
+        let t0 = Instant::now();
         let mut workers = tokio::task::JoinSet::new();
         for w in 0..self.concurrency {
             let (driver, events, next_seat) = (
@@ -374,7 +415,8 @@ impl Load {
                     }
                     let started = Instant::now();
                     if driver.hold(&events[event_idx], seat, n, w, run_id).await {
-                        latencies_us.push(started.elapsed().as_micros() as u64);
+                        let second = started.duration_since(t0).as_secs() as u32;
+                        latencies_us.push((second, started.elapsed().as_micros() as u64));
                     } else {
                         failures += 1;
                     }
@@ -405,7 +447,7 @@ impl Load {
     /// Runs the load as tasks of this runtime, beside the nodes.
     async fn on_runtime(self, duration: Duration) -> anyhow::Result<LoadRun> {
         let mut run = LoadRun::start();
-        (run.latencies, run.failures) = self.run(run.started + duration).await?;
+        (run.samples, run.failures) = self.run(run.started + duration).await?;
         Ok(run)
     }
 
@@ -422,7 +464,7 @@ impl Load {
         let (go_tx, go_rx) = std::sync::mpsc::channel::<Instant>();
         let thread = std::thread::Builder::new()
             .name("bench-load".into())
-            .spawn(move || -> anyhow::Result<(Vec<u64>, u64, Option<f64>)> {
+            .spawn(move || -> anyhow::Result<(Vec<Sample>, u64, Option<f64>)> {
                 // Connections belong to the runtime that opened them: opened here. Any
                 // failure up to the start goes back through `ready_tx`.
                 let ready = (|| {
@@ -463,7 +505,7 @@ impl Load {
         let (latencies, failures, load_cpu) = tokio::task::spawn_blocking(move || thread.join())
             .await?
             .map_err(|_| anyhow::anyhow!("the load generator's thread panicked"))??;
-        (run.latencies, run.failures) = (latencies, failures);
+        (run.samples, run.failures) = (latencies, failures);
         run.load_cpu_secs = load_cpu;
         Ok(run)
     }
@@ -754,6 +796,16 @@ fn process_cpu_secs() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_is_taken_per_second_of_the_run() {
+        // Second 0: latencies 1..=200 µs; second 1: none; second 2: one slow hold.
+        let mut samples: Vec<Sample> = (1..=200).map(|us| (0, us)).collect();
+        samples.push((2, 50_000));
+        samples.reverse();
+        assert_eq!(p99_by_second(&samples), vec![199, 0, 50_000]);
+        assert!(p99_by_second(&[]).is_empty());
+    }
 
     #[test]
     fn a_thread_pins_to_a_cpu_it_may_run_on_and_refuses_one_that_does_not_exist() {
