@@ -369,7 +369,6 @@ struct LoadRun {
     started: Instant,
     cpu_before: Option<f64>,
     syncs_before: Option<SyncHistogram>,
-    /// Each acknowledged hold: the second of the run it started in, and its latency (µs).
     samples: Vec<Sample>,
     failures: u64,
     /// CPU seconds of the load generator's own thread, when it had one.
@@ -404,7 +403,7 @@ impl Load {
             );
             let (seats, run_id) = (self.seats, self.run_id);
             workers.spawn(async move {
-                let mut latencies_us = Vec::new();
+                let mut samples = Vec::new();
                 let mut failures = 0u64;
                 while Instant::now() < deadline {
                     let n = next_seat.fetch_add(1, Ordering::Relaxed);
@@ -416,12 +415,12 @@ impl Load {
                     let started = Instant::now();
                     if driver.hold(&events[event_idx], seat, n, w, run_id).await {
                         let second = started.duration_since(t0).as_secs() as u32;
-                        latencies_us.push((second, started.elapsed().as_micros() as u64));
+                        samples.push((second, started.elapsed().as_micros() as u64));
                     } else {
                         failures += 1;
                     }
                 }
-                (latencies_us, failures)
+                (samples, failures)
             });
         }
         let mut latencies = Vec::new();

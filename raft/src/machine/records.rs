@@ -683,7 +683,7 @@ impl Machine {
     fn rebuild_indexes(&mut self) {
         // The time indexes are built each from one sorted list (`BTreeSet::from_iter` sorts,
         // then fills the tree's nodes in order) rather than by a million inserts at random
-        // places: a third of a big group's load went to those inserts.
+        // places, a tenth of opening a big group (BENCHMARKS.md, session 19).
         let (mut expiring, mut finished) = (Vec::new(), Vec::new());
         for (hold_id, hold) in &self.holds {
             match (hold.status, hold.finished_at_ms) {
