@@ -6,7 +6,7 @@
 //! atomically with the applied log id; [`Machine::records`] is the snapshot format and the
 //! replica-equality check.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -251,16 +251,6 @@ impl RequestRecord {
             None => FirstReply::Other(Box::new(reply)),
         };
         Ok(RequestRecord { fingerprint, reply })
-    }
-}
-
-/// Adds `items` to `set`: into an empty set (a load) built in one pass from the sorted items,
-/// which is several times faster than inserting a million of them one by one.
-fn fill_sorted<T: Ord>(set: &mut BTreeSet<T>, items: Vec<T>) {
-    if set.is_empty() {
-        *set = items.into_iter().collect();
-    } else {
-        set.extend(items);
     }
 }
 
@@ -665,7 +655,9 @@ impl Machine {
             request_times.push((record.at_ms(), request_id.clone()));
             m.requests.insert(request_id, record);
         }
-        fill_sorted(&mut m.request_times, request_times);
+        // A fresh machine's index, built from the list in one pass (as the hold indexes are
+        // in `rebuild_indexes`).
+        m.request_times = request_times.into_iter().collect();
         for place in places {
             let room = m
                 .rooms
@@ -697,8 +689,9 @@ impl Machine {
                 (_, None) => {}
             }
         }
-        fill_sorted(&mut self.expiring, expiring);
-        fill_sorted(&mut self.finished, finished);
+        // Only ever called on a machine `from_records` just made: the indexes are empty.
+        self.expiring = expiring.into_iter().collect();
+        self.finished = finished.into_iter().collect();
         // Slots: a hold written later always supersedes an earlier one on the same seat, and
         // only the latest hold of a seat can be active; sold seats override holds.
         let mut by_creation: Vec<(&SharedId, &Hold)> = self
