@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -755,10 +755,25 @@ fn lower_this_threads_priority() {
     }
 }
 
+/// The next timed checkpoint after `now` on the grid `due + k * every`: a checkpoint that
+/// ran late, or early on a count, keeps its thread's phase.
+fn next_due(mut due: Instant, every: Duration, now: Instant) -> Instant {
+    if due <= now {
+        let behind = now.duration_since(due).as_nanos() / every.as_nanos().max(1);
+        due += every * (behind as u32 + 1);
+    }
+    due
+}
+
 fn checkpoint_loop(writer: Writer, wake: mpsc::Receiver<()>, every: Duration) {
     lower_this_threads_priority();
+    // Each thread starts at a random phase of the interval and keeps it. Started together
+    // (a node's groups open at once), the threads would otherwise checkpoint in step: every
+    // group's encoding and fdatasync in the same few milliseconds, a CPU and disk burst
+    // the holds in flight wait behind (BENCHMARKS.md, "checkpoints in step").
+    let mut due = Instant::now() + every.mul_f64(rand::random::<f64>());
     loop {
-        let last = match wake.recv_timeout(every) {
+        let last = match wake.recv_timeout(due.saturating_duration_since(Instant::now())) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => false,
             Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
@@ -770,6 +785,7 @@ fn checkpoint_loop(writer: Writer, wake: mpsc::Receiver<()>, every: Duration) {
         if last {
             return;
         }
+        due = next_due(due, every, Instant::now());
     }
 }
 
@@ -1292,5 +1308,26 @@ mod tests {
             "checkpoint threads' nice values: {nice:?}, this thread's {own}"
         );
         drop(store);
+    }
+
+    #[test]
+    fn a_checkpoint_thread_keeps_its_phase() {
+        let every = Duration::from_millis(200);
+        let start = Instant::now();
+        let due = start + Duration::from_millis(70);
+        // Woken early by a count: the timed checkpoint stays where it was.
+        assert_eq!(next_due(due, every, start + Duration::from_millis(10)), due);
+        // On time, or a little late: the next slot of the grid.
+        assert_eq!(next_due(due, every, due), due + every);
+        assert_eq!(
+            next_due(due, every, due + Duration::from_millis(5)),
+            due + every
+        );
+        // A checkpoint that took longer than the interval skips the slots it missed.
+        assert_eq!(
+            next_due(due, every, due + Duration::from_millis(450)),
+            due + every * 3
+        );
+        assert_eq!(next_due(due, every, due + every), due + every * 2);
     }
 }
