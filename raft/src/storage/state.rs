@@ -756,13 +756,15 @@ fn lower_this_threads_priority() {
 }
 
 /// The next timed checkpoint after `now` on the grid `due + k * every`: a checkpoint that
-/// ran late, or early on a count, keeps its thread's phase.
-fn next_due(mut due: Instant, every: Duration, now: Instant) -> Instant {
-    if due <= now {
-        let behind = now.duration_since(due).as_nanos() / every.as_nanos().max(1);
-        due += every * (behind as u32 + 1);
+/// ran late, or early on a count, keeps its thread's phase. `None` when that lies beyond
+/// what an `Instant` can hold (an interval of ages): then only counts wake the thread.
+fn next_due(due: Instant, every: Duration, now: Instant) -> Option<Instant> {
+    if due > now {
+        return Some(due);
     }
-    due
+    let behind = now.duration_since(due).as_nanos() / every.as_nanos().max(1);
+    let steps = u32::try_from(behind + 1).ok()?;
+    due.checked_add(every.checked_mul(steps)?)
 }
 
 fn checkpoint_loop(writer: Writer, wake: mpsc::Receiver<()>, every: Duration) {
@@ -771,9 +773,15 @@ fn checkpoint_loop(writer: Writer, wake: mpsc::Receiver<()>, every: Duration) {
     // (a node's groups open at once), the threads would otherwise checkpoint in step: every
     // group's encoding and fdatasync in the same few milliseconds, a CPU and disk burst
     // the holds in flight wait behind (BENCHMARKS.md, "checkpoints in step").
-    let mut due = Instant::now() + every.mul_f64(rand::random::<f64>());
+    let mut due = Instant::now().checked_add(every.mul_f64(rand::random::<f64>()));
     loop {
-        let last = match wake.recv_timeout(due.saturating_duration_since(Instant::now())) {
+        let woken = match due {
+            Some(due) => wake.recv_timeout(due.saturating_duration_since(Instant::now())),
+            None => wake
+                .recv()
+                .map_err(|mpsc::RecvError| mpsc::RecvTimeoutError::Disconnected),
+        };
+        let last = match woken {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => false,
             Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
@@ -785,7 +793,7 @@ fn checkpoint_loop(writer: Writer, wake: mpsc::Receiver<()>, every: Duration) {
         if last {
             return;
         }
-        due = next_due(due, every, Instant::now());
+        due = due.and_then(|due| next_due(due, every, Instant::now()));
     }
 }
 
@@ -1315,19 +1323,47 @@ mod tests {
         let every = Duration::from_millis(200);
         let start = Instant::now();
         let due = start + Duration::from_millis(70);
+        let next = |now: Duration| next_due(due, every, start + now);
         // Woken early by a count: the timed checkpoint stays where it was.
-        assert_eq!(next_due(due, every, start + Duration::from_millis(10)), due);
+        assert_eq!(next(Duration::from_millis(10)), Some(due));
         // On time, or a little late: the next slot of the grid.
-        assert_eq!(next_due(due, every, due), due + every);
-        assert_eq!(
-            next_due(due, every, due + Duration::from_millis(5)),
-            due + every
-        );
+        assert_eq!(next(Duration::from_millis(70)), Some(due + every));
+        assert_eq!(next(Duration::from_millis(75)), Some(due + every));
         // A checkpoint that took longer than the interval skips the slots it missed.
-        assert_eq!(
-            next_due(due, every, due + Duration::from_millis(450)),
-            due + every * 3
-        );
-        assert_eq!(next_due(due, every, due + every), due + every * 2);
+        assert_eq!(next(Duration::from_millis(520)), Some(due + every * 3));
+        assert_eq!(next(Duration::from_millis(270)), Some(due + every * 2));
+        // An interval past what an `Instant` holds (on macOS, where an `Instant` counts
+        // nanoseconds in a u64, `--checkpoint-every-ms` of 600 years): no timed one.
+        assert_eq!(next_due(due, Duration::MAX, due), None);
+    }
+
+    /// With the longest interval the setting takes, the thread still checkpoints on counts.
+    #[test]
+    fn an_interval_of_ages_leaves_checkpoints_to_counts() {
+        let (dir, db) = temp_db();
+        let disk = Arc::new(SledState::open(&db, 1, &dir.path().join("g1")).unwrap());
+        let policy = CheckpointPolicy {
+            every_entries: 1,
+            every_ms: u64::MAX,
+        };
+        let (mut store, _) =
+            StateMachineStore::open(disk.clone(), policy, GroupMetrics::new(1, 1)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let entry = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Blank,
+        };
+        rt.block_on(store.apply([entry])).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while disk.load().unwrap().applied.map(|l| l.index) != Some(1) {
+            assert!(
+                Instant::now() < deadline,
+                "the count's checkpoint never landed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(store);
     }
 }
