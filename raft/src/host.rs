@@ -516,14 +516,10 @@ impl Host {
         // serve until this returns) and campaign with a stale log every election timeout,
         // and its raised term would then depose the group's leader: an election nobody
         // asked for (BENCHMARKS.md, session 19: 17 such terms in 10 kills before, none after).
-        let mut opened = Vec::new();
-        for group in host.inner.storage.groups()? {
-            if host.inner.storage.is_removed(group) {
-                continue;
-            }
-            opened.push((group, host.open_stores(group)?));
-        }
-        for (group, stores) in opened {
+        let storage = &host.inner.storage;
+        let mut groups = storage.groups()?;
+        groups.retain(|&g| !storage.is_removed(g));
+        for (group, stores) in host.open_all_stores(&groups)? {
             host.start_group(group, stores).await?;
         }
         Ok(host)
@@ -605,6 +601,59 @@ impl Host {
         }
         let stores = self.open_stores(group)?;
         self.start_group(group, stores).await
+    }
+
+    /// The stores of `groups`, in their order. On disk they load on up to one thread per
+    /// core: a group's load touches only its own sled tree, checkpoint file and log
+    /// offsets, and is CPU-bound (decoding the checkpoint, rebuilding the machine's
+    /// indexes), so a node hosting several big groups restarts in about the time of its
+    /// biggest instead of their sum (BENCHMARKS.md, session 20). In memory (the simulator)
+    /// they load in order on this thread: instant, and deterministic.
+    fn open_all_stores(&self, groups: &[GroupId]) -> std::io::Result<Vec<(GroupId, GroupStores)>> {
+        let threads = match &self.inner.storage {
+            Storage::Disk { .. } => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(groups.len()),
+            Storage::Memory(_) => 1,
+        };
+        if threads <= 1 {
+            return groups
+                .iter()
+                .map(|&g| Ok((g, self.open_stores(g)?)))
+                .collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut loaded: Vec<(usize, std::io::Result<GroupStores>)> = std::thread::scope(|scope| {
+            let mut workers = Vec::with_capacity(threads);
+            for _ in 0..threads {
+                let worker = std::thread::Builder::new()
+                    .name("open-group".into())
+                    .spawn_scoped(scope, || {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&group) = groups.get(i) else {
+                                return mine;
+                            };
+                            mine.push((i, self.open_stores(group)));
+                        }
+                    })?;
+                workers.push(worker);
+            }
+            let mut loaded = Vec::with_capacity(groups.len());
+            for worker in workers {
+                match worker.join() {
+                    Ok(mine) => loaded.extend(mine),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok::<_, std::io::Error>(loaded)
+        })?;
+        loaded.sort_by_key(|(i, _)| *i);
+        loaded
+            .into_iter()
+            .map(|(i, stores)| Ok((groups[i], stores?)))
+            .collect()
     }
 
     /// A replica's log and state machine, loaded from storage (the slow part of a restart:
