@@ -4,8 +4,8 @@
 //! The machine lives in memory; applying an entry touches no disk. Its changed records are
 //! **checkpointed** with the applied log id in one atomic batch ([`CheckpointPolicy`]): for
 //! sled, by a background thread per group every `every_ms` (at a random phase the thread
-//! keeps) or every `every_entries` applied entries, whichever comes first; for the in-memory store (the simulator), inline and by
-//! count alone, so a seed replays the same. The Raft log is the durable truth: a restart
+//! keeps) or every `every_entries` applied entries, whichever comes first; for the
+//! in-memory store (the simulator), inline and by count alone, so a seed replays the same. The Raft log is the durable truth: a restart
 //! loads the last checkpoint (or the snapshot, whichever is newer) and openraft re-applies
 //! the log after it. Snapshots are written durably (atomic file replace) before the log is
 //! purged, and the purge keeps everything after the snapshot, so the entries after any
