@@ -519,7 +519,18 @@ impl Host {
         let storage = &host.inner.storage;
         let mut groups = storage.groups()?;
         groups.retain(|&g| !storage.is_removed(g));
-        for (group, stores) in host.open_all_stores(&groups)? {
+        let opened = match storage {
+            // Seconds of decoding for a big group: off the async threads, which the node's
+            // other tasks (and, in one process, other nodes) go on using meanwhile.
+            Storage::Disk { .. } => {
+                let opener = host.clone();
+                tokio::task::spawn_blocking(move || opener.open_all_stores(&groups))
+                    .await
+                    .map_err(std::io::Error::other)??
+            }
+            Storage::Memory(_) => host.open_all_stores(&groups)?,
+        };
+        for (group, stores) in opened {
             host.start_group(group, stores).await?;
         }
         Ok(host)
