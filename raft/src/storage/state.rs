@@ -1289,17 +1289,26 @@ mod tests {
         nice
     }
 
-    /// A checkpoint thread runs below the threads a hold waits on.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_checkpoint_thread_runs_at_a_lower_priority() {
+    /// A sled-backed store (group 1) that checkpoints after every entry and every `every_ms`.
+    fn sled_store_checkpointing_every(
+        every_ms: u64,
+    ) -> (tempfile::TempDir, Arc<SledState>, StateMachineStore) {
         let (dir, db) = temp_db();
         let disk = Arc::new(SledState::open(&db, 1, &dir.path().join("g1")).unwrap());
         let policy = CheckpointPolicy {
             every_entries: 1,
-            every_ms: 10,
+            every_ms,
         };
-        let (store, _) = StateMachineStore::open(disk, policy, GroupMetrics::new(1, 1)).unwrap();
+        let (store, _) =
+            StateMachineStore::open(disk.clone(), policy, GroupMetrics::new(1, 1)).unwrap();
+        (dir, disk, store)
+    }
+
+    /// A checkpoint thread runs below the threads a hold waits on.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_checkpoint_thread_runs_at_a_lower_priority() {
+        let (_dir, _disk, store) = sled_store_checkpointing_every(10);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
         let lowered = i64::from(checkpoint_nice(own));
@@ -1340,14 +1349,7 @@ mod tests {
     /// With the longest interval the setting takes, the thread still checkpoints on counts.
     #[test]
     fn an_interval_of_ages_leaves_checkpoints_to_counts() {
-        let (dir, db) = temp_db();
-        let disk = Arc::new(SledState::open(&db, 1, &dir.path().join("g1")).unwrap());
-        let policy = CheckpointPolicy {
-            every_entries: 1,
-            every_ms: u64::MAX,
-        };
-        let (mut store, _) =
-            StateMachineStore::open(disk.clone(), policy, GroupMetrics::new(1, 1)).unwrap();
+        let (_dir, disk, mut store) = sled_store_checkpointing_every(u64::MAX);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
