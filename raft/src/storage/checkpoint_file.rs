@@ -18,7 +18,7 @@
 //! ext4's inode allocation, was 9.2 % of a replicated hold's CPU, and is 1 % with this file
 //! (BENCHMARKS.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -107,38 +107,127 @@ impl Framed {
         size_hint: usize,
     ) -> io::Result<Framed> {
         let mut out = Vec::with_capacity(FRAME_HEADER + size_hint);
-        out.extend_from_slice(&[0; FRAME_HEADER]);
-        encode_segment_into(&mut out, changes);
-        let len = u32::try_from(out.len() - FRAME_HEADER)
-            .map_err(|_| invalid("a checkpoint segment over 4 GiB"))?;
-        let crc = crc32fast::hash(&out[FRAME_HEADER..]);
-        out[..4].copy_from_slice(&len.to_le_bytes());
-        out[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+        encode_frame_into(&mut out, changes)?;
         Ok(Framed(out))
     }
 }
 
+/// `changes` as one framed segment in `out`, which is cleared first (a rewrite reuses one
+/// buffer for all its frames instead of faulting in a fresh one per frame).
+fn encode_frame_into<'a>(
+    out: &mut Vec<u8>,
+    changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> io::Result<()> {
+    out.clear();
+    out.extend_from_slice(&[0; FRAME_HEADER]);
+    encode_segment_into(out, changes);
+    let len = u32::try_from(out.len() - FRAME_HEADER)
+        .map_err(|_| invalid("a checkpoint segment over 4 GiB"))?;
+    let crc = crc32fast::hash(&out[FRAME_HEADER..]);
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
 /// Applies the changes in `segment` to `records`.
 pub fn fold_segment(segment: &[u8], records: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> io::Result<()> {
+    for_each_change(segment, |key, value| match value {
+        Some(value) => {
+            records.insert(key.to_vec(), value.to_vec());
+        }
+        None => {
+            records.remove(key);
+        }
+    })
+}
+
+/// Live records borrowed from a mapped checkpoint file, in no particular order: a rewrite
+/// needs each once, not sorted (a B-tree's key comparisons were most of a compaction).
+/// The hasher's seed is fixed, so the same file compacts to the same bytes.
+pub type BorrowedRecords<'a> = HashMap<&'a [u8], &'a [u8], foldhash::fast::FixedState>;
+
+/// [`fold_segment`] without a copy: the records borrow the segment's bytes.
+fn fold_segment_borrowed<'a>(
+    segment: &'a [u8],
+    records: &mut BorrowedRecords<'a>,
+) -> io::Result<()> {
+    for_each_change(segment, |key, value| match value {
+        Some(value) => {
+            records.insert(key, value);
+        }
+        None => {
+            records.remove(key);
+        }
+    })
+}
+
+/// Calls `change` with each change in `segment`, in order: a key and its new value, or
+/// `None` for a deletion.
+fn for_each_change<'a>(
+    segment: &'a [u8],
+    mut change: impl FnMut(&'a [u8], Option<&'a [u8]>),
+) -> io::Result<()> {
+    const CUT: &str = "a state segment ends inside a record";
     let mut rest = segment;
     while !rest.is_empty() {
-        let key_len = take_u32(&mut rest, "a state segment ends inside a record")? as usize;
-        let key = take(&mut rest, key_len, "a state segment ends inside a record")?.to_vec();
-        match take_u32(&mut rest, "a state segment ends inside a record")? {
-            u32::MAX => {
-                records.remove(&key);
-            }
-            n => {
-                let value = take(
-                    &mut rest,
-                    n as usize,
-                    "a state segment ends inside a record",
-                )?;
-                records.insert(key, value.to_vec());
-            }
+        let key_len = take_u32(&mut rest, CUT)? as usize;
+        let key = take(&mut rest, key_len, CUT)?;
+        match take_u32(&mut rest, CUT)? {
+            u32::MAX => change(key, None),
+            n => change(key, Some(take(&mut rest, n as usize, CUT)?)),
         }
     }
     Ok(())
+}
+
+/// Calls `segment` with each frame's segment in `bytes` (a checkpoint file's committed
+/// bytes, of `generation`), in order; a frame whose bytes fail their CRC is an error.
+fn for_each_segment<'a>(
+    bytes: &'a [u8],
+    generation: u64,
+    mut segment: impl FnMut(&'a [u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    const CUT: &str = "a checkpoint file ends inside a frame";
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let len = take_u32(&mut rest, CUT)? as usize;
+        let crc = take_u32(&mut rest, CUT)?;
+        let bytes = take(&mut rest, len, CUT)?;
+        if crc32fast::hash(bytes) != crc {
+            return Err(invalid(format!(
+                "a segment of checkpoint file {} fails its CRC",
+                file_name(generation)
+            )));
+        }
+        segment(bytes)?;
+    }
+    Ok(())
+}
+
+/// A checkpoint file's committed bytes mapped into memory, for a compaction to fold the
+/// live records out of without copying them ([`Self::live_records`]).
+pub struct MappedSegments {
+    /// `None` for an empty file (a mapping cannot be empty).
+    map: Option<memmap2::Mmap>,
+    generation: u64,
+}
+
+impl MappedSegments {
+    /// The live records (every segment folded, in order), borrowing the mapped bytes: no
+    /// allocation per record, and no buffer the size of the file to fault in and fill.
+    pub fn live_records(&self) -> io::Result<BorrowedRecords<'_>> {
+        let bytes = self.map.as_deref().unwrap_or_default();
+        // A guess at the record count (a record is some hundreds of bytes, and a file due for
+        // compaction holds about half garbage); a wrong guess costs a rehash, no more.
+        let mut records = BorrowedRecords::with_capacity_and_hasher(
+            bytes.len() / 200,
+            foldhash::fast::FixedState::default(),
+        );
+        for_each_segment(bytes, self.generation, |segment| {
+            fold_segment_borrowed(segment, &mut records)
+        })?;
+        Ok(records)
+    }
 }
 
 fn take<'a>(rest: &mut &'a [u8], n: usize, what: &str) -> io::Result<&'a [u8]> {
@@ -249,7 +338,7 @@ impl CheckpointFile {
         }
     }
 
-    /// Writes `records` (live, in key order) to a new file of the next generation, durably,
+    /// Writes `records` (the live ones, each key once, in any order) to a new file of the next generation, durably,
     /// and returns its position for the batch to commit and the file for [`Self::switch`].
     pub fn rewrite<'a>(
         &self,
@@ -261,6 +350,7 @@ impl CheckpointFile {
         let mut len = 0u64;
         let mut chunk: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
         let mut chunk_bytes = 0;
+        let mut frame = Vec::new();
         let mut flush = |chunk: &mut Vec<(&[u8], Option<&[u8]>)>,
                          bytes: &mut usize,
                          out: &mut BufWriter<&File>|
@@ -268,9 +358,10 @@ impl CheckpointFile {
             if chunk.is_empty() {
                 return Ok(());
             }
-            let framed = Framed::encode(chunk.drain(..), *bytes)?;
-            out.write_all(&framed.0)?;
-            len += framed.0.len() as u64;
+            frame.reserve(FRAME_HEADER + *bytes);
+            encode_frame_into(&mut frame, chunk.drain(..))?;
+            out.write_all(&frame)?;
+            len += frame.len() as u64;
             *bytes = 0;
             Ok(())
         };
@@ -320,19 +411,39 @@ impl CheckpointFile {
                 file_name(current.generation)
             ))
         })?;
-        let mut rest = bytes.as_slice();
-        while !rest.is_empty() {
-            let len = take_u32(&mut rest, "a checkpoint file ends inside a frame")? as usize;
-            let crc = take_u32(&mut rest, "a checkpoint file ends inside a frame")?;
-            let segment = take(&mut rest, len, "a checkpoint file ends inside a frame")?;
-            if crc32fast::hash(segment) != crc {
-                return Err(invalid(format!(
-                    "a segment of checkpoint file {} fails its CRC",
-                    file_name(current.generation)
-                )));
+        for_each_segment(&bytes, current.generation, |segment| {
+            fold_segment(segment, records)
+        })
+    }
+
+    /// The committed bytes, mapped (see [`MappedSegments`]); `None` before the first
+    /// checkpoint.
+    pub fn map_committed(&self) -> io::Result<Option<MappedSegments>> {
+        let Some(current) = &self.current else {
+            return Ok(None);
+        };
+        let map = match current.len {
+            0 => None,
+            len => {
+                let len = usize::try_from(len)
+                    .map_err(|_| invalid("a checkpoint file larger than memory"))?;
+                // SAFETY: the mapping is read-only and covers only the committed bytes. This
+                // process alone writes the file (it lives in the node's own data directory),
+                // appends only past the committed length and never truncates it while it is
+                // open; a rewrite writes a new file, and removing this one while mapped keeps
+                // its pages until the mapping is dropped.
+                let map = unsafe {
+                    memmap2::MmapOptions::new()
+                        .len(len)
+                        .populate()
+                        .map(&current.file)?
+                };
+                Some(map)
             }
-            fold_segment(segment, records)?;
-        }
-        Ok(())
+        };
+        Ok(Some(MappedSegments {
+            map,
+            generation: current.generation,
+        }))
     }
 }

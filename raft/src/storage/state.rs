@@ -127,9 +127,10 @@ fn invalid(e: impl ToString) -> io::Error {
 /// neither the layouts (22 B per seat per replica) nor the segments (each written as a new
 /// sled blob file of its own; BENCHMARKS.md).
 ///
-/// When the segments hold more than twice the live records (and at least
-/// [`COMPACT_MIN_BYTES`]), the next checkpoint, after landing its own segment, compacts them
-/// into a fresh file holding just the live records. Records written one per key, and
+/// When the segments have doubled since the live records were last measured (and hold at
+/// least [`COMPACT_MIN_BYTES`]), the next checkpoint, after landing its own segment, folds
+/// them to measure the live records again, and compacts them into a fresh file holding just
+/// those if at least half of the segments is garbage. Records written one per key, and
 /// segments written as sled values, by earlier versions still load (as the base the file
 /// applies to) and are folded into the first compaction.
 pub struct SledState {
@@ -155,7 +156,8 @@ struct Segments {
     file: CheckpointFile,
     /// Bytes of records and segments an earlier version kept in sled (0 after a compaction).
     legacy_bytes: u64,
-    /// Bytes of the live records at the last compaction or replace (or open).
+    /// Bytes of the live records when last measured: at the last compaction, replace or
+    /// look at the garbage (or open).
     live: u64,
 }
 
@@ -164,6 +166,11 @@ impl Segments {
     fn bytes(&self) -> u64 {
         self.legacy_bytes + self.file.committed_len()
     }
+}
+
+/// What one record takes in a segment: its key and value and their two lengths.
+fn record_bytes(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len() + 8) as u64
 }
 
 /// Index entries of layout files in the main tree: this prefix, then the layout's key.
@@ -424,13 +431,39 @@ impl StateDisk for SledState {
         if segments.bytes() >= self.compact_min_bytes.max(2 * segments.live) {
             // Compaction folds the file, the segment just written included, into a new one
             // committed by a second atomic batch: the state loads the same before and after.
-            let live = self.hot_records(&segments)?;
-            self.rewrite_segments(
-                &mut segments,
-                live.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-                false,
-                Vec::new(),
-            )?;
+            if segments.legacy_bytes == 0 {
+                // The common case: fold the mapped file into a hash map of records borrowed
+                // from it. Copying the file into the heap and every record into a B-tree
+                // cost a busy node a fifth of its CPU (BENCHMARKS.md, "Session 22:
+                // compaction without copies").
+                let mapped = segments.file.map_committed()?;
+                let live = match &mapped {
+                    Some(mapped) => mapped.live_records()?,
+                    None => Default::default(),
+                };
+                let live_bytes: u64 = live.iter().map(|(k, v)| record_bytes(k, v)).sum();
+                if 2 * live_bytes <= segments.bytes() {
+                    self.rewrite_segments(
+                        &mut segments,
+                        live.iter().map(|(k, v)| (*k, *v)),
+                        false,
+                        Vec::new(),
+                    )?;
+                } else {
+                    // Less than half of the file is garbage (a sale that only adds holds):
+                    // a rewrite would copy nearly all of it to free little. Look again once
+                    // the file is twice what is live now.
+                    segments.live = live_bytes;
+                }
+            } else {
+                let live = self.hot_records(&segments)?;
+                self.rewrite_segments(
+                    &mut segments,
+                    live.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+                    false,
+                    Vec::new(),
+                )?;
+            }
         }
         drop(segments);
         if replaced_layouts {
@@ -1117,8 +1150,78 @@ mod tests {
             1,
             "compaction deletes the file it replaces"
         );
-        let live: usize = expected.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
-        assert!(state.segments().bytes() <= 4 * live as u64 + (1 << 13));
+        let live: u64 = expected.iter().map(|(k, v)| record_bytes(k, v)).sum();
+        assert!(state.segments().bytes() <= 4 * live + (1 << 13));
+    }
+
+    /// A file that is mostly live records is not rewritten when it grows (a rewrite would
+    /// copy nearly all of it); once deletions make most of it garbage, it is, and the state
+    /// loads the same throughout.
+    #[test]
+    fn segments_are_compacted_only_when_half_is_garbage() {
+        let (dir, db) = temp_db();
+        let mut state = SledState::open(&db, 1, &dir.path().join("g1")).unwrap();
+        state.compact_min_bytes = 1 << 12;
+        let membership = StoredMembership::default();
+        let applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 9));
+        let mut expected = std::collections::BTreeMap::new();
+        type Records = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+        let check = |state: &SledState, expected: &Records| {
+            let loaded: Records = state.load().unwrap().records.into_iter().collect();
+            assert_eq!(&loaded, expected);
+        };
+        let mut round = 0u32;
+        let mut write_new = |state: &SledState, expected: &mut Records| {
+            let changes: Vec<RecordChange> = (0..20u32)
+                .map(|i| {
+                    let key = format!("h{round:03}-{i:03}").into_bytes();
+                    let value = vec![round as u8; 60];
+                    expected.insert(key.clone(), value.clone());
+                    (key, Some(value))
+                })
+                .collect();
+            state.write(changes, applied, &membership).unwrap();
+            round += 1;
+        };
+        // Only new keys: the file grows far past the threshold and stays one generation.
+        for _ in 0..50 {
+            write_new(&state, &mut expected);
+        }
+        check(&state, &expected);
+        let grown = state.segments().bytes();
+        assert!(grown > 16 * state.compact_min_bytes, "{grown} bytes");
+        assert_eq!(generation(&state), 1, "no garbage, no rewrite");
+        // Delete nine records in ten, then go on adding: the first look once the file has
+        // doubled again finds most of it garbage and rewrites it.
+        let doomed: Vec<Vec<u8>> = expected
+            .keys()
+            .filter(|k| !k.ends_with(b"0"))
+            .cloned()
+            .collect();
+        for chunk in doomed.chunks(100) {
+            let changes = chunk.iter().map(|k| (k.clone(), None)).collect();
+            for k in chunk {
+                expected.remove(k);
+            }
+            state.write(changes, applied, &membership).unwrap();
+        }
+        check(&state, &expected);
+        while generation(&state) == 1 {
+            assert!(state.segments().bytes() < 3 * grown, "never rewritten");
+            write_new(&state, &mut expected);
+        }
+        check(&state, &expected);
+        let live: u64 = expected.iter().map(|(k, v)| record_bytes(k, v)).sum();
+        assert!(
+            state.segments().bytes() < live + (1 << 10),
+            "{} bytes after the rewrite, {live} live",
+            state.segments().bytes()
+        );
+        drop(state);
+        check(
+            &SledState::open(&db, 1, &dir.path().join("g1")).unwrap(),
+            &expected,
+        );
     }
 
     fn segment_key(seq: u64) -> Vec<u8> {
