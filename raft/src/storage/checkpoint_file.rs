@@ -106,19 +106,22 @@ impl Framed {
         changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
         size_hint: usize,
     ) -> io::Result<Framed> {
-        let mut out = Vec::with_capacity(FRAME_HEADER + size_hint);
-        encode_frame_into(&mut out, changes)?;
+        let mut out = Vec::new();
+        encode_frame_into(&mut out, changes, size_hint)?;
         Ok(Framed(out))
     }
 }
 
 /// `changes` as one framed segment in `out`, which is cleared first (a rewrite reuses one
-/// buffer for all its frames instead of faulting in a fresh one per frame).
+/// buffer for all its frames instead of faulting in a fresh one per frame); `size_hint` is
+/// the segment's size.
 fn encode_frame_into<'a>(
     out: &mut Vec<u8>,
     changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    size_hint: usize,
 ) -> io::Result<()> {
     out.clear();
+    out.reserve(FRAME_HEADER + size_hint);
     out.extend_from_slice(&[0; FRAME_HEADER]);
     encode_segment_into(out, changes);
     let len = u32::try_from(out.len() - FRAME_HEADER)
@@ -338,8 +341,9 @@ impl CheckpointFile {
         }
     }
 
-    /// Writes `records` (the live ones, each key once, in any order) to a new file of the next generation, durably,
-    /// and returns its position for the batch to commit and the file for [`Self::switch`].
+    /// Writes `records` (the live ones, each key once, in any order) to a new file of the
+    /// next generation, durably, and returns its position for the batch to commit and the
+    /// file for [`Self::switch`].
     pub fn rewrite<'a>(
         &self,
         records: impl Iterator<Item = (&'a [u8], &'a [u8])>,
@@ -358,8 +362,7 @@ impl CheckpointFile {
             if chunk.is_empty() {
                 return Ok(());
             }
-            frame.reserve(FRAME_HEADER + *bytes);
-            encode_frame_into(&mut frame, chunk.drain(..))?;
+            encode_frame_into(&mut frame, chunk.drain(..), *bytes)?;
             out.write_all(&frame)?;
             len += frame.len() as u64;
             *bytes = 0;

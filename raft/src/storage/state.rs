@@ -429,8 +429,9 @@ impl StateDisk for SledState {
             segments.file.landed(position);
         }
         if segments.bytes() >= self.compact_min_bytes.max(2 * segments.live) {
-            // Compaction folds the file, the segment just written included, into a new one
-            // committed by a second atomic batch: the state loads the same before and after.
+            // The file, the segment just written included, is folded to see what is live; a
+            // compaction writes that to a new file committed by a second atomic batch: the
+            // state loads the same before and after.
             if segments.legacy_bytes == 0 {
                 // The common case: fold the mapped file into a hash map of records borrowed
                 // from it. Copying the file into the heap and every record into a B-tree
@@ -456,6 +457,8 @@ impl StateDisk for SledState {
                     segments.live = live_bytes;
                 }
             } else {
+                // What an earlier version kept in sled is folded in and removed whatever
+                // the garbage: the first compaction after an upgrade always rewrites.
                 let live = self.hot_records(&segments)?;
                 self.rewrite_segments(
                     &mut segments,
